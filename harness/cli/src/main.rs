@@ -1,0 +1,64 @@
+//! `faultline`: the command line. A thin layer over the library crates: parse flags, call the
+//! library, map its outcome to the exit-code contract.
+//!
+//! Exit codes (the contract scripts rely on): 0 valid, 1 invalid, 2 unknown, 255 error (harness
+//! failure, bad input, bad usage).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod cleanup;
+mod run;
+
+/// The verdict-to-exit-code contract.
+pub const EXIT_VALID: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_UNKNOWN: u8 = 2;
+pub const EXIT_ERROR: u8 = 255;
+
+#[derive(Parser, Debug)]
+#[command(name = "faultline", version, about = "Jepsen-style fault injection: run a cluster under faults, record the history, check it.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a cluster, drive clients, inject faults, record and check the history.
+    Run(run::RunArgs),
+    /// Check a recorded history (a history.jsonl, a run folder, or an imported format).
+    Check(check::CheckArgs),
+    /// Remove whatever a killed run left behind (namespaces, links, firewall chains, processes).
+    Cleanup(cleanup::CleanupArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's own exit code is 2, which our contract reserves for "unknown".
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::from(EXIT_VALID)
+                }
+                _ => ExitCode::from(EXIT_ERROR),
+            };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Check(args) => check::main(args),
+        Command::Cleanup(args) => cleanup::main(args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("faultline: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

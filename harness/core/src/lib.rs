@@ -1,0 +1,1 @@
+//! faultline-core: the control plane.

@@ -1,0 +1,1 @@
+//! faultline-protocols: pure protocol cores.
