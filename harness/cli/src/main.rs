@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod cleanup;
+mod report;
 mod run;
 
 /// The verdict-to-exit-code contract.
@@ -33,6 +34,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Remove whatever a killed run left behind (namespaces, links, firewall chains, processes).
     Cleanup(cleanup::CleanupArgs),
+    /// Render (or re-render) a run folder's report.html and PNG plots.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Check(args) => check::main(args),
         Command::Cleanup(args) => cleanup::main(args),
+        Command::Report(args) => report::main(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
