@@ -1,0 +1,365 @@
+//! The linearizability search for one key: Wing & Gong's backtracking search with Lowe's
+//! improvements ("Testing for linearizability", Concurrency and Computation 2017, §3–4): the
+//! history is a doubly linked list of call and return entries in real-time order; an operation
+//! is linearized by *lifting* its two entries out of the list and undone by *unlifting* them
+//! (dancing links), and a cache of (linearized set, state) configurations already explored cuts
+//! the search (Lowe's just-in-time linearization with memoization, as in Porcupine).
+//!
+//! Indeterminate operations have a call entry and no return entry: they may be linearized at
+//! any point after their call, or never. The search succeeds as soon as every completed
+//! operation is linearized; indeterminate ones left over simply never took effect.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::cache::{mix, Cache};
+use crate::explain::{Explanation, LinStep, PartialLinearization};
+use crate::model::{KvModel, RegisterModel, SearchModel, SetModel, Span};
+use crate::prepare::{KeyHistory, ModelOps};
+use crate::{KeyReport, Verdict};
+
+/// The budget shared by all keys of one check.
+pub(crate) struct Budget {
+    pub deadline: Option<Instant>,
+    pub memory_limit_bytes: Option<u64>,
+    /// Bytes reserved by all running searches.
+    pub memory_used: AtomicU64,
+    /// Set when the check is to stop (a key was invalid in stop-on-first-invalid mode).
+    pub cancel: AtomicBool,
+}
+
+impl Budget {
+    fn try_reserve(&self, bytes: u64) -> bool {
+        let prev = self.memory_used.fetch_add(bytes, Ordering::Relaxed);
+        match self.memory_limit_bytes {
+            Some(limit) if prev + bytes > limit => {
+                self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+                false
+            }
+            _ => true,
+        }
+    }
+    fn release(&self, bytes: u64) {
+        self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Search iterations between two looks at the clock, the cancel flag and the model's memory.
+const BUDGET_CHECK_EVERY: u64 = 1024;
+/// How many longest partial linearizations an explanation keeps.
+const LONGEST_KEPT_MAX: usize = 3;
+/// States longer than this are shortened in explanations.
+const STATE_SHOWN_CHARS_MAX: usize = 200;
+
+enum Outcome {
+    Valid,
+    Invalid,
+    Unknown(String),
+}
+
+#[derive(Default)]
+struct Stats {
+    steps: u64,
+    cache_entries: u64,
+    max_depth: usize,
+}
+
+/// A dead end of the search: the linearized prefix, the op whose return was reached, the state.
+struct DeadEnd {
+    order: Vec<u32>,
+    blocked: u32,
+    state: u32,
+}
+
+/// Judges one key's sub-history.
+pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> KeyReport {
+    let started = Instant::now();
+    let (outcome, stats, explanation) = match &k.model {
+        ModelOps::Register { values, ops } => {
+            run(k, RegisterModel { values: values.clone(), ops: ops.clone() }, budget)
+        }
+        ModelOps::Kv(ops) => run(k, KvModel::new(ops.clone(), &k.spans), budget),
+        ModelOps::Set(ops) => run(k, SetModel::new(ops.clone()), budget),
+    };
+    let (verdict, reason) = match outcome {
+        Outcome::Valid => (Verdict::Valid, None),
+        Outcome::Invalid => {
+            let r = explanation.as_ref().and_then(|e| {
+                e.ops.get(e.failed_op).map(|op| format!("cannot linearize #{} {}", e.failed_op, op.describe()))
+            });
+            (Verdict::Invalid, r.or_else(|| Some("no linearization".into())))
+        }
+        Outcome::Unknown(r) => (Verdict::Unknown, Some(r)),
+    };
+    KeyReport {
+        key: k.key.clone(),
+        verdict,
+        reason,
+        ops: k.spans.len(),
+        info_ops: k.spans.iter().filter(|s| s.ret.is_none()).count(),
+        steps: stats.steps,
+        cache_entries: stats.cache_entries,
+        max_linearized: stats.max_depth,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+        explanation,
+    }
+}
+
+fn shorten(s: String) -> String {
+    match s.char_indices().nth(STATE_SHOWN_CHARS_MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s,
+    }
+}
+
+fn run<M: SearchModel>(k: &KeyHistory, mut model: M, budget: &Budget) -> (Outcome, Stats, Option<Explanation>) {
+    let mut dead_ends = Vec::new();
+    let (outcome, stats) = search(&k.spans, &mut model, budget, &mut dead_ends);
+    let explanation = match outcome {
+        Outcome::Invalid => {
+            let longest: Vec<PartialLinearization> = dead_ends
+                .iter()
+                .map(|d| {
+                    let mut state = model.init();
+                    let steps = d
+                        .order
+                        .iter()
+                        .map(|&op| {
+                            state = model.step(state, op as usize).expect("a recorded prefix replays");
+                            LinStep { op: op as usize, state_after: shorten(model.describe_state(state)) }
+                        })
+                        .collect();
+                    debug_assert_eq!(state, d.state);
+                    PartialLinearization {
+                        steps,
+                        blocked_op: d.blocked as usize,
+                        final_state: shorten(model.describe_state(d.state)),
+                    }
+                })
+                .collect();
+            Some(Explanation {
+                key: k.key.clone(),
+                ops: k.ops.clone(),
+                failed_op: longest.first().map_or(0, |p| p.blocked_op),
+                longest,
+            })
+        }
+        _ => None,
+    };
+    (outcome, stats, explanation)
+}
+
+const NONE: u32 = u32::MAX;
+
+/// The entry list: node 0 is the head sentinel; nodes 1.. are call and return entries.
+struct Entries {
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    op: Vec<u32>,
+    /// For a call node, its return node (`NONE` for indeterminate ops); for a return, `NONE`.
+    ret_of: Vec<u32>,
+    is_call: Vec<bool>,
+}
+
+impl Entries {
+    fn build(spans: &[Span]) -> Entries {
+        // (position, is_call, op): positions are distinct event positions.
+        let mut raw: Vec<(u32, bool, u32)> = Vec::with_capacity(spans.len() * 2);
+        for (i, s) in spans.iter().enumerate() {
+            raw.push((s.call, true, i as u32));
+            if let Some(r) = s.ret {
+                assert!(r > s.call, "a return follows its call");
+                raw.push((r, false, i as u32));
+            }
+        }
+        raw.sort_unstable_by_key(|&(pos, _, _)| pos);
+        let n = raw.len() + 1;
+        let mut e = Entries {
+            prev: (0..n as u32).map(|i| if i == 0 { n as u32 - 1 } else { i - 1 }).collect(),
+            next: (0..n as u32).map(|i| if i as usize == n - 1 { 0 } else { i + 1 }).collect(),
+            op: vec![NONE; n],
+            ret_of: vec![NONE; n],
+            is_call: vec![false; n],
+        };
+        let mut call_node = vec![NONE; spans.len()];
+        for (j, &(_, is_call, op)) in raw.iter().enumerate() {
+            let node = j + 1;
+            e.op[node] = op;
+            e.is_call[node] = is_call;
+            if is_call {
+                call_node[op as usize] = node as u32;
+            } else {
+                e.ret_of[call_node[op as usize] as usize] = node as u32;
+            }
+        }
+        e
+    }
+
+    #[inline]
+    fn unlink(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    #[inline]
+    fn relink(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = x;
+        self.prev[n as usize] = x;
+    }
+
+    /// Removes a call entry and its return entry.
+    #[inline]
+    fn lift(&mut self, call: u32) {
+        self.unlink(call);
+        let r = self.ret_of[call as usize];
+        if r != NONE {
+            self.unlink(r);
+        }
+    }
+
+    /// Undoes [`Entries::lift`] (in reverse order, as dancing links require).
+    #[inline]
+    fn unlift(&mut self, call: u32) {
+        let r = self.ret_of[call as usize];
+        if r != NONE {
+            self.relink(r);
+        }
+        self.relink(call);
+    }
+}
+
+fn search<M: SearchModel>(
+    spans: &[Span],
+    model: &mut M,
+    budget: &Budget,
+    dead_ends: &mut Vec<DeadEnd>,
+) -> (Outcome, Stats) {
+    let mut stats = Stats::default();
+    let mut remaining = spans.iter().filter(|s| s.ret.is_some()).count();
+    if remaining == 0 {
+        return (Outcome::Valid, stats);
+    }
+    let n = spans.len();
+    let words = n.div_ceil(64);
+    let mut entries = Entries::build(spans);
+    let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x5EED_0F_F417_u64)).collect();
+    let mut bits = vec![0u64; words];
+    let mut hash = 0u64;
+    let mut cache = Cache::new(words);
+    let mut state = model.init();
+    // (call node, state before) per linearized op.
+    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(n);
+    let mut reserved: u64 = 0;
+    let mut model_bytes_reserved: u64 = 0;
+    let mut cache_bytes_reserved: u64 = 0;
+    let mut iterations: u64 = 0;
+    let mut node = entries.next[0];
+
+    let outcome = loop {
+        iterations += 1;
+        if iterations % BUDGET_CHECK_EVERY == 0 {
+            if budget.cancel.load(Ordering::Relaxed) {
+                break Outcome::Unknown("not finished: stopped because another key is not linearizable".into());
+            }
+            if budget.deadline.is_some_and(|d| Instant::now() >= d) {
+                break Outcome::Unknown(format!(
+                    "time limit reached after {} steps ({} configurations cached, at most {} of {} ops linearized)",
+                    stats.steps,
+                    cache.len(),
+                    stats.max_depth,
+                    n
+                ));
+            }
+            let mb = model.memory_bytes() as u64;
+            if mb > model_bytes_reserved {
+                if !budget.try_reserve(mb - model_bytes_reserved) {
+                    break memory_exhausted(&stats, &cache, n, budget);
+                }
+                reserved += mb - model_bytes_reserved;
+                model_bytes_reserved = mb;
+            }
+        }
+        if node == 0 {
+            // Only indeterminate calls were left to try: no completed op remains here, which
+            // the `remaining == 0` test below would have caught.
+            unreachable!("the list ends with the return entry of a pending completed op");
+        }
+        if entries.is_call[node as usize] {
+            let op = entries.op[node as usize] as usize;
+            stats.steps += 1;
+            if let Some(next_state) = model.step(state, op) {
+                bits[op / 64] |= 1 << (op % 64);
+                let h = hash ^ zobrist[op];
+                let key = h ^ mix(u64::from(next_state));
+                // Reserve what the insert may allocate before allocating it.
+                let cache_bytes_needed = (cache.memory_bytes() + cache.growth_bytes()) as u64;
+                if cache_bytes_needed > cache_bytes_reserved {
+                    if !budget.try_reserve(cache_bytes_needed - cache_bytes_reserved) {
+                        break memory_exhausted(&stats, &cache, n, budget);
+                    }
+                    reserved += cache_bytes_needed - cache_bytes_reserved;
+                    cache_bytes_reserved = cache_bytes_needed;
+                }
+                if !model.prune(next_state, &bits) && cache.insert(key, &bits, next_state) {
+                    stack.push((node, state));
+                    state = next_state;
+                    hash = h;
+                    entries.lift(node);
+                    if spans[op].ret.is_some() {
+                        remaining -= 1;
+                        if remaining == 0 {
+                            break Outcome::Valid;
+                        }
+                    }
+                    stats.max_depth = stats.max_depth.max(stack.len());
+                    node = entries.next[0];
+                    continue;
+                }
+                bits[op / 64] &= !(1 << (op % 64));
+            }
+            node = entries.next[node as usize];
+        } else {
+            // The return of an op not linearized yet: this prefix cannot be extended.
+            let depth = stack.len();
+            let best = dead_ends.first().map_or(None, |d| Some(d.order.len()));
+            if best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX) {
+                if best.is_some_and(|b| depth > b) {
+                    dead_ends.clear();
+                }
+                let order: Vec<u32> = stack.iter().map(|&(c, _)| entries.op[c as usize]).collect();
+                if !dead_ends.iter().any(|d| d.order == order) {
+                    dead_ends.push(DeadEnd { order, blocked: entries.op[node as usize], state });
+                }
+            }
+            let Some((call, prev_state)) = stack.pop() else {
+                break Outcome::Invalid;
+            };
+            let op = entries.op[call as usize] as usize;
+            entries.unlift(call);
+            bits[op / 64] &= !(1 << (op % 64));
+            hash ^= zobrist[op];
+            state = prev_state;
+            if spans[op].ret.is_some() {
+                remaining += 1;
+            }
+            node = entries.next[call as usize];
+        }
+    };
+    stats.cache_entries = cache.len() as u64;
+    budget.release(reserved);
+    (outcome, stats)
+}
+
+fn memory_exhausted(stats: &Stats, cache: &Cache, n: usize, budget: &Budget) -> Outcome {
+    Outcome::Unknown(format!(
+        "memory limit of {} MiB reached (all keys together) after {} steps ({} configurations cached, {} MiB, at most {} of {} ops linearized)",
+        budget.memory_limit_bytes.unwrap_or(0) >> 20,
+        stats.steps,
+        cache.len(),
+        cache.memory_bytes() >> 20,
+        stats.max_depth,
+        n
+    ))
+}
