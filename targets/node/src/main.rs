@@ -1,1 +1,189 @@
-fn main() {}
+//! `faultline-node`: the reference node binary. `--role` picks the system; this binary owns the
+//! shared plumbing (command line, HTTP server, admin API and node clock, WAL, peer transport,
+//! tick loop) and runs the pure protocol core of the chosen role (`faultline-protocols`).
+//! The command line and the HTTP API are documented in docs/node-api.md.
+
+mod clock;
+mod raft_role;
+mod server;
+mod transport;
+mod wal;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use faultline_protocols::raft::{Bugs, Config, NodeId, ReadMode};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoleArg {
+    Raft,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BugArg {
+    /// Acknowledge before persisting: the WAL is buffered in memory and never fsynced.
+    NoFsync,
+    /// The leader answers reads locally without confirming leadership.
+    StaleRead,
+    /// Serve reads under a clock-based lease (same as `--read-mode lease`).
+    Lease,
+    /// Commit old-term entries by counting replicas (Raft paper, figure 8).
+    CommitOldTerm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReadModeArg {
+    ReadIndex,
+    Lease,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "faultline-node", about = "faultline's reference node (docs/node-api.md)")]
+struct Args {
+    /// Which system this node runs.
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    id: String,
+    /// Address to serve on (clients, admin, peers); outgoing sockets are bound to its IP.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Every member, this node included: ID=IP:PORT,ID=IP:PORT,...
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// Where the WAL and snapshots live.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Token required by the admin API (Authorization: Bearer TOKEN).
+    #[arg(long, env = "FAULTLINE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Turn on a documented bug (repeatable); see docs/targets.md.
+    #[arg(long = "bug", value_enum)]
+    bugs: Vec<BugArg>,
+    /// How the leader confirms reads.
+    #[arg(long, value_enum, default_value = "read-index")]
+    read_mode: ReadModeArg,
+    /// Seed of the election-timeout RNG (default: derived from --id).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Length of a protocol tick.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Leader heartbeat interval.
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Minimum election timeout; each timeout is drawn from [min, 2*min).
+    #[arg(long, default_value_t = 300)]
+    election_ms: u64,
+    /// Entries applied between snapshots (log compaction).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
+    /// Longest a client request waits for an outcome before answering 504 timeout.
+    #[arg(long, default_value_t = 1500)]
+    request_timeout_ms: u64,
+}
+
+fn parse_peers(specs: &[String]) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>> {
+    let mut peers = BTreeMap::new();
+    for spec in specs {
+        let (id, addr) = spec.split_once('=').with_context(|| format!("--peers: `{spec}` is not ID=IP:PORT"))?;
+        if id.is_empty() {
+            bail!("--peers: `{spec}` has an empty id");
+        }
+        let addr: SocketAddr = addr.parse().with_context(|| format!("--peers: `{addr}` (in `{spec}`) is not IP:PORT"))?;
+        if peers.insert(id.to_string(), addr).is_some() {
+            bail!("--peers: id `{id}` listed twice");
+        }
+    }
+    Ok(peers)
+}
+
+/// FNV-1a of the id: a stable per-node default seed.
+fn seed_from_id(id: &str) -> u64 {
+    id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    // Fail-stop: a panic anywhere (an assertion on a Raft invariant) ends the process instead of
+    // leaving a node that serves HTTP with a dead protocol task.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
+    let args = Args::parse();
+    let peers = parse_peers(&args.peers)?;
+    let Some(own) = peers.get(&args.id) else { bail!("--id {} does not appear in --peers", args.id) };
+    if *own != args.listen {
+        tracing::warn!(listen = %args.listen, peers_entry = %own, "--listen differs from this node's --peers entry");
+    }
+    if args.admin_token.is_empty() {
+        bail!("--admin-token: must not be empty");
+    }
+    if args.tick_ms == 0 || args.heartbeat_ms < args.tick_ms || args.election_ms <= args.heartbeat_ms {
+        bail!("timing: need 0 < --tick-ms <= --heartbeat-ms < --election-ms");
+    }
+    let has = |b: BugArg| args.bugs.contains(&b);
+    let read_mode = if args.read_mode == ReadModeArg::Lease || has(BugArg::Lease) { ReadMode::Lease } else { ReadMode::ReadIndex };
+    match args.role {
+        RoleArg::Raft => {}
+    }
+    let mut cfg = Config::new(args.id.clone(), peers.keys().cloned().collect());
+    cfg.tick_ms = args.tick_ms;
+    cfg.heartbeat_ticks = (args.heartbeat_ms / args.tick_ms) as u32;
+    cfg.election_ticks = (args.election_ms / args.tick_ms) as u32;
+    cfg.seed = args.seed.unwrap_or_else(|| seed_from_id(&args.id));
+    cfg.read_mode = read_mode;
+    cfg.bugs = Bugs { stale_read: has(BugArg::StaleRead), commit_old_term: has(BugArg::CommitOldTerm) };
+    cfg.snapshot_entries = args.snapshot_entries.max(1);
+
+    let (wal, restore, scan) = wal::Wal::open(&args.data_dir, has(BugArg::NoFsync)).context("opening the data directory")?;
+    tracing::info!(
+        id = %args.id,
+        listen = %args.listen,
+        term = restore.hard_state.term,
+        entries = restore.entries.len(),
+        snapshot_index = restore.snapshot.as_ref().map(|s| s.index).unwrap_or(0),
+        wal_records = scan.records,
+        bugs = ?args.bugs,
+        read_mode = ?read_mode,
+        "starting raft node"
+    );
+
+    let local_ip = (!args.listen.ip().is_unspecified()).then(|| args.listen.ip());
+    let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+    let request_timeout = Duration::from_millis(args.request_timeout_ms);
+    let forward_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?;
+    let transport = transport::Transport::start(&args.id, &peers, peer_client);
+    let clock = Arc::new(clock::NodeClock::default());
+    let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms));
+
+    let mut bug_names: Vec<String> = args.bugs.iter().map(|b| b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()).collect();
+    bug_names.sort();
+    let state = Arc::new(server::AppState {
+        id: args.id.clone(),
+        role_name: "raft",
+        admin_token: args.admin_token.clone(),
+        clock,
+        raft: handle,
+        peers,
+        forward_client,
+        request_timeout,
+        read_mode: if read_mode == ReadMode::Lease { "lease" } else { "read-index" },
+        bugs: bug_names,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %args.listen, "serving");
+    axum::serve(listener, server::router(state)).await.context("HTTP server")?;
+    Ok(())
+}

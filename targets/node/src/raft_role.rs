@@ -1,0 +1,149 @@
+//! The `raft` role's runtime: one task owns the pure Raft core and the WAL, and loops over
+//! events (ticks, peer messages, client requests). Each iteration drains a bounded batch of
+//! events, then handles the core's `Ready` in the order Raft's safety needs: persist (fsync)
+//! first, then send messages, then answer clients. Batching many events per fsync is what gives
+//! group commit.
+
+use crate::clock::NodeClock;
+use crate::transport::Transport;
+use crate::wal::Wal;
+use faultline_protocols::raft::{Command, Config, Envelope, Raft, Ready, ReqId, Reply, Restore, Status};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub enum Event {
+    Peer(Vec<Envelope>),
+    Propose { cmd: Command, tx: oneshot::Sender<Reply> },
+    Read { key: String, tx: oneshot::Sender<Reply> },
+}
+
+/// Events queued for the Raft task at most; beyond, peers' messages are dropped and clients get
+/// 503 `unavailable`.
+pub const EVENT_QUEUE_CAPACITY: usize = 8192;
+/// Events handled per iteration (per fsync) at most.
+const EVENTS_PER_ITERATION_MAX: usize = 2048;
+
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub tx: mpsc::Sender<Event>,
+    pub status: watch::Receiver<Status>,
+}
+
+pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration) -> RaftHandle {
+    let raft = Raft::new(cfg, restore);
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let (status_tx, status_rx) = watch::channel(raft.status());
+    tokio::spawn(run(raft, wal, transport, clock, tick, rx, status_tx));
+    RaftHandle { tx, status: status_rx }
+}
+
+struct Loop {
+    raft: Raft,
+    wal: Wal,
+    transport: Transport,
+    waiting: HashMap<ReqId, oneshot::Sender<Reply>>,
+    next_req: ReqId,
+}
+
+impl Loop {
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Peer(envs) => {
+                for e in envs {
+                    self.raft.step(e);
+                }
+            }
+            Event::Propose { cmd, tx } => {
+                let id = self.register(tx);
+                self.raft.propose(id, cmd);
+            }
+            Event::Read { key, tx } => {
+                let id = self.register(tx);
+                self.raft.read(id, key);
+            }
+        }
+    }
+
+    fn register(&mut self, tx: oneshot::Sender<Reply>) -> ReqId {
+        self.next_req += 1;
+        // Bounded: the core answers every request it accepts (reply, step-down or refusal),
+        // and refuses beyond its own pending limits.
+        self.waiting.insert(self.next_req, tx);
+        self.next_req
+    }
+
+    fn process_ready(&mut self) {
+        let rd: Ready = self.raft.take_ready();
+        if rd.is_empty() {
+            return;
+        }
+        if rd.must_persist() {
+            let res = tokio::task::block_in_place(|| {
+                if let Some(snap) = &rd.snapshot {
+                    let (hs, _, entries) = self.raft.persisted_state();
+                    self.wal.save_snapshot(snap, &hs, &entries)
+                } else {
+                    self.wal.append(rd.hard_state.as_ref(), rd.first_index, &rd.entries)
+                }
+            });
+            if let Err(e) = res {
+                // Continuing without durable state would break Raft's guarantees: stop here.
+                tracing::error!(error = %e, "cannot persist Raft state; exiting");
+                std::process::exit(70);
+            }
+        }
+        for m in rd.messages {
+            self.transport.send(m);
+        }
+        for (id, reply) in rd.replies {
+            if let Some(tx) = self.waiting.remove(&id) {
+                let _ = tx.send(reply); // the client may have timed out and gone
+            }
+        }
+    }
+}
+
+async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, mut rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
+    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0 };
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                lp.raft.set_now_ms(clock.now_ms());
+                lp.raft.tick();
+                if let Err(e) = lp.wal.flush_if_due() {
+                    tracing::error!(error = %e, "cannot write the WAL; exiting");
+                    std::process::exit(70);
+                }
+            }
+            ev = rx.recv() => {
+                let Some(ev) = ev else { return };
+                lp.raft.set_now_ms(clock.now_ms());
+                lp.handle(ev);
+                let mut n = 1;
+                while n < EVENTS_PER_ITERATION_MAX {
+                    match rx.try_recv() {
+                        Ok(ev) => { lp.handle(ev); n += 1; }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        lp.process_ready();
+        let st = lp.raft.status();
+        status_tx.send_if_modified(|old| {
+            if *old != st {
+                if old.role != st.role || old.term != st.term || old.leader != st.leader {
+                    tracing::info!(state = st.role.as_str(), term = st.term, leader = ?st.leader, "raft state");
+                }
+                *old = st;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}

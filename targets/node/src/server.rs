@@ -1,0 +1,341 @@
+//! The node's HTTP API (docs/node-api.md): client API under `/kv/`, admin API under `/admin/`
+//! (token checked), peer messages under `/peer/`. Request bodies are parsed by hand so that a
+//! malformed request always gets a 400 with a reason in the documented error shape.
+
+use crate::clock::{NodeClock, DRIFT_PPM_MAX, OFFSET_MS_MAX};
+use crate::raft_role::{Event, RaftHandle};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use faultline_protocols::raft::{Command, Envelope, NodeId, Reply, Role};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub const NO_FORWARD_HEADER: &str = "x-faultline-no-forward";
+/// Keys longer than this are refused (docs/node-api.md).
+pub const KEY_BYTES_MAX: usize = 256;
+/// Longest a request waits for some leader to be known before answering 503.
+const LEADER_WAIT_MAX: Duration = Duration::from_millis(1000);
+/// Request bodies larger than this are refused (peer batches with snapshots are the largest).
+const BODY_BYTES_MAX: usize = 64 << 20;
+
+pub struct AppState {
+    pub id: NodeId,
+    pub role_name: &'static str,
+    pub admin_token: String,
+    pub clock: Arc<NodeClock>,
+    pub raft: RaftHandle,
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Bound to the node's address; used to forward client requests to the leader.
+    pub forward_client: reqwest::Client,
+    pub request_timeout: Duration,
+    pub read_mode: &'static str,
+    pub bugs: Vec<String>,
+}
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/kv/read", post(kv_read))
+        .route("/kv/write", post(kv_write))
+        .route("/kv/cas", post(kv_cas))
+        .route("/admin/status", get(admin_status))
+        .route("/admin/clock", post(admin_clock))
+        .route("/peer/msg", post(peer_msg))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+// ------------------------------------------------------------------------- errors
+
+fn error(status: StatusCode, code: &str, definite: bool, leader: Option<String>, message: impl Into<String>) -> Response {
+    let body = json!({"error": code, "definite": definite, "leader": leader, "message": message.into()});
+    (status, Json(body)).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad-request", true, None, message)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not-found", true, None, "no such route; see docs/node-api.md")
+}
+
+// ------------------------------------------------------------------------- client API
+
+#[derive(Deserialize)]
+struct ReadBody {
+    key: String,
+}
+#[derive(Deserialize)]
+struct WriteBody {
+    key: String,
+    value: i64,
+}
+#[derive(Deserialize)]
+struct CasBody {
+    key: String,
+    from: i64,
+    to: i64,
+}
+
+enum Op {
+    Read(String),
+    Write(Command),
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}; expected {expected}")))
+}
+
+fn check_key(key: &str) -> Result<(), Response> {
+    if key.is_empty() {
+        return Err(bad_request("key: must be a non-empty string"));
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(bad_request(format!("key: {} bytes, at most {KEY_BYTES_MAX} allowed", key.len())));
+    }
+    Ok(())
+}
+
+async fn kv_read(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: ReadBody = match parse(&body, r#"{"key": string}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_key(&b.key) {
+        return r;
+    }
+    dispatch(&s, "read", Op::Read(b.key), &headers, body).await
+}
+
+async fn kv_write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: WriteBody = match parse(&body, r#"{"key": string, "value": integer}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_key(&b.key) {
+        return r;
+    }
+    dispatch(&s, "write", Op::Write(Command::Write { key: b.key, value: b.value }), &headers, body).await
+}
+
+async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: CasBody = match parse(&body, r#"{"key": string, "from": integer, "to": integer}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_key(&b.key) {
+        return r;
+    }
+    dispatch(&s, "cas", Op::Write(Command::Cas { key: b.key, from: b.from, to: b.to }), &headers, body).await
+}
+
+/// Waits (bounded) until some leader is known; `None` if none by `until`.
+async fn known_leader(s: &AppState, until: Instant) -> Option<NodeId> {
+    let mut rx = s.raft.status.clone();
+    loop {
+        if let Some(l) = rx.borrow_and_update().leader.clone() {
+            return Some(l);
+        }
+        match tokio::time::timeout_at(until, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: Bytes) -> Response {
+    let deadline = Instant::now() + s.request_timeout;
+    let no_forward = headers.get(NO_FORWARD_HEADER).is_some_and(|v| v.as_bytes() == b"1");
+    let leader = known_leader(s, (Instant::now() + LEADER_WAIT_MAX).min(deadline)).await;
+    let Some(leader) = leader else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "no leader known (election in progress or no quorum reachable)");
+    };
+    if leader != s.id {
+        return if no_forward {
+            not_leader(s, Some(leader))
+        } else {
+            forward(s, path, &leader, body, deadline).await
+        };
+    }
+    let (tx, rx) = oneshot::channel();
+    let ev = match op {
+        Op::Read(key) => Event::Read { key, tx },
+        Op::Write(cmd) => Event::Propose { cmd, tx },
+    };
+    if s.raft.tx.try_send(ev).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full");
+    }
+    let reply = match tokio::time::timeout_at(deadline, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "request dropped by the Raft task"),
+        Err(_) => return timeout(s),
+    };
+    match reply {
+        Reply::NotLeader { leader: Some(l) } if l != s.id && !no_forward => forward(s, path, &l, body, deadline).await,
+        other => reply_response(s, other),
+    }
+}
+
+fn timeout(s: &AppState) -> Response {
+    error(StatusCode::GATEWAY_TIMEOUT, "timeout", false, None, format!("no outcome within {} ms; the operation may or may not take effect", s.request_timeout.as_millis()))
+}
+
+fn not_leader(s: &AppState, leader: Option<NodeId>) -> Response {
+    let addr = leader.as_ref().and_then(|l| s.peers.get(l)).map(|a| a.to_string());
+    let msg = match &leader {
+        Some(l) => format!("not the leader; the leader is {l}"),
+        None => "not the leader; no leader known".to_string(),
+    };
+    error(StatusCode::MISDIRECTED_REQUEST, "not-leader", true, addr, msg)
+}
+
+fn reply_response(s: &AppState, reply: Reply) -> Response {
+    match reply {
+        Reply::Value(v) => (StatusCode::OK, Json(json!({"value": v}))).into_response(),
+        Reply::Done => (StatusCode::OK, Json(json!({}))).into_response(),
+        Reply::CasMismatch { current } => {
+            let msg = match current {
+                Some(c) => format!("the key holds {c}"),
+                None => "the key was never written".to_string(),
+            };
+            error(StatusCode::CONFLICT, "cas-mismatch", true, None, msg)
+        }
+        Reply::NotLeader { leader } => not_leader(s, leader),
+        Reply::Unavailable { reason } => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, reason),
+        Reply::LostLeadership => error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "proposed, then leadership was lost before the outcome was known"),
+    }
+}
+
+/// One hop to the leader, bounded by the request's deadline; the leader's answer is relayed.
+async fn forward(s: &AppState, path: &str, leader: &NodeId, body: Bytes, deadline: Instant) -> Response {
+    let Some(addr) = s.peers.get(leader) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("leader {leader} is not a known member"));
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let res = s
+        .forward_client
+        .post(format!("http://{addr}/kv/{path}"))
+        .header(NO_FORWARD_HEADER, "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(left)
+        .body(body)
+        .send()
+        .await;
+    let resp = match res {
+        Ok(r) => r,
+        // Not connected: the request never reached the leader.
+        Err(e) if e.is_connect() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("cannot reach the leader {leader} at {addr}: {e}"))
+        }
+        Err(_) => return timeout(s),
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        Ok(Ok(b)) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        _ => timeout(s),
+    }
+}
+
+// ------------------------------------------------------------------------- admin API
+
+fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let want = format!("Bearer {}", s.admin_token);
+    match headers.get(header::AUTHORIZATION) {
+        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
+        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, None, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
+    }
+}
+
+async fn admin_status(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let st = s.raft.status.borrow().clone();
+    let leader_addr = st.leader.as_ref().and_then(|l| s.peers.get(l)).map(|a| a.to_string());
+    let state = match st.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    };
+    Json(json!({
+        "id": s.id,
+        "role": s.role_name,
+        "state": state,
+        "term": st.term,
+        "leader": st.leader,
+        "leader_addr": leader_addr,
+        "commit_index": st.commit_index,
+        "applied_index": st.applied_index,
+        "last_index": st.last_index,
+        "snapshot_index": st.snapshot_index,
+        "read_mode": s.read_mode,
+        "bugs": s.bugs,
+        "clock": s.clock.view(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    offset_ms: Option<i64>,
+    drift_ppm: Option<f64>,
+    reset: Option<bool>,
+}
+
+async fn admin_clock(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let b: ClockBody = match parse(&body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if b.reset == Some(true) {
+        if b.offset_ms.is_some() || b.drift_ppm.is_some() {
+            return bad_request("reset: cannot be combined with offset_ms or drift_ppm");
+        }
+        return Json(s.clock.reset()).into_response();
+    }
+    if let Some(o) = b.offset_ms {
+        if o.abs() > OFFSET_MS_MAX {
+            return bad_request(format!("offset_ms: {o} is beyond ±{OFFSET_MS_MAX}"));
+        }
+    }
+    if let Some(d) = b.drift_ppm {
+        if !d.is_finite() || d.abs() >= DRIFT_PPM_MAX {
+            return bad_request(format!("drift_ppm: {d} must be finite and within ±{DRIFT_PPM_MAX} (exclusive)"));
+        }
+    }
+    let view = s.clock.set(b.offset_ms, b.drift_ppm);
+    tracing::info!(offset_ms = view.offset_ms, drift_ppm = view.drift_ppm, "clock set");
+    Json(view).into_response()
+}
+
+// ------------------------------------------------------------------------- peers
+
+async fn peer_msg(State(s): State<Shared>, body: Bytes) -> Response {
+    let envs: Vec<Envelope> = match parse(&body, "a JSON array of Raft envelopes") {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match s.raft.tx.try_send(Event::Peer(envs)) {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(mpsc::error::TrySendError::Full(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped"),
+        Err(mpsc::error::TrySendError::Closed(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "raft task stopped"),
+    }
+}
