@@ -12,6 +12,7 @@ mod check;
 mod cleanup;
 mod report;
 mod run;
+mod serve;
 
 /// The verdict-to-exit-code contract.
 pub const EXIT_VALID: u8 = 0;
@@ -36,6 +37,8 @@ enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Render (or re-render) a run folder's report.html and PNG plots.
     Report(report::ReportArgs),
+    /// Serve a run store on 127.0.0.1: the runs, filterable by verdict, each linked to its report.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Cleanup(args) => cleanup::main(args),
         Command::Report(args) => report::main(args),
+        Command::Serve(args) => serve::main(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,348 @@
+//! The counterexample of a non-linearizable key, drawn like Porcupine's visualization: one row
+//! per client process on a time axis, each operation a bar from invocation to completion, the
+//! operation that could not be linearized in red and the longest partial linearization in blue,
+//! numbered in linearization order and joined by a line.
+//!
+//! The checker says *which* operations (by history index); their times, processes and values
+//! come from the history itself, so the picture needs nothing else from the checker.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use faultline_checker::Explanation;
+
+use crate::html::{esc, short_json, tick_step, truncate};
+use crate::ops::{Op, Ops, Outcome};
+
+/// What a checker's explanation points at, resolved against the history's operations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counterexample {
+    /// The checker whose details held it.
+    pub checker: String,
+    pub key: Option<String>,
+    /// The operation(s) that could not be linearized (positions in [`Ops::ops`]).
+    pub failing: Vec<usize>,
+    /// The longest partial linearizations, each in linearization order (positions in `ops`).
+    pub partials: Vec<Vec<usize>>,
+    /// Model state after each operation of `partials[i]`, when the checker gave it.
+    pub states: Vec<Vec<Option<String>>>,
+    /// Per partial linearization: the operation that blocked it (position in `ops`) and the
+    /// model state it ended in, when the checker gave them.
+    pub ends: Vec<(Option<usize>, Option<String>)>,
+    /// Free text the checker gave (e.g. its one-line reason or a rendered explanation).
+    pub text: Option<String>,
+    /// History indices the explanation named that the history does not have.
+    pub unresolved: Vec<u64>,
+}
+
+/// Finds the counterexample in a checker's `details`: a serialized
+/// `faultline_checker::LinearizabilityReport` (its `explanation`, else the first key report's)
+/// or an `Explanation` itself. `None` when there is none or it has another shape.
+pub fn from_details(checker: &str, details: &Value, ops: &Ops) -> Option<Counterexample> {
+    let explanation = find_explanation(details, 0)?;
+    let typed = serde_json::from_value::<Explanation>(explanation.clone()).ok()?;
+    Some(from_explanation(checker, &typed, ops))
+}
+
+/// The checker's own structure: operations are indices into `e.ops`, whose `call_index` is the
+/// history index of the invocation.
+pub fn from_explanation(checker: &str, e: &Explanation, ops: &Ops) -> Counterexample {
+    let mut ce = Counterexample { checker: checker.to_string(), key: e.key.clone(), ..Default::default() };
+    let resolve = |i: usize, ce: &mut Counterexample| -> Option<usize> {
+        let op = e.ops.get(i)?;
+        match ops.by_index.get(&op.call_index) {
+            Some(&pos) => Some(pos),
+            None => {
+                if !ce.unresolved.contains(&op.call_index) {
+                    ce.unresolved.push(op.call_index);
+                }
+                None
+            }
+        }
+    };
+    if let Some(pos) = resolve(e.failed_op, &mut ce) {
+        ce.failing.push(pos);
+    }
+    for p in &e.longest {
+        let mut path = Vec::new();
+        let mut states = Vec::new();
+        for step in &p.steps {
+            if let Some(pos) = resolve(step.op, &mut ce) {
+                path.push(pos);
+                states.push(Some(truncate(&step.state_after, 60)));
+            }
+        }
+        let blocked = resolve(p.blocked_op, &mut ce);
+        ce.partials.push(path);
+        ce.states.push(states);
+        ce.ends.push((blocked, Some(truncate(&p.final_state, 60))));
+    }
+    ce.text = Some(e.to_text());
+    ce
+}
+
+/// The explanation object: `details.explanation`, else the first `keys[i].explanation`, else
+/// the details themselves when they have an explanation's fields. Bounded depth.
+fn find_explanation(v: &Value, depth: usize) -> Option<&Value> {
+    if depth > 3 {
+        return None;
+    }
+    let obj = v.as_object()?;
+    if let Some(e) = obj.get("explanation").filter(|e| e.is_object()) {
+        return Some(e);
+    }
+    if obj.contains_key("failed_op") && obj.contains_key("longest") && obj.contains_key("ops") {
+        return Some(v);
+    }
+    match obj.get("keys") {
+        Some(Value::Array(items)) => items.iter().find_map(|i| find_explanation(i, depth + 1)),
+        _ => None,
+    }
+}
+
+/// One-line description of an op: `f value → result`.
+pub fn op_label(ops: &Ops, op: &Op) -> String {
+    let inv = short_json(&op.invoke_value, 24);
+    let res = match op.outcome {
+        Outcome::Ok => short_json(&op.complete_value, 24),
+        Outcome::Fail => format!("fail {}", op.error.as_deref().unwrap_or("")),
+        Outcome::Info => format!("info {}", op.error.as_deref().unwrap_or("")),
+        Outcome::Pending => "pending".to_string(),
+    };
+    let res = res.trim_end();
+    if inv.is_empty() {
+        format!("{} → {}", ops.f_name(op), res)
+    } else {
+        format!("{} {} → {}", ops.f_name(op), inv, res)
+    }
+}
+
+/// The picture: bars of the counterexample's operations and the operations of the same key
+/// that overlap them in time, at most `ops_max` bars.
+pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
+    let highlighted: Vec<usize> = ce.failing.iter().chain(ce.partials.first().into_iter().flatten()).copied().collect();
+    if highlighted.is_empty() {
+        return String::new();
+    }
+    let end = ops.end_ns;
+    let t0 = highlighted.iter().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
+    let t1 = highlighted.iter().map(|&i| ops.ops[i].end_ns(end)).max().unwrap_or(t0).max(t0 + 1);
+    let mut shown: Vec<usize> = highlighted.clone();
+    let mut seen: HashSet<usize> = shown.iter().copied().collect();
+    let key = ce.key.as_ref().or_else(|| highlighted.first().and_then(|&i| ops.ops[i].key.as_ref()));
+    let mut capped = false;
+    for (i, op) in ops.ops.iter().enumerate() {
+        if op.invoke_ns > t1 {
+            break; // ops are in invocation order
+        }
+        if seen.contains(&i) || op.key.as_ref() != key || op.end_ns(end) < t0 || op.outcome == Outcome::Fail {
+            continue;
+        }
+        if shown.len() >= ops_max.max(highlighted.len()) {
+            capped = true;
+            break;
+        }
+        seen.insert(i);
+        shown.push(i);
+    }
+    let mut procs: Vec<u64> = shown.iter().map(|&i| ops.ops[i].process).collect();
+    procs.sort_unstable();
+    procs.dedup();
+    let (left, width, row_h, top) = (90.0, 1100.0, 34.0, 30.0);
+    let span = (t1 - t0) as f64;
+    let pad = span * 0.04;
+    let (v0, v1) = (t0 as f64 - pad, t1 as f64 + pad);
+    let x = |t: u64| left + (t as f64 - v0) / (v1 - v0) * (width - left - 10.0);
+    let height = top + row_h * procs.len() as f64 + 40.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="ce" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="counterexample">"#
+    );
+    axis(&mut s, v0, v1, left, width - 10.0, top - 8.0, top + row_h * procs.len() as f64, &x);
+    for (r, p) in procs.iter().enumerate() {
+        let y = top + row_h * r as f64;
+        let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, y + row_h * 0.6);
+        let _ = write!(s, r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##, width - 10.0, y + row_h, y + row_h);
+    }
+    let partial = ce.partials.first().cloned().unwrap_or_default();
+    let mut centers: Vec<(f64, f64)> = Vec::new();
+    for &i in &shown {
+        let op = &ops.ops[i];
+        let r = procs.binary_search(&op.process).unwrap_or(0);
+        let y = top + row_h * r as f64 + 5.0;
+        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)).max(x(op.invoke_ns) + 3.0));
+        let order = partial.iter().position(|&p| p == i);
+        let (class, tag) = if ce.failing.contains(&i) {
+            ("fail", "could not be linearized".to_string())
+        } else if let Some(n) = order {
+            ("lin", format!("linearized #{}", n + 1))
+        } else {
+            ("other", "concurrent, not in the partial linearization".to_string())
+        };
+        let label = op_label(ops, op);
+        let _ = write!(
+            s,
+            r#"<g class="op {class}"><title>{} — process {}, history index {}, {} to {} — {}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" rx="3"/>"#,
+            esc(&label),
+            op.process,
+            op.invoke_index,
+            esc(&crate::html::secs(op.invoke_ns)),
+            esc(&op.complete_ns.map(crate::html::secs).unwrap_or_else(|| "never".into())),
+            esc(&tag),
+            x1 - x0,
+            row_h - 10.0
+        );
+        let text = truncate(&label, ((x1 - x0) / 7.0).max(0.0) as usize);
+        if x1 - x0 > 30.0 {
+            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
+        }
+        if let Some(n) = order {
+            let cx = x0.max(x1 - 12.0);
+            centers.push((cx, y - 1.0));
+            let _ = write!(s, r#"<circle cx="{cx:.1}" cy="{:.1}" r="8" class="num"/><text x="{cx:.1}" y="{:.1}" class="numt">{}</text>"#, y - 1.0, y + 3.0, n + 1);
+        }
+        if ce.failing.contains(&i) {
+            let cx = x0.max(x1 - 12.0);
+            let _ = write!(s, r#"<text x="{cx:.1}" y="{:.1}" class="failt">✗</text>"#, y + 4.0);
+        }
+        s.push_str("</g>");
+    }
+    // Join the linearization order (centers are pushed in `shown` order; re-sort by order).
+    let mut ordered: Vec<(usize, (f64, f64))> = partial
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| {
+            let op = &ops.ops[*i];
+            let r = procs.binary_search(&op.process).ok()?;
+            let y = top + row_h * r as f64 + 4.0;
+            let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)).max(x(op.invoke_ns) + 3.0));
+            Some((n, (x0.max(x1 - 12.0), y)))
+        })
+        .collect();
+    ordered.sort_by_key(|o| o.0);
+    if ordered.len() > 1 {
+        let pts: Vec<String> = ordered.iter().map(|(_, (a, b))| format!("{a:.1},{b:.1}")).collect();
+        let _ = write!(s, r#"<polyline points="{}" class="path"/>"#, pts.join(" "));
+    }
+    s.push_str("</svg>");
+    if capped {
+        let _ = write!(s, r#"<p class="note">Capped: only {} operations drawn.</p>"#, shown.len());
+    }
+    s
+}
+
+/// A time axis in seconds along y = `y`, with grid lines down to `y_end`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn axis(s: &mut String, v0: f64, v1: f64, left: f64, right: f64, y: f64, y_end: f64, x: &dyn Fn(u64) -> f64) {
+    // Ticks in the unit that suits the span: s, ms or µs.
+    let (unit, per) = match v1 - v0 {
+        d if d >= 2e9 => ("s", 1e9),
+        d if d >= 2e6 => ("ms", 1e6),
+        _ => ("µs", 1e3),
+    };
+    let step = tick_step((v1 - v0) / per, 8.0);
+    let _ = write!(s, r##"<line x1="{left}" x2="{right}" y1="{y:.1}" y2="{y:.1}" stroke="#999"/>"##);
+    let mut t = (v0.max(0.0) / per / step).ceil() * step;
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil() as usize };
+    let mut n = 0;
+    while t * per <= v1 && n < 50 {
+        let px = x((t * per) as u64);
+        let _ = write!(
+            s,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{y:.1}" y2="{y_end:.1}" stroke="#ddd"/><text x="{px:.1}" y="{:.1}" class="tick">{t:.decimals$} {unit}</text>"##,
+            y - 4.0
+        );
+        t += step;
+        n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checker::history::Event;
+    use serde_json::json;
+
+    /// The real checker's report for a history that is not linearizable: the write of 1
+    /// completes before the read starts, yet the read sees 2.
+    fn checked(ops: &Ops, events: &[Event]) -> Value {
+        let report = faultline_checker::check_linearizable(
+            events,
+            faultline_checker::ModelKind::Register,
+            &faultline_checker::CheckOptions::default(),
+        );
+        assert_eq!(report.verdict, faultline_checker::Verdict::Invalid);
+        assert!(!ops.ops.is_empty());
+        serde_json::to_value(&report).unwrap()
+    }
+
+    fn events() -> Vec<Event> {
+        [
+            json!({"index":0,"time":0,"type":"invoke","process":0,"f":"write","key":"k","value":1}),
+            json!({"index":1,"time":10,"type":"ok","process":0,"f":"write","key":"k","value":1}),
+            json!({"index":2,"time":20,"type":"invoke","process":1,"f":"read","key":"k","value":null}),
+            json!({"index":3,"time":30,"type":"ok","process":1,"f":"read","key":"k","value":2}),
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn draws_the_real_checkers_explanation() {
+        let events = events();
+        let ops = Ops::from_events(&events);
+        let details = checked(&ops, &events);
+        let ce = from_details("linearizable", &details, &ops).expect("explanation found");
+        assert_eq!(ce.key.as_deref(), Some("k"));
+        assert_eq!(ce.failing, vec![1], "the read (op 1) cannot be linearized");
+        assert_eq!(ce.partials.first(), Some(&vec![0]), "longest prefix: the write");
+        assert!(ce.text.as_deref().unwrap_or("").contains("not linearizable"));
+        let svg = svg(&ce, &ops, 50);
+        assert!(svg.contains("could not be linearized") && svg.contains("linearized #1"), "{svg}");
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
+    }
+
+    #[test]
+    fn explanation_inside_key_reports_and_unknown_indices() {
+        let events = events();
+        let ops = Ops::from_events(&events);
+        let mut details = checked(&ops, &events);
+        details["explanation"] = Value::Null;
+        let ce = from_details("lin", &details, &ops).expect("found in keys[]");
+        assert_eq!(ce.failing, vec![1]);
+        // The same explanation against a history without those indices: named, not drawn.
+        let other = Ops::from_events(&events[..2]);
+        let ce = from_details("lin", &details, &other).unwrap();
+        assert!(ce.failing.is_empty());
+        assert_eq!(ce.unresolved, vec![2]);
+        assert!(!svg(&ce, &other, 10).contains("could not be linearized"));
+    }
+
+    #[test]
+    fn no_explanation_no_counterexample() {
+        let ops = Ops::from_events(&events());
+        assert_eq!(from_details("lin", &json!({"verdict": "valid", "explanation": null}), &ops), None);
+        assert_eq!(from_details("lin", &json!("text"), &ops), None);
+        assert_eq!(from_details("lin", &json!({"explanation": {"op": 3}}), &ops), None);
+    }
+
+    #[test]
+    fn user_strings_in_labels_are_escaped() {
+        let evs: Vec<Event> = [
+            json!({"index":0,"time":0,"type":"invoke","process":0,"f":"put","key":"<k>","value":"<script>x</script>"}),
+            json!({"index":1,"time":10,"type":"ok","process":0,"f":"put","key":"<k>","value":"<script>x</script>"}),
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+        let ops = Ops::from_events(&evs);
+        let ce = Counterexample { failing: vec![0], ..Default::default() };
+        let svg = svg(&ce, &ops, 10);
+        assert!(!svg.contains("<script>"), "{svg}");
+        assert!(svg.contains("&lt;script&gt;"));
+    }
+}

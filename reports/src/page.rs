@@ -1,0 +1,638 @@
+//! report.html: one self-contained page per run (inline CSS and SVG; the PNG plots sit beside
+//! it in the run folder and are referenced relatively, so the page opens from disk with no
+//! network).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::clock::{self, Clocks};
+use crate::counterexample::{self, Counterexample};
+use crate::html::{duration, esc, fault_rgb, outcome_css, rgb_css, row, secs, short_json, truncate};
+use crate::intervals::Faults;
+use crate::ops::{Ops, Outcome};
+use crate::plots::PlotFile;
+use crate::run::{verdict_text, RunData};
+use crate::stats::{self, WindowQuantiles};
+use crate::RenderOptions;
+
+/// Everything derived from a run before drawing.
+#[derive(Debug)]
+pub struct Analysis {
+    pub ops: Ops,
+    pub faults: Faults,
+    pub clocks: Option<Clocks>,
+    /// Width of the windows of the quantile and rate plots.
+    pub window_ns: u64,
+    pub quantiles: Vec<WindowQuantiles>,
+    /// Completions per second by outcome (ok, fail, info).
+    pub rates: Vec<(Outcome, Vec<(u64, f64)>)>,
+    /// The run's warnings plus those found while deriving.
+    pub warnings: Vec<String>,
+}
+
+impl Analysis {
+    pub fn new(run: &RunData) -> Analysis {
+        let ops = Ops::from_events(&run.events);
+        let faults = Faults::from_events(&run.events, ops.end_ns);
+        let clocks = clock::clocks(run.results.as_ref(), &run.events, ops.end_ns);
+        let window_ns = stats::window_ns(ops.end_ns, 100);
+        let samples: Vec<(u64, f64)> = ops
+            .ops
+            .iter()
+            .filter(|o| o.outcome == Outcome::Ok)
+            .filter_map(|o| o.latency_ns().map(|l| (o.invoke_ns, l as f64 / 1e6)))
+            .collect();
+        let quantiles = stats::windowed_quantiles(&samples, window_ns);
+        let rates = [Outcome::Ok, Outcome::Fail, Outcome::Info]
+            .into_iter()
+            .map(|out| {
+                let times: Vec<u64> = ops.ops.iter().filter(|o| o.outcome == out).filter_map(|o| o.complete_ns).collect();
+                (out, stats::rates(&times, window_ns, ops.end_ns))
+            })
+            .collect();
+        let mut warnings = run.warnings.clone();
+        warnings.extend(ops.warnings.iter().cloned());
+        warnings.extend(faults.warnings.iter().cloned());
+        Analysis { ops, faults, clocks, window_ns, quantiles, rates, warnings }
+    }
+}
+
+const CSS: &str = r#"
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222;background:#fff}
+h1{font-size:22px;margin:4px 0 12px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:16px 0 6px}
+table{border-collapse:collapse;margin:6px 0;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px;white-space:pre-wrap;word-break:break-all}
+.verdict{display:inline-block;padding:1px 10px;border-radius:10px;color:#fff;font-weight:600;font-size:13px}
+.verdict.valid{background:#2e8b3a}.verdict.invalid{background:#c62828}.verdict.unknown{background:#d98c00}.verdict.none,.verdict.other{background:#777}
+.note{color:#555;font-size:13px} .warn{color:#8a4b00;font-size:13px}
+img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}
+svg text{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif}
+svg .lbl{font-size:11px;fill:#333} svg .tick{font-size:10px;fill:#555;text-anchor:middle}
+svg .oplbl{font-size:10px;fill:#111;dominant-baseline:middle;pointer-events:none}
+svg.ce .op rect{stroke:#555;stroke-width:.6} svg.ce .fail rect{fill:#f28b82;stroke:#b71c1c;stroke-width:2}
+svg.ce .lin rect{fill:#9ecbff} svg.ce .other rect{fill:#e6e6e6}
+svg.ce .num{fill:#1565c0} svg.ce .numt{font-size:10px;fill:#fff;text-anchor:middle;font-weight:600}
+svg.ce .failt{font-size:13px;fill:#b71c1c;text-anchor:middle;font-weight:700}
+svg.ce .path{fill:none;stroke:#1565c0;stroke-width:1.5;stroke-dasharray:4 3}
+.legend span{display:inline-block;margin-right:14px;font-size:12px} .sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;border:1px solid #999}
+"#;
+
+/// Values of a run's summary, looked up in results.json, test.json and test.json's options.
+fn lookup<'a>(run: &'a RunData, names: &[&str]) -> Option<&'a Value> {
+    let sources = [
+        run.results.as_ref(),
+        run.test.as_ref(),
+        run.test.as_ref().and_then(|t| t.get("options")),
+        run.test.as_ref().and_then(|t| t.get("opts")),
+    ];
+    for name in names {
+        for src in sources.iter().flatten() {
+            if let Some(v) = src.get(*name).filter(|v| !v.is_null()) {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn verdict_badge(v: &str) -> String {
+    let class = match v {
+        "valid" | "invalid" | "unknown" | "none" => v,
+        _ => "other",
+    };
+    format!(r#"<span class="verdict {class}">{}</span>"#, esc(v))
+}
+
+/// The test's name: test.json's, or the run folder's parent folder name.
+pub fn test_name(run: &RunData) -> String {
+    lookup(run, &["name", "test", "test_name"])
+        .map(value_text)
+        .or_else(|| run.dir.canonicalize().ok()?.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".to_string())
+}
+
+/// Renders report.html.
+pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderOptions) -> String {
+    let mut s = String::with_capacity(64 * 1024);
+    let name = test_name(run);
+    let verdict = run.verdict();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — faultline report</title><style>{CSS}</style></head><body>",
+        esc(&name)
+    );
+    let _ = write!(s, r#"<h1>faultline report: {} <span id="verdict">{}</span></h1>"#, esc(&name), verdict_badge(&verdict));
+    summary(&mut s, run, a);
+    checkers(&mut s, run, a, options);
+    faults(&mut s, run, a);
+    plots_section(&mut s, plots, a);
+    timeline(&mut s, a, options);
+    if !a.warnings.is_empty() {
+        let _ = write!(s, r#"<h2 id="warnings">Warnings ({})</h2><ul class="warn">"#, a.warnings.len());
+        for w in &a.warnings {
+            let _ = write!(s, "<li>{}</li>", esc(w));
+        }
+        s.push_str("</ul>");
+    }
+    raw_files(&mut s, run);
+    let _ = write!(s, r#"<p class="note">Rendered by faultline-reports {}.</p></body></html>"#, env!("CARGO_PKG_VERSION"));
+    s.push('\n');
+    s
+}
+
+fn summary(s: &mut String, run: &RunData, a: &Analysis) {
+    s.push_str(r#"<h2 id="summary">Summary</h2><table class="summary">"#);
+    let _ = write!(s, "<tr><th>verdict</th><td>{}</td></tr>", verdict_badge(&run.verdict()));
+    for (label, names) in [
+        ("target", &["target", "db", "system"][..]),
+        ("workload", &["workload"][..]),
+        ("nemesis", &["nemesis", "faults_spec", "nemeses"][..]),
+        ("runtime", &["runtime"][..]),
+        ("nodes", &["nodes", "node_count"][..]),
+        ("concurrency", &["concurrency", "clients"][..]),
+        ("seed", &["seed"][..]),
+        ("started", &["started", "start_time", "started_at"][..]),
+    ] {
+        if let Some(v) = lookup(run, names) {
+            row(s, label, &truncate(&value_text(v), 300));
+        }
+    }
+    row(s, "history length", &format!("{} events, {}", run.events.len(), secs(a.ops.end_ns)));
+    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+    for o in &a.ops.ops {
+        *counts.entry(o.outcome).or_default() += 1;
+    }
+    let parts: Vec<String> = Outcome::ALL.iter().filter_map(|o| counts.get(o).map(|c| format!("{c} {}", o.name()))).collect();
+    row(s, "operations", &format!("{} ({})", a.ops.ops.len(), parts.join(", ")));
+    row(s, "run folder", &run.dir.display().to_string());
+    s.push_str("</table>");
+    if let Some(repro) = lookup(run, &["repro", "repro_command", "reproduce", "command"]) {
+        let _ = write!(s, r#"<h3>Reproduce</h3><pre id="repro">{}</pre>"#, esc(&value_text(repro)));
+    }
+    if !run.history_present {
+        s.push_str(r#"<p class="warn">This run folder has no history.jsonl.</p>"#);
+    }
+    if run.results.is_none() {
+        s.push_str(r#"<p class="warn">This run folder has no readable results.json (did the run finish?): no verdicts to show.</p>"#);
+    }
+    // Counts per f and outcome, from the history.
+    if !a.ops.ops.is_empty() {
+        let mut table: BTreeMap<(usize, Outcome), (usize, Vec<f64>)> = BTreeMap::new();
+        for o in &a.ops.ops {
+            let e = table.entry((o.f, o.outcome)).or_default();
+            e.0 += 1;
+            if o.outcome == Outcome::Ok {
+                if let Some(l) = o.latency_ns() {
+                    e.1.push(l as f64 / 1e6);
+                }
+            }
+        }
+        s.push_str("<h3>Operations by kind</h3><table><tr><th>f</th><th>ok</th><th>fail</th><th>info</th><th>pending</th><th>ok p50 (ms)</th><th>ok p99 (ms)</th></tr>");
+        for (fi, f) in a.ops.fs.iter().enumerate() {
+            let _ = write!(s, "<tr><td>{}</td>", esc(&truncate(f, 40)));
+            for o in Outcome::ALL {
+                let _ = write!(s, r#"<td class="num">{}</td>"#, table.get(&(fi, o)).map(|e| e.0).unwrap_or(0));
+            }
+            let mut lat = table.get(&(fi, Outcome::Ok)).map(|e| e.1.clone()).unwrap_or_default();
+            lat.sort_by(f64::total_cmp);
+            for q in [0.5, 0.99] {
+                let v = stats::quantile(&lat, q).map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into());
+                let _ = write!(s, r#"<td class="num">{v}</td>"#);
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</table>");
+    }
+    for (label, key) in [("Availability", "availability"), ("Operation counts (results.json)", "ops")] {
+        if let Some(v) = run.results.as_ref().and_then(|r| r.get(key)) {
+            let _ = write!(s, "<h3>{}</h3>", esc(label));
+            value_table(s, v);
+        }
+    }
+}
+
+/// Renders a JSON value as a table when it has a table's shape, else as pretty JSON (bounded).
+fn value_table(s: &mut String, v: &Value) {
+    match v {
+        Value::Object(map) if map.values().all(|x| !x.is_object() && !x.is_array()) => {
+            s.push_str("<table>");
+            for (k, x) in map {
+                row(s, k, &cell_text(k, x));
+            }
+            s.push_str("</table>");
+        }
+        Value::Object(map) if map.values().all(Value::is_object) => {
+            let rows: Vec<(String, &Value)> = map.iter().map(|(k, x)| (k.clone(), x)).collect();
+            objects_table(s, &rows, Some("name"));
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            let rows: Vec<(String, &Value)> = items.iter().map(|x| (String::new(), x)).collect();
+            objects_table(s, &rows, None);
+        }
+        other => {
+            let text = serde_json::to_string_pretty(other).unwrap_or_default();
+            let _ = write!(s, "<pre>{}</pre>", esc(&truncate(&text, 20_000)));
+        }
+    }
+}
+
+/// A cell's text; numbers in `*_ns` fields are also shown in seconds.
+fn cell_text(key: &str, v: &Value) -> String {
+    match v {
+        Value::Number(n) if key.ends_with("_ns") => match n.as_u64() {
+            Some(ns) => secs(ns),
+            None => n.to_string(),
+        },
+        Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+        other => short_json(other, 120),
+    }
+}
+
+/// At most this many rows and columns in a generic table.
+const TABLE_ROWS_MAX: usize = 200;
+const TABLE_COLS_MAX: usize = 14;
+
+fn objects_table(s: &mut String, rows: &[(String, &Value)], name_col: Option<&str>) {
+    let mut cols: Vec<&str> = Vec::new();
+    for (_, r) in rows.iter().take(50) {
+        if let Some(o) = r.as_object() {
+            for k in o.keys() {
+                if !cols.contains(&k.as_str()) && cols.len() < TABLE_COLS_MAX {
+                    cols.push(k);
+                }
+            }
+        }
+    }
+    s.push_str("<table><tr>");
+    if let Some(n) = name_col {
+        let _ = write!(s, "<th>{}</th>", esc(n));
+    }
+    for c in &cols {
+        let _ = write!(s, "<th>{}</th>", esc(c));
+    }
+    s.push_str("</tr>");
+    for (name, r) in rows.iter().take(TABLE_ROWS_MAX) {
+        s.push_str("<tr>");
+        if name_col.is_some() {
+            let _ = write!(s, "<th>{}</th>", esc(name));
+        }
+        for c in &cols {
+            let cell = r.get(*c).map(|v| cell_text(c, v)).unwrap_or_default();
+            let _ = write!(s, "<td>{}</td>", esc(&cell));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    if rows.len() > TABLE_ROWS_MAX {
+        let _ = write!(s, r#"<p class="note">Showing {TABLE_ROWS_MAX} of {} rows.</p>"#, rows.len());
+    }
+}
+
+fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions) {
+    s.push_str(r#"<h2 id="checkers">Checkers</h2>"#);
+    let list = run.results.as_ref().and_then(|r| r.get("checkers"));
+    // `checkers` is an array of {name, verdict, reason, details}, or a map name → {...}.
+    let entries: Vec<(String, &Value)> = match list {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.get("name").map(value_text).unwrap_or_else(|| format!("checker {}", i + 1)), c))
+            .collect(),
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        _ => Vec::new(),
+    };
+    if entries.is_empty() {
+        s.push_str(r#"<p class="note">No checker results in results.json.</p>"#);
+        return;
+    }
+    s.push_str(r#"<table class="checkers"><tr><th>checker</th><th>verdict</th><th>reason</th></tr>"#);
+    for (name, c) in &entries {
+        let v = verdict_text(c).unwrap_or_else(|| "none".into());
+        let reason = c.get("reason").map(value_text).unwrap_or_default();
+        let _ = write!(
+            s,
+            r#"<tr class="checker"><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(name),
+            verdict_badge(&v),
+            esc(&truncate(&reason, 2_000))
+        );
+    }
+    s.push_str("</table>");
+    for (name, c) in &entries {
+        let Some(details) = c.get("details").filter(|d| !d.is_null()) else { continue };
+        if let Some(ce) = counterexample::from_details(name, details, &a.ops) {
+            counterexample_section(s, &ce, a, options);
+        }
+        if let Some(Value::Array(keys)) = details.get("keys") {
+            let bad: Vec<&Value> =
+                keys.iter().filter(|k| verdict_text(k).is_some_and(|v| v != "valid")).collect();
+            if !bad.is_empty() {
+                let _ = write!(s, "<h3>{}: keys not valid ({} of {})</h3><table><tr><th>key</th><th>verdict</th><th>reason</th><th>ops</th></tr>", esc(name), bad.len(), keys.len());
+                for k in bad.iter().take(50) {
+                    let _ = write!(
+                        s,
+                        r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
+                        esc(&k.get("key").map(value_text).unwrap_or_default()),
+                        verdict_badge(&verdict_text(k).unwrap_or_default()),
+                        esc(&truncate(&k.get("reason").map(value_text).unwrap_or_default(), 500)),
+                        esc(&k.get("ops").map(value_text).unwrap_or_default())
+                    );
+                }
+                s.push_str("</table>");
+            }
+        }
+        let text = serde_json::to_string_pretty(details).unwrap_or_default();
+        let _ = write!(
+            s,
+            "<details><summary>{} details (JSON{})</summary><pre>{}</pre></details>",
+            esc(name),
+            if text.chars().count() > 50_000 { ", cut" } else { "" },
+            esc(&truncate(&text, 50_000))
+        );
+    }
+}
+
+fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, options: &RenderOptions) {
+    let key = ce.key.as_deref().map(|k| format!(" on key {k}")).unwrap_or_default();
+    let _ = write!(s, r#"<h3 id="counterexample">Counterexample of {}{}</h3>"#, esc(&ce.checker), esc(&key));
+    if let Some(t) = &ce.text {
+        let _ = write!(s, "<pre>{}</pre>", esc(&truncate(t, 5_000)));
+    }
+    s.push_str(r#"<p class="note">Each bar is an operation from invocation to completion, one row per process. <b style="color:#b71c1c">Red</b>: the operation that could not be linearized. <b style="color:#1565c0">Blue, numbered</b>: the longest partial linearization, in order (dashed line). Grey: other operations on the key overlapping them. Hover a bar for details.</p>"#);
+    s.push_str(&counterexample::svg(ce, &a.ops, options.counterexample_ops_max));
+    for (pi, path) in ce.partials.iter().enumerate().take(3) {
+        let _ = write!(s, "<h3>Partial linearization {} ({} operations)</h3><table><tr><th>#</th><th>index</th><th>process</th><th>operation</th><th>invoked</th><th>completed</th><th>state after</th></tr>", pi + 1, path.len());
+        for (n, &i) in path.iter().enumerate().take(200) {
+            let op = &a.ops.ops[i];
+            let state = ce.states.get(pi).and_then(|st| st.get(n)).cloned().flatten().unwrap_or_default();
+            let _ = write!(
+                s,
+                r#"<tr><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                n + 1,
+                op.invoke_index,
+                op.process,
+                esc(&counterexample::op_label(&a.ops, op)),
+                esc(&secs(op.invoke_ns)),
+                esc(&op.complete_ns.map(secs).unwrap_or_else(|| "never".into())),
+                esc(&state)
+            );
+        }
+        s.push_str("</table>");
+    }
+    for &i in &ce.failing {
+        let op = &a.ops.ops[i];
+        let _ = write!(
+            s,
+            r#"<p>Could not be linearized: history index {}, process {}, <code>{}</code>, invoked at {}, completed at {}.</p>"#,
+            op.invoke_index,
+            op.process,
+            esc(&counterexample::op_label(&a.ops, op)),
+            esc(&secs(op.invoke_ns)),
+            esc(&op.complete_ns.map(secs).unwrap_or_else(|| "never".into()))
+        );
+    }
+    if !ce.unresolved.is_empty() {
+        let idx: Vec<String> = ce.unresolved.iter().take(20).map(u64::to_string).collect();
+        let _ = write!(s, r#"<p class="warn">The explanation names history indices not found in history.jsonl: {}.</p>"#, esc(&idx.join(", ")));
+    }
+}
+
+fn faults(s: &mut String, run: &RunData, a: &Analysis) {
+    s.push_str(r#"<h2 id="faults">Faults</h2>"#);
+    if a.faults.intervals.is_empty() && a.faults.instants.is_empty() {
+        s.push_str(r#"<p class="note">No nemesis events in the history.</p>"#);
+    } else {
+        s.push_str("<p class=\"note\">From the history's nemesis events (a stop-X heals every open X; an X never stopped lasts to the end).</p><table><tr><th>fault</th><th>start</th><th>end</th><th>duration</th><th>what</th></tr>");
+        for iv in a.faults.intervals.iter().take(TABLE_ROWS_MAX) {
+            let _ = write!(
+                s,
+                r#"<tr><td><span class="sw" style="background:{}"></span>{}</td><td class="num">{}</td><td class="num">{}{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                rgb_css(fault_rgb(&iv.kind)),
+                esc(&iv.kind),
+                esc(&secs(iv.start_ns)),
+                esc(&secs(iv.end_ns)),
+                if iv.open_ended { " (never stopped)" } else { "" },
+                esc(&duration(iv.end_ns - iv.start_ns)),
+                esc(&iv.description)
+            );
+        }
+        for ev in a.faults.instants.iter().take(TABLE_ROWS_MAX) {
+            let _ = write!(
+                s,
+                r#"<tr><td>{}</td><td class="num">{}</td><td></td><td></td><td>{}</td></tr>"#,
+                esc(&ev.f),
+                esc(&secs(ev.time_ns)),
+                esc(&ev.description)
+            );
+        }
+        s.push_str("</table>");
+        if a.faults.intervals.len() > TABLE_ROWS_MAX || a.faults.instants.len() > TABLE_ROWS_MAX {
+            let _ = write!(s, r#"<p class="note">Showing at most {TABLE_ROWS_MAX} intervals and {TABLE_ROWS_MAX} instants.</p>"#);
+        }
+    }
+    if let Some(f) = run.results.as_ref().and_then(|r| r.get("faults")).filter(|f| !f.is_null()) {
+        s.push_str("<h3>Faults as applied (results.json)</h3>");
+        value_table(s, f);
+    }
+}
+
+fn plots_section(s: &mut String, plots: &[PlotFile], a: &Analysis) {
+    s.push_str(r#"<h2 id="plots">Plots</h2>"#);
+    if plots.is_empty() {
+        s.push_str(r#"<p class="note">No completed operations: nothing to plot.</p>"#);
+    }
+    for p in plots {
+        let _ = write!(
+            s,
+            r#"<figure><img class="plot" src="{}" alt="{}" width="1100" height="480"><figcaption class="note">{}</figcaption></figure>"#,
+            esc(p.name),
+            esc(p.name),
+            esc(&p.caption)
+        );
+    }
+    if a.clocks.is_none() {
+        s.push_str(r#"<p class="note">Clocks were not skewed in this run: no clock-skew.png.</p>"#);
+    }
+}
+
+fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions) {
+    s.push_str(r#"<h2 id="timeline">Timeline</h2>"#);
+    let total = a.ops.ops.len();
+    if total == 0 {
+        s.push_str(r#"<p class="note">No operations.</p>"#);
+        return;
+    }
+    let shown = total.min(options.timeline_ops_max);
+    let ops = &a.ops.ops[..shown];
+    let end = a.ops.end_ns;
+    let t1 = if shown < total { ops.iter().map(|o| o.end_ns(end)).max().unwrap_or(end) } else { end }.max(1);
+    if shown < total {
+        let _ = write!(
+            s,
+            r#"<p class="note" id="timeline-capped">Capped: showing the first {shown} of {total} operations (0 to {}); the plots above cover the whole run.</p>"#,
+            esc(&secs(t1))
+        );
+    }
+    let mut procs: Vec<u64> = ops.iter().map(|o| o.process).collect();
+    procs.sort_unstable();
+    procs.dedup();
+    let (left, width, row_h, top) = (80.0, 1100.0, 14.0, 22.0);
+    let x = |t: u64| left + t as f64 / t1 as f64 * (width - left - 10.0);
+    let height = top + row_h * procs.len() as f64 + 10.0;
+    let _ = write!(
+        s,
+        r#"<div class="legend">{}{}</div>"#,
+        [Outcome::Ok, Outcome::Fail, Outcome::Info, Outcome::Pending]
+            .iter()
+            .map(|o| format!(r#"<span><i class="sw" style="background:{}"></i>{}</span>"#, outcome_css(*o), o.name()))
+            .collect::<String>(),
+        a.faults
+            .kinds()
+            .iter()
+            .map(|k| format!(r#"<span><i class="sw" style="background:{};opacity:.35"></i>fault: {}</span>"#, rgb_css(fault_rgb(k)), esc(k)))
+            .collect::<String>()
+    );
+    let _ = write!(
+        s,
+        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">"#
+    );
+    for iv in &a.faults.intervals {
+        if iv.start_ns > t1 {
+            continue;
+        }
+        let (x0, x1) = (x(iv.start_ns), x(iv.end_ns.min(t1)));
+        let _ = write!(
+            s,
+            r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.18"><title>{} {} to {} {}</title></rect>"#,
+            (x1 - x0).max(1.0),
+            row_h * procs.len() as f64,
+            rgb_css(fault_rgb(&iv.kind)),
+            esc(&iv.kind),
+            esc(&secs(iv.start_ns)),
+            esc(&secs(iv.end_ns)),
+            esc(&iv.description)
+        );
+    }
+    counterexample::axis(s, 0.0, t1 as f64, left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &x);
+    for (r, p) in procs.iter().enumerate() {
+        let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
+    }
+    for op in ops {
+        let r = procs.binary_search(&op.process).unwrap_or(0);
+        let y = top + row_h * r as f64 + 1.5;
+        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end).min(t1)));
+        let lat = op.latency_ns().map(duration).unwrap_or_else(|| "never completed".into());
+        let key = op.key.as_deref().map(|k| format!(" key {k}")).unwrap_or_default();
+        let err = op.error.as_deref().map(|e| format!(" error {e}")).unwrap_or_default();
+        let _ = write!(
+            s,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>process {} index {}{}: {} ({}, {}, at {}){}</title></rect>"#,
+            (x1 - x0).max(1.0),
+            row_h - 3.0,
+            outcome_css(op.outcome),
+            op.process,
+            op.invoke_index,
+            esc(&truncate(&key, 60)),
+            esc(&counterexample::op_label(&a.ops, op)),
+            op.outcome.name(),
+            esc(&lat),
+            esc(&secs(op.invoke_ns)),
+            esc(&truncate(&err, 200))
+        );
+    }
+    s.push_str("</svg>");
+}
+
+fn raw_files(s: &mut String, run: &RunData) {
+    s.push_str(r#"<h2 id="files">Files</h2><p class="note">In the run folder: <a href="history.jsonl">history.jsonl</a>, <a href="test.json">test.json</a>, <a href="results.json">results.json</a>.</p>"#);
+    if let Some(t) = &run.test {
+        let text = serde_json::to_string_pretty(t).unwrap_or_default();
+        let _ = write!(s, "<details><summary>test.json</summary><pre>{}</pre></details>", esc(&truncate(&text, 50_000)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run_with(results: Value, test: Value, history: &str) -> RunData {
+        let (events, warnings) = crate::run::parse_history(history, std::path::Path::new("history.jsonl"));
+        RunData {
+            dir: std::path::PathBuf::from("/nonexistent/t/1"),
+            events,
+            history_present: true,
+            test: Some(test),
+            results: Some(results),
+            warnings,
+        }
+    }
+
+    #[test]
+    fn every_user_string_is_escaped() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let history = format!(
+            "{}\n{}\n{}\n",
+            json!({"index":0,"time":0,"type":"invoke","process":0,"f":evil,"key":evil,"value":evil}),
+            json!({"index":1,"time":5,"type":"fail","process":0,"f":evil,"key":evil,"value":evil,"error":evil}),
+            json!({"index":2,"time":6,"type":"info","process":"nemesis","f":format!("start-{evil}"),"value":evil}),
+        );
+        let results = json!({"verdict": evil, "checkers": [{"name": evil, "verdict": "invalid", "reason": evil, "details": {"explanation": {"op": 0, "longest": [], "text": evil}}}],
+            "availability": {evil: evil}, "faults": [{"fault": evil}], "repro": evil});
+        let run = run_with(results, json!({"name": evil, "target": evil}), &history);
+        let a = Analysis::new(&run);
+        let html = render(&run, &a, &[], &RenderOptions::default());
+        assert!(!html.contains("<img src=x"), "unescaped user string in page");
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        // The only <img> tags would be plots (none here).
+        assert!(!html.contains("<img"));
+    }
+
+    #[test]
+    fn shows_checker_verdicts_and_reasons() {
+        let results = json!({"verdict": "invalid", "checkers": [
+            {"name": "linearizable", "verdict": "invalid", "reason": "key \"a\": no linearization"},
+            {"name": "set-full", "verdict": "valid"}
+        ]});
+        let run = run_with(results, json!({"seed": 42, "repro": ["faultline", "run", "--seed", "42"]}), "");
+        let a = Analysis::new(&run);
+        let html = render(&run, &a, &[], &RenderOptions::default());
+        assert!(html.contains(r#"<span class="verdict invalid">invalid</span>"#));
+        assert!(html.contains("set-full") && html.contains(r#"<span class="verdict valid">valid</span>"#));
+        assert!(html.contains("key &quot;a&quot;: no linearization"));
+        assert!(html.contains("faultline run --seed 42"));
+        assert!(html.contains("<th>seed</th><td>42</td>"));
+    }
+
+    #[test]
+    fn timeline_says_when_capped() {
+        let mut h = String::new();
+        for i in 0..50u64 {
+            h.push_str(&json!({"index":2*i,"time":10*i,"type":"invoke","process":i % 3,"f":"read","value":null}).to_string());
+            h.push('\n');
+            h.push_str(&json!({"index":2*i+1,"time":10*i+5,"type":"ok","process":i % 3,"f":"read","value":1}).to_string());
+            h.push('\n');
+        }
+        let run = run_with(json!({}), json!({}), &h);
+        let a = Analysis::new(&run);
+        let opts = RenderOptions { timeline_ops_max: 10, ..Default::default() };
+        let html = render(&run, &a, &[], &opts);
+        assert!(html.contains("showing the first 10 of 50 operations"), "capped note missing");
+        let uncapped = render(&run, &a, &[], &RenderOptions::default());
+        assert!(!uncapped.contains("timeline-capped"));
+    }
+}

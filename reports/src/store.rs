@@ -1,0 +1,222 @@
+//! The runs of a store (`store/<test>/<timestamp>/`), for the index page of `faultline serve`.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::html::{esc, truncate};
+use crate::run::verdict_text;
+use crate::ReportError;
+
+/// At most this many runs are listed (the newest).
+pub const RUNS_MAX: usize = 10_000;
+/// results.json files larger than this are not parsed for the index (their verdict shows as
+/// `unread`); the report itself still renders them.
+const RESULTS_BYTES_MAX: u64 = 64 << 20;
+
+/// One run of the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEntry {
+    pub test: String,
+    pub stamp: String,
+    pub dir: PathBuf,
+    /// `valid`, `invalid`, `unknown`, `none` (no results.json), or `unread`.
+    pub verdict: String,
+    pub target: Option<String>,
+    pub workload: Option<String>,
+    pub nemesis: Option<String>,
+    pub has_report: bool,
+}
+
+impl RunEntry {
+    /// URL path of the run folder, relative to the store root.
+    pub fn url(&self) -> String {
+        format!("{}/{}/", url_encode(&self.test), url_encode(&self.stamp))
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn is_run_dir(p: &Path) -> bool {
+    ["history.jsonl", "results.json", "test.json"].iter().any(|f| p.join(f).is_file())
+}
+
+fn hidden_or_latest(name: &str) -> bool {
+    name.starts_with('.') || name == "latest"
+}
+
+/// Lists the runs of `store`, newest first.
+pub fn list_runs(store: &Path) -> Result<Vec<RunEntry>, ReportError> {
+    let mut runs = Vec::new();
+    let tests = std::fs::read_dir(store).map_err(|e| ReportError::io(store, e))?;
+    for t in tests.flatten() {
+        let test = t.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = t.file_type() else { continue };
+        if hidden_or_latest(&test) || !ft.is_dir() {
+            continue;
+        }
+        let Ok(stamps) = std::fs::read_dir(t.path()) else { continue };
+        for r in stamps.flatten() {
+            let stamp = r.file_name().to_string_lossy().into_owned();
+            let dir = r.path();
+            if hidden_or_latest(&stamp) || !r.file_type().is_ok_and(|f| f.is_dir()) || !is_run_dir(&dir) {
+                continue;
+            }
+            runs.push(entry(test.clone(), stamp, dir));
+        }
+    }
+    runs.sort_by(|a, b| b.stamp.cmp(&a.stamp).then_with(|| a.test.cmp(&b.test)));
+    runs.truncate(RUNS_MAX);
+    Ok(runs)
+}
+
+fn entry(test: String, stamp: String, dir: PathBuf) -> RunEntry {
+    let results_path = dir.join("results.json");
+    let (verdict, results) = match std::fs::metadata(&results_path) {
+        Err(_) => ("none".to_string(), None),
+        Ok(m) if m.len() > RESULTS_BYTES_MAX => ("unread".to_string(), None),
+        Ok(_) => match std::fs::read_to_string(&results_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+            Some(v) => (v.get("verdict").and_then(verdict_text).unwrap_or_else(|| "none".into()), Some(v)),
+            None => ("unread".to_string(), None),
+        },
+    };
+    let test_json = std::fs::read_to_string(dir.join("test.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let field = |name: &str| -> Option<String> {
+        [results.as_ref(), test_json.as_ref(), test_json.as_ref().and_then(|t| t.get("options"))]
+            .into_iter()
+            .flatten()
+            .find_map(|v| v.get(name).filter(|x| !x.is_null()))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    };
+    RunEntry {
+        target: field("target"),
+        workload: field("workload"),
+        nemesis: field("nemesis"),
+        has_report: dir.join("report.html").is_file(),
+        test,
+        stamp,
+        dir,
+        verdict,
+    }
+}
+
+/// The index page: runs (optionally only those with `verdict`), each linked to its report.
+pub fn index_html(store: &Path, runs: &[RunEntry], verdict: Option<&str>) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>faultline runs</title><style>{}</style></head><body><h1>faultline runs <span class=\"note\">{}</span></h1>",
+        INDEX_CSS,
+        esc(&store.display().to_string())
+    );
+    let count = |v: &str| runs.iter().filter(|r| r.verdict == v).count();
+    s.push_str(r#"<p class="filters">Show: "#);
+    let _ = write!(s, r#"<a href="/"{}>all ({})</a>"#, if verdict.is_none() { r#" class="on""# } else { "" }, runs.len());
+    for v in ["valid", "invalid", "unknown", "none"] {
+        let on = if verdict == Some(v) { r#" class="on""# } else { "" };
+        let _ = write!(s, r#" · <a href="/?verdict={v}"{on}>{v} ({})</a>"#, count(v));
+    }
+    s.push_str("</p>");
+    let shown: Vec<&RunEntry> = runs.iter().filter(|r| verdict.is_none_or(|v| r.verdict == v)).collect();
+    if shown.is_empty() {
+        s.push_str(r#"<p class="note" id="empty">No runs.</p>"#);
+    } else {
+        s.push_str(r#"<table id="runs"><tr><th>run</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th>files</th></tr>"#);
+        for r in shown {
+            let url = r.url();
+            let _ = write!(
+                s,
+                r#"<tr class="run {}"><td><a href="/{url}report.html">{}</a></td><td>{}</td><td><span class="verdict {}">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td><a href="/{url}history.jsonl">history</a> · <a href="/{url}results.json">results</a>{}</td></tr>"#,
+                esc(&r.verdict),
+                esc(&r.stamp),
+                esc(&r.test),
+                esc(&r.verdict),
+                esc(&r.verdict),
+                esc(&truncate(r.target.as_deref().unwrap_or(""), 60)),
+                esc(&truncate(r.workload.as_deref().unwrap_or(""), 60)),
+                esc(&truncate(r.nemesis.as_deref().unwrap_or(""), 60)),
+                if r.has_report { "" } else { r#" <span class="note">(report rendered on first view)</span>"# }
+            );
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+const INDEX_CSS: &str = r#"body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222}
+h1{font-size:22px} table{border-collapse:collapse;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f5f5f5} .note{color:#666;font-size:13px;font-weight:normal} .filters a{margin:0 2px} .filters a.on{font-weight:700}
+.verdict{display:inline-block;padding:1px 10px;border-radius:10px;color:#fff;font-weight:600}
+.verdict.valid{background:#2e8b3a}.verdict.invalid{background:#c62828}.verdict.unknown{background:#d98c00}.verdict.none,.verdict.unread{background:#777}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make_run(store: &Path, test: &str, stamp: &str, results: Option<&str>) {
+        let d = store.join(test).join(stamp);
+        std::fs::create_dir_all(d.join("nodes")).unwrap();
+        std::fs::write(d.join("history.jsonl"), "").unwrap();
+        if let Some(r) = results {
+            std::fs::write(d.join("results.json"), r).unwrap();
+        }
+    }
+
+    #[test]
+    fn lists_runs_newest_first_and_filters_by_verdict() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path();
+        make_run(store, "reg", "20261126T090000", Some(r#"{"verdict":"valid","target":"raft"}"#));
+        make_run(store, "reg", "20261126T100000", Some(r#"{"verdict":"invalid"}"#));
+        make_run(store, "other", "20261126T080000", None);
+        make_run(store, "bad", "20261126T070000", Some("{not json"));
+        std::fs::create_dir_all(store.join("reg").join("not-a-run")).unwrap();
+        std::os::unix::fs::symlink("reg/20261126T100000", store.join("latest")).unwrap();
+        let runs = list_runs(store).unwrap();
+        let names: Vec<(&str, &str)> = runs.iter().map(|r| (r.stamp.as_str(), r.verdict.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![("20261126T100000", "invalid"), ("20261126T090000", "valid"), ("20261126T080000", "none"), ("20261126T070000", "unread")]
+        );
+        assert_eq!(runs[1].target.as_deref(), Some("raft"));
+        let all = index_html(store, &runs, None);
+        assert_eq!(all.matches(r#"<tr class="run "#).count(), 4);
+        let bad = index_html(store, &runs, Some("invalid"));
+        assert_eq!(bad.matches(r#"<tr class="run "#).count(), 1);
+        assert!(bad.contains(r#"href="/reg/20261126T100000/report.html""#));
+        assert!(index_html(store, &runs, Some("unknown")).contains(r#"id="empty""#));
+    }
+
+    #[test]
+    fn names_are_escaped_and_url_encoded() {
+        assert_eq!(url_encode("a b<"), "a%20b%3C");
+        let r = RunEntry {
+            test: "<t>".into(),
+            stamp: "s".into(),
+            dir: PathBuf::new(),
+            verdict: "valid".into(),
+            target: Some("<b>".into()),
+            workload: None,
+            nemesis: None,
+            has_report: true,
+        };
+        let html = index_html(Path::new("/s"), &[r], None);
+        assert!(!html.contains("<t>") && !html.contains("<b>"));
+        assert!(html.contains("/%3Ct%3E/s/report.html"));
+    }
+}

@@ -1,0 +1,244 @@
+//! Synthetic run folders, for tests, the browser test and the render benchmark.
+//!
+//! Deterministic for a given [`Spec`]: a register workload on a few keys driven by a few
+//! processes, partition and kill faults (slower and failing ops while they last), clock skew,
+//! and a results.json whose linearizability checker says `invalid` with an explanation that
+//! names real history indices. Nothing here claims to be a real system's behaviour.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub ops: usize,
+    pub processes: u64,
+    pub keys: usize,
+    /// Mean gap between a process's operations, ns.
+    pub think_ns: u64,
+    pub seed: u64,
+    /// Write results.json (with an invalid linearizability verdict and its explanation).
+    pub results: bool,
+    /// Skew clocks through nemesis clock events.
+    pub clock_skew: bool,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec { ops: 2_000, processes: 5, keys: 3, think_ns: 5_000_000, seed: 7, results: true, clock_skew: true }
+    }
+}
+
+/// xorshift64*: enough randomness for pictures, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Writes history.jsonl, test.json and (per `spec`) results.json into `dir` (created).
+pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Per process: time of its next invocation.
+    let mut next_ns: Vec<u64> = (0..spec.processes).map(|p| p * 1_000_000).collect();
+    let duration_ns = (spec.ops as u64 / spec.processes.max(1)).max(1) * spec.think_ns;
+    // Faults: a partition in the 2nd fifth, a kill in the 4th fifth, a clock skew across the middle.
+    let fifth = duration_ns / 5;
+    let partition = (fifth, 2 * fifth);
+    let kill = (3 * fifth + fifth / 4, 4 * fifth);
+    let in_fault = |t: u64| (t >= partition.0 && t < partition.1) || (t >= kill.0 && t < kill.1);
+    struct Raw {
+        time: u64,
+        order: u64,
+        v: Value,
+    }
+    let mut raw: Vec<Raw> = Vec::with_capacity(spec.ops * 2 + 8);
+    let mut order = 0u64;
+    let mut push = |raw: &mut Vec<Raw>, time: u64, v: Value| {
+        raw.push(Raw { time, order, v });
+        order += 1;
+    };
+    let nemesis = [
+        (partition.0, "start-partition", json!({"groups": [["n1"], ["n2", "n3"]], "mechanism": "synthetic"})),
+        (partition.1, "stop-partition", Value::Null),
+        (kill.0, "start-kill", json!({"nodes": ["n2"]})),
+        (kill.1, "stop-kill", json!({"nodes": ["n2"]})),
+    ];
+    for (t, f, v) in nemesis {
+        push(&mut raw, t, json!({"type": "info", "process": "nemesis", "f": f, "value": v}));
+    }
+    if spec.clock_skew {
+        push(&mut raw, 2 * fifth + fifth / 2, json!({"type": "info", "process": "nemesis", "f": "start-clock", "value": {"offsets_ms": {"n1": 350, "n3": -120}}}));
+        push(&mut raw, 3 * fifth, json!({"type": "info", "process": "nemesis", "f": "stop-clock", "value": Value::Null}));
+    }
+    let mut process_ids: Vec<u64> = (0..spec.processes).collect();
+    let mut next_process_id = spec.processes;
+    for i in 0..spec.ops {
+        let slot = (i as u64 % spec.processes.max(1)) as usize;
+        let p = process_ids[slot];
+        let t = next_ns[slot];
+        let key = format!("k{}", rng.below(spec.keys as u64));
+        let (f, value) = match rng.below(10) {
+            0..=4 => ("read", Value::Null),
+            5..=7 => ("write", json!(rng.below(5))),
+            _ => ("cas", json!([rng.below(5), rng.below(5)])),
+        };
+        let faulty = in_fault(t);
+        let base_ms = 0.3 + 2.0 * rng.unit().powi(3) + if faulty { 40.0 * rng.unit() } else { 0.0 };
+        let latency = (base_ms * 1e6) as u64 + 10_000;
+        let roll = rng.unit();
+        let outcome = if faulty && roll < 0.15 {
+            "info"
+        } else if (faulty && roll < 0.4) || (f == "cas" && roll < 0.5) {
+            "fail"
+        } else {
+            "ok"
+        };
+        push(&mut raw, t, json!({"type": "invoke", "process": p, "f": f, "key": key, "value": value, "node": format!("n{}", 1 + p % 3)}));
+        let result = if f == "read" && outcome == "ok" { json!(rng.below(5)) } else { value.clone() };
+        let mut done = json!({"type": outcome, "process": p, "f": f, "key": key, "value": result, "node": format!("n{}", 1 + p % 3)});
+        if outcome != "ok" {
+            done["error"] = json!(if outcome == "info" { "timeout" } else if f == "cas" { "cas-mismatch" } else { "unavailable" });
+        }
+        push(&mut raw, t + latency, done);
+        next_ns[slot] = t + latency + spec.think_ns / 2 + rng.below(spec.think_ns);
+        if outcome == "info" {
+            // Jepsen's rule: a process that saw `info` is retired; a fresh one takes its place.
+            process_ids[slot] = next_process_id;
+            next_process_id += 1;
+        }
+    }
+    raw.sort_by_key(|r| (r.time, r.order));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
+    let mut events = Vec::with_capacity(raw.len());
+    for (index, r) in raw.into_iter().enumerate() {
+        let mut v = r.v;
+        let obj = v.as_object_mut().expect("synthetic events are objects");
+        let mut e = serde_json::Map::new();
+        e.insert("index".into(), json!(index));
+        e.insert("time".into(), json!(r.time));
+        e.extend(std::mem::take(obj));
+        serde_json::to_writer(&mut out, &e)?;
+        out.write_all(b"\n")?;
+        events.push(e);
+    }
+    out.flush()?;
+    let repro = format!("faultline run --target synthetic --workload register --nemesis partition,kill,clock --seed {}", spec.seed);
+    let test = json!({
+        "name": "synthetic-register",
+        "seed": spec.seed,
+        "repro": repro,
+        "options": {"target": "synthetic", "workload": "register", "nemesis": "partition,kill,clock",
+                     "concurrency": spec.processes, "nodes": 3, "runtime": "none"}
+    });
+    std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&test)?)?;
+    if spec.results {
+        let results = results_json(&events, spec, &repro, partition, kill);
+        std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    }
+    Ok(())
+}
+
+/// An invalid verdict whose explanation (the checker's own `Explanation` type) names a real
+/// read as the op that could not be linearized and the three ok operations on its key that
+/// complete before it as the longest partial linearization. Synthetic: not checked.
+fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &str, partition: (u64, u64), kill: (u64, u64)) -> Value {
+    use faultline_checker::explain::{Explanation, LinStep, OpRef, PartialLinearization};
+    use faultline_checker::history::{Event, EventType, Process};
+    let parsed: Vec<Event> = events.iter().filter_map(|e| serde_json::from_value(Value::Object(e.clone())).ok()).collect();
+    // Pair into OpRefs per key.
+    let mut open: std::collections::HashMap<u64, OpRef> = Default::default();
+    let mut by_key: std::collections::BTreeMap<String, Vec<OpRef>> = Default::default();
+    for e in &parsed {
+        let Process::Client(p) = e.process else { continue };
+        if e.kind == EventType::Invoke {
+            open.insert(p, OpRef {
+                process: e.process,
+                f: e.f.clone(),
+                kind: EventType::Info,
+                value_in: e.value.clone(),
+                value_out: Value::Null,
+                error: None,
+                call_index: e.index,
+                return_index: None,
+                call_time: e.time,
+                return_time: None,
+            });
+        } else if let Some(mut op) = open.remove(&p) {
+            op.kind = e.kind;
+            op.value_out = e.value.clone();
+            op.error = e.error.clone();
+            op.return_index = Some(e.index);
+            op.return_time = Some(e.time);
+            by_key.entry(e.key.clone().unwrap_or_default()).or_default().push(op);
+        }
+    }
+    let explanation = by_key.into_iter().max_by_key(|(_, ops)| ops.len()).and_then(|(key, mut ops)| {
+        ops.sort_by_key(|o| o.call_index);
+        let failed = (ops.len() / 2..ops.len()).find(|&i| ops[i].f == "read" && ops[i].kind == EventType::Ok)?;
+        let ret = ops[failed].call_time;
+        let mut before: Vec<usize> =
+            (0..failed).rev().filter(|&i| ops[i].kind == EventType::Ok && ops[i].return_time.is_some_and(|t| t < ret)).take(3).collect();
+        before.reverse();
+        let steps = before.iter().map(|&i| LinStep { op: i, state_after: ops[i].value_in.to_string() }).collect();
+        Some(Explanation {
+            key: Some(key),
+            failed_op: failed,
+            longest: vec![PartialLinearization { steps, blocked_op: failed, final_state: "synthetic".into() }],
+            ops,
+        })
+    });
+    let verdict = if explanation.is_some() { "invalid" } else { "valid" };
+    json!({
+        "verdict": verdict,
+        "seed": spec.seed,
+        "repro": repro,
+        "checkers": [
+            {"name": "linearizable", "verdict": verdict,
+             "reason": explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e.key.as_deref().unwrap_or(""))),
+             "details": {"verdict": verdict, "explanation": explanation}},
+            {"name": "stats", "verdict": "valid", "reason": null, "details": null}
+        ],
+        "availability": {"ok_fraction": 0.9, "ok_fraction_in_faults": 0.6, "ok_fraction_outside_faults": 0.99},
+        "faults": [
+            {"fault": "partition", "kind": "halves", "nodes": ["n1", "n2", "n3"], "start_ns": partition.0, "end_ns": partition.1, "applied": true, "mechanism": "synthetic", "error": null},
+            {"fault": "kill", "kind": "kill", "nodes": ["n2"], "start_ns": kill.0, "end_ns": kill.1, "applied": true, "mechanism": "synthetic", "error": null}
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_runs_render_with_a_counterexample() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_run(tmp.path(), &Spec::default()).unwrap();
+        let summary = crate::render_run(tmp.path(), &crate::RenderOptions::default()).unwrap();
+        assert_eq!(summary.verdict, "invalid");
+        assert_eq!(summary.ops, 2_000);
+        assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+        for f in ["report.html", "latency-raw.png", "latency-quantiles.png", "rate.png", "clock-skew.png"] {
+            let p = tmp.path().join(f);
+            assert!(p.metadata().map(|m| m.len() > 1000).unwrap_or(false), "{f} missing or tiny");
+        }
+        let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        assert!(html.contains(r#"id="counterexample""#));
+        assert!(html.contains("could not be linearized"));
+        assert!(html.contains("showing the first 2000 of 2000") || !html.contains("timeline-capped"));
+    }
+}
