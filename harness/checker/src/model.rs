@@ -68,10 +68,14 @@ impl FromStr for ModelKind {
 pub(crate) trait SearchModel {
     fn init(&mut self) -> u32;
     fn step(&mut self, state: u32, op: usize) -> Option<u32>;
-    /// `true` if no completion of the search from (`state`, `linearized`) can succeed. Must be
-    /// sound (never prune a configuration that has a linearization); it only saves work.
-    fn prune(&mut self, _state: u32, _linearized: &[u64]) -> bool {
-        false
+    /// Called on each configuration (`state` after an op, `linearized` including it) before
+    /// it is cached. `None` prunes it: no completion of the search from it can succeed.
+    /// `Some(s)` continues with state `s`, which may be a canonical representative of states
+    /// that are equivalent in this configuration (every continuation succeeds from one iff it
+    /// succeeds from the other). Must be sound; it only saves work.
+    #[inline]
+    fn refine(&mut self, state: u32, _linearized: &[u64]) -> Option<u32> {
+        Some(state)
     }
     fn describe_state(&self, state: u32) -> String;
     /// Bytes held by the model (interned states, memo tables), for the memory budget.
@@ -140,16 +144,24 @@ impl<T: ?Sized + Eq + std::hash::Hash> Interner<T> {
             return id;
         }
         let id = u32::try_from(self.items.len()).expect("fewer than 2^32 distinct states");
-        self.bytes += size + 48;
+        // The Arc's counts (16) and the allocator's overhead (about 16).
+        self.bytes += size + 32;
         self.items.push(v.clone());
         self.ids.insert(v, id);
+        id
+    }
+    /// Adds an item with an id of its own that no `intern` call returns (a sentinel).
+    fn reserve_unmapped(&mut self, v: Arc<T>, size: usize) -> u32 {
+        let id = u32::try_from(self.items.len()).expect("fewer than 2^32 distinct states");
+        self.bytes += size + 32;
+        self.items.push(v);
         id
     }
     fn get(&self, id: u32) -> &T {
         &self.items[id as usize]
     }
     fn memory_bytes(&self) -> usize {
-        self.bytes + self.items.capacity() * 16 + self.ids.capacity() * 24
+        self.bytes + self.items.capacity() * 16 + self.ids.capacity() * 25
     }
 }
 
@@ -163,7 +175,7 @@ impl Transitions {
         (u64::from(state) << 32) | op as u64
     }
     fn memory_bytes(&self) -> usize {
-        self.0.capacity() * 13
+        self.0.capacity() * 17
     }
 }
 
@@ -189,30 +201,77 @@ pub(crate) struct KvModel {
     ops: Vec<KvOp>,
     states: Interner<str>,
     memo: Transitions,
-    /// Completed gets, sorted by return position: (op, return position).
-    gets_by_ret: Vec<(usize, u32)>,
-    /// Puts (completed or not): (op, call position).
-    puts: Vec<(usize, u32)>,
+    /// Words of an op bitset.
+    words: usize,
+    /// Completed gets (bitset over ops).
+    gets: Vec<u64>,
+    /// Completed gets that no put can reset the state for (no enabling put, see `refine`).
+    gets_free: Vec<u64>,
+    /// Completed gets with enabling puts: (get, its enabling puts).
+    gets_enabled: Vec<(usize, Vec<usize>)>,
+    /// Per state id, the completed gets whose output starts with the state (bitset over ops),
+    /// computed when the state is first met; empty until then.
+    prefix_of: Vec<Vec<u64>>,
 }
+
+/// The id of the dead state (see `KvModel::refine`): interned first, so it is 0.
+const KV_DEAD: u32 = 0;
+/// The content shown for the dead state; its id is a sentinel that interning never returns.
+const KV_DEAD_TEXT: &str = "\u{0}<dead>";
 
 impl KvModel {
     pub fn new(ops: Vec<KvOp>, spans: &[Span]) -> Self {
-        let mut gets_by_ret: Vec<(usize, u32)> = ops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| match (op, spans[i].ret) {
-                (KvOp::Get(_), Some(r)) => Some((i, r)),
-                _ => None,
-            })
-            .collect();
-        gets_by_ret.sort_by_key(|&(_, r)| r);
-        let puts = ops
-            .iter()
-            .enumerate()
-            .filter(|(_, op)| matches!(op, KvOp::Put(_)))
-            .map(|(i, _)| (i, spans[i].call))
-            .collect();
-        KvModel { ops, states: Interner::new(), memo: Transitions::default(), gets_by_ret, puts }
+        let words = ops.len().div_ceil(64).max(1);
+        let mut gets = vec![0u64; words];
+        let mut gets_free = vec![0u64; words];
+        let mut gets_enabled = Vec::new();
+        for (g, op) in ops.iter().enumerate() {
+            let (KvOp::Get(out), Some(ret)) = (op, spans[g].ret) else { continue };
+            gets[g / 64] |= 1 << (g % 64);
+            let enabling: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|&(p, put)| matches!(put, KvOp::Put(v) if out.starts_with(&**v)) && spans[p].call < ret)
+                .map(|(p, _)| p)
+                .collect();
+            if enabling.is_empty() {
+                gets_free[g / 64] |= 1 << (g % 64);
+            } else {
+                gets_enabled.push((g, enabling));
+            }
+        }
+        let mut m = KvModel {
+            ops,
+            states: Interner::new(),
+            memo: Transitions::default(),
+            words,
+            gets,
+            gets_free,
+            gets_enabled,
+            prefix_of: Vec::new(),
+        };
+        let dead = m.states.reserve_unmapped(Arc::from(KV_DEAD_TEXT), KV_DEAD_TEXT.len());
+        assert_eq!(dead, KV_DEAD);
+        m.prefix_of.push(vec![0; words]);
+        m
+    }
+
+    fn intern(&mut self, s: Arc<str>) -> u32 {
+        let n = s.len();
+        let id = self.states.intern(s, n);
+        if id as usize == self.prefix_of.len() {
+            let text = self.states.get(id);
+            let mut mask = vec![0u64; self.words];
+            for (g, op) in self.ops.iter().enumerate() {
+                if let KvOp::Get(out) = op {
+                    if self.gets[g / 64] & (1 << (g % 64)) != 0 && out.starts_with(text) {
+                        mask[g / 64] |= 1 << (g % 64);
+                    }
+                }
+            }
+            self.prefix_of.push(mask);
+        }
+        id
     }
 }
 
@@ -221,29 +280,32 @@ fn bit(bits: &[u64], i: usize) -> bool {
     bits[i / 64] & (1 << (i % 64)) != 0
 }
 
-/// How many not-yet-linearized gets the kv prefix pruning looks at per step (the earliest
-/// returning ones). Looking at fewer is still sound; this bounds the cost of a step.
-const KV_PRUNE_GETS_MAX: usize = 4;
-
 impl SearchModel for KvModel {
     fn init(&mut self) -> u32 {
-        self.states.intern(Arc::from(""), 0)
+        self.intern(Arc::from(""))
     }
     fn step(&mut self, state: u32, op: usize) -> Option<u32> {
+        if state == KV_DEAD {
+            // Appends keep a dead state dead; no get can see it; a put revives.
+            return match &self.ops[op] {
+                KvOp::Get(_) => None,
+                KvOp::Append(_) => Some(KV_DEAD),
+                KvOp::Put(v) => Some(self.intern(v.clone())),
+            };
+        }
         let k = Transitions::key(state, op);
         if let Some(&r) = self.memo.0.get(&k) {
             return (r != u32::MAX).then_some(r);
         }
         let r = match &self.ops[op] {
             KvOp::Get(v) => (*self.states.get(state) == **v).then_some(state),
-            KvOp::Put(v) => Some(self.states.intern(v.clone(), v.len())),
+            KvOp::Put(v) => Some(self.intern(v.clone())),
             KvOp::Append(v) => {
                 if v.is_empty() {
                     Some(state)
                 } else {
                     let s = format!("{}{}", self.states.get(state), v);
-                    let n = s.len();
-                    Some(self.states.intern(Arc::from(s), n))
+                    Some(self.intern(Arc::from(s)))
                 }
             }
         };
@@ -251,41 +313,53 @@ impl SearchModel for KvModel {
         r
     }
 
-    /// Prefix pruning. Soundness: a completed get `g` not yet linearized must be linearized
-    /// later, after the current state `s`, and only not-yet-linearized operations can come in
-    /// between. Gets leave the state unchanged and appends only extend it, so unless a put is
-    /// linearized in between, `g`'s output must start with `s`. A put `p` can be linearized
-    /// before `g` only if `p` was called before `g` returned (real-time order). So if every
-    /// not-yet-linearized put was called after `g` returned (or there is none), `s` must be a
-    /// prefix of `g`'s output, else no linearization extends this configuration.
-    fn prune(&mut self, state: u32, linearized: &[u64]) -> bool {
-        // The earliest call among puts not yet linearized: only gets returning before it are
-        // constrained.
-        let put_call_min =
-            self.puts.iter().filter(|&&(p, _)| !bit(linearized, p)).map(|&(_, c)| c).min().unwrap_or(u32::MAX);
-        let s = self.states.get(state);
-        let mut looked = 0;
-        for &(g, ret) in &self.gets_by_ret {
-            if ret >= put_call_min || looked == KV_PRUNE_GETS_MAX {
-                break;
+    /// Two sound reductions, both about the completed gets not yet linearized ("pending").
+    ///
+    /// Prefix pruning: a pending get `g` is linearized later than the current state `s`, and
+    /// only not-yet-linearized operations can come in between. Gets leave the state unchanged,
+    /// appends only extend it and a put replaces it, so `g`'s output is `b ++ (appended
+    /// values)` where `b` is the value of the last put linearized between now and `g`, or `s`
+    /// if there is none. Such a put was called before `g` returned (real time) and, as `b` is a
+    /// prefix of the output, is one of `g`'s enabling puts. So if every enabling put of `g` is
+    /// already linearized, `s` must be a prefix of `g`'s output, else prune.
+    ///
+    /// Dead states: if `s` is a prefix of no pending get's output, then no pending get can be
+    /// linearized before a put (a get needs the state to equal its output, appends keep `s` a
+    /// non-prefix, and the set of pending gets only shrinks), so until the next put only
+    /// appends are linearized, and what they do to the state is erased by that put. Every such
+    /// `s` is thus equivalent, in this configuration and all its extensions up to the next put,
+    /// to the single state `KV_DEAD` (which `step` treats accordingly): the cache then merges
+    /// the many orders of appends that a later put overwrites.
+    fn refine(&mut self, state: u32, linearized: &[u64]) -> Option<u32> {
+        let prefix = &self.prefix_of[state as usize];
+        let mut alive = false;
+        for w in 0..self.words {
+            let pending = !linearized[w];
+            if self.gets_free[w] & pending & !prefix[w] != 0 {
+                return None;
             }
-            if bit(linearized, g) {
-                continue;
-            }
-            looked += 1;
-            let KvOp::Get(out) = &self.ops[g] else { unreachable!("gets_by_ret holds gets only") };
-            if !out.starts_with(s) {
-                return true;
+            alive |= self.gets[w] & pending & prefix[w] != 0;
+        }
+        for (g, puts) in &self.gets_enabled {
+            if !bit(linearized, *g) && !bit(prefix, *g) && puts.iter().all(|&p| bit(linearized, p)) {
+                return None;
             }
         }
-        false
+        Some(if alive { state } else { KV_DEAD })
     }
 
     fn describe_state(&self, state: u32) -> String {
+        if state == KV_DEAD {
+            return "(any value no pending get can read; a put must come first)".into();
+        }
         format!("{:?}", self.states.get(state))
     }
     fn memory_bytes(&self) -> usize {
-        self.states.memory_bytes() + self.memo.memory_bytes() + self.ops.capacity() * 24
+        self.states.memory_bytes()
+            + self.memo.memory_bytes()
+            + self.ops.capacity() * 24
+            + self.prefix_of.capacity() * 24
+            + self.prefix_of.len() * self.words * 8
     }
 }
 

@@ -64,11 +64,10 @@ struct Stats {
     max_depth: usize,
 }
 
-/// A dead end of the search: the linearized prefix, the op whose return was reached, the state.
+/// A dead end of the search: the linearized prefix and the op whose return was reached.
 struct DeadEnd {
     order: Vec<u32>,
     blocked: u32,
-    state: u32,
 }
 
 /// Judges one key's sub-history.
@@ -129,11 +128,11 @@ fn run<M: SearchModel>(k: &KeyHistory, mut model: M, budget: &Budget) -> (Outcom
                             LinStep { op: op as usize, state_after: shorten(model.describe_state(state)) }
                         })
                         .collect();
-                    debug_assert_eq!(state, d.state);
                     PartialLinearization {
                         steps,
                         blocked_op: d.blocked as usize,
-                        final_state: shorten(model.describe_state(d.state)),
+                        // The replayed state: the search's own may be a canonical stand-in (`refine`).
+                        final_state: shorten(model.describe_state(state)),
                     }
                 })
                 .collect();
@@ -291,6 +290,11 @@ fn search<M: SearchModel>(
             stats.steps += 1;
             if let Some(next_state) = model.step(state, op) {
                 bits[op / 64] |= 1 << (op % 64);
+                let Some(next_state) = model.refine(next_state, &bits) else {
+                    bits[op / 64] &= !(1 << (op % 64));
+                    node = entries.next[node as usize];
+                    continue;
+                };
                 let h = hash ^ zobrist[op];
                 let key = h ^ mix(u64::from(next_state));
                 // Reserve what the insert may allocate before allocating it.
@@ -302,7 +306,7 @@ fn search<M: SearchModel>(
                     reserved += cache_bytes_needed - cache_bytes_reserved;
                     cache_bytes_reserved = cache_bytes_needed;
                 }
-                if !model.prune(next_state, &bits) && cache.insert(key, &bits, next_state) {
+                if cache.insert(key, &bits, next_state) {
                     stack.push((node, state));
                     state = next_state;
                     hash = h;
@@ -330,7 +334,7 @@ fn search<M: SearchModel>(
                 }
                 let order: Vec<u32> = stack.iter().map(|&(c, _)| entries.op[c as usize]).collect();
                 if !dead_ends.iter().any(|d| d.order == order) {
-                    dead_ends.push(DeadEnd { order, blocked: entries.op[node as usize], state });
+                    dead_ends.push(DeadEnd { order, blocked: entries.op[node as usize] });
                 }
             }
             let Some((call, prev_state)) = stack.pop() else {
