@@ -123,7 +123,8 @@ struct Progress {
     acked_seq: u64,
     /// Heard from since the last CheckQuorum interval.
     active: bool,
-    /// `matched` at the previous heartbeat, to detect lost messages.
+    /// `matched` at the previous heartbeat, to detect lost messages (`u64::MAX` before the
+    /// first heartbeat of the term, when nothing can have been lost yet).
     matched_at_heartbeat: u64,
 }
 
@@ -287,6 +288,15 @@ impl Raft {
                     self.start_pre_vote();
                 }
             }
+        }
+        self.advance();
+    }
+
+    /// Starts an election now (pre-vote first), as if the election timer had fired. Used by
+    /// tests to pick who campaigns; a leader ignores it.
+    pub fn hup(&mut self) {
+        if self.role != Role::Leader {
+            self.start_pre_vote();
         }
         self.advance();
     }
@@ -467,7 +477,7 @@ impl Raft {
         self.progress = self
             .others()
             .into_iter()
-            .map(|p| (p, Progress { next, matched: 0, acked_seq: 0, active: true, matched_at_heartbeat: 0 }))
+            .map(|p| (p, Progress { next, matched: 0, acked_seq: 0, active: true, matched_at_heartbeat: u64::MAX }))
             .collect();
         // §5.4.2 / thesis §6.4: a no-op of our own term lets earlier entries commit and read
         // indices become valid.

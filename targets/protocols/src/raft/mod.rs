@@ -17,3 +17,8 @@ mod types;
 pub use self::core::{Bugs, Config, Raft, ReadMode, Restore, Role, Status};
 pub use self::log::RaftLog;
 pub use self::types::*;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;

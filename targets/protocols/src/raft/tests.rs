@@ -1,0 +1,374 @@
+//! Deterministic tests of the Raft core on the simulated network of [`super::sim`], grouped by
+//! the section of the Raft paper (Ongaro & Ousterhout 2014) or of Ongaro's thesis they exercise.
+//! Election safety (§5.2) and state machine safety (§5.4.3) are checked by the simulator after
+//! every step of every test.
+
+use super::sim::Sim;
+use super::*;
+use std::cell::Cell;
+
+fn w(key: &str, value: i64) -> Command {
+    Command::Write { key: key.into(), value }
+}
+
+fn leader_of(sim: &mut Sim, steps_max: u64) -> NodeId {
+    assert!(sim.run_until(steps_max, |s| s.leader().is_some()), "no leader within {steps_max} steps");
+    sim.leader().expect("leader")
+}
+
+/// Writes through the current leader until one is acknowledged.
+fn write_ok(sim: &mut Sim, key: &str, value: i64) {
+    for _ in 0..20 {
+        let l = leader_of(sim, 500);
+        let req = sim.propose(&l, w(key, value));
+        if sim.wait(req, 200) == Some(Reply::Done) {
+            return;
+        }
+    }
+    panic!("write {key}={value} never acknowledged");
+}
+
+// ------------------------------------------------------------------ §5.2 leader election
+
+#[test]
+fn s5_2_one_leader_is_elected_and_replaced_when_cut_off_despite_loss_and_reordering() {
+    for seed in 0..10 {
+        let mut sim = Sim::new(5, seed, |_| {});
+        sim.loss = 0.1;
+        sim.max_delay = 2;
+        let l1 = leader_of(&mut sim, 500);
+        let t1 = sim.node(&l1).hard_state().term;
+        sim.isolate(&[&l1]);
+        let other = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != l1 && r.role() == Role::Leader));
+        assert!(other, "seed {seed}: the majority elected no new leader");
+        let l2 = sim.nodes.iter().find(|(id, r)| **id != l1 && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("l2");
+        assert!(sim.node(&l2).hard_state().term > t1, "seed {seed}: new leader must have a higher term");
+        // CheckQuorum: the cut-off leader notices it lost its majority and steps down.
+        assert!(sim.run_until(100, |s| s.node(&l1).role() != Role::Leader), "seed {seed}: isolated leader kept office");
+        sim.heal();
+        let agreed = sim.run_until(1000, |s| {
+            let leaders: Vec<_> = s.nodes.values().map(|r| r.status().leader).collect();
+            leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+        });
+        assert!(agreed, "seed {seed}: nodes never agreed on a leader after healing");
+    }
+}
+
+#[test]
+fn s5_2_a_single_node_cluster_elects_itself_and_serves() {
+    let mut sim = Sim::new(1, 1, |_| {});
+    let l = leader_of(&mut sim, 100);
+    let req = sim.propose(&l, w("k", 5));
+    assert_eq!(sim.wait(req, 10), Some(Reply::Done));
+    let req = sim.read(&l, "k");
+    assert_eq!(sim.wait(req, 10), Some(Reply::Value(Some(5))));
+}
+
+/// Thesis §9.6: a node cut off from the cluster keeps timing out, but with pre-vote it never
+/// raises its term, so when it rejoins the leader is not deposed.
+#[test]
+fn s9_6_prevote_keeps_a_rejoining_node_from_disrupting_the_leader() {
+    for seed in 0..5 {
+        let mut sim = Sim::new(3, seed, |_| {});
+        let l = leader_of(&mut sim, 500);
+        let term = sim.node(&l).hard_state().term;
+        let f = sim.ids().into_iter().find(|id| *id != l).expect("follower");
+        sim.isolate(&[&f]);
+        sim.run(300); // ~20 election timeouts
+        assert_eq!(sim.node(&f).hard_state().term, term, "seed {seed}: isolated node raised its term");
+        sim.heal();
+        sim.run(200);
+        assert_eq!(sim.leader().as_ref(), Some(&l), "seed {seed}: leader was deposed by a rejoining node");
+        assert_eq!(sim.node(&l).hard_state().term, term, "seed {seed}: term changed");
+    }
+}
+
+// ------------------------------------------------------------------ §5.3 log replication
+
+/// §5.3 Log Matching: under loss, reordering, partitions and crashes, logs converge after
+/// healing, and every acknowledged write is in the final log (§5.4 Leader Completeness).
+#[test]
+fn s5_3_logs_converge_and_keep_acknowledged_writes_under_loss_partitions_and_crashes() {
+    for seed in 0..6 {
+        let mut sim = Sim::new(5, 100 + seed, |_| {});
+        sim.loss = 0.15;
+        sim.max_delay = 3;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        use rand::{Rng, SeedableRng};
+        let mut writes: Vec<(ReqId, String, i64)> = Vec::new();
+        let mut value = 0i64;
+        for _round in 0..15 {
+            sim.heal();
+            match rng.random_range(0..4) {
+                0 => {}
+                1 => {
+                    let ids = sim.ids();
+                    let a = ids[rng.random_range(0..ids.len())].clone();
+                    sim.isolate(&[&a]);
+                }
+                2 => {
+                    let ids = sim.ids();
+                    let (a, b) = (ids[rng.random_range(0..ids.len())].clone(), ids[rng.random_range(0..ids.len())].clone());
+                    sim.isolate(&[&a, &b]);
+                }
+                _ => {
+                    let ids = sim.ids();
+                    let a = ids[rng.random_range(0..ids.len())].clone();
+                    if sim.nodes.contains_key(&a) && sim.nodes.len() > 3 {
+                        sim.crash(&a);
+                    }
+                }
+            }
+            for _ in 0..40 {
+                let leaders: Vec<NodeId> = sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
+                for l in leaders {
+                    value += 1;
+                    let key = format!("k{}", value % 4);
+                    let req = sim.propose(&l, w(&key, value));
+                    writes.push((req, key, value));
+                }
+                sim.step();
+            }
+            for id in sim.ids() {
+                if !sim.nodes.contains_key(&id) && rng.random_bool(0.5) {
+                    sim.restart(&id);
+                }
+            }
+        }
+        for id in sim.ids() {
+            if !sim.nodes.contains_key(&id) {
+                sim.restart(&id);
+            }
+        }
+        sim.heal();
+        sim.loss = 0.0;
+        let converged = sim.run_until(2000, |s| {
+            let sts: Vec<Status> = s.nodes.values().map(|r| r.status()).collect();
+            s.leader().is_some() && sts.iter().all(|st| st.last_index == sts[0].last_index && st.applied_index == st.last_index)
+        });
+        assert!(converged, "seed {seed}: logs did not converge");
+        let logs: Vec<&[Entry]> = sim.nodes.values().map(|r| r.log().entries()).collect();
+        for l in &logs {
+            assert_eq!(*l, logs[0], "seed {seed}: logs differ after convergence");
+        }
+        let acked: Vec<_> = writes.iter().filter(|(req, _, _)| sim.reply(*req) == Some(&Reply::Done)).collect();
+        assert!(acked.len() > 20, "seed {seed}: only {} writes acknowledged; test too weak", acked.len());
+        for (_, key, value) in acked {
+            let found = logs[0].iter().any(|e| e.cmd == w(key, *value));
+            assert!(found, "seed {seed}: acknowledged write {key}={value} missing from the final log");
+        }
+    }
+}
+
+/// §5.3: a follower with conflicting uncommitted entries has them truncated and replaced.
+#[test]
+fn s5_3_conflicting_uncommitted_entries_are_truncated() {
+    let mut sim = Sim::new(3, 7, |_| {});
+    let l = leader_of(&mut sim, 500);
+    sim.run(5);
+    sim.isolate(&[&l]);
+    // These are appended only to the isolated leader's log and never commit.
+    let lost: Vec<ReqId> = (0..5).map(|i| sim.propose(&l, w("x", 100 + i))).collect();
+    let l2 = {
+        let ok = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != l && r.role() == Role::Leader));
+        assert!(ok);
+        sim.nodes.iter().find(|(id, r)| **id != l && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("l2")
+    };
+    let req = sim.propose(&l2, w("x", 1));
+    assert_eq!(sim.wait(req, 200), Some(Reply::Done));
+    sim.heal();
+    assert!(sim.run_until(1000, |s| s.node(&l).status().applied_index == s.node(&l2).status().applied_index));
+    assert_eq!(sim.node(&l).log().entries(), sim.node(&l2).log().entries(), "old leader's log must match the new one");
+    assert_eq!(sim.node(&l).kv().get("x"), Some(&1));
+    for req in lost {
+        assert_eq!(sim.reply(req), Some(&Reply::LostLeadership), "an unreplicated proposal is answered indefinitely");
+    }
+}
+
+// ------------------------------------------------------------------ §5.4.2 figure 8
+
+/// The scenario of the Raft paper's figure 8 (§5.4.2), with each leader's no-op playing the
+/// role of its first entry. The entry (index 2, term 1) ends up on a majority while the term-3
+/// leader n1 holds office; n1 must not commit it by counting replicas, because n5 (whose log
+/// ends with term 2) can still be elected and overwrite it. With the `commit-old-term` bug n1
+/// commits and applies it, and n5 later overwrites a committed entry.
+fn figure8(bug: bool) -> (Sim, u64, Option<i64>) {
+    let mut sim = Sim::new(5, 8, |c| {
+        c.max_batch_entries = 1;
+        c.bugs.commit_old_term = bug;
+    });
+    sim.check_committed = false;
+    // (a) n1 leads term 1 and replicates index 2 to n2 only.
+    sim.hup("n1");
+    sim.run(5);
+    assert_eq!(sim.leader().as_deref(), Some("n1"));
+    sim.isolate(&["n1", "n2"]);
+    sim.propose("n1", w("x", 1));
+    sim.deliver_due();
+    assert_eq!(sim.node("n2").log().term(2), Some(1));
+    // (b) n1 crashes; n5 is elected in term 2 by n3, n4 and appends (2, t2) only locally.
+    sim.crash("n1");
+    sim.heal();
+    sim.isolate(&["n2"]);
+    sim.tick_silently(&["n3", "n4", "n5"], 25);
+    sim.drop_if = Some(Box::new(|e| e.from == "n5" && matches!(&e.msg, Message::Append { entries, .. } if !entries.is_empty())));
+    sim.hup("n5");
+    sim.deliver_due();
+    assert_eq!(sim.node("n5").role(), Role::Leader);
+    assert_eq!((sim.node("n5").hard_state().term, sim.node("n5").log().term(2)), (2, Some(2)));
+    // (c) n5 crashes; n1 restarts and is elected in term 3; it replicates (2, t1) to n3, so
+    // index 2 is on n1, n2, n3, but its own term-3 entry reaches only n2.
+    sim.crash("n5");
+    sim.heal();
+    sim.restart("n1");
+    sim.tick_silently(&["n1", "n2", "n3", "n4"], 25);
+    let to_n3 = Cell::new(0u32);
+    sim.drop_if = Some(Box::new(move |e| {
+        let carries3 = matches!(&e.msg, Message::Append { entries, .. } if entries.iter().any(|x| x.index == 3));
+        if e.from != "n1" || !carries3 || e.to == "n2" {
+            return false;
+        }
+        if e.to == "n3" {
+            to_n3.set(to_n3.get() + 1);
+            return to_n3.get() > 1; // the first is rejected by n3, prompting the (2, t1) resend
+        }
+        true
+    }));
+    for _ in 0..2 {
+        if sim.node("n1").role() != Role::Leader {
+            sim.hup("n1");
+            sim.deliver_due();
+        }
+    }
+    assert_eq!(sim.node("n1").role(), Role::Leader);
+    assert_eq!(sim.node("n1").hard_state().term, 3);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(sim.node(n).log().term(2), Some(1), "{n} holds (2, t1)");
+    }
+    let commit_n1 = sim.node("n1").status().commit_index;
+    let x_on_n1 = sim.node("n1").kv().get("x").copied();
+    // (d) n1 crashes; n5 restarts and, elected by n3 and n4, overwrites index 2 with its own.
+    sim.crash("n1");
+    sim.drop_if = None;
+    sim.heal();
+    sim.restart("n5");
+    sim.isolate(&["n2"]);
+    sim.tick_silently(&["n3", "n4", "n5"], 25);
+    for _ in 0..2 {
+        if sim.node("n5").role() != Role::Leader {
+            sim.hup("n5");
+            sim.deliver_due();
+        }
+    }
+    assert_eq!(sim.node("n5").role(), Role::Leader);
+    sim.run(10);
+    assert_eq!(sim.node("n3").log().term(2), Some(2), "n5 overwrote index 2 on n3");
+    (sim, commit_n1, x_on_n1)
+}
+
+#[test]
+fn s5_4_2_figure8_an_old_term_entry_on_a_majority_is_not_committed_by_counting() {
+    let (sim, commit_n1, x_on_n1) = figure8(false);
+    // (n1 restarted with commit 0; index 1 is of term 1 too, so it stays uncommitted as well.)
+    assert!(commit_n1 < 2, "n1 must not commit (2, t1) by counting replicas (commit {commit_n1})");
+    assert_eq!(x_on_n1, None);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn s5_4_2_figure8_bug_commit_old_term_loses_a_committed_entry() {
+    let (sim, commit_n1, x_on_n1) = figure8(true);
+    assert_eq!(commit_n1, 2, "with the bug n1 commits (2, t1)");
+    assert_eq!(x_on_n1, Some(1), "and applies x=1");
+    assert!(!sim.violations.is_empty(), "n5 then overwrites the committed entry: state machine safety broken");
+    assert_eq!(sim.node("n5").kv().get("x"), None, "the applied write is gone");
+}
+
+// ------------------------------------------------------------------ §7 snapshots
+
+#[test]
+fn s7_a_lagging_follower_catches_up_by_install_snapshot_and_restarts_from_it() {
+    let mut sim = Sim::new(3, 3, |c| c.snapshot_entries = 20);
+    let l = leader_of(&mut sim, 500);
+    let f = sim.ids().into_iter().find(|id| *id != l).expect("follower");
+    sim.run(5);
+    sim.crash(&f);
+    for i in 0..100 {
+        write_ok(&mut sim, &format!("k{}", i % 7), i);
+    }
+    let lst = sim.node(&l).status();
+    assert!(lst.snapshot_index >= 80, "leader compacted its log (snapshot at {})", lst.snapshot_index);
+    sim.restart(&f);
+    let caught_up = sim.run_until(500, |s| s.node(&f).status().applied_index >= lst.applied_index);
+    assert!(caught_up, "follower did not catch up");
+    let fst = sim.node(&f).status();
+    assert!(fst.snapshot_index >= lst.snapshot_index, "follower installed the leader's snapshot");
+    assert_eq!(sim.node(&f).kv(), sim.node(&l).kv());
+    assert!(sim.disks[&f].snapshot.is_some(), "the installed snapshot was persisted");
+    // Restart from the persisted snapshot and log.
+    let kv = sim.node(&f).kv().clone();
+    sim.crash(&f);
+    sim.restart(&f);
+    assert_eq!(sim.node(&f).status().applied_index, sim.disks[&f].snapshot.as_ref().expect("snap").index);
+    assert!(sim.run_until(300, |s| s.node(&f).kv() == &kv && s.node(&f).status().applied_index >= lst.applied_index));
+}
+
+// ------------------------------------------------------------------ thesis §6.4 reads
+
+/// Thesis §6.4: a deposed leader cut off from the majority cannot confirm a read index, so it
+/// never answers with the old value. With the `stale-read` bug it does.
+#[test]
+fn s6_4_read_index_never_answers_from_a_deposed_leader_and_the_stale_read_bug_does() {
+    for bug in [false, true] {
+        let mut sim = Sim::new(5, 11, |c| c.bugs.stale_read = bug);
+        write_ok(&mut sim, "k", 1);
+        let old = sim.leader().expect("leader");
+        sim.isolate(&[&old]);
+        let ok = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != old && r.role() == Role::Leader));
+        assert!(ok, "no new leader");
+        let new = sim.nodes.iter().find(|(id, r)| **id != old && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("new");
+        let req = sim.propose(&new, w("k", 2));
+        assert_eq!(sim.wait(req, 200), Some(Reply::Done));
+        let req = sim.read(&old, "k");
+        let got = sim.wait(req, 200);
+        if bug {
+            assert_eq!(got, Some(Reply::Value(Some(1))), "stale-read bug: the deposed leader answers the old value");
+        } else {
+            assert!(matches!(got, Some(Reply::NotLeader { .. })), "read-index: the deposed leader refuses, got {got:?}");
+        }
+        let req = sim.read(&new, "k");
+        assert_eq!(sim.wait(req, 200), Some(Reply::Value(Some(2))));
+    }
+}
+
+/// Thesis §6.4.1: lease reads are safe while clocks agree, because the lease (0.9 election
+/// timeouts from a heartbeat a majority acknowledged) ends before followers can elect anyone.
+/// When the old leader's clock is set back, its lease seems to hold on, and it answers the old
+/// value after a new leader has accepted a write: the documented clock-skew anomaly.
+#[test]
+fn s6_4_1_lease_reads_are_safe_with_honest_clocks_and_stale_when_the_leader_clock_is_set_back() {
+    for skew in [false, true] {
+        let mut sim = Sim::new(5, 12, |c| c.read_mode = ReadMode::Lease);
+        write_ok(&mut sim, "k", 1);
+        let old = sim.leader().expect("leader");
+        sim.run(5);
+        let req = sim.read(&old, "k");
+        assert_eq!(sim.wait(req, 20), Some(Reply::Value(Some(1))));
+        sim.isolate(&[&old]);
+        if skew {
+            *sim.clocks.get_mut(&old).expect("clock") -= 10_000; // the harness's offset_ms -10000
+        }
+        let ok = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != old && r.role() == Role::Leader));
+        assert!(ok, "no new leader");
+        let new = sim.nodes.iter().find(|(id, r)| **id != old && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("new");
+        let req = sim.propose(&new, w("k", 2));
+        assert_eq!(sim.wait(req, 200), Some(Reply::Done));
+        let req = sim.read(&old, "k");
+        let got = sim.wait(req, 200);
+        if skew {
+            assert_eq!(got, Some(Reply::Value(Some(1))), "skewed lease: stale read of the old value");
+        } else {
+            assert!(matches!(got, Some(Reply::NotLeader { .. })), "honest lease: no stale read, got {got:?}");
+        }
+    }
+}
