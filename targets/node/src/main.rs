@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.election_ticks = (args.election_ms / args.tick_ms) as u32;
     cfg.seed = args.seed.unwrap_or_else(|| seed_from_id(&args.id));
     cfg.read_mode = read_mode;
-    cfg.bugs = Bugs { stale_read: has(BugArg::StaleRead), commit_old_term: has(BugArg::CommitOldTerm) };
+    cfg.bugs = Bugs { stale_read: has(BugArg::StaleRead), commit_old_term: has(BugArg::CommitOldTerm), no_fsync: has(BugArg::NoFsync) };
     cfg.snapshot_entries = args.snapshot_entries.max(1);
 
     let (wal, restore, scan) = wal::Wal::open(&args.data_dir, has(BugArg::NoFsync)).context("opening the data directory")?;

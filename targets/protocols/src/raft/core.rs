@@ -27,6 +27,17 @@ pub struct Bugs {
     /// The leader commits entries of earlier terms by counting replicas (the Raft paper's
     /// figure 8): a committed, acknowledged write can later be overwritten.
     pub commit_old_term: bool,
+    /// Implemented by the runtime (acknowledge before persisting). The core only needs to know
+    /// so that it tolerates what that bug breaks (two leaders in a term after lost votes,
+    /// committed entries overwritten) instead of failing its safety assertions.
+    pub no_fsync: bool,
+}
+
+impl Bugs {
+    /// Whether a bug is on that can break Raft's safety properties outright.
+    fn breaks_safety(&self) -> bool {
+        self.commit_old_term || self.no_fsync
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -599,7 +610,7 @@ impl Raft {
 
     fn accept_leader(&mut self, term: u64, from: &NodeId) {
         assert!(
-            !(self.role == Role::Leader && term == self.hs.term),
+            self.cfg.bugs.breaks_safety() || !(self.role == Role::Leader && term == self.hs.term),
             "two leaders in term {term}: election safety (§5.2) violated"
         );
         if self.role != Role::Follower {
@@ -649,10 +660,10 @@ impl Raft {
                 Some(t) if t == e.term => continue,
                 Some(_) => {
                     if e.index <= self.log.snap_index() {
-                        continue; // only reachable with BUG commit-old-term
+                        continue; // only reachable with a bug that breaks safety
                     }
                     assert!(
-                        self.cfg.bugs.commit_old_term || e.index > self.commit,
+                        self.cfg.bugs.breaks_safety() || e.index > self.commit,
                         "leader overwrote committed entry {} (term {})",
                         e.index,
                         e.term
@@ -808,7 +819,8 @@ impl Raft {
             }
         }
         self.serve_reads();
-        if self.applied - self.log.snap_index() >= self.cfg.snapshot_entries {
+        // (applied can exceed the log's end only after a safety-breaking bug truncated it.)
+        if self.applied - self.log.snap_index() >= self.cfg.snapshot_entries && self.applied <= self.log.last_index() {
             self.take_snapshot();
         }
     }
