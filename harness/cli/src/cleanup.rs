@@ -1,6 +1,108 @@
-//! `faultline cleanup` (placeholder being replaced by its owner).
+//! `faultline cleanup`: removes what killed runs left behind — node processes, network
+//! namespaces, veths, bridges, iptables rules and chains — and nothing else.
+//!
+//! What is ours: first, everything recorded in the state files of runs (/run/faultline, or
+//! $FAULTLINE_STATE_DIR) whose harness process is gone; second, objects named with our prefix
+//! (`fl` + 6 hex digits + suffix) that no live run claims (their state file was lost). Runs whose
+//! harness still lives are left alone unless `--force`.
+
+use std::collections::BTreeMap;
+
+use faultline_core::runtime::state::{self, is_ours, CleanupReport, RunState};
+
 #[derive(clap::Args, Debug)]
-pub struct CleanupArgs {}
-pub fn main(_args: CleanupArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("faultline cleanup is not built yet")
+pub struct CleanupArgs {
+    /// Also remove runs whose harness process is still alive.
+    #[arg(long)]
+    pub force: bool,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
+    let dir = state::state_dir();
+    let (states, problems) = RunState::load_all(&dir);
+    for p in &problems {
+        eprintln!("faultline cleanup: unreadable state file {p}");
+    }
+    let mut report = CleanupReport::default();
+    let mut live_ids = Vec::new();
+    let mut dead = Vec::new();
+    for s in states {
+        if s.harness_pid != std::process::id() && state::pid_alive(s.harness_pid) && !args.force {
+            report.skipped_live.push(format!("{} (harness pid {} is alive; use --force)", s.run_id, s.harness_pid));
+            live_ids.push(s.run_id.clone());
+        } else {
+            dead.push(s);
+        }
+    }
+    // Leftovers without a state file, grouped by run id.
+    let (netns, links, chains) = state::scan_ours();
+    let rules = state::scan_our_rules();
+    let recorded: Vec<String> = dead.iter().map(|s| s.run_id.clone()).collect();
+    let mut orphans: BTreeMap<String, RunState> = BTreeMap::new();
+    fn orphan<'a>(
+        orphans: &'a mut BTreeMap<String, RunState>,
+        skip: &[String],
+        name: &str,
+    ) -> Option<&'a mut RunState> {
+        let id = is_ours(name)?;
+        if skip.contains(&id) {
+            return None;
+        }
+        Some(orphans.entry(id.clone()).or_insert_with(|| RunState { run_id: id, ..RunState::default() }))
+    }
+    let skip: Vec<String> = live_ids.iter().chain(recorded.iter()).cloned().collect();
+    for n in netns {
+        if let Some(s) = orphan(&mut orphans, &skip, &n) {
+            s.netns.push(n);
+        }
+    }
+    for l in links {
+        if let Some(s) = orphan(&mut orphans, &skip, &l) {
+            s.links.push(l);
+        }
+    }
+    for c in chains {
+        if let Some(s) = orphan(&mut orphans, &skip, &c) {
+            s.host_chains.push(c);
+        }
+    }
+    for r in rules {
+        let owner = r.iter().find_map(|w| is_ours(w).map(|_| w.clone()));
+        if let Some(w) = owner {
+            if let Some(s) = orphan(&mut orphans, &skip, &w) {
+                s.host_rules.push(r);
+            }
+        }
+    }
+    // Rules first so chains can be deleted; a state's host_rules already lists its own.
+    let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
+    if all.is_empty() {
+        println!("faultline cleanup: nothing to remove");
+    }
+    for s in &all {
+        if args.dry_run {
+            println!(
+                "would remove run {}: netns {:?}, links {:?}, rules {:?}, chains {:?}, processes {:?}",
+                s.run_id, s.netns, s.links, s.host_rules, s.host_chains, s.pids
+            );
+            continue;
+        }
+        state::remove_run(s, &mut report);
+        if report.errors.is_empty() {
+            RunState::remove(&dir, &s.run_id);
+        }
+    }
+    for r in &report.removed {
+        println!("removed {r}");
+    }
+    for s in &report.skipped_live {
+        println!("left alone live run {s}");
+    }
+    for e in &report.errors {
+        eprintln!("faultline cleanup: {e}");
+    }
+    Ok(if report.errors.is_empty() { crate::EXIT_VALID } else { crate::EXIT_ERROR })
 }

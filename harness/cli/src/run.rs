@@ -1,6 +1,413 @@
-//! `faultline run` (placeholder being replaced by its owner).
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {}
-pub fn main(_args: RunArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("faultline run is not built yet")
+//! `faultline run`: start a cluster, drive clients, inject faults, record and check the history.
+//!
+//! Parses and validates the flags, builds the runtime, target and workload, installs the
+//! SIGINT/SIGTERM handler (which asks the runner to stop, heal, tear down and analyse), shows a
+//! live progress line, and prints the final table, the run folder and the command that
+//! reproduces the run. The exit code follows the verdict (0 valid, 1 invalid, 2 unknown, 255 a
+//! harness failure).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use faultline_core::client::http::NodeHttp;
+use faultline_core::nemesis::{parse_families, Family};
+use faultline_core::progress::Progress;
+use faultline_core::runner::{self, RunConfig, RunInputs};
+use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice};
+use faultline_core::runtime::state::state_dir;
+use faultline_core::runtime::Runtime;
+use faultline_core::store::RunDir;
+use faultline_core::target::reference::{ReferenceTarget, ROLES};
+use serde_json::{json, Value};
+
+use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The system under test (a role of faultline-node).
+    #[arg(long, default_value = "raft")]
+    pub target: String,
+    /// What the clients do and how the history is judged.
+    #[arg(long, default_value = "register")]
+    pub workload: String,
+    /// Faults: a comma list of partition,kill,pause,clock,loss,latency, or `all`, or `none`.
+    #[arg(long, default_value = "all")]
+    pub nemesis: String,
+    /// Cluster size.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Logical client processes.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Target rate of operations per second (all processes together).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Length of the main phase, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub time_limit: f64,
+    /// Seconds between a fault's start and its end, and between two faults.
+    #[arg(long, default_value_t = 5.0)]
+    pub nemesis_interval: f64,
+    /// Seed of every random choice (ops, faults, node timers); random when not given.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where nodes run: `local` (child processes, one network namespace each).
+    #[arg(long, default_value = "local")]
+    pub runtime: String,
+    /// Turn on a planted bug in the nodes (repeatable), e.g. `stale-read`.
+    #[arg(long = "bug")]
+    pub bugs: Vec<String>,
+    /// The run store (runs go to STORE/<test-name>/<timestamp>/).
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// Test name (default: <target>-<workload>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Quiet period after healing, before the final reads, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub recovery: f64,
+    /// Client timeout per operation, in ms (a timed-out write or cas is recorded as info).
+    #[arg(long, default_value_t = 2000)]
+    pub op_timeout_ms: u64,
+    /// Longest wait for the cluster to answer and elect a leader, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub setup_timeout: f64,
+    /// Network mechanism of the local runtime: auto, netns, loopback, none.
+    #[arg(long, default_value = "auto")]
+    pub local_net: String,
+    /// The faultline-node binary (default: $FAULTLINE_NODE_BIN, else next to this program).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Port every node listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// No progress line (the final table is still printed).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Validated settings.
+struct Plan {
+    families: Vec<Family>,
+    seed: u64,
+    mechanism: MechanismChoice,
+    node_bin: PathBuf,
+    name: String,
+}
+
+fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let candidate = if let Some(p) = flag {
+        p.to_path_buf()
+    } else if let Some(p) = std::env::var_os("FAULTLINE_NODE_BIN") {
+        PathBuf::from(p)
+    } else {
+        let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+        exe.parent().map(|d| d.join("faultline-node")).unwrap_or_else(|| PathBuf::from("faultline-node"))
+    };
+    if !candidate.is_file() {
+        bail!(
+            "node binary {} not found: build it with `cargo build -p faultline-node` (it lands next to `faultline`), \
+             or pass --node-bin PATH / set FAULTLINE_NODE_BIN",
+            candidate.display()
+        );
+    }
+    Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate))
+}
+
+fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
+    if !ROLES.contains(&a.target.as_str()) {
+        bail!("unknown target {:?}: expected one of {}", a.target, ROLES.join(", "));
+    }
+    if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
+        bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
+    }
+    if a.runtime != "local" {
+        bail!("unknown runtime {:?}: expected local", a.runtime);
+    }
+    let families = parse_families(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
+    if !(1..=20).contains(&a.nodes) {
+        bail!("--nodes must be between 1 and 20, got {}", a.nodes);
+    }
+    if !(1..=1000).contains(&a.concurrency) {
+        bail!("--concurrency must be between 1 and 1000, got {}", a.concurrency);
+    }
+    if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 100_000.0) {
+        bail!("--rate must be a number of ops/s in (0, 100000], got {}", a.rate);
+    }
+    if !(a.time_limit.is_finite() && a.time_limit > 0.0 && a.time_limit <= 86_400.0) {
+        bail!("--time-limit must be seconds in (0, 86400], got {}", a.time_limit);
+    }
+    if !(a.nemesis_interval.is_finite() && a.nemesis_interval >= 0.1 && a.nemesis_interval <= 3600.0) {
+        bail!("--nemesis-interval must be seconds in [0.1, 3600], got {}", a.nemesis_interval);
+    }
+    if !(a.recovery.is_finite() && (0.0..=600.0).contains(&a.recovery)) {
+        bail!("--recovery must be seconds in [0, 600], got {}", a.recovery);
+    }
+    if !(a.setup_timeout.is_finite() && a.setup_timeout > 0.0 && a.setup_timeout <= 600.0) {
+        bail!("--setup-timeout must be seconds in (0, 600], got {}", a.setup_timeout);
+    }
+    if !(100..=600_000).contains(&a.op_timeout_ms) {
+        bail!("--op-timeout-ms must be in [100, 600000], got {}", a.op_timeout_ms);
+    }
+    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term"];
+    for b in &a.bugs {
+        if !BUGS.contains(&b.as_str()) {
+            bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
+        }
+    }
+    let mechanism: MechanismChoice = a.local_net.parse().map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
+    let name = a.name.clone().unwrap_or_else(|| format!("{}-{}", a.target, a.workload));
+    let node_bin = locate_node_bin(a.node_bin.as_deref())?;
+    let seed = a.seed.unwrap_or_else(rand_seed);
+    Ok(Plan { families, seed, mechanism, node_bin, name })
+}
+
+fn rand_seed() -> u64 {
+    // Only the choice of seed is random; everything after derives from it.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    faultline_core::generator::derive_seed(t.as_nanos() as u64, "seed", u64::from(std::process::id())) % 1_000_000_000
+}
+
+/// The command that reproduces the run: every flag that shapes it, seed included.
+fn repro(a: &RunArgs, p: &Plan) -> String {
+    let mut s = format!(
+        "faultline run --target {} --workload {} --nemesis {} --nodes {} --concurrency {} --rate {} --time-limit {} \
+         --nemesis-interval {} --seed {} --runtime {} --recovery {} --op-timeout-ms {}",
+        a.target,
+        a.workload,
+        if p.families.is_empty() { "none".to_string() } else { p.families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",") },
+        a.nodes,
+        a.concurrency,
+        a.rate,
+        a.time_limit,
+        a.nemesis_interval,
+        p.seed,
+        a.runtime,
+        a.recovery,
+        a.op_timeout_ms
+    );
+    for b in &a.bugs {
+        s += &format!(" --bug {b}");
+    }
+    if a.local_net != "auto" {
+        s += &format!(" --local-net {}", a.local_net);
+    }
+    if let Some(n) = &a.name {
+        s += &format!(" --name {n}");
+    }
+    s += &format!(" --store {}", a.store.display());
+    s
+}
+
+fn init_log(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,faultline=debug,faultline_core=debug"));
+    // A second run in the same process (tests) keeps the first subscriber: ignore the error.
+    let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_env_filter(filter).try_init();
+    Ok(())
+}
+
+pub fn main(args: RunArgs) -> anyhow::Result<u8> {
+    let plan = validate(&args)?;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    tokio_rt.block_on(run_async(args, plan))
+}
+
+async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
+    let repro = repro(&args, &plan);
+    let run_dir = RunDir::create_now(&args.store, &plan.name)?;
+    init_log(&run_dir.harness_log())?;
+    tracing::info!("faultline run: {repro}");
+
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("\nfaultline: interrupted; healing, tearing down and analysing what was recorded");
+        tracing::warn!("interrupted by signal");
+        let _ = cancel_tx.send(true);
+    });
+
+    let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
+    let runtime: Arc<dyn Runtime> = Arc::new(
+        tokio::task::spawn_blocking(move || LocalRuntime::setup(&local))
+            .await?
+            .context("local runtime setup")?,
+    );
+    tracing::info!(
+        "runtime local: mechanism {}, run id {}, nodes {:?}",
+        runtime.mechanism().as_str(),
+        runtime.run_id(),
+        runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
+    );
+    let op_timeout = Duration::from_millis(args.op_timeout_ms);
+    let admin_token = format!("fl-{:016x}", faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id())));
+    let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
+    let target = Arc::new(ReferenceTarget {
+        role: args.target.clone(),
+        program: plan.node_bin.clone(),
+        bugs: args.bugs.clone(),
+        admin_token,
+        http: http.clone(),
+        seed: plan.seed,
+    });
+    let workload = faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?;
+    let options: Value = json!({
+        "target": args.target, "workload": args.workload, "nemesis": args.nemesis, "nodes": args.nodes,
+        "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
+        "nemesis_interval": args.nemesis_interval, "seed": plan.seed, "runtime": args.runtime, "bugs": args.bugs,
+        "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
+        "setup_timeout": args.setup_timeout, "local_net": args.local_net, "node_bin": plan.node_bin, "port": args.port,
+    });
+    let cfg = RunConfig {
+        test_name: plan.name.clone(),
+        seed: plan.seed,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        time_limit: Duration::from_secs_f64(args.time_limit),
+        nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
+        families: plan.families.clone(),
+        recovery: Duration::from_secs_f64(args.recovery),
+        op_timeout,
+        setup_timeout: Duration::from_secs_f64(args.setup_timeout),
+        final_read_timeout: Duration::from_secs(30),
+        repro: repro.clone(),
+        options,
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = progress_line(progress.clone(), args.time_limit, args.quiet);
+    let outcome = runner::run(
+        cfg,
+        RunInputs { runtime, target, workload, http, run_dir: run_dir.clone(), progress, cancel: cancel_rx },
+    )
+    .await;
+    bar.abort();
+    let _ = bar.await;
+    signals.abort();
+
+    print_summary(&outcome.results, run_dir.dir(), &repro);
+    for e in &outcome.errors {
+        eprintln!("faultline: {e}");
+    }
+    Ok(match outcome.verdict.as_deref() {
+        Some("valid") => EXIT_VALID,
+        Some("invalid") => EXIT_INVALID,
+        Some(_) => EXIT_UNKNOWN,
+        None => EXIT_ERROR,
+    })
+}
+
+/// The live line: elapsed time, ok/fail/info counts, phase and active faults. indicatif draws
+/// nothing when stderr is not a terminal.
+fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if quiet {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let started = Instant::now();
+        let mut main_started: Option<Instant> = None;
+        struct Finish(indicatif::ProgressBar);
+        impl Drop for Finish {
+            fn drop(&mut self) {
+                self.0.finish_and_clear();
+            }
+        }
+        let _finish = Finish(bar.clone());
+        loop {
+            let s = progress.snapshot();
+            if s.phase == "main" && main_started.is_none() {
+                main_started = Some(Instant::now());
+            }
+            let main = main_started.map(|m| format!(" {:.0}/{time_limit:.0}s", m.elapsed().as_secs_f64())).unwrap_or_default();
+            let faults = if s.active_faults.is_empty() { "none".to_string() } else { s.active_faults.join(", ") };
+            bar.set_message(format!(
+                "{}{main} | ok {} fail {} info {} | faults: {faults}",
+                s.phase, s.ok, s.fail, s.info
+            ));
+            bar.tick();
+            let _ = started;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+fn print_summary(results: &Value, dir: &Path, repro: &str) {
+    use tabled::builder::Builder;
+    let mut b = Builder::default();
+    b.push_record(["checker", "verdict", "reason"]);
+    for c in results["checkers"].as_array().into_iter().flatten() {
+        b.push_record([
+            c["name"].as_str().unwrap_or("?").to_string(),
+            c["verdict"].as_str().unwrap_or("?").to_string(),
+            truncate(c["reason"].as_str().unwrap_or(""), 100),
+        ]);
+    }
+    println!("{}", b.build().with(tabled::settings::Style::rounded()));
+
+    let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
+    let pct = |v: &Value| v.as_f64().map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "-".into());
+    let av = &results["availability"];
+    let ops = &results["ops"];
+    let mut t = Builder::default();
+    t.push_record(["", "ok", "fail", "info", "ok share"]);
+    t.push_record(["all ops".to_string(), n(&ops["completed"]["ok"]), n(&ops["completed"]["fail"]), n(&ops["completed"]["info"]), "".into()]);
+    t.push_record([
+        "during faults".to_string(),
+        n(&av["during_faults"]["ok"]),
+        n(&av["during_faults"]["fail"]),
+        n(&av["during_faults"]["info"]),
+        pct(&av["during_faults_ok_fraction"]),
+    ]);
+    t.push_record([
+        "outside faults".to_string(),
+        n(&av["outside_faults"]["ok"]),
+        n(&av["outside_faults"]["fail"]),
+        n(&av["outside_faults"]["info"]),
+        pct(&av["outside_faults_ok_fraction"]),
+    ]);
+    println!("{}", t.build().with(tabled::settings::Style::rounded()));
+
+    let faults = results["faults"].as_array().cloned().unwrap_or_default();
+    let applied = faults.iter().filter(|f| f["applied"] == true).count();
+    let mut summary = Builder::default();
+    summary.push_record(["verdict".to_string(), results["verdict"].as_str().unwrap_or("?").to_string()]);
+    if results["interrupted"] == true {
+        summary.push_record(["interrupted".to_string(), "yes (partial history analysed)".into()]);
+    }
+    summary.push_record([
+        "faults".to_string(),
+        format!("{} scheduled windows, {} applied, {} not applied (see results.json)", faults.len(), applied, faults.len() - applied),
+    ]);
+    summary.push_record([
+        "runtime".to_string(),
+        format!("{} ({})", results["runtime"]["kind"].as_str().unwrap_or("?"), results["runtime"]["mechanism"].as_str().unwrap_or("?")),
+    ]);
+    summary.push_record(["run folder".to_string(), dir.display().to_string()]);
+    println!("{}", summary.build().with(tabled::settings::Style::rounded()));
+    println!("reproduce: {repro}");
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
 }

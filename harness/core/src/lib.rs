@@ -1,1 +1,20 @@
-//! faultline-core: the control plane.
+//! faultline-core: the control plane (tokio).
+//!
+//! Jepsen's decomposition as Rust traits, each in its own folder: [`runtime`] (where nodes live,
+//! network faults), [`target`] (what a node is), [`client`] (one logical process's connection),
+//! [`nemesis`] (faults and their seeded schedule), [`generator`] (what each process does next),
+//! [`workload`] (generator + client mapping + checkers). [`runner`] drives a test through its
+//! lifecycle; [`history`] writes history.jsonl as events happen; [`store`] lays out run folders;
+//! [`analysis`] turns a recorded history into results.json.
+
+pub mod analysis;
+pub mod client;
+pub mod generator;
+pub mod history;
+pub mod nemesis;
+pub mod progress;
+pub mod runner;
+pub mod runtime;
+pub mod store;
+pub mod target;
+pub mod workload;

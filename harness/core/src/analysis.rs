@@ -1,0 +1,257 @@
+//! Analysis of a recorded history that needs no cluster: op counts, fault windows, availability
+//! in and out of them, the availability checker, and the combined verdict.
+//!
+//! Fault windows come from the history itself (nemesis `start-*` … `stop-*`/`heal` events whose
+//! `value.applied` is not false), so this works on any stored run.
+
+use std::collections::BTreeMap;
+
+use faultline_checker::history::{Event, EventType, Process};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::workload::CheckerResult;
+
+/// ok/fail/info counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+}
+
+impl Counts {
+    fn add(&mut self, kind: EventType) {
+        match kind {
+            EventType::Ok => self.ok += 1,
+            EventType::Fail => self.fail += 1,
+            EventType::Info => self.info += 1,
+            EventType::Invoke => {}
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.ok + self.fail + self.info
+    }
+    /// ok / completed, or `None` when nothing completed.
+    pub fn ok_fraction(&self) -> Option<f64> {
+        let t = self.total();
+        (t > 0).then(|| self.ok as f64 / t as f64)
+    }
+}
+
+/// Operation counts of a history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpStats {
+    pub invoked: u64,
+    pub completed: Counts,
+    /// Invocations with no completion (the run ended while they were in flight).
+    pub unfinished: u64,
+    pub by_f: BTreeMap<String, Counts>,
+}
+
+/// One window during which an applied fault was active, in test-clock ns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub f: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Availability in and out of fault windows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Availability {
+    pub fault_windows: usize,
+    pub fault_time_s: f64,
+    pub during_faults: Counts,
+    pub outside_faults: Counts,
+    pub during_faults_ok_fraction: Option<f64>,
+    pub outside_faults_ok_fraction: Option<f64>,
+    /// ok client completions before the first fault started / after the last one ended.
+    pub ok_before_first_fault: u64,
+    pub ok_after_last_fault: u64,
+}
+
+/// Counts client operations.
+pub fn op_stats(events: &[Event]) -> OpStats {
+    let mut s = OpStats::default();
+    let mut open: BTreeMap<Process, ()> = BTreeMap::new();
+    for e in events {
+        if e.process == Process::Nemesis {
+            continue;
+        }
+        if e.kind == EventType::Invoke {
+            s.invoked += 1;
+            open.insert(e.process, ());
+        } else {
+            open.remove(&e.process);
+            s.completed.add(e.kind);
+            s.by_f.entry(e.f.clone()).or_default().add(e.kind);
+        }
+    }
+    s.unfinished = open.len() as u64;
+    s
+}
+
+/// Windows of applied faults. A `start-X` opens a window of X, closed by the next `stop-X` or
+/// `heal` (or the end of the history).
+pub fn fault_windows(events: &[Event]) -> Vec<Window> {
+    let mut open: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    let end = events.last().map(|e| e.time).unwrap_or(0);
+    for e in events.iter().filter(|e| e.process == Process::Nemesis) {
+        if let Some(fam) = e.f.strip_prefix("start-") {
+            if e.value.get("applied").and_then(|v| v.as_bool()) != Some(false) {
+                open.insert(fam.to_string(), e.time);
+            }
+        } else if let Some(fam) = e.f.strip_prefix("stop-") {
+            if let Some(start) = open.remove(fam) {
+                out.push(Window { f: fam.into(), start_ns: start, end_ns: e.time });
+            }
+        } else if e.f == "heal" {
+            for (fam, start) in std::mem::take(&mut open) {
+                out.push(Window { f: fam, start_ns: start, end_ns: e.time });
+            }
+        }
+    }
+    for (fam, start) in open {
+        out.push(Window { f: fam, start_ns: start, end_ns: end });
+    }
+    out.sort_by_key(|w| w.start_ns);
+    out
+}
+
+/// Availability: each client completion is "during faults" when its completion time falls in a
+/// fault window.
+pub fn availability(events: &[Event]) -> Availability {
+    let windows = fault_windows(events);
+    let mut a = Availability { fault_windows: windows.len(), ..Availability::default() };
+    a.fault_time_s = windows.iter().map(|w| (w.end_ns - w.start_ns) as f64 / 1e9).sum();
+    let first = windows.iter().map(|w| w.start_ns).min();
+    let last = windows.iter().map(|w| w.end_ns).max();
+    for e in events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke) {
+        let inside = windows.iter().any(|w| e.time >= w.start_ns && e.time <= w.end_ns);
+        if inside {
+            a.during_faults.add(e.kind);
+        } else {
+            a.outside_faults.add(e.kind);
+        }
+        if e.kind == EventType::Ok {
+            if first.is_some_and(|f| e.time < f) {
+                a.ok_before_first_fault += 1;
+            }
+            if last.is_some_and(|l| e.time > l) {
+                a.ok_after_last_fault += 1;
+            }
+        }
+    }
+    a.during_faults_ok_fraction = a.during_faults.ok_fraction();
+    a.outside_faults_ok_fraction = a.outside_faults.ok_fraction();
+    a
+}
+
+/// The availability checker: a run whose fault windows saw no successful operation proves
+/// nothing about safety under faults, so it is `unknown`, never plainly valid. A run with no ok
+/// operation at all is `unknown` too.
+pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult {
+    let details = json!(a);
+    let (verdict, reason) = if stats.completed.ok == 0 {
+        ("unknown", Some("no operation succeeded in the whole run".to_string()))
+    } else if a.fault_windows > 0 && a.during_faults.ok == 0 {
+        (
+            "unknown",
+            Some(format!(
+                "no operation succeeded during the {} fault windows ({:.1} s): the faults were not exercised by the workload",
+                a.fault_windows, a.fault_time_s
+            )),
+        )
+    } else {
+        ("valid", None)
+    };
+    CheckerResult { name: "availability".into(), verdict: verdict.into(), reason, details }
+}
+
+/// Combines checker verdicts: any invalid → invalid; else any unknown → unknown; else valid.
+pub fn combine(results: &[CheckerResult]) -> &'static str {
+    if results.iter().any(|r| r.verdict == "invalid") {
+        "invalid"
+    } else if results.is_empty() || results.iter().any(|r| r.verdict != "valid") {
+        "unknown"
+    } else {
+        "valid"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn ev(index: u64, time: u64, kind: EventType, process: Process, f: &str, value: Value) -> Event {
+        Event { index, time, kind, process, f: f.into(), key: None, value, error: None, node: None }
+    }
+
+    fn history() -> Vec<Event> {
+        use EventType::*;
+        let c = Process::Client;
+        vec![
+            ev(0, 10, Invoke, c(0), "read", Value::Null),
+            ev(1, 20, Ok, c(0), "read", json!(1)),
+            ev(2, 30, Info, Process::Nemesis, "start-partition", json!({"applied": true})),
+            ev(3, 40, Invoke, c(0), "write", json!(2)),
+            ev(4, 50, Fail, c(0), "write", json!(2)),
+            ev(5, 55, Invoke, c(1), "write", json!(3)),
+            ev(6, 60, Ok, c(1), "write", json!(3)),
+            ev(7, 70, Info, Process::Nemesis, "stop-partition", json!({})),
+            ev(8, 75, Info, Process::Nemesis, "start-latency", json!({"applied": false})),
+            ev(9, 80, Invoke, c(0), "read", Value::Null),
+            ev(10, 90, Info, c(0), "read", Value::Null),
+            ev(11, 95, Invoke, c(10), "read", Value::Null),
+            ev(12, 99, Info, Process::Nemesis, "heal", json!({})),
+        ]
+    }
+
+    #[test]
+    fn counts_windows_and_availability() {
+        let h = history();
+        let s = op_stats(&h);
+        assert_eq!(s.invoked, 5);
+        assert_eq!(s.completed, Counts { ok: 2, fail: 1, info: 1 });
+        assert_eq!(s.unfinished, 1);
+        assert_eq!(s.by_f["write"], Counts { ok: 1, fail: 1, info: 0 });
+        let w = fault_windows(&h);
+        assert_eq!(w, vec![Window { f: "partition".into(), start_ns: 30, end_ns: 70 }], "unapplied latency opens no window");
+        let a = availability(&h);
+        assert_eq!(a.during_faults, Counts { ok: 1, fail: 1, info: 0 });
+        assert_eq!(a.outside_faults, Counts { ok: 1, fail: 0, info: 1 });
+        assert_eq!(a.ok_before_first_fault, 1);
+        assert_eq!(a.ok_after_last_fault, 0);
+        assert_eq!(availability_checker(&a, &s).verdict, "valid");
+    }
+
+    #[test]
+    fn no_success_during_faults_is_flagged_unknown() {
+        let mut h = history();
+        h[6].kind = EventType::Fail; // the only ok during the partition
+        let a = availability(&h);
+        let r = availability_checker(&a, &op_stats(&h));
+        assert_eq!(r.verdict, "unknown");
+        assert!(r.reason.unwrap().contains("no operation succeeded during"));
+        let lin_ok = CheckerResult { name: "linearizable".into(), verdict: "valid".into(), reason: None, details: Value::Null };
+        let avail = availability_checker(&a, &op_stats(&h));
+        assert_eq!(combine(&[lin_ok.clone(), avail]), "unknown");
+        assert_eq!(combine(&[lin_ok.clone()]), "valid");
+        let bad = CheckerResult { verdict: "invalid".into(), ..lin_ok };
+        assert_eq!(combine(&[bad]), "invalid");
+        assert_eq!(combine(&[]), "unknown");
+    }
+
+    #[test]
+    fn heal_closes_every_open_window() {
+        use EventType::*;
+        let h = vec![
+            ev(0, 5, Info, Process::Nemesis, "start-kill", json!({"applied": true})),
+            ev(1, 9, Info, Process::Nemesis, "heal", json!({})),
+        ];
+        assert_eq!(fault_windows(&h), vec![Window { f: "kill".into(), start_ns: 5, end_ns: 9 }]);
+    }
+}

@@ -1,0 +1,92 @@
+//! HTTP client of the reference node (docs/node-api.md): the client API (`/kv/...`) and the
+//! admin API (`/admin/status`, `/admin/clock`).
+//!
+//! Outcome mapping, the part that decides what the checker may assume:
+//! - 200 → ok;
+//! - an error body with `definite: true` → the op certainly did not happen → fail;
+//! - `definite: false`, a timeout after the request may have been sent, or a connection broken
+//!   mid-request → info (unknown);
+//! - a connection that could not be established → the request was never sent → fail.
+//!
+//! Connections are not pooled: a pooled connection to a node that was killed meanwhile would turn
+//! a never-sent request into an ambiguous one.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Why a call did not return 200.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallError {
+    /// True when the request certainly had no effect.
+    pub definite: bool,
+    /// Short machine-friendly reason (`not-leader`, `timeout`, `connect`, ...).
+    pub error: String,
+    pub message: String,
+}
+
+/// A client of one cluster of reference nodes.
+#[derive(Clone)]
+pub struct NodeHttp {
+    http: reqwest::Client,
+    admin_token: String,
+}
+
+impl NodeHttp {
+    pub fn new(timeout: Duration, admin_token: &str) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_millis(500)))
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()?;
+        Ok(NodeHttp { http, admin_token: admin_token.into() })
+    }
+
+    fn classify(e: &reqwest::Error) -> CallError {
+        if e.is_connect() {
+            CallError { definite: true, error: "connect".into(), message: e.to_string() }
+        } else if e.is_timeout() {
+            CallError { definite: false, error: "timeout".into(), message: e.to_string() }
+        } else {
+            CallError { definite: false, error: "connection".into(), message: e.to_string() }
+        }
+    }
+
+    async fn finish(resp: Result<reqwest::Response, reqwest::Error>) -> Result<Value, CallError> {
+        let resp = resp.map_err(|e| Self::classify(&e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| Self::classify(&e))?;
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        // Without a well-formed error body we cannot know whether the op happened.
+        let definite = json.get("definite").and_then(Value::as_bool).unwrap_or(false);
+        let error = json
+            .get("error")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| format!("http-{}", status.as_u16()));
+        let message = json.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        Err(CallError { definite, error, message })
+    }
+
+    /// `POST http://ADDR/kv/<call>` with `body`.
+    pub async fn kv(&self, addr: &str, call: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/kv/{call}");
+        Self::finish(self.http.post(url).json(body).send().await).await
+    }
+
+    /// `GET /admin/status`.
+    pub async fn status(&self, addr: &str) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/admin/status");
+        Self::finish(self.http.get(url).bearer_auth(&self.admin_token).send().await).await
+    }
+
+    /// `POST /admin/clock` with `body` (`{"offset_ms": ..}` or `{"reset": true}`).
+    pub async fn clock(&self, addr: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/admin/clock");
+        Self::finish(self.http.post(url).bearer_auth(&self.admin_token).json(body).send().await).await
+    }
+}

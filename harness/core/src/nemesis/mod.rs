@@ -1,0 +1,327 @@
+//! Nemeses: faults, their heals, and the seeded schedule that orders them.
+//!
+//! A [`Schedule`] is computed up front from (seed, families, nodes, time limit, interval): which
+//! fault starts when, of which kind, and every random choice it needs (a permutation of the
+//! nodes, an offset, a probability). Only choices that depend on the live cluster (who leads)
+//! are made when the fault starts. So the same seed and flags give the same fault schedule, and
+//! test.json records it.
+//!
+//! A [`Nemesis`] applies one family of faults. `start` returns what happened ([`Applied`]):
+//! a fault the runtime could not apply is reported `applied: false` with the reason, never
+//! skipped silently. `heal_all` restores everything of its family and is idempotent.
+
+pub mod clock;
+pub mod net;
+pub mod process;
+
+use std::sync::{Arc, Mutex};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::client::BoxFuture;
+use crate::generator::rng_for;
+use crate::runtime::{Launch, Runtime};
+use crate::target::Target;
+
+/// Fault families, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Partition,
+    Kill,
+    Pause,
+    Clock,
+    Loss,
+    Latency,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] =
+        [Family::Partition, Family::Kill, Family::Pause, Family::Clock, Family::Loss, Family::Latency];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Partition => "partition",
+            Family::Kill => "kill",
+            Family::Pause => "pause",
+            Family::Clock => "clock",
+            Family::Loss => "loss",
+            Family::Latency => "latency",
+        }
+    }
+
+    /// The kinds a schedule draws from for this family.
+    pub fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Family::Partition => &["halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "one-way"],
+            Family::Kill | Family::Pause => &["one", "minority", "leader", "all"],
+            Family::Clock => &["bump", "strobe"],
+            Family::Loss => &["all-links"],
+            Family::Latency => &["all-links"],
+        }
+    }
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Family::ALL
+            .iter()
+            .copied()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all or none"))
+    }
+}
+
+/// Parses `--nemesis`: a comma list of families, or `all`, or `none`.
+pub fn parse_families(s: &str) -> Result<Vec<Family>, String> {
+    match s.trim() {
+        "none" | "" => Ok(vec![]),
+        "all" => Ok(Family::ALL.to_vec()),
+        list => {
+            let mut out = Vec::new();
+            for part in list.split(',') {
+                let f: Family = part.trim().parse()?;
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// One fault with every seeded choice made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    pub family: Family,
+    pub kind: String,
+    /// A seeded permutation of node indexes; kinds take their nodes from its front.
+    pub order: Vec<usize>,
+    /// Clock offset in ms (clock), drop probability (loss), delay in ms (latency); else 0.
+    pub param: f64,
+}
+
+/// A fault and its window, in seconds from the start of the main phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub spec: FaultSpec,
+}
+
+/// A named, seeded fault schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    pub faults: Vec<Scheduled>,
+}
+
+impl Schedule {
+    /// Quiet `interval`, fault `interval`, quiet `interval`, ... up to `time_limit`, every fault
+    /// ending at least `interval/2` before the limit. Families are drawn at random (seeded) but
+    /// cycle so that each listed family appears before any repeats.
+    pub fn generate(seed: u64, families: &[Family], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
+        assert!(interval_s > 0.0, "interval checked by the caller");
+        let name = if families.is_empty() {
+            "none".to_string()
+        } else {
+            families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("+")
+        };
+        let mut rng = rng_for(seed, "nemesis", 0);
+        let mut faults = Vec::new();
+        let mut bag: Vec<Family> = Vec::new();
+        let mut t = interval_s;
+        while !families.is_empty() && t + interval_s <= time_limit_s - interval_s / 2.0 + 1e-9 {
+            if bag.is_empty() {
+                bag = families.to_vec();
+                bag.shuffle(&mut rng);
+            }
+            let family = bag.pop().expect("bag refilled");
+            let kinds = family.kinds();
+            let kind = kinds[rng.random_range(0..kinds.len())].to_string();
+            let mut order: Vec<usize> = (0..nodes).collect();
+            order.shuffle(&mut rng);
+            let param = match family {
+                // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
+                Family::Clock => {
+                    let mag = 10f64.powf(rng.random_range(0.0..(600_000f64).log10())).round();
+                    if rng.random_bool(0.5) { mag } else { -mag }
+                }
+                Family::Loss => (rng.random_range(0.1..0.5f64) * 100.0).round() / 100.0,
+                Family::Latency => rng.random_range(20..200u32) as f64,
+                _ => 0.0,
+            };
+            faults.push(Scheduled { start_s: t, end_s: t + interval_s, spec: FaultSpec { family, kind, order, param } });
+            t += 2.0 * interval_s;
+        }
+        Schedule { name, faults }
+    }
+}
+
+/// What starting a fault did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub applied: bool,
+    /// Nodes the fault acted on.
+    pub nodes: Vec<String>,
+    /// How it was applied: `netns-iptables`, `sigkill`, `admin-api`, ...
+    pub mechanism: String,
+    pub error: Option<String>,
+    /// Kind-specific detail (links cut, offsets set, ...).
+    pub detail: serde_json::Value,
+}
+
+/// A clock offset observation, for the clock plot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockSample {
+    pub time_ns: u64,
+    pub node: String,
+    pub offset_ms: i64,
+}
+
+/// What a nemesis can use.
+pub struct NemesisCtx {
+    pub runtime: Arc<dyn Runtime>,
+    pub target: Arc<dyn Target>,
+    /// How to (re)start each node, by node id.
+    pub launches: Vec<(String, Launch)>,
+    pub clock_samples: Arc<Mutex<Vec<ClockSample>>>,
+    /// Nanoseconds since the test began (the history clock).
+    pub now_ns: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl NemesisCtx {
+    pub fn node_ids(&self) -> Vec<String> {
+        self.runtime.nodes().iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// The node ids in `spec.order`.
+    pub fn ordered(&self, spec: &FaultSpec) -> Vec<String> {
+        let ids = self.node_ids();
+        spec.order.iter().filter_map(|&i| ids.get(i).cloned()).collect()
+    }
+
+    /// The leader, as the live nodes report it: the claim of the highest term wins.
+    pub async fn leader(&self) -> Option<String> {
+        let mut best: Option<(u64, String)> = None;
+        for n in self.runtime.nodes() {
+            if let Ok(s) = self.target.status(&n.addr()).await {
+                if s.state == "leader" {
+                    let term = s.term.unwrap_or(0);
+                    if best.as_ref().is_none_or(|(t, _)| term > *t) {
+                        best = Some((term, n.id.clone()));
+                    }
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    pub fn launch(&self, id: &str) -> Option<&Launch> {
+        self.launches.iter().find(|(n, _)| n == id).map(|(_, l)| l)
+    }
+}
+
+/// One family of faults.
+pub trait Nemesis: Send + Sync {
+    fn family(&self) -> Family;
+    /// Starts the fault; never panics, reports failure in [`Applied`].
+    fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied>;
+    /// Ends the fault that `start` reported.
+    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec, applied: &'a Applied) -> BoxFuture<'a, Result<(), String>>;
+    /// Undoes every fault of this family (idempotent).
+    fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The nemesis of each family.
+pub fn nemesis_for(family: Family) -> Box<dyn Nemesis> {
+    match family {
+        Family::Partition | Family::Loss | Family::Latency => Box::new(net::NetNemesis { family }),
+        Family::Kill => Box::new(process::KillNemesis),
+        Family::Pause => Box::new(process::PauseNemesis),
+        Family::Clock => Box::new(clock::ClockNemesis::default()),
+    }
+}
+
+/// Picks nodes for kill/pause kinds: one, minority, leader, all.
+pub async fn pick_nodes(ctx: &NemesisCtx, spec: &FaultSpec) -> (Vec<String>, Option<String>) {
+    let ordered = ctx.ordered(spec);
+    let n = ordered.len();
+    match spec.kind.as_str() {
+        "one" => (ordered.into_iter().take(1).collect(), None),
+        "minority" => (ordered.into_iter().take((n.saturating_sub(1) / 2).max(1)).collect(), None),
+        "all" => (ordered, None),
+        "leader" | "isolate-leader" => match ctx.leader().await {
+            Some(l) => (vec![l], None),
+            // No leader known: fall back to the seeded choice and say so.
+            None => (ordered.into_iter().take(1).collect(), Some("no leader known; took a seeded node".into())),
+        },
+        other => (vec![], Some(format!("unknown kind {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_schedule_other_seed_other_schedule() {
+        let fams = Family::ALL.to_vec();
+        let a = Schedule::generate(42, &fams, 5, 60.0, 5.0);
+        let b = Schedule::generate(42, &fams, 5, 60.0, 5.0);
+        let c = Schedule::generate(43, &fams, 5, 60.0, 5.0);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.name, "partition+kill+pause+clock+loss+latency");
+    }
+
+    #[test]
+    fn windows_alternate_and_end_before_the_limit() {
+        let s = Schedule::generate(1, &[Family::Partition, Family::Kill], 5, 60.0, 5.0);
+        // 5..10, 15..20, 25..30, 35..40, 45..50 (55..60 would end at the limit).
+        assert_eq!(s.faults.len(), 5);
+        for (i, f) in s.faults.iter().enumerate() {
+            assert_eq!(f.start_s, 5.0 + 10.0 * i as f64);
+            assert_eq!(f.end_s - f.start_s, 5.0);
+            assert!(f.end_s <= 57.5);
+            let mut order = f.spec.order.clone();
+            order.sort();
+            assert_eq!(order, vec![0, 1, 2, 3, 4], "order is a permutation");
+        }
+        // Both families appear in the first two windows (bag draw).
+        let first: Vec<Family> = s.faults[..2].iter().map(|f| f.spec.family).collect();
+        assert!(first.contains(&Family::Partition) && first.contains(&Family::Kill));
+    }
+
+    #[test]
+    fn parameters_stay_in_their_ranges() {
+        let s = Schedule::generate(9, &[Family::Clock, Family::Loss, Family::Latency], 3, 600.0, 1.0);
+        assert!(s.faults.len() > 100);
+        for f in &s.faults {
+            match f.spec.family {
+                Family::Clock => assert!(f.spec.param.abs() >= 1.0 && f.spec.param.abs() <= 600_000.0),
+                Family::Loss => assert!(f.spec.param >= 0.1 && f.spec.param <= 0.5),
+                Family::Latency => assert!(f.spec.param >= 20.0 && f.spec.param < 200.0),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn no_faults_without_families_or_time() {
+        assert!(Schedule::generate(1, &[], 5, 60.0, 5.0).faults.is_empty());
+        assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0).faults.is_empty());
+    }
+
+    #[test]
+    fn nemesis_flag_parsing() {
+        assert_eq!(parse_families("none").unwrap(), vec![]);
+        assert_eq!(parse_families("all").unwrap().len(), 6);
+        assert_eq!(parse_families("kill,partition,kill").unwrap(), vec![Family::Kill, Family::Partition]);
+        let err = parse_families("partition,flood").unwrap_err();
+        assert!(err.contains("flood") && err.contains("expected"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Network nemeses: partitions (halves, one node isolated, the leader isolated, majorities ring,
+//! bridge, one-way), packet loss and latency, all expressed as a [`NetFaults`] state that the
+//! runtime applies.
+
+use serde_json::json;
+
+use super::{Applied, Family, FaultSpec, Nemesis, NemesisCtx};
+use crate::client::BoxFuture;
+use crate::runtime::{Link, NetFaults};
+
+/// Partition, loss or latency.
+pub struct NetNemesis {
+    pub family: Family,
+}
+
+fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
+    let mut links = Vec::new();
+    for x in a {
+        for y in b {
+            links.push(Link { from: x.clone(), to: y.clone() });
+            links.push(Link { from: y.clone(), to: x.clone() });
+        }
+    }
+    links
+}
+
+/// Links cut by a partition kind over nodes in seeded `ordered` order (`leader` for
+/// isolate-leader). Pure, so it is unit-tested.
+pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> Result<Vec<Link>, String> {
+    let n = ordered.len();
+    let half = n / 2;
+    let mut links = match kind {
+        "halves" => both_ways(&ordered[..half], &ordered[half..]),
+        "isolate-one" => both_ways(&ordered[..1.min(n)], &ordered[1.min(n)..]),
+        "isolate-leader" => {
+            let l = leader.ok_or("no leader known")?.to_string();
+            let rest: Vec<String> = ordered.iter().filter(|x| **x != l).cloned().collect();
+            both_ways(&[l], &rest)
+        }
+        "majorities-ring" => {
+            // Each node keeps its ring neighbours within distance d: it sees a majority, and
+            // no two nodes see the same majority (Jepsen's majorities-ring).
+            let d = (half as f64 / 2.0).ceil() as usize;
+            let mut links = Vec::new();
+            for i in 0..n {
+                for j in 0..n {
+                    let dist = (i as isize - j as isize).unsigned_abs();
+                    let ring = dist.min(n - dist);
+                    if i != j && ring > d.max(1) {
+                        links.push(Link { from: ordered[i].clone(), to: ordered[j].clone() });
+                    }
+                }
+            }
+            links
+        }
+        "bridge" => {
+            // Two halves that cannot talk, joined by one node that talks to both.
+            let a = &ordered[..half];
+            let b = &ordered[n - half..];
+            both_ways(a, b)
+        }
+        "one-way" => {
+            // The first half's packets to the second half are lost; the way back works.
+            let mut links = Vec::new();
+            for x in &ordered[..half] {
+                for y in &ordered[half..] {
+                    links.push(Link { from: x.clone(), to: y.clone() });
+                }
+            }
+            links
+        }
+        "all-links" => both_ways(ordered, ordered).into_iter().filter(|l| l.from != l.to).collect(),
+        other => return Err(format!("unknown partition kind {other}")),
+    };
+    links.sort();
+    links.dedup();
+    Ok(links)
+}
+
+impl Nemesis for NetNemesis {
+    fn family(&self) -> Family {
+        self.family
+    }
+
+    fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
+        Box::pin(async move {
+            let ordered = ctx.ordered(spec);
+            let leader = if spec.kind == "isolate-leader" { ctx.leader().await } else { None };
+            let mechanism = format!("{}-iptables", ctx.runtime.mechanism().as_str());
+            let links = match self.family {
+                Family::Partition => partition_links(&spec.kind, &ordered, leader.as_deref()),
+                _ => partition_links("all-links", &ordered, None),
+            };
+            let links = match links {
+                Ok(l) => l,
+                Err(e) => return Applied { applied: false, mechanism, error: Some(e), ..Applied::default() },
+            };
+            let mut nodes: Vec<String> = links.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect();
+            nodes.sort();
+            nodes.dedup();
+            let faults = match self.family {
+                Family::Partition => NetFaults { drop: links.clone(), ..NetFaults::default() },
+                Family::Loss => NetFaults { loss: links.iter().map(|l| (l.clone(), spec.param)).collect(), ..NetFaults::default() },
+                _ => NetFaults {
+                    delay: links.iter().map(|l| (l.clone(), spec.param.max(1.0) as u64)).collect(),
+                    ..NetFaults::default()
+                },
+            };
+            let mechanism = if self.family == Family::Latency {
+                format!("{}-nfqueue", ctx.runtime.mechanism().as_str())
+            } else {
+                mechanism
+            };
+            let detail = json!({
+                "links": links.iter().map(|l| format!("{}->{}", l.from, l.to)).collect::<Vec<_>>(),
+                "param": spec.param,
+            });
+            match ctx.runtime.apply_net(&faults) {
+                Ok(()) => Applied { applied: true, nodes, mechanism, error: None, detail },
+                Err(e) => {
+                    // Leave nothing half-applied.
+                    let _ = ctx.runtime.heal_net();
+                    Applied { applied: false, nodes, mechanism, error: Some(e.to_string()), detail }
+                }
+            }
+        })
+    }
+
+    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, _spec: &'a FaultSpec, _applied: &'a Applied) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { ctx.runtime.heal_net().map_err(|e| e.to_string()) })
+    }
+
+    fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { ctx.runtime.heal_net().map_err(|e| e.to_string()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    /// Who can `x` hear from, given cut links.
+    fn hears(links: &[Link], all: &[String], x: &str) -> Vec<String> {
+        all.iter().filter(|y| *y != x && !links.contains(&Link { from: (*y).clone(), to: x.into() })).cloned().collect()
+    }
+
+    #[test]
+    fn halves_cut_every_cross_link_both_ways() {
+        let all = nodes(5);
+        let l = partition_links("halves", &all, None).unwrap();
+        assert_eq!(l.len(), 2 * 2 * 3);
+        assert_eq!(hears(&l, &all, "n1"), vec!["n2"]);
+        assert_eq!(hears(&l, &all, "n5"), vec!["n3", "n4"]);
+    }
+
+    #[test]
+    fn isolate_leader_needs_a_leader() {
+        let all = nodes(5);
+        assert!(partition_links("isolate-leader", &all, None).is_err());
+        let l = partition_links("isolate-leader", &all, Some("n3")).unwrap();
+        assert!(hears(&l, &all, "n3").is_empty());
+        assert_eq!(hears(&l, &all, "n1"), vec!["n2", "n4", "n5"]);
+    }
+
+    #[test]
+    fn majorities_ring_gives_everyone_a_distinct_majority() {
+        let all = nodes(5);
+        let l = partition_links("majorities-ring", &all, None).unwrap();
+        let mut views = Vec::new();
+        for x in &all {
+            let mut v = hears(&l, &all, x);
+            v.push(x.clone());
+            v.sort();
+            assert!(v.len() >= 3, "{x} sees {v:?}, not a majority");
+            views.push(v);
+        }
+        views.sort();
+        views.dedup();
+        assert_eq!(views.len(), 5, "majorities must differ");
+    }
+
+    #[test]
+    fn bridge_node_hears_both_sides() {
+        let all = nodes(5);
+        let l = partition_links("bridge", &all, None).unwrap();
+        assert_eq!(hears(&l, &all, "n3").len(), 4);
+        assert_eq!(hears(&l, &all, "n1"), vec!["n2", "n3"]);
+    }
+
+    #[test]
+    fn one_way_cuts_only_one_direction() {
+        let all = nodes(4);
+        let l = partition_links("one-way", &all, None).unwrap();
+        assert!(l.contains(&Link { from: "n1".into(), to: "n3".into() }));
+        assert!(!l.contains(&Link { from: "n3".into(), to: "n1".into() }));
+        assert!(partition_links("sideways", &all, None).is_err());
+    }
+}

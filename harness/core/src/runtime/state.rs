@@ -1,0 +1,292 @@
+//! The state file of live runs: what each run created, so `faultline cleanup` can remove exactly
+//! that after a harness was killed, and nothing else.
+//!
+//! One JSON file per run in the state folder (default `/run/faultline`, override with the
+//! environment variable `FAULTLINE_STATE_DIR`). The runtime writes the intent *before* creating
+//! an object, so a crash between the two leaves a record of something that may not exist, never
+//! an object without a record; cleanup tolerates missing objects.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::cmd;
+
+/// Prefix of every name a local run creates: `fl` + 6 hex digits of the run id.
+pub const NAME_PREFIX: &str = "fl";
+
+/// The state folder.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("FAULTLINE_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/faultline"))
+}
+
+/// What one run created.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub run_id: String,
+    /// The harness process; cleanup leaves runs whose harness still lives alone (unless forced).
+    pub harness_pid: u32,
+    pub netns: Vec<String>,
+    /// Host-side links (veths, the bridge).
+    pub links: Vec<String>,
+    /// Host iptables rules, as the argument list after `-I`/`-D` (e.g. `FORWARD -i b -o b -j ACCEPT`).
+    pub host_rules: Vec<Vec<String>>,
+    /// Host iptables chains (filter table) created by the run.
+    pub host_chains: Vec<String>,
+    /// Node processes: pid and a string their /proc/PID/cmdline must contain to be ours.
+    pub pids: Vec<(u32, String)>,
+    /// The 10.77.x subnet octet (netns) or 127.77.x (loopback) the run uses.
+    pub subnet: u8,
+}
+
+impl RunState {
+    pub fn path(dir: &Path, run_id: &str) -> PathBuf {
+        dir.join(format!("{run_id}.json"))
+    }
+
+    /// Writes the state file (temp + rename).
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = Self::path(dir, &self.run_id);
+        let tmp = dir.join(format!(".{}.tmp", self.run_id));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("state serializes"))?;
+        std::fs::rename(tmp, path)
+    }
+
+    pub fn remove(dir: &Path, run_id: &str) {
+        let _ = std::fs::remove_file(Self::path(dir, run_id));
+    }
+
+    /// Every state file in `dir`; unreadable files are reported, not fatal.
+    pub fn load_all(dir: &Path) -> (Vec<RunState>, Vec<String>) {
+        let mut states = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else { return (states, problems) };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<RunState>(&b).map_err(|e| e.to_string())
+            }) {
+                Ok(s) => states.push(s),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        (states, problems)
+    }
+}
+
+/// True when `pid` is alive.
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The command line of `pid` with NULs as spaces, if it is alive.
+pub fn cmdline(pid: u32) -> Option<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+}
+
+/// True when `name` looks like something a local run created (`fl` + 6 hex + suffix).
+pub fn is_ours(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let id = rest.get(..6)?;
+    if id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) && rest.len() > 6 {
+        Some(format!("{NAME_PREFIX}{id}"))
+    } else {
+        None
+    }
+}
+
+/// What a cleanup did.
+#[derive(Debug, Default)]
+pub struct CleanupReport {
+    pub removed: Vec<String>,
+    pub skipped_live: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Removes everything recorded by `state` (processes first, then namespaces, links, rules,
+/// chains). Missing objects are fine. Returns what was removed and what failed.
+pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for (pid, marker) in &state.pids {
+        if let Some(cl) = cmdline(*pid) {
+            // Only kill a process that is still the node we started (pids are reused).
+            if cl.contains(marker.as_str()) {
+                let raw = i32::try_from(*pid).unwrap_or(i32::MAX);
+                let _ = kill(Pid::from_raw(raw), Signal::SIGCONT);
+                match kill(Pid::from_raw(raw), Signal::SIGKILL) {
+                    Ok(()) => report.removed.push(format!("process {pid}")),
+                    Err(e) => report.errors.push(format!("kill {pid}: {e}")),
+                }
+            }
+        }
+    }
+    for ns in &state.netns {
+        // Any process still inside the namespace (e.g. started by a killed harness mid-restart)
+        // belongs to the run: kill it so the namespace can really go away.
+        if let Ok(pids) = cmd::run("ip", &["netns", "pids", ns]) {
+            for p in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                report.removed.push(format!("process {p} in {ns}"));
+            }
+        }
+    }
+    // Wait (bounded) for killed processes to disappear before deleting their namespaces.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline
+        && state.netns.iter().any(|ns| {
+            cmd::run("ip", &["netns", "pids", ns]).map(|p| !p.trim().is_empty()).unwrap_or(false)
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for link in &state.links {
+        if link_exists(link) {
+            match cmd::run("ip", &["link", "del", link]) {
+                Ok(_) => report.removed.push(format!("link {link}")),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+    for ns in &state.netns {
+        if netns_exists(ns) {
+            match cmd::run("ip", &["netns", "del", ns]) {
+                Ok(_) => report.removed.push(format!("netns {ns}")),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+    for rule in &state.host_rules {
+        let mut check: Vec<&str> = vec!["-w", "5", "-C"];
+        check.extend(rule.iter().map(String::as_str));
+        // Delete every copy (a rule inserted twice by a retried setup).
+        for _ in 0..8 {
+            if cmd::run("iptables", &check).is_err() {
+                break;
+            }
+            let mut del: Vec<&str> = vec!["-w", "5", "-D"];
+            del.extend(rule.iter().map(String::as_str));
+            match cmd::run("iptables", &del) {
+                Ok(_) => report.removed.push(format!("iptables rule {}", rule.join(" "))),
+                Err(e) => {
+                    report.errors.push(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    for chain in &state.host_chains {
+        if cmd::run("iptables", &["-w", "5", "-L", chain, "-n"]).is_ok() {
+            let flushed = cmd::run("iptables", &["-w", "5", "-F", chain]);
+            match flushed.and_then(|_| cmd::run("iptables", &["-w", "5", "-X", chain])) {
+                Ok(_) => report.removed.push(format!("iptables chain {chain}")),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+}
+
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+/// Names of existing netns, links and host chains that carry our prefix (for the scan of
+/// leftovers whose state file is gone).
+pub fn scan_ours() -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut netns = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if is_ours(&n).is_some() {
+                netns.push(n);
+            }
+        }
+    }
+    let mut links = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if is_ours(&n).is_some() {
+                links.push(n);
+            }
+        }
+    }
+    let mut chains = Vec::new();
+    if let Ok(out) = cmd::run("iptables", &["-w", "5", "-S"]) {
+        for line in out.lines() {
+            if let Some(name) = line.strip_prefix("-N ") {
+                if is_ours(name).is_some() {
+                    chains.push(name.to_string());
+                }
+            }
+        }
+    }
+    netns.sort();
+    links.sort();
+    chains.sort();
+    (netns, links, chains)
+}
+
+/// Host iptables rules (as `-S` argument lists without the leading `-A`) that mention one of
+/// our names (a jump to our chain or an interface of ours).
+pub fn scan_our_rules() -> Vec<Vec<String>> {
+    let mut rules = Vec::new();
+    if let Ok(out) = cmd::run("iptables", &["-w", "5", "-S"]) {
+        for line in out.lines() {
+            let Some(rest) = line.strip_prefix("-A ") else { continue };
+            let words: Vec<String> = rest.split_whitespace().map(String::from).collect();
+            if words.iter().any(|w| is_ours(w).is_some()) {
+                rules.push(words);
+            }
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_recognises_only_our_names() {
+        assert_eq!(is_ours("fl0a1b2cbr").as_deref(), Some("fl0a1b2c"));
+        assert_eq!(is_ours("fl0a1b2c-n1").as_deref(), Some("fl0a1b2c"));
+        assert_eq!(is_ours("fl0a1b2c"), None, "a bare id is not a name we create");
+        assert_eq!(is_ours("flannel.1"), None);
+        assert_eq!(is_ours("docker0"), None);
+        assert_eq!(is_ours("flABCDEFx"), None);
+    }
+
+    #[test]
+    fn state_round_trips_through_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RunState {
+            run_id: "fl00aa11".into(),
+            harness_pid: 1,
+            netns: vec!["fl00aa11-n1".into()],
+            links: vec!["fl00aa11br".into()],
+            host_rules: vec![vec!["FORWARD".into(), "-i".into(), "fl00aa11br".into()]],
+            host_chains: vec![],
+            pids: vec![(12, "fl00aa11".into())],
+            subnet: 3,
+        };
+        s.save(dir.path()).unwrap();
+        std::fs::write(dir.path().join("junk.json"), "{").unwrap();
+        let (all, problems) = RunState::load_all(dir.path());
+        assert_eq!(all, vec![s]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("junk.json"));
+        RunState::remove(dir.path(), "fl00aa11");
+        assert!(RunState::load_all(dir.path()).0.is_empty());
+    }
+}

@@ -1,0 +1,37 @@
+//! Workloads: a generator, a client mapping and the checkers that judge the history.
+//!
+//! The trait lives here so the runner can drive any workload; implementations live in the
+//! `faultline-workloads` crate.
+
+use faultline_checker::history::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::client::http::NodeHttp;
+use crate::client::{BoxFuture, Completion, Op};
+use crate::generator::Generator;
+
+/// One checker's judgement, as results.json records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckerResult {
+    pub name: String,
+    /// `valid`, `invalid` or `unknown`.
+    pub verdict: String,
+    /// Why (always set for invalid and unknown).
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// A workload.
+pub trait Workload: Send + Sync {
+    fn name(&self) -> &str;
+    /// The generator of worker `worker` (0-based) of `concurrency`; a pure function of its
+    /// arguments.
+    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator>;
+    /// Performs `op` on the node `node` at `addr` through the reference node API.
+    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion>;
+    /// The operations of the final phase (e.g. a read of every key), given the keys used.
+    fn final_ops(&self, keys: &[String]) -> Vec<Op>;
+    /// Judges a history (client and nemesis events, in index order).
+    fn check(&self, events: &[Event]) -> Vec<CheckerResult>;
+}
