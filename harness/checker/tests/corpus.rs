@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use faultline_checker::formats::Format;
-use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
+use faultline_checker::{CheckOptions, ModelKind, Verdict};
 
 /// `<repo>/../shared/data/porcupine`: CI clones the repo beside a copy of shared/.
 fn corpus_dir() -> PathBuf {

@@ -1,6 +1,117 @@
-//! `faultline check` (placeholder being replaced by its owner).
+//! `faultline check`: reads a history (a history.jsonl, a run folder holding one, or an
+//! imported Porcupine/Jepsen log), checks it for linearizability with `faultline-checker`, prints
+//! the verdict and its explanation (text, or the report as JSON), and exits 0 valid, 1 invalid,
+//! 2 unknown, 255 error. Malformed input is reported as `FILE:LINE: expected ..., found ...`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use faultline_checker::formats::Format;
+use faultline_checker::{try_check_linearizable, CheckOptions, ModelKind};
+
+use crate::EXIT_ERROR;
+
+/// Bigger inputs are refused rather than read into memory.
+const INPUT_BYTES_MAX: u64 = 4 << 30;
+
 #[derive(clap::Args, Debug)]
-pub struct CheckArgs {}
-pub fn main(_args: CheckArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("faultline check is not built yet")
+pub struct CheckArgs {
+    /// The model: register, cas-register, kv or set [default: kv for porcupine-kv, else cas-register].
+    #[arg(long, value_parser = parse_model)]
+    pub model: Option<ModelKind>,
+    /// The input format: jsonl, porcupine-etcd, porcupine-kv or jepsen-edn.
+    #[arg(long, default_value = "jsonl", value_parser = parse_format)]
+    pub format: Format,
+    /// Wall-clock budget in seconds; when it runs out the verdict is `unknown` (exit 2).
+    #[arg(long, default_value_t = 60.0, value_parser = parse_seconds)]
+    pub time_limit: f64,
+    /// Memory budget of the search in MiB; when it runs out the verdict is `unknown` (exit 2).
+    #[arg(long, default_value_t = 2048)]
+    pub memory_limit_mib: u64,
+    /// Judge every key even after one is found invalid (slower; complete report).
+    #[arg(long)]
+    pub all_keys: bool,
+    /// Worker threads for the keys [default: the number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The history file, or a run folder containing history.jsonl.
+    pub file: PathBuf,
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse().map_err(|e: faultline_checker::model::UnknownModel| e.to_string())
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse().map_err(|e: faultline_checker::formats::UnknownFormat| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number of seconds >= 0, found \"{s}\"")),
+    }
+}
+
+/// The file to read: FILE itself, or FILE/history.jsonl for a run folder.
+fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_dir() {
+        let h = path.join("history.jsonl");
+        anyhow::ensure!(h.is_file(), "{}: a run folder must contain history.jsonl", path.display());
+        Ok(h)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
+    let path = resolve(&args.file)?;
+    let shown = path.display().to_string();
+    let size = std::fs::metadata(&path).with_context(|| format!("{shown}: cannot read"))?.len();
+    anyhow::ensure!(size <= INPUT_BYTES_MAX, "{shown}: {size} bytes is more than the {INPUT_BYTES_MAX} this command reads");
+    let bytes = std::fs::read(&path).with_context(|| format!("{shown}: cannot read"))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            eprintln!("{shown}:{line}: expected UTF-8 text, found invalid bytes");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let parsed = match args.format.parse(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{shown}:{e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    for w in &parsed.warnings {
+        eprintln!("{shown}:{w} (warning)");
+    }
+    let model = args.model.unwrap_or_else(|| args.format.default_model());
+    let opts = CheckOptions {
+        time_limit: Some(Duration::from_secs_f64(args.time_limit)),
+        memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
+        stop_on_first_invalid: !args.all_keys,
+        threads: args.threads.unwrap_or(CheckOptions::default().threads).max(1),
+    };
+    let report = match try_check_linearizable(&parsed.events, model, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = parsed.lines.get(e.position).copied().unwrap_or(0);
+            eprintln!("{shown}:{line}: expected {}, found {}", e.expected, e.found);
+            return Ok(EXIT_ERROR);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.verdict.exit_code())
 }
