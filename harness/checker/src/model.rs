@@ -86,7 +86,7 @@ pub(crate) trait SearchModel {
 // register / cas-register
 
 /// A register operation over value ids (`0` = nil).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RegOp {
     Read(u32),
     Write(u32),
@@ -182,7 +182,7 @@ impl Transitions {
 // ---------------------------------------------------------------------------------------------
 // kv (get / put / append over strings)
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum KvOp {
     Get(Arc<str>),
     Put(Arc<str>),
@@ -366,7 +366,7 @@ impl SearchModel for KvModel {
 // ---------------------------------------------------------------------------------------------
 // set (add / read)
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum SetOp {
     Add(i64),
     /// The full content read, sorted and deduplicated.

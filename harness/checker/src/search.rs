@@ -75,10 +75,11 @@ pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> KeyReport {
     let started = Instant::now();
     let (outcome, stats, explanation) = match &k.model {
         ModelOps::Register { values, ops } => {
-            run(k, RegisterModel { values: values.clone(), ops: ops.clone() }, budget)
+            let twins = info_twins(ops, &k.spans);
+            run(k, RegisterModel { values: values.clone(), ops: ops.clone() }, &twins, budget)
         }
-        ModelOps::Kv(ops) => run(k, KvModel::new(ops.clone(), &k.spans), budget),
-        ModelOps::Set(ops) => run(k, SetModel::new(ops.clone()), budget),
+        ModelOps::Kv(ops) => run(k, KvModel::new(ops.clone(), &k.spans), &info_twins(ops, &k.spans), budget),
+        ModelOps::Set(ops) => run(k, SetModel::new(ops.clone()), &info_twins(ops, &k.spans), budget),
     };
     let (verdict, reason) = match outcome {
         Outcome::Valid => (Verdict::Valid, None),
@@ -104,6 +105,27 @@ pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> KeyReport {
     }
 }
 
+/// For each indeterminate op, the latest-called earlier indeterminate op with the same effect
+/// (`NONE` if none): the search linearizes an op only after its twin (symmetry breaking).
+///
+/// Soundness and completeness: take identical indeterminate ops A1..Ak in call order, and a
+/// linearization that applies m of them at points t1 < .. < tm. At least i of them were called
+/// by ti, so Ai was called by ti and may take effect there; applying A1..Am at t1..tm instead
+/// gives the same sequence of effects. So a linearization exists iff one exists that applies a
+/// prefix A1..Am of each chain, which is what "Ai only after Ai-1" allows.
+fn info_twins<T: Eq + std::hash::Hash>(ops: &[T], spans: &[Span]) -> Vec<u32> {
+    let mut last: rustc_hash::FxHashMap<&T, u32> = rustc_hash::FxHashMap::default();
+    let mut order: Vec<usize> = (0..ops.len()).filter(|&i| spans[i].ret.is_none()).collect();
+    order.sort_by_key(|&i| spans[i].call);
+    let mut twins = vec![NONE; ops.len()];
+    for i in order {
+        if let Some(prev) = last.insert(&ops[i], i as u32) {
+            twins[i] = prev;
+        }
+    }
+    twins
+}
+
 fn shorten(s: String) -> String {
     match s.char_indices().nth(STATE_SHOWN_CHARS_MAX) {
         Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
@@ -111,9 +133,14 @@ fn shorten(s: String) -> String {
     }
 }
 
-fn run<M: SearchModel>(k: &KeyHistory, mut model: M, budget: &Budget) -> (Outcome, Stats, Option<Explanation>) {
+fn run<M: SearchModel>(
+    k: &KeyHistory,
+    mut model: M,
+    twins: &[u32],
+    budget: &Budget,
+) -> (Outcome, Stats, Option<Explanation>) {
     let mut dead_ends = Vec::new();
-    let (outcome, stats) = search(&k.spans, &mut model, budget, &mut dead_ends);
+    let (outcome, stats) = search(&k.spans, twins, &mut model, budget, &mut dead_ends);
     let explanation = match outcome {
         Outcome::Invalid => {
             let longest: Vec<PartialLinearization> = dead_ends
@@ -149,6 +176,11 @@ fn run<M: SearchModel>(k: &KeyHistory, mut model: M, budget: &Budget) -> (Outcom
 }
 
 const NONE: u32 = u32::MAX;
+
+#[inline]
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
 
 /// The entry list: node 0 is the head sentinel; nodes 1.. are call and return entries.
 struct Entries {
@@ -231,6 +263,7 @@ impl Entries {
 
 fn search<M: SearchModel>(
     spans: &[Span],
+    twins: &[u32],
     model: &mut M,
     budget: &Budget,
     dead_ends: &mut Vec<DeadEnd>,
@@ -287,6 +320,11 @@ fn search<M: SearchModel>(
         }
         if entries.is_call[node as usize] {
             let op = entries.op[node as usize] as usize;
+            let twin = twins[op];
+            if twin != NONE && !bit(&bits, twin as usize) {
+                node = entries.next[node as usize];
+                continue;
+            }
             stats.steps += 1;
             if let Some(next_state) = model.step(state, op) {
                 bits[op / 64] |= 1 << (op % 64);
