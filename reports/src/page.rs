@@ -81,6 +81,21 @@ svg.ce .path{fill:none;stroke:#1565c0;stroke-width:1.5;stroke-dasharray:4 3}
 .legend span{display:inline-block;margin-right:14px;font-size:12px} .sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;border:1px solid #999}
 "#;
 
+/// The page checks itself once loaded: every plot image must have loaded (a missing PNG is a
+/// console error), and `<body data-selfcheck>` says the outcome, which the browser test reads.
+const SELF_CHECK: &str = r#"<script>
+window.addEventListener("load", function () {
+  var bad = [];
+  for (var i = 0; i < document.images.length; i++) {
+    var img = document.images[i];
+    if (!img.complete || img.naturalWidth === 0) { bad.push(img.getAttribute("src")); }
+  }
+  bad.forEach(function (src) { console.error("faultline report: image did not load: " + src); });
+  document.body.setAttribute("data-images-loaded", String(document.images.length - bad.length));
+  document.body.setAttribute("data-selfcheck", bad.length ? "broken-images" : "ok");
+});
+</script>"#;
+
 /// Values of a run's summary, looked up in results.json, test.json and test.json's options.
 fn lookup<'a>(run: &'a RunData, names: &[&str]) -> Option<&'a Value> {
     let sources = [
@@ -101,6 +116,7 @@ fn lookup<'a>(run: &'a RunData, names: &[&str]) -> Option<&'a Value> {
 
 fn value_text(v: &Value) -> String {
     match v {
+        Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Array(items) if items.iter().all(Value::is_string) => {
             items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
@@ -149,7 +165,9 @@ pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderO
         s.push_str("</ul>");
     }
     raw_files(&mut s, run);
-    let _ = write!(s, r#"<p class="note">Rendered by faultline-reports {}.</p></body></html>"#, env!("CARGO_PKG_VERSION"));
+    let _ = write!(s, r#"<p class="note">Rendered by faultline-reports {}.</p>"#, env!("CARGO_PKG_VERSION"));
+    s.push_str(SELF_CHECK);
+    s.push_str("</body></html>");
     s.push('\n');
     s
 }

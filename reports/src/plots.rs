@@ -141,6 +141,16 @@ where
     Ok(())
 }
 
+/// A log axis range from the decade at or below `lo` to the decade above `hi` (so every
+/// decade line is labelled), at least one decade wide; `lo` is at least 1 µs (in ms).
+fn decades(lo: f64, hi: f64) -> (f64, f64) {
+    let lo = if lo.is_finite() { lo.max(1e-3) } else { 1e-3 };
+    let hi = if hi.is_finite() { hi.max(lo) } else { lo };
+    let y0 = 10f64.powf(lo.log10().floor());
+    let y1 = 10f64.powf((hi * 1.05).log10().ceil()).max(y0 * 10.0);
+    (y0, y1)
+}
+
 fn font(size: u32) -> FontDesc<'static> {
     (FONT, size).into_font()
 }
@@ -150,8 +160,8 @@ fn latency_raw(path: &Path, a: &Analysis) -> DrawResult {
     root.fill(&WHITE)?;
     let lat_ms: Vec<f64> = a.ops.ops.iter().filter_map(|o| o.latency_ns()).map(|l| (l as f64 / 1e6).max(1e-3)).collect();
     let lo = lat_ms.iter().copied().fold(f64::INFINITY, f64::min).max(1e-3);
-    let hi = lat_ms.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
-    let (y0, y1) = (lo / 1.5, hi * 1.5);
+    let hi = lat_ms.iter().copied().fold(0.0, f64::max);
+    let (y0, y1) = decades(lo, hi);
     let mut chart = ChartBuilder::on(&root)
         .caption("Latency of every operation", font(20))
         .margin(12)
@@ -214,8 +224,8 @@ fn latency_quantiles(path: &Path, a: &Analysis) -> DrawResult {
     root.fill(&WHITE)?;
     let w = &a.quantiles;
     let lo = w.iter().map(|q| q.p50).fold(f64::INFINITY, f64::min).max(1e-3);
-    let hi = w.iter().map(|q| q.max).fold(0.0, f64::max).max(lo * 10.0);
-    let (y0, y1) = (if lo.is_finite() { lo / 1.5 } else { 1e-3 }, hi * 1.5);
+    let hi = w.iter().map(|q| q.max).fold(0.0, f64::max);
+    let (y0, y1) = decades(lo, hi);
     let mut chart = ChartBuilder::on(&root)
         .caption("Latency quantiles (ok operations)", font(20))
         .margin(12)
@@ -230,11 +240,12 @@ fn latency_quantiles(path: &Path, a: &Analysis) -> DrawResult {
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     shade_faults(&mut chart, a, y0, y1)?;
+    // Drawn from max down so that the lower quantiles stay visible where they coincide.
     let series: [(&str, RGBColor, fn(&crate::stats::WindowQuantiles) -> f64); 4] = [
-        ("p50", RGBColor(31, 119, 180), |q| q.p50),
-        ("p95", RGBColor(44, 160, 44), |q| q.p95),
-        ("p99", RGBColor(255, 127, 14), |q| q.p99),
         ("max", RGBColor(214, 39, 40), |q| q.max),
+        ("p99", RGBColor(255, 127, 14), |q| q.p99),
+        ("p95", RGBColor(44, 160, 44), |q| q.p95),
+        ("p50", RGBColor(31, 119, 180), |q| q.p50),
     ];
     for (name, color, get) in series {
         let pts: Vec<(f64, f64)> = w.iter().map(|q| (secs(q.mid_ns), get(q).max(1e-3))).collect();
@@ -317,4 +328,17 @@ fn clock_skew(path: &Path, a: &Analysis) -> DrawResult {
     legend(&mut chart)?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decades;
+
+    #[test]
+    fn log_ranges_span_whole_decades() {
+        assert_eq!(decades(2.0, 5.0), (1.0, 10.0));
+        assert_eq!(decades(0.3, 45.0), (0.1, 100.0));
+        assert_eq!(decades(0.0, 0.0), (1e-3, 1e-2));
+        assert_eq!(decades(f64::INFINITY, 0.0), (1e-3, 1e-2));
+    }
 }

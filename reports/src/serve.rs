@@ -174,8 +174,15 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    let canon = p.canonicalize().ok()?;
-    canon.starts_with(root).then_some(canon)
+    match p.canonicalize() {
+        Ok(canon) => canon.starts_with(root).then_some(canon),
+        // A file that does not exist yet (a report rendered on request): its folder must.
+        Err(_) => {
+            let name = p.file_name()?.to_owned();
+            let parent = p.parent()?.canonicalize().ok()?;
+            parent.starts_with(root).then(|| parent.join(name))
+        }
+    }
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -250,7 +257,10 @@ mod tests {
         assert_eq!(resolve(&root, "/t/1/report.html"), Some(root.join("t/1/report.html")));
         assert_eq!(resolve(&root, "/t/../t/1/report.html"), None);
         assert_eq!(resolve(&root, "/escape/passwd"), None);
-        assert_eq!(resolve(&root, "/missing"), None);
+        // Not there yet, but its folder is inside: resolved (a report rendered on request).
+        assert_eq!(resolve(&root, "/t/1/new.html"), Some(root.join("t/1/new.html")));
+        assert_eq!(resolve(&root, "/escape/new.html"), None);
+        assert_eq!(resolve(&root, "/missing/x"), None);
     }
 
     #[test]
