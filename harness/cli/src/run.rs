@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use faultline_core::client::http::NodeHttp;
-use faultline_core::nemesis::{parse_families, Family};
+use faultline_core::nemesis::{parse_choices, Choice};
 use faultline_core::progress::Progress;
 use faultline_core::runner::{self, RunConfig, RunInputs};
 use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice};
@@ -32,7 +32,8 @@ pub struct RunArgs {
     /// What the clients do and how the history is judged.
     #[arg(long, default_value = "register")]
     pub workload: String,
-    /// Faults: a comma list of partition,kill,pause,clock,loss,latency, or `all`, or `none`.
+    /// Faults: `all`, `none`, or a comma list of partition,kill,pause,clock,loss,latency, each
+    /// optionally narrowed to kinds: `partition:isolate-leader+halves,kill:leader`.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Cluster size.
@@ -90,7 +91,7 @@ pub struct RunArgs {
 
 /// Validated settings.
 struct Plan {
-    families: Vec<Family>,
+    nemesis: Vec<Choice>,
     seed: u64,
     mechanism: MechanismChoice,
     node_bin: PathBuf,
@@ -126,7 +127,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if a.runtime != "local" {
         bail!("unknown runtime {:?}: expected local", a.runtime);
     }
-    let families = parse_families(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
+    let nemesis = parse_choices(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
     if !(1..=20).contains(&a.nodes) {
         bail!("--nodes must be between 1 and 20, got {}", a.nodes);
     }
@@ -161,7 +162,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     let name = a.name.clone().unwrap_or_else(|| format!("{}-{}", a.target, a.workload));
     let node_bin = locate_node_bin(a.node_bin.as_deref())?;
     let seed = a.seed.unwrap_or_else(rand_seed);
-    Ok(Plan { families, seed, mechanism, node_bin, name })
+    Ok(Plan { nemesis, seed, mechanism, node_bin, name })
 }
 
 fn rand_seed() -> u64 {
@@ -177,7 +178,7 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
          --nemesis-interval {} --seed {} --runtime {} --recovery {} --op-timeout-ms {}",
         a.target,
         a.workload,
-        if p.families.is_empty() { "none".to_string() } else { p.families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",") },
+        faultline_core::nemesis::Schedule::generate_choices(0, &p.nemesis, 1, 0.0, 1.0).name,
         a.nodes,
         a.concurrency,
         a.rate,
@@ -278,7 +279,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         rate: args.rate,
         time_limit: Duration::from_secs_f64(args.time_limit),
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
-        families: plan.families.clone(),
+        nemesis: plan.nemesis.clone(),
         recovery: Duration::from_secs_f64(args.recovery),
         op_timeout,
         setup_timeout: Duration::from_secs_f64(args.setup_timeout),

@@ -26,7 +26,7 @@ use crate::client::http::NodeHttp;
 use crate::client::{Completion, Op};
 use crate::generator::{Pacer, ProcessIds};
 use crate::history::{EventParts, HistoryWriter};
-use crate::nemesis::{nemesis_for, Applied, ClockSample, Family, Nemesis, NemesisCtx, Schedule};
+use crate::nemesis::{nemesis_for, Applied, Choice, ClockSample, Family, Nemesis, NemesisCtx, Schedule};
 use crate::progress::Progress;
 use crate::runtime::{Launch, Runtime};
 use crate::store::RunDir;
@@ -42,7 +42,7 @@ pub struct RunConfig {
     pub rate: f64,
     pub time_limit: Duration,
     pub nemesis_interval: Duration,
-    pub families: Vec<Family>,
+    pub nemesis: Vec<Choice>,
     pub recovery: Duration,
     pub op_timeout: Duration,
     pub setup_timeout: Duration,
@@ -324,9 +324,9 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let mut errors: Vec<String> = Vec::new();
     let t0 = Instant::now();
     let nodes_n = runtime.nodes().len();
-    let schedule = Schedule::generate(
+    let schedule = Schedule::generate_choices(
         cfg.seed,
-        &cfg.families,
+        &cfg.nemesis,
         nodes_n,
         cfg.time_limit.as_secs_f64(),
         cfg.nemesis_interval.as_secs_f64(),

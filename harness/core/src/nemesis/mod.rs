@@ -75,22 +75,59 @@ impl std::str::FromStr for Family {
     }
 }
 
-/// Parses `--nemesis`: a comma list of families, or `all`, or `none`.
-pub fn parse_families(s: &str) -> Result<Vec<Family>, String> {
+/// A family on the command line, optionally narrowed to some of its kinds
+/// (`partition:isolate-leader+halves`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub family: Family,
+    /// Empty = every kind of the family.
+    pub kinds: Vec<String>,
+}
+
+impl Choice {
+    fn kinds(&self) -> Vec<&str> {
+        if self.kinds.is_empty() {
+            self.family.kinds().to_vec()
+        } else {
+            self.kinds.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// Parses `--nemesis`: `all`, `none`, or a comma list of `family[:kind+kind...]`.
+pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
     match s.trim() {
         "none" | "" => Ok(vec![]),
-        "all" => Ok(Family::ALL.to_vec()),
+        "all" => Ok(Family::ALL.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect()),
         list => {
-            let mut out = Vec::new();
+            let mut out: Vec<Choice> = Vec::new();
             for part in list.split(',') {
-                let f: Family = part.trim().parse()?;
-                if !out.contains(&f) {
-                    out.push(f);
+                let (fam, kinds) = match part.trim().split_once(':') {
+                    Some((f, k)) => (f, k.split('+').map(|k| k.trim().to_string()).collect::<Vec<_>>()),
+                    None => (part.trim(), vec![]),
+                };
+                let family: Family = fam.parse()?;
+                for k in &kinds {
+                    if !family.kinds().contains(&k.as_str()) {
+                        return Err(format!(
+                            "unknown {} kind {k:?}: expected one of {}",
+                            family.as_str(),
+                            family.kinds().join(", ")
+                        ));
+                    }
+                }
+                if !out.iter().any(|c| c.family == family) {
+                    out.push(Choice { family, kinds });
                 }
             }
             Ok(out)
         }
     }
+}
+
+/// Parses `--nemesis` into families only (kinds unrestricted).
+pub fn parse_families(s: &str) -> Result<Vec<Family>, String> {
+    Ok(parse_choices(s)?.into_iter().map(|c| c.family).collect())
 }
 
 /// One fault with every seeded choice made.
@@ -124,11 +161,22 @@ impl Schedule {
     /// ending at least `interval/2` before the limit. Families are drawn at random (seeded) but
     /// cycle so that each listed family appears before any repeats.
     pub fn generate(seed: u64, families: &[Family], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
+        let choices: Vec<Choice> = families.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect();
+        Self::generate_choices(seed, &choices, nodes, time_limit_s, interval_s)
+    }
+
+    /// [`Schedule::generate`] with families narrowed to some kinds.
+    pub fn generate_choices(seed: u64, choices: &[Choice], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
         assert!(interval_s > 0.0, "interval checked by the caller");
-        let name = if families.is_empty() {
+        let families: Vec<Family> = choices.iter().map(|c| c.family).collect();
+        let name = if choices.is_empty() {
             "none".to_string()
         } else {
-            families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("+")
+            choices
+                .iter()
+                .map(|c| if c.kinds.is_empty() { c.family.as_str().to_string() } else { format!("{}:{}", c.family.as_str(), c.kinds.join("+")) })
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let mut rng = rng_for(seed, "nemesis", 0);
         let mut faults = Vec::new();
@@ -140,7 +188,7 @@ impl Schedule {
                 bag.shuffle(&mut rng);
             }
             let family = bag.pop().expect("bag refilled");
-            let kinds = family.kinds();
+            let kinds = choices.iter().find(|c| c.family == family).expect("family from choices").kinds();
             let kind = kinds[rng.random_range(0..kinds.len())].to_string();
             let mut order: Vec<usize> = (0..nodes).collect();
             order.shuffle(&mut rng);
@@ -275,7 +323,7 @@ mod tests {
         let c = Schedule::generate(43, &fams, 5, 60.0, 5.0);
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a.name, "partition+kill+pause+clock+loss+latency");
+        assert_eq!(a.name, "partition,kill,pause,clock,loss,latency");
     }
 
     #[test]
@@ -323,5 +371,13 @@ mod tests {
         assert_eq!(parse_families("kill,partition,kill").unwrap(), vec![Family::Kill, Family::Partition]);
         let err = parse_families("partition,flood").unwrap_err();
         assert!(err.contains("flood") && err.contains("expected"), "{err}");
+        let c = parse_choices("partition:isolate-leader+halves,kill").unwrap();
+        assert_eq!(c[0].kinds, vec!["isolate-leader", "halves"]);
+        assert!(c[1].kinds.is_empty());
+        let err = parse_choices("kill:everything").unwrap_err();
+        assert!(err.contains("everything") && err.contains("minority"), "{err}");
+        let s = Schedule::generate_choices(3, &c[..1], 5, 60.0, 5.0);
+        assert_eq!(s.name, "partition:isolate-leader+halves");
+        assert!(s.faults.iter().all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
     }
 }

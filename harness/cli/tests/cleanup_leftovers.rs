@@ -1,0 +1,65 @@
+//! `faultline cleanup` removes what a killed run left behind — recorded in its state file or
+//! carrying our name prefix — and touches nothing else.
+
+mod run_support;
+
+use std::process::Command;
+
+use run_support::*;
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+    assert!(ok, "{cmd}");
+}
+
+#[test]
+fn cleanup_removes_a_dead_runs_objects_and_leaves_foreign_ones() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces, iptables), as in CI");
+        return;
+    }
+    // A "killed run" fl0c1ea0 with a state file (dead harness pid), and an orphan fl0c1ea1
+    // whose state file is gone; plus a foreign namespace and chain that must survive.
+    let dead = "fl0c1ea0";
+    let orphan = "fl0c1ea1";
+    sh(&format!("ip netns add {dead}-n1 && ip link add {dead}br type bridge && ip link add {dead}n1 type veth peer name eth0 netns {dead}-n1"));
+    sh(&format!("iptables -w 5 -I FORWARD -i {dead}br -o {dead}br -j ACCEPT"));
+    sh(&format!("ip netns exec {dead}-n1 sleep 300 > /dev/null 2>&1 &"));
+    sh(&format!("ip netns add {orphan}-n2 && iptables -w 5 -N {orphan}in && iptables -w 5 -I INPUT -i lo -j {orphan}in"));
+    sh("ip netns add flforeign-x && iptables -w 5 -N FLFOREIGN");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let state = serde_json::json!({
+        "run_id": dead, "harness_pid": 999_999_999u32, "netns": [format!("{dead}-n1")],
+        "links": [format!("{dead}br"), format!("{dead}n1")],
+        "host_rules": [["FORWARD", "-i", format!("{dead}br"), "-o", format!("{dead}br"), "-j", "ACCEPT"]],
+        "host_chains": [], "pids": [], "subnet": 250
+    });
+    std::fs::create_dir_all("/run/faultline").unwrap();
+    std::fs::write(format!("/run/faultline/{dead}.json"), state.to_string()).unwrap();
+    assert!(!leftovers(dead).is_empty());
+    let pids = Command::new("ip").args(["netns", "pids", &format!("{dead}-n1")]).output().unwrap();
+    let sleeper: u32 = String::from_utf8_lossy(&pids.stdout).trim().parse().expect("one process in the namespace");
+
+    let dry = Command::new(faultline()).args(["cleanup", "--dry-run"]).output().unwrap();
+    assert_eq!(dry.status.code(), Some(0), "{}", show(&dry));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains(dead));
+    assert!(!leftovers(dead).is_empty(), "dry run removed something");
+
+    let out = Command::new(faultline()).arg("cleanup").output().unwrap();
+    let foreign_ns = std::path::Path::new("/run/netns/flforeign-x").exists();
+    let foreign_chain = Command::new("iptables").args(["-w", "5", "-L", "FLFOREIGN", "-n"]).status().unwrap().success();
+    let _ = Command::new("sh").args(["-c", "ip netns del flforeign-x; iptables -w 5 -X FLFOREIGN"]).status();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(leftovers(dead).is_empty(), "{:?}", leftovers(dead));
+    assert!(leftovers(orphan).is_empty(), "{:?}", leftovers(orphan));
+    // The process inside the dead run's namespace is gone (killed, then reaped by init).
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !std::path::Path::new(&format!("/proc/{sleeper}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sleeper}/stat")).is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "process {sleeper} in the dead run's namespace survived cleanup");
+    assert!(!std::path::Path::new(&format!("/run/faultline/{dead}.json")).exists());
+    assert!(foreign_ns, "cleanup removed a namespace it did not create");
+    assert!(foreign_chain, "cleanup removed a chain it did not create");
+}
