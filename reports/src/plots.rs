@@ -151,6 +151,15 @@ fn decades(lo: f64, hi: f64) -> (f64, f64) {
     (y0, y1)
 }
 
+/// A log-axis label with no needless digits: 0.1, 1, 10, 100.
+fn log_label(v: f64) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (-v.log10().floor()).max(0.0) as usize;
+    format!("{v:.decimals$}")
+}
+
 fn font(size: u32) -> FontDesc<'static> {
     (FONT, size).into_font()
 }
@@ -172,19 +181,23 @@ fn latency_raw(path: &Path, a: &Analysis) -> DrawResult {
         .configure_mesh()
         .x_desc("time since start (s)")
         .y_desc("latency (ms)")
+        .y_label_formatter(&|v| log_label(*v))
         .label_style(font(13))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     shade_faults(&mut chart, a, y0, y1)?;
-    for (fi, fname) in a.ops.fs.iter().enumerate() {
-        let color = F_COLORS[fi % F_COLORS.len()];
-        for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
+    // Rare outcomes are drawn last so that they stay visible over the many ok points; big
+    // histories get smaller, lighter points.
+    let radius = if a.ops.ops.len() > 20_000 { 1 } else { 2 };
+    for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
+        for (fi, fname) in a.ops.fs.iter().enumerate() {
+            let color = F_COLORS[fi % F_COLORS.len()];
             let pts = a.ops.ops.iter().filter(|o| o.f == fi && o.outcome == outcome).filter_map(|o| {
                 o.latency_ns().map(|l| (secs(o.invoke_ns), (l as f64 / 1e6).max(1e-3)))
             });
             let mut any = false;
             let anno = match outcome {
-                Outcome::Ok => chart.draw_series(pts.inspect(|_| any = true).map(|p| Circle::new(p, 2, color.mix(0.7).filled())))?,
+                Outcome::Ok => chart.draw_series(pts.inspect(|_| any = true).map(|p| Circle::new(p, radius, color.mix(0.7).filled())))?,
                 Outcome::Fail => chart.draw_series(pts.inspect(|_| any = true).map(|p| Cross::new(p, 3, color.stroke_width(1))))?,
                 _ => chart.draw_series(pts.inspect(|_| any = true).map(|p| TriangleMarker::new(p, 4, color.filled())))?,
             };
@@ -236,6 +249,7 @@ fn latency_quantiles(path: &Path, a: &Analysis) -> DrawResult {
         .configure_mesh()
         .x_desc("time since start (s)")
         .y_desc("latency (ms)")
+        .y_label_formatter(&|v| log_label(*v))
         .label_style(font(13))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
@@ -334,11 +348,20 @@ fn clock_skew(path: &Path, a: &Analysis) -> DrawResult {
 mod tests {
     use super::decades;
 
+
     #[test]
     fn log_ranges_span_whole_decades() {
         assert_eq!(decades(2.0, 5.0), (1.0, 10.0));
         assert_eq!(decades(0.3, 45.0), (0.1, 100.0));
         assert_eq!(decades(0.0, 0.0), (1e-3, 1e-2));
         assert_eq!(decades(f64::INFINITY, 0.0), (1e-3, 1e-2));
+    }
+
+    #[test]
+    fn log_labels_have_no_needless_digits() {
+        assert_eq!(super::log_label(0.1), "0.1");
+        assert_eq!(super::log_label(1.0), "1");
+        assert_eq!(super::log_label(100.0), "100");
+        assert_eq!(super::log_label(0.001), "0.001");
     }
 }
