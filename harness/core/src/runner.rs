@@ -370,12 +370,14 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
             break;
         }
         let launch = target.launch(n, runtime.nodes(), &data, &run_dir.node_log(&n.id));
-        if let Err(e) = runtime.start_node(&n.id, &launch) {
+        launches.push((n.id.clone(), launch));
+    }
+    // All at once: the Docker runtime creates every container with one compose call.
+    if setup_ok {
+        if let Err(e) = runtime.start_nodes(&launches) {
             errors.push(format!("setup: {e}"));
             setup_ok = false;
-            break;
         }
-        launches.push((n.id.clone(), launch));
     }
     let mut timings = serde_json::Map::new();
     if setup_ok {

@@ -15,7 +15,10 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
 pub fn run_with_stdin(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, RuntimeError> {
     let line = format!("{program} {}", args.join(" "));
     tracing::debug!(target: "faultline::cmd", "{line}");
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    // Own process group: a Ctrl-C meant for the harness must not kill a teardown step midway.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -6,6 +6,7 @@
 //! is idempotent by construction.
 
 pub mod cmd;
+pub mod docker;
 pub mod local;
 pub mod nfq_delay;
 pub mod state;
@@ -120,6 +121,11 @@ pub trait Runtime: Send + Sync {
     }
     /// Starts (or restarts) a node process.
     fn start_node(&self, id: &str, launch: &Launch) -> Result<u32, RuntimeError>;
+    /// Starts several nodes; a runtime that can start them together (one `docker-compose up`)
+    /// overrides this. Stops at the first error.
+    fn start_nodes(&self, launches: &[(String, Launch)]) -> Result<(), RuntimeError> {
+        launches.iter().try_for_each(|(id, l)| self.start_node(id, l).map(|_| ()))
+    }
     /// `kill -9` the node and reap it. Killing a dead node is not an error.
     fn kill_node(&self, id: &str) -> Result<(), RuntimeError>;
     /// SIGSTOP.

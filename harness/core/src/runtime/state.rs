@@ -15,9 +15,18 @@ use super::cmd;
 /// Prefix of every name a local run creates: `fl` + 6 hex digits of the run id.
 pub const NAME_PREFIX: &str = "fl";
 
-/// The state folder.
+/// The state folder: `$FAULTLINE_STATE_DIR`, else `/run/faultline` for root, else
+/// `$TMPDIR/faultline-<uid>` (an unprivileged harness cannot write /run).
 pub fn state_dir() -> PathBuf {
-    std::env::var_os("FAULTLINE_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/faultline"))
+    if let Some(dir) = std::env::var_os("FAULTLINE_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        PathBuf::from("/run/faultline")
+    } else {
+        std::env::temp_dir().join(format!("faultline-{uid}"))
+    }
 }
 
 /// What one run created.
