@@ -60,6 +60,9 @@ pub struct Sim {
     /// Messages for which this returns true are dropped (targeted scenarios).
     pub drop_if: Option<DropFilter>,
     pub replies: BTreeMap<ReqId, Reply>,
+    /// Simulated time each request was made and answered (for real-time order checks).
+    pub invoked_at: BTreeMap<ReqId, u64>,
+    pub answered_at: BTreeMap<ReqId, u64>,
     next_req: ReqId,
     /// Per-node wall clock in ms (for leases); advances `tick_ms` per tick unless frozen.
     pub clocks: BTreeMap<NodeId, i64>,
@@ -92,6 +95,8 @@ impl Sim {
             blocked: BTreeSet::new(),
             drop_if: None,
             replies: BTreeMap::new(),
+            invoked_at: BTreeMap::new(),
+            answered_at: BTreeMap::new(),
             next_req: 0,
             clocks: BTreeMap::new(),
             frozen_clocks: BTreeSet::new(),
@@ -166,6 +171,7 @@ impl Sim {
     pub fn propose(&mut self, id: &str, cmd: Command) -> ReqId {
         self.next_req += 1;
         let req = self.next_req;
+        self.invoked_at.insert(req, self.now);
         self.with_node(id, |r| r.propose(req, cmd));
         req
     }
@@ -173,6 +179,7 @@ impl Sim {
     pub fn read(&mut self, id: &str, key: &str) -> ReqId {
         self.next_req += 1;
         let req = self.next_req;
+        self.invoked_at.insert(req, self.now);
         let now = self.clocks[id];
         self.with_node(id, |r| {
             r.set_now_ms(now);
@@ -209,6 +216,7 @@ impl Sim {
             self.net.push(InFlight { deliver_at: self.now + delay, seq: self.msg_seq, env });
         }
         for (req, reply) in rd.replies {
+            self.answered_at.insert(req, self.now);
             let prev = self.replies.insert(req, reply);
             assert!(prev.is_none(), "request {req} answered twice");
         }
