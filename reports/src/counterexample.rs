@@ -31,6 +31,8 @@ pub struct Counterexample {
     /// Per partial linearization: the operation that blocked it (position in `ops`) and the
     /// model state it ended in, when the checker gave them.
     pub ends: Vec<(Option<usize>, Option<String>)>,
+    /// Per partial linearization: operations that could have gone next and why they did not.
+    pub candidates: Vec<Vec<(usize, String)>>,
     /// Free text the checker gave (e.g. its one-line reason or a rendered explanation).
     pub text: Option<String>,
     /// History indices the explanation named that the history does not have.
@@ -40,15 +42,75 @@ pub struct Counterexample {
 /// Finds the counterexample in a checker's `details`: a serialized
 /// `faultline_checker::LinearizabilityReport` (its `explanation`, else the first key report's)
 /// or an `Explanation` itself. `None` when there is none or it has another shape.
+///
+/// The explanation is read through [`Loose`], a tolerant mirror of `faultline_checker::Explanation`
+/// (every field defaulted, unknown fields ignored), so that a results.json written by an older
+/// or newer checker still draws; the checker's own text comes from the typed structure when it
+/// parses.
 pub fn from_details(checker: &str, details: &Value, ops: &Ops) -> Option<Counterexample> {
     let explanation = find_explanation(details, 0)?;
-    let typed = serde_json::from_value::<Explanation>(explanation.clone()).ok()?;
-    Some(from_explanation(checker, &typed, ops))
+    let loose = serde_json::from_value::<Loose>(explanation.clone()).ok()?;
+    if loose.ops.is_empty() {
+        return None;
+    }
+    let mut ce = from_loose(checker, &loose, ops);
+    if let Ok(typed) = serde_json::from_value::<Explanation>(explanation.clone()) {
+        ce.text = Some(typed.to_text());
+    }
+    Some(ce)
 }
 
-/// The checker's own structure: operations are indices into `e.ops`, whose `call_index` is the
-/// history index of the invocation.
+/// The checker's own structure, typed.
 pub fn from_explanation(checker: &str, e: &Explanation, ops: &Ops) -> Counterexample {
+    let loose = serde_json::to_value(e).ok().and_then(|v| serde_json::from_value::<Loose>(v).ok()).unwrap_or_default();
+    let mut ce = from_loose(checker, &loose, ops);
+    ce.text = Some(e.to_text());
+    ce
+}
+
+/// Tolerant mirror of `faultline_checker::Explanation`: only what the picture needs.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Loose {
+    pub key: Option<String>,
+    pub ops: Vec<LooseOp>,
+    pub failed_op: usize,
+    pub longest: Vec<LoosePartial>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LooseOp {
+    /// History index of the invocation.
+    pub call_index: u64,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LoosePartial {
+    pub steps: Vec<LooseStep>,
+    pub blocked_op: Option<usize>,
+    pub final_state: Option<String>,
+    pub candidates: Vec<LooseCandidate>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LooseStep {
+    pub op: usize,
+    pub state_after: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LooseCandidate {
+    pub op: usize,
+    pub why: String,
+}
+
+/// Operations are indices into `e.ops`, whose `call_index` is the history index of the
+/// invocation.
+fn from_loose(checker: &str, e: &Loose, ops: &Ops) -> Counterexample {
     let mut ce = Counterexample { checker: checker.to_string(), key: e.key.clone(), ..Default::default() };
     let resolve = |i: usize, ce: &mut Counterexample| -> Option<usize> {
         let op = e.ops.get(i)?;
@@ -71,15 +133,20 @@ pub fn from_explanation(checker: &str, e: &Explanation, ops: &Ops) -> Counterexa
         for step in &p.steps {
             if let Some(pos) = resolve(step.op, &mut ce) {
                 path.push(pos);
-                states.push(Some(truncate(&step.state_after, 60)));
+                states.push(step.state_after.as_deref().map(|s| truncate(s, 60)));
             }
         }
-        let blocked = resolve(p.blocked_op, &mut ce);
+        let blocked = p.blocked_op.and_then(|b| resolve(b, &mut ce));
+        let candidates = p
+            .candidates
+            .iter()
+            .filter_map(|c| resolve(c.op, &mut ce).map(|pos| (pos, truncate(&c.why, 200))))
+            .collect();
         ce.partials.push(path);
         ce.states.push(states);
-        ce.ends.push((blocked, Some(truncate(&p.final_state, 60))));
+        ce.ends.push((blocked, p.final_state.as_deref().map(|s| truncate(s, 60))));
+        ce.candidates.push(candidates);
     }
-    ce.text = Some(e.to_text());
     ce
 }
 
@@ -320,6 +387,25 @@ mod tests {
         assert!(ce.failing.is_empty());
         assert_eq!(ce.unresolved, vec![2]);
         assert!(!svg(&ce, &other, 10).contains("could not be linearized"));
+    }
+
+    #[test]
+    fn explanations_of_other_checker_versions_still_draw() {
+        let ops = Ops::from_events(&events());
+        // Fields missing (no candidates, no final state) and fields this version does not know.
+        let details = json!({"explanation": {
+            "key": "k",
+            "ops": [{"call_index": 0, "future_field": 1}, {"call_index": 2}],
+            "failed_op": 1,
+            "longest": [{"steps": [{"op": 0}], "blocked_op": 1, "extra": true}],
+            "something_new": [1, 2, 3]
+        }});
+        let ce = from_details("lin", &details, &ops).expect("tolerant read");
+        assert_eq!(ce.failing, vec![1]);
+        assert_eq!(ce.partials, vec![vec![0]]);
+        assert_eq!(ce.states, vec![vec![None]]);
+        assert_eq!(ce.ends, vec![(Some(1), None)]);
+        assert!(ce.candidates[0].is_empty());
     }
 
     #[test]

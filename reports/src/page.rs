@@ -410,6 +410,27 @@ fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, opt
             );
         }
         s.push_str("</table>");
+        let (blocked, final_state) = ce.ends.get(pi).cloned().unwrap_or((None, None));
+        if let Some(state) = final_state {
+            let blocked = blocked
+                .map(|b| format!(" before {} returned", counterexample::op_label(&a.ops, &a.ops.ops[b])))
+                .unwrap_or_default();
+            let _ = write!(s, r#"<p class="note">Then, in state <code>{}</code>, no pending operation could take effect{}.</p>"#, esc(&state), esc(&blocked));
+        }
+        if let Some(cands) = ce.candidates.get(pi).filter(|c| !c.is_empty()) {
+            s.push_str("<table><tr><th>could have gone next</th><th>process</th><th>why not</th></tr>");
+            for (i, why) in cands.iter().take(20) {
+                let op = &a.ops.ops[*i];
+                let _ = write!(
+                    s,
+                    r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                    esc(&counterexample::op_label(&a.ops, op)),
+                    op.process,
+                    esc(why)
+                );
+            }
+            s.push_str("</table>");
+        }
     }
     for &i in &ce.failing {
         let op = &a.ops.ops[i];

@@ -152,11 +152,11 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An invalid verdict whose explanation (the checker's own `Explanation` type) names a real
+/// An invalid verdict whose explanation (in the checker's `Explanation` JSON form) names a real
 /// read as the op that could not be linearized and the three ok operations on its key that
 /// complete before it as the longest partial linearization. Synthetic: not checked.
 fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &str, partition: (u64, u64), kill: (u64, u64)) -> Value {
-    use faultline_checker::explain::{Explanation, LinStep, OpRef, PartialLinearization};
+    use faultline_checker::explain::OpRef;
     use faultline_checker::history::{Event, EventType, Process};
     let parsed: Vec<Event> = events.iter().filter_map(|e| serde_json::from_value(Value::Object(e.clone())).ok()).collect();
     // Pair into OpRefs per key.
@@ -186,6 +186,8 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
             by_key.entry(e.key.clone().unwrap_or_default()).or_default().push(op);
         }
     }
+    // Built as JSON (not the checker's struct literal) so that this generator does not break
+    // when the checker adds fields; readers ignore what they do not know.
     let explanation = by_key.into_iter().max_by_key(|(_, ops)| ops.len()).and_then(|(key, mut ops)| {
         ops.sort_by_key(|o| o.call_index);
         let failed = (ops.len() / 2..ops.len()).find(|&i| ops[i].f == "read" && ops[i].kind == EventType::Ok)?;
@@ -193,13 +195,18 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
         let mut before: Vec<usize> =
             (0..failed).rev().filter(|&i| ops[i].kind == EventType::Ok && ops[i].return_time.is_some_and(|t| t < ret)).take(3).collect();
         before.reverse();
-        let steps = before.iter().map(|&i| LinStep { op: i, state_after: ops[i].value_in.to_string() }).collect();
-        Some(Explanation {
-            key: Some(key),
-            failed_op: failed,
-            longest: vec![PartialLinearization { steps, blocked_op: failed, final_state: "synthetic".into() }],
-            ops,
-        })
+        let steps: Vec<Value> = before.iter().map(|&i| json!({"op": i, "state_after": ops[i].value_in.to_string()})).collect();
+        let candidates: Vec<Value> = (failed + 1..ops.len())
+            .filter(|&i| ops[i].call_time < ops[failed].return_time.unwrap_or(u64::MAX))
+            .take(2)
+            .map(|i| json!({"op": i, "why": "synthetic: would not lead to a linearization"}))
+            .collect();
+        Some(json!({
+            "key": key,
+            "ops": ops,
+            "failed_op": failed,
+            "longest": [{"steps": steps, "blocked_op": failed, "final_state": "synthetic", "candidates": candidates}],
+        }))
     });
     let verdict = if explanation.is_some() { "invalid" } else { "valid" };
     json!({
@@ -208,7 +215,7 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
         "repro": repro,
         "checkers": [
             {"name": "linearizable", "verdict": verdict,
-             "reason": explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e.key.as_deref().unwrap_or(""))),
+             "reason": explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or(""))),
              "details": {"verdict": verdict, "explanation": explanation}},
             {"name": "stats", "verdict": "valid", "reason": null, "details": null}
         ],
