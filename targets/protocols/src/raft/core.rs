@@ -161,6 +161,8 @@ pub struct Raft {
     commit: u64,
     applied: u64,
     election_elapsed: u32,
+    /// Ticks since this process started (saturating).
+    ticks_since_start: u32,
     randomized_timeout: u32,
     heartbeat_elapsed: u32,
     check_quorum_elapsed: u32,
@@ -207,6 +209,7 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             election_elapsed: 0,
+            ticks_since_start: 0,
             randomized_timeout,
             heartbeat_elapsed: 0,
             check_quorum_elapsed: 0,
@@ -280,6 +283,7 @@ impl Raft {
 
     /// One logical clock tick.
     pub fn tick(&mut self) {
+        self.ticks_since_start = self.ticks_since_start.saturating_add(1);
         match self.role {
             Role::Leader => {
                 self.heartbeat_elapsed += 1;
@@ -519,9 +523,14 @@ impl Raft {
     fn in_leader_lease(&self) -> bool {
         // CheckQuorum stickiness: a node that heard from a live leader within the minimum
         // election timeout refuses to help elect another (also what makes read leases sound).
+        // A node that just (re)started may have acknowledged a leader's heartbeat before it
+        // crashed and forgotten it, so it also refuses during its first election timeout.
         match self.role {
             Role::Leader => true,
-            _ => self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks,
+            _ => {
+                (self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks)
+                    || self.ticks_since_start < self.cfg.election_ticks
+            }
         }
     }
 
@@ -637,12 +646,19 @@ impl Raft {
     /// §5.3: the consistency check, conflict truncation and commit propagation.
     fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: Vec<Entry>, leader_commit: u64, seq: u64) {
         let term = self.hs.term;
+        let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
         if prev_index < self.commit {
-            // Our committed prefix already matches the leader's (Leader Completeness); a stale
-            // or reordered message. Report what we know is matched.
-            let idx = self.commit;
-            self.send(&from, Message::AppendResp { term, success: true, index: idx, hint: 0, seq });
-            return;
+            // Our committed prefix already matches the leader's (Leader Completeness): skip the
+            // part of a stale or reordered message that it covers and check from our commit.
+            let skip = (self.commit - prev_index) as usize;
+            if entries.len() <= skip {
+                let idx = self.commit;
+                self.send(&from, Message::AppendResp { term, success: true, index: idx, hint: 0, seq });
+                return;
+            }
+            entries.drain(..skip);
+            prev_index = self.commit;
+            prev_term = self.log.term(prev_index).expect("the commit index is within the log");
         }
         if self.log.term(prev_index) != Some(prev_term) {
             let hint = if prev_index > self.log.last_index() {
