@@ -4,6 +4,8 @@
 //! every file listed in DIR/EXPECTED.tsv (stop at the first invalid key, as Porcupine's tests
 //! do) and prints per-file and total times (best of REPEAT runs per file, parsing excluded).
 //! `... -- DIR --all-keys FILE [TIME_LIMIT_S]` judges every key of one kv file with no early stop.
+//! `... -- --synthetic-hard N MEM_MIB` checks a history that needs 2^N configurations, under a
+//! memory budget (to compare the budget with the peak RSS).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,6 +23,37 @@ fn load(dir: &Path, file: &str) -> (Vec<faultline_checker::history::Event>, Mode
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("../shared/data/porcupine"));
+    if args.get(1).map(String::as_str) == Some("--synthetic-hard") {
+        // N writes that never return, then an impossible read: 2^N configurations to rule out.
+        let n: u64 = args[2].parse().expect("N");
+        let mib: u64 = args[3].parse().expect("MiB");
+        let mut events = Vec::new();
+        let mut push = |kind, p: u64, f: &str, v: serde_json::Value| {
+            let i = events.len() as u64;
+            events.push(faultline_checker::history::Event {
+                index: i,
+                time: i,
+                kind,
+                process: faultline_checker::history::Process::Client(p),
+                f: f.into(),
+                key: None,
+                value: v,
+                error: None,
+                node: None,
+            });
+        };
+        use faultline_checker::history::EventType;
+        for p in 0..n {
+            push(EventType::Invoke, p, "write", serde_json::json!(p));
+        }
+        push(EventType::Invoke, n, "read", serde_json::Value::Null);
+        push(EventType::Ok, n, "read", serde_json::json!(1_000_000));
+        let opts = CheckOptions { memory_limit_bytes: Some(mib << 20), ..CheckOptions::default() };
+        let t = Instant::now();
+        let r = check_linearizable(&events, ModelKind::Register, &opts);
+        println!("{} in {:.3} s: {}", r.verdict, t.elapsed().as_secs_f64(), r.reason.unwrap_or_default());
+        return;
+    }
     if args.get(2).map(String::as_str) == Some("--all-keys") {
         let file = &args[3];
         let limit = args.get(4).map_or(60.0, |s| s.parse::<f64>().expect("seconds"));

@@ -65,6 +65,14 @@ pub struct LinStep {
     pub state_after: String,
 }
 
+/// An operation that could have taken effect after a partial linearization, and why it did not.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Index into [`Explanation::ops`].
+    pub op: usize,
+    pub why: String,
+}
+
 /// A prefix of a linearization that the search could not extend.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PartialLinearization {
@@ -74,6 +82,9 @@ pub struct PartialLinearization {
     pub blocked_op: usize,
     /// The state at the end of the prefix (the initial state when `steps` is empty).
     pub final_state: String,
+    /// The operations that could have gone next (called before `blocked_op` returned), with why
+    /// each did not (the first few).
+    pub candidates: Vec<Candidate>,
 }
 
 /// Why one key is not linearizable.
@@ -115,9 +126,13 @@ impl Explanation {
             let blocked = self.ops.get(p.blocked_op).map(OpRef::describe).unwrap_or_default();
             let _ = writeln!(
                 t,
-                "    then state {}: no pending operation can take effect before #{} {blocked} returns",
+                "    then state {}: no pending operation can take effect before #{} {blocked} returns:",
                 p.final_state, p.blocked_op
             );
+            for c in &p.candidates {
+                let d = self.ops.get(c.op).map(OpRef::describe).unwrap_or_default();
+                let _ = writeln!(t, "      #{} {d}: {}", c.op, c.why);
+            }
         }
         t
     }

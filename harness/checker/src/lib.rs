@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use explain::{Explanation, OpRef, PartialLinearization};
+pub use explain::{Candidate, Explanation, LinStep, OpRef, PartialLinearization};
 pub use model::ModelKind;
 pub use prepare::HistoryError;
 

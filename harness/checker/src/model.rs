@@ -77,6 +77,10 @@ pub(crate) trait SearchModel {
     fn refine(&mut self, state: u32, _linearized: &[u64]) -> Option<u32> {
         Some(state)
     }
+    /// Why `refine` prunes this configuration, for explanations (`None` if it does not).
+    fn prune_reason(&mut self, _state: u32, _linearized: &[u64]) -> Option<String> {
+        None
+    }
     fn describe_state(&self, state: u32) -> String;
     /// Bytes held by the model (interned states, memo tables), for the memory budget.
     fn memory_bytes(&self) -> usize;
@@ -346,6 +350,44 @@ impl SearchModel for KvModel {
             }
         }
         Some(if alive { state } else { KV_DEAD })
+    }
+
+    fn prune_reason(&mut self, state: u32, linearized: &[u64]) -> Option<String> {
+        let prefix = &self.prefix_of[state as usize];
+        let shown = self.describe_state(state);
+        let shown = match shown.char_indices().nth(80) {
+            Some((i, _)) => format!("{}…", &shown[..i]),
+            None => shown,
+        };
+        let get_text = |g: usize| match &self.ops[g] {
+            KvOp::Get(out) => {
+                let o = format!("{out:?}");
+                match o.char_indices().nth(80) {
+                    Some((i, _)) => format!("{}…", &o[..i]),
+                    None => o,
+                }
+            }
+            _ => String::new(),
+        };
+        for w in 0..self.words {
+            let bad = self.gets_free[w] & !linearized[w] & !prefix[w];
+            if bad != 0 {
+                let g = w * 64 + bad.trailing_zeros() as usize;
+                return Some(format!(
+                    "would make the value {shown}, but get #{g} (→ {}) must come later and its output does not start with it, and no put can reset the value first",
+                    get_text(g)
+                ));
+            }
+        }
+        for (g, puts) in &self.gets_enabled {
+            if !bit(linearized, *g) && !bit(prefix, *g) && puts.iter().all(|&p| bit(linearized, p)) {
+                return Some(format!(
+                    "would make the value {shown}, but get #{g} (→ {}) must come later and its output does not start with it, and the puts that could reset the value first are already linearized",
+                    get_text(*g)
+                ));
+            }
+        }
+        None
     }
 
     fn describe_state(&self, state: u32) -> String {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::cache::{mix, Cache};
-use crate::explain::{Explanation, LinStep, PartialLinearization};
+use crate::explain::{Candidate, Explanation, LinStep, PartialLinearization};
 use crate::model::{KvModel, RegisterModel, SearchModel, SetModel, Span};
 use crate::prepare::{KeyHistory, ModelOps};
 use crate::{KeyReport, Verdict};
@@ -143,26 +143,8 @@ fn run<M: SearchModel>(
     let (outcome, stats) = search(&k.spans, twins, &mut model, budget, &mut dead_ends);
     let explanation = match outcome {
         Outcome::Invalid => {
-            let longest: Vec<PartialLinearization> = dead_ends
-                .iter()
-                .map(|d| {
-                    let mut state = model.init();
-                    let steps = d
-                        .order
-                        .iter()
-                        .map(|&op| {
-                            state = model.step(state, op as usize).expect("a recorded prefix replays");
-                            LinStep { op: op as usize, state_after: shorten(model.describe_state(state)) }
-                        })
-                        .collect();
-                    PartialLinearization {
-                        steps,
-                        blocked_op: d.blocked as usize,
-                        // The replayed state: the search's own may be a canonical stand-in (`refine`).
-                        final_state: shorten(model.describe_state(state)),
-                    }
-                })
-                .collect();
+            let longest: Vec<PartialLinearization> =
+                dead_ends.iter().map(|d| explain_dead_end(d, &k.spans, twins, &mut model)).collect();
             Some(Explanation {
                 key: k.key.clone(),
                 ops: k.ops.clone(),
@@ -173,6 +155,61 @@ fn run<M: SearchModel>(
         _ => None,
     };
     (outcome, stats, explanation)
+}
+
+/// How many candidates a dead end's explanation lists.
+const CANDIDATES_SHOWN_MAX: usize = 12;
+
+/// Replays a dead end from the initial state (with real states: the search's own may be
+/// canonical stand-ins, see `SearchModel::refine`) and says why each operation that could have
+/// gone next did not.
+fn explain_dead_end<M: SearchModel>(d: &DeadEnd, spans: &[Span], twins: &[u32], model: &mut M) -> PartialLinearization {
+    let words = spans.len().div_ceil(64);
+    let mut bits = vec![0u64; words];
+    let mut state = model.init();
+    let steps = d
+        .order
+        .iter()
+        .map(|&op| {
+            state = model.step(state, op as usize).expect("a recorded prefix replays");
+            bits[op as usize / 64] |= 1 << (op % 64);
+            LinStep { op: op as usize, state_after: shorten(model.describe_state(state)) }
+        })
+        .collect();
+    let blocked_ret = spans[d.blocked as usize].ret.expect("a blocked op has a return");
+    let mut candidates = Vec::new();
+    for (op, span) in spans.iter().enumerate() {
+        if bit(&bits, op) || span.call >= blocked_ret {
+            continue;
+        }
+        if candidates.len() == CANDIDATES_SHOWN_MAX {
+            break;
+        }
+        let twin = twins[op];
+        let why = if twin != NONE && !bit(&bits, twin as usize) {
+            format!("identical to the earlier indeterminate #{twin}, which goes first")
+        } else {
+            match model.step(state, op) {
+                None => "cannot take effect in this state".to_string(),
+                Some(next) => {
+                    bits[op / 64] |= 1 << (op % 64);
+                    let why = match model.refine(next, &bits) {
+                        None => model
+                            .prune_reason(next, &bits)
+                            .unwrap_or_else(|| "leads to a state no continuation can accept".into()),
+                        Some(_) => format!(
+                            "could take effect (state {}), but every continuation was tried and failed",
+                            shorten(model.describe_state(next))
+                        ),
+                    };
+                    bits[op / 64] &= !(1 << (op % 64));
+                    why
+                }
+            }
+        };
+        candidates.push(Candidate { op, why });
+    }
+    PartialLinearization { steps, blocked_op: d.blocked as usize, final_state: shorten(model.describe_state(state)), candidates }
 }
 
 const NONE: u32 = u32::MAX;
