@@ -230,6 +230,9 @@ pub struct ClockSample {
     pub offset_ms: i64,
 }
 
+/// Longest wait for one node's status when looking for the leader.
+pub const LEADER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What a nemesis can use.
 pub struct NemesisCtx {
     pub runtime: Arc<dyn Runtime>,
@@ -252,16 +255,26 @@ impl NemesisCtx {
         spec.order.iter().filter_map(|&i| ids.get(i).cloned()).collect()
     }
 
-    /// The leader, as the live nodes report it: the claim of the highest term wins.
+    /// The leader, as the live nodes report it: the claim of the highest term wins. Nodes are
+    /// asked concurrently, each bounded by [`LEADER_QUERY_TIMEOUT`], so a paused or cut-off node
+    /// cannot stall the nemesis.
     pub async fn leader(&self) -> Option<String> {
-        let mut best: Option<(u64, String)> = None;
+        let mut set = tokio::task::JoinSet::new();
         for n in self.runtime.nodes() {
-            if let Ok(s) = self.target.status(&n.addr()).await {
-                if s.state == "leader" {
-                    let term = s.term.unwrap_or(0);
-                    if best.as_ref().is_none_or(|(t, _)| term > *t) {
-                        best = Some((term, n.id.clone()));
-                    }
+            let target = self.target.clone();
+            let (id, addr) = (n.id.clone(), n.addr());
+            set.spawn(async move {
+                match tokio::time::timeout(LEADER_QUERY_TIMEOUT, target.status(&addr)).await {
+                    Ok(Ok(s)) if s.state == "leader" => Some((s.term.unwrap_or(0), id)),
+                    _ => None,
+                }
+            });
+        }
+        let mut best: Option<(u64, String)> = None;
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some((term, id))) = r {
+                if best.as_ref().is_none_or(|(t, b)| term > *t || (term == *t && id < *b)) {
+                    best = Some((term, id));
                 }
             }
         }
