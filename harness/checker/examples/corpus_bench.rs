@@ -4,7 +4,7 @@
 //! every file listed in DIR/EXPECTED.tsv (stop at the first invalid key, as Porcupine's tests
 //! do) and prints per-file and total times (best of REPEAT runs per file, parsing excluded).
 //! `... -- DIR --all-keys FILE [TIME_LIMIT_S]` judges every key of one kv file with no early stop.
-//! `... -- --synthetic-hard N MEM_MIB` checks a history that needs 2^N configurations, under a
+//! `... -- --synthetic-hard N MEM_MIB` checks a history that needs about 3^N configurations, under a
 //! memory budget (to compare the budget with the peak RSS).
 
 use std::path::Path;
@@ -24,7 +24,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("../shared/data/porcupine"));
     if args.get(1).map(String::as_str) == Some("--synthetic-hard") {
-        // N writes that never return, then an impossible read: 2^N configurations to rule out.
+        // N concurrent writes and N concurrent reads (one of each value), then an impossible
+        // read: some 3^N configurations to rule out.
         let n: u64 = args[2].parse().expect("N");
         let mib: u64 = args[3].parse().expect("MiB");
         let mut events = Vec::new();
@@ -45,9 +46,14 @@ fn main() {
         use faultline_checker::history::EventType;
         for p in 0..n {
             push(EventType::Invoke, p, "write", serde_json::json!(p));
+            push(EventType::Invoke, n + p, "read", serde_json::Value::Null);
         }
-        push(EventType::Invoke, n, "read", serde_json::Value::Null);
-        push(EventType::Ok, n, "read", serde_json::json!(1_000_000));
+        for p in 0..n {
+            push(EventType::Ok, p, "write", serde_json::json!(p));
+            push(EventType::Ok, n + p, "read", serde_json::json!(p));
+        }
+        push(EventType::Invoke, 2 * n, "read", serde_json::Value::Null);
+        push(EventType::Ok, 2 * n, "read", serde_json::json!(1_000_000));
         let opts = CheckOptions { memory_limit_bytes: Some(mib << 20), ..CheckOptions::default() };
         let t = Instant::now();
         let r = check_linearizable(&events, ModelKind::Register, &opts);

@@ -103,11 +103,53 @@ pub(crate) struct RegisterModel {
     /// `values[id]`; `values[0]` is nil.
     pub values: Vec<Option<i64>>,
     pub ops: Vec<RegOp>,
+    /// With unread values merged: (the stand-in's id, the initial state's id).
+    unread: Option<(u32, u32)>,
+}
+
+impl RegisterModel {
+    pub fn exact(values: Vec<Option<i64>>, ops: Vec<RegOp>) -> Self {
+        RegisterModel { values, ops, unread: None }
+    }
+
+    /// Merges every value that no operation can tell apart into one.
+    ///
+    /// Soundness (an exact abstraction): a register op looks at the state only by comparing it
+    /// with a read's value, a cas's `from`, or a failed cas's `from`. A value that is none of
+    /// these ("unread") compares unequal to all of them, so any two unread values behave the
+    /// same under every sequence of operations, and replacing each by one stand-in changes no
+    /// step's outcome. It lets the cache merge configurations that differ only in which unread
+    /// value is held, and makes indeterminate writes of unread values identical ops, which the
+    /// search's symmetry breaking then orders (only how many of them took effect matters).
+    pub fn with_unread_values_merged(mut values: Vec<Option<i64>>, mut ops: Vec<RegOp>) -> Self {
+        let mut read = vec![false; values.len()];
+        for op in &ops {
+            match *op {
+                RegOp::Read(v) | RegOp::Cas(v, _) | RegOp::CasMismatch(v) => read[v as usize] = true,
+                RegOp::Write(_) => {}
+            }
+        }
+        if read.iter().all(|&r| r) {
+            return RegisterModel::exact(values, ops);
+        }
+        let unread = values.len() as u32;
+        values.push(None);
+        let canon = |v: u32| if read[v as usize] { v } else { unread };
+        for op in &mut ops {
+            *op = match *op {
+                RegOp::Write(v) => RegOp::Write(canon(v)),
+                RegOp::Cas(from, to) => RegOp::Cas(from, canon(to)),
+                other => other,
+            };
+        }
+        let init = canon(0);
+        RegisterModel { values, ops, unread: Some((unread, init)) }
+    }
 }
 
 impl SearchModel for RegisterModel {
     fn init(&mut self) -> u32 {
-        0
+        self.unread.map_or(0, |(_, init)| init)
     }
     #[inline]
     fn step(&mut self, state: u32, op: usize) -> Option<u32> {
@@ -119,6 +161,9 @@ impl SearchModel for RegisterModel {
         }
     }
     fn describe_state(&self, state: u32) -> String {
+        if self.unread.is_some_and(|(u, _)| u == state) {
+            return "(a value no operation reads)".to_string();
+        }
         match self.values.get(state as usize).copied().flatten() {
             Some(v) => v.to_string(),
             None => "nil".to_string(),

@@ -75,11 +75,20 @@ pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> KeyReport {
     let started = Instant::now();
     let (outcome, stats, explanation) = match &k.model {
         ModelOps::Register { values, ops } => {
-            let twins = info_twins(ops, &k.spans);
-            run(k, RegisterModel { values: values.clone(), ops: ops.clone() }, &twins, budget)
+            let model = RegisterModel::with_unread_values_merged(values.clone(), ops.clone());
+            let twins = info_twins(&model.ops, &k.spans);
+            // Explanations show the real values, not the merged stand-in.
+            let exact = || RegisterModel::exact(values.clone(), ops.clone());
+            run(k, model, exact, &twins, budget)
         }
-        ModelOps::Kv(ops) => run(k, KvModel::new(ops.clone(), &k.spans), &info_twins(ops, &k.spans), budget),
-        ModelOps::Set(ops) => run(k, SetModel::new(ops.clone()), &info_twins(ops, &k.spans), budget),
+        ModelOps::Kv(ops) => {
+            let fresh = || KvModel::new(ops.clone(), &k.spans);
+            run(k, fresh(), fresh, &info_twins(ops, &k.spans), budget)
+        }
+        ModelOps::Set(ops) => {
+            let fresh = || SetModel::new(ops.clone());
+            run(k, fresh(), fresh, &info_twins(ops, &k.spans), budget)
+        }
     };
     let (verdict, reason) = match outcome {
         Outcome::Valid => (Verdict::Valid, None),
@@ -133,9 +142,12 @@ fn shorten(s: String) -> String {
     }
 }
 
+/// Searches with `model`; explains an invalid verdict with a fresh model from `explainer`
+/// (same step outcomes, possibly more exact states to show).
 fn run<M: SearchModel>(
     k: &KeyHistory,
     mut model: M,
+    explainer: impl FnOnce() -> M,
     twins: &[u32],
     budget: &Budget,
 ) -> (Outcome, Stats, Option<Explanation>) {
@@ -143,6 +155,8 @@ fn run<M: SearchModel>(
     let (outcome, stats) = search(&k.spans, twins, &mut model, budget, &mut dead_ends);
     let explanation = match outcome {
         Outcome::Invalid => {
+            drop(model);
+            let mut model = explainer();
             let longest: Vec<PartialLinearization> =
                 dead_ends.iter().map(|d| explain_dead_end(d, &k.spans, twins, &mut model)).collect();
             Some(Explanation {
@@ -187,7 +201,7 @@ fn explain_dead_end<M: SearchModel>(d: &DeadEnd, spans: &[Span], twins: &[u32], 
         }
         let twin = twins[op];
         let why = if twin != NONE && !bit(&bits, twin as usize) {
-            format!("identical to the earlier indeterminate #{twin}, which goes first")
+            format!("has the same effect as the earlier indeterminate #{twin}, which goes first")
         } else {
             match model.step(state, op) {
                 None => "cannot take effect in this state".to_string(),

@@ -23,14 +23,21 @@ fn ev(events: &mut Vec<Event>, kind: EventType, p: u64, f: &str, key: &str, valu
     });
 }
 
-/// `n` concurrent writes that never return, then a read of a value nobody wrote: invalid, but
-/// only after every subset of the writes (2^n configurations) has been tried.
+/// `n` concurrent writes of distinct values and `n` concurrent reads, one of each value, then a
+/// read of a value nobody wrote: invalid, but only after some 3^n configurations (which writes
+/// and reads took effect, and the value held) have been ruled out.
 fn hard_key(events: &mut Vec<Event>, key: &str, n: u64, first_process: u64) {
     for p in 0..n {
         ev(events, EventType::Invoke, first_process + p, "write", key, json!(p));
+        ev(events, EventType::Invoke, first_process + n + p, "read", key, Value::Null);
     }
-    ev(events, EventType::Invoke, first_process + n, "read", key, Value::Null);
-    ev(events, EventType::Ok, first_process + n, "read", key, json!(999));
+    for p in 0..n {
+        ev(events, EventType::Ok, first_process + p, "write", key, json!(p));
+        ev(events, EventType::Ok, first_process + n + p, "read", key, json!(p));
+    }
+    let last = first_process + 2 * n;
+    ev(events, EventType::Invoke, last, "read", key, Value::Null);
+    ev(events, EventType::Ok, last, "read", key, json!(999));
 }
 
 /// write 1 then read 2: invalid at once.
@@ -55,7 +62,7 @@ fn opts() -> CheckOptions {
 #[test]
 fn time_budget_ends_in_unknown_with_reason() {
     let mut h = Vec::new();
-    hard_key(&mut h, "h", 40, 0);
+    hard_key(&mut h, "h", 16, 0);
     let started = Instant::now();
     let r = check_linearizable(&h, ModelKind::Register, &CheckOptions { time_limit: Some(Duration::from_millis(300)), ..opts() });
     assert!(started.elapsed() < Duration::from_secs(5), "stopped near its budget: {:?}", started.elapsed());
@@ -68,7 +75,7 @@ fn time_budget_ends_in_unknown_with_reason() {
 #[test]
 fn memory_budget_ends_in_unknown_with_reason() {
     let mut h = Vec::new();
-    hard_key(&mut h, "h", 40, 0);
+    hard_key(&mut h, "h", 16, 0);
     let limit = 8 << 20;
     let r = check_linearizable(&h, ModelKind::Register, &CheckOptions { memory_limit_bytes: Some(limit), ..opts() });
     assert_eq!(r.verdict, Verdict::Unknown);
@@ -82,7 +89,7 @@ fn memory_budget_ends_in_unknown_with_reason() {
 #[test]
 fn first_invalid_key_cancels_the_others() {
     let mut h = Vec::new();
-    hard_key(&mut h, "hard", 40, 100);
+    hard_key(&mut h, "hard", 16, 100);
     bad_key(&mut h, "bad", 0);
     let r = check_linearizable(&h, ModelKind::Register, &opts());
     assert_eq!(r.verdict, Verdict::Invalid);
@@ -95,7 +102,7 @@ fn first_invalid_key_cancels_the_others() {
 #[test]
 fn all_keys_mode_judges_every_key() {
     let mut h = Vec::new();
-    hard_key(&mut h, "hard", 12, 100);
+    hard_key(&mut h, "hard", 7, 100);
     bad_key(&mut h, "bad", 0);
     bad_key(&mut h, "bad2", 1);
     good_key(&mut h, "good", 2);
