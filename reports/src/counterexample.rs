@@ -189,13 +189,36 @@ pub fn op_label(ops: &Ops, op: &Op) -> String {
 /// The picture: bars of the counterexample's operations and the operations of the same key
 /// that overlap them in time, at most `ops_max` bars.
 pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
-    let highlighted: Vec<usize> = ce.failing.iter().chain(ce.partials.first().into_iter().flatten()).copied().collect();
+    // Where the search got stuck is what matters: draw the last steps of a long partial
+    // linearization (the table beside the picture lists them all).
+    let partial = ce.partials.first().cloned().unwrap_or_default();
+    let end = ops.end_ns;
+    // An indeterminate op may stay open to the end of the history: it does not stretch the
+    // window (its bar is cut at the edge).
+    let window_end = |op: &Op| match op.outcome {
+        Outcome::Ok | Outcome::Fail => op.end_ns(end),
+        Outcome::Info | Outcome::Pending => op.invoke_ns,
+    };
+    let mut skip = partial.len().saturating_sub(STEPS_DRAWN_MAX);
+    // Also leave out leading steps that completed long before the rest began: one early step
+    // would otherwise squeeze the interesting end of the picture into a corner.
+    while skip + 1 < partial.len() {
+        let rest = ce.failing.iter().chain(partial[skip + 1..].iter());
+        let rest_t0 = rest.clone().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
+        let rest_t1 = rest.map(|&i| window_end(&ops.ops[i])).max().unwrap_or(rest_t0);
+        let first_end = window_end(&ops.ops[partial[skip]]);
+        if first_end + (rest_t1 - rest_t0) / 2 < rest_t0 {
+            skip += 1;
+        } else {
+            break;
+        }
+    }
+    let highlighted: Vec<usize> = ce.failing.iter().chain(partial[skip..].iter()).copied().collect();
     if highlighted.is_empty() {
         return String::new();
     }
-    let end = ops.end_ns;
     let t0 = highlighted.iter().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
-    let t1 = highlighted.iter().map(|&i| ops.ops[i].end_ns(end)).max().unwrap_or(t0).max(t0 + 1);
+    let t1 = highlighted.iter().map(|&i| window_end(&ops.ops[i])).max().unwrap_or(t0).max(t0 + 1);
     let mut shown: Vec<usize> = highlighted.clone();
     let mut seen: HashSet<usize> = shown.iter().copied().collect();
     let key = ce.key.as_ref().or_else(|| highlighted.first().and_then(|&i| ops.ops[i].key.as_ref()));
@@ -221,7 +244,7 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
     let span = (t1 - t0) as f64;
     let pad = span * 0.04;
     let (v0, v1) = (t0 as f64 - pad, t1 as f64 + pad);
-    let x = |t: u64| left + (t as f64 - v0) / (v1 - v0) * (width - left - 10.0);
+    let x = |t: u64| (left + (t as f64 - v0) / (v1 - v0) * (width - left - 10.0)).clamp(left, width - 10.0);
     let height = top + row_h * procs.len() as f64 + 40.0;
     let mut s = String::new();
     let _ = write!(
@@ -234,7 +257,6 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
         let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, y + row_h * 0.6);
         let _ = write!(s, r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##, width - 10.0, y + row_h, y + row_h);
     }
-    let partial = ce.partials.first().cloned().unwrap_or_default();
     let mut centers: Vec<(f64, f64)> = Vec::new();
     for &i in &shown {
         let op = &ops.ops[i];
@@ -265,6 +287,16 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
         let text = truncate(&label, ((x1 - x0) / 7.0).max(0.0) as usize);
         if x1 - x0 > 30.0 {
             let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
+        } else if ce.failing.contains(&i) {
+            // The failing op is named even when its bar is too narrow for text: beside it.
+            let label = truncate(&label, 40);
+            let (tx, anchor) = if x1 + 200.0 < width { (x1 + 6.0, "start") } else { (x0 - 6.0, "end") };
+            let _ = write!(
+                s,
+                r#"<text x="{tx:.1}" y="{:.1}" class="oplbl" text-anchor="{anchor}">{}</text>"#,
+                y + row_h * 0.5,
+                esc(&label)
+            );
         }
         if let Some(n) = order {
             let cx = x0.max(x1 - 12.0);
@@ -281,6 +313,7 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
     let mut ordered: Vec<(usize, (f64, f64))> = partial
         .iter()
         .enumerate()
+        .skip(skip)
         .filter_map(|(n, i)| {
             let op = &ops.ops[*i];
             let r = procs.binary_search(&op.process).ok()?;
@@ -295,18 +328,29 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
         let _ = write!(s, r#"<polyline points="{}" class="path"/>"#, pts.join(" "));
     }
     s.push_str("</svg>");
+    if skip > 0 {
+        let _ = write!(
+            s,
+            r#"<p class="note">Drawn: the last {} of the {} steps of the partial linearization, and the operations overlapping them; the table below lists every step.</p>"#,
+            partial.len() - skip,
+            partial.len()
+        );
+    }
     if capped {
         let _ = write!(s, r#"<p class="note">Capped: only {} operations drawn.</p>"#, shown.len());
     }
     s
 }
 
+/// At most this many steps of a partial linearization are drawn (the last ones).
+pub const STEPS_DRAWN_MAX: usize = 12;
+
 /// A time axis in seconds along y = `y`, with grid lines down to `y_end`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn axis(s: &mut String, v0: f64, v1: f64, left: f64, right: f64, y: f64, y_end: f64, x: &dyn Fn(u64) -> f64) {
     // Ticks in the unit that suits the span: s, ms or µs.
     let (unit, per) = match v1 - v0 {
-        d if d >= 2e9 => ("s", 1e9),
+        d if d >= 1e9 => ("s", 1e9),
         d if d >= 2e6 => ("ms", 1e6),
         _ => ("µs", 1e3),
     };

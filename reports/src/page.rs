@@ -261,10 +261,39 @@ fn value_table(s: &mut String, v: &Value) {
             let rows: Vec<(String, &Value)> = items.iter().map(|x| (String::new(), x)).collect();
             objects_table(s, &rows, None);
         }
+        Value::Object(_) => {
+            // Nested objects (e.g. availability during/outside faults): one row per leaf,
+            // named by its dotted path.
+            let mut leaves = Vec::new();
+            flatten("", v, 0, &mut leaves);
+            s.push_str("<table>");
+            for (k, x) in leaves.iter().take(TABLE_ROWS_MAX) {
+                let last = k.rsplit('.').next().unwrap_or(k);
+                row(s, k, &cell_text(last, x));
+            }
+            s.push_str("</table>");
+            if leaves.len() > TABLE_ROWS_MAX {
+                let _ = write!(s, r#"<p class="note">Showing {TABLE_ROWS_MAX} of {} values.</p>"#, leaves.len());
+            }
+        }
         other => {
             let text = serde_json::to_string_pretty(other).unwrap_or_default();
             let _ = write!(s, "<pre>{}</pre>", esc(&truncate(&text, 20_000)));
         }
+    }
+}
+
+/// The leaves of a JSON object as (dotted path, value); arrays and values deeper than 4 levels
+/// are leaves.
+fn flatten<'a>(prefix: &str, v: &'a Value, depth: usize, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) if depth < 4 => {
+            for (k, x) in map {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&path, x, depth + 1, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other)),
     }
 }
 
@@ -655,6 +684,15 @@ mod tests {
         assert!(html.contains("key &quot;a&quot;: no linearization"));
         assert!(html.contains("faultline run --seed 42"));
         assert!(html.contains("<th>seed</th><td>42</td>"));
+    }
+
+    #[test]
+    fn nested_objects_become_dotted_rows() {
+        let mut s = String::new();
+        value_table(&mut s, &json!({"during_faults": {"ok": 3, "fail": 1}, "fault_time_ns": 2_000_000_000u64, "share": 0.5}));
+        assert!(s.contains("<th>during_faults.ok</th><td>3</td>"), "{s}");
+        assert!(s.contains("<th>fault_time_ns</th><td>2.000 s</td>"), "{s}");
+        assert!(s.contains("<th>share</th><td>0.5000</td>"), "{s}");
     }
 
     #[test]

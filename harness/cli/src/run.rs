@@ -211,8 +211,66 @@ fn init_log(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Set in the environment of the re-run inside a user namespace (and read by the runner).
+const USERNS_ENV: &str = "FAULTLINE_USERNS";
+
+/// Without CAP_NET_ADMIN, re-runs this very command inside a new unprivileged user and network
+/// namespace, where the kernel allows it: there the harness is root of its own network and can
+/// filter packets between nodes on loopback (mechanism `loopback-iptables`). Returns `None` when
+/// that is not needed or not possible; the run then goes on here, and network faults it cannot
+/// apply are reported as not applied.
+fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
+    use faultline_core::runtime::local::has_net_admin;
+    if args.runtime != "local" || args.local_net != "auto" || has_net_admin() || std::env::var_os(USERNS_ENV).is_some() {
+        return Ok(None);
+    }
+    let userns = ["--user", "--map-root-user", "--net"];
+    let probe = std::process::Command::new("unshare")
+        .args(userns)
+        .arg("true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+    eprintln!("faultline: no CAP_NET_ADMIN; re-running inside an unprivileged user and network namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        // `unshare` without --fork execs faultline: the child's pid is the harness's.
+        let mut child = tokio::process::Command::new("unshare")
+            .args(userns)
+            .arg("--")
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env(USERNS_ENV, "1")
+            .spawn()
+            .context("cannot start unshare")?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status?;
+                    return Ok(Some(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(EXIT_ERROR)));
+                }
+                // Ctrl-C reaches the child too (same process group); wait for its teardown.
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {
+                    if let Some(pid) = child.id() {
+                        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    }
+                }
+            }
+        }
+    })
+}
+
 pub fn main(args: RunArgs) -> anyhow::Result<u8> {
     let plan = validate(&args)?;
+    if let Some(code) = rerun_in_userns(&args)? {
+        return Ok(code);
+    }
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     tokio_rt.block_on(run_async(args, plan))
 }

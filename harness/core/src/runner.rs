@@ -522,7 +522,9 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         "faults": fault_records,
         "faults_not_applied": unapplied,
         "clock": *clock_samples.lock().expect("clock lock"),
-        "runtime": { "kind": runtime.kind(), "mechanism": runtime.mechanism().as_str(), "run_id": runtime.run_id() },
+        "runtime": { "kind": runtime.kind(), "mechanism": runtime.mechanism().as_str(), "run_id": runtime.run_id(),
+                      // Set by `faultline run` when it re-ran itself in an unprivileged user namespace.
+                      "userns": std::env::var_os("FAULTLINE_USERNS").is_some() },
         "schedule": schedule.name,
         "final_reads": final_reads,
         "seed": cfg.seed,

@@ -92,9 +92,17 @@ pub fn has_net_admin() -> bool {
         .is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
+/// True when this process can create named network namespaces: `ip netns add` mounts them
+/// under /run/netns, which needs write access to /run (not the case for the mapped root of an
+/// unprivileged user namespace).
+pub fn can_name_netns() -> bool {
+    let dir = if Path::new("/run/netns").exists() { "/run/netns" } else { "/run" };
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
 fn pick_mechanism(choice: MechanismChoice) -> Result<NetMechanism, RuntimeError> {
     let admin = has_net_admin();
-    let ip = cmd::available("ip");
+    let ip = cmd::available("ip") && (choice != MechanismChoice::Auto || can_name_netns());
     let ipt = cmd::available("iptables");
     let need = |m: NetMechanism, ok: bool, why: &str| {
         if ok {
@@ -253,6 +261,11 @@ impl LocalRuntime {
     }
 
     fn setup_loopback_chain(&self) -> Result<(), RuntimeError> {
+        // A fresh network namespace (the unprivileged re-run) starts with `lo` down; bringing
+        // an up `lo` up is a no-op.
+        if cmd::available("ip") {
+            let _ = cmd::run("ip", &["link", "set", "lo", "up"]);
+        }
         let chain = self.loopback_chain.clone();
         self.record(|s| s.host_chains.push(chain.clone()))?;
         cmd::run("iptables", &["-w", "5", "-N", &chain])?;

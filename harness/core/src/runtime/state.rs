@@ -22,7 +22,9 @@ pub fn state_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let uid = nix::unistd::geteuid();
-    if uid.is_root() {
+    let run_writable = nix::unistd::access("/run/faultline", nix::unistd::AccessFlags::W_OK).is_ok()
+        || nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok();
+    if uid.is_root() && run_writable {
         PathBuf::from("/run/faultline")
     } else {
         std::env::temp_dir().join(format!("faultline-{uid}"))
