@@ -23,6 +23,26 @@ fn load(dir: &Path, file: &str) -> (Vec<faultline_checker::history::Event>, Mode
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("../shared/data/porcupine"));
+    if args.get(1).map(String::as_str) == Some("--synthetic-long") {
+        let ops: usize = args[2].parse().expect("OPS");
+        let procs: u64 = args[3].parse().expect("PROCS");
+        let info_pct: f64 = args[4].parse().expect("INFO_PCT");
+        let keys: usize = args.get(5).map_or(1, |s| s.parse().expect("KEYS"));
+        let events = synthetic_long(ops, procs, info_pct / 100.0, keys, 7);
+        let t = Instant::now();
+        let r = check_linearizable(&events, ModelKind::CasRegister, &CheckOptions::default());
+        println!(
+            "{} events, {} ops ({} info): {} in {:.3} s; max cache entries per key {}; {}",
+            events.len(),
+            r.ops_total,
+            r.ops_info,
+            r.verdict,
+            t.elapsed().as_secs_f64(),
+            r.keys.iter().map(|k| k.cache_entries).max().unwrap_or(0),
+            r.reason.unwrap_or_default()
+        );
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--synthetic-hard") {
         // N concurrent writes and N concurrent reads (one of each value), then an impossible
         // read: some 3^N configurations to rule out.
@@ -113,4 +133,105 @@ fn main() {
         println!("{}\t{:.3} ms", cols[0], best.as_secs_f64() * 1e3);
     }
     println!("TOTAL {n} files: {:.1} ms (best of {repeat} per file), {wrong} wrong verdicts", total.as_secs_f64() * 1e3);
+}
+
+/// A linearizable cas-register history like a harness run's: `procs` clients, each op takes
+/// effect at a random point of its interval; a fraction `info` of ops time out (take effect
+/// later or never, and retire their process); cas mismatches are recorded as fails with error
+/// `cas-mismatch`. Deterministic for a seed (a small xorshift, to keep the example dependency-free).
+fn synthetic_long(ops: usize, procs: u64, info: f64, keys: usize, seed: u64) -> Vec<faultline_checker::history::Event> {
+    use faultline_checker::history::{Event, EventType, Process};
+    use serde_json::{json, Value};
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut state: Vec<Value> = vec![Value::Null; keys];
+    let mut events: Vec<Event> = Vec::new();
+    // Per slot: (process id, f, key, input, applied output) of the op in flight.
+    let mut flight: Vec<Option<(u64, String, usize, Value, Option<(Value, bool)>, bool)>> = vec![None; procs as usize];
+    let mut next_pid = procs;
+    let mut pids: Vec<u64> = (0..procs).collect();
+    let mut pending_late: Vec<(usize, String, Value)> = Vec::new();
+    let mut invoked = 0;
+    let push = |events: &mut Vec<Event>, kind, p: u64, f: &str, key: usize, v: Value, err: Option<&str>| {
+        let i = events.len() as u64;
+        events.push(Event {
+            index: i,
+            time: i * 1000,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some(format!("r{key}")),
+            value: v,
+            error: err.map(str::to_string),
+            node: None,
+        });
+    };
+    let apply = |state: &mut Value, f: &str, input: &Value| -> (Value, bool) {
+        match f {
+            "read" => (state.clone(), true),
+            "write" => {
+                *state = input.clone();
+                (input.clone(), true)
+            }
+            _ => {
+                if *state == input[0] {
+                    *state = input[1].clone();
+                    (input.clone(), true)
+                } else {
+                    (input.clone(), false)
+                }
+            }
+        }
+    };
+    while invoked < ops || flight.iter().any(Option::is_some) {
+        if !pending_late.is_empty() && rnd(10) == 0 {
+            let (k, f, input) = pending_late.swap_remove(rnd(pending_late.len() as u64) as usize);
+            apply(&mut state[k], &f, &input);
+        }
+        let s = rnd(procs) as usize;
+        match flight[s].take() {
+            None if invoked < ops => {
+                let key = rnd(keys as u64) as usize;
+                let (f, v) = match rnd(3) {
+                    0 => ("read", Value::Null),
+                    1 => ("write", json!(rnd(5))),
+                    _ => ("cas", json!([rnd(5), rnd(5)])),
+                };
+                push(&mut events, EventType::Invoke, pids[s], f, key, v.clone(), None);
+                let is_info = (rnd(1_000_000) as f64) < info * 1e6;
+                flight[s] = Some((pids[s], f.to_string(), key, v, None, is_info));
+                invoked += 1;
+            }
+            None => {}
+            Some((p, f, key, v, None, false)) => {
+                let out = apply(&mut state[key], &f, &v);
+                flight[s] = Some((p, f, key, v, Some(out), false));
+            }
+            Some((p, f, key, v, Some((out, ok)), false)) => {
+                if ok {
+                    push(&mut events, EventType::Ok, p, &f, key, if f == "read" { out } else { v }, None);
+                } else {
+                    push(&mut events, EventType::Fail, p, &f, key, v, Some("cas-mismatch"));
+                }
+            }
+            Some((p, f, key, v, _, true)) => {
+                match rnd(3) {
+                    0 => {
+                        apply(&mut state[key], &f, &v);
+                    }
+                    1 => pending_late.push((key, f.clone(), v.clone())),
+                    _ => {}
+                }
+                push(&mut events, EventType::Info, p, &f, key, Value::Null, Some("timeout"));
+                pids[s] = next_pid;
+                next_pid += 1;
+            }
+        }
+    }
+    events
 }

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cache::{mix, Cache};
+use crate::cache::{mix, Cache, Window};
 use crate::explain::{Candidate, Explanation, LinStep, PartialLinearization};
 use crate::model::{KvModel, RegisterModel, SearchModel, SetModel, Span};
 use crate::prepare::{KeyHistory, ModelOps};
@@ -330,7 +330,9 @@ fn search<M: SearchModel>(
     let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x5EED_0F_F417_u64)).collect();
     let mut bits = vec![0u64; words];
     let mut hash = 0u64;
-    let mut cache = Cache::new(words);
+    let mut cache = Cache::new();
+    // Words [0, lo) of `bits` are all ones; words [hi, words) are zero.
+    let (mut lo, mut hi) = (0usize, 0usize);
     let mut state = model.init();
     // (call node, state before) per linearized op.
     let mut stack: Vec<(u32, u32)> = Vec::with_capacity(n);
@@ -386,8 +388,15 @@ fn search<M: SearchModel>(
                 };
                 let h = hash ^ zobrist[op];
                 let key = h ^ mix(u64::from(next_state));
+                // The window of the bitset with `op` set.
+                let wi = op / 64;
+                let (mut lo2, hi2) = (lo, hi.max(wi + 1));
+                while lo2 < hi2 && bits[lo2] == u64::MAX {
+                    lo2 += 1;
+                }
+                let window = Window { first: lo2, window: &bits[lo2..hi2] };
                 // Reserve what the insert may allocate before allocating it.
-                let cache_bytes_needed = (cache.memory_bytes() + cache.growth_bytes()) as u64;
+                let cache_bytes_needed = (cache.memory_bytes() + cache.growth_bytes(hi2 - lo2)) as u64;
                 if cache_bytes_needed > cache_bytes_reserved {
                     if !budget.try_reserve(cache_bytes_needed - cache_bytes_reserved) {
                         break memory_exhausted(&stats, &cache, n, budget);
@@ -395,7 +404,8 @@ fn search<M: SearchModel>(
                     reserved += cache_bytes_needed - cache_bytes_reserved;
                     cache_bytes_reserved = cache_bytes_needed;
                 }
-                if cache.insert(key, &bits, next_state) {
+                if cache.insert(key, window, next_state) {
+                    (lo, hi) = (lo2, hi2);
                     stack.push((node, state));
                     state = next_state;
                     hash = h;
@@ -432,6 +442,10 @@ fn search<M: SearchModel>(
             let op = entries.op[call as usize] as usize;
             entries.unlift(call);
             bits[op / 64] &= !(1 << (op % 64));
+            lo = lo.min(op / 64);
+            while hi > lo && bits[hi - 1] == 0 {
+                hi -= 1;
+            }
             hash ^= zobrist[op];
             state = prev_state;
             if spans[op].ret.is_some() {
