@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// Seed of every random choice (ops, faults, node timers); random when not given.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where nodes run: `local` (child processes, one network namespace each).
+    /// Where nodes run: `local` (child processes, one network namespace each) or `docker`
+    /// (containers of a per-run docker-compose project; docs/docker.md).
     #[arg(long, default_value = "local")]
     pub runtime: String,
     /// Turn on a planted bug in the nodes (repeatable), e.g. `stale-read`.
@@ -124,8 +125,8 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
     }
-    if a.runtime != "local" {
-        bail!("unknown runtime {:?}: expected local", a.runtime);
+    if a.runtime != "local" && a.runtime != "docker" {
+        bail!("unknown runtime {:?}: expected local or docker", a.runtime);
     }
     let nemesis = parse_choices(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
     if !(1..=20).contains(&a.nodes) {
@@ -160,7 +161,12 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     }
     let mechanism: MechanismChoice = a.local_net.parse().map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
     let name = a.name.clone().unwrap_or_else(|| format!("{}-{}", a.target, a.workload));
-    let node_bin = locate_node_bin(a.node_bin.as_deref())?;
+    // Docker nodes run the image's static binary (built from the sources), not a host binary.
+    let node_bin = if a.runtime == "docker" {
+        PathBuf::from(faultline_core::runtime::docker::IMAGE_NODE_PATH)
+    } else {
+        locate_node_bin(a.node_bin.as_deref())?
+    };
     let seed = a.seed.unwrap_or_else(rand_seed);
     Ok(Plan { nemesis, seed, mechanism, node_bin, name })
 }
@@ -299,14 +305,27 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         let _ = cancel_tx.send(true);
     });
 
-    let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
-    let runtime: Arc<dyn Runtime> = Arc::new(
-        tokio::task::spawn_blocking(move || LocalRuntime::setup(&local))
-            .await?
-            .context("local runtime setup")?,
-    );
+    let runtime: Arc<dyn Runtime> = if args.runtime == "docker" {
+        let opts = faultline_core::runtime::docker::DockerOptions {
+            nodes: args.nodes,
+            port: args.port,
+            state_dir: state_dir(),
+            repo: None,
+            build_timeout: Duration::from_secs(900),
+            cancel: Some(cancel_rx.clone()),
+        };
+        Arc::new(
+            tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts))
+                .await?
+                .context("docker runtime setup")?,
+        )
+    } else {
+        let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
+        Arc::new(tokio::task::spawn_blocking(move || LocalRuntime::setup(&local)).await?.context("local runtime setup")?)
+    };
     tracing::info!(
-        "runtime local: mechanism {}, run id {}, nodes {:?}",
+        "runtime {}: mechanism {}, run id {}, nodes {:?}",
+        runtime.kind(),
         runtime.mechanism().as_str(),
         runtime.run_id(),
         runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
