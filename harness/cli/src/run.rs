@@ -251,6 +251,9 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
             .arg(exe)
             .args(std::env::args_os().skip(1))
             .env(USERNS_ENV, "1")
+            // Inside, the mapped root would pick a state folder by its new uid 0; keep the
+            // caller's, so `faultline cleanup` run by the same user finds the run.
+            .env("FAULTLINE_STATE_DIR", state_dir())
             .spawn()
             .context("cannot start unshare")?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -399,7 +402,6 @@ fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio
             indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
-        let started = Instant::now();
         let mut main_started: Option<Instant> = None;
         struct Finish(indicatif::ProgressBar);
         impl Drop for Finish {
@@ -413,14 +415,16 @@ fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio
             if s.phase == "main" && main_started.is_none() {
                 main_started = Some(Instant::now());
             }
-            let main = main_started.map(|m| format!(" {:.0}/{time_limit:.0}s", m.elapsed().as_secs_f64())).unwrap_or_default();
+            let main = match main_started {
+                Some(m) if s.phase == "main" => format!(" {:.0}/{time_limit:.0}s", m.elapsed().as_secs_f64()),
+                _ => String::new(),
+            };
             let faults = if s.active_faults.is_empty() { "none".to_string() } else { s.active_faults.join(", ") };
             bar.set_message(format!(
                 "{}{main} | ok {} fail {} info {} | faults: {faults}",
                 s.phase, s.ok, s.fail, s.info
             ));
             bar.tick();
-            let _ = started;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
