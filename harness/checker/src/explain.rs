@@ -9,6 +9,9 @@ use serde_json::Value;
 use crate::history::{EventType, Process};
 use crate::{LinearizabilityReport, Verdict};
 
+/// The text form shows the last this-many steps of a partial linearization.
+const TEXT_STEPS_SHOWN_MAX: usize = 30;
+
 /// One operation of a key's sub-history, with what is needed to draw it as a bar.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OpRef {
@@ -119,7 +122,11 @@ impl Explanation {
                 p.steps.len(),
                 self.ops.len()
             );
-            for s in &p.steps {
+            let skipped = p.steps.len().saturating_sub(TEXT_STEPS_SHOWN_MAX);
+            if skipped > 0 {
+                let _ = writeln!(t, "    ... {skipped} earlier steps (all of them in the JSON report)");
+            }
+            for s in &p.steps[skipped..] {
                 let d = self.ops.get(s.op).map(OpRef::describe).unwrap_or_default();
                 let _ = writeln!(t, "    #{} {d}  ⇒ {}", s.op, s.state_after);
             }

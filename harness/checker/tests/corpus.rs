@@ -74,3 +74,24 @@ fn every_corpus_history_gets_its_expected_verdict() {
     }
     assert!(wrong.is_empty(), "{} wrong verdicts:\n{}", wrong.len(), wrong.join("\n"));
 }
+
+/// kv/c50-bad judged key by key (no early stop): every key decided (Porcupine leaves keys 0 and
+/// 9 undecided after 20 s), and key 0's explanation names the get that rules it out: a late
+/// get that reads "" although appends completed before it was called.
+#[test]
+fn c50_bad_every_key_decided_and_explained() {
+    let row = Row { file: "kv/c50-bad.txt".into(), model: "kv_append".into(), expected: "not_linearizable".into() };
+    let opts = CheckOptions { time_limit: Some(Duration::from_secs(60)), stop_on_first_invalid: false, ..CheckOptions::default() };
+    let r = check_file(&row, &opts);
+    assert_eq!(r.keys.len(), 10);
+    for k in &r.keys {
+        assert_eq!(k.verdict, Verdict::Invalid, "key {:?}: {:?}", k.key, k.reason);
+    }
+    let k0 = r.keys.iter().find(|k| k.key.as_deref() == Some("0")).unwrap();
+    let e = k0.explanation.as_ref().unwrap();
+    let text = e.to_text();
+    assert!(text.contains("(→ \"\") must come later"), "{text}");
+    let p = &e.longest[0];
+    assert!(!p.candidates.is_empty());
+    assert!(p.candidates.iter().any(|c| c.op == e.failed_op), "the blocked op is among the candidates");
+}
