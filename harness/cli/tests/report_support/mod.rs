@@ -1,4 +1,5 @@
-//! Helpers shared by the report tests: the binary, run folders, a served store, HTTP GETs.
+//! Helpers shared by the report tests: the binary, run folders, a served store, HTTP GETs,
+//! headless Chromium.
 
 #![allow(dead_code)]
 
@@ -140,3 +141,79 @@ pub fn request(base: &str, method: &str, path: &str) -> (u16, String, Vec<u8>) {
         .to_string();
     (status, ctype, body)
 }
+
+// ---- headless Chromium ----
+
+pub fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "headless Chromium not found (looked for `chromium` and `chromium-browser` in PATH, and $CHROMIUM): \
+         run scripts/install-chromium.sh to install Debian's chromium package"
+    );
+}
+
+/// Runs Chromium headless on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`); returns
+/// stdout and the console messages it logged.
+pub fn chromium_run(url: &str, mode: &str) -> (String, Vec<String>) {
+    let profile = tempfile::tempdir().unwrap();
+    let child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--window-size=1200,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(mode)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chromium starts");
+    let out = wait_bounded(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // With --enable-logging=stderr every console message (log, warning, error, uncaught
+    // exception) is a line `...:INFO:CONSOLE:<line>] "<message>", source: <url> (<line>)`.
+    let console: Vec<String> = stderr.lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect();
+    assert!(out.status.success(), "chromium failed ({:?}):\n{stderr}", out.status);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+pub fn screenshot(url: &str, name: &str) -> PathBuf {
+    let file = artifacts_dir().join(name);
+    let _ = std::fs::remove_file(&file);
+    let (_, console) = chromium_run(url, &format!("--screenshot={}", file.display()));
+    assert!(console.is_empty(), "console messages while taking {name}:\n{}", console.join("\n"));
+    let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 10_000, "screenshot {} missing or blank ({len} bytes)", file.display());
+    file
+}
+
+pub fn file_url(p: &Path) -> String {
+    format!("file://{}", p.canonicalize().unwrap().display())
+}
+
+/// The rendered DOM of report.html, after its self-check ran.
+pub fn rendered_report(dir: &Path) -> String {
+    let (dom, console) = chromium_run(&file_url(&dir.join("report.html")), "--dump-dom");
+    assert!(console.is_empty(), "console messages in {}:\n{}", dir.display(), console.join("\n"));
+    assert!(dom.contains(r#"data-selfcheck="ok""#), "the page's self-check did not pass:\n{}", &dom[..dom.len().min(2000)]);
+    dom
+}
+
