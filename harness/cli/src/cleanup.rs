@@ -12,8 +12,11 @@ use faultline_core::runtime::state::{self, is_ours, CleanupReport, RunState};
 
 #[derive(clap::Args, Debug)]
 pub struct CleanupArgs {
-    /// Also remove runs whose harness process is still alive.
-    #[arg(long)]
+    /// Only these runs (run ids like fl1a2b3c, as in results.json `runtime.run_id`); repeatable.
+    #[arg(long = "run")]
+    pub runs: Vec<String>,
+    /// Also remove runs whose harness process is still alive (only with --run: never all).
+    #[arg(long, requires = "runs")]
     pub force: bool,
     /// Only list what would be removed.
     #[arg(long)]
@@ -22,7 +25,14 @@ pub struct CleanupArgs {
 
 pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     let dir = state::state_dir();
+    for r in &args.runs {
+        if is_ours(&format!("{r}x")).as_deref() != Some(r.as_str()) {
+            anyhow::bail!("--run {r:?} is not a faultline run id (fl + 6 lowercase hex digits)");
+        }
+    }
+    let wanted = |id: &str| args.runs.is_empty() || args.runs.iter().any(|r| r == id);
     let (states, problems) = RunState::load_all(&dir);
+    let states: Vec<RunState> = states.into_iter().filter(|s| wanted(&s.run_id)).collect();
     for p in &problems {
         eprintln!("faultline cleanup: unreadable state file {p}");
     }
@@ -45,41 +55,47 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     fn orphan<'a>(
         orphans: &'a mut BTreeMap<String, RunState>,
         skip: &[String],
+        wanted: &dyn Fn(&str) -> bool,
         name: &str,
     ) -> Option<&'a mut RunState> {
         let id = is_ours(name)?;
-        if skip.contains(&id) {
+        if skip.contains(&id) || !wanted(&id) {
             return None;
         }
         Some(orphans.entry(id.clone()).or_insert_with(|| RunState { run_id: id, ..RunState::default() }))
     }
     let skip: Vec<String> = live_ids.iter().chain(recorded.iter()).cloned().collect();
     for n in netns {
-        if let Some(s) = orphan(&mut orphans, &skip, &n) {
+        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &n) {
             s.netns.push(n);
         }
     }
     for l in links {
-        if let Some(s) = orphan(&mut orphans, &skip, &l) {
+        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &l) {
             s.links.push(l);
         }
     }
     for c in chains {
-        if let Some(s) = orphan(&mut orphans, &skip, &c) {
+        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &c) {
             s.host_chains.push(c);
         }
     }
     for r in rules {
         let owner = r.iter().find_map(|w| is_ours(w).map(|_| w.clone()));
         if let Some(w) = owner {
-            if let Some(s) = orphan(&mut orphans, &skip, &w) {
+            if let Some(s) = orphan(&mut orphans, &skip, &wanted, &w) {
                 s.host_rules.push(r);
             }
         }
     }
     // Rules first so chains can be deleted; a state's host_rules already lists its own.
     let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
-    if all.is_empty() {
+    // Docker runs: containers and networks labelled faultline.run (docs/docker.md).
+    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(&dir, args.force, args.dry_run, &mut report);
+    for p in &docker_planned {
+        println!("would remove {p}");
+    }
+    if all.is_empty() && docker_planned.is_empty() && report.removed.is_empty() && report.errors.is_empty() {
         println!("faultline cleanup: nothing to remove");
     }
     for s in &all {

@@ -27,6 +27,13 @@ fn cleanup_removes_a_dead_runs_objects_and_leaves_foreign_ones() {
     sh(&format!("ip netns exec {dead}-n1 sleep 300 > /dev/null 2>&1 &"));
     sh(&format!("ip netns add {orphan}-n2 && iptables -w 5 -N {orphan}in && iptables -w 5 -I INPUT -i lo -j {orphan}in"));
     sh("ip netns add flforeign-x && iptables -w 5 -N FLFOREIGN");
+    // A live run (its harness, this test process, is alive): left alone unless --force.
+    let live = "fl0c1ea2";
+    sh(&format!("ip netns add {live}-n1"));
+    let live_state = serde_json::json!({
+        "run_id": live, "harness_pid": std::process::id(), "netns": [format!("{live}-n1")],
+        "links": [], "host_rules": [], "host_chains": [], "pids": [], "subnet": 249
+    });
     std::thread::sleep(std::time::Duration::from_millis(200));
     let state = serde_json::json!({
         "run_id": dead, "harness_pid": 999_999_999u32, "netns": [format!("{dead}-n1")],
@@ -36,6 +43,7 @@ fn cleanup_removes_a_dead_runs_objects_and_leaves_foreign_ones() {
     });
     std::fs::create_dir_all("/run/faultline").unwrap();
     std::fs::write(format!("/run/faultline/{dead}.json"), state.to_string()).unwrap();
+    std::fs::write(format!("/run/faultline/{live}.json"), live_state.to_string()).unwrap();
     assert!(!leftovers(dead).is_empty());
     let pids = Command::new("ip").args(["netns", "pids", &format!("{dead}-n1")]).output().unwrap();
     let sleeper: u32 = String::from_utf8_lossy(&pids.stdout).trim().parse().expect("one process in the namespace");
@@ -62,4 +70,16 @@ fn cleanup_removes_a_dead_runs_objects_and_leaves_foreign_ones() {
     assert!(!std::path::Path::new(&format!("/run/faultline/{dead}.json")).exists());
     assert!(foreign_ns, "cleanup removed a namespace it did not create");
     assert!(foreign_chain, "cleanup removed a chain it did not create");
+    assert!(!leftovers(live).is_empty(), "cleanup removed a live run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("left alone live run {live}")), "{}", show(&out));
+    let forced = Command::new(faultline()).args(["cleanup", "--run", live, "--force"]).output().unwrap();
+    assert_eq!(forced.status.code(), Some(0), "{}", show(&forced));
+    assert!(leftovers(live).is_empty(), "--force left {:?}", leftovers(live));
+    assert!(!std::path::Path::new(&format!("/run/faultline/{live}.json")).exists());
+    // --force alone would mean "every live run": refused.
+    let all = Command::new(faultline()).args(["cleanup", "--force"]).output().unwrap();
+    assert_eq!(all.status.code(), Some(255), "{}", show(&all));
+    let bad = Command::new(faultline()).args(["cleanup", "--run", "docker0"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(255), "{}", show(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a faultline run id"));
 }
