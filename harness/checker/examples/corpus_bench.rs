@@ -152,7 +152,9 @@ fn synthetic_long(ops: usize, procs: u64, info: f64, keys: usize, seed: u64) -> 
     let mut state: Vec<Value> = vec![Value::Null; keys];
     let mut events: Vec<Event> = Vec::new();
     // Per slot: (process id, f, key, input, applied output) of the op in flight.
-    let mut flight: Vec<Option<(u64, String, usize, Value, Option<(Value, bool)>, bool)>> = vec![None; procs as usize];
+    // Per client slot: (process, f, key, input, effect (output, applied) once taken, indeterminate).
+    type InFlight = (u64, String, usize, Value, Option<(Value, bool)>, bool);
+    let mut flight: Vec<Option<InFlight>> = vec![None; procs as usize];
     let mut next_pid = procs;
     let mut pids: Vec<u64> = (0..procs).collect();
     let mut pending_late: Vec<(usize, String, Value)> = Vec::new();

@@ -1,6 +1,7 @@
 //! Importers of other tools' history formats into [`Event`]s.
 //!
-//! - `porcupine-etcd`: Porcupine's Jepsen etcd logs (`INFO  jepsen.util - 3	:ok	:cas	[1 2]`),
+//! - `porcupine-etcd`: Porcupine's Jepsen etcd logs (`INFO  jepsen.util - 3 :ok :cas [1 2]`,
+//!   tab-separated),
 //!   read with Porcupine's meaning: a `:fail :cas` failed its compare (it becomes a `fail` with
 //!   error `"cas-mismatch"`), a `:fail :read :timed-out` is indeterminate.
 //! - `porcupine-kv`: Porcupine's kv logs, one EDN map per line with `:key`.

@@ -327,7 +327,7 @@ fn search<M: SearchModel>(
     let n = spans.len();
     let words = n.div_ceil(64);
     let mut entries = Entries::build(spans);
-    let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x5EED_0F_F417_u64)).collect();
+    let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x005E_ED0F_F417_u64)).collect();
     let mut bits = vec![0u64; words];
     let mut hash = 0u64;
     let mut cache = Cache::new();
@@ -344,7 +344,7 @@ fn search<M: SearchModel>(
 
     let outcome = loop {
         iterations += 1;
-        if iterations % BUDGET_CHECK_EVERY == 0 {
+        if iterations.is_multiple_of(BUDGET_CHECK_EVERY) {
             if budget.cancel.load(Ordering::Relaxed) {
                 break Outcome::Unknown("not finished: stopped because another key is not linearizable".into());
             }
@@ -426,7 +426,7 @@ fn search<M: SearchModel>(
         } else {
             // The return of an op not linearized yet: this prefix cannot be extended.
             let depth = stack.len();
-            let best = dead_ends.first().map_or(None, |d| Some(d.order.len()));
+            let best = dead_ends.first().map(|d| d.order.len());
             if best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX) {
                 if best.is_some_and(|b| depth > b) {
                     dead_ends.clear();
