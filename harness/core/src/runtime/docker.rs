@@ -55,6 +55,8 @@ pub const LABEL_RUN: &str = "faultline.run";
 pub const LABEL_HARNESS_PID: &str = "faultline.harness-pid";
 /// Image label: [`source_hash`] of the sources the image was built from.
 pub const LABEL_SOURCE_HASH: &str = "faultline.source-hash";
+/// In the run's compose folder: the harness pid, so cleanup can tell a live run's folder.
+const HARNESS_PID_FILE: &str = "harness.pid";
 /// The node's data folder inside its container.
 const CONTAINER_DATA_DIR: &str = "/data";
 /// Bound of every docker / docker-compose call but the image build.
@@ -525,7 +527,8 @@ impl DockerRuntime {
             .collect();
         let compose_dir = opts.state_dir.join("docker").join(&run_id);
         std::fs::create_dir_all(&compose_dir)
-            .map_err(|e| err(format!("mkdir {}", compose_dir.display()), e.to_string()))?;
+            .and_then(|()| std::fs::write(compose_dir.join(HARNESS_PID_FILE), std::process::id().to_string()))
+            .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
         Ok(DockerRuntime {
             project: format!("{PROJECT_PREFIX}{run_id}"),
             run_id,
@@ -1004,9 +1007,10 @@ fn remove_objects(containers: &[Labelled], networks: &[Labelled], report: &mut C
 /// `faultline cleanup`'s Docker part: removes the containers and networks of runs whose
 /// harness is gone (or of every run with `force`), and their compose folders in
 /// `STATE_DIR/docker/`. Touches only objects labelled `faultline.run=RUN_ID` whose compose
-/// project is `faultline-RUN_ID`. No Docker engine = nothing to do. With `dry_run`, lists what
-/// it would remove in `report.removed`, prefixed "would remove".
-pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &mut CleanupReport) {
+/// project is `faultline-RUN_ID`. No Docker engine = nothing to do. With `dry_run`, removes
+/// nothing and returns what it would remove.
+pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &mut CleanupReport) -> Vec<String> {
+    let mut planned = Vec::new();
     let me = std::process::id();
     let live = |pid: Option<u32>| pid.is_some_and(|p| p != me && state::pid_alive(p));
     let mut runs: BTreeMap<String, (Vec<Labelled>, Vec<Labelled>, bool)> = BTreeMap::new();
@@ -1045,10 +1049,10 @@ pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &
         }
         if dry_run {
             for c in containers {
-                report.removed.push(format!("would remove container {}", c.name));
+                planned.push(format!("container {} (run {run})", c.name));
             }
             for n in networks {
-                report.removed.push(format!("would remove network {}", n.name));
+                planned.push(format!("network {} (run {run})", n.name));
             }
         } else {
             remove_objects(containers, networks, report);
@@ -1060,21 +1064,17 @@ pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &
         }
         if !runs.contains_key(&run) && !force {
             // No object left: the folder of a run that may be starting right now (between
-            // setup and `up`) looks the same; leave it unless its compose file names a dead harness.
-            let file = compose_root.join(&run).join("docker-compose.yml");
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let pid = text
-                .split(&format!("{}: ", yq(LABEL_HARNESS_PID)))
-                .nth(1)
-                .and_then(|r| r.split('"').nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
+            // setup and `up`) looks the same; leave it unless its harness is gone.
+            let pid = std::fs::read_to_string(compose_root.join(&run).join(HARNESS_PID_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
             if live(pid) {
                 continue;
             }
         }
         let path = compose_root.join(&run);
         if dry_run {
-            report.removed.push(format!("would remove {}", path.display()));
+            planned.push(format!("compose folder {}", path.display()));
         } else {
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => report.removed.push(format!("compose folder {}", path.display())),
@@ -1082,6 +1082,7 @@ pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &
             }
         }
     }
+    planned
 }
 
 #[cfg(test)]
