@@ -91,7 +91,7 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     // Rules first so chains can be deleted; a state's host_rules already lists its own.
     let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
     // Docker runs: containers and networks labelled faultline.run (docs/docker.md).
-    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(&dir, args.force, args.dry_run, &mut report);
+    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(&dir, &args.runs, args.force, args.dry_run, &mut report);
     for p in &docker_planned {
         println!("would remove {p}");
     }

@@ -1005,24 +1005,32 @@ fn remove_objects(containers: &[Labelled], networks: &[Labelled], report: &mut C
 }
 
 /// `faultline cleanup`'s Docker part: removes the containers and networks of runs whose
-/// harness is gone (or of every run with `force`), and their compose folders in
+/// harness is gone (or also live ones with `force`), only of the runs in `only` when it is not
+/// empty, and their compose folders in
 /// `STATE_DIR/docker/`. Touches only objects labelled `faultline.run=RUN_ID` whose compose
 /// project is `faultline-RUN_ID`. No Docker engine = nothing to do. With `dry_run`, removes
 /// nothing and returns what it would remove.
-pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &mut CleanupReport) -> Vec<String> {
+pub fn cleanup_leftovers(
+    state_dir: &Path,
+    only: &[String],
+    force: bool,
+    dry_run: bool,
+    report: &mut CleanupReport,
+) -> Vec<String> {
     let mut planned = Vec::new();
+    let wanted = |run: &str| only.is_empty() || only.iter().any(|r| r == run);
     let me = std::process::id();
     let live = |pid: Option<u32>| pid.is_some_and(|p| p != me && state::pid_alive(p));
     let mut runs: BTreeMap<String, (Vec<Labelled>, Vec<Labelled>, bool)> = BTreeMap::new();
     if super::cmd::available("docker") && engine_available() {
         match list_labelled(None) {
             Ok((containers, networks)) => {
-                for c in containers {
+                for c in containers.into_iter().filter(|c| wanted(&c.run_id)) {
                     let e = runs.entry(c.run_id.clone()).or_default();
                     e.2 |= live(c.harness_pid);
                     e.0.push(c);
                 }
-                for n in networks {
+                for n in networks.into_iter().filter(|n| wanted(&n.run_id)) {
                     let e = runs.entry(n.run_id.clone()).or_default();
                     e.2 |= live(n.harness_pid);
                     e.1.push(n);
@@ -1037,7 +1045,7 @@ pub fn cleanup_leftovers(state_dir: &Path, force: bool, dry_run: bool, report: &
     if let Ok(entries) = std::fs::read_dir(&compose_root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 8 && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str()) {
+            if name.len() == 8 && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str()) && wanted(&name) {
                 dirs.push(name);
             }
         }
