@@ -40,7 +40,7 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     let mut live_ids = Vec::new();
     let mut dead = Vec::new();
     for s in states {
-        if s.harness_pid != std::process::id() && state::pid_alive(s.harness_pid) && !args.force {
+        if s.harness_pid != std::process::id() && state::harness_alive(s.harness_pid, s.harness_start) && !args.force {
             report.skipped_live.push(format!("{} (harness pid {} is alive; use --force)", s.run_id, s.harness_pid));
             live_ids.push(s.run_id.clone());
         } else {

@@ -83,3 +83,44 @@ fn cleanup_removes_a_dead_runs_objects_and_leaves_foreign_ones() {
     assert_eq!(bad.status.code(), Some(255), "{}", show(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a faultline run id"));
 }
+
+#[test]
+fn cleanup_after_a_harness_killed_with_sigkill_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces, iptables), as in CI");
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let node = node_bin();
+    let mut child = Command::new(faultline())
+        .args(["run", "--nemesis", "partition", "--time-limit", "60", "--nemesis-interval", "1", "--seed", "6", "--quiet"])
+        .args(["--store", store.path().to_str().unwrap(), "--node-bin", node.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = store.path().join("latest/history.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&history).unwrap_or_default().contains("\"start-partition\"") {
+        assert!(std::time::Instant::now() < deadline, "no partition within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let test: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.path().join("latest/test.json")).unwrap()).unwrap();
+    let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
+    sh(&format!("kill -KILL {}", child.id()));
+    child.wait().unwrap();
+    let dir = store.path().join("latest").canonicalize().unwrap();
+    assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness cannot tear down");
+    assert!(!processes_with(dir.to_str().unwrap()).is_empty(), "nodes should outlive a SIGKILLed harness");
+
+    let out = Command::new(faultline()).args(["cleanup", "--run", &run_id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(leftovers(&run_id).is_empty(), "left: {:?}", leftovers(&run_id));
+    let alive = (0..50).all(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        processes_with(dir.to_str().unwrap()).iter().any(|p| !p.contains(") Z"))
+    });
+    assert!(!alive, "node processes survived: {:?}", processes_with(dir.to_str().unwrap()));
+    assert!(!std::path::Path::new(&format!("/run/faultline/{run_id}.json")).exists());
+}

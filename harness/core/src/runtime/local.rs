@@ -191,6 +191,7 @@ impl LocalRuntime {
             state: Mutex::new(RunState {
                 run_id,
                 harness_pid: std::process::id(),
+                harness_start: state::own_start_time(),
                 subnet,
                 ..RunState::default()
             }),

@@ -37,6 +37,10 @@ pub struct RunState {
     pub run_id: String,
     /// The harness process; cleanup leaves runs whose harness still lives alone (unless forced).
     pub harness_pid: u32,
+    /// The harness's start time (clock ticks since boot, /proc/PID/stat field 22), so a reused
+    /// pid is not mistaken for the harness; 0 = unknown.
+    #[serde(default)]
+    pub harness_start: u64,
     pub netns: Vec<String>,
     /// Host-side links (veths, the bridge).
     pub links: Vec<String>,
@@ -89,9 +93,34 @@ impl RunState {
     }
 }
 
-/// True when `pid` is alive.
+/// State letter and start time (ticks since boot) of `pid`, from /proc/PID/stat.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 overall is the 20th after the name (fields 3.. start at index 0).
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// This process's start time, for [`RunState::harness_start`].
+pub fn own_start_time() -> u64 {
+    proc_stat(std::process::id()).map(|(_, s)| s).unwrap_or(0)
+}
+
+/// True when `pid` is a live process (a zombie is dead) that started at `start` (0 = any).
+pub fn harness_alive(pid: u32, start: u64) -> bool {
+    match proc_stat(pid) {
+        Some(('Z', _)) | Some(('X', _)) | None => false,
+        Some((_, s)) => start == 0 || s == start,
+    }
+}
+
+/// True when `pid` is alive (not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    harness_alive(pid, 0)
 }
 
 /// The command line of `pid` with NULs as spaces, if it is alive.
@@ -279,11 +308,29 @@ mod tests {
     }
 
     #[test]
+    fn liveness_checks_start_time_and_zombies() {
+        let me = std::process::id();
+        let start = own_start_time();
+        assert!(start > 0);
+        assert!(harness_alive(me, start));
+        assert!(harness_alive(me, 0));
+        assert!(!harness_alive(me, start + 1), "a reused pid must not count as the harness");
+        assert!(!harness_alive(u32::MAX - 1, 0));
+        // A zombie: a child that exited and was not reaped yet.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!harness_alive(pid, 0), "zombie counted as alive");
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn state_round_trips_through_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let s = RunState {
             run_id: "fl00aa11".into(),
             harness_pid: 1,
+            harness_start: 5,
             netns: vec!["fl00aa11-n1".into()],
             links: vec!["fl00aa11br".into()],
             host_rules: vec![vec!["FORWARD".into(), "-i".into(), "fl00aa11br".into()]],
