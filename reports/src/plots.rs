@@ -45,6 +45,10 @@ pub struct PlotFile {
 }
 
 type DrawResult = Result<(), Box<dyn Error>>;
+/// A plot to draw: file name, caption, and the drawing into a path.
+type PlotJob<'a> = (&'static str, String, Box<dyn Fn(&Path) -> DrawResult + 'a>);
+/// A quantile line: name, colour, and how to read it from a window.
+type QuantileLine = (&'static str, RGBColor, fn(&crate::stats::WindowQuantiles) -> f64);
 
 fn ensure_font() {
     static REGISTERED: OnceLock<()> = OnceLock::new();
@@ -61,7 +65,7 @@ pub fn write_all(dir: &Path, a: &Analysis) -> Result<Vec<PlotFile>, ReportError>
     ensure_font();
     let mut out = Vec::new();
     let completed = a.ops.ops.iter().any(|o| o.complete_ns.is_some());
-    let mut plots: Vec<(&'static str, String, Box<dyn Fn(&Path) -> DrawResult + '_>)> = Vec::new();
+    let mut plots: Vec<PlotJob<'_>> = Vec::new();
     if completed {
         plots.push((
             "latency-raw.png",
@@ -255,7 +259,7 @@ fn latency_quantiles(path: &Path, a: &Analysis) -> DrawResult {
         .draw()?;
     shade_faults(&mut chart, a, y0, y1)?;
     // Drawn from max down so that the lower quantiles stay visible where they coincide.
-    let series: [(&str, RGBColor, fn(&crate::stats::WindowQuantiles) -> f64); 4] = [
+    let series: [QuantileLine; 4] = [
         ("max", RGBColor(214, 39, 40), |q| q.max),
         ("p99", RGBColor(255, 127, 14), |q| q.p99),
         ("p95", RGBColor(44, 160, 44), |q| q.p95),
