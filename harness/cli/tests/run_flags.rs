@@ -52,3 +52,21 @@ fn unparsable_flags_and_missing_node_binary_exit_255() {
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     assert_error(&["--node-bin", "/nonexistent/faultline-node"], "node binary /nonexistent/faultline-node not found");
 }
+
+#[test]
+fn a_node_that_exits_at_startup_is_a_harness_failure() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(faultline())
+        .args(["run", "--node-bin", "/bin/false", "--time-limit", "3", "--quiet", "--store", store.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited during setup (see nodes/n"), "{}", show(&out));
+    let r = results(store.path());
+    assert_eq!(r["setup_failed"], true);
+    assert!(leftovers(r["runtime"]["run_id"].as_str().unwrap()).is_empty());
+}

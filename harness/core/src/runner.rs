@@ -516,6 +516,8 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let results = json!({
         "verdict": verdict,
         "interrupted": interrupted,
+        // The cluster never became ready: a harness failure (exit 255), nothing was tested.
+        "setup_failed": setup_failed,
         "checkers": checkers,
         "ops": stats,
         "availability": avail,
