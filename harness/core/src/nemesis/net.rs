@@ -92,6 +92,12 @@ impl Nemesis for NetNemesis {
                 _ => partition_links("all-links", &ordered, None),
             };
             let links = match links {
+                Ok(l) if l.is_empty() => {
+                    // E.g. a majorities ring of 3 or any cut of 1 node: nothing to cut. Say so
+                    // rather than report a fault that changed nothing.
+                    let error = format!("{} {} cuts no link among {} nodes", self.family.as_str(), spec.kind, ordered.len());
+                    return Applied { applied: false, mechanism, error: Some(error), ..Applied::default() };
+                }
                 Ok(l) => l,
                 Err(e) => return Applied { applied: false, mechanism, error: Some(e), ..Applied::default() },
             };
@@ -189,6 +195,13 @@ mod tests {
         let l = partition_links("bridge", &all, None).unwrap();
         assert_eq!(hears(&l, &all, "n3").len(), 4);
         assert_eq!(hears(&l, &all, "n1"), vec!["n2", "n3"]);
+    }
+
+    #[test]
+    fn small_clusters_give_empty_cuts() {
+        assert!(partition_links("majorities-ring", &nodes(3), None).unwrap().is_empty());
+        assert!(partition_links("halves", &nodes(1), None).unwrap().is_empty());
+        assert!(partition_links("all-links", &nodes(1), None).unwrap().is_empty());
     }
 
     #[test]
