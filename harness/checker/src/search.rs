@@ -381,7 +381,12 @@ fn search<M: SearchModel>(
             stats.steps += 1;
             if let Some(next_state) = model.step(state, op) {
                 bits[op / 64] |= 1 << (op % 64);
-                let Some(next_state) = model.refine(next_state, &bits) else {
+                // An indeterminate op is applied only where it changes the (canonical) state:
+                // dropping one that changes nothing from a linearization leaves a linearization
+                // (no op sees a difference, and it need not take effect), and the symmetry
+                // breaking still applies to what is left (it keeps the sequence of effects).
+                let Some(next_state) = model.refine(next_state, &bits).filter(|&s| s != state || spans[op].ret.is_some())
+                else {
                     bits[op / 64] &= !(1 << (op % 64));
                     node = entries.next[node as usize];
                     continue;
