@@ -153,10 +153,10 @@ pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderO
     );
     let _ = write!(s, r#"<h1>faultline report: {} <span id="verdict">{}</span></h1>"#, esc(&name), verdict_badge(&verdict));
     summary(&mut s, run, a);
-    checkers(&mut s, run, a, options);
+    let focus = checkers(&mut s, run, a, options);
     faults(&mut s, run, a);
     plots_section(&mut s, plots, a);
-    timeline(&mut s, a, options);
+    timeline(&mut s, a, options, focus);
     if !a.warnings.is_empty() {
         let _ = write!(s, r#"<h2 id="warnings">Warnings ({})</h2><ul class="warn">"#, a.warnings.len());
         for w in &a.warnings {
@@ -349,7 +349,10 @@ fn objects_table(s: &mut String, rows: &[(String, &Value)], name_col: Option<&st
     }
 }
 
-fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions) {
+/// Renders the checkers; returns the first operation that could not be linearized (position in
+/// `a.ops.ops`), for the timeline to centre on.
+fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions) -> Option<usize> {
+    let mut focus = None;
     s.push_str(r#"<h2 id="checkers">Checkers</h2>"#);
     let list = run.results.as_ref().and_then(|r| r.get("checkers"));
     // `checkers` is an array of {name, verdict, reason, details}, or a map name → {...}.
@@ -364,7 +367,7 @@ fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions
     };
     if entries.is_empty() {
         s.push_str(r#"<p class="note">No checker results in results.json.</p>"#);
-        return;
+        return None;
     }
     s.push_str(r#"<table class="checkers"><tr><th>checker</th><th>verdict</th><th>reason</th></tr>"#);
     for (name, c) in &entries {
@@ -383,6 +386,7 @@ fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions
         let Some(details) = c.get("details").filter(|d| !d.is_null()) else { continue };
         if let Some(ce) = counterexample::from_details(name, details, &a.ops) {
             counterexample_section(s, &ce, a, options);
+            focus = focus.or(ce.failing.first().copied());
         }
         if let Some(Value::Array(keys)) = details.get("keys") {
             let bad: Vec<&Value> =
@@ -411,6 +415,7 @@ fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions
             esc(&truncate(&text, 50_000))
         );
     }
+    focus
 }
 
 fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, options: &RenderOptions) {
@@ -537,21 +542,34 @@ fn plots_section(s: &mut String, plots: &[PlotFile], a: &Analysis) {
     }
 }
 
-fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions) {
+/// The timeline; when capped, the operations shown surround `focus` (the operation that could
+/// not be linearized) if there is one, else they are the first ones.
+fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option<usize>) {
     s.push_str(r#"<h2 id="timeline">Timeline</h2>"#);
     let total = a.ops.ops.len();
     if total == 0 {
         s.push_str(r#"<p class="note">No operations.</p>"#);
         return;
     }
-    let shown = total.min(options.timeline_ops_max);
-    let ops = &a.ops.ops[..shown];
+    let n = options.timeline_ops_max.clamp(1, total);
+    let lo = match focus {
+        Some(f) if n < total => f.saturating_sub(n / 2).min(total - n),
+        _ => 0,
+    };
+    let ops = &a.ops.ops[lo..lo + n];
     let end = a.ops.end_ns;
-    let t1 = if shown < total { ops.iter().map(|o| o.end_ns(end)).max().unwrap_or(end) } else { end }.max(1);
-    if shown < total {
+    let t0 = if lo == 0 { 0 } else { ops[0].invoke_ns };
+    // Capped: the window ends at the last completion shown (an op never completed does not
+    // stretch it; its bar is cut at the edge).
+    let t1 = if n < total { ops.iter().map(|o| o.complete_ns.unwrap_or(o.invoke_ns)).max().unwrap_or(end) } else { end }.max(t0 + 1);
+    if n < total {
+        let around = if lo > 0 || focus.is_some() { ", around the operation that could not be linearized (outlined in red)" } else { "" };
         let _ = write!(
             s,
-            r#"<p class="note" id="timeline-capped">Capped: showing the first {shown} of {total} operations (0 to {}); the plots above cover the whole run.</p>"#,
+            r#"<p class="note" id="timeline-capped">Capped: showing operations {} to {} of {total} ({} to {}){around}; the plots above cover the whole run.</p>"#,
+            lo + 1,
+            lo + n,
+            esc(&secs(t0)),
             esc(&secs(t1))
         );
     }
@@ -559,7 +577,7 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions) {
     procs.sort_unstable();
     procs.dedup();
     let (left, width, row_h, top) = (80.0, 1100.0, 14.0, 22.0);
-    let x = |t: u64| left + t as f64 / t1 as f64 * (width - left - 10.0);
+    let x = |t: u64| (left + (t as f64 - t0 as f64) / (t1 - t0) as f64 * (width - left - 10.0)).clamp(left, width - 10.0);
     let height = top + row_h * procs.len() as f64 + 10.0;
     let _ = write!(
         s,
@@ -579,10 +597,10 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions) {
         r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">"#
     );
     for iv in &a.faults.intervals {
-        if iv.start_ns > t1 {
+        if iv.start_ns > t1 || iv.end_ns < t0 {
             continue;
         }
-        let (x0, x1) = (x(iv.start_ns), x(iv.end_ns.min(t1)));
+        let (x0, x1) = (x(iv.start_ns), x(iv.end_ns));
         let _ = write!(
             s,
             r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.18"><title>{} {} to {} {}</title></rect>"#,
@@ -595,20 +613,21 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions) {
             esc(&iv.description)
         );
     }
-    counterexample::axis(s, 0.0, t1 as f64, left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &x);
+    counterexample::axis(s, t0 as f64, t1 as f64, left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &x);
     for (r, p) in procs.iter().enumerate() {
         let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
     }
-    for op in ops {
+    for (k, op) in ops.iter().enumerate() {
         let r = procs.binary_search(&op.process).unwrap_or(0);
         let y = top + row_h * r as f64 + 1.5;
-        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end).min(t1)));
+        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)));
+        let outline = if focus == Some(lo + k) { r##" stroke="#b71c1c" stroke-width="2""## } else { "" };
         let lat = op.latency_ns().map(duration).unwrap_or_else(|| "never completed".into());
         let key = op.key.as_deref().map(|k| format!(" key {k}")).unwrap_or_default();
         let err = op.error.as_deref().map(|e| format!(" error {e}")).unwrap_or_default();
         let _ = write!(
             s,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>process {} index {}{}: {} ({}, {}, at {}){}</title></rect>"#,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"{outline}><title>process {} index {}{}: {} ({}, {}, at {}){}</title></rect>"#,
             (x1 - x0).max(1.0),
             row_h - 3.0,
             outcome_css(op.outcome),
@@ -708,7 +727,7 @@ mod tests {
         let a = Analysis::new(&run);
         let opts = RenderOptions { timeline_ops_max: 10, ..Default::default() };
         let html = render(&run, &a, &[], &opts);
-        assert!(html.contains("showing the first 10 of 50 operations"), "capped note missing");
+        assert!(html.contains("showing operations 1 to 10 of 50"), "capped note missing");
         let uncapped = render(&run, &a, &[], &RenderOptions::default());
         assert!(!uncapped.contains("timeline-capped"));
     }

@@ -246,6 +246,19 @@ mod tests {
         let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
         assert!(html.contains(r#"id="counterexample""#));
         assert!(html.contains("could not be linearized"));
-        assert!(html.contains("showing the first 2000 of 2000") || !html.contains("timeline-capped"));
+        assert!(!html.contains("timeline-capped"), "2000 ops fit the default timeline");
+    }
+
+    #[test]
+    fn a_capped_timeline_centres_on_the_failing_op() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_run(tmp.path(), &Spec::default()).unwrap();
+        let opts = crate::RenderOptions { timeline_ops_max: 300, ..Default::default() };
+        crate::render_run(tmp.path(), &opts).unwrap();
+        let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        let timeline = &html[html.find(r#"<h2 id="timeline">"#).unwrap()..];
+        assert!(timeline.contains("around the operation that could not be linearized"), "note missing");
+        assert!(!timeline.contains("showing operations 1 to"), "the failing op is in the second half");
+        assert_eq!(timeline.matches(r##"stroke="#b71c1c""##).count(), 1, "the failing op is outlined once");
     }
 }
