@@ -109,7 +109,18 @@ fn seed_from_id(id: &str) -> u64 {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain (no backtrace, whatever RUST_BACKTRACE says).
+            eprintln!("faultline-node: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -130,8 +141,15 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.is_empty() {
         bail!("--admin-token: must not be empty");
     }
-    if args.tick_ms == 0 || args.heartbeat_ms < args.tick_ms || args.election_ms <= args.heartbeat_ms {
-        bail!("timing: need 0 < --tick-ms <= --heartbeat-ms < --election-ms");
+    // Timers count whole ticks, so compare them in ticks.
+    let (heartbeat_ticks, election_ticks) = (args.heartbeat_ms / args.tick_ms.max(1), args.election_ms / args.tick_ms.max(1));
+    if args.tick_ms == 0 || heartbeat_ticks == 0 || election_ticks <= heartbeat_ticks || election_ticks > u32::MAX as u64 / 2 {
+        bail!(
+            "timing: need 0 < --tick-ms <= --heartbeat-ms < --election-ms, at least one tick apart (got {} ms, {} ms, {} ms)",
+            args.tick_ms,
+            args.heartbeat_ms,
+            args.election_ms
+        );
     }
     let has = |b: BugArg| args.bugs.contains(&b);
     let read_mode = if args.read_mode == ReadModeArg::Lease || has(BugArg::Lease) { ReadMode::Lease } else { ReadMode::ReadIndex };
@@ -140,8 +158,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut cfg = Config::new(args.id.clone(), peers.keys().cloned().collect());
     cfg.tick_ms = args.tick_ms;
-    cfg.heartbeat_ticks = (args.heartbeat_ms / args.tick_ms) as u32;
-    cfg.election_ticks = (args.election_ms / args.tick_ms) as u32;
+    cfg.heartbeat_ticks = heartbeat_ticks as u32;
+    cfg.election_ticks = election_ticks as u32;
     cfg.seed = args.seed.unwrap_or_else(|| seed_from_id(&args.id));
     cfg.read_mode = read_mode;
     cfg.bugs = Bugs { stale_read: has(BugArg::StaleRead), commit_old_term: has(BugArg::CommitOldTerm), no_fsync: has(BugArg::NoFsync) };

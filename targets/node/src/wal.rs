@@ -4,8 +4,9 @@
 //! Record framing: `len: u32 LE | crc32(payload): u32 LE | payload (JSON)`. Every append is
 //! fsynced before `append` returns (unless the `no-fsync` bug is on), so the runtime can then
 //! send votes, acknowledgements and client replies. On open, a record cut short or failing its
-//! checksum at the very end of the file is a torn write from a crash: it is dropped and the file
-//! truncated. A bad record followed by more data is corruption, and opening fails.
+//! checksum at the very end of the file, or a zero-filled tail, is a torn write from a crash: it
+//! is dropped and the file truncated. A bad record followed by more data, or a length no append
+//! could have written, is corruption, and opening fails.
 
 use faultline_protocols::raft::{Entry, HardState, Restore, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,11 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, Scan), WalError> {
                 Err(WalError::Corrupt { path: path.to_path_buf(), offset: off as u64, reason })
             }
         };
+        if bytes[off..].iter().all(|b| *b == 0) {
+            // Space the file system allocated but the crashed append never filled.
+            info.torn_at = Some(off as u64);
+            break;
+        }
         if bytes.len() - off < 8 {
             bad("header cut short".into(), bytes.len())?;
             info.torn_at = Some(off as u64);
@@ -90,8 +96,13 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, Scan), WalError> {
         let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().expect("4 bytes"));
         let end = off + 8 + len as usize;
-        if len > RECORD_BYTES_MAX || end > bytes.len() {
-            // Length runs past the end: a torn append (or a corrupt length at the tail).
+        if len > RECORD_BYTES_MAX {
+            // No append writes such a length, so this is corruption, not a torn write (a torn
+            // write leaves a prefix of what was written, or zeros where nothing arrived).
+            return Err(WalError::Corrupt { path: path.to_path_buf(), offset: off as u64, reason: format!("record length {len} exceeds {RECORD_BYTES_MAX}") });
+        }
+        if end > bytes.len() {
+            // Length runs past the end: a torn append.
             bad(format!("record length {len} runs past the end of the file"), bytes.len())?;
             info.torn_at = Some(off as u64);
             break;
@@ -347,6 +358,27 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         let err = Wal::open(dir.path(), false).err().expect("must fail");
         assert!(matches!(err, WalError::Corrupt { offset: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_corruption_but_a_zero_filled_tail_is_a_torn_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wal.log");
+        fs::write(&path, b"garbage-garbage-garbage").expect("write");
+        let err = Wal::open(dir.path(), false).err().expect("garbage must not open");
+        assert!(matches!(err, WalError::Corrupt { offset: 0, .. }), "{err}");
+        {
+            fs::remove_file(&path).expect("rm");
+            let (mut w, _, _) = Wal::open(dir.path(), false).expect("open");
+            w.append(Some(&hs(1)), Some(1), &[e(1, 1, 1)]).expect("append");
+        }
+        let good = fs::metadata(&path).expect("meta").len();
+        let mut bytes = fs::read(&path).expect("read");
+        bytes.extend_from_slice(&[0u8; 4096]);
+        fs::write(&path, &bytes).expect("write");
+        let (_, r, info) = Wal::open(dir.path(), false).expect("zero tail opens");
+        assert_eq!(info.torn_at, Some(good));
+        assert_eq!(r.entries, vec![e(1, 1, 1)]);
     }
 
     #[test]
