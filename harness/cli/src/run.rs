@@ -267,7 +267,7 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {
                     if let Some(pid) = child.id() {
-                        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                        let _ = faultline_core::runtime::state::send_signal(pid, "TERM");
                     }
                 }
             }

@@ -90,7 +90,7 @@ fn cleanup_after_a_harness_killed_with_sigkill_leaves_nothing() {
         eprintln!("skipped: needs root (network namespaces, iptables), as in CI");
         return;
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     let node = node_bin();
     let mut child = Command::new(faultline())
         .args(["run", "--nemesis", "partition", "--time-limit", "60", "--nemesis-interval", "1", "--seed", "6", "--quiet"])
@@ -108,7 +108,7 @@ fn cleanup_after_a_harness_killed_with_sigkill_leaves_nothing() {
     let test: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(store.path().join("latest/test.json")).unwrap()).unwrap();
     let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
-    sh(&format!("kill -KILL {}", child.id()));
+    faultline_core::runtime::state::send_signal(child.id(), "KILL").unwrap();
     child.wait().unwrap();
     let dir = store.path().join("latest").canonicalize().unwrap();
     assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness cannot tear down");

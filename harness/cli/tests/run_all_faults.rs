@@ -13,7 +13,7 @@ fn every_fault_family_is_applied_and_recorded() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     let out = run(
         store.path(),
         &[

@@ -19,7 +19,7 @@ fn stale_read_bug_is_found_invalid_within_bounded_seeded_attempts() {
     }
     let mut seen = Vec::new();
     for seed in 1..=ATTEMPTS_MAX {
-        let store = tempfile::tempdir().unwrap();
+        let store = Store::new();
         let out = run(
             store.path(),
             &[

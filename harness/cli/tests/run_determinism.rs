@@ -33,7 +33,7 @@ fn same_seed_gives_the_same_ops_and_schedule() {
     let args = ["--nemesis", "clock", "--nodes", "3", "--concurrency", "4", "--rate", "80", "--time-limit", "3",
         "--nemesis-interval", "1", "--recovery", "0"];
     let run_with = |seed: &str| {
-        let store = tempfile::tempdir().unwrap();
+        let store = Store::new();
         let mut a = args.to_vec();
         a.extend(["--seed", seed]);
         let out = run(store.path(), &a);
@@ -64,7 +64,7 @@ fn no_successful_operation_during_faults_is_flagged_unknown() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     // Every node killed for the whole window: nothing can succeed during it.
     let out = run(
         store.path(),

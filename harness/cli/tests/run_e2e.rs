@@ -12,7 +12,7 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     let started = std::time::Instant::now();
     let out = run(
         store.path(),

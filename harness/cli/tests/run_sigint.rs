@@ -14,9 +14,9 @@ fn sigint_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     let node = node_bin();
-    let mut child = Command::new(faultline())
+    let child = Command::new(faultline())
         .args(["run", "--nemesis", "partition,kill,pause", "--time-limit", "60", "--nemesis-interval", "1", "--seed", "5", "--quiet"])
         .args(["--store", store.path().to_str().unwrap(), "--node-bin", node.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -39,8 +39,7 @@ fn sigint_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
     let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
     assert!(!leftovers(&run_id).is_empty(), "the run should have created its network");
     let interrupted = Instant::now();
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    faultline_core::runtime::state::send_signal(child.id(), "INT").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(interrupted.elapsed() < Duration::from_secs(15), "shutdown took {:?}", interrupted.elapsed());
     // Interrupted: the verdict is never plainly valid (unknown unless a violation was seen).

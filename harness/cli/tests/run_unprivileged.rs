@@ -42,7 +42,7 @@ fn unprivileged_run_falls_back_to_loopback_in_a_user_namespace() {
             return;
         }
     }
-    let store = tempfile::tempdir().unwrap();
+    let store = Store::new();
     std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = as_nobody(&[
         fl.to_str().unwrap(), "run", "--nemesis", "partition,latency", "--nodes", "3", "--concurrency", "4",

@@ -239,7 +239,7 @@ mod tests {
         let lin_ok = CheckerResult { name: "linearizable".into(), verdict: "valid".into(), reason: None, details: Value::Null };
         let avail = availability_checker(&a, &op_stats(&h));
         assert_eq!(combine(&[lin_ok.clone(), avail]), "unknown");
-        assert_eq!(combine(&[lin_ok.clone()]), "valid");
+        assert_eq!(combine(std::slice::from_ref(&lin_ok)), "valid");
         let bad = CheckerResult { verdict: "invalid".into(), ..lin_ok };
         assert_eq!(combine(&[bad]), "invalid");
         assert_eq!(combine(&[]), "unknown");

@@ -135,6 +135,7 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> boo
 }
 
 /// Invokes `op` as `process` on `node`, recording invoke and completion.
+#[allow(clippy::too_many_arguments)] // each is a distinct collaborator; a struct would only rename them
 async fn invoke_recorded(
     shared: &Shared,
     workload: &dyn Workload,

@@ -126,3 +126,26 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// A temporary run store that is kept (and its path printed) when the test fails, so a failed
+/// run's history can be examined.
+pub struct Store(Option<tempfile::TempDir>);
+
+impl Store {
+    pub fn new() -> Self {
+        Store(Some(tempfile::Builder::new().prefix("faultline-test-").tempdir().expect("temp dir")))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("store present").path()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.0.take() {
+                eprintln!("test failed: run store kept at {}", dir.keep().display());
+            }
+        }
+    }
+}

@@ -118,6 +118,16 @@ pub fn harness_alive(pid: u32, start: u64) -> bool {
     }
 }
 
+/// Sends the signal called `name` (`INT`, `TERM`, `KILL`, `STOP`, `CONT`, with or without
+/// `SIG`) to `pid`. For tools and tests that must not depend on procps' `kill`.
+pub fn send_signal(pid: u32, name: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    let full = if name.starts_with("SIG") { name.to_string() } else { format!("SIG{name}") };
+    let sig = nix::sys::signal::Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?}"))?;
+    let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| format!("kill -{name} {pid}: {e}"))
+}
+
 /// True when `pid` is alive (not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
     harness_alive(pid, 0)
