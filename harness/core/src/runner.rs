@@ -282,6 +282,38 @@ async fn nemesis_task(
     records
 }
 
+/// How often the clock sampler asks every node for its clock during the main phase.
+pub const CLOCK_SAMPLE_PERIOD: Duration = Duration::from_millis(1000);
+
+/// Records each node's reported clock offset (`/admin/status`) every `period`, all nodes
+/// concurrently, each bounded so a paused node cannot stall it. Runs until aborted.
+async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
+    loop {
+        let mut set = tokio::task::JoinSet::new();
+        for n in ctx.runtime.nodes() {
+            let target = ctx.target.clone();
+            let (id, addr) = (n.id.clone(), n.addr());
+            set.spawn(async move {
+                match tokio::time::timeout(period / 2, target.status(&addr)).await {
+                    Ok(Ok(s)) => s.clock_offset_ms.map(|o| (id, o)),
+                    _ => None,
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some((node, offset_ms))) = r {
+                let time_ns = (ctx.now_ns)();
+                if let Ok(mut s) = ctx.clock_samples.lock() {
+                    if s.len() < crate::nemesis::clock::SAMPLES_MAX {
+                        s.push(ClockSample { time_ns, node, offset_ms });
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// Waits until every node answers its status and some node is leader; bounded.
 async fn wait_ready(runtime: &dyn Runtime, target: &dyn Target, timeout: Duration, cancel: &mut watch::Receiver<bool>) -> Result<Duration, String> {
     let started = Instant::now();
@@ -424,6 +456,12 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
             })
             .collect();
         let nem = tokio::spawn(nemesis_task(schedule.clone(), ctx.clone(), nemeses.clone(), shared.clone(), main_start, cancel.clone()));
+        // Only when clocks are skewed is there something to plot; sample what nodes report.
+        let sampler = cfg
+            .nemesis
+            .iter()
+            .any(|c| c.family == Family::Clock)
+            .then(|| tokio::spawn(clock_sampler(ctx.clone(), CLOCK_SAMPLE_PERIOD)));
         for w in workers {
             if let Err(e) = w.await {
                 errors.push(format!("worker failed: {e}"));
@@ -432,6 +470,9 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         match nem.await {
             Ok(r) => fault_records = r,
             Err(e) => errors.push(format!("nemesis failed: {e}")),
+        }
+        if let Some(s) = sampler {
+            s.abort();
         }
         timings.insert("main_s".into(), json!(main_start.elapsed().as_secs_f64()));
         let killed: BTreeSet<String> = fault_records
@@ -514,6 +555,8 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     timings.insert("analysis_s".into(), json!(an.elapsed().as_secs_f64()));
     timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
     let setup_failed = !setup_ok && !interrupted;
+    let mut clock = clock_samples.lock().expect("clock lock").clone();
+    clock.sort_by_key(|s| s.time_ns);
     let results = json!({
         "verdict": verdict,
         "interrupted": interrupted,
@@ -524,7 +567,7 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         "availability": avail,
         "faults": fault_records,
         "faults_not_applied": unapplied,
-        "clock": *clock_samples.lock().expect("clock lock"),
+        "clock": clock,
         "runtime": { "kind": runtime.kind(), "mechanism": runtime.mechanism().as_str(), "run_id": runtime.run_id(),
                       // Set by `faultline run` when it re-ran itself in an unprivileged user namespace.
                       "userns": std::env::var_os("FAULTLINE_USERNS").is_some() },

@@ -12,6 +12,9 @@ use serde_json::json;
 use super::{Applied, ClockSample, Family, FaultSpec, Nemesis, NemesisCtx};
 use crate::client::BoxFuture;
 
+/// Most clock samples kept per run (a strobe over a long run must not grow memory unbounded).
+pub const SAMPLES_MAX: usize = 100_000;
+
 /// Strobe half-period.
 pub const STROBE_PERIOD_MS: u64 = 100;
 
@@ -23,8 +26,7 @@ pub struct ClockNemesis {
 
 fn sample(ctx_samples: &Arc<Mutex<Vec<ClockSample>>>, now: u64, node: &str, offset_ms: i64) {
     if let Ok(mut s) = ctx_samples.lock() {
-        // Bounded: a strobe over a long run must not grow memory without limit.
-        if s.len() < 100_000 {
+        if s.len() < SAMPLES_MAX {
             s.push(ClockSample { time_ns: now, node: node.into(), offset_ms });
         }
     }
