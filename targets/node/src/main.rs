@@ -199,6 +199,7 @@ async fn run() -> anyhow::Result<()> {
         request_timeout,
         read_mode: if read_mode == ReadMode::Lease { "lease" } else { "read-index" },
         bugs: bug_names,
+        client_slots: tokio::sync::Semaphore::new(server::CLIENT_REQUESTS_MAX),
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %args.listen, "serving");

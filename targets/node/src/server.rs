@@ -29,6 +29,8 @@ pub const NO_FORWARD_HEADER: &str = "x-faultline-no-forward";
 pub const KEY_BYTES_MAX: usize = 256;
 /// Longest a request waits for some leader to be known before answering 503.
 const LEADER_WAIT_MAX: Duration = Duration::from_millis(1000);
+/// Client requests in flight per node at most (waiting for Raft or for a forward).
+pub const CLIENT_REQUESTS_MAX: usize = 4096;
 /// Request bodies larger than this are refused (peer batches with snapshots are the largest).
 const BODY_BYTES_MAX: usize = 64 << 20;
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub read_mode: &'static str,
     pub bugs: Vec<String>,
+    /// Permits for client requests in flight ([`CLIENT_REQUESTS_MAX`]).
+    pub client_slots: tokio::sync::Semaphore,
 }
 
 type Shared = Arc<AppState>;
@@ -161,6 +165,10 @@ async fn known_leader(s: &AppState, until: Instant) -> Option<NodeId> {
 }
 
 async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: Bytes) -> Response {
+    // Bounded: beyond this many client requests in flight on this node, refuse at once.
+    let Ok(_slot) = s.client_slots.try_acquire() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"));
+    };
     let deadline = Instant::now() + s.request_timeout;
     let no_forward = headers.get(NO_FORWARD_HEADER).is_some_and(|v| v.as_bytes() == b"1");
     let leader = known_leader(s, (Instant::now() + LEADER_WAIT_MAX).min(deadline)).await;
