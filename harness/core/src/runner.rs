@@ -491,23 +491,27 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         }
     }
 
-    // Heal everything (idempotent), whatever happened.
-    progress.set_phase("heal");
-    let mut heal_errors = Vec::new();
-    for n in heal_order.iter().filter_map(|f| nemeses.iter().find(|n| n.family() == *f)) {
-        if let Err(e) = n.heal_all(&ctx).await {
-            heal_errors.push(format!("{}: {e}", n.family().as_str()));
+    // Heal everything (idempotent), whatever happened in the main phase. Without a main phase
+    // (setup failed or was interrupted) no fault was ever applied, and "healing" would only
+    // restart nodes that failed to start.
+    if setup_ok {
+        progress.set_phase("heal");
+        let mut heal_errors = Vec::new();
+        for n in heal_order.iter().filter_map(|f| nemeses.iter().find(|n| n.family() == *f)) {
+            if let Err(e) = n.heal_all(&ctx).await {
+                heal_errors.push(format!("{}: {e}", n.family().as_str()));
+            }
         }
-    }
-    progress.clear_faults();
-    shared.nemesis_event("heal", json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }));
-    for r in &mut fault_records {
-        if r.end_ns.is_none() {
-            r.end_ns = Some(shared.history.now_ns());
+        progress.clear_faults();
+        shared.nemesis_event("heal", json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }));
+        for r in &mut fault_records {
+            if r.end_ns.is_none() {
+                r.end_ns = Some(shared.history.now_ns());
+            }
         }
-    }
-    if !heal_errors.is_empty() {
-        tracing::warn!("heal: {heal_errors:?}");
+        if !heal_errors.is_empty() {
+            tracing::warn!("heal: {heal_errors:?}");
+        }
     }
 
     let interrupted = cancelled(&cancel);
