@@ -28,7 +28,8 @@ fn main() {
         let procs: u64 = args[3].parse().expect("PROCS");
         let info_pct: f64 = args[4].parse().expect("INFO_PCT");
         let keys: usize = args.get(5).map_or(1, |s| s.parse().expect("KEYS"));
-        let events = synthetic_long(ops, procs, info_pct / 100.0, keys, 7);
+        let seed: u64 = args.get(6).map_or(7, |s| s.parse().expect("SEED"));
+        let events = synthetic_long(ops, procs, info_pct / 100.0, keys, seed);
         let t = Instant::now();
         let r = check_linearizable(&events, ModelKind::CasRegister, &CheckOptions::default());
         println!(

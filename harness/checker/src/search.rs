@@ -327,11 +327,27 @@ fn search<M: SearchModel>(
     let n = spans.len();
     let words = n.div_ceil(64);
     let mut entries = Entries::build(spans);
+    // Completed and indeterminate ops are numbered apart: the cache keys on the set of
+    // completed ops linearized (`done`, compressed as a window) and subsumes on the set of
+    // indeterminate ones (`info`), see cache.rs.
+    let (mut n_done, mut n_info) = (0u32, 0u32);
+    let rank: Vec<u32> = spans
+        .iter()
+        .map(|sp| {
+            let c = if sp.ret.is_some() { &mut n_done } else { &mut n_info };
+            *c += 1;
+            *c - 1
+        })
+        .collect();
+    let mut done = vec![0u64; (n_done as usize).div_ceil(64)];
+    let mut info = vec![0u64; (n_info as usize).div_ceil(64)];
     let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x005E_ED0F_F417_u64)).collect();
+    // All linearized ops (what models see).
     let mut bits = vec![0u64; words];
+    // Hash of `done`.
     let mut hash = 0u64;
-    let mut cache = Cache::new();
-    // Words [0, lo) of `bits` are all ones; words [hi, words) are zero.
+    let mut cache = Cache::new(info.len());
+    // Words [0, lo) of `done` are all ones; words [hi, ..) are zero.
     let (mut lo, mut hi) = (0usize, 0usize);
     let mut state = model.init();
     // (call node, state before) per linearized op.
@@ -341,6 +357,11 @@ fn search<M: SearchModel>(
     let mut cache_bytes_reserved: u64 = 0;
     let mut iterations: u64 = 0;
     let mut node = entries.next[0];
+    // The candidates of a configuration (the call entries before the first return entry) are
+    // tried in two passes: completed ops, then indeterminate ones (`info_pass`). Any order is
+    // complete; this one reaches each (completed set, state) first with few indeterminate ops
+    // applied, so the cache's subsumption cuts the variants that applied more.
+    let mut info_pass = false;
 
     let outcome = loop {
         iterations += 1;
@@ -373,8 +394,9 @@ fn search<M: SearchModel>(
         }
         if entries.is_call[node as usize] {
             let op = entries.op[node as usize] as usize;
+            let definite = spans[op].ret.is_some();
             let twin = twins[op];
-            if twin != NONE && !bit(&bits, twin as usize) {
+            if definite == info_pass || (twin != NONE && !bit(&bits, twin as usize)) {
                 node = entries.next[node as usize];
                 continue;
             }
@@ -385,21 +407,25 @@ fn search<M: SearchModel>(
                 // dropping one that changes nothing from a linearization leaves a linearization
                 // (no op sees a difference, and it need not take effect), and the symmetry
                 // breaking still applies to what is left (it keeps the sequence of effects).
-                let Some(next_state) = model.refine(next_state, &bits).filter(|&s| s != state || spans[op].ret.is_some())
-                else {
+                let Some(next_state) = model.refine(next_state, &bits).filter(|&s| s != state || definite) else {
                     bits[op / 64] &= !(1 << (op % 64));
                     node = entries.next[node as usize];
                     continue;
                 };
-                let h = hash ^ zobrist[op];
+                let r = rank[op] as usize;
+                let (h, lo2, hi2) = if definite {
+                    done[r / 64] |= 1 << (r % 64);
+                    let hi2 = hi.max(r / 64 + 1);
+                    let mut lo2 = lo;
+                    while lo2 < hi2 && done[lo2] == u64::MAX {
+                        lo2 += 1;
+                    }
+                    (hash ^ zobrist[op], lo2, hi2)
+                } else {
+                    info[r / 64] |= 1 << (r % 64);
+                    (hash, lo, hi)
+                };
                 let key = h ^ mix(u64::from(next_state));
-                // The window of the bitset with `op` set.
-                let wi = op / 64;
-                let (mut lo2, hi2) = (lo, hi.max(wi + 1));
-                while lo2 < hi2 && bits[lo2] == u64::MAX {
-                    lo2 += 1;
-                }
-                let window = Window { first: lo2, window: &bits[lo2..hi2] };
                 // Reserve what the insert may allocate before allocating it.
                 let cache_bytes_needed = (cache.memory_bytes() + cache.growth_bytes(hi2 - lo2)) as u64;
                 if cache_bytes_needed > cache_bytes_reserved {
@@ -409,13 +435,14 @@ fn search<M: SearchModel>(
                     reserved += cache_bytes_needed - cache_bytes_reserved;
                     cache_bytes_reserved = cache_bytes_needed;
                 }
-                if cache.insert(key, window, next_state) {
+                let window = Window { first: lo2, window: &done[lo2..hi2] };
+                if cache.insert(key, window, next_state, &info) {
                     (lo, hi) = (lo2, hi2);
                     stack.push((node, state));
                     state = next_state;
                     hash = h;
                     entries.lift(node);
-                    if spans[op].ret.is_some() {
+                    if definite {
                         remaining -= 1;
                         if remaining == 0 {
                             break Outcome::Valid;
@@ -423,11 +450,21 @@ fn search<M: SearchModel>(
                     }
                     stats.max_depth = stats.max_depth.max(stack.len());
                     node = entries.next[0];
+                    info_pass = false;
                     continue;
                 }
                 bits[op / 64] &= !(1 << (op % 64));
+                if definite {
+                    done[r / 64] &= !(1 << (r % 64));
+                } else {
+                    info[r / 64] &= !(1 << (r % 64));
+                }
             }
             node = entries.next[node as usize];
+        } else if !info_pass {
+            // Completed candidates exhausted: now the indeterminate ones.
+            info_pass = true;
+            node = entries.next[0];
         } else {
             // The return of an op not linearized yet: this prefix cannot be extended.
             let depth = stack.len();
@@ -445,17 +482,23 @@ fn search<M: SearchModel>(
                 break Outcome::Invalid;
             };
             let op = entries.op[call as usize] as usize;
+            let definite = spans[op].ret.is_some();
             entries.unlift(call);
             bits[op / 64] &= !(1 << (op % 64));
-            lo = lo.min(op / 64);
-            while hi > lo && bits[hi - 1] == 0 {
-                hi -= 1;
-            }
-            hash ^= zobrist[op];
-            state = prev_state;
-            if spans[op].ret.is_some() {
+            let r = rank[op] as usize;
+            if definite {
+                done[r / 64] &= !(1 << (r % 64));
+                lo = lo.min(r / 64);
+                while hi > lo && done[hi - 1] == 0 {
+                    hi -= 1;
+                }
+                hash ^= zobrist[op];
                 remaining += 1;
+            } else {
+                info[r / 64] &= !(1 << (r % 64));
             }
+            state = prev_state;
+            info_pass = !definite;
             node = entries.next[call as usize];
         }
     };

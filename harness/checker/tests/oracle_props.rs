@@ -112,6 +112,17 @@ fn simulate(seed: u64, model: ModelKind) -> Vec<Event> {
 }
 
 fn simulate_shaped(seed: u64, model: ModelKind, keys: usize, procs_max: usize, ops_max: usize) -> Vec<Event> {
+    simulate_with_info(seed, model, keys, procs_max, ops_max, 0.15)
+}
+
+fn simulate_with_info(
+    seed: u64,
+    model: ModelKind,
+    keys: usize,
+    procs_max: usize,
+    ops_max: usize,
+    info_probability: f64,
+) -> Vec<Event> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let procs = rng.random_range(1..=procs_max);
     let ops_total = rng.random_range(1..=ops_max);
@@ -157,7 +168,7 @@ fn simulate_shaped(seed: u64, model: ModelKind, keys: usize, procs_max: usize, o
                 if invoked < ops_total {
                     let (f, key, input) = gen_op(&mut rng, model, keys);
                     push(&mut events, EventType::Invoke, Process::Client(pid[p]), &f, Some(&key), input.clone(), None);
-                    let info = rng.random_bool(0.15);
+                    let info = rng.random_bool(info_probability);
                     flight[p] = Some(InFlight { f, key, input, effect: None, info });
                     invoked += 1;
                 }
@@ -289,6 +300,28 @@ proptest! {
     #[test]
     fn cas_register_one_dense_key_agrees_with_oracle(seed in any::<u64>()) {
         compare(seed, ModelKind::CasRegister, simulate_shaped(seed, ModelKind::CasRegister, 1, 5, 9))?;
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Many indeterminate ops: the shape where symmetry breaking, the no-op rule and the
+    /// cache's subsumption (cache.rs) do their work.
+    #[test]
+    fn cas_register_info_heavy_agrees_with_oracle(seed in any::<u64>()) {
+        compare(seed, ModelKind::CasRegister, simulate_with_info(seed, ModelKind::CasRegister, 1, 7, 10, 0.5))?;
+    }
+
+    #[test]
+    fn kv_info_heavy_agrees_with_oracle(seed in any::<u64>()) {
+        compare(seed, ModelKind::Kv, simulate_with_info(seed, ModelKind::Kv, 1, 7, 10, 0.5))?;
+    }
+
+    #[test]
+    fn set_info_heavy_agrees_with_oracle(seed in any::<u64>()) {
+        compare(seed, ModelKind::Set, simulate_with_info(seed, ModelKind::Set, 1, 6, 9, 0.5))?;
     }
 }
 
