@@ -1,6 +1,7 @@
 //! Without CAP_NET_ADMIN: `faultline run` re-runs itself inside an unprivileged user and
-//! network namespace, partitions nodes on loopback there, reports latency as not applied (with
-//! the reason) instead of skipping it, and leaves no process behind.
+//! network namespace, where it partitions and delays nodes on loopback, and leaves no process
+//! behind. Without any packet filter (`--local-net none`), network faults are reported as not
+//! applied, with the reason, never skipped silently.
 //!
 //! Run as root (CI) by dropping to `nobody` with setpriv; skipped where that user cannot reach
 //! the binaries or the kernel forbids unprivileged user namespaces.
@@ -59,9 +60,38 @@ fn unprivileged_run_falls_back_to_loopback_in_a_user_namespace() {
     let partition = faults.iter().find(|f| f["fault"] == "partition").expect("a partition window");
     assert_eq!(partition["applied"], true, "{partition:#}");
     let latency = faults.iter().find(|f| f["fault"] == "latency").expect("a latency window");
-    assert_eq!(latency["applied"], false, "{latency:#}");
-    assert!(latency["error"].as_str().unwrap().contains("latency needs one network namespace per node"));
-    assert_eq!(r["faults_not_applied"], 1);
+    assert_eq!(latency["applied"], true, "{latency:#}");
+    assert_eq!(latency["mechanism"], "loopback-iptables-nfqueue");
+    assert_eq!(r["faults_not_applied"], 0);
     let dir = store.path().join("latest").canonicalize().unwrap();
     assert!(processes_with(dir.to_str().unwrap()).is_empty(), "{:?}", processes_with(dir.to_str().unwrap()));
+}
+
+#[test]
+fn without_a_packet_filter_network_faults_are_reported_not_applied() {
+    if !is_root() {
+        eprintln!("skipped: needs root (as CI) to be sure of the other faults");
+        return;
+    }
+    let store = Store::new();
+    let out = run(
+        store.path(),
+        &["--local-net", "none", "--nemesis", "partition,kill", "--nodes", "3", "--concurrency", "3", "--rate", "30",
+          "--time-limit", "5", "--nemesis-interval", "1", "--recovery", "0", "--seed", "4"],
+    );
+    let r = results(store.path());
+    assert!(matches!(out.status.code(), Some(0) | Some(2)), "{}\n{r:#}", show(&out));
+    assert_eq!(r["runtime"]["mechanism"], "loopback-none");
+    let faults = r["faults"].as_array().unwrap();
+    let partition = faults.iter().find(|f| f["fault"] == "partition").expect("a partition window");
+    assert_eq!(partition["applied"], false);
+    assert!(partition["error"].as_str().unwrap().contains("cannot filter packets"), "{partition:#}");
+    let kill = faults.iter().find(|f| f["fault"] == "kill").expect("a kill window");
+    assert_eq!(kill["applied"], true, "process faults need no packet filter");
+    assert_eq!(r["faults_not_applied"], 1);
+    // The history says so too: the partition's start event carries applied: false.
+    let h = history(store.path());
+    let start = h.iter().find(|e| e.f == "start-partition").unwrap();
+    assert_eq!(start.value["applied"], false);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 not applied"), "{}", show(&out));
 }

@@ -1,11 +1,12 @@
 //! The local runtime against real traffic: partitions cut TCP between namespaces, heal restores
 //! it, loss with probability 1 drops everything, latency delays connects by at least the delay,
-//! kill/pause/resume act on the node processes, teardown leaves nothing. Needs root (as CI).
+//! kill/pause/resume act on the node processes, teardown leaves nothing; the same cuts, loss and
+//! latency on loopback between bound node addresses. Needs root (as CI).
 //!
 //! Traffic is made by threads that enter a node's network namespace with setns(2) (which
 //! affects only the calling thread), so the test needs no tool besides iproute2 and iptables.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -145,36 +146,72 @@ fn netns_faults_act_on_real_traffic_and_teardown_leaves_nothing() {
     assert!(!String::from_utf8_lossy(&rules.stdout).contains(&run_id), "host rule left behind");
 }
 
+/// A UDP echo on `ip:PORT` (host namespace) that answers every datagram.
+fn udp_echo(ip: Ipv4Addr) {
+    let sock = UdpSocket::bind(SocketAddr::from((ip, PORT))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+}
+
+/// Round trip of one datagram sent from `from` (a bound source, as the nodes bind theirs) to
+/// the echo at `to`, or None when no answer came within `timeout`.
+fn udp_rtt(from: Ipv4Addr, to: Ipv4Addr, timeout: Duration) -> Option<Duration> {
+    let sock = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let started = Instant::now();
+    sock.send_to(b"ping", SocketAddr::from((to, PORT))).unwrap();
+    let mut buf = [0u8; 64];
+    sock.recv_from(&mut buf).ok().map(|_| started.elapsed())
+}
+
 #[test]
-fn loopback_fallback_partitions_with_a_chain_and_refuses_latency() {
+fn loopback_fallback_cuts_loses_and_delays_between_node_addresses() {
     if !has_net_admin() {
         eprintln!("skipped: needs CAP_NET_ADMIN (root), as in CI");
         return;
     }
-    let rt = runtime(MechanismChoice::LoopbackIptables, 2);
+    let rt = runtime(MechanismChoice::LoopbackIptables, 3);
     assert_eq!(rt.mechanism(), NetMechanism::LoopbackIptables);
-    let ip1 = rt.nodes()[0].ip;
-    let ip2 = rt.nodes()[1].ip;
-    assert_eq!(ip1.octets()[..2], [127, 77]);
-    listen(None, ip2);
-    let t = Duration::from_millis(500);
-    // std cannot choose a connection's source address (the kernel picks 127.0.0.1 on
-    // loopback), so traffic cuts are proven by the namespace test; here the per-run chain must
-    // hold exactly the address rule, and heal must empty it.
-    assert!(connect(None, ip2, t).is_some());
+    let ip = |i: usize| rt.nodes()[i - 1].ip;
+    assert_eq!(ip(1).octets()[..2], [127, 77]);
+    udp_echo(ip(2));
+    let t = Duration::from_millis(300);
+    assert!(udp_rtt(ip(1), ip(2), t).is_some(), "healthy n1 -> n2");
+
+    // A one-way cut n1 -> n2: n1's datagrams never arrive; n3 still gets through.
     rt.apply_net(&NetFaults { drop: vec![link("n1", "n2")], ..NetFaults::default() }).unwrap();
-    let chain = format!("{}in", rt.run_id());
-    let listed = std::process::Command::new("iptables").args(["-w", "5", "-S", &chain]).output().unwrap();
-    let text = String::from_utf8_lossy(&listed.stdout);
-    assert!(text.contains(&format!("-s {ip1}/32 -d {ip2}/32")) && text.contains("-j DROP"), "{text}");
+    assert!(udp_rtt(ip(1), ip(2), t).is_none(), "cut n1 -> n2 answered");
+    assert!(udp_rtt(ip(3), ip(2), t).is_some(), "n3 -> n2 should be unaffected");
+    rt.heal_net().unwrap();
+    assert!(udp_rtt(ip(1), ip(2), t).is_some(), "healed n1 -> n2");
+
+    rt.apply_net(&NetFaults { loss: vec![(link("n1", "n2"), 1.0)], ..NetFaults::default() }).unwrap();
+    assert!(udp_rtt(ip(1), ip(2), t).is_none(), "100% loss n1 -> n2 answered");
+    rt.heal_net().unwrap();
+
+    // Latency: one NFQUEUE per run in the host namespace, fed by the run's OUTPUT chain.
+    rt.apply_net(&NetFaults { delay: vec![(link("n1", "n2"), 120)], ..NetFaults::default() }).unwrap();
+    let slow = udp_rtt(ip(1), ip(2), Duration::from_secs(2)).expect("delayed, not dropped");
+    assert!(slow >= Duration::from_millis(120), "rtt {slow:?} under 120 ms latency");
+    let other = udp_rtt(ip(3), ip(2), Duration::from_secs(2)).unwrap();
+    assert!(other < Duration::from_millis(60), "n3 -> n2 delayed too: {other:?}");
     let err = rt
-        .apply_net(&NetFaults { delay: vec![(link("n1", "n2"), 50)], ..NetFaults::default() })
+        .apply_net(&NetFaults { delay: vec![(link("n1", "n2"), 50), (link("n2", "n1"), 60)], ..NetFaults::default() })
         .unwrap_err()
         .to_string();
-    assert!(err.contains("latency needs one network namespace per node"), "{err}");
+    assert!(err.contains("one delay at a time on loopback"), "{err}");
     rt.heal_net().unwrap();
-    let listed = std::process::Command::new("iptables").args(["-w", "5", "-S", &chain]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains("DROP"));
+    let healed = udp_rtt(ip(1), ip(2), Duration::from_secs(2)).unwrap();
+    assert!(healed < Duration::from_millis(60), "latency survived the heal: {healed:?}");
+    for chain in ["in", "out"] {
+        let listed = std::process::Command::new("iptables").args(["-w", "5", "-S", &format!("{}{chain}", rt.run_id())]).output().unwrap();
+        let text = String::from_utf8_lossy(&listed.stdout);
+        assert!(!text.contains("DROP") && !text.contains("NFQUEUE"), "heal left rules: {text}");
+    }
     rt.teardown().unwrap();
     let all = std::process::Command::new("iptables").args(["-w", "5", "-S"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&all.stdout).contains(rt.run_id()), "chain or hook left behind");

@@ -10,8 +10,9 @@
 //!
 //! Without namespaces the nodes run on 127.77.X.(10+K) in the host namespace; with iptables a
 //! per-run chain `fl<id>in`, hooked from `INPUT -i lo`, drops between node addresses (the nodes
-//! bind their outgoing sockets to their own address, docs/node-api.md); without iptables every
-//! network fault is refused with a reason, which the nemesis records as "not applied".
+//! bind their outgoing sockets to their own address, docs/node-api.md), and a chain `fl<id>out`,
+//! hooked from `OUTPUT -o lo`, queues delayed links to one NFQUEUE per run; without iptables
+//! every network fault is refused with a reason, which the nemesis records as "not applied".
 //!
 //! Everything created is recorded in the run's state file before it is created
 //! ([`super::state`]), so `faultline cleanup` can undo a killed run.
@@ -75,6 +76,8 @@ pub struct LocalRuntime {
     nodes: Vec<NodeSpec>,
     bridge: String,
     loopback_chain: String,
+    /// The loopback mechanism's OUTPUT chain (latency: NFQUEUE rules).
+    loopback_out_chain: String,
     state_dir: PathBuf,
     state: Mutex<RunState>,
     procs: Mutex<HashMap<String, NodeProc>>,
@@ -184,6 +187,7 @@ impl LocalRuntime {
         let rt = LocalRuntime {
             bridge: format!("{run_id}br"),
             loopback_chain: format!("{run_id}in"),
+            loopback_out_chain: format!("{run_id}out"),
             run_id: run_id.clone(),
             mechanism,
             nodes,
@@ -267,15 +271,22 @@ impl LocalRuntime {
         if cmd::available("ip") {
             let _ = cmd::run("ip", &["link", "set", "lo", "up"]);
         }
-        let chain = self.loopback_chain.clone();
-        self.record(|s| s.host_chains.push(chain.clone()))?;
-        cmd::run("iptables", &["-w", "5", "-N", &chain])?;
-        let rule: Vec<String> = ["INPUT", "-i", "lo", "-j", &chain].iter().map(|s| s.to_string()).collect();
-        self.record(|s| s.host_rules.push(rule.clone()))?;
-        let mut args = vec!["-w", "5", "-I"];
-        args.extend(rule.iter().map(String::as_str));
-        cmd::run("iptables", &args)?;
+        for (chain, hook, dir) in [(self.loopback_chain.clone(), "INPUT", "-i"), (self.loopback_out_chain.clone(), "OUTPUT", "-o")] {
+            self.record(|s| s.host_chains.push(chain.clone()))?;
+            cmd::run("iptables", &["-w", "5", "-N", &chain])?;
+            let rule: Vec<String> = [hook, dir, "lo", "-j", &chain].iter().map(|s| s.to_string()).collect();
+            self.record(|s| s.host_rules.push(rule.clone()))?;
+            let mut args = vec!["-w", "5", "-I"];
+            args.extend(rule.iter().map(String::as_str));
+            cmd::run("iptables", &args)?;
+        }
         Ok(())
+    }
+
+    /// NFQUEUE number of the loopback mechanism: shared host namespace, so one per run (its
+    /// subnet octet is unique among live runs).
+    fn loopback_queue(&self) -> u16 {
+        20_000 + u16::from(self.state.lock().expect("state lock").subnet)
     }
 
     fn node(&self, id: &str) -> Result<&NodeSpec, RuntimeError> {
@@ -435,15 +446,39 @@ impl Runtime for LocalRuntime {
                 }
             }
             NetMechanism::LoopbackIptables => {
-                if !faults.delay.is_empty() {
+                let mut delays_ms: Vec<u64> = faults.delay.iter().map(|(_, ms)| *ms).collect();
+                delays_ms.sort();
+                delays_ms.dedup();
+                if delays_ms.len() > 1 {
                     return Err(RuntimeError::Unsupported {
                         mechanism: self.mechanism.as_str().into(),
                         what: "latency".into(),
-                        why: "latency needs one network namespace per node".into(),
+                        why: format!("one delay at a time on loopback (one queue per run), asked for {delays_ms:?} ms"),
                     });
                 }
+                {
+                    // Consumer first (--queue-bypass covers the gap anyway).
+                    let mut delays = self.delays.lock().expect("delays lock");
+                    let key = delays_ms.first().map(|ms| ("host".to_string(), *ms));
+                    delays.retain(|k, _| Some(k) == key.as_ref());
+                    if let Some(k) = key {
+                        if !delays.contains_key(&k) {
+                            let q = DelayQueue::start(None, self.loopback_queue(), k.1)?;
+                            delays.insert(k, q);
+                        }
+                    }
+                }
                 let c = &self.loopback_chain;
-                let mut rules = format!("*filter\n-F {c}\n");
+                let out = &self.loopback_out_chain;
+                let mut rules = format!("*filter\n-F {c}\n-F {out}\n");
+                for (l, _) in &faults.delay {
+                    rules += &format!(
+                        "-A {out} -s {} -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
+                        self.ip_of(&l.from)?,
+                        self.ip_of(&l.to)?,
+                        self.loopback_queue()
+                    );
+                }
                 for l in &faults.drop {
                     rules += &format!("-A {c} -s {} -d {} -j DROP\n", self.ip_of(&l.from)?, self.ip_of(&l.to)?);
                 }
