@@ -39,6 +39,11 @@ fn every_fault_family_is_applied_in_containers_and_teardown_leaves_nothing() {
         assert!(f["stop_error"].is_null(), "{family} did not heal: {f:#}");
     }
     assert_eq!(r["faults_not_applied"], 0);
+    let mechanism = |family: &str| faults.iter().find(|f| f["fault"] == family).unwrap()["mechanism"].clone();
+    assert_eq!(mechanism("kill"), "docker-kill");
+    assert_eq!(mechanism("pause"), "docker-pause");
+    assert_eq!(mechanism("partition"), "netns-iptables");
+    assert_eq!(mechanism("latency"), "netns-nfqueue");
     assert!(r["ops"]["completed"]["ok"].as_u64().unwrap() > 100, "{:#}", r["ops"]);
     assert!(r["errors"].as_array().unwrap().is_empty(), "{:#}", r["errors"]);
     // Final reads went through the healed cluster.

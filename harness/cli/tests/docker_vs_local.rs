@@ -81,9 +81,24 @@ fn same_seed_same_verdict_schedule_and_operations_in_both_runtimes() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| (f["fault"].to_string(), f["kind"].to_string(), f["applied"] == true, f["mechanism"].to_string()))
+            .map(|f| {
+                // The process faults name their runtime's tool: docker kill/pause vs signals.
+                let m = match f["mechanism"].as_str().unwrap_or("") {
+                    "docker-kill" => "sigkill",
+                    "docker-pause" => "sigstop",
+                    m => m,
+                };
+                (f["fault"].to_string(), f["kind"].to_string(), f["applied"] == true, m.to_string())
+            })
             .collect()
     };
+    for f in rd["faults"].as_array().unwrap() {
+        match f["fault"].as_str().unwrap() {
+            "kill" => assert_eq!(f["mechanism"], "docker-kill"),
+            "pause" => assert_eq!(f["mechanism"], "docker-pause"),
+            _ => {}
+        }
+    }
     assert_eq!(windows(&rl), windows(&rd));
     // A window the harness could not apply (majorities-ring cuts nothing among 3 nodes) fails
     // the same way in both; the others were applied in both.

@@ -35,7 +35,7 @@ impl Nemesis for KillNemesis {
             Applied {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
-                mechanism: "sigkill".into(),
+                mechanism: ctx.runtime.process_mechanism(Family::Kill).into(),
                 error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
                 detail: json!({ "note": note }),
             }
@@ -71,7 +71,7 @@ impl Nemesis for PauseNemesis {
             Applied {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
-                mechanism: "sigstop".into(),
+                mechanism: ctx.runtime.process_mechanism(Family::Pause).into(),
                 error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
                 detail: json!({ "note": note }),
             }

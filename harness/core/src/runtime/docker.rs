@@ -449,6 +449,13 @@ fn container_name(run_id: &str, node: &str) -> String {
 /// The launch's command line for the container: `--data-dir HOST` becomes `--data-dir /data`
 /// (the host folder is bind-mounted there). A host path docker cannot mount is an error.
 fn service_for(launch: &Launch) -> Result<Service, RuntimeError> {
+    if launch.program != Path::new(IMAGE_NODE_PATH) {
+        return Err(RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: format!("starting {}", launch.program.display()),
+            why: format!("the image {IMAGE} holds only {IMAGE_NODE_PATH} (the reference node)"),
+        });
+    }
     let mut args = launch.args.clone();
     let mut data_dir = None;
     if let Some(i) = args.iter().position(|a| a == "--data-dir") {
@@ -714,6 +721,14 @@ impl Runtime for DockerRuntime {
     }
     fn run_id(&self) -> &str {
         &self.run_id
+    }
+    /// `docker kill` (SIGKILL to the container's init, which takes the node with it) and
+    /// `docker pause` (the cgroup freezer, whole container).
+    fn process_mechanism(&self, family: crate::nemesis::Family) -> &'static str {
+        match family {
+            crate::nemesis::Family::Pause => "docker-pause",
+            _ => "docker-kill",
+        }
     }
     fn nodes(&self) -> &[NodeSpec] {
         &self.nodes
@@ -1131,7 +1146,7 @@ mod tests {
     fn data_dir_is_rewritten_to_the_mount_point() {
         let dir = tempfile::tempdir().unwrap();
         let launch = Launch {
-            program: PathBuf::from("/x"),
+            program: PathBuf::from(IMAGE_NODE_PATH),
             args: vec!["--id".into(), "n1".into(), "--data-dir".into(), dir.path().to_string_lossy().into_owned()],
             env: vec![],
             log: dir.path().join("n1.log"),
@@ -1142,8 +1157,11 @@ mod tests {
         let bad = Launch { args: vec!["--data-dir".into(), "/does/not/exist/x".into()], ..launch.clone() };
         let e = service_for(&bad).unwrap_err().to_string();
         assert!(e.contains("/does/not/exist/x"), "{e}");
-        let dangling = Launch { args: vec!["--data-dir".into()], ..launch };
+        let dangling = Launch { args: vec!["--data-dir".into()], ..launch.clone() };
         assert!(service_for(&dangling).unwrap_err().to_string().contains("without a value"));
+        let other = Launch { program: PathBuf::from("/usr/bin/etcd"), ..launch };
+        let e = service_for(&other).unwrap_err().to_string();
+        assert!(e.contains("/usr/bin/etcd") && e.contains(IMAGE_NODE_PATH), "{e}");
     }
 
     #[test]

@@ -132,6 +132,13 @@ pub trait Runtime: Send + Sync {
     fn pause_node(&self, id: &str) -> Result<(), RuntimeError>;
     /// SIGCONT. Resuming a running node is not an error.
     fn resume_node(&self, id: &str) -> Result<(), RuntimeError>;
+    /// How this runtime kills or pauses a node, as results.json records it.
+    fn process_mechanism(&self, family: crate::nemesis::Family) -> &'static str {
+        match family {
+            crate::nemesis::Family::Pause => "sigstop",
+            _ => "sigkill",
+        }
+    }
     /// True when the node's process is alive (paused counts as alive).
     fn is_running(&self, id: &str) -> bool;
     /// Replaces the network fault state with `faults`.
