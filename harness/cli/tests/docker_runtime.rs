@@ -163,7 +163,7 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
         assert!(Instant::now() < deadline, "n3 did not answer after resume");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Pause, then kill: Docker refuses to kill a paused container; the runtime unpauses first.
+    // Pause, then kill: the kill nemesis may pick a paused node.
     rt.pause_node("n3").unwrap();
     rt.kill_node("n3").unwrap();
     assert!(!rt.is_running("n3"));

@@ -801,7 +801,8 @@ impl Runtime for DockerRuntime {
             return Ok(());
         };
         if c.paused {
-            // Docker refuses to kill a paused container.
+            // Thaw first, so Docker's paused state and ours are cleared together (Docker 20.10
+            // would also kill the frozen container).
             call("docker", &["unpause", &c.name])?;
         }
         if let Err(e) = call("docker", &["kill", &c.name]) {
