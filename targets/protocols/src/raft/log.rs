@@ -106,9 +106,8 @@ impl RaftLog {
         self.check();
     }
 
-    /// The log is at least as up to date as (`last_index`, `last_term`)'s owner thinks? This is
-    /// the election restriction of §5.4.1 seen from the voter: true if the candidate's log is at
-    /// least as up to date as ours.
+    /// The election restriction of §5.4.1, seen from the voter: true if a candidate whose log
+    /// ends at (`last_index`, `last_term`) is at least as up to date as this log.
     pub fn candidate_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
         last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
     }
