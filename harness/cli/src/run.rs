@@ -19,6 +19,7 @@ use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice
 use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
+use faultline_core::target::external;
 use faultline_core::target::reference::{ReferenceTarget, ROLES};
 use serde_json::{json, Value};
 
@@ -26,9 +27,14 @@ use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// The system under test (a role of faultline-node).
+    /// The system under test: a role of faultline-node, `etcd`, `redis`, or a target file
+    /// `path/to/target.toml` (docs/targets-external.md).
     #[arg(long, default_value = "raft")]
     pub target: String,
+    /// An option of an external target (repeatable): `reads=serializable` (etcd);
+    /// `down-after-ms=N`, `failover-timeout-ms=N`, `min-replicas=N` (redis).
+    #[arg(long = "target-opt")]
+    pub target_opts: Vec<String>,
     /// What the clients do and how the history is judged.
     #[arg(long, default_value = "register")]
     pub workload: String,
@@ -119,8 +125,8 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
-    if !ROLES.contains(&a.target.as_str()) {
-        bail!("unknown target {:?}: expected one of {}", a.target, ROLES.join(", "));
+    if !ROLES.contains(&a.target.as_str()) && !external::is_external(&a.target) {
+        bail!("unknown target {:?}: expected one of {}, etcd, redis or a file *.toml", a.target, ROLES.join(", "));
     }
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
@@ -160,10 +166,13 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         }
     }
     let mechanism: MechanismChoice = a.local_net.parse().map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
-    let name = a.name.clone().unwrap_or_else(|| format!("{}-{}", a.target, a.workload));
+    let short = Path::new(&a.target).file_stem().map_or(a.target.clone(), |s| s.to_string_lossy().into_owned());
+    let name = a.name.clone().unwrap_or_else(|| format!("{short}-{}", a.workload));
     // Docker nodes run the image's static binary (built from the sources), not a host binary.
     let node_bin = if a.runtime == "docker" {
         PathBuf::from(faultline_core::runtime::docker::IMAGE_NODE_PATH)
+    } else if external::is_external(&a.target) {
+        PathBuf::new() // external targets run their own programs
     } else {
         locate_node_bin(a.node_bin.as_deref())?
     };
@@ -195,6 +204,9 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
         a.recovery,
         a.op_timeout_ms
     );
+    for o in &a.target_opts {
+        s += &format!(" --target-opt {o}");
+    }
     for b in &a.bugs {
         s += &format!(" --bug {b}");
     }
@@ -345,11 +357,27 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         seed: plan.seed,
     });
     let workload = faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?;
+    let inputs = external::BuildInputs {
+        target: &args.target,
+        options: &args.target_opts,
+        workload,
+        op_timeout,
+        seed: plan.seed,
+        admin_token: target.admin_token.clone(),
+        http: http.clone(),
+        nodes: args.nodes,
+        runtime_kind: runtime.kind(),
+    };
+    let external::Resolved { target, workload, runtime, notes } = external::resolve(inputs, runtime.clone(), target)?;
+    for n in &notes {
+        eprintln!("faultline: {n}");
+        tracing::warn!("{n}");
+    }
     let options: Value = json!({
         "target": args.target, "workload": args.workload, "nemesis": args.nemesis, "nodes": args.nodes,
         "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
         "nemesis_interval": args.nemesis_interval, "seed": plan.seed, "runtime": args.runtime, "bugs": args.bugs,
-        "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
+        "target_opts": args.target_opts, "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
         "setup_timeout": args.setup_timeout, "local_net": args.local_net, "node_bin": plan.node_bin, "port": args.port,
     });
     let cfg = RunConfig {

@@ -4,9 +4,12 @@
 //!
 //! [`http`] speaks the reference node's API (docs/node-api.md) and maps its error contract onto
 //! these outcomes: `definite: true` → fail, `definite: false`, timeouts and broken connections
-//! after sending → info.
+//! after sending → info. [`etcd`] (v3 JSON gateway) and [`redis`] (RESP, Sentinel) speak the
+//! external targets' protocols with the same outcome rules.
 
+pub mod etcd;
 pub mod http;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,235 @@
+//! Client of etcd 3.4 through its v3 JSON gateway (`POST /v3/kv/range|put|txn`,
+//! `POST /v3/maintenance/status`), the register operations mapped onto it:
+//!
+//! - `read`  → `range` of the key (linearizable by default; with [`EtcdReads::Serializable`] the
+//!   member answers from its own state without a quorum round, which may be stale);
+//! - `write` → `put`;
+//! - `cas [from, to]` → a `txn` comparing the key's value with `from` and putting `to` on success.
+//!   `succeeded: false` (proto3 omits false fields) means the compare failed: a definite fail.
+//!
+//! Keys and values travel base64-encoded (the gateway's JSON form of `bytes`); values are the
+//! decimal text of the integer. Outcomes follow the reference client (client/http.rs): an
+//! unreachable member (connect refused) → fail; a timeout, a broken connection or a gateway
+//! error on a write or cas → info (etcd may have committed it); any failed read → fail.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::{Completion, Op};
+
+/// How reads are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtcdReads {
+    /// Quorum reads (etcd's default): strict-serializable with the writes.
+    Linearizable,
+    /// `serializable: true`: served from the member's local state, possibly stale.
+    Serializable,
+}
+
+impl std::str::FromStr for EtcdReads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linearizable" => Ok(Self::Linearizable),
+            "serializable" => Ok(Self::Serializable),
+            other => Err(format!("unknown etcd read mode {other:?}: expected linearizable or serializable")),
+        }
+    }
+}
+
+/// What a member says about itself (`/v3/maintenance/status`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdStatus {
+    pub member_id: String,
+    pub leader_id: String,
+    pub raft_term: Option<u64>,
+    pub version: String,
+}
+
+/// A client of one etcd cluster (connections are not pooled, see client/http.rs).
+#[derive(Clone)]
+pub struct EtcdClient {
+    http: reqwest::Client,
+    pub reads: EtcdReads,
+}
+
+/// Why a gateway call did not succeed.
+struct CallError {
+    /// The request certainly had no effect.
+    definite: bool,
+    error: String,
+}
+
+fn b64(s: &str) -> String {
+    B64.encode(s.as_bytes())
+}
+
+/// The integer stored in a base64 value; `Err` for anything this harness did not write.
+fn decode_int(v: &str) -> Result<i64, String> {
+    let bytes = B64.decode(v).map_err(|e| format!("value is not base64: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| "value is not UTF-8".to_string())?;
+    text.parse::<i64>().map_err(|_| format!("value {text:?} is not an integer"))
+}
+
+/// The value of a range answer: `null` when the key is absent.
+pub fn range_value(answer: &Value) -> Result<Value, String> {
+    match answer.get("kvs").and_then(Value::as_array).and_then(|kvs| kvs.first()) {
+        None => Ok(Value::Null),
+        Some(kv) => {
+            // An empty value is omitted by the gateway; the harness never writes one.
+            let v = kv.get("value").and_then(Value::as_str).ok_or("range answer: kv without value")?;
+            Ok(json!(decode_int(v)?))
+        }
+    }
+}
+
+fn u64_field(v: &Value) -> Option<u64> {
+    // The gateway renders uint64 as strings.
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl EtcdClient {
+    pub fn new(timeout: Duration, reads: EtcdReads) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_millis(500)))
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()?;
+        Ok(EtcdClient { http, reads })
+    }
+
+    async fn call(&self, addr: &str, path: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/v3/{path}");
+        let resp = self.http.post(url).json(body).send().await.map_err(|e| classify(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| classify(&e))?;
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() && json.get("error").is_none() {
+            return Ok(json);
+        }
+        // A gRPC error through the gateway: `{"error": "...", "code": N, "message": "..."}`.
+        // Which of them guarantee "not applied" is not documented for the gateway, so none is
+        // treated as definite; reads turn every error into fail anyway.
+        let message = json.get("message").or_else(|| json.get("error")).and_then(Value::as_str).unwrap_or("");
+        let error = if message.is_empty() { format!("http-{}", status.as_u16()) } else { short(message) };
+        Err(CallError { definite: false, error })
+    }
+
+    /// Performs a register op on the member at `addr`.
+    pub async fn invoke(&self, addr: &str, node: &str, op: &Op) -> Completion {
+        let key = op.key.clone().unwrap_or_default();
+        let k = b64(&key);
+        match op.f.as_str() {
+            "read" => {
+                let mut body = json!({ "key": k });
+                if self.reads == EtcdReads::Serializable {
+                    body["serializable"] = json!(true);
+                }
+                match self.call(addr, "kv/range", &body).await {
+                    Ok(answer) => match range_value(&answer) {
+                        Ok(v) => Completion::ok(v, node),
+                        Err(e) => Completion::fail(Value::Null, format!("bad-answer: {e}"), node),
+                    },
+                    // A read changes nothing: recording a failed read as fail hides nothing.
+                    Err(e) => Completion::fail(Value::Null, e.error, node),
+                }
+            }
+            "write" => {
+                let Some(v) = op.value.as_i64() else {
+                    return Completion::fail(op.value.clone(), "bad-op: write value must be an integer", node);
+                };
+                let body = json!({ "key": k, "value": b64(&v.to_string()) });
+                match self.call(addr, "kv/put", &body).await {
+                    Ok(_) => Completion::ok(op.value.clone(), node),
+                    Err(e) => outcome(op, e, node),
+                }
+            }
+            "cas" => {
+                let (Some(from), Some(to)) = (op.value.get(0).and_then(Value::as_i64), op.value.get(1).and_then(Value::as_i64)) else {
+                    return Completion::fail(op.value.clone(), "bad-op: cas value must be [from, to]", node);
+                };
+                let body = json!({
+                    "compare": [{ "key": k, "target": "VALUE", "result": "EQUAL", "value": b64(&from.to_string()) }],
+                    "success": [{ "requestPut": { "key": k, "value": b64(&to.to_string()) } }],
+                });
+                match self.call(addr, "kv/txn", &body).await {
+                    Ok(answer) if answer.get("succeeded").and_then(Value::as_bool) == Some(true) => {
+                        Completion::ok(op.value.clone(), node)
+                    }
+                    Ok(_) => Completion::fail(op.value.clone(), "cas-mismatch", node),
+                    Err(e) => outcome(op, e, node),
+                }
+            }
+            other => Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+        }
+    }
+
+    /// The member's status.
+    pub async fn status(&self, addr: &str) -> Result<EtcdStatus, String> {
+        let v = self.call(addr, "maintenance/status", &json!({})).await.map_err(|e| e.error)?;
+        let member_id = v.pointer("/header/member_id").and_then(u64_field).ok_or("status without header.member_id")?;
+        let leader_id = v.get("leader").and_then(u64_field).unwrap_or(0);
+        Ok(EtcdStatus {
+            member_id: member_id.to_string(),
+            leader_id: leader_id.to_string(),
+            raft_term: v.get("raftTerm").and_then(u64_field).or_else(|| v.pointer("/header/raft_term").and_then(u64_field)),
+            version: v.get("version").and_then(Value::as_str).unwrap_or("").to_string(),
+        })
+    }
+}
+
+fn classify(e: &reqwest::Error) -> CallError {
+    if e.is_connect() {
+        CallError { definite: true, error: "connect".into() }
+    } else if e.is_timeout() {
+        CallError { definite: false, error: "timeout".into() }
+    } else {
+        CallError { definite: false, error: "connection".into() }
+    }
+}
+
+fn outcome(op: &Op, e: CallError, node: &str) -> Completion {
+    if e.definite {
+        Completion::fail(op.value.clone(), e.error, node)
+    } else {
+        Completion::info(op.value.clone(), e.error, node)
+    }
+}
+
+/// A short error tag from an etcd message (`etcdserver: request timed out` → `request timed out`).
+fn short(message: &str) -> String {
+    let m = message.trim_start_matches("etcdserver: ");
+    m.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_answers_decode() {
+        assert_eq!(range_value(&json!({ "header": {}, "count": "0" })).unwrap(), Value::Null);
+        let a = json!({ "kvs": [{ "key": b64("k1"), "value": b64("42") }], "count": "1" });
+        assert_eq!(range_value(&a).unwrap(), json!(42));
+        let bad = json!({ "kvs": [{ "key": b64("k1"), "value": b64("x") }] });
+        assert!(range_value(&bad).unwrap_err().contains("not an integer"));
+        let novalue = json!({ "kvs": [{ "key": b64("k1") }] });
+        assert!(range_value(&novalue).is_err());
+    }
+
+    #[test]
+    fn read_modes_parse() {
+        assert_eq!("serializable".parse::<EtcdReads>().unwrap(), EtcdReads::Serializable);
+        assert!("stale".parse::<EtcdReads>().unwrap_err().contains("expected"));
+    }
+
+    #[test]
+    fn uint64_strings() {
+        assert_eq!(u64_field(&json!("18446744073709551615")), Some(u64::MAX));
+        assert_eq!(u64_field(&json!(7)), Some(7));
+    }
+}
