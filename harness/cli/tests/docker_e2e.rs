@@ -21,11 +21,30 @@ fn every_fault_family_is_applied_in_containers_and_teardown_leaves_nothing() {
     // 6 windows of 1.5 s in 20 s: the seeded bag puts each family in one of them.
     let out = run_docker(
         store.path(),
-        &["--nemesis", "all", "--time-limit", "20", "--nemesis-interval", "1.5", "--recovery", "2", "--seed", "5"],
+        &[
+            "--nemesis",
+            "all",
+            "--time-limit",
+            "20",
+            "--nemesis-interval",
+            "1.5",
+            "--recovery",
+            "2",
+            "--seed",
+            "5",
+        ],
     );
     let took = started.elapsed();
-    assert_eq!(out.status.code(), Some(0), "a correct Raft under faults is valid: {}", show(&out));
-    assert!(took < Duration::from_secs(60), "the Docker end-to-end run took {took:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a correct Raft under faults is valid: {}",
+        show(&out)
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "the Docker end-to-end run took {took:?}"
+    );
     let r = results(store.path());
     let t = test_json(store.path());
     assert_eq!(r["verdict"], "valid");
@@ -34,20 +53,36 @@ fn every_fault_family_is_applied_in_containers_and_teardown_leaves_nothing() {
     assert_eq!(t["runtime"]["nodes"].as_array().unwrap().len(), 5);
     let faults = r["faults"].as_array().unwrap();
     for family in ["partition", "kill", "pause", "clock", "loss", "latency"] {
-        let f = faults.iter().find(|f| f["fault"] == family).unwrap_or_else(|| panic!("no {family} window: {faults:#?}"));
+        let f = faults
+            .iter()
+            .find(|f| f["fault"] == family)
+            .unwrap_or_else(|| panic!("no {family} window: {faults:#?}"));
         assert_eq!(f["applied"], true, "{family} not applied: {f:#}");
         assert!(f["stop_error"].is_null(), "{family} did not heal: {f:#}");
     }
     assert_eq!(r["faults_not_applied"], 0);
-    let mechanism = |family: &str| faults.iter().find(|f| f["fault"] == family).unwrap()["mechanism"].clone();
+    let mechanism =
+        |family: &str| faults.iter().find(|f| f["fault"] == family).unwrap()["mechanism"].clone();
     assert_eq!(mechanism("kill"), "docker-kill");
     assert_eq!(mechanism("pause"), "docker-pause");
     assert_eq!(mechanism("partition"), "netns-iptables");
     assert_eq!(mechanism("latency"), "netns-nfqueue");
-    assert!(r["ops"]["completed"]["ok"].as_u64().unwrap() > 100, "{:#}", r["ops"]);
-    assert!(r["errors"].as_array().unwrap().is_empty(), "{:#}", r["errors"]);
+    assert!(
+        r["ops"]["completed"]["ok"].as_u64().unwrap() > 100,
+        "{:#}",
+        r["ops"]
+    );
+    assert!(
+        r["errors"].as_array().unwrap().is_empty(),
+        "{:#}",
+        r["errors"]
+    );
     // Final reads went through the healed cluster.
-    assert!(r["final_reads"]["missed"].as_array().unwrap().is_empty(), "{:#}", r["final_reads"]);
+    assert!(
+        r["final_reads"]["missed"].as_array().unwrap().is_empty(),
+        "{:#}",
+        r["final_reads"]
+    );
     // The containers' logs landed in the run folder, restarts included (one node was killed).
     let log = std::fs::read_to_string(store.path().join("latest/nodes/n1.log")).unwrap();
     assert!(log.contains("starting raft node"), "{log}");
@@ -65,20 +100,43 @@ fn sigint_heals_tears_down_and_analyses() {
     let store = tempfile::tempdir().unwrap();
     let mut child = spawn_docker(
         store.path(),
-        &["--nodes", "3", "--nemesis", "partition,pause", "--time-limit", "60", "--nemesis-interval", "1", "--seed", "9"],
+        &[
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition,pause",
+            "--time-limit",
+            "60",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "9",
+        ],
     );
     let names = wait_containers_of(child.id(), 3, Duration::from_secs(60));
     assert_eq!(names.len(), 3, "containers never came up: {names:?}");
     // Into the main phase, with faults active.
     std::thread::sleep(Duration::from_secs(3));
     let t0 = Instant::now();
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
-    let status = wait_child(&mut child, Duration::from_secs(60)).expect("the harness exits after SIGINT");
+    let status =
+        wait_child(&mut child, Duration::from_secs(60)).expect("the harness exits after SIGINT");
     let stopped_in = t0.elapsed();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(status.code(), Some(2), "interrupted = unknown: {}", show(&out));
-    assert!(stopped_in < Duration::from_secs(30), "SIGINT to exit took {stopped_in:?}");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "interrupted = unknown: {}",
+        show(&out)
+    );
+    assert!(
+        stopped_in < Duration::from_secs(30),
+        "SIGINT to exit took {stopped_in:?}"
+    );
     let r = results(store.path());
     assert_eq!(r["interrupted"], true);
     assert_eq!(r["verdict"], "unknown");
@@ -94,7 +152,19 @@ fn cleanup_removes_what_a_killed_harness_left() {
         return;
     }
     let store = tempfile::tempdir().unwrap();
-    let mut child = spawn_docker(store.path(), &["--nodes", "3", "--nemesis", "none", "--time-limit", "60", "--seed", "3"]);
+    let mut child = spawn_docker(
+        store.path(),
+        &[
+            "--nodes",
+            "3",
+            "--nemesis",
+            "none",
+            "--time-limit",
+            "60",
+            "--seed",
+            "3",
+        ],
+    );
     let pid = child.id();
     let names = wait_containers_of(pid, 3, Duration::from_secs(60));
     assert_eq!(names.len(), 3, "containers never came up: {names:?}");
@@ -105,11 +175,24 @@ fn cleanup_removes_what_a_killed_harness_left() {
     let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
     let prefix = subnet_prefix(&test);
     let before = docker_leftovers(&run_id, &prefix);
-    assert!(before.iter().filter(|l| l.starts_with("container ")).count() == 3, "{before:?}");
-    assert!(before.iter().any(|l| l.starts_with("network ")), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .filter(|l| l.starts_with("container "))
+            .count()
+            == 3,
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|l| l.starts_with("network ")),
+        "{before:?}"
+    );
 
     // A dry run lists them and removes nothing.
-    let dry = Command::new(faultline()).args(["cleanup", "--dry-run"]).output().unwrap();
+    let dry = Command::new(faultline())
+        .args(["cleanup", "--dry-run"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&dry.stdout).to_string();
     assert!(text.contains(&format!("faultline-{run_id}-n1")), "{text}");
     assert_eq!(docker_leftovers(&run_id, &prefix), before);
@@ -117,10 +200,17 @@ fn cleanup_removes_what_a_killed_harness_left() {
     let out = Command::new(faultline()).arg("cleanup").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(text.contains(&format!("removed container faultline-{run_id}-n2")), "{text}");
+    assert!(
+        text.contains(&format!("removed container faultline-{run_id}-n2")),
+        "{text}"
+    );
     let left = docker_leftovers(&run_id, &prefix);
     assert!(left.is_empty(), "cleanup left: {left:?}");
     // Nothing else was touched: a second cleanup finds nothing of ours.
     let again = Command::new(faultline()).arg("cleanup").output().unwrap();
-    assert!(!String::from_utf8_lossy(&again.stdout).contains(&run_id), "{}", show(&again));
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains(&run_id),
+        "{}",
+        show(&again)
+    );
 }

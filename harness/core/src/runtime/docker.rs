@@ -122,13 +122,20 @@ pub enum ImageReport {
     /// The image's label matched the sources.
     UpToDate { hash: String },
     /// The image was (re)built; why and in how many seconds.
-    Built { hash: String, reason: String, seconds: f64 },
+    Built {
+        hash: String,
+        reason: String,
+        seconds: f64,
+    },
     /// No sources found: the existing image is used as it is.
     NoSources { why: String },
 }
 
 fn err(line: impl Into<String>, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Command { line: line.into(), message: message.into() }
+    RuntimeError::Command {
+        line: line.into(),
+        message: message.into(),
+    }
 }
 
 /// Output of a bounded command.
@@ -152,7 +159,11 @@ fn run_bounded(
     let line = format!("{program} {}", args.join(" "));
     tracing::debug!(target: "faultline::cmd", "{line}");
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
     }
@@ -162,7 +173,9 @@ fn run_bounded(
     // Own process group, so a timeout can end the build's cargo and docker children too, and a
     // Ctrl-C on the terminal reaches only the harness.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().map_err(|e| err(&line, format!("cannot start: {e}")))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| err(&line, format!("cannot start: {e}")))?;
     let mut out_pipe = child.stdout.take().expect("stdout piped");
     let mut err_pipe = child.stderr.take().expect("stderr piped");
     // Readers on their own threads: a full pipe would otherwise block the child forever.
@@ -186,34 +199,59 @@ fn run_bounded(
             let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
-            let why = if cancelled { "cancelled".to_string() } else { format!("timed out after {:.0} s", timeout.as_secs_f64()) };
+            let why = if cancelled {
+                "cancelled".to_string()
+            } else {
+                format!("timed out after {:.0} s", timeout.as_secs_f64())
+            };
             return Err(err(line, why));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(Output { ok: status.success(), stdout, stderr, status: status.to_string() })
+    Ok(Output {
+        ok: status.success(),
+        stdout,
+        stderr,
+        status: status.to_string(),
+    })
 }
 
 /// [`run_bounded`] with [`DOCKER_CALL_TIMEOUT`]; a non-zero exit is an error quoting stderr.
 fn call(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
     let out = run_bounded(program, args, &[], None, DOCKER_CALL_TIMEOUT, None)?;
     if !out.ok {
-        return Err(err(format!("{program} {}", args.join(" ")), format!("{} ({})", clean_stderr(&out.stderr), out.status)));
+        return Err(err(
+            format!("{program} {}", args.join(" ")),
+            format!("{} ({})", clean_stderr(&out.stderr), out.status),
+        ));
     }
     Ok(out.stdout)
 }
 
 fn clean_stderr(s: &str) -> String {
     // iptables-nft repeats this warning once legacy tables exist; it is noise.
-    s.lines().filter(|l| !l.contains("iptables-legacy tables present")).collect::<Vec<_>>().join("; ").trim().to_string()
+    s.lines()
+        .filter(|l| !l.contains("iptables-legacy tables present"))
+        .collect::<Vec<_>>()
+        .join("; ")
+        .trim()
+        .to_string()
 }
 
 /// Runs `iptables-restore --noflush` inside the network namespace of host pid `pid`.
 fn ns_restore(pid: u32, rules: &str) -> Result<(), RuntimeError> {
     let pid_s = pid.to_string();
-    let args = ["-t", &pid_s, "-n", "iptables-restore", "-w", "5", "--noflush"];
+    let args = [
+        "-t",
+        &pid_s,
+        "-n",
+        "iptables-restore",
+        "-w",
+        "5",
+        "--noflush",
+    ];
     let line = format!("nsenter {}", args.join(" "));
     tracing::debug!(target: "faultline::cmd", "{line} <<< {}", rules.replace('\n', " | "));
     let mut command = Command::new("nsenter");
@@ -226,11 +264,23 @@ fn ns_restore(pid: u32, rules: &str) -> Result<(), RuntimeError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| err(&line, format!("cannot start: {e}")))?;
-    child.stdin.take().expect("stdin piped").write_all(rules.as_bytes()).map_err(|e| err(&line, e.to_string()))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(rules.as_bytes())
+        .map_err(|e| err(&line, e.to_string()))?;
     // iptables-restore -w 5 bounds its own wait for the xtables lock.
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        return Err(err(line, format!("{} ({})", clean_stderr(&String::from_utf8_lossy(&out.stderr)), out.status)));
+        return Err(err(
+            line,
+            format!(
+                "{} ({})",
+                clean_stderr(&String::from_utf8_lossy(&out.stderr)),
+                out.status
+            ),
+        ));
     }
     Ok(())
 }
@@ -250,9 +300,16 @@ fn proc_start_time(pid: u32) -> Option<u64> {
 
 /// True when a Docker engine answers (`docker info` within 10 s).
 pub fn engine_available() -> bool {
-    run_bounded("docker", &["info", "--format", "{{.ServerVersion}}"], &[], None, Duration::from_secs(10), None)
-        .map(|o| o.ok)
-        .unwrap_or(false)
+    run_bounded(
+        "docker",
+        &["info", "--format", "{{.ServerVersion}}"],
+        &[],
+        None,
+        Duration::from_secs(10),
+        None,
+    )
+    .map(|o| o.ok)
+    .unwrap_or(false)
 }
 
 /// The repository to build the image from: `FAULTLINE_REPO`, else the source tree this harness
@@ -265,7 +322,9 @@ pub fn find_repo() -> Option<PathBuf> {
     candidates
         .into_iter()
         .flatten()
-        .find(|p| p.join("docker/Dockerfile").is_file() && p.join("targets/node/Cargo.toml").is_file())
+        .find(|p| {
+            p.join("docker/Dockerfile").is_file() && p.join("targets/node/Cargo.toml").is_file()
+        })
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
 }
 
@@ -273,7 +332,9 @@ pub fn find_repo() -> Option<PathBuf> {
 /// workspace manifest and lock file, the Dockerfile and the build script.
 fn image_inputs(repo: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -283,10 +344,15 @@ fn image_inputs(repo: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    let mut files: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock", "docker/Dockerfile", "scripts/docker-image.sh"]
-        .iter()
-        .map(|f| repo.join(f))
-        .collect();
+    let mut files: Vec<PathBuf> = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "docker/Dockerfile",
+        "scripts/docker-image.sh",
+    ]
+    .iter()
+    .map(|f| repo.join(f))
+    .collect();
     for krate in ["targets/node", "targets/protocols"] {
         files.push(repo.join(krate).join("Cargo.toml"));
         walk(&repo.join(krate).join("src"), &mut files);
@@ -306,7 +372,11 @@ pub fn source_hash(repo: &Path) -> String {
         }
     };
     for f in image_inputs(repo) {
-        let rel = f.strip_prefix(repo).unwrap_or(&f).to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(repo)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
         feed(rel.as_bytes());
         feed(&[0]);
         match std::fs::read(&f) {
@@ -323,15 +393,29 @@ pub fn source_hash(repo: &Path) -> String {
 /// The image's source-hash label; `Ok(None)` when the image does not exist.
 fn image_label() -> Result<Option<String>, RuntimeError> {
     let fmt = format!("{{{{index .Config.Labels \"{LABEL_SOURCE_HASH}\"}}}}");
-    let out = run_bounded("docker", &["image", "inspect", "-f", &fmt, IMAGE], &[], None, DOCKER_CALL_TIMEOUT, None)?;
+    let out = run_bounded(
+        "docker",
+        &["image", "inspect", "-f", &fmt, IMAGE],
+        &[],
+        None,
+        DOCKER_CALL_TIMEOUT,
+        None,
+    )?;
     if out.ok {
         let v = out.stdout.trim();
         // A missing label prints "<no value>".
-        Ok(Some(if v == "<no value>" { String::new() } else { v.to_string() }))
+        Ok(Some(if v == "<no value>" {
+            String::new()
+        } else {
+            v.to_string()
+        }))
     } else if out.stderr.contains("No such image") || out.stderr.contains("No such object") {
         Ok(None)
     } else {
-        Err(err(format!("docker image inspect {IMAGE}"), clean_stderr(&out.stderr)))
+        Err(err(
+            format!("docker image inspect {IMAGE}"),
+            clean_stderr(&out.stderr),
+        ))
     }
 }
 
@@ -374,19 +458,33 @@ pub fn ensure_image(
     let script = repo.join("scripts/docker-image.sh");
     let script_s = script.to_string_lossy().into_owned();
     // Build into the repository's own target folder unless the caller chose one.
-    let target_dir =
-        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| repo.join("target").to_string_lossy().into_owned());
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| repo.join("target").to_string_lossy().into_owned());
     let out = run_bounded(
         "bash",
         &[&script_s],
-        &[("FAULTLINE_SOURCE_HASH", &hash), ("CARGO_TARGET_DIR", &target_dir)],
+        &[
+            ("FAULTLINE_SOURCE_HASH", &hash),
+            ("CARGO_TARGET_DIR", &target_dir),
+        ],
         Some(&repo),
         timeout,
         cancel,
     )?;
     if !out.ok {
-        let tail: Vec<&str> = out.stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(err(format!("bash {script_s}"), format!("image build failed ({}): {}", out.status, tail.join("\n"))));
+        let tail: Vec<&str> = out
+            .stderr
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(err(
+            format!("bash {script_s}"),
+            format!("image build failed ({}): {}", out.status, tail.join("\n")),
+        ));
     }
     match image_label()? {
         Some(l) if l == hash => {
@@ -406,9 +504,21 @@ fn yq(s: &str) -> String {
 }
 
 /// The per-run compose file.
-fn compose_text(run_id: &str, harness_pid: u32, subnet: u8, nodes: &[NodeSpec], services: &BTreeMap<String, Service>) -> String {
+fn compose_text(
+    run_id: &str,
+    harness_pid: u32,
+    subnet: u8,
+    nodes: &[NodeSpec],
+    services: &BTreeMap<String, Service>,
+) -> String {
     let labels = |node: Option<&str>| {
-        let mut l = format!("{{{}: {}, {}: {}", yq(LABEL_RUN), yq(run_id), yq(LABEL_HARNESS_PID), yq(&harness_pid.to_string()));
+        let mut l = format!(
+            "{{{}: {}, {}: {}",
+            yq(LABEL_RUN),
+            yq(run_id),
+            yq(LABEL_HARNESS_PID),
+            yq(&harness_pid.to_string())
+        );
         if let Some(n) = node {
             l += &format!(", {}: {}", yq("faultline.node"), yq(n));
         }
@@ -419,20 +529,35 @@ fn compose_text(run_id: &str, harness_pid: u32, subnet: u8, nodes: &[NodeSpec], 
          version: \"2.4\"\nservices:\n"
     );
     for n in nodes {
-        let Some(s) = services.get(&n.id) else { continue };
+        let Some(s) = services.get(&n.id) else {
+            continue;
+        };
         y += &format!("  {}:\n", n.id);
         y += &format!("    image: {}\n", yq(IMAGE));
-        y += &format!("    container_name: {}\n", yq(&container_name(run_id, &n.id)));
+        y += &format!(
+            "    container_name: {}\n",
+            yq(&container_name(run_id, &n.id))
+        );
         y += "    init: true\n    restart: \"no\"\n    stop_grace_period: \"1s\"\n";
         y += &format!("    labels: {}\n", labels(Some(&n.id)));
-        let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{}: {}", yq(k), yq(v))).collect();
+        let env: Vec<String> = s
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}: {}", yq(k), yq(v)))
+            .collect();
         y += &format!("    environment: {{{}}}\n", env.join(", "));
         let args: Vec<String> = s.args.iter().map(|a| yq(a)).collect();
         y += &format!("    command: [{}]\n", args.join(", "));
         if let Some(d) = &s.data_dir {
-            y += &format!("    volumes: [{}]\n", yq(&format!("{}:{CONTAINER_DATA_DIR}", d.display())));
+            y += &format!(
+                "    volumes: [{}]\n",
+                yq(&format!("{}:{CONTAINER_DATA_DIR}", d.display()))
+            );
         }
-        y += &format!("    networks: {{net: {{ipv4_address: {}}}}}\n", yq(&n.ip.to_string()));
+        y += &format!(
+            "    networks: {{net: {{ipv4_address: {}}}}}\n",
+            yq(&n.ip.to_string())
+        );
     }
     y += &format!(
         "networks:\n  net:\n    internal: true\n    labels: {}\n    ipam:\n      config:\n        - subnet: {}\n",
@@ -460,16 +585,30 @@ fn service_for(launch: &Launch) -> Result<Service, RuntimeError> {
     let mut data_dir = None;
     if let Some(i) = args.iter().position(|a| a == "--data-dir") {
         let Some(host) = args.get(i + 1).cloned() else {
-            return Err(err("docker runtime", "--data-dir without a value in the node's command line"));
+            return Err(err(
+                "docker runtime",
+                "--data-dir without a value in the node's command line",
+            ));
         };
-        let host = std::fs::canonicalize(&host).map_err(|e| err("docker runtime", format!("data dir {host}: {e}")))?;
+        let host = std::fs::canonicalize(&host)
+            .map_err(|e| err("docker runtime", format!("data dir {host}: {e}")))?;
         if host.to_string_lossy().contains(':') {
-            return Err(err("docker runtime", format!("data dir {} holds ':', which a bind mount cannot express", host.display())));
+            return Err(err(
+                "docker runtime",
+                format!(
+                    "data dir {} holds ':', which a bind mount cannot express",
+                    host.display()
+                ),
+            ));
         }
         args[i + 1] = CONTAINER_DATA_DIR.into();
         data_dir = Some(host);
     }
-    Ok(Service { args, env: launch.env.clone(), data_dir })
+    Ok(Service {
+        args,
+        env: launch.env.clone(),
+        data_dir,
+    })
 }
 
 /// Third octets of 10.79.X.0/24 subnets in use by host addresses or Docker networks.
@@ -478,7 +617,12 @@ fn used_subnets() -> Vec<u8> {
     if let Ok(ids) = call("docker", &["network", "ls", "-q"]) {
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let mut args = vec!["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
+            let mut args = vec![
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            ];
             args.extend(ids);
             text += &call("docker", &args).unwrap_or_default();
         }
@@ -498,7 +642,10 @@ impl DockerRuntime {
     /// Checks the engine, makes sure the image is current, and picks the run's names and
     /// addresses. Containers are created by [`Runtime::start_nodes`].
     pub fn setup(opts: &DockerOptions) -> Result<Self, RuntimeError> {
-        assert!(opts.nodes >= 1 && opts.nodes <= 99, "node count checked by the caller");
+        assert!(
+            opts.nodes >= 1 && opts.nodes <= 99,
+            "node count checked by the caller"
+        );
         for tool in ["docker", "docker-compose", "nsenter", "iptables-restore"] {
             if !super::cmd::available(tool) {
                 return Err(RuntimeError::Unsupported {
@@ -515,10 +662,18 @@ impl DockerRuntime {
                 why: "no Docker engine answers `docker info` (is dockerd running?)".into(),
             });
         }
-        let image = ensure_image(opts.repo.as_deref(), opts.build_timeout, opts.cancel.as_ref())?;
+        let image = ensure_image(
+            opts.repo.as_deref(),
+            opts.build_timeout,
+            opts.cancel.as_ref(),
+        )?;
         tracing::info!("docker image: {image:?}");
         let mut rng = rand::rng();
-        let run_id = format!("{}{:06x}", state::NAME_PREFIX, rng.random::<u32>() & 0x00ff_ffff);
+        let run_id = format!(
+            "{}{:06x}",
+            state::NAME_PREFIX,
+            rng.random::<u32>() & 0x00ff_ffff
+        );
         let used = used_subnets();
         let start: u16 = rng.random_range(1..=250);
         let subnet = (0..250u16)
@@ -530,11 +685,20 @@ impl DockerRuntime {
                 why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
             })?;
         let nodes: Vec<NodeSpec> = (1..=opts.nodes)
-            .map(|k| NodeSpec { id: format!("n{k}"), ip: Ipv4Addr::new(10, 79, subnet, 10 + k as u8), port: opts.port })
+            .map(|k| NodeSpec {
+                id: format!("n{k}"),
+                ip: Ipv4Addr::new(10, 79, subnet, 10 + k as u8),
+                port: opts.port,
+            })
             .collect();
         let compose_dir = opts.state_dir.join("docker").join(&run_id);
         std::fs::create_dir_all(&compose_dir)
-            .and_then(|()| std::fs::write(compose_dir.join(HARNESS_PID_FILE), std::process::id().to_string()))
+            .and_then(|()| {
+                std::fs::write(
+                    compose_dir.join(HARNESS_PID_FILE),
+                    std::process::id().to_string(),
+                )
+            })
             .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
         Ok(DockerRuntime {
             project: format!("{PROJECT_PREFIX}{run_id}"),
@@ -569,7 +733,10 @@ impl DockerRuntime {
     }
 
     fn node(&self, id: &str) -> Result<&NodeSpec, RuntimeError> {
-        self.nodes.iter().find(|n| n.id == id).ok_or_else(|| RuntimeError::UnknownNode(id.into()))
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .ok_or_else(|| RuntimeError::UnknownNode(id.into()))
     }
 
     fn ip_of(&self, id: &str) -> Result<Ipv4Addr, RuntimeError> {
@@ -577,7 +744,11 @@ impl DockerRuntime {
     }
 
     fn container(&self, id: &str) -> Option<Container> {
-        self.containers.lock().expect("containers lock").get(id).cloned()
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .get(id)
+            .cloned()
     }
 
     /// The live pid of `id`'s container, if it runs.
@@ -590,23 +761,43 @@ impl DockerRuntime {
     /// After `docker start`/`up`: learns each container's pid, installs the fault chains in its
     /// new namespace with the current fault state, and (re)starts its delay consumers.
     fn after_start(&self, ids: &[String]) -> Result<(), RuntimeError> {
-        let names: Vec<String> = ids.iter().map(|id| container_name(&self.run_id, id)).collect();
-        let mut args = vec!["inspect", "-f", "{{.Name}} {{.State.Pid}} {{.State.Running}}"];
+        let names: Vec<String> = ids
+            .iter()
+            .map(|id| container_name(&self.run_id, id))
+            .collect();
+        let mut args = vec![
+            "inspect",
+            "-f",
+            "{{.Name}} {{.State.Pid}} {{.State.Running}}",
+        ];
         args.extend(names.iter().map(String::as_str));
         let out = call("docker", &args)?;
         let mut first_err = None;
         for line in out.lines() {
             let w: Vec<&str> = line.split_whitespace().collect();
-            let [name, pid, running] = w[..] else { continue };
+            let [name, pid, running] = w[..] else {
+                continue;
+            };
             let name = name.trim_start_matches('/');
-            let Some(id) = ids.iter().find(|id| container_name(&self.run_id, id) == name) else { continue };
+            let Some(id) = ids
+                .iter()
+                .find(|id| container_name(&self.run_id, id) == name)
+            else {
+                continue;
+            };
             let pid: u32 = pid.parse().unwrap_or(0);
             if running != "true" || pid == 0 {
-                first_err.get_or_insert(RuntimeError::Node { id: id.clone(), message: format!("container {name} is not running after start") });
+                first_err.get_or_insert(RuntimeError::Node {
+                    id: id.clone(),
+                    message: format!("container {name} is not running after start"),
+                });
                 continue;
             }
             let Some(start) = proc_start_time(pid) else {
-                first_err.get_or_insert(RuntimeError::Node { id: id.clone(), message: format!("container {name} exited right after start") });
+                first_err.get_or_insert(RuntimeError::Node {
+                    id: id.clone(),
+                    message: format!("container {name} exited right after start"),
+                });
                 continue;
             };
             if let Some(c) = self.containers.lock().expect("containers lock").get_mut(id) {
@@ -630,7 +821,12 @@ impl DockerRuntime {
     /// The rule lines (after the flush of both chains) that put `faults` into `node`'s
     /// namespace: drops and losses of packets *to* the node on its INPUT, delays of packets
     /// *from* it on its OUTPUT (`with_delay` false leaves delays out).
-    fn rules_for(&self, node: &str, faults: &NetFaults, with_delay: bool) -> Result<String, RuntimeError> {
+    fn rules_for(
+        &self,
+        node: &str,
+        faults: &NetFaults,
+        with_delay: bool,
+    ) -> Result<String, RuntimeError> {
         let mut rules = String::from("-F FAULTLINE-IN\n-F FAULTLINE-OUT\n");
         for l in faults.drop.iter().filter(|l| l.to == node) {
             rules += &format!("-A FAULTLINE-IN -s {} -j DROP\n", self.ip_of(&l.from)?);
@@ -658,23 +854,38 @@ impl DockerRuntime {
     fn sync_delays(&self) -> Result<(), RuntimeError> {
         let wanted: Vec<(String, u64)> = {
             let f = self.faults.lock().expect("faults lock");
-            let mut w: Vec<(String, u64)> = f.delay.iter().map(|(l, ms)| (l.from.clone(), *ms)).collect();
+            let mut w: Vec<(String, u64)> = f
+                .delay
+                .iter()
+                .map(|(l, ms)| (l.from.clone(), *ms))
+                .collect();
             w.sort();
             w.dedup();
             w
         };
-        let pids: HashMap<String, Option<u32>> = wanted.iter().map(|(n, _)| (n.clone(), self.live_pid(n))).collect();
+        let pids: HashMap<String, Option<u32>> = wanted
+            .iter()
+            .map(|(n, _)| (n.clone(), self.live_pid(n)))
+            .collect();
         let mut delays = self.delays.lock().expect("delays lock");
         // Drop consumers no longer wanted or left in a dead namespace.
-        delays.retain(|(node, ms), (pid, _)| wanted.contains(&(node.clone(), *ms)) && pids.get(node) == Some(&Some(*pid)));
+        delays.retain(|(node, ms), (pid, _)| {
+            wanted.contains(&(node.clone(), *ms)) && pids.get(node) == Some(&Some(*pid))
+        });
         let mut first_err = None;
         for (node, ms) in &wanted {
             if delays.contains_key(&(node.clone(), *ms)) {
                 continue;
             }
             // A node that is down gets its consumer when it restarts (after_start).
-            let Some(Some(pid)) = pids.get(node) else { continue };
-            match DelayQueue::start(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))), queue_num(*ms), *ms) {
+            let Some(Some(pid)) = pids.get(node) else {
+                continue;
+            };
+            match DelayQueue::start(
+                Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                queue_num(*ms),
+                *ms,
+            ) {
                 Ok(q) => {
                     delays.insert((node.clone(), *ms), (*pid, q));
                 }
@@ -688,11 +899,27 @@ impl DockerRuntime {
 
     /// Appends each container's log (`docker logs`) to its node log file.
     fn dump_logs(&self) {
-        let containers: Vec<Container> = self.containers.lock().expect("containers lock").values().cloned().collect();
+        let containers: Vec<Container> = self
+            .containers
+            .lock()
+            .expect("containers lock")
+            .values()
+            .cloned()
+            .collect();
         for c in containers {
-            match run_bounded("docker", &["logs", &c.name], &[], None, DOCKER_CALL_TIMEOUT, None) {
+            match run_bounded(
+                "docker",
+                &["logs", &c.name],
+                &[],
+                None,
+                DOCKER_CALL_TIMEOUT,
+                None,
+            ) {
                 Ok(o) if o.ok => {
-                    let file = std::fs::OpenOptions::new().create(true).append(true).open(&c.log);
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&c.log);
                     if let Ok(mut f) = file {
                         let _ = f.write_all(o.stdout.as_bytes());
                         let _ = f.write_all(o.stderr.as_bytes());
@@ -736,10 +963,13 @@ impl Runtime for DockerRuntime {
 
     fn start_node(&self, id: &str, launch: &Launch) -> Result<u32, RuntimeError> {
         self.start_nodes(&[(id.to_string(), launch.clone())])?;
-        self.container(id).and_then(|c| c.pid).map(|(p, _)| p).ok_or_else(|| RuntimeError::Node {
-            id: id.into(),
-            message: "no pid after start".into(),
-        })
+        self.container(id)
+            .and_then(|c| c.pid)
+            .map(|(p, _)| p)
+            .ok_or_else(|| RuntimeError::Node {
+                id: id.into(),
+                message: "no pid after start".into(),
+            })
     }
 
     /// New nodes are created together by one `docker-compose up -d` (one compose call instead
@@ -750,17 +980,28 @@ impl Runtime for DockerRuntime {
         for (id, launch) in launches {
             self.node(id)?;
             if self.live_pid(id).is_some() {
-                return Err(RuntimeError::Node { id: id.clone(), message: "already running".into() });
+                return Err(RuntimeError::Node {
+                    id: id.clone(),
+                    message: "already running".into(),
+                });
             }
             if self.container(id).is_some() {
                 existing.push(id.clone());
             } else {
                 let service = service_for(launch)?;
-                self.services.lock().expect("services lock").insert(id.clone(), service);
+                self.services
+                    .lock()
+                    .expect("services lock")
+                    .insert(id.clone(), service);
                 fresh.push(id.clone());
                 self.containers.lock().expect("containers lock").insert(
                     id.clone(),
-                    Container { name: container_name(&self.run_id, id), pid: None, paused: false, log: launch.log.clone() },
+                    Container {
+                        name: container_name(&self.run_id, id),
+                        pid: None,
+                        paused: false,
+                        log: launch.log.clone(),
+                    },
                 );
             }
         }
@@ -773,16 +1014,23 @@ impl Runtime for DockerRuntime {
                 &self.services.lock().expect("services lock"),
             );
             let file = self.compose_file();
-            std::fs::write(&file, text).map_err(|e| err(format!("write {}", file.display()), e.to_string()))?;
+            std::fs::write(&file, text)
+                .map_err(|e| err(format!("write {}", file.display()), e.to_string()))?;
             // The file holds the admin token.
-            let _ = std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+            let _ = std::fs::set_permissions(
+                &file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            );
             let mut args = vec!["up", "-d", "--no-deps", "--no-color"];
             args.extend(fresh.iter().map(String::as_str));
             self.compose(&args)?;
         }
         if !existing.is_empty() {
             let mut args = vec!["start"];
-            let names: Vec<String> = existing.iter().map(|id| container_name(&self.run_id, id)).collect();
+            let names: Vec<String> = existing
+                .iter()
+                .map(|id| container_name(&self.run_id, id))
+                .collect();
             args.extend(names.iter().map(String::as_str));
             call("docker", &args)?;
         }
@@ -792,7 +1040,9 @@ impl Runtime for DockerRuntime {
 
     fn kill_node(&self, id: &str) -> Result<(), RuntimeError> {
         self.node(id)?;
-        let Some(c) = self.container(id) else { return Ok(()) };
+        let Some(c) = self.container(id) else {
+            return Ok(());
+        };
         let Some(pid) = self.live_pid(id) else {
             if let Some(c) = self.containers.lock().expect("containers lock").get_mut(id) {
                 c.pid = None;
@@ -817,13 +1067,17 @@ impl Runtime for DockerRuntime {
         loop {
             let gone = proc_start_time(pid).is_none();
             if gone {
-                let state = call("docker", &["inspect", "-f", "{{.State.Running}}", &c.name]).unwrap_or_default();
+                let state = call("docker", &["inspect", "-f", "{{.State.Running}}", &c.name])
+                    .unwrap_or_default();
                 if state.trim() == "false" {
                     break;
                 }
             }
             if Instant::now() >= deadline {
-                return Err(RuntimeError::Node { id: id.into(), message: format!("container {} still running after docker kill", c.name) });
+                return Err(RuntimeError::Node {
+                    id: id.into(),
+                    message: format!("container {} still running after docker kill", c.name),
+                });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -838,9 +1092,15 @@ impl Runtime for DockerRuntime {
 
     fn pause_node(&self, id: &str) -> Result<(), RuntimeError> {
         self.node(id)?;
-        let c = self.container(id).ok_or_else(|| RuntimeError::Node { id: id.into(), message: "not running".into() })?;
+        let c = self.container(id).ok_or_else(|| RuntimeError::Node {
+            id: id.into(),
+            message: "not running".into(),
+        })?;
         if self.live_pid(id).is_none() {
-            return Err(RuntimeError::Node { id: id.into(), message: "not running".into() });
+            return Err(RuntimeError::Node {
+                id: id.into(),
+                message: "not running".into(),
+            });
         }
         if c.paused {
             return Ok(());
@@ -854,7 +1114,9 @@ impl Runtime for DockerRuntime {
 
     fn resume_node(&self, id: &str) -> Result<(), RuntimeError> {
         self.node(id)?;
-        let Some(c) = self.container(id) else { return Ok(()) };
+        let Some(c) = self.container(id) else {
+            return Ok(());
+        };
         if !c.paused {
             return Ok(());
         }
@@ -870,7 +1132,12 @@ impl Runtime for DockerRuntime {
     }
 
     fn apply_net(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
-        for l in faults.drop.iter().chain(faults.loss.iter().map(|(l, _)| l)).chain(faults.delay.iter().map(|(l, _)| l)) {
+        for l in faults
+            .drop
+            .iter()
+            .chain(faults.loss.iter().map(|(l, _)| l))
+            .chain(faults.delay.iter().map(|(l, _)| l))
+        {
             self.node(&l.from)?;
             self.node(&l.to)?;
         }
@@ -882,8 +1149,13 @@ impl Runtime for DockerRuntime {
         let mut first_err = started.err();
         for node in &self.nodes {
             // A container that is down gets the state when it restarts (after_start).
-            let Some(pid) = self.live_pid(&node.id) else { continue };
-            let rules = format!("*filter\n{}COMMIT\n", self.rules_for(&node.id, faults, with_delay)?);
+            let Some(pid) = self.live_pid(&node.id) else {
+                continue;
+            };
+            let rules = format!(
+                "*filter\n{}COMMIT\n",
+                self.rules_for(&node.id, faults, with_delay)?
+            );
             if let Err(e) = ns_restore(pid, &rules) {
                 first_err.get_or_insert(e);
             }
@@ -903,14 +1175,21 @@ impl Runtime for DockerRuntime {
         self.delays.lock().expect("delays lock").clear();
         let created = !self.containers.lock().expect("containers lock").is_empty();
         if created {
-            let paused: Vec<String> =
-                self.containers.lock().expect("containers lock").values().filter(|c| c.paused).map(|c| c.name.clone()).collect();
+            let paused: Vec<String> = self
+                .containers
+                .lock()
+                .expect("containers lock")
+                .values()
+                .filter(|c| c.paused)
+                .map(|c| c.name.clone())
+                .collect();
             for name in paused {
                 let _ = call("docker", &["unpause", &name]);
             }
             self.dump_logs();
             if self.compose_file().is_file() {
-                if let Err(e) = self.compose(&["down", "--volumes", "--remove-orphans", "-t", "1"]) {
+                if let Err(e) = self.compose(&["down", "--volumes", "--remove-orphans", "-t", "1"])
+                {
                     tracing::warn!("docker-compose down: {e}; removing by label");
                     first_err.get_or_insert(e);
                 }
@@ -960,7 +1239,9 @@ pub fn parse_labelled(text: &str) -> Vec<Labelled> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            let [id, name, run, pid, project] = f[..] else { return None };
+            let [id, name, run, pid, project] = f[..] else {
+                return None;
+            };
             let run = run.trim();
             let ours = state::is_ours(&format!("{run}x")).as_deref() == Some(run) && run.len() == 8;
             if !ours || project.trim() != format!("{PROJECT_PREFIX}{run}") {
@@ -985,8 +1266,30 @@ pub fn list_labelled(only: Option<&str>) -> Result<(Vec<Labelled>, Vec<Labelled>
         Some(r) => format!("label={LABEL_RUN}={r}"),
         None => format!("label={LABEL_RUN}"),
     };
-    let containers = parse_labelled(&call("docker", &["ps", "-a", "--no-trunc", "--filter", &filter, "--format", LS_FORMAT])?);
-    let networks = parse_labelled(&call("docker", &["network", "ls", "--no-trunc", "--filter", &filter, "--format", NET_FORMAT])?);
+    let containers = parse_labelled(&call(
+        "docker",
+        &[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            &filter,
+            "--format",
+            LS_FORMAT,
+        ],
+    )?);
+    let networks = parse_labelled(&call(
+        "docker",
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--filter",
+            &filter,
+            "--format",
+            NET_FORMAT,
+        ],
+    )?);
     Ok((containers, networks))
 }
 
@@ -1006,7 +1309,14 @@ pub fn remove_labelled(run_id: &str, report: &mut CleanupReport) {
 fn remove_objects(containers: &[Labelled], networks: &[Labelled], report: &mut CleanupReport) {
     for c in containers {
         // A paused container cannot be removed by force in every Docker version: unpause first.
-        let _ = run_bounded("docker", &["unpause", &c.id], &[], None, DOCKER_CALL_TIMEOUT, None);
+        let _ = run_bounded(
+            "docker",
+            &["unpause", &c.id],
+            &[],
+            None,
+            DOCKER_CALL_TIMEOUT,
+            None,
+        );
         match call("docker", &["rm", "-f", "-v", &c.id]) {
             Ok(_) => report.removed.push(format!("container {}", c.name)),
             Err(e) => report.errors.push(e.to_string()),
@@ -1061,14 +1371,19 @@ pub fn cleanup_leftovers(
     if let Ok(entries) = std::fs::read_dir(&compose_root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 8 && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str()) && wanted(&name) {
+            if name.len() == 8
+                && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str())
+                && wanted(&name)
+            {
                 dirs.push(name);
             }
         }
     }
     for (run, (containers, networks, is_live)) in &runs {
         if *is_live && !force {
-            report.skipped_live.push(format!("docker run {run} (its harness is alive; use --force)"));
+            report.skipped_live.push(format!(
+                "docker run {run} (its harness is alive; use --force)"
+            ));
             continue;
         }
         if dry_run {
@@ -1101,7 +1416,9 @@ pub fn cleanup_leftovers(
             planned.push(format!("compose folder {}", path.display()));
         } else {
             match std::fs::remove_dir_all(&path) {
-                Ok(()) => report.removed.push(format!("compose folder {}", path.display())),
+                Ok(()) => report
+                    .removed
+                    .push(format!("compose folder {}", path.display())),
                 Err(e) => report.errors.push(format!("{}: {e}", path.display())),
             }
         }
@@ -1114,7 +1431,13 @@ mod tests {
     use super::*;
 
     fn nodes(n: usize) -> Vec<NodeSpec> {
-        (1..=n).map(|k| NodeSpec { id: format!("n{k}"), ip: Ipv4Addr::new(10, 79, 7, 10 + k as u8), port: 8080 }).collect()
+        (1..=n)
+            .map(|k| NodeSpec {
+                id: format!("n{k}"),
+                ip: Ipv4Addr::new(10, 79, 7, 10 + k as u8),
+                port: 8080,
+            })
+            .collect()
     }
 
     #[test]
@@ -1123,7 +1446,13 @@ mod tests {
         services.insert(
             "n1".to_string(),
             Service {
-                args: vec!["--role".into(), "raft".into(), "--data-dir".into(), "/data".into(), "a$b \"q\"".into()],
+                args: vec![
+                    "--role".into(),
+                    "raft".into(),
+                    "--data-dir".into(),
+                    "/data".into(),
+                    "a$b \"q\"".into(),
+                ],
                 env: vec![("FAULTLINE_ADMIN_TOKEN".into(), "t$ok".into())],
                 data_dir: Some(PathBuf::from("/tmp/run 1/n1")),
             },
@@ -1131,12 +1460,24 @@ mod tests {
         let y = compose_text("fl0a1b2c", 42, 7, &nodes(2), &services);
         assert!(y.starts_with("# Generated"), "{y}");
         assert!(y.contains("version: \"2.4\""));
-        assert!(y.contains("container_name: \"faultline-fl0a1b2c-n1\""), "{y}");
-        assert!(y.contains(r#"command: ["--role", "raft", "--data-dir", "/data", "a$$b \"q\""]"#), "{y}");
-        assert!(y.contains(r#"environment: {"FAULTLINE_ADMIN_TOKEN": "t$$ok"}"#), "{y}");
+        assert!(
+            y.contains("container_name: \"faultline-fl0a1b2c-n1\""),
+            "{y}"
+        );
+        assert!(
+            y.contains(r#"command: ["--role", "raft", "--data-dir", "/data", "a$$b \"q\""]"#),
+            "{y}"
+        );
+        assert!(
+            y.contains(r#"environment: {"FAULTLINE_ADMIN_TOKEN": "t$$ok"}"#),
+            "{y}"
+        );
         assert!(y.contains(r#"volumes: ["/tmp/run 1/n1:/data"]"#), "{y}");
         assert!(y.contains(r#"ipv4_address: "10.79.7.11""#), "{y}");
-        assert!(y.contains(r#""faultline.run": "fl0a1b2c", "faultline.harness-pid": "42""#), "{y}");
+        assert!(
+            y.contains(r#""faultline.run": "fl0a1b2c", "faultline.harness-pid": "42""#),
+            "{y}"
+        );
         assert!(y.contains("init: true") && y.contains("internal: true"));
         assert!(y.contains(r#"subnet: "10.79.7.0/24""#));
         // n2 has no launch yet: no service for it.
@@ -1148,21 +1489,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let launch = Launch {
             program: PathBuf::from(IMAGE_NODE_PATH),
-            args: vec!["--id".into(), "n1".into(), "--data-dir".into(), dir.path().to_string_lossy().into_owned()],
+            args: vec![
+                "--id".into(),
+                "n1".into(),
+                "--data-dir".into(),
+                dir.path().to_string_lossy().into_owned(),
+            ],
             env: vec![],
             log: dir.path().join("n1.log"),
         };
         let s = service_for(&launch).unwrap();
         assert_eq!(s.args, vec!["--id", "n1", "--data-dir", "/data"]);
-        assert_eq!(s.data_dir.as_deref(), Some(std::fs::canonicalize(dir.path()).unwrap().as_path()));
-        let bad = Launch { args: vec!["--data-dir".into(), "/does/not/exist/x".into()], ..launch.clone() };
+        assert_eq!(
+            s.data_dir.as_deref(),
+            Some(std::fs::canonicalize(dir.path()).unwrap().as_path())
+        );
+        let bad = Launch {
+            args: vec!["--data-dir".into(), "/does/not/exist/x".into()],
+            ..launch.clone()
+        };
         let e = service_for(&bad).unwrap_err().to_string();
         assert!(e.contains("/does/not/exist/x"), "{e}");
-        let dangling = Launch { args: vec!["--data-dir".into()], ..launch.clone() };
-        assert!(service_for(&dangling).unwrap_err().to_string().contains("without a value"));
-        let other = Launch { program: PathBuf::from("/usr/bin/etcd"), ..launch };
+        let dangling = Launch {
+            args: vec!["--data-dir".into()],
+            ..launch.clone()
+        };
+        assert!(service_for(&dangling)
+            .unwrap_err()
+            .to_string()
+            .contains("without a value"));
+        let other = Launch {
+            program: PathBuf::from("/usr/bin/etcd"),
+            ..launch
+        };
         let e = service_for(&other).unwrap_err().to_string();
-        assert!(e.contains("/usr/bin/etcd") && e.contains(IMAGE_NODE_PATH), "{e}");
+        assert!(
+            e.contains("/usr/bin/etcd") && e.contains(IMAGE_NODE_PATH),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1174,7 +1538,15 @@ mod tests {
                     short line\n";
         let l = parse_labelled(text);
         assert_eq!(l.len(), 2, "{l:?}");
-        assert_eq!(l[0], Labelled { id: "aaa".into(), name: "faultline-fl0a1b2c-n1".into(), run_id: "fl0a1b2c".into(), harness_pid: Some(123) });
+        assert_eq!(
+            l[0],
+            Labelled {
+                id: "aaa".into(),
+                name: "faultline-fl0a1b2c-n1".into(),
+                run_id: "fl0a1b2c".into(),
+                harness_pid: Some(123)
+            }
+        );
         assert_eq!(l[1].harness_pid, None);
     }
 
@@ -1182,7 +1554,13 @@ mod tests {
     fn source_hash_follows_the_node_sources_only() {
         let repo = tempfile::tempdir().unwrap();
         let r = repo.path();
-        for d in ["docker", "scripts", "targets/node/src", "targets/protocols/src", "harness/core/src"] {
+        for d in [
+            "docker",
+            "scripts",
+            "targets/node/src",
+            "targets/protocols/src",
+            "harness/core/src",
+        ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         std::fs::write(r.join("targets/node/src/main.rs"), "fn main() {}").unwrap();
@@ -1191,7 +1569,11 @@ mod tests {
         assert_eq!(h1, source_hash(r), "deterministic");
         assert_eq!(h1.len(), 16);
         std::fs::write(r.join("harness/core/src/lib.rs"), "// harness change").unwrap();
-        assert_eq!(h1, source_hash(r), "harness sources do not go into the image");
+        assert_eq!(
+            h1,
+            source_hash(r),
+            "harness sources do not go into the image"
+        );
         std::fs::write(r.join("targets/node/src/main.rs"), "fn main() { }").unwrap();
         let h2 = source_hash(r);
         assert_ne!(h1, h2, "a node source change makes the image stale");
@@ -1210,14 +1592,27 @@ mod tests {
     #[test]
     fn bounded_commands_time_out_and_report_failures() {
         let t0 = Instant::now();
-        let e = run_bounded("sleep", &["5"], &[], None, Duration::from_millis(200), None).err().unwrap().to_string();
+        let e = run_bounded("sleep", &["5"], &[], None, Duration::from_millis(200), None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("timed out"), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(3));
-        let o = run_bounded("sh", &["-c", "echo out; echo err >&2; exit 3"], &[], None, Duration::from_secs(5), None).unwrap();
+        let o = run_bounded(
+            "sh",
+            &["-c", "echo out; echo err >&2; exit 3"],
+            &[],
+            None,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
         assert!(!o.ok);
         assert_eq!(o.stdout.trim(), "out");
         assert_eq!(o.stderr.trim(), "err");
-        let e = call("sh", &["-c", "echo boom >&2; exit 1"]).unwrap_err().to_string();
+        let e = call("sh", &["-c", "echo boom >&2; exit 1"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("boom"), "{e}");
     }
 }
