@@ -4,6 +4,8 @@
 //! every file listed in DIR/EXPECTED.tsv (stop at the first invalid key, as Porcupine's tests
 //! do) and prints per-file and total times (best of REPEAT runs per file, parsing excluded).
 //! `... -- DIR --all-keys FILE [TIME_LIMIT_S]` judges every key of one kv file with no early stop.
+//! `... -- --synthetic-long OPS PROCS INFO_PCT [KEYS SEED VALUES]` checks a simulated
+//! linearizable cas-register history (ops on random keys, values drawn from 0..VALUES).
 //! `... -- --synthetic-hard N MEM_MIB` checks a history that needs about 3^N configurations, under a
 //! memory budget (to compare the budget with the peak RSS).
 
@@ -29,7 +31,8 @@ fn main() {
         let info_pct: f64 = args[4].parse().expect("INFO_PCT");
         let keys: usize = args.get(5).map_or(1, |s| s.parse().expect("KEYS"));
         let seed: u64 = args.get(6).map_or(7, |s| s.parse().expect("SEED"));
-        let events = synthetic_long(ops, procs, info_pct / 100.0, keys, seed);
+        let values: u64 = args.get(7).map_or(5, |s| s.parse().expect("VALUES"));
+        let events = synthetic_long(ops, procs, info_pct / 100.0, keys, seed, values);
         let t = Instant::now();
         let r = check_linearizable(&events, ModelKind::CasRegister, &CheckOptions::default());
         println!(
@@ -140,7 +143,14 @@ fn main() {
 /// effect at a random point of its interval; a fraction `info` of ops time out (take effect
 /// later or never, and retire their process); cas mismatches are recorded as fails with error
 /// `cas-mismatch`. Deterministic for a seed (a small xorshift, to keep the example dependency-free).
-fn synthetic_long(ops: usize, procs: u64, info: f64, keys: usize, seed: u64) -> Vec<faultline_checker::history::Event> {
+fn synthetic_long(
+    ops: usize,
+    procs: u64,
+    info: f64,
+    keys: usize,
+    seed: u64,
+    values: u64,
+) -> Vec<faultline_checker::history::Event> {
     use faultline_checker::history::{Event, EventType, Process};
     use serde_json::{json, Value};
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -202,8 +212,12 @@ fn synthetic_long(ops: usize, procs: u64, info: f64, keys: usize, seed: u64) -> 
                 let key = rnd(keys as u64) as usize;
                 let (f, v) = match rnd(3) {
                     0 => ("read", Value::Null),
-                    1 => ("write", json!(rnd(5))),
-                    _ => ("cas", json!([rnd(5), rnd(5)])),
+                    1 => ("write", json!(rnd(values))),
+                    // A cas from the current value half of the time, so some succeed.
+                    _ => {
+                        let from = if rnd(2) == 0 { state[key].clone() } else { json!(rnd(values)) };
+                        ("cas", json!([from, rnd(values)]))
+                    }
                 };
                 push(&mut events, EventType::Invoke, pids[s], f, key, v.clone(), None);
                 let is_info = (rnd(1_000_000) as f64) < info * 1e6;

@@ -82,6 +82,8 @@ pub(crate) trait SearchModel {
         None
     }
     fn describe_state(&self, state: u32) -> String;
+    /// `true` if `op` never changes the state (a read): see the forced moves in `search`.
+    fn is_observer(&self, op: usize) -> bool;
     /// Bytes held by the model (interned states, memo tables), for the memory budget.
     fn memory_bytes(&self) -> usize;
 }
@@ -148,6 +150,9 @@ impl RegisterModel {
 }
 
 impl SearchModel for RegisterModel {
+    fn is_observer(&self, op: usize) -> bool {
+        matches!(self.ops[op], RegOp::Read(_) | RegOp::CasMismatch(_))
+    }
     fn init(&mut self) -> u32 {
         self.unread.map_or(0, |(_, init)| init)
     }
@@ -330,6 +335,9 @@ fn bit(bits: &[u64], i: usize) -> bool {
 }
 
 impl SearchModel for KvModel {
+    fn is_observer(&self, op: usize) -> bool {
+        matches!(self.ops[op], KvOp::Get(_))
+    }
     fn init(&mut self) -> u32 {
         self.intern(Arc::from(""))
     }
@@ -473,6 +481,9 @@ impl SetModel {
 }
 
 impl SearchModel for SetModel {
+    fn is_observer(&self, op: usize) -> bool {
+        matches!(self.ops[op], SetOp::Read(_))
+    }
     fn init(&mut self) -> u32 {
         self.states.intern(Arc::from(Vec::new()), 0)
     }

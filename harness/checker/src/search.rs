@@ -228,6 +228,14 @@ fn explain_dead_end<M: SearchModel>(d: &DeadEnd, spans: &[Span], twins: &[u32], 
 
 const NONE: u32 = u32::MAX;
 
+/// Which candidates a configuration is trying (see `search`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pass {
+    Observers,
+    Completed,
+    Indeterminate,
+}
+
 #[inline]
 fn bit(bits: &[u64], i: usize) -> bool {
     bits[i / 64] & (1 << (i % 64)) != 0
@@ -358,10 +366,21 @@ fn search<M: SearchModel>(
     let mut iterations: u64 = 0;
     let mut node = entries.next[0];
     // The candidates of a configuration (the call entries before the first return entry) are
-    // tried in two passes: completed ops, then indeterminate ones (`info_pass`). Any order is
-    // complete; this one reaches each (completed set, state) first with few indeterminate ops
-    // applied, so the cache's subsumption cuts the variants that applied more.
-    let mut info_pass = false;
+    // tried in passes: completed observers (ops that never change the state), other completed
+    // ops, then indeterminate ones. Any order is complete; this one reaches each (completed
+    // set, state) first with few indeterminate ops applied, so the cache's subsumption cuts the
+    // variants that applied more.
+    //
+    // An observer that can take effect now is *forced*: no other candidate is tried in this
+    // configuration, and if it leads nowhere neither does the configuration. Sound and
+    // complete: if a linearization from here places that observer later, moving it to now
+    // leaves a linearization (it changes no state, it is a candidate so every op that returned
+    // before its call is already linearized, and ops that must follow it still do).
+    let mut pass = Pass::Observers;
+    // Per frame of `stack`: whether it was forced.
+    let mut forced: Vec<bool> = Vec::with_capacity(n);
+    // Set when the current configuration is known to lead nowhere.
+    let mut backtrack = false;
 
     let outcome = loop {
         iterations += 1;
@@ -387,16 +406,26 @@ fn search<M: SearchModel>(
                 model_bytes_reserved = mb;
             }
         }
-        if node == 0 {
+        if backtrack {
+            // Fall through to the backtracking below without looking at `node`.
+        } else if node == 0 {
             // Only indeterminate calls were left to try: no completed op remains here, which
             // the `remaining == 0` test below would have caught.
             unreachable!("the list ends with the return entry of a pending completed op");
         }
-        if entries.is_call[node as usize] {
+        if backtrack {
+        } else if entries.is_call[node as usize] {
             let op = entries.op[node as usize] as usize;
             let definite = spans[op].ret.is_some();
             let twin = twins[op];
-            if definite == info_pass || (twin != NONE && !bit(&bits, twin as usize)) {
+            let op_pass = if !definite {
+                Pass::Indeterminate
+            } else if model.is_observer(op) {
+                Pass::Observers
+            } else {
+                Pass::Completed
+            };
+            if op_pass != pass || (twin != NONE && !bit(&bits, twin as usize)) {
                 node = entries.next[node as usize];
                 continue;
             }
@@ -436,8 +465,16 @@ fn search<M: SearchModel>(
                     cache_bytes_reserved = cache_bytes_needed;
                 }
                 let window = Window { first: lo2, window: &done[lo2..hi2] };
-                if cache.insert(key, window, next_state, &info) {
+                let is_new = cache.insert(key, window, next_state, &info);
+                if !is_new && pass == Pass::Observers {
+                    // The forced move was explored and led nowhere: neither does this
+                    // configuration.
+                    bits[op / 64] &= !(1 << (op % 64));
+                    done[r / 64] &= !(1 << (r % 64));
+                    backtrack = true;
+                } else if is_new {
                     (lo, hi) = (lo2, hi2);
+                    forced.push(pass == Pass::Observers);
                     stack.push((node, state));
                     state = next_state;
                     hash = h;
@@ -450,26 +487,37 @@ fn search<M: SearchModel>(
                     }
                     stats.max_depth = stats.max_depth.max(stack.len());
                     node = entries.next[0];
-                    info_pass = false;
+                    pass = Pass::Observers;
                     continue;
-                }
-                bits[op / 64] &= !(1 << (op % 64));
-                if definite {
-                    done[r / 64] &= !(1 << (r % 64));
                 } else {
-                    info[r / 64] &= !(1 << (r % 64));
+                    bits[op / 64] &= !(1 << (op % 64));
+                    if definite {
+                        done[r / 64] &= !(1 << (r % 64));
+                    } else {
+                        info[r / 64] &= !(1 << (r % 64));
+                    }
                 }
             }
-            node = entries.next[node as usize];
-        } else if !info_pass {
-            // Completed candidates exhausted: now the indeterminate ones.
-            info_pass = true;
+            if !backtrack {
+                node = entries.next[node as usize];
+                continue;
+            }
+        } else if pass != Pass::Indeterminate {
+            // This pass's candidates are exhausted: on to the next.
+            pass = if pass == Pass::Observers { Pass::Completed } else { Pass::Indeterminate };
             node = entries.next[0];
-        } else {
-            // The return of an op not linearized yet: this prefix cannot be extended.
+            continue;
+        }
+        {
+            // The return of an op not linearized yet (or a forced move that failed): this
+            // prefix cannot be extended. Only the former is a dead end worth explaining.
+            let at_return = !backtrack;
+            backtrack = false;
             let depth = stack.len();
             let best = dead_ends.first().map(|d| d.order.len());
-            if best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX) {
+            if at_return
+                && (best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX))
+            {
                 if best.is_some_and(|b| depth > b) {
                     dead_ends.clear();
                 }
@@ -481,6 +529,7 @@ fn search<M: SearchModel>(
             let Some((call, prev_state)) = stack.pop() else {
                 break Outcome::Invalid;
             };
+            let was_forced = forced.pop().expect("one flag per frame");
             let op = entries.op[call as usize] as usize;
             let definite = spans[op].ret.is_some();
             entries.unlift(call);
@@ -498,7 +547,15 @@ fn search<M: SearchModel>(
                 info[r / 64] &= !(1 << (r % 64));
             }
             state = prev_state;
-            info_pass = !definite;
+            pass = if !definite {
+                Pass::Indeterminate
+            } else if was_forced {
+                // The configuration's forced move failed: so does the configuration.
+                backtrack = true;
+                Pass::Observers
+            } else {
+                Pass::Completed
+            };
             node = entries.next[call as usize];
         }
     };
