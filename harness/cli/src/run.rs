@@ -134,6 +134,13 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if a.runtime != "local" && a.runtime != "docker" {
         bail!("unknown runtime {:?}: expected local or docker", a.runtime);
     }
+    if a.runtime == "docker" && !ROLES.contains(&a.target.as_str()) {
+        bail!(
+            "--runtime docker runs only the reference node (its image holds faultline-node); \
+             --target {:?} needs --runtime local",
+            a.target
+        );
+    }
     let nemesis = parse_choices(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
     if !(1..=20).contains(&a.nodes) {
         bail!("--nodes must be between 1 and 20, got {}", a.nodes);

@@ -214,3 +214,17 @@ fn cleanup_removes_what_a_killed_harness_left() {
         show(&again)
     );
 }
+
+#[test]
+fn external_targets_are_refused_before_anything_starts() {
+    // Needs no engine: the flags are checked first.
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(faultline())
+        .args(["run", "--runtime", "docker", "--target", "etcd", "--store", store.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--runtime docker runs only the reference node") && err.contains("etcd"), "{err}");
+    assert!(std::fs::read_dir(store.path()).unwrap().next().is_none(), "no run folder for refused flags");
+}
