@@ -8,6 +8,24 @@
 //! led nowhere, neither does the new one. The search skips subsumed configurations; a group
 //! keeps only its minimal indeterminate sets.
 //!
+//! Why the search stays complete. (1) Simulation: if C = (D, s, I) has a continuation to
+//! success of length k, so has every C' = (D, s, I') with I' ⊆ I: the same ops in the same order,
+//! where an indeterminate op of C's continuation that C' has already applied is replaced by
+//! the next one of its chain of identical ops (the search's symmetry breaking keeps applied
+//! ops a prefix of each chain, so I' ⊆ I means fewer applied per chain, and earlier-called chain
+//! members are allowed wherever later ones are); the states, the candidates (the same
+//! completed ops are pending, so the same returns bound them) and the model's refinements (they
+//! look at completed ops, and at pending puts, of which C' has at least as many) are the same
+//! or more permissive. (2) Suppose the search ends `invalid` (its stack empty, so every stored
+//! configuration was fully explored) although the root has a continuation to success. Among
+//! stored configurations with one, take C of least distance k to success, and a shortest such
+//! continuation. Its first step leads to a configuration that is stored (then it has distance
+//! k - 1 < k, a contradiction) or was skipped as subsumed by a stored C'' (then by (1) C'' has
+//! distance at most k - 1, a contradiction), or its first step completes the search (which
+//! would then have ended `valid`). The search's other cuts (forced observers, the no-op rule,
+//! model refinements) only skip steps after which no success is lost, and the same argument
+//! runs over the continuations they allow.
+//!
 //! Storage: groups live back to back in one arena of `u64` words, found through an
 //! open-addressing table; a completed-set bitset is stored compressed: the search linearizes
 //! operations roughly in history order, so it is mostly leading words that are all ones, then

@@ -2,9 +2,16 @@
 //!
 //! Owns the history types ([`history`]), the parsers of the history formats ([`jsonl`],
 //! [`formats`]), the models a history is judged against ([`model`]), and the linearizability
-//! checker ([`check_linearizable`]): a Wing–Gong/Lowe search ([`search`]) run per key
+//! checker ([`check_linearizable`]): a Wing–Gong/Lowe search (`search`) run per key
 //! (P-compositionality: a history is linearizable iff each key's sub-history is), keys in
 //! parallel, under a time and memory budget that ends in [`Verdict::Unknown`] instead of a crash.
+//!
+//! The search caches explored configurations (`cache`, with subsumption on indeterminate ops)
+//! and cuts the space with reductions that are each argued sound and complete where they are
+//! made and checked against the brute-force [`oracle`] by property tests: forced observer
+//! moves and the completed-first candidate order (`search`), symmetry breaking among identical
+//! indeterminate ops and applying them only where they change the state (`search`), merged
+//! unread register values, kv prefix pruning and dead-state merging (`model`).
 
 pub mod edn;
 pub mod explain;

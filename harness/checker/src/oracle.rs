@@ -2,7 +2,7 @@
 //! respects real time, over the whole history at once (no split by key, no cache, no pruning,
 //! states as plain JSON values). Exponential: only for histories of a handful of operations.
 //!
-//! It is written independently of [`crate::prepare`] and [`crate::model`] so that property
+//! It is written independently of the crate's `prepare` and `model` modules so that property
 //! tests comparing it with [`crate::check_linearizable`] also test those.
 
 use std::collections::BTreeMap;
