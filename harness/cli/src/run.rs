@@ -215,16 +215,32 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
         s += &format!(" --target-opt {o}");
     }
     for b in &a.bugs {
-        s += &format!(" --bug {b}");
+        s += &format!(" --bug {}", shell_quote(b));
     }
     if a.local_net != "auto" {
-        s += &format!(" --local-net {}", a.local_net);
+        s += &format!(" --local-net {}", shell_quote(&a.local_net));
+    }
+    if a.port != 8080 {
+        s += &format!(" --port {}", a.port);
     }
     if let Some(n) = &a.name {
-        s += &format!(" --name {n}");
+        s += &format!(" --name {}", shell_quote(n));
     }
-    s += &format!(" --store {}", a.store.display());
+    if let Some(b) = &a.node_bin {
+        s += &format!(" --node-bin {}", shell_quote(&b.display().to_string()));
+    }
+    s += &format!(" --store {}", shell_quote(&a.store.display().to_string()));
     s
+}
+
+/// `s` as one shell word: unchanged when it is plain, else single-quoted.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn init_log(path: &Path) -> anyhow::Result<()> {
@@ -526,5 +542,60 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(words: &[&str]) -> RunArgs {
+        Wrap::try_parse_from(std::iter::once("run").chain(words.iter().copied())).unwrap().run
+    }
+
+    fn plan(a: &RunArgs, seed: u64) -> Plan {
+        Plan {
+            nemesis: parse_choices(&a.nemesis).unwrap(),
+            seed,
+            mechanism: MechanismChoice::Auto,
+            node_bin: PathBuf::from("/x/faultline-node"),
+            name: "t".into(),
+        }
+    }
+
+    #[test]
+    fn the_reproduce_command_parses_back_to_the_same_run() {
+        let a = parse(&[
+            "--nemesis", "partition:isolate-leader,kill", "--nodes", "3", "--concurrency", "7", "--rate", "12.5",
+            "--time-limit", "9", "--nemesis-interval", "1.5", "--bug", "stale-read", "--port", "9000",
+            "--local-net", "loopback", "--recovery", "2",
+        ]);
+        let r = repro(&a, &plan(&a, 1234));
+        let words: Vec<&str> = r.split_whitespace().collect();
+        assert_eq!(&words[..2], ["faultline", "run"]);
+        let b = parse(&words[2..]);
+        assert_eq!(b.seed, Some(1234));
+        assert_eq!(parse_choices(&b.nemesis).unwrap(), parse_choices(&a.nemesis).unwrap());
+        assert_eq!(
+            (b.nodes, b.concurrency, b.rate, b.time_limit, b.nemesis_interval, b.recovery, b.port),
+            (a.nodes, a.concurrency, a.rate, a.time_limit, a.nemesis_interval, a.recovery, a.port)
+        );
+        assert_eq!((b.bugs, b.local_net, b.target, b.workload, b.runtime), (a.bugs, a.local_net, a.target, a.workload, a.runtime));
+    }
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("store/raft-1"), "store/raft-1");
+        assert_eq!(shell_quote("my store"), "'my store'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 }
