@@ -1,5 +1,5 @@
-//! SIGINT in the middle of a run: the harness heals, tears down (no namespace, link, chain or
-//! node process is left), and still analyses the partial history.
+//! SIGINT (or SIGTERM) in the middle of a run: the harness heals, tears down (no namespace,
+//! link, chain or node process is left), and still analyses the partial history.
 
 mod run_support;
 
@@ -10,6 +10,15 @@ use run_support::*;
 
 #[test]
 fn sigint_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
+    interrupted_run_cleans_up("INT", 5);
+}
+
+#[test]
+fn sigterm_mid_run_is_handled_like_sigint() {
+    interrupted_run_cleans_up("TERM", 6);
+}
+
+fn interrupted_run_cleans_up(signal: &str, seed: u64) {
     if !is_root() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
@@ -17,7 +26,7 @@ fn sigint_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
     let store = Store::new();
     let node = node_bin();
     let child = Command::new(faultline())
-        .args(["run", "--nemesis", "partition,kill,pause", "--time-limit", "60", "--nemesis-interval", "1", "--seed", "5", "--quiet"])
+        .args(["run", "--nemesis", "partition,kill,pause", "--time-limit", "60", "--nemesis-interval", "1", "--seed", &seed.to_string(), "--quiet"])
         .args(["--store", store.path().to_str().unwrap(), "--node-bin", node.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -39,7 +48,7 @@ fn sigint_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
     let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
     assert!(!leftovers(&run_id).is_empty(), "the run should have created its network");
     let interrupted = Instant::now();
-    faultline_core::runtime::state::send_signal(child.id(), "INT").unwrap();
+    faultline_core::runtime::state::send_signal(child.id(), signal).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(interrupted.elapsed() < Duration::from_secs(15), "shutdown took {:?}", interrupted.elapsed());
     // Interrupted: the verdict is never plainly valid (unknown unless a violation was seen).
