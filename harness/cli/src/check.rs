@@ -16,6 +16,8 @@ use crate::EXIT_ERROR;
 const INPUT_BYTES_MAX: u64 = 4 << 30;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 255 error (bad input or usage).\n\
+The history format is described in docs/history-format.md.")]
 pub struct CheckArgs {
     /// The model: register, cas-register, kv or set [default: kv for porcupine-kv, else cas-register].
     #[arg(long, value_parser = parse_model)]
