@@ -324,6 +324,9 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     let run_dir = RunDir::create_now(&args.store, &plan.name)?;
     init_log(&run_dir.harness_log())?;
     tracing::info!("faultline run: {repro}");
+    if !args.quiet {
+        eprintln!("faultline: seed {}, run folder {}", plan.seed, run_dir.dir().display());
+    }
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
