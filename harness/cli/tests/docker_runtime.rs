@@ -99,7 +99,8 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     let target = ReferenceTarget {
         role: "raft".into(),
         program: PathBuf::from(IMAGE_NODE_PATH),
-        bugs: vec![],
+        // A bug flag, to see the run's options reach the containers' command lines.
+        bugs: vec!["stale-read".into()],
         admin_token: "test-token".into(),
         http: http.clone(),
         seed: 1,
@@ -126,6 +127,9 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+    let status = tokio.block_on(http.status(&n3.addr())).unwrap();
+    assert_eq!(status["bugs"], serde_json::json!(["stale-read"]), "{status:#}");
+    assert_eq!(status["id"], "n3");
     let p1 = pid_of(&rt, "n1");
     let p3 = pid_of(&rt, "n3");
     assert!(
