@@ -38,8 +38,10 @@ pub struct RunArgs {
     /// What the clients do and how the history is judged.
     #[arg(long, default_value = "register")]
     pub workload: String,
-    /// Faults: `all`, `none`, or a comma list of partition,kill,pause,clock,loss,latency, each
-    /// optionally narrowed to kinds: `partition:isolate-leader+halves,kill:leader`.
+    /// Faults: `all`, `none`, a named schedule (`network` = partition,loss,latency; `process` =
+    /// kill,pause; `leader` = isolate, kill or pause the leader), or a comma list of
+    /// partition,kill,pause,clock,loss,latency, each optionally narrowed to kinds:
+    /// `partition:isolate-leader+halves,kill:leader`.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Cluster size.

@@ -71,7 +71,9 @@ impl std::str::FromStr for Family {
             .iter()
             .copied()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all or none"))
+            .ok_or_else(|| {
+                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all, none, network, process or leader")
+            })
     }
 }
 
@@ -94,8 +96,19 @@ impl Choice {
     }
 }
 
-/// Parses `--nemesis`: `all`, `none`, or a comma list of `family[:kind+kind...]`.
+/// Named schedules: shorthands for common `--nemesis` lists.
+pub const NAMED: &[(&str, &str)] = &[
+    ("network", "partition,loss,latency"),
+    ("process", "kill,pause"),
+    ("leader", "partition:isolate-leader,kill:leader,pause:leader"),
+];
+
+/// Parses `--nemesis`: `all`, `none`, a named schedule ([`NAMED`]), or a comma list of
+/// `family[:kind+kind...]`.
 pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
+    if let Some((_, expansion)) = NAMED.iter().find(|(name, _)| *name == s.trim()) {
+        return parse_choices(expansion);
+    }
     match s.trim() {
         "none" | "" => Ok(vec![]),
         "all" => Ok(Family::ALL.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect()),
@@ -389,6 +402,10 @@ mod tests {
         assert!(c[1].kinds.is_empty());
         let err = parse_choices("kill:everything").unwrap_err();
         assert!(err.contains("everything") && err.contains("minority"), "{err}");
+        let leader = parse_choices("leader").unwrap();
+        assert_eq!(leader.len(), 3);
+        assert!(leader.iter().all(|c| c.kinds.len() == 1 && c.kinds[0].contains("leader")));
+        assert_eq!(parse_families("network").unwrap(), vec![Family::Partition, Family::Loss, Family::Latency]);
         let s = Schedule::generate_choices(3, &c[..1], 5, 60.0, 5.0);
         assert_eq!(s.name, "partition:isolate-leader+halves");
         assert!(s.faults.iter().all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
