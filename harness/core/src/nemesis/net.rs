@@ -120,6 +120,7 @@ impl Nemesis for NetNemesis {
             let detail = json!({
                 "links": links.iter().map(|l| format!("{}->{}", l.from, l.to)).collect::<Vec<_>>(),
                 "param": spec.param,
+                "leader": leader,
             });
             match ctx.runtime.apply_net(&faults) {
                 Ok(()) => Applied { applied: true, nodes, mechanism, error: None, detail },
