@@ -27,4 +27,11 @@ labels=()
 if [[ -n "${FAULTLINE_SOURCE_HASH:-}" ]]; then
   labels=(--label "faultline.source-hash=$FAULTLINE_SOURCE_HASH")
 fi
+old=$(docker image inspect -f '{{.Id}}' faultline-node:local 2>/dev/null || true)
 docker build -q "${labels[@]}" -t faultline-node:local "$ctx"
+# The image this build replaced is now untagged: remove it unless a container still uses it
+# (plain rmi refuses then), so rebuilds do not pile up dangling images.
+new=$(docker image inspect -f '{{.Id}}' faultline-node:local)
+if [[ -n "$old" && "$old" != "$new" ]]; then
+  docker rmi "$old" >/dev/null 2>&1 || true
+fi
