@@ -228,3 +228,24 @@ fn without_a_packet_filter_network_faults_are_refused_not_skipped() {
     assert!(err.contains("cannot filter packets"), "{err}");
     rt.teardown().unwrap();
 }
+
+#[test]
+fn runs_set_up_at_the_same_time_get_distinct_names_and_subnets() {
+    if !has_net_admin() {
+        eprintln!("skipped: needs CAP_NET_ADMIN (root), as in CI");
+        return;
+    }
+    let handles: Vec<_> = (0..4).map(|_| std::thread::spawn(|| runtime(MechanismChoice::Netns, 1))).collect();
+    let rts: Vec<LocalRuntime> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut subnets: Vec<u8> = rts.iter().map(|r| r.nodes()[0].ip.octets()[2]).collect();
+    let mut ids: Vec<String> = rts.iter().map(|r| r.run_id().to_string()).collect();
+    for r in &rts {
+        r.teardown().unwrap();
+    }
+    subnets.sort();
+    subnets.dedup();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(subnets.len(), 4, "subnet clash");
+    assert_eq!(ids.len(), 4, "run id clash");
+}

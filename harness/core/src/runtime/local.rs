@@ -164,6 +164,11 @@ impl LocalRuntime {
         // The run id names infrastructure only; it is deliberately not derived from the test
         // seed, so two runs with the same seed never clash.
         let run_id = format!("{}{:06x}", state::NAME_PREFIX, rng.random::<u32>() & 0x00ff_ffff);
+        // Two runs starting at once must not pick the same subnet: choose it and record it in
+        // the state file under an exclusive lock on the state folder (released on return).
+        std::fs::create_dir_all(&opts.state_dir)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(opts.state_dir.join(".lock"))?;
+        lock.lock()?;
         let used = used_subnets(&opts.state_dir);
         let start: u8 = rng.random_range(1..=250);
         let subnet = (0..250u16)
@@ -203,6 +208,7 @@ impl LocalRuntime {
             delays: Mutex::new(BTreeMap::new()),
         };
         rt.save_state()?;
+        drop(lock);
         let built = match mechanism {
             NetMechanism::Netns => rt.setup_netns(subnet),
             NetMechanism::LoopbackIptables => rt.setup_loopback_chain(),
