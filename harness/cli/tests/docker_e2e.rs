@@ -168,11 +168,24 @@ fn cleanup_removes_what_a_killed_harness_left() {
     let pid = child.id();
     let names = wait_containers_of(pid, 3, Duration::from_secs(60));
     assert_eq!(names.len(), 3, "containers never came up: {names:?}");
+    let test = test_json(store.path());
+    let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
+    // While the harness lives, cleanup leaves its run alone.
+    let live = Command::new(faultline()).arg("cleanup").output().unwrap();
+    let text = String::from_utf8_lossy(&live.stdout).to_string();
+    assert!(
+        text.contains(&format!("left alone live run docker run {run_id}")),
+        "{}",
+        show(&live)
+    );
+    assert_eq!(
+        wait_containers_of(pid, 3, Duration::ZERO).len(),
+        3,
+        "a live run's containers were touched"
+    );
     // No chance to tear down.
     child.kill().unwrap();
     child.wait().unwrap();
-    let test = test_json(store.path());
-    let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
     let prefix = subnet_prefix(&test);
     let before = docker_leftovers(&run_id, &prefix);
     assert!(
@@ -220,11 +233,25 @@ fn external_targets_are_refused_before_anything_starts() {
     // Needs no engine: the flags are checked first.
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(faultline())
-        .args(["run", "--runtime", "docker", "--target", "etcd", "--store", store.path().to_str().unwrap()])
+        .args([
+            "run",
+            "--runtime",
+            "docker",
+            "--target",
+            "etcd",
+            "--store",
+            store.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--runtime docker runs only the reference node") && err.contains("etcd"), "{err}");
-    assert!(std::fs::read_dir(store.path()).unwrap().next().is_none(), "no run folder for refused flags");
+    assert!(
+        err.contains("--runtime docker runs only the reference node") && err.contains("etcd"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(store.path()).unwrap().next().is_none(),
+        "no run folder for refused flags"
+    );
 }
