@@ -268,11 +268,17 @@ fn compare(seed: u64, model: ModelKind, events: Vec<Event>) -> Result<(), TestCa
 }
 
 /// Cases per model: enough to meet every kind of operation often, small enough for a debug
-/// `cargo test` to stay quick.
+/// `cargo test` to stay quick. `FAULTLINE_PROPTEST_SCALE=N` multiplies every count by N for a
+/// longer soak (e.g. in release mode).
 const CASES: u32 = 1500;
 
+fn cases(n: u32) -> u32 {
+    let scale = std::env::var("FAULTLINE_PROPTEST_SCALE").ok().and_then(|s| s.parse::<u32>().ok()).unwrap_or(1);
+    n.saturating_mul(scale.max(1))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(CASES), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn register_agrees_with_oracle(seed in any::<u64>()) { run(seed, ModelKind::Register)?; }
@@ -288,7 +294,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 600, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(600), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// One key, more processes and operations: the shape where the kv model's prefix pruning
     /// and dead-state merging (model.rs, `KvModel::refine`) do their work.
@@ -305,7 +311,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2500, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2500), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Many indeterminate ops: the shape where symmetry breaking, the no-op rule and the
     /// cache's subsumption (cache.rs) do their work.
