@@ -533,6 +533,14 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
         "faults".to_string(),
         format!("{} scheduled windows, {} applied, {} not applied (see results.json)", faults.len(), applied, faults.len() - applied),
     ]);
+    let ok_latency = &results["latency"]["ok"];
+    if ok_latency["count"].as_u64().unwrap_or(0) > 0 {
+        let ms = |k: &str| ok_latency[k].as_f64().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        summary.push_record([
+            "ok latency".to_string(),
+            format!("p50 {} ms, p99 {} ms, max {} ms", ms("p50_ms"), ms("p99_ms"), ms("max_ms")),
+        ]);
+    }
     summary.push_record([
         "runtime".to_string(),
         format!("{} ({})", results["runtime"]["kind"].as_str().unwrap_or("?"), results["runtime"]["mechanism"].as_str().unwrap_or("?")),

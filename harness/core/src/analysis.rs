@@ -92,6 +92,54 @@ pub fn op_stats(events: &[Event]) -> OpStats {
     s
 }
 
+/// Latency percentiles of completed client operations, in ms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn latency_of(mut samples_ns: Vec<u64>) -> Latency {
+    if samples_ns.is_empty() {
+        return Latency::default();
+    }
+    samples_ns.sort_unstable();
+    // Nearest-rank percentile.
+    let pick = |q: f64| {
+        let rank = ((q * samples_ns.len() as f64).ceil() as usize).clamp(1, samples_ns.len());
+        samples_ns[rank - 1] as f64 / 1e6
+    };
+    Latency {
+        count: samples_ns.len() as u64,
+        p50_ms: pick(0.50),
+        p95_ms: pick(0.95),
+        p99_ms: pick(0.99),
+        max_ms: *samples_ns.last().expect("non-empty") as f64 / 1e6,
+    }
+}
+
+/// Latency (invoke to completion) of client operations by outcome: `ok`, `fail`, `info`.
+pub fn latencies(events: &[Event]) -> BTreeMap<String, Latency> {
+    let mut open: BTreeMap<Process, u64> = BTreeMap::new();
+    let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.process != Process::Nemesis) {
+        if e.kind == EventType::Invoke {
+            open.insert(e.process, e.time);
+        } else if let Some(t0) = open.remove(&e.process) {
+            let key = match e.kind {
+                EventType::Ok => "ok",
+                EventType::Fail => "fail",
+                _ => "info",
+            };
+            by.entry(key.into()).or_default().push(e.time.saturating_sub(t0));
+        }
+    }
+    by.into_iter().map(|(k, v)| (k, latency_of(v))).collect()
+}
+
 /// Windows of applied faults. A `start-X` opens a window of X, closed by the next `stop-X` or
 /// `heal` (or the end of the history).
 pub fn fault_windows(events: &[Event]) -> Vec<Window> {
@@ -243,6 +291,21 @@ mod tests {
         let bad = CheckerResult { verdict: "invalid".into(), ..lin_ok };
         assert_eq!(combine(&[bad]), "invalid");
         assert_eq!(combine(&[]), "unknown");
+    }
+
+    #[test]
+    fn latency_percentiles_by_outcome() {
+        let l = latencies(&history());
+        // ok: 10 (read 10→20) and 5 (write 55→60); fail: 10; info: 10; the unfinished op none.
+        assert_eq!(l["ok"].count, 2);
+        assert_eq!(l["ok"].p50_ms, 5e-6);
+        assert_eq!(l["ok"].max_ms, 10e-6);
+        assert_eq!(l["fail"].count, 1);
+        assert_eq!(l["info"].count, 1);
+        let many: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
+        let p = latency_of(many);
+        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(latency_of(vec![]), Latency::default());
     }
 
     #[test]

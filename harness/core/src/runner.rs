@@ -568,6 +568,7 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         "setup_failed": setup_failed,
         "checkers": checkers,
         "ops": stats,
+        "latency": analysis::latencies(&events),
         "availability": avail,
         "faults": fault_records,
         "faults_not_applied": unapplied,
