@@ -78,13 +78,10 @@ pub async fn read_reply<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::R
     read_reply_depth(r, 0).await
 }
 
-fn read_reply_depth<'a, R: AsyncBufRead + Unpin>(
+fn read_reply_depth<'a, R: AsyncBufRead + Unpin + Send>(
     r: &'a mut R,
     depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + 'a>>
-where
-    R: Send,
-{
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + 'a>> {
     Box::pin(async move {
         if depth > DEPTH_MAX {
             return Err(bad("RESP arrays nested too deep".into()));
