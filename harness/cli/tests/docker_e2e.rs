@@ -89,6 +89,18 @@ fn every_fault_family_is_applied_in_containers_and_teardown_leaves_nothing() {
     let run_id = r["runtime"]["run_id"].as_str().unwrap();
     let left = docker_leftovers(run_id, &subnet_prefix(&t));
     assert!(left.is_empty(), "left behind: {left:?}");
+    // The report renders from the run folder as for a local run.
+    let rep = Command::new(faultline())
+        .arg("report")
+        .arg(store.path().join("latest"))
+        .output()
+        .unwrap();
+    assert_eq!(rep.status.code(), Some(0), "{}", show(&rep));
+    let html = std::fs::read_to_string(store.path().join("latest/report.html")).unwrap();
+    assert!(
+        html.contains("--runtime docker"),
+        "the report shows the reproduce command"
+    );
 }
 
 #[test]
