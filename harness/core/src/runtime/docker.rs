@@ -907,28 +907,46 @@ impl DockerRuntime {
             .cloned()
             .collect();
         for c in containers {
-            match run_bounded(
-                "docker",
-                &["logs", &c.name],
-                &[],
-                None,
-                DOCKER_CALL_TIMEOUT,
-                None,
-            ) {
-                Ok(o) if o.ok => {
-                    let file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&c.log);
-                    if let Ok(mut f) = file {
-                        let _ = f.write_all(o.stdout.as_bytes());
-                        let _ = f.write_all(o.stderr.as_bytes());
-                    }
-                }
-                Ok(o) => tracing::warn!("docker logs {}: {}", c.name, clean_stderr(&o.stderr)),
-                Err(e) => tracing::warn!("docker logs {}: {e}", c.name),
+            if let Err(e) = append_logs(&c.name, &c.log) {
+                tracing::warn!("docker logs {}: {e}", c.name);
             }
         }
+    }
+}
+
+/// Appends `docker logs NAME` (stdout and stderr) to `log`, streamed straight into the file so
+/// a long run's log never sits in memory; bounded by [`DOCKER_CALL_TIMEOUT`].
+fn append_logs(name: &str, log: &Path) -> Result<(), RuntimeError> {
+    let line = format!("docker logs {name}");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut command = Command::new("docker");
+    command
+        .args(["logs", name])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| err(&line, format!("cannot start: {e}")))?;
+    let started = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return if st.success() {
+                Ok(())
+            } else {
+                Err(err(line, st.to_string()))
+            };
+        }
+        if started.elapsed() >= DOCKER_CALL_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(line, "timed out"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
