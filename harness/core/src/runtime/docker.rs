@@ -1364,7 +1364,10 @@ pub fn cleanup_leftovers(
     let mut planned = Vec::new();
     let wanted = |run: &str| only.is_empty() || only.iter().any(|r| r == run);
     let me = std::process::id();
-    let live = |pid: Option<u32>| pid.is_some_and(|p| p != me && state::pid_alive(p));
+    // A harness is live when its pid runs a faultline program (a reused pid does not count).
+    let live = |pid: Option<u32>| {
+        pid.is_some_and(|p| p != me && state::cmdline(p).is_some_and(|c| c.contains("faultline")))
+    };
     let mut runs: BTreeMap<String, (Vec<Labelled>, Vec<Labelled>, bool)> = BTreeMap::new();
     if super::cmd::available("docker") && engine_available() {
         match list_labelled(None) {
