@@ -5,4 +5,5 @@
 //! no threads, no clocks of its own: the node binary (`faultline-node`) drives them, which is
 //! what makes them testable on an in-memory simulated network.
 
+pub mod crdt;
 pub mod raft;
