@@ -6,4 +6,6 @@
 //! what makes them testable on an in-memory simulated network.
 
 pub mod crdt;
+pub mod paxos;
+pub mod quorum;
 pub mod raft;
