@@ -13,6 +13,8 @@
 //! indeterminate ops and applying them only where they change the state (`search`), merged
 //! unread register values, kv prefix pruning and dead-state merging (`model`).
 
+pub mod convergence;
+pub mod counter;
 pub mod edn;
 pub mod explain;
 pub mod formats;
@@ -20,6 +22,7 @@ pub mod history;
 pub mod jsonl;
 pub mod model;
 pub mod oracle;
+pub mod set_full;
 mod cache;
 mod prepare;
 mod search;
