@@ -17,6 +17,9 @@ pub const NAMES: &[&str] = &["register"];
 pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
     match name {
         "register" => Ok(Arc::new(register::Register::default())),
-        other => Err(format!("unknown workload {other:?}: expected one of {}", NAMES.join(", "))),
+        other => Err(format!(
+            "unknown workload {other:?}: expected one of {}",
+            NAMES.join(", ")
+        )),
     }
 }

@@ -39,7 +39,14 @@ pub struct Register {
 
 impl Default for Register {
     fn default() -> Self {
-        Register { active_keys: 3, ops_per_key: 30, value_max: 5, read_pct: 50, write_pct: 25, check_time_limit_s: 60 }
+        Register {
+            active_keys: 3,
+            ops_per_key: 30,
+            value_max: 5,
+            read_pct: 50,
+            write_pct: 25,
+            check_time_limit_s: 60,
+        }
     }
 }
 
@@ -63,9 +70,16 @@ impl Generator for RegisterGen {
         } else if roll < self.shape.read_pct + self.shape.write_pct {
             ("write", json!(self.rng.random_range(0..v)))
         } else {
-            ("cas", json!([self.rng.random_range(0..v), self.rng.random_range(0..v)]))
+            (
+                "cas",
+                json!([self.rng.random_range(0..v), self.rng.random_range(0..v)]),
+            )
         };
-        Some(Op { f: f.into(), key: Some(key), value })
+        Some(Op {
+            f: f.into(),
+            key: Some(key),
+            value,
+        })
     }
 }
 
@@ -75,21 +89,40 @@ impl Workload for Register {
     }
 
     fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
-        Box::new(RegisterGen { shape: self.clone(), rng: rng_for(seed, "register", worker), n: 0 })
+        Box::new(RegisterGen {
+            shape: self.clone(),
+            rng: rng_for(seed, "register", worker),
+            n: 0,
+        })
     }
 
-    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+    fn invoke<'a>(
+        &'a self,
+        http: &'a NodeHttp,
+        addr: &'a str,
+        node: &'a str,
+        op: &'a Op,
+    ) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let key = op.key.clone().unwrap_or_default();
             let (call, body) = match op.f.as_str() {
                 "read" => ("read", json!({ "key": key })),
                 "write" => ("write", json!({ "key": key, "value": op.value })),
-                "cas" => ("cas", json!({ "key": key, "from": op.value[0], "to": op.value[1] })),
-                other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+                "cas" => (
+                    "cas",
+                    json!({ "key": key, "from": op.value[0], "to": op.value[1] }),
+                ),
+                other => {
+                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
+                }
             };
             match http.kv(addr, call, &body).await {
                 Ok(answer) => {
-                    let value = if call == "read" { answer.get("value").cloned().unwrap_or(Value::Null) } else { op.value.clone() };
+                    let value = if call == "read" {
+                        answer.get("value").cloned().unwrap_or(Value::Null)
+                    } else {
+                        op.value.clone()
+                    };
                     Completion::ok(value, node)
                 }
                 // A read changes nothing, so an unanswered read can be recorded as not having
@@ -102,7 +135,13 @@ impl Workload for Register {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
+        keys.iter()
+            .map(|k| Op {
+                f: "read".into(),
+                key: Some(k.clone()),
+                value: Value::Null,
+            })
+            .collect()
     }
 
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
@@ -116,7 +155,11 @@ impl Workload for Register {
             Verdict::Invalid => "invalid",
             Verdict::Unknown => "unknown",
         };
-        let not_valid: Vec<_> = report.keys.iter().filter(|k| k.verdict != Verdict::Valid).collect();
+        let not_valid: Vec<_> = report
+            .keys
+            .iter()
+            .filter(|k| k.verdict != Verdict::Valid)
+            .collect();
         let ok_reads = events
             .iter()
             .filter(|e| e.kind == EventType::Ok && e.f == "read" && !e.value.is_null())
@@ -134,7 +177,12 @@ impl Workload for Register {
             "explanation": report.explanation,
             "text": report.to_text(),
         });
-        vec![CheckerResult { name: "linearizable".into(), verdict: verdict.into(), reason: report.reason.clone(), details }]
+        vec![CheckerResult {
+            name: "linearizable".into(),
+            verdict: verdict.into(),
+            reason: report.reason.clone(),
+            details,
+        }]
     }
 }
 
@@ -193,7 +241,17 @@ mod tests {
     }
 
     fn ev(index: u64, kind: EventType, p: u64, f: &str, value: Value) -> Event {
-        Event { index, time: index * 10, kind, process: Process::Client(p), f: f.into(), key: Some("k0".into()), value, error: None, node: None }
+        Event {
+            index,
+            time: index * 10,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("k0".into()),
+            value,
+            error: None,
+            node: None,
+        }
     }
 
     #[test]
@@ -218,6 +276,10 @@ mod tests {
         ];
         let r = w.check(&stale);
         assert_eq!(r[0].verdict, "invalid");
-        assert!(r[0].reason.as_deref().unwrap().contains("k0"), "{:?}", r[0].reason);
+        assert!(
+            r[0].reason.as_deref().unwrap().contains("k0"),
+            "{:?}",
+            r[0].reason
+        );
     }
 }

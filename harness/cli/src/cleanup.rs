@@ -40,8 +40,14 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     let mut live_ids = Vec::new();
     let mut dead = Vec::new();
     for s in states {
-        if s.harness_pid != std::process::id() && state::harness_alive(s.harness_pid, s.harness_start) && !args.force {
-            report.skipped_live.push(format!("{} (harness pid {} is alive; use --force)", s.run_id, s.harness_pid));
+        if s.harness_pid != std::process::id()
+            && state::harness_alive(s.harness_pid, s.harness_start)
+            && !args.force
+        {
+            report.skipped_live.push(format!(
+                "{} (harness pid {} is alive; use --force)",
+                s.run_id, s.harness_pid
+            ));
             live_ids.push(s.run_id.clone());
         } else {
             dead.push(s);
@@ -62,7 +68,10 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
         if skip.contains(&id) || !wanted(&id) {
             return None;
         }
-        Some(orphans.entry(id.clone()).or_insert_with(|| RunState { run_id: id, ..RunState::default() }))
+        Some(orphans.entry(id.clone()).or_insert_with(|| RunState {
+            run_id: id,
+            ..RunState::default()
+        }))
     }
     let skip: Vec<String> = live_ids.iter().chain(recorded.iter()).cloned().collect();
     for n in netns {
@@ -91,11 +100,21 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     // Rules first so chains can be deleted; a state's host_rules already lists its own.
     let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
     // Docker runs: containers and networks labelled faultline.run (docs/docker.md).
-    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(&dir, &args.runs, args.force, args.dry_run, &mut report);
+    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(
+        &dir,
+        &args.runs,
+        args.force,
+        args.dry_run,
+        &mut report,
+    );
     for p in &docker_planned {
         println!("would remove {p}");
     }
-    if all.is_empty() && docker_planned.is_empty() && report.removed.is_empty() && report.errors.is_empty() {
+    if all.is_empty()
+        && docker_planned.is_empty()
+        && report.removed.is_empty()
+        && report.errors.is_empty()
+    {
         println!("faultline cleanup: nothing to remove");
     }
     for s in &all {
@@ -120,5 +139,9 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     for e in &report.errors {
         eprintln!("faultline cleanup: {e}");
     }
-    Ok(if report.errors.is_empty() { crate::EXIT_VALID } else { crate::EXIT_ERROR })
+    Ok(if report.errors.is_empty() {
+        crate::EXIT_VALID
+    } else {
+        crate::EXIT_ERROR
+    })
 }

@@ -114,7 +114,9 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
         PathBuf::from(p)
     } else {
         let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
-        exe.parent().map(|d| d.join("faultline-node")).unwrap_or_else(|| PathBuf::from("faultline-node"))
+        exe.parent()
+            .map(|d| d.join("faultline-node"))
+            .unwrap_or_else(|| PathBuf::from("faultline-node"))
     };
     if !candidate.is_file() {
         bail!(
@@ -128,10 +130,18 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if !ROLES.contains(&a.target.as_str()) && !external::is_external(&a.target) {
-        bail!("unknown target {:?}: expected one of {}, etcd, redis or a file *.toml", a.target, ROLES.join(", "));
+        bail!(
+            "unknown target {:?}: expected one of {}, etcd, redis or a file *.toml",
+            a.target,
+            ROLES.join(", ")
+        );
     }
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
-        bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
+        bail!(
+            "unknown workload {:?}: expected one of {}",
+            a.workload,
+            faultline_workloads::NAMES.join(", ")
+        );
     }
     if a.runtime != "local" && a.runtime != "docker" {
         bail!("unknown runtime {:?}: expected local or docker", a.runtime);
@@ -148,25 +158,46 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         bail!("--nodes must be between 1 and 20, got {}", a.nodes);
     }
     if !(1..=1000).contains(&a.concurrency) {
-        bail!("--concurrency must be between 1 and 1000, got {}", a.concurrency);
+        bail!(
+            "--concurrency must be between 1 and 1000, got {}",
+            a.concurrency
+        );
     }
     if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 100_000.0) {
-        bail!("--rate must be a number of ops/s in (0, 100000], got {}", a.rate);
+        bail!(
+            "--rate must be a number of ops/s in (0, 100000], got {}",
+            a.rate
+        );
     }
     if !(a.time_limit.is_finite() && a.time_limit > 0.0 && a.time_limit <= 86_400.0) {
-        bail!("--time-limit must be seconds in (0, 86400], got {}", a.time_limit);
+        bail!(
+            "--time-limit must be seconds in (0, 86400], got {}",
+            a.time_limit
+        );
     }
-    if !(a.nemesis_interval.is_finite() && a.nemesis_interval >= 0.1 && a.nemesis_interval <= 3600.0) {
-        bail!("--nemesis-interval must be seconds in [0.1, 3600], got {}", a.nemesis_interval);
+    if !(a.nemesis_interval.is_finite()
+        && a.nemesis_interval >= 0.1
+        && a.nemesis_interval <= 3600.0)
+    {
+        bail!(
+            "--nemesis-interval must be seconds in [0.1, 3600], got {}",
+            a.nemesis_interval
+        );
     }
     if !(a.recovery.is_finite() && (0.0..=600.0).contains(&a.recovery)) {
         bail!("--recovery must be seconds in [0, 600], got {}", a.recovery);
     }
     if !(a.setup_timeout.is_finite() && a.setup_timeout > 0.0 && a.setup_timeout <= 600.0) {
-        bail!("--setup-timeout must be seconds in (0, 600], got {}", a.setup_timeout);
+        bail!(
+            "--setup-timeout must be seconds in (0, 600], got {}",
+            a.setup_timeout
+        );
     }
     if !(100..=600_000).contains(&a.op_timeout_ms) {
-        bail!("--op-timeout-ms must be in [100, 600000], got {}", a.op_timeout_ms);
+        bail!(
+            "--op-timeout-ms must be in [100, 600000], got {}",
+            a.op_timeout_ms
+        );
     }
     const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term"];
     for b in &a.bugs {
@@ -174,9 +205,17 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
         }
     }
-    let mechanism: MechanismChoice = a.local_net.parse().map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
-    let short = Path::new(&a.target).file_stem().map_or(a.target.clone(), |s| s.to_string_lossy().into_owned());
-    let name = a.name.clone().unwrap_or_else(|| format!("{short}-{}", a.workload));
+    let mechanism: MechanismChoice = a
+        .local_net
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
+    let short = Path::new(&a.target)
+        .file_stem()
+        .map_or(a.target.clone(), |s| s.to_string_lossy().into_owned());
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{short}-{}", a.workload));
     // Docker nodes run the image's static binary (built from the sources), not a host binary.
     let node_bin = if a.runtime == "docker" {
         PathBuf::from(faultline_core::runtime::docker::IMAGE_NODE_PATH)
@@ -186,13 +225,25 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         locate_node_bin(a.node_bin.as_deref())?
     };
     let seed = a.seed.unwrap_or_else(rand_seed);
-    Ok(Plan { nemesis, seed, mechanism, node_bin, name })
+    Ok(Plan {
+        nemesis,
+        seed,
+        mechanism,
+        node_bin,
+        name,
+    })
 }
 
 fn rand_seed() -> u64 {
     // Only the choice of seed is random; everything after derives from it.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    faultline_core::generator::derive_seed(t.as_nanos() as u64, "seed", u64::from(std::process::id())) % 1_000_000_000
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    faultline_core::generator::derive_seed(
+        t.as_nanos() as u64,
+        "seed",
+        u64::from(std::process::id()),
+    ) % 1_000_000_000
 }
 
 /// The command that reproduces the run: every flag that shapes it, seed included.
@@ -237,7 +288,9 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
 
 /// `s` as one shell word: unchanged when it is plain, else single-quoted.
 fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));
     if plain {
         s.to_string()
     } else {
@@ -246,11 +299,18 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn init_log(path: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,faultline=debug,faultline_core=debug"));
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,faultline=debug,faultline_core=debug")
+        });
     // A second run in the same process (tests) keeps the first subscriber: ignore the error.
-    let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
     Ok(())
 }
 
@@ -264,7 +324,11 @@ const USERNS_ENV: &str = "FAULTLINE_USERNS";
 /// apply are reported as not applied.
 fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
     use faultline_core::runtime::local::has_net_admin;
-    if args.runtime != "local" || args.local_net != "auto" || has_net_admin() || std::env::var_os(USERNS_ENV).is_some() {
+    if args.runtime != "local"
+        || args.local_net != "auto"
+        || has_net_admin()
+        || std::env::var_os(USERNS_ENV).is_some()
+    {
         return Ok(None);
     }
     let userns = ["--user", "--map-root-user", "--net"];
@@ -278,8 +342,12 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
         return Ok(None);
     }
     let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
-    eprintln!("faultline: no CAP_NET_ADMIN; re-running inside an unprivileged user and network namespace");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    eprintln!(
+        "faultline: no CAP_NET_ADMIN; re-running inside an unprivileged user and network namespace"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         // `unshare` without --fork execs faultline: the child's pid is the harness's.
         let mut child = tokio::process::Command::new("unshare")
@@ -317,7 +385,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(code) = rerun_in_userns(&args)? {
         return Ok(code);
     }
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     tokio_rt.block_on(run_async(args, plan))
 }
 
@@ -327,23 +398,30 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     init_log(&run_dir.harness_log())?;
     tracing::info!("faultline run: {repro}");
     if !args.quiet {
-        eprintln!("faultline: seed {}, run folder {}", plan.seed, run_dir.dir().display());
+        eprintln!(
+            "faultline: seed {}, run folder {}",
+            plan.seed,
+            run_dir.dir().display()
+        );
     }
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("\nfaultline: interrupted; healing, tearing down and analysing what was recorded");
+        eprintln!(
+            "\nfaultline: interrupted; healing, tearing down and analysing what was recorded"
+        );
         tracing::warn!("interrupted by signal");
         let _ = cancel_tx.send(true);
     });
@@ -358,13 +436,24 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
             cancel: Some(cancel_rx.clone()),
         };
         Arc::new(
-            tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts))
-                .await?
-                .context("docker runtime setup")?,
+            tokio::task::spawn_blocking(move || {
+                faultline_core::runtime::docker::DockerRuntime::setup(&opts)
+            })
+            .await?
+            .context("docker runtime setup")?,
         )
     } else {
-        let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
-        Arc::new(tokio::task::spawn_blocking(move || LocalRuntime::setup(&local)).await?.context("local runtime setup")?)
+        let local = LocalOptions {
+            nodes: args.nodes,
+            port: args.port,
+            mechanism: plan.mechanism,
+            state_dir: state_dir(),
+        };
+        Arc::new(
+            tokio::task::spawn_blocking(move || LocalRuntime::setup(&local))
+                .await?
+                .context("local runtime setup")?,
+        )
     };
     tracing::info!(
         "runtime {}: mechanism {}, run id {}, nodes {:?}",
@@ -374,7 +463,10 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
     );
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    let admin_token = format!("fl-{:016x}", faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id())));
+    let admin_token = format!(
+        "fl-{:016x}",
+        faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id()))
+    );
     let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
     let target = Arc::new(ReferenceTarget {
         role: args.target.clone(),
@@ -396,7 +488,12 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         nodes: args.nodes,
         runtime_kind: runtime.kind(),
     };
-    let external::Resolved { target, workload, runtime, notes } = external::resolve(inputs, runtime.clone(), target)?;
+    let external::Resolved {
+        target,
+        workload,
+        runtime,
+        notes,
+    } = external::resolve(inputs, runtime.clone(), target)?;
     for n in &notes {
         eprintln!("faultline: {n}");
         tracing::warn!("{n}");
@@ -427,7 +524,15 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     let bar = progress_line(progress.clone(), args.time_limit, args.quiet);
     let outcome = runner::run(
         cfg,
-        RunInputs { runtime, target, workload, http, run_dir: run_dir.clone(), progress, cancel: cancel_rx },
+        RunInputs {
+            runtime,
+            target,
+            workload,
+            http,
+            run_dir: run_dir.clone(),
+            progress,
+            cancel: cancel_rx,
+        },
     )
     .await;
     bar.abort();
@@ -448,7 +553,11 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
 
 /// The live line: elapsed time, ok/fail/info counts, phase and active faults. indicatif draws
 /// nothing when stderr is not a terminal.
-fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio::task::JoinHandle<()> {
+fn progress_line(
+    progress: Arc<Progress>,
+    time_limit: f64,
+    quiet: bool,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
             return;
@@ -472,10 +581,16 @@ fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio
                 main_started = Some(Instant::now());
             }
             let main = match main_started {
-                Some(m) if s.phase == "main" => format!(" {:.0}/{time_limit:.0}s", m.elapsed().as_secs_f64()),
+                Some(m) if s.phase == "main" => {
+                    format!(" {:.0}/{time_limit:.0}s", m.elapsed().as_secs_f64())
+                }
                 _ => String::new(),
             };
-            let faults = if s.active_faults.is_empty() { "none".to_string() } else { s.active_faults.join(", ") };
+            let faults = if s.active_faults.is_empty() {
+                "none".to_string()
+            } else {
+                s.active_faults.join(", ")
+            };
             bar.set_message(format!(
                 "{}{main} | ok {} fail {} info {} | faults: {faults}",
                 s.phase, s.ok, s.fail, s.info
@@ -500,12 +615,22 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
     println!("{}", b.build().with(tabled::settings::Style::rounded()));
 
     let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
-    let pct = |v: &Value| v.as_f64().map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "-".into());
+    let pct = |v: &Value| {
+        v.as_f64()
+            .map(|f| format!("{:.0}%", f * 100.0))
+            .unwrap_or_else(|| "-".into())
+    };
     let av = &results["availability"];
     let ops = &results["ops"];
     let mut t = Builder::default();
     t.push_record(["", "ok", "fail", "info", "ok share"]);
-    t.push_record(["all ops".to_string(), n(&ops["completed"]["ok"]), n(&ops["completed"]["fail"]), n(&ops["completed"]["info"]), "".into()]);
+    t.push_record([
+        "all ops".to_string(),
+        n(&ops["completed"]["ok"]),
+        n(&ops["completed"]["fail"]),
+        n(&ops["completed"]["info"]),
+        "".into(),
+    ]);
     t.push_record([
         "during faults".to_string(),
         n(&av["during_faults"]["ok"]),
@@ -525,28 +650,56 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
     let faults = results["faults"].as_array().cloned().unwrap_or_default();
     let applied = faults.iter().filter(|f| f["applied"] == true).count();
     let mut summary = Builder::default();
-    summary.push_record(["verdict".to_string(), results["verdict"].as_str().unwrap_or("?").to_string()]);
+    summary.push_record([
+        "verdict".to_string(),
+        results["verdict"].as_str().unwrap_or("?").to_string(),
+    ]);
     if results["interrupted"] == true {
-        summary.push_record(["interrupted".to_string(), "yes (partial history analysed)".into()]);
+        summary.push_record([
+            "interrupted".to_string(),
+            "yes (partial history analysed)".into(),
+        ]);
     }
     summary.push_record([
         "faults".to_string(),
-        format!("{} scheduled windows, {} applied, {} not applied (see results.json)", faults.len(), applied, faults.len() - applied),
+        format!(
+            "{} scheduled windows, {} applied, {} not applied (see results.json)",
+            faults.len(),
+            applied,
+            faults.len() - applied
+        ),
     ]);
     let ok_latency = &results["latency"]["ok"];
     if ok_latency["count"].as_u64().unwrap_or(0) > 0 {
-        let ms = |k: &str| ok_latency[k].as_f64().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        let ms = |k: &str| {
+            ok_latency[k]
+                .as_f64()
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into())
+        };
         summary.push_record([
             "ok latency".to_string(),
-            format!("p50 {} ms, p99 {} ms, max {} ms", ms("p50_ms"), ms("p99_ms"), ms("max_ms")),
+            format!(
+                "p50 {} ms, p99 {} ms, max {} ms",
+                ms("p50_ms"),
+                ms("p99_ms"),
+                ms("max_ms")
+            ),
         ]);
     }
     summary.push_record([
         "runtime".to_string(),
-        format!("{} ({})", results["runtime"]["kind"].as_str().unwrap_or("?"), results["runtime"]["mechanism"].as_str().unwrap_or("?")),
+        format!(
+            "{} ({})",
+            results["runtime"]["kind"].as_str().unwrap_or("?"),
+            results["runtime"]["mechanism"].as_str().unwrap_or("?")
+        ),
     ]);
     summary.push_record(["run folder".to_string(), dir.display().to_string()]);
-    println!("{}", summary.build().with(tabled::settings::Style::rounded()));
+    println!(
+        "{}",
+        summary.build().with(tabled::settings::Style::rounded())
+    );
     println!("reproduce: {repro}");
 }
 
@@ -571,7 +724,9 @@ mod tests {
     }
 
     fn parse(words: &[&str]) -> RunArgs {
-        Wrap::try_parse_from(std::iter::once("run").chain(words.iter().copied())).unwrap().run
+        Wrap::try_parse_from(std::iter::once("run").chain(words.iter().copied()))
+            .unwrap()
+            .run
     }
 
     fn plan(a: &RunArgs, seed: u64) -> Plan {
@@ -587,21 +742,60 @@ mod tests {
     #[test]
     fn the_reproduce_command_parses_back_to_the_same_run() {
         let a = parse(&[
-            "--nemesis", "partition:isolate-leader,kill", "--nodes", "3", "--concurrency", "7", "--rate", "12.5",
-            "--time-limit", "9", "--nemesis-interval", "1.5", "--bug", "stale-read", "--port", "9000",
-            "--local-net", "loopback", "--recovery", "2",
+            "--nemesis",
+            "partition:isolate-leader,kill",
+            "--nodes",
+            "3",
+            "--concurrency",
+            "7",
+            "--rate",
+            "12.5",
+            "--time-limit",
+            "9",
+            "--nemesis-interval",
+            "1.5",
+            "--bug",
+            "stale-read",
+            "--port",
+            "9000",
+            "--local-net",
+            "loopback",
+            "--recovery",
+            "2",
         ]);
         let r = repro(&a, &plan(&a, 1234));
         let words: Vec<&str> = r.split_whitespace().collect();
         assert_eq!(&words[..2], ["faultline", "run"]);
         let b = parse(&words[2..]);
         assert_eq!(b.seed, Some(1234));
-        assert_eq!(parse_choices(&b.nemesis).unwrap(), parse_choices(&a.nemesis).unwrap());
         assert_eq!(
-            (b.nodes, b.concurrency, b.rate, b.time_limit, b.nemesis_interval, b.recovery, b.port),
-            (a.nodes, a.concurrency, a.rate, a.time_limit, a.nemesis_interval, a.recovery, a.port)
+            parse_choices(&b.nemesis).unwrap(),
+            parse_choices(&a.nemesis).unwrap()
         );
-        assert_eq!((b.bugs, b.local_net, b.target, b.workload, b.runtime), (a.bugs, a.local_net, a.target, a.workload, a.runtime));
+        assert_eq!(
+            (
+                b.nodes,
+                b.concurrency,
+                b.rate,
+                b.time_limit,
+                b.nemesis_interval,
+                b.recovery,
+                b.port
+            ),
+            (
+                a.nodes,
+                a.concurrency,
+                a.rate,
+                a.time_limit,
+                a.nemesis_interval,
+                a.recovery,
+                a.port
+            )
+        );
+        assert_eq!(
+            (b.bugs, b.local_net, b.target, b.workload, b.runtime),
+            (a.bugs, a.local_net, a.target, a.workload, a.runtime)
+        );
     }
 
     #[test]

@@ -134,7 +134,9 @@ pub fn latencies(events: &[Event]) -> BTreeMap<String, Latency> {
                 EventType::Fail => "fail",
                 _ => "info",
             };
-            by.entry(key.into()).or_default().push(e.time.saturating_sub(t0));
+            by.entry(key.into())
+                .or_default()
+                .push(e.time.saturating_sub(t0));
         }
     }
     by.into_iter().map(|(k, v)| (k, latency_of(v))).collect()
@@ -153,16 +155,28 @@ pub fn fault_windows(events: &[Event]) -> Vec<Window> {
             }
         } else if let Some(fam) = e.f.strip_prefix("stop-") {
             if let Some(start) = open.remove(fam) {
-                out.push(Window { f: fam.into(), start_ns: start, end_ns: e.time });
+                out.push(Window {
+                    f: fam.into(),
+                    start_ns: start,
+                    end_ns: e.time,
+                });
             }
         } else if e.f == "heal" {
             for (fam, start) in std::mem::take(&mut open) {
-                out.push(Window { f: fam, start_ns: start, end_ns: e.time });
+                out.push(Window {
+                    f: fam,
+                    start_ns: start,
+                    end_ns: e.time,
+                });
             }
         }
     }
     for (fam, start) in open {
-        out.push(Window { f: fam, start_ns: start, end_ns: end });
+        out.push(Window {
+            f: fam,
+            start_ns: start,
+            end_ns: end,
+        });
     }
     out.sort_by_key(|w| w.start_ns);
     out
@@ -172,12 +186,23 @@ pub fn fault_windows(events: &[Event]) -> Vec<Window> {
 /// fault window.
 pub fn availability(events: &[Event]) -> Availability {
     let windows = fault_windows(events);
-    let mut a = Availability { fault_windows: windows.len(), ..Availability::default() };
-    a.fault_time_s = windows.iter().map(|w| (w.end_ns - w.start_ns) as f64 / 1e9).sum();
+    let mut a = Availability {
+        fault_windows: windows.len(),
+        ..Availability::default()
+    };
+    a.fault_time_s = windows
+        .iter()
+        .map(|w| (w.end_ns - w.start_ns) as f64 / 1e9)
+        .sum();
     let first = windows.iter().map(|w| w.start_ns).min();
     let last = windows.iter().map(|w| w.end_ns).max();
-    for e in events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke) {
-        let inside = windows.iter().any(|w| e.time >= w.start_ns && e.time <= w.end_ns);
+    for e in events
+        .iter()
+        .filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke)
+    {
+        let inside = windows
+            .iter()
+            .any(|w| e.time >= w.start_ns && e.time <= w.end_ns);
         if inside {
             a.during_faults.add(e.kind);
         } else {
@@ -203,7 +228,10 @@ pub fn availability(events: &[Event]) -> Availability {
 pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult {
     let details = json!(a);
     let (verdict, reason) = if stats.completed.ok == 0 {
-        ("unknown", Some("no operation succeeded in the whole run".to_string()))
+        (
+            "unknown",
+            Some("no operation succeeded in the whole run".to_string()),
+        )
     } else if a.fault_windows > 0 && a.during_faults.ok == 0 {
         (
             "unknown",
@@ -215,7 +243,12 @@ pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult 
     } else {
         ("valid", None)
     };
-    CheckerResult { name: "availability".into(), verdict: verdict.into(), reason, details }
+    CheckerResult {
+        name: "availability".into(),
+        verdict: verdict.into(),
+        reason,
+        details,
+    }
 }
 
 /// Combines checker verdicts: any invalid → invalid; else any unknown → unknown; else valid.
@@ -234,8 +267,25 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn ev(index: u64, time: u64, kind: EventType, process: Process, f: &str, value: Value) -> Event {
-        Event { index, time, kind, process, f: f.into(), key: None, value, error: None, node: None }
+    fn ev(
+        index: u64,
+        time: u64,
+        kind: EventType,
+        process: Process,
+        f: &str,
+        value: Value,
+    ) -> Event {
+        Event {
+            index,
+            time,
+            kind,
+            process,
+            f: f.into(),
+            key: None,
+            value,
+            error: None,
+            node: None,
+        }
     }
 
     fn history() -> Vec<Event> {
@@ -244,13 +294,27 @@ mod tests {
         vec![
             ev(0, 10, Invoke, c(0), "read", Value::Null),
             ev(1, 20, Ok, c(0), "read", json!(1)),
-            ev(2, 30, Info, Process::Nemesis, "start-partition", json!({"applied": true})),
+            ev(
+                2,
+                30,
+                Info,
+                Process::Nemesis,
+                "start-partition",
+                json!({"applied": true}),
+            ),
             ev(3, 40, Invoke, c(0), "write", json!(2)),
             ev(4, 50, Fail, c(0), "write", json!(2)),
             ev(5, 55, Invoke, c(1), "write", json!(3)),
             ev(6, 60, Ok, c(1), "write", json!(3)),
             ev(7, 70, Info, Process::Nemesis, "stop-partition", json!({})),
-            ev(8, 75, Info, Process::Nemesis, "start-latency", json!({"applied": false})),
+            ev(
+                8,
+                75,
+                Info,
+                Process::Nemesis,
+                "start-latency",
+                json!({"applied": false}),
+            ),
             ev(9, 80, Invoke, c(0), "read", Value::Null),
             ev(10, 90, Info, c(0), "read", Value::Null),
             ev(11, 95, Invoke, c(10), "read", Value::Null),
@@ -263,14 +327,50 @@ mod tests {
         let h = history();
         let s = op_stats(&h);
         assert_eq!(s.invoked, 5);
-        assert_eq!(s.completed, Counts { ok: 2, fail: 1, info: 1 });
+        assert_eq!(
+            s.completed,
+            Counts {
+                ok: 2,
+                fail: 1,
+                info: 1
+            }
+        );
         assert_eq!(s.unfinished, 1);
-        assert_eq!(s.by_f["write"], Counts { ok: 1, fail: 1, info: 0 });
+        assert_eq!(
+            s.by_f["write"],
+            Counts {
+                ok: 1,
+                fail: 1,
+                info: 0
+            }
+        );
         let w = fault_windows(&h);
-        assert_eq!(w, vec![Window { f: "partition".into(), start_ns: 30, end_ns: 70 }], "unapplied latency opens no window");
+        assert_eq!(
+            w,
+            vec![Window {
+                f: "partition".into(),
+                start_ns: 30,
+                end_ns: 70
+            }],
+            "unapplied latency opens no window"
+        );
         let a = availability(&h);
-        assert_eq!(a.during_faults, Counts { ok: 1, fail: 1, info: 0 });
-        assert_eq!(a.outside_faults, Counts { ok: 1, fail: 0, info: 1 });
+        assert_eq!(
+            a.during_faults,
+            Counts {
+                ok: 1,
+                fail: 1,
+                info: 0
+            }
+        );
+        assert_eq!(
+            a.outside_faults,
+            Counts {
+                ok: 1,
+                fail: 0,
+                info: 1
+            }
+        );
         assert_eq!(a.ok_before_first_fault, 1);
         assert_eq!(a.ok_after_last_fault, 0);
         assert_eq!(availability_checker(&a, &s).verdict, "valid");
@@ -284,11 +384,19 @@ mod tests {
         let r = availability_checker(&a, &op_stats(&h));
         assert_eq!(r.verdict, "unknown");
         assert!(r.reason.unwrap().contains("no operation succeeded during"));
-        let lin_ok = CheckerResult { name: "linearizable".into(), verdict: "valid".into(), reason: None, details: Value::Null };
+        let lin_ok = CheckerResult {
+            name: "linearizable".into(),
+            verdict: "valid".into(),
+            reason: None,
+            details: Value::Null,
+        };
         let avail = availability_checker(&a, &op_stats(&h));
         assert_eq!(combine(&[lin_ok.clone(), avail]), "unknown");
         assert_eq!(combine(std::slice::from_ref(&lin_ok)), "valid");
-        let bad = CheckerResult { verdict: "invalid".into(), ..lin_ok };
+        let bad = CheckerResult {
+            verdict: "invalid".into(),
+            ..lin_ok
+        };
         assert_eq!(combine(&[bad]), "invalid");
         assert_eq!(combine(&[]), "unknown");
     }
@@ -304,7 +412,10 @@ mod tests {
         assert_eq!(l["info"].count, 1);
         let many: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
         let p = latency_of(many);
-        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms),
+            (50.0, 95.0, 99.0, 100.0)
+        );
         assert_eq!(latency_of(vec![]), Latency::default());
     }
 
@@ -312,9 +423,23 @@ mod tests {
     fn heal_closes_every_open_window() {
         use EventType::*;
         let h = vec![
-            ev(0, 5, Info, Process::Nemesis, "start-kill", json!({"applied": true})),
+            ev(
+                0,
+                5,
+                Info,
+                Process::Nemesis,
+                "start-kill",
+                json!({"applied": true}),
+            ),
             ev(1, 9, Info, Process::Nemesis, "heal", json!({})),
         ];
-        assert_eq!(fault_windows(&h), vec![Window { f: "kill".into(), start_ns: 5, end_ns: 9 }]);
+        assert_eq!(
+            fault_windows(&h),
+            vec![Window {
+                f: "kill".into(),
+                start_ns: 5,
+                end_ns: 9
+            }]
+        );
     }
 }

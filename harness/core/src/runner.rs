@@ -26,7 +26,9 @@ use crate::client::http::NodeHttp;
 use crate::client::{Completion, Op};
 use crate::generator::{Pacer, ProcessIds};
 use crate::history::{EventParts, HistoryWriter};
-use crate::nemesis::{nemesis_for, Applied, Choice, ClockSample, Family, Nemesis, NemesisCtx, Schedule};
+use crate::nemesis::{
+    nemesis_for, Applied, Choice, ClockSample, Family, Nemesis, NemesisCtx, Schedule,
+};
 use crate::progress::Progress;
 use crate::runtime::{Launch, Runtime};
 use crate::store::RunDir;
@@ -161,7 +163,12 @@ async fn invoke_recorded(
     });
     let addr = runtime.client_addr(node).unwrap_or_default();
     // The HTTP client has its own timeout; this outer bound guards against anything else.
-    let completion = match tokio::time::timeout(timeout + Duration::from_secs(1), workload.invoke(http, &addr, node, op)).await {
+    let completion = match tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        workload.invoke(http, &addr, node, op),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(_) => Completion::info(op.value.clone(), "harness-timeout", node),
     };
@@ -206,13 +213,25 @@ async fn worker(
             break;
         }
         let Some(op) = generator.next_op() else { break };
-        let c = invoke_recorded(&shared, workload.as_ref(), &http, runtime.as_ref(), &nodes[node_ix], procs.current(), &op, cfg.op_timeout).await;
+        let c = invoke_recorded(
+            &shared,
+            workload.as_ref(),
+            &http,
+            runtime.as_ref(),
+            &nodes[node_ix],
+            procs.current(),
+            &op,
+            cfg.op_timeout,
+        )
+        .await;
         match c.kind {
             EventType::Info => {
                 procs.retire();
             }
             // A node that refuses connections is down: try the next one.
-            EventType::Fail if c.error.as_deref() == Some("connect") => node_ix = (node_ix + 1) % nodes.len(),
+            EventType::Fail if c.error.as_deref() == Some("connect") => {
+                node_ix = (node_ix + 1) % nodes.len()
+            }
             _ => {}
         }
     }
@@ -234,15 +253,24 @@ async fn nemesis_task(
         if !sleep_or_cancel(at.saturating_duration_since(Instant::now()), &mut cancel).await {
             break;
         }
-        let Some(nem) = nemeses.iter().find(|n| n.family() == s.spec.family) else { continue };
+        let Some(nem) = nemeses.iter().find(|n| n.family() == s.spec.family) else {
+            continue;
+        };
         let fam = s.spec.family.as_str();
         let applied: Applied = nem.start(&ctx, &s.spec).await;
         let label = format!("{fam}:{}", s.spec.kind);
         if applied.applied {
             shared.progress.fault_started(&label);
-            tracing::info!("start {label} on {:?} via {}", applied.nodes, applied.mechanism);
+            tracing::info!(
+                "start {label} on {:?} via {}",
+                applied.nodes,
+                applied.mechanism
+            );
         } else {
-            tracing::warn!("fault {label} NOT applied: {}", applied.error.as_deref().unwrap_or("?"));
+            tracing::warn!(
+                "fault {label} NOT applied: {}",
+                applied.error.as_deref().unwrap_or("?")
+            );
         }
         let start_ns = shared.history.now_ns();
         shared.nemesis_event(
@@ -263,7 +291,8 @@ async fn nemesis_task(
             detail: applied.detail.clone(),
         };
         let until = started + Duration::from_secs_f64(s.end_s);
-        let finished = sleep_or_cancel(until.saturating_duration_since(Instant::now()), &mut cancel).await;
+        let finished =
+            sleep_or_cancel(until.saturating_duration_since(Instant::now()), &mut cancel).await;
         if finished {
             let stopped = nem.stop(&ctx, &s.spec, &applied).await;
             rec.end_ns = Some(shared.history.now_ns());
@@ -305,7 +334,11 @@ async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
                 let time_ns = (ctx.now_ns)();
                 if let Ok(mut s) = ctx.clock_samples.lock() {
                     if s.len() < crate::nemesis::clock::SAMPLES_MAX {
-                        s.push(ClockSample { time_ns, node, offset_ms });
+                        s.push(ClockSample {
+                            time_ns,
+                            node,
+                            offset_ms,
+                        });
                     }
                 }
             }
@@ -315,13 +348,21 @@ async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
 }
 
 /// Waits until every node answers its status and some node is leader; bounded.
-async fn wait_ready(runtime: &dyn Runtime, target: &dyn Target, timeout: Duration, cancel: &mut watch::Receiver<bool>) -> Result<Duration, String> {
+async fn wait_ready(
+    runtime: &dyn Runtime,
+    target: &dyn Target,
+    timeout: Duration,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<Duration, String> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
     while started.elapsed() < timeout {
         for n in runtime.nodes() {
             if !runtime.is_running(&n.id) {
-                return Err(format!("node {} exited during setup (see nodes/{}.log)", n.id, n.id));
+                return Err(format!(
+                    "node {} exited during setup (see nodes/{}.log)",
+                    n.id, n.id
+                ));
             }
         }
         let mut answered = 0;
@@ -347,13 +388,24 @@ async fn wait_ready(runtime: &dyn Runtime, target: &dyn Target, timeout: Duratio
             return Err("cancelled during setup".into());
         }
     }
-    Err(format!("cluster not ready within {:.0} s: {last}", timeout.as_secs_f64()))
+    Err(format!(
+        "cluster not ready within {:.0} s: {last}",
+        timeout.as_secs_f64()
+    ))
 }
 
 /// Runs one test. Never returns without having torn the runtime down.
 pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let cfg = Arc::new(cfg);
-    let RunInputs { runtime, target, workload, http, run_dir, progress, mut cancel } = inputs;
+    let RunInputs {
+        runtime,
+        target,
+        workload,
+        http,
+        run_dir,
+        progress,
+        mut cancel,
+    } = inputs;
     let mut errors: Vec<String> = Vec::new();
     let t0 = Instant::now();
     let nodes_n = runtime.nodes().len();
@@ -386,10 +438,20 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         Err(e) => {
             errors.push(e.to_string());
             let _ = runtime.teardown();
-            return RunOutcome { verdict: None, results: json!({ "errors": errors }), interrupted: false, errors };
+            return RunOutcome {
+                verdict: None,
+                results: json!({ "errors": errors }),
+                interrupted: false,
+                errors,
+            };
         }
     };
-    let shared = Arc::new(Shared { history, progress: progress.clone(), keys: Mutex::new(BTreeSet::new()), max_process: AtomicU64::new(0) });
+    let shared = Arc::new(Shared {
+        history,
+        progress: progress.clone(),
+        keys: Mutex::new(BTreeSet::new()),
+        max_process: AtomicU64::new(0),
+    });
 
     // Setup.
     progress.set_phase("setup");
@@ -414,7 +476,14 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     }
     let mut timings = serde_json::Map::new();
     if setup_ok {
-        match wait_ready(runtime.as_ref(), target.as_ref(), cfg.setup_timeout, &mut cancel).await {
+        match wait_ready(
+            runtime.as_ref(),
+            target.as_ref(),
+            cfg.setup_timeout,
+            &mut cancel,
+        )
+        .await
+        {
             Ok(d) => {
                 timings.insert("ready_s".into(), json!(d.as_secs_f64()));
                 tracing::info!("cluster ready after {:.2} s", d.as_secs_f64());
@@ -439,10 +508,16 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     });
     // One nemesis per family, shared by the schedule and the heal (the clock nemesis owns its
     // strobe task, which the heal must stop).
-    let nemeses: Arc<Vec<Box<dyn Nemesis>>> = Arc::new(Family::ALL.iter().map(|f| nemesis_for(*f)).collect());
+    let nemeses: Arc<Vec<Box<dyn Nemesis>>> =
+        Arc::new(Family::ALL.iter().map(|f| nemesis_for(*f)).collect());
     // Heal order: restart killed nodes, resume paused ones, then the network (partition, loss
     // and latency share one heal), then clocks (a node must run to have its clock reset).
-    let heal_order = [Family::Kill, Family::Pause, Family::Partition, Family::Clock];
+    let heal_order = [
+        Family::Kill,
+        Family::Pause,
+        Family::Partition,
+        Family::Clock,
+    ];
 
     let mut fault_records = Vec::new();
     if setup_ok {
@@ -452,10 +527,26 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         let deadline = main_start + cfg.time_limit;
         let workers: Vec<_> = (0..cfg.concurrency as u64)
             .map(|w| {
-                tokio::spawn(worker(w, cfg.clone(), shared.clone(), workload.clone(), runtime.clone(), http.clone(), deadline, cancel.clone()))
+                tokio::spawn(worker(
+                    w,
+                    cfg.clone(),
+                    shared.clone(),
+                    workload.clone(),
+                    runtime.clone(),
+                    http.clone(),
+                    deadline,
+                    cancel.clone(),
+                ))
             })
             .collect();
-        let nem = tokio::spawn(nemesis_task(schedule.clone(), ctx.clone(), nemeses.clone(), shared.clone(), main_start, cancel.clone()));
+        let nem = tokio::spawn(nemesis_task(
+            schedule.clone(),
+            ctx.clone(),
+            nemeses.clone(),
+            shared.clone(),
+            main_start,
+            cancel.clone(),
+        ));
         // Only when clocks are skewed is there something to plot; sample what nodes report.
         let sampler = cfg
             .nemesis
@@ -497,13 +588,19 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     if setup_ok {
         progress.set_phase("heal");
         let mut heal_errors = Vec::new();
-        for n in heal_order.iter().filter_map(|f| nemeses.iter().find(|n| n.family() == *f)) {
+        for n in heal_order
+            .iter()
+            .filter_map(|f| nemeses.iter().find(|n| n.family() == *f))
+        {
             if let Err(e) = n.heal_all(&ctx).await {
                 heal_errors.push(format!("{}: {e}", n.family().as_str()));
             }
         }
         progress.clear_faults();
-        shared.nemesis_event("heal", json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }));
+        shared.nemesis_event(
+            "heal",
+            json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }),
+        );
         for r in &mut fault_records {
             if r.end_ns.is_none() {
                 r.end_ns = Some(shared.history.now_ns());
@@ -523,7 +620,15 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let mut final_reads = json!(null);
     if setup_ok && !cancelled(&cancel) {
         progress.set_phase("final reads");
-        final_reads = final_phase(&cfg, &shared, workload.as_ref(), &http, runtime.as_ref(), &mut cancel).await;
+        final_reads = final_phase(
+            &cfg,
+            &shared,
+            workload.as_ref(),
+            &http,
+            runtime.as_ref(),
+            &mut cancel,
+        )
+        .await;
     }
     let interrupted = cancelled(&cancel);
 
@@ -548,7 +653,11 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     };
     let stats = analysis::op_stats(&events);
     let avail = analysis::availability(&events);
-    let mut checkers: Vec<CheckerResult> = if events.is_empty() { Vec::new() } else { workload.check(&events) };
+    let mut checkers: Vec<CheckerResult> = if events.is_empty() {
+        Vec::new()
+    } else {
+        workload.check(&events)
+    };
     checkers.push(analysis::availability_checker(&avail, &stats));
     let mut verdict = analysis::combine(&checkers).to_string();
     if interrupted && verdict == "valid" {
@@ -588,7 +697,12 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         errors.push(e.to_string());
     }
     progress.set_phase("done");
-    RunOutcome { verdict: if setup_failed { None } else { Some(verdict) }, results, interrupted, errors }
+    RunOutcome {
+        verdict: if setup_failed { None } else { Some(verdict) },
+        results,
+        interrupted,
+        errors,
+    }
 }
 
 /// Reads every key once more through a healthy cluster, retrying (bounded) until each read
@@ -601,7 +715,13 @@ async fn final_phase(
     runtime: &dyn Runtime,
     cancel: &mut watch::Receiver<bool>,
 ) -> Value {
-    let keys: Vec<String> = shared.keys.lock().expect("keys lock").iter().cloned().collect();
+    let keys: Vec<String> = shared
+        .keys
+        .lock()
+        .expect("keys lock")
+        .iter()
+        .cloned()
+        .collect();
     let ops = workload.final_ops(&keys);
     let nodes: Vec<String> = runtime.nodes().iter().map(|n| n.id.clone()).collect();
     let deadline = Instant::now() + cfg.final_read_timeout;
@@ -611,7 +731,17 @@ async fn final_phase(
     for op in &ops {
         let mut done = false;
         while Instant::now() < deadline && !cancelled(cancel) {
-            let c = invoke_recorded(shared, workload, http, runtime, &nodes[node_ix % nodes.len()], process, op, cfg.op_timeout).await;
+            let c = invoke_recorded(
+                shared,
+                workload,
+                http,
+                runtime,
+                &nodes[node_ix % nodes.len()],
+                process,
+                op,
+                cfg.op_timeout,
+            )
+            .await;
             match c.kind {
                 EventType::Ok => {
                     done = true;

@@ -29,7 +29,13 @@ pub trait Workload: Send + Sync {
     /// arguments.
     fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator>;
     /// Performs `op` on the node `node` at `addr` through the reference node API.
-    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion>;
+    fn invoke<'a>(
+        &'a self,
+        http: &'a NodeHttp,
+        addr: &'a str,
+        node: &'a str,
+        op: &'a Op,
+    ) -> BoxFuture<'a, Completion>;
     /// The operations of the final phase (e.g. a read of every key), given the keys used.
     fn final_ops(&self, keys: &[String]) -> Vec<Op>;
     /// Judges a history (client and nemesis events, in index order).

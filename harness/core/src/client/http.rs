@@ -40,16 +40,31 @@ impl NodeHttp {
             .pool_max_idle_per_host(0)
             .no_proxy()
             .build()?;
-        Ok(NodeHttp { http, admin_token: admin_token.into() })
+        Ok(NodeHttp {
+            http,
+            admin_token: admin_token.into(),
+        })
     }
 
     fn classify(e: &reqwest::Error) -> CallError {
         if e.is_connect() {
-            CallError { definite: true, error: "connect".into(), message: e.to_string() }
+            CallError {
+                definite: true,
+                error: "connect".into(),
+                message: e.to_string(),
+            }
         } else if e.is_timeout() {
-            CallError { definite: false, error: "timeout".into(), message: e.to_string() }
+            CallError {
+                definite: false,
+                error: "timeout".into(),
+                message: e.to_string(),
+            }
         } else {
-            CallError { definite: false, error: "connection".into(), message: e.to_string() }
+            CallError {
+                definite: false,
+                error: "connection".into(),
+                message: e.to_string(),
+            }
         }
     }
 
@@ -62,14 +77,25 @@ impl NodeHttp {
             return Ok(json);
         }
         // Without a well-formed error body we cannot know whether the op happened.
-        let definite = json.get("definite").and_then(Value::as_bool).unwrap_or(false);
+        let definite = json
+            .get("definite")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let error = json
             .get("error")
             .and_then(Value::as_str)
             .map(String::from)
             .unwrap_or_else(|| format!("http-{}", status.as_u16()));
-        let message = json.get("message").and_then(Value::as_str).unwrap_or("").to_string();
-        Err(CallError { definite, error, message })
+        let message = json
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Err(CallError {
+            definite,
+            error,
+            message,
+        })
     }
 
     /// `POST http://ADDR/kv/<call>` with `body`.
@@ -81,12 +107,27 @@ impl NodeHttp {
     /// `GET /admin/status`.
     pub async fn status(&self, addr: &str) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/status");
-        Self::finish(self.http.get(url).bearer_auth(&self.admin_token).send().await).await
+        Self::finish(
+            self.http
+                .get(url)
+                .bearer_auth(&self.admin_token)
+                .send()
+                .await,
+        )
+        .await
     }
 
     /// `POST /admin/clock` with `body` (`{"offset_ms": ..}` or `{"reset": true}`).
     pub async fn clock(&self, addr: &str, body: &Value) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/clock");
-        Self::finish(self.http.post(url).bearer_auth(&self.admin_token).json(body).send().await).await
+        Self::finish(
+            self.http
+                .post(url)
+                .bearer_auth(&self.admin_token)
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
     }
 }

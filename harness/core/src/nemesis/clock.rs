@@ -27,7 +27,11 @@ pub struct ClockNemesis {
 fn sample(ctx_samples: &Arc<Mutex<Vec<ClockSample>>>, now: u64, node: &str, offset_ms: i64) {
     if let Ok(mut s) = ctx_samples.lock() {
         if s.len() < SAMPLES_MAX {
-            s.push(ClockSample { time_ns: now, node: node.into(), offset_ms });
+            s.push(ClockSample {
+                time_ns: now,
+                node: node.into(),
+                offset_ms,
+            });
         }
     }
 }
@@ -38,7 +42,11 @@ pub fn clock_nodes(ordered: &[String]) -> Vec<String> {
         return vec![];
     }
     // The permutation's first index seeds the subset size (deterministic per schedule).
-    let k = 1 + ordered[0].trim_start_matches('n').parse::<usize>().unwrap_or(1) % ordered.len();
+    let k = 1 + ordered[0]
+        .trim_start_matches('n')
+        .parse::<usize>()
+        .unwrap_or(1)
+        % ordered.len();
     ordered[..k].to_vec()
 }
 
@@ -106,17 +114,30 @@ impl Nemesis for ClockNemesis {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
                 mechanism: "admin-api".into(),
-                error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
+                error: if errors.is_empty() {
+                    None
+                } else {
+                    Some(errors.join("; "))
+                },
                 detail: json!({ "offset_ms": offset, "strobe_period_ms": if spec.kind == "strobe" { Some(STROBE_PERIOD_MS) } else { None } }),
             }
         })
     }
 
-    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, _spec: &'a FaultSpec, applied: &'a Applied) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(
+        &'a self,
+        ctx: &'a NemesisCtx,
+        _spec: &'a FaultSpec,
+        applied: &'a Applied,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.stop_strobe();
             let errors = Self::set_all(ctx, &applied.nodes, None).await;
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
 
@@ -125,7 +146,11 @@ impl Nemesis for ClockNemesis {
             self.stop_strobe();
             let ids = ctx.node_ids();
             let errors = Self::set_all(ctx, &ids, None).await;
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
 }

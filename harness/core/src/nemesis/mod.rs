@@ -38,8 +38,14 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 6] =
-        [Family::Partition, Family::Kill, Family::Pause, Family::Clock, Family::Loss, Family::Latency];
+    pub const ALL: [Family; 6] = [
+        Family::Partition,
+        Family::Kill,
+        Family::Pause,
+        Family::Clock,
+        Family::Loss,
+        Family::Latency,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,7 +61,14 @@ impl Family {
     /// The kinds a schedule draws from for this family.
     pub fn kinds(self) -> &'static [&'static str] {
         match self {
-            Family::Partition => &["halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "one-way"],
+            Family::Partition => &[
+                "halves",
+                "isolate-one",
+                "isolate-leader",
+                "majorities-ring",
+                "bridge",
+                "one-way",
+            ],
             Family::Kill | Family::Pause => &["one", "minority", "leader", "all"],
             Family::Clock => &["bump", "strobe"],
             Family::Loss => &["all-links"],
@@ -100,7 +113,10 @@ impl Choice {
 pub const NAMED: &[(&str, &str)] = &[
     ("network", "partition,loss,latency"),
     ("process", "kill,pause"),
-    ("leader", "partition:isolate-leader,kill:leader,pause:leader"),
+    (
+        "leader",
+        "partition:isolate-leader,kill:leader,pause:leader",
+    ),
 ];
 
 /// Parses `--nemesis`: `all`, `none`, a named schedule ([`NAMED`]), or a comma list of
@@ -111,12 +127,23 @@ pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
     }
     match s.trim() {
         "none" | "" => Ok(vec![]),
-        "all" => Ok(Family::ALL.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect()),
+        "all" => Ok(Family::ALL
+            .iter()
+            .map(|f| Choice {
+                family: *f,
+                kinds: vec![],
+            })
+            .collect()),
         list => {
             let mut out: Vec<Choice> = Vec::new();
             for part in list.split(',') {
                 let (fam, kinds) = match part.trim().split_once(':') {
-                    Some((f, k)) => (f, k.split('+').map(|k| k.trim().to_string()).collect::<Vec<_>>()),
+                    Some((f, k)) => (
+                        f,
+                        k.split('+')
+                            .map(|k| k.trim().to_string())
+                            .collect::<Vec<_>>(),
+                    ),
                     None => (part.trim(), vec![]),
                 };
                 let family: Family = fam.parse()?;
@@ -173,13 +200,31 @@ impl Schedule {
     /// Quiet `interval`, fault `interval`, quiet `interval`, ... up to `time_limit`, every fault
     /// ending at least `interval/2` before the limit. Families are drawn at random (seeded) but
     /// cycle so that each listed family appears before any repeats.
-    pub fn generate(seed: u64, families: &[Family], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
-        let choices: Vec<Choice> = families.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect();
+    pub fn generate(
+        seed: u64,
+        families: &[Family],
+        nodes: usize,
+        time_limit_s: f64,
+        interval_s: f64,
+    ) -> Schedule {
+        let choices: Vec<Choice> = families
+            .iter()
+            .map(|f| Choice {
+                family: *f,
+                kinds: vec![],
+            })
+            .collect();
         Self::generate_choices(seed, &choices, nodes, time_limit_s, interval_s)
     }
 
     /// [`Schedule::generate`] with families narrowed to some kinds.
-    pub fn generate_choices(seed: u64, choices: &[Choice], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
+    pub fn generate_choices(
+        seed: u64,
+        choices: &[Choice],
+        nodes: usize,
+        time_limit_s: f64,
+        interval_s: f64,
+    ) -> Schedule {
         assert!(interval_s > 0.0, "interval checked by the caller");
         let families: Vec<Family> = choices.iter().map(|c| c.family).collect();
         let name = if choices.is_empty() {
@@ -187,7 +232,13 @@ impl Schedule {
         } else {
             choices
                 .iter()
-                .map(|c| if c.kinds.is_empty() { c.family.as_str().to_string() } else { format!("{}:{}", c.family.as_str(), c.kinds.join("+")) })
+                .map(|c| {
+                    if c.kinds.is_empty() {
+                        c.family.as_str().to_string()
+                    } else {
+                        format!("{}:{}", c.family.as_str(), c.kinds.join("+"))
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -201,21 +252,40 @@ impl Schedule {
                 bag.shuffle(&mut rng);
             }
             let family = bag.pop().expect("bag refilled");
-            let kinds = choices.iter().find(|c| c.family == family).expect("family from choices").kinds();
+            let kinds = choices
+                .iter()
+                .find(|c| c.family == family)
+                .expect("family from choices")
+                .kinds();
             let kind = kinds[rng.random_range(0..kinds.len())].to_string();
             let mut order: Vec<usize> = (0..nodes).collect();
             order.shuffle(&mut rng);
             let param = match family {
                 // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
                 Family::Clock => {
-                    let mag = 10f64.powf(rng.random_range(0.0..(600_000f64).log10())).round();
-                    if rng.random_bool(0.5) { mag } else { -mag }
+                    let mag = 10f64
+                        .powf(rng.random_range(0.0..(600_000f64).log10()))
+                        .round();
+                    if rng.random_bool(0.5) {
+                        mag
+                    } else {
+                        -mag
+                    }
                 }
                 Family::Loss => (rng.random_range(0.1..0.5f64) * 100.0).round() / 100.0,
                 Family::Latency => rng.random_range(20..200u32) as f64,
                 _ => 0.0,
             };
-            faults.push(Scheduled { start_s: t, end_s: t + interval_s, spec: FaultSpec { family, kind, order, param } });
+            faults.push(Scheduled {
+                start_s: t,
+                end_s: t + interval_s,
+                spec: FaultSpec {
+                    family,
+                    kind,
+                    order,
+                    param,
+                },
+            });
             t += 2.0 * interval_s;
         }
         Schedule { name, faults }
@@ -265,7 +335,10 @@ impl NemesisCtx {
     /// The node ids in `spec.order`.
     pub fn ordered(&self, spec: &FaultSpec) -> Vec<String> {
         let ids = self.node_ids();
-        spec.order.iter().filter_map(|&i| ids.get(i).cloned()).collect()
+        spec.order
+            .iter()
+            .filter_map(|&i| ids.get(i).cloned())
+            .collect()
     }
 
     /// The leader, as the live nodes report it: the claim of the highest term wins. Nodes are
@@ -286,7 +359,10 @@ impl NemesisCtx {
         let mut best: Option<(u64, String)> = None;
         while let Some(r) = set.join_next().await {
             if let Ok(Some((term, id))) = r {
-                if best.as_ref().is_none_or(|(t, b)| term > *t || (term == *t && id < *b)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(t, b)| term > *t || (term == *t && id < *b))
+                {
                     best = Some((term, id));
                 }
             }
@@ -305,7 +381,12 @@ pub trait Nemesis: Send + Sync {
     /// Starts the fault; never panics, reports failure in [`Applied`].
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied>;
     /// Ends the fault that `start` reported.
-    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec, applied: &'a Applied) -> BoxFuture<'a, Result<(), String>>;
+    fn stop<'a>(
+        &'a self,
+        ctx: &'a NemesisCtx,
+        spec: &'a FaultSpec,
+        applied: &'a Applied,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// Undoes every fault of this family (idempotent).
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>>;
 }
@@ -326,12 +407,21 @@ pub async fn pick_nodes(ctx: &NemesisCtx, spec: &FaultSpec) -> (Vec<String>, Opt
     let n = ordered.len();
     match spec.kind.as_str() {
         "one" => (ordered.into_iter().take(1).collect(), None),
-        "minority" => (ordered.into_iter().take((n.saturating_sub(1) / 2).max(1)).collect(), None),
+        "minority" => (
+            ordered
+                .into_iter()
+                .take((n.saturating_sub(1) / 2).max(1))
+                .collect(),
+            None,
+        ),
         "all" => (ordered, None),
         "leader" | "isolate-leader" => match ctx.leader().await {
             Some(l) => (vec![l], None),
             // No leader known: fall back to the seeded choice and say so.
-            None => (ordered.into_iter().take(1).collect(), Some("no leader known; took a seeded node".into())),
+            None => (
+                ordered.into_iter().take(1).collect(),
+                Some("no leader known; took a seeded node".into()),
+            ),
         },
         other => (vec![], Some(format!("unknown kind {other}"))),
     }
@@ -372,11 +462,19 @@ mod tests {
 
     #[test]
     fn parameters_stay_in_their_ranges() {
-        let s = Schedule::generate(9, &[Family::Clock, Family::Loss, Family::Latency], 3, 600.0, 1.0);
+        let s = Schedule::generate(
+            9,
+            &[Family::Clock, Family::Loss, Family::Latency],
+            3,
+            600.0,
+            1.0,
+        );
         assert!(s.faults.len() > 100);
         for f in &s.faults {
             match f.spec.family {
-                Family::Clock => assert!(f.spec.param.abs() >= 1.0 && f.spec.param.abs() <= 600_000.0),
+                Family::Clock => {
+                    assert!(f.spec.param.abs() >= 1.0 && f.spec.param.abs() <= 600_000.0)
+                }
                 Family::Loss => assert!(f.spec.param >= 0.1 && f.spec.param <= 0.5),
                 Family::Latency => assert!(f.spec.param >= 20.0 && f.spec.param < 200.0),
                 _ => unreachable!(),
@@ -387,27 +485,43 @@ mod tests {
     #[test]
     fn no_faults_without_families_or_time() {
         assert!(Schedule::generate(1, &[], 5, 60.0, 5.0).faults.is_empty());
-        assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0).faults.is_empty());
+        assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0)
+            .faults
+            .is_empty());
     }
 
     #[test]
     fn nemesis_flag_parsing() {
         assert_eq!(parse_families("none").unwrap(), vec![]);
         assert_eq!(parse_families("all").unwrap().len(), 6);
-        assert_eq!(parse_families("kill,partition,kill").unwrap(), vec![Family::Kill, Family::Partition]);
+        assert_eq!(
+            parse_families("kill,partition,kill").unwrap(),
+            vec![Family::Kill, Family::Partition]
+        );
         let err = parse_families("partition,flood").unwrap_err();
         assert!(err.contains("flood") && err.contains("expected"), "{err}");
         let c = parse_choices("partition:isolate-leader+halves,kill").unwrap();
         assert_eq!(c[0].kinds, vec!["isolate-leader", "halves"]);
         assert!(c[1].kinds.is_empty());
         let err = parse_choices("kill:everything").unwrap_err();
-        assert!(err.contains("everything") && err.contains("minority"), "{err}");
+        assert!(
+            err.contains("everything") && err.contains("minority"),
+            "{err}"
+        );
         let leader = parse_choices("leader").unwrap();
         assert_eq!(leader.len(), 3);
-        assert!(leader.iter().all(|c| c.kinds.len() == 1 && c.kinds[0].contains("leader")));
-        assert_eq!(parse_families("network").unwrap(), vec![Family::Partition, Family::Loss, Family::Latency]);
+        assert!(leader
+            .iter()
+            .all(|c| c.kinds.len() == 1 && c.kinds[0].contains("leader")));
+        assert_eq!(
+            parse_families("network").unwrap(),
+            vec![Family::Partition, Family::Loss, Family::Latency]
+        );
         let s = Schedule::generate_choices(3, &c[..1], 5, 60.0, 5.0);
         assert_eq!(s.name, "partition:isolate-leader+halves");
-        assert!(s.faults.iter().all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
+        assert!(s
+            .faults
+            .iter()
+            .all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
     }
 }

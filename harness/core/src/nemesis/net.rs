@@ -17,8 +17,14 @@ fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
     let mut links = Vec::new();
     for x in a {
         for y in b {
-            links.push(Link { from: x.clone(), to: y.clone() });
-            links.push(Link { from: y.clone(), to: x.clone() });
+            links.push(Link {
+                from: x.clone(),
+                to: y.clone(),
+            });
+            links.push(Link {
+                from: y.clone(),
+                to: x.clone(),
+            });
         }
     }
     links
@@ -26,7 +32,11 @@ fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
 
 /// Links cut by a partition kind over nodes in seeded `ordered` order (`leader` for
 /// isolate-leader). Pure, so it is unit-tested.
-pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> Result<Vec<Link>, String> {
+pub fn partition_links(
+    kind: &str,
+    ordered: &[String],
+    leader: Option<&str>,
+) -> Result<Vec<Link>, String> {
     let n = ordered.len();
     let half = n / 2;
     let mut links = match kind {
@@ -47,7 +57,10 @@ pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> 
                     let dist = (i as isize - j as isize).unsigned_abs();
                     let ring = dist.min(n - dist);
                     if i != j && ring > d.max(1) {
-                        links.push(Link { from: ordered[i].clone(), to: ordered[j].clone() });
+                        links.push(Link {
+                            from: ordered[i].clone(),
+                            to: ordered[j].clone(),
+                        });
                     }
                 }
             }
@@ -64,12 +77,18 @@ pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> 
             let mut links = Vec::new();
             for x in &ordered[..half] {
                 for y in &ordered[half..] {
-                    links.push(Link { from: x.clone(), to: y.clone() });
+                    links.push(Link {
+                        from: x.clone(),
+                        to: y.clone(),
+                    });
                 }
             }
             links
         }
-        "all-links" => both_ways(ordered, ordered).into_iter().filter(|l| l.from != l.to).collect(),
+        "all-links" => both_ways(ordered, ordered)
+            .into_iter()
+            .filter(|l| l.from != l.to)
+            .collect(),
         other => return Err(format!("unknown partition kind {other}")),
     };
     links.sort();
@@ -85,7 +104,11 @@ impl Nemesis for NetNemesis {
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
             let ordered = ctx.ordered(spec);
-            let leader = if spec.kind == "isolate-leader" { ctx.leader().await } else { None };
+            let leader = if spec.kind == "isolate-leader" {
+                ctx.leader().await
+            } else {
+                None
+            };
             let mechanism = format!("{}-iptables", ctx.runtime.mechanism().as_str());
             let links = match self.family {
                 Family::Partition => partition_links(&spec.kind, &ordered, leader.as_deref()),
@@ -95,20 +118,49 @@ impl Nemesis for NetNemesis {
                 Ok(l) if l.is_empty() => {
                     // E.g. a majorities ring of 3 or any cut of 1 node: nothing to cut. Say so
                     // rather than report a fault that changed nothing.
-                    let error = format!("{} {} cuts no link among {} nodes", self.family.as_str(), spec.kind, ordered.len());
-                    return Applied { applied: false, mechanism, error: Some(error), ..Applied::default() };
+                    let error = format!(
+                        "{} {} cuts no link among {} nodes",
+                        self.family.as_str(),
+                        spec.kind,
+                        ordered.len()
+                    );
+                    return Applied {
+                        applied: false,
+                        mechanism,
+                        error: Some(error),
+                        ..Applied::default()
+                    };
                 }
                 Ok(l) => l,
-                Err(e) => return Applied { applied: false, mechanism, error: Some(e), ..Applied::default() },
+                Err(e) => {
+                    return Applied {
+                        applied: false,
+                        mechanism,
+                        error: Some(e),
+                        ..Applied::default()
+                    }
+                }
             };
-            let mut nodes: Vec<String> = links.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect();
+            let mut nodes: Vec<String> = links
+                .iter()
+                .flat_map(|l| [l.from.clone(), l.to.clone()])
+                .collect();
             nodes.sort();
             nodes.dedup();
             let faults = match self.family {
-                Family::Partition => NetFaults { drop: links.clone(), ..NetFaults::default() },
-                Family::Loss => NetFaults { loss: links.iter().map(|l| (l.clone(), spec.param)).collect(), ..NetFaults::default() },
+                Family::Partition => NetFaults {
+                    drop: links.clone(),
+                    ..NetFaults::default()
+                },
+                Family::Loss => NetFaults {
+                    loss: links.iter().map(|l| (l.clone(), spec.param)).collect(),
+                    ..NetFaults::default()
+                },
                 _ => NetFaults {
-                    delay: links.iter().map(|l| (l.clone(), spec.param.max(1.0) as u64)).collect(),
+                    delay: links
+                        .iter()
+                        .map(|l| (l.clone(), spec.param.max(1.0) as u64))
+                        .collect(),
                     ..NetFaults::default()
                 },
             };
@@ -123,17 +175,34 @@ impl Nemesis for NetNemesis {
                 "leader": leader,
             });
             match ctx.runtime.apply_net(&faults) {
-                Ok(()) => Applied { applied: true, nodes, mechanism, error: None, detail },
+                Ok(()) => Applied {
+                    applied: true,
+                    nodes,
+                    mechanism,
+                    error: None,
+                    detail,
+                },
                 Err(e) => {
                     // Leave nothing half-applied.
                     let _ = ctx.runtime.heal_net();
-                    Applied { applied: false, nodes, mechanism, error: Some(e.to_string()), detail }
+                    Applied {
+                        applied: false,
+                        nodes,
+                        mechanism,
+                        error: Some(e.to_string()),
+                        detail,
+                    }
                 }
             }
         })
     }
 
-    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, _spec: &'a FaultSpec, _applied: &'a Applied) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(
+        &'a self,
+        ctx: &'a NemesisCtx,
+        _spec: &'a FaultSpec,
+        _applied: &'a Applied,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { ctx.runtime.heal_net().map_err(|e| e.to_string()) })
     }
 
@@ -152,7 +221,16 @@ mod tests {
 
     /// Who can `x` hear from, given cut links.
     fn hears(links: &[Link], all: &[String], x: &str) -> Vec<String> {
-        all.iter().filter(|y| *y != x && !links.contains(&Link { from: (*y).clone(), to: x.into() })).cloned().collect()
+        all.iter()
+            .filter(|y| {
+                *y != x
+                    && !links.contains(&Link {
+                        from: (*y).clone(),
+                        to: x.into(),
+                    })
+            })
+            .cloned()
+            .collect()
     }
 
     #[test]
@@ -200,17 +278,29 @@ mod tests {
 
     #[test]
     fn small_clusters_give_empty_cuts() {
-        assert!(partition_links("majorities-ring", &nodes(3), None).unwrap().is_empty());
-        assert!(partition_links("halves", &nodes(1), None).unwrap().is_empty());
-        assert!(partition_links("all-links", &nodes(1), None).unwrap().is_empty());
+        assert!(partition_links("majorities-ring", &nodes(3), None)
+            .unwrap()
+            .is_empty());
+        assert!(partition_links("halves", &nodes(1), None)
+            .unwrap()
+            .is_empty());
+        assert!(partition_links("all-links", &nodes(1), None)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn one_way_cuts_only_one_direction() {
         let all = nodes(4);
         let l = partition_links("one-way", &all, None).unwrap();
-        assert!(l.contains(&Link { from: "n1".into(), to: "n3".into() }));
-        assert!(!l.contains(&Link { from: "n3".into(), to: "n1".into() }));
+        assert!(l.contains(&Link {
+            from: "n1".into(),
+            to: "n3".into()
+        }));
+        assert!(!l.contains(&Link {
+            from: "n3".into(),
+            to: "n1".into()
+        }));
         assert!(partition_links("sideways", &all, None).is_err());
     }
 }

@@ -15,8 +15,13 @@ fn restart(ctx: &NemesisCtx, id: &str) -> Result<(), String> {
     if ctx.runtime.is_running(id) {
         return Ok(());
     }
-    let launch = ctx.launch(id).ok_or_else(|| format!("no launch recipe for {id}"))?;
-    ctx.runtime.start_node(id, launch).map(|_| ()).map_err(|e| e.to_string())
+    let launch = ctx
+        .launch(id)
+        .ok_or_else(|| format!("no launch recipe for {id}"))?;
+    ctx.runtime
+        .start_node(id, launch)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Nemesis for KillNemesis {
@@ -36,21 +41,46 @@ impl Nemesis for KillNemesis {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
                 mechanism: ctx.runtime.process_mechanism(Family::Kill).into(),
-                error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
+                error: if errors.is_empty() {
+                    None
+                } else {
+                    Some(errors.join("; "))
+                },
                 detail: json!({ "note": note }),
             }
         })
     }
-    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, _spec: &'a FaultSpec, applied: &'a Applied) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(
+        &'a self,
+        ctx: &'a NemesisCtx,
+        _spec: &'a FaultSpec,
+        applied: &'a Applied,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let errors: Vec<String> = applied.nodes.iter().filter_map(|id| restart(ctx, id).err()).collect();
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            let errors: Vec<String> = applied
+                .nodes
+                .iter()
+                .filter_map(|id| restart(ctx, id).err())
+                .collect();
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let errors: Vec<String> = ctx.node_ids().iter().filter_map(|id| restart(ctx, id).err()).collect();
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            let errors: Vec<String> = ctx
+                .node_ids()
+                .iter()
+                .filter_map(|id| restart(ctx, id).err())
+                .collect();
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
 }
@@ -72,19 +102,32 @@ impl Nemesis for PauseNemesis {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
                 mechanism: ctx.runtime.process_mechanism(Family::Pause).into(),
-                error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
+                error: if errors.is_empty() {
+                    None
+                } else {
+                    Some(errors.join("; "))
+                },
                 detail: json!({ "note": note }),
             }
         })
     }
-    fn stop<'a>(&'a self, ctx: &'a NemesisCtx, _spec: &'a FaultSpec, applied: &'a Applied) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(
+        &'a self,
+        ctx: &'a NemesisCtx,
+        _spec: &'a FaultSpec,
+        applied: &'a Applied,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let errors: Vec<String> = applied
                 .nodes
                 .iter()
                 .filter_map(|id| ctx.runtime.resume_node(id).err().map(|e| e.to_string()))
                 .collect();
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
@@ -94,7 +137,11 @@ impl Nemesis for PauseNemesis {
                 .iter()
                 .filter_map(|id| ctx.runtime.resume_node(id).err().map(|e| e.to_string()))
                 .collect();
-            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
 }

@@ -12,7 +12,11 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
 }
 
 /// Like [`run`], feeding `stdin` to the program.
-pub fn run_with_stdin(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, RuntimeError> {
+pub fn run_with_stdin(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, RuntimeError> {
     let line = format!("{program} {}", args.join(" "));
     tracing::debug!(target: "faultline::cmd", "{line}");
     let mut command = Command::new(program);
@@ -20,24 +24,39 @@ pub fn run_with_stdin(program: &str, args: &[&str], stdin: Option<&str>) -> Resu
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| RuntimeError::Command { line: line.clone(), message: format!("cannot start: {e}") })?;
+        .map_err(|e| RuntimeError::Command {
+            line: line.clone(),
+            message: format!("cannot start: {e}"),
+        })?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin was piped");
         pipe.write_all(input.as_bytes())
-            .map_err(|e| RuntimeError::Command { line: line.clone(), message: format!("cannot write stdin: {e}") })?;
+            .map_err(|e| RuntimeError::Command {
+                line: line.clone(),
+                message: format!("cannot write stdin: {e}"),
+            })?;
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| RuntimeError::Command { line: line.clone(), message: e.to_string() })?;
+        .map_err(|e| RuntimeError::Command {
+            line: line.clone(),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         // iptables-nft prints this warning on every call once legacy tables exist; it is noise.
-        let stderr: Vec<&str> =
-            stderr.lines().filter(|l| !l.contains("iptables-legacy tables present")).collect();
+        let stderr: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("iptables-legacy tables present"))
+            .collect();
         return Err(RuntimeError::Command {
             line,
             message: format!("{} ({})", stderr.join("; ").trim(), out.status),

@@ -42,10 +42,20 @@ impl DelayQueue {
             .spawn(move || consume(netns, queue, delay_ms, stop2, delayed2, ready_tx))
             .map_err(RuntimeError::Io)?;
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => Ok(DelayQueue { stop, delayed, handle: Some(handle), queue, delay_ms }),
+            Ok(Ok(())) => Ok(DelayQueue {
+                stop,
+                delayed,
+                handle: Some(handle),
+                queue,
+                delay_ms,
+            }),
             Ok(Err(why)) => {
                 let _ = handle.join();
-                Err(RuntimeError::Unsupported { mechanism: "nfqueue".into(), what: "latency".into(), why })
+                Err(RuntimeError::Unsupported {
+                    mechanism: "nfqueue".into(),
+                    what: "latency".into(),
+                    why,
+                })
             }
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);

@@ -22,7 +22,8 @@ pub fn state_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let uid = nix::unistd::geteuid();
-    let run_writable = nix::unistd::access("/run/faultline", nix::unistd::AccessFlags::W_OK).is_ok()
+    let run_writable = nix::unistd::access("/run/faultline", nix::unistd::AccessFlags::W_OK)
+        .is_ok()
         || nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok();
     if uid.is_root() && run_writable {
         PathBuf::from("/run/faultline")
@@ -64,7 +65,10 @@ impl RunState {
         std::fs::create_dir_all(dir)?;
         let path = Self::path(dir, &self.run_id);
         let tmp = dir.join(format!(".{}.tmp", self.run_id));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("state serializes"))?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).expect("state serializes"),
+        )?;
         std::fs::rename(tmp, path)
     }
 
@@ -76,15 +80,18 @@ impl RunState {
     pub fn load_all(dir: &Path) -> (Vec<RunState>, Vec<String>) {
         let mut states = Vec::new();
         let mut problems = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else { return (states, problems) };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return (states, problems);
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<RunState>(&b).map_err(|e| e.to_string())
-            }) {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<RunState>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(s) => states.push(s),
                 Err(e) => problems.push(format!("{}: {e}", path.display())),
             }
@@ -122,10 +129,16 @@ pub fn harness_alive(pid: u32, start: u64) -> bool {
 /// `SIG`) to `pid`. For tools and tests that must not depend on procps' `kill`.
 pub fn send_signal(pid: u32, name: &str) -> Result<(), String> {
     use std::str::FromStr;
-    let full = if name.starts_with("SIG") { name.to_string() } else { format!("SIG{name}") };
-    let sig = nix::sys::signal::Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?}"))?;
+    let full = if name.starts_with("SIG") {
+        name.to_string()
+    } else {
+        format!("SIG{name}")
+    };
+    let sig = nix::sys::signal::Signal::from_str(&full)
+        .map_err(|_| format!("unknown signal {name:?}"))?;
     let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| format!("kill -{name} {pid}: {e}"))
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .map_err(|e| format!("kill -{name} {pid}: {e}"))
 }
 
 /// True when `pid` is alive (not a zombie).
@@ -144,7 +157,11 @@ pub fn cmdline(pid: u32) -> Option<String> {
 pub fn is_ours(name: &str) -> Option<String> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
     let id = rest.get(..6)?;
-    if id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) && rest.len() > 6 {
+    if id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && rest.len() > 6
+    {
         Some(format!("{NAME_PREFIX}{id}"))
     } else {
         None
@@ -181,7 +198,10 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
         // Any process still inside the namespace (e.g. started by a killed harness mid-restart)
         // belongs to the run: kill it so the namespace can really go away.
         if let Ok(pids) = cmd::run("ip", &["netns", "pids", ns]) {
-            for p in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            for p in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                 report.removed.push(format!("process {p} in {ns}"));
             }
@@ -191,7 +211,9 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < deadline
         && state.netns.iter().any(|ns| {
-            cmd::run("ip", &["netns", "pids", ns]).map(|p| !p.trim().is_empty()).unwrap_or(false)
+            cmd::run("ip", &["netns", "pids", ns])
+                .map(|p| !p.trim().is_empty())
+                .unwrap_or(false)
         })
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -223,7 +245,9 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
             let mut del: Vec<&str> = vec!["-w", "5", "-D"];
             del.extend(rule.iter().map(String::as_str));
             match cmd::run("iptables", &del) {
-                Ok(_) => report.removed.push(format!("iptables rule {}", rule.join(" "))),
+                Ok(_) => report
+                    .removed
+                    .push(format!("iptables rule {}", rule.join(" "))),
                 Err(e) => {
                     report.errors.push(e.to_string());
                     break;
@@ -293,7 +317,9 @@ pub fn scan_our_rules() -> Vec<Vec<String>> {
     let mut rules = Vec::new();
     if let Ok(out) = cmd::run("iptables", &["-w", "5", "-S"]) {
         for line in out.lines() {
-            let Some(rest) = line.strip_prefix("-A ") else { continue };
+            let Some(rest) = line.strip_prefix("-A ") else {
+                continue;
+            };
             let words: Vec<String> = rest.split_whitespace().map(String::from).collect();
             if words.iter().any(|w| is_ours(w).is_some()) {
                 rules.push(words);
@@ -311,7 +337,11 @@ mod tests {
     fn prefix_recognises_only_our_names() {
         assert_eq!(is_ours("fl0a1b2cbr").as_deref(), Some("fl0a1b2c"));
         assert_eq!(is_ours("fl0a1b2c-n1").as_deref(), Some("fl0a1b2c"));
-        assert_eq!(is_ours("fl0a1b2c"), None, "a bare id is not a name we create");
+        assert_eq!(
+            is_ours("fl0a1b2c"),
+            None,
+            "a bare id is not a name we create"
+        );
         assert_eq!(is_ours("flannel.1"), None);
         assert_eq!(is_ours("docker0"), None);
         assert_eq!(is_ours("flABCDEFx"), None);
@@ -324,7 +354,10 @@ mod tests {
         assert!(start > 0);
         assert!(harness_alive(me, start));
         assert!(harness_alive(me, 0));
-        assert!(!harness_alive(me, start + 1), "a reused pid must not count as the harness");
+        assert!(
+            !harness_alive(me, start + 1),
+            "a reused pid must not count as the harness"
+        );
         assert!(!harness_alive(u32::MAX - 1, 0));
         // A zombie: a child that exited and was not reaped yet.
         let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -27,11 +27,21 @@ pub trait Target: Send + Sync {
     /// `raft`, ...
     fn name(&self) -> &str;
     /// How to start `node` of the cluster `all`, with its data in `data_dir`, logging to `log`.
-    fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &std::path::Path, log: &std::path::Path) -> Launch;
+    fn launch(
+        &self,
+        node: &NodeSpec,
+        all: &[NodeSpec],
+        data_dir: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Launch;
     /// The node's status through its admin interface (bounded by the client timeout).
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>>;
     /// Sets the node's clock: `Some(offset_ms)` or `None` to reset. Returns the new offset.
-    fn set_clock<'a>(&'a self, addr: &'a str, offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>>;
+    fn set_clock<'a>(
+        &'a self,
+        addr: &'a str,
+        offset_ms: Option<i64>,
+    ) -> BoxFuture<'a, Result<i64, String>>;
     /// Whether faults of `family` can reach this target; `Err(why)` is reported, never pretended.
     fn fault_support(&self, _family: crate::nemesis::Family) -> Result<(), String> {
         Ok(())

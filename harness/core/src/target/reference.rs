@@ -29,7 +29,10 @@ impl Target for ReferenceTarget {
     }
 
     fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
-        let peers: Vec<String> = all.iter().map(|n| format!("{}={}", n.id, n.addr())).collect();
+        let peers: Vec<String> = all
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr()))
+            .collect();
         let mut args = vec![
             "--role".to_string(),
             self.role.clone(),
@@ -60,9 +63,17 @@ impl Target for ReferenceTarget {
 
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
-            let v = self.http.status(addr).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
+            let v = self
+                .http
+                .status(addr)
+                .await
+                .map_err(|e| format!("{}: {}", e.error, e.message))?;
             Ok(NodeStatus {
-                state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_string(),
+                state: v
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string(),
                 term: v.get("term").and_then(Value::as_u64),
                 leader: v.get("leader").and_then(Value::as_str).map(String::from),
                 clock_offset_ms: v.pointer("/clock/offset_ms").and_then(Value::as_i64),
@@ -70,13 +81,21 @@ impl Target for ReferenceTarget {
         })
     }
 
-    fn set_clock<'a>(&'a self, addr: &'a str, offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>> {
+    fn set_clock<'a>(
+        &'a self,
+        addr: &'a str,
+        offset_ms: Option<i64>,
+    ) -> BoxFuture<'a, Result<i64, String>> {
         Box::pin(async move {
             let body = match offset_ms {
                 Some(ms) => json!({ "offset_ms": ms }),
                 None => json!({ "reset": true }),
             };
-            let v = self.http.clock(addr, &body).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
+            let v = self
+                .http
+                .clock(addr, &body)
+                .await
+                .map_err(|e| format!("{}: {}", e.error, e.message))?;
             v.get("offset_ms")
                 .and_then(Value::as_i64)
                 .ok_or_else(|| format!("clock answer without offset_ms: {v}"))
