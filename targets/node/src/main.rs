@@ -4,6 +4,9 @@
 //! The command line and the HTTP API are documented in docs/node-api.md.
 
 mod clock;
+mod leaderless;
+mod paxos_role;
+mod quorum_role;
 mod raft_role;
 mod server;
 mod transport;
@@ -21,6 +24,10 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RoleArg {
     Raft,
+    /// CASPaxos per key; any node proposes (docs/targets.md).
+    Paxos,
+    /// ABD majority-quorum registers, CP; no cas (docs/targets.md).
+    Quorum,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,6 +40,22 @@ enum BugArg {
     Lease,
     /// Commit old-term entries by counting replicas (Raft paper, figure 8).
     CommitOldTerm,
+    /// paxos: the proposer ignores the accepted values in promises and uses its own cache.
+    PaxosIgnoreAccepted,
+    /// quorum: the textbook version: write to all and count, read the most common value; no
+    /// versions, no write-back.
+    Naive,
+}
+
+impl BugArg {
+    /// The role a bug belongs to.
+    fn role(self) -> RoleArg {
+        match self {
+            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm => RoleArg::Raft,
+            BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
+            BugArg::Naive => RoleArg::Quorum,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -152,9 +175,46 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     let has = |b: BugArg| args.bugs.contains(&b);
+    for b in &args.bugs {
+        if std::mem::discriminant(&b.role()) != std::mem::discriminant(&args.role) {
+            bail!("--bug {}: applies to --role {:?}, not {:?}", b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(), b.role(), args.role);
+        }
+    }
     let read_mode = if args.read_mode == ReadModeArg::Lease || has(BugArg::Lease) { ReadMode::Lease } else { ReadMode::ReadIndex };
-    match args.role {
-        RoleArg::Raft => {}
+    let mut bug_names: Vec<String> = args.bugs.iter().map(|b| b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()).collect();
+    bug_names.sort();
+    let local_ip = (!args.listen.ip().is_unspecified()).then(|| args.listen.ip());
+    let request_timeout = Duration::from_millis(args.request_timeout_ms);
+    let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
+        RoleArg::Raft => None,
+        RoleArg::Paxos => {
+            let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
+            let bugs = faultline_protocols::paxos::Bugs { ignore_accepted: has(BugArg::PaxosIgnoreAccepted) };
+            Some(("paxos", paxos_role::start(args.id.clone(), &peers, &args.data_dir, client, bugs).context("opening the data directory")?))
+        }
+        RoleArg::Quorum => {
+            let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
+            Some(("quorum", quorum_role::start(args.id.clone(), &peers, &args.data_dir, client, has(BugArg::Naive)).context("opening the data directory")?))
+        }
+    };
+    if let Some((role_name, role)) = leaderless {
+        let state = Arc::new(server::AppState {
+            id: args.id.clone(),
+            role_name,
+            admin_token: args.admin_token.clone(),
+            clock: Arc::new(clock::NodeClock::default()),
+            backend: server::Backend::Leaderless(role),
+            forward_client: transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?,
+            peers,
+            request_timeout,
+            read_mode: "none",
+            bugs: bug_names,
+            client_slots: tokio::sync::Semaphore::new(server::CLIENT_REQUESTS_MAX),
+        });
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(addr = %args.listen, role = role_name, "serving");
+        axum::serve(listener, server::router(state)).await.context("HTTP server")?;
+        return Ok(());
     }
     let mut cfg = Config::new(args.id.clone(), peers.keys().cloned().collect());
     cfg.tick_ms = args.tick_ms;
@@ -178,22 +238,18 @@ async fn run() -> anyhow::Result<()> {
         "starting raft node"
     );
 
-    let local_ip = (!args.listen.ip().is_unspecified()).then(|| args.listen.ip());
     let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
-    let request_timeout = Duration::from_millis(args.request_timeout_ms);
     let forward_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?;
     let transport = transport::Transport::start(&args.id, &peers, peer_client);
     let clock = Arc::new(clock::NodeClock::default());
     let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms));
 
-    let mut bug_names: Vec<String> = args.bugs.iter().map(|b| b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()).collect();
-    bug_names.sort();
     let state = Arc::new(server::AppState {
         id: args.id.clone(),
         role_name: "raft",
         admin_token: args.admin_token.clone(),
         clock,
-        raft: handle,
+        backend: server::Backend::Raft(handle),
         peers,
         forward_client,
         request_timeout,

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::clock::{NodeClock, DRIFT_PPM_MAX, OFFSET_MS_MAX};
+use crate::leaderless::{ClientOp, KvRole, PeerError, RoleReply};
 use crate::raft_role::{Event, RaftHandle};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -34,12 +35,19 @@ pub const CLIENT_REQUESTS_MAX: usize = 4096;
 /// Request bodies larger than this are refused (peer batches with snapshots are the largest).
 const BODY_BYTES_MAX: usize = 64 << 20;
 
+/// What answers the client API: Raft (one leader; followers forward to it), or a leaderless
+/// role (`paxos`, `quorum`) where every node coordinates requests itself.
+pub enum Backend {
+    Raft(RaftHandle),
+    Leaderless(Arc<dyn KvRole>),
+}
+
 pub struct AppState {
     pub id: NodeId,
     pub role_name: &'static str,
     pub admin_token: String,
     pub clock: Arc<NodeClock>,
-    pub raft: RaftHandle,
+    pub backend: Backend,
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// Bound to the node's address; used to forward client requests to the leader.
     pub forward_client: reqwest::Client,
@@ -60,6 +68,7 @@ pub fn router(state: Shared) -> Router {
         .route("/admin/status", get(admin_status))
         .route("/admin/clock", post(admin_clock))
         .route("/peer/msg", post(peer_msg))
+        .route("/peer/rpc", post(peer_rpc))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
@@ -151,8 +160,8 @@ async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 }
 
 /// Waits (bounded) until some leader is known; `None` if none by `until`.
-async fn known_leader(s: &AppState, until: Instant) -> Option<NodeId> {
-    let mut rx = s.raft.status.clone();
+async fn known_leader(raft: &RaftHandle, until: Instant) -> Option<NodeId> {
+    let mut rx = raft.status.clone();
     loop {
         if let Some(l) = rx.borrow_and_update().leader.clone() {
             return Some(l);
@@ -170,8 +179,12 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"));
     };
     let deadline = Instant::now() + s.request_timeout;
+    let raft = match &s.backend {
+        Backend::Raft(r) => r,
+        Backend::Leaderless(role) => return leaderless_dispatch(s, role.as_ref(), op, deadline).await,
+    };
     let no_forward = headers.get(NO_FORWARD_HEADER).is_some_and(|v| v.as_bytes() == b"1");
-    let leader = known_leader(s, (Instant::now() + LEADER_WAIT_MAX).min(deadline)).await;
+    let leader = known_leader(raft, (Instant::now() + LEADER_WAIT_MAX).min(deadline)).await;
     let Some(leader) = leader else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "no leader known (election in progress or no quorum reachable)");
     };
@@ -187,7 +200,7 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
         Op::Read(key) => Event::Read { key, tx },
         Op::Write(cmd) => Event::Propose { cmd, tx },
     };
-    if s.raft.tx.try_send(ev).is_err() {
+    if raft.tx.try_send(ev).is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full");
     }
     let reply = match tokio::time::timeout_at(deadline, rx).await {
@@ -198,6 +211,28 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
     match reply {
         Reply::NotLeader { leader: Some(l) } if l != s.id && !no_forward => forward(s, path, &l, body, deadline).await,
         other => reply_response(s, other),
+    }
+}
+
+async fn leaderless_dispatch(s: &AppState, role: &dyn KvRole, op: Op, deadline: Instant) -> Response {
+    let op = match op {
+        Op::Read(key) => ClientOp::Read { key },
+        Op::Write(Command::Write { key, value }) => ClientOp::Write { key, value },
+        Op::Write(Command::Cas { key, from, to }) => ClientOp::Cas { key, from, to },
+        Op::Write(Command::Noop) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", true, None, "no-op is not a client operation"),
+    };
+    // The role bounds its own work by the deadline; this outer bound is a safety net.
+    let reply = match tokio::time::timeout_at(deadline + Duration::from_millis(100), role.client(op, deadline)).await {
+        Ok(r) => r,
+        Err(_) => return timeout(s),
+    };
+    match reply {
+        RoleReply::Value(v) => (StatusCode::OK, Json(json!({"value": v}))).into_response(),
+        RoleReply::Done => (StatusCode::OK, Json(json!({}))).into_response(),
+        RoleReply::CasMismatch { current } => reply_response(s, Reply::CasMismatch { current }),
+        RoleReply::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, m),
+        RoleReply::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", false, None, m),
+        RoleReply::Unsupported(m) => error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, None, m),
     }
 }
 
@@ -275,7 +310,19 @@ async fn admin_status(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return r;
     }
-    let st = s.raft.status.borrow().clone();
+    let raft = match &s.backend {
+        Backend::Raft(r) => r,
+        Backend::Leaderless(role) => {
+            let mut m = serde_json::Map::new();
+            m.insert("id".into(), json!(s.id));
+            m.insert("role".into(), json!(s.role_name));
+            m.extend(role.status());
+            m.insert("bugs".into(), json!(s.bugs));
+            m.insert("clock".into(), json!(s.clock.view()));
+            return Json(serde_json::Value::Object(m)).into_response();
+        }
+    };
+    let st = raft.status.borrow().clone();
     let leader_addr = st.leader.as_ref().and_then(|l| s.peers.get(l)).map(|a| a.to_string());
     let state = match st.role {
         Role::Leader => "leader",
@@ -341,13 +388,28 @@ async fn admin_clock(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
 // ------------------------------------------------------------------------- peers
 
 async fn peer_msg(State(s): State<Shared>, body: Bytes) -> Response {
+    let Backend::Raft(raft) = &s.backend else {
+        return not_found().await;
+    };
     let envs: Vec<Envelope> = match parse(&body, "a JSON array of Raft envelopes") {
         Ok(e) => e,
         Err(r) => return r,
     };
-    match s.raft.tx.try_send(Event::Peer(envs)) {
+    match raft.tx.try_send(Event::Peer(envs)) {
         Ok(()) => Json(json!({})).into_response(),
         Err(mpsc::error::TrySendError::Full(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped"),
         Err(mpsc::error::TrySendError::Closed(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "raft task stopped"),
+    }
+}
+
+/// Request/response RPCs of the leaderless roles (their own JSON bodies; internal).
+async fn peer_rpc(State(s): State<Shared>, body: Bytes) -> Response {
+    let Backend::Leaderless(role) = &s.backend else {
+        return not_found().await;
+    };
+    match role.peer(body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(PeerError::Bad(m)) => bad_request(m),
+        Err(PeerError::Busy(m)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, m),
     }
 }

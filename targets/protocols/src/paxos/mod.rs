@@ -191,6 +191,11 @@ impl Proposer {
         (Ballot { counter: self.counter, node: self.node.clone() }, reserve)
     }
 
+    /// The highest counter used or seen.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
     /// Notes a ballot seen in an answer so the next one starts above it.
     pub fn observe(&mut self, b: &Ballot) {
         // Only the counter matters: the next ballot is then > b whatever the node ids.
@@ -348,6 +353,11 @@ impl Round {
     /// The ballot of the accepted proposal this round's phase 2 built on, once phase 1 is done.
     pub fn input_ballot(&self) -> Option<&Ballot> {
         self.input.as_ref()
+    }
+
+    /// The value and outcome phase 2 proposes, once phase 1 is done.
+    pub fn proposed(&self) -> Option<&(Option<i64>, Outcome)> {
+        self.proposal.as_ref()
     }
 
     /// The change this round applies.
