@@ -303,10 +303,11 @@ impl RedisClient {
         tokio::time::timeout(self.timeout, fut).await.unwrap_or_else(|_| Err("timeout".into()))
     }
 
-    /// How many other sentinels the sentinel on `addr`'s node knows, and whether it sees the
-    /// primary as down.
-    pub async fn sentinel_peers(&self, addr: &str) -> Result<u64, String> {
-        let Some(conf) = &self.sentinel else { return Ok(0) };
+    /// What the sentinel on `addr`'s node knows of the deployment: (other sentinels, replicas).
+    /// A failover needs both: votes from the other sentinels and a replica to promote (sentinels
+    /// learn replicas from the primary's `INFO`, every 10 s).
+    pub async fn sentinel_view(&self, addr: &str) -> Result<(u64, u64), String> {
+        let Some(conf) = &self.sentinel else { return Ok((0, 0)) };
         let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
         let saddr = format!("{ip}:{}", conf.port);
         let fut = async {
@@ -314,12 +315,15 @@ impl RedisClient {
             match c.call(&["SENTINEL", "master", &conf.master]).await.map_err(|e| e.error)? {
                 Reply::Array(Some(items)) => {
                     let texts: Vec<String> = items.iter().map(|r| bulk_text(r).unwrap_or_default()).collect();
-                    texts
-                        .chunks(2)
-                        .find(|kv| kv[0] == "num-other-sentinels")
-                        .and_then(|kv| kv.get(1))
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| "sentinel master: no num-other-sentinels".to_string())
+                    let field = |name: &str| -> Result<u64, String> {
+                        texts
+                            .chunks(2)
+                            .find(|kv| kv[0] == name)
+                            .and_then(|kv| kv.get(1))
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| format!("sentinel master: no {name}"))
+                    };
+                    Ok((field("num-other-sentinels")?, field("num-slaves")?))
                 }
                 Reply::Error(e) => Err(format!("sentinel: {e}")),
                 other => Err(format!("sentinel: unexpected reply {other:?}")),

@@ -105,14 +105,19 @@ pub fn failing_launch(why: &str, log: &Path) -> Launch {
 }
 
 /// Status of a Redis node: primary → leader; a replica linked to its primary → follower; a
-/// replica without link, or a node whose sentinel has not met `peers_expected` other sentinels
-/// yet → not ready (an error).
+/// replica without link, or a node whose sentinel does not know `peers_expected` other sentinels
+/// and as many replicas yet → not ready (an error). So a run starts only once a failover is
+/// possible.
 pub async fn redis_status(client: &RedisClient, addr: &str, peers_expected: u64) -> Result<NodeStatus, String> {
     let r = client.replication(addr).await?;
     if client.sentinel.is_some() {
-        let peers = client.sentinel_peers(addr).await?;
+        let (peers, replicas) = client.sentinel_view(addr).await?;
         if peers < peers_expected {
             return Err(format!("its sentinel knows {peers} of {peers_expected} other sentinels"));
+        }
+        if replicas < peers_expected {
+            // Without known replicas a failover aborts (`-failover-abort-no-good-slave`).
+            return Err(format!("its sentinel knows {replicas} of {peers_expected} replicas"));
         }
     }
     let state = match r.role.as_str() {
