@@ -20,7 +20,7 @@ use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
 use faultline_core::target::external;
-use faultline_core::target::reference::{ReferenceTarget, ROLES};
+use faultline_core::target::reference::{ReferenceTarget, NO_CAS_ROLES, ROLES};
 use serde_json::{json, Value};
 
 use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
@@ -199,7 +199,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             a.op_timeout_ms
         );
     }
-    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term"];
+    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive"];
     for b in &a.bugs {
         if !BUGS.contains(&b.as_str()) {
             bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
@@ -476,7 +476,12 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         http: http.clone(),
         seed: plan.seed,
     });
-    let workload = faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?;
+    let workload: Arc<dyn faultline_core::workload::Workload> = if NO_CAS_ROLES.contains(&args.target.as_str()) && args.workload == "register" {
+        // The role refuses cas (501): reads and writes only, half and half.
+        Arc::new(faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() })
+    } else {
+        faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?
+    };
     let inputs = external::BuildInputs {
         target: &args.target,
         options: &args.target_opts,

@@ -378,7 +378,7 @@ async fn wait_ready(
                 Err(e) => last = format!("{}: {e}", n.id),
             }
         }
-        if answered == runtime.nodes().len() && leader.is_some() {
+        if answered == runtime.nodes().len() && (leader.is_some() || !target.has_leader()) {
             return Ok(started.elapsed());
         }
         if answered == runtime.nodes().len() {

@@ -50,4 +50,9 @@ pub trait Target: Send + Sync {
     fn binds_source_address(&self) -> bool {
         true
     }
+    /// False for leaderless systems (every node coordinates): setup then waits only for every
+    /// node to answer, not for a node claiming `leader`.
+    fn has_leader(&self) -> bool {
+        true
+    }
 }

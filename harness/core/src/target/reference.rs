@@ -10,7 +10,11 @@ use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft"];
+pub const ROLES: &[&str] = &["raft", "paxos", "quorum"];
+/// Roles where every node coordinates requests (no leader to wait for or to target).
+pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum"];
+/// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
+pub const NO_CAS_ROLES: &[&str] = &["quorum"];
 
 /// `faultline-node` in one role.
 pub struct ReferenceTarget {
@@ -59,6 +63,10 @@ impl Target for ReferenceTarget {
             env: vec![("FAULTLINE_ADMIN_TOKEN".into(), self.admin_token.clone())],
             log: log.to_path_buf(),
         }
+    }
+
+    fn has_leader(&self) -> bool {
+        !LEADERLESS_ROLES.contains(&self.role.as_str())
     }
 
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
