@@ -4,6 +4,7 @@
 //! The command line and the HTTP API are documented in docs/node-api.md.
 
 mod clock;
+mod crdt_role;
 mod leaderless;
 mod paxos_role;
 mod quorum_role;
@@ -28,6 +29,9 @@ enum RoleArg {
     Paxos,
     /// ABD majority-quorum registers, CP; no cas (docs/targets.md).
     Quorum,
+    /// State-based CRDTs (sets, counters, LWW registers) gossiped between replicas; any node
+    /// answers at once (docs/targets.md).
+    Crdt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -45,6 +49,8 @@ enum BugArg {
     /// quorum: the textbook version: write to all and count, read the most common value; no
     /// versions, no write-back.
     Naive,
+    /// crdt: the counter merge adds per-replica counts instead of taking their maximum.
+    BadMerge,
 }
 
 impl BugArg {
@@ -54,6 +60,7 @@ impl BugArg {
             BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm => RoleArg::Raft,
             BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
             BugArg::Naive => RoleArg::Quorum,
+            BugArg::BadMerge => RoleArg::Crdt,
         }
     }
 }
@@ -109,6 +116,9 @@ struct Args {
     /// Longest a client request waits for an outcome before answering 504 timeout.
     #[arg(long, default_value_t = 1500)]
     request_timeout_ms: u64,
+    /// crdt: interval between two gossip rounds (full state to every peer).
+    #[arg(long, default_value_t = 100)]
+    gossip_ms: u64,
 }
 
 fn parse_peers(specs: &[String]) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>> {
@@ -187,6 +197,26 @@ async fn run() -> anyhow::Result<()> {
     let request_timeout = Duration::from_millis(args.request_timeout_ms);
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
+        RoleArg::Crdt => {
+            if args.gossip_ms == 0 {
+                bail!("--gossip-ms: must be at least 1");
+            }
+            let gossip = Duration::from_millis(args.gossip_ms);
+            let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+            return crdt_role::run(crdt_role::CrdtConfig {
+                id: args.id.clone(),
+                listen: args.listen,
+                peers,
+                data_dir: args.data_dir.clone(),
+                admin_token: args.admin_token.clone(),
+                bugs: faultline_protocols::crdt::Bugs { bad_merge: has(BugArg::BadMerge) },
+                bug_names,
+                gossip,
+                request_timeout,
+                peer_client,
+            })
+            .await;
+        }
         RoleArg::Paxos => {
             let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
             let bugs = faultline_protocols::paxos::Bugs { ignore_accepted: has(BugArg::PaxosIgnoreAccepted) };
