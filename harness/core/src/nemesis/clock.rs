@@ -3,14 +3,25 @@
 //! between that value and 0 every [`STROBE_PERIOD_MS`]; reset at stop. Every offset set is kept
 //! as a [`ClockSample`] for the clock plot. The system clock is never touched (it is shared by
 //! every node on the machine).
+//!
+//! One kind overlaps two faults, because one fault at a time cannot break a clock-based read
+//! lease: [`SKEW_ISOLATE_LEADER`] sets the current leader's clock back by a seeded number of
+//! seconds and, at once, cuts the leader off from every other node; the stop heals the
+//! partition, then resets the clock. A lease is a point on the leader's own clock, so the
+//! set-back makes a lease taken just before it hold that many seconds longer, exactly while the
+//! majority elects a new leader and accepts writes. (A forward bump held during the partition
+//! does not do it: the offset is constant then, and the lease expires on time; it is the jump
+//! that moves the lease end.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 
+use super::net::partition_links;
 use super::{Applied, ClockSample, Family, FaultSpec, Nemesis, NemesisCtx};
 use crate::client::BoxFuture;
+use crate::runtime::NetFaults;
 
 /// Most clock samples kept per run (a strobe over a long run must not grow memory unbounded).
 pub const SAMPLES_MAX: usize = 100_000;
@@ -18,10 +29,19 @@ pub const SAMPLES_MAX: usize = 100_000;
 /// Strobe half-period.
 pub const STROBE_PERIOD_MS: u64 = 100;
 
+/// The overlapping kind: set the leader's clock back and isolate it (module doc).
+pub const SKEW_ISOLATE_LEADER: &str = "skew-isolate-leader";
+
+/// Range of the seeded set-back of [`SKEW_ISOLATE_LEADER`], in whole seconds.
+pub const SKEW_ISOLATE_OFFSET_S_MIN: u32 = 5;
+pub const SKEW_ISOLATE_OFFSET_S_MAX: u32 = 15;
+
 /// Bumps and strobes node clocks.
 #[derive(Default)]
 pub struct ClockNemesis {
     strobe: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// A [`SKEW_ISOLATE_LEADER`] partition is (or may be) in force: `heal_all` heals the net.
+    isolating: Mutex<bool>,
 }
 
 fn sample(ctx_samples: &Arc<Mutex<Vec<ClockSample>>>, now: u64, node: &str, offset_ms: i64) {
@@ -69,6 +89,75 @@ impl ClockNemesis {
         errors
     }
 
+    /// [`SKEW_ISOLATE_LEADER`]: set the leader's clock back, then cut it off. Either step
+    /// failing undoes the other and reports the fault not applied.
+    async fn skew_isolate_leader(&self, ctx: &NemesisCtx, spec: &FaultSpec) -> Applied {
+        let offset = spec.param as i64;
+        let mechanism = format!("admin-api+{}-iptables", ctx.runtime.mechanism().as_str());
+        let not_applied = |error: String, nodes: Vec<String>| Applied {
+            applied: false,
+            nodes,
+            mechanism: mechanism.clone(),
+            error: Some(error),
+            detail: json!({ "offset_ms": offset }),
+        };
+        // The point is the leader's lease: with no leader known there is nothing to test, and a
+        // seeded stand-in would only look like the fault happened.
+        let Some(leader) = ctx.leader().await else {
+            return not_applied("no leader known".into(), vec![]);
+        };
+        let errors = Self::set_all(ctx, std::slice::from_ref(&leader), Some(offset)).await;
+        if !errors.is_empty() {
+            let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
+            return not_applied(errors.join("; "), vec![leader]);
+        }
+        let links = match partition_links("isolate-leader", &ctx.ordered(spec), Some(&leader)) {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => {
+                let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
+                return not_applied(
+                    "a lone node has no one to be cut off from".into(),
+                    vec![leader],
+                );
+            }
+            Err(e) => {
+                let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
+                return not_applied(e, vec![leader]);
+            }
+        };
+        *self.isolating.lock().expect("isolating lock") = true;
+        let faults = NetFaults {
+            drop: links.clone(),
+            ..NetFaults::default()
+        };
+        if let Err(e) = ctx.runtime.apply_net(&faults) {
+            let _ = ctx.runtime.heal_net();
+            let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
+            return not_applied(e.to_string(), vec![leader]);
+        }
+        Applied {
+            applied: true,
+            nodes: vec![leader.clone()],
+            mechanism: mechanism.clone(),
+            error: None,
+            detail: json!({
+                "offset_ms": offset,
+                "leader": leader,
+                "links": links.iter().map(|l| format!("{}->{}", l.from, l.to)).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// Heals a [`SKEW_ISOLATE_LEADER`] partition if one may be in force.
+    fn heal_isolation(&self, ctx: &NemesisCtx) -> Result<(), String> {
+        let mut isolating = self.isolating.lock().expect("isolating lock");
+        if *isolating {
+            ctx.runtime.heal_net().map_err(|e| e.to_string())?;
+            *isolating = false;
+        }
+        Ok(())
+    }
+
     fn stop_strobe(&self) {
         if let Some(h) = self.strobe.lock().expect("strobe lock").take() {
             h.abort();
@@ -83,6 +172,9 @@ impl Nemesis for ClockNemesis {
 
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
+            if spec.kind == SKEW_ISOLATE_LEADER {
+                return self.skew_isolate_leader(ctx, spec).await;
+            }
             let nodes = clock_nodes(&ctx.ordered(spec));
             let offset = spec.param as i64;
             let errors = Self::set_all(ctx, &nodes, Some(offset)).await;
@@ -132,7 +224,9 @@ impl Nemesis for ClockNemesis {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.stop_strobe();
-            let errors = Self::set_all(ctx, &applied.nodes, None).await;
+            // Partition first, clock second: the skew stays on for the whole partition.
+            let mut errors: Vec<String> = self.heal_isolation(ctx).err().into_iter().collect();
+            errors.extend(Self::set_all(ctx, &applied.nodes, None).await);
             if errors.is_empty() {
                 Ok(())
             } else {
@@ -144,8 +238,9 @@ impl Nemesis for ClockNemesis {
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.stop_strobe();
+            let mut errors: Vec<String> = self.heal_isolation(ctx).err().into_iter().collect();
             let ids = ctx.node_ids();
-            let errors = Self::set_all(ctx, &ids, None).await;
+            errors.extend(Self::set_all(ctx, &ids, None).await);
             if errors.is_empty() {
                 Ok(())
             } else {

@@ -75,6 +75,16 @@ impl Family {
             Family::Latency => &["all-links"],
         }
     }
+
+    /// Kinds accepted only when named (`clock:skew-isolate-leader`), never drawn for the bare
+    /// family: they act beyond the family's name (a clock fault that also partitions), which
+    /// `--nemesis clock` should not do by surprise.
+    pub fn explicit_kinds(self) -> &'static [&'static str] {
+        match self {
+            Family::Clock => &[clock::SKEW_ISOLATE_LEADER],
+            _ => &[],
+        }
+    }
 }
 
 impl std::str::FromStr for Family {
@@ -117,6 +127,8 @@ pub const NAMED: &[(&str, &str)] = &[
         "leader",
         "partition:isolate-leader,kill:leader,pause:leader",
     ),
+    // Overlapping faults: the leader's clock set back while it is cut off (see clock.rs).
+    ("clock-partition", "clock:skew-isolate-leader"),
 ];
 
 /// Parses `--nemesis`: `all`, `none`, a named schedule ([`NAMED`]), or a comma list of
@@ -148,11 +160,14 @@ pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
                 };
                 let family: Family = fam.parse()?;
                 for k in &kinds {
-                    if !family.kinds().contains(&k.as_str()) {
+                    let known = family.kinds().iter().chain(family.explicit_kinds());
+                    if !family.kinds().contains(&k.as_str())
+                        && !family.explicit_kinds().contains(&k.as_str())
+                    {
                         return Err(format!(
                             "unknown {} kind {k:?}: expected one of {}",
                             family.as_str(),
-                            family.kinds().join(", ")
+                            known.copied().collect::<Vec<_>>().join(", ")
                         ));
                     }
                 }
@@ -177,7 +192,8 @@ pub struct FaultSpec {
     pub kind: String,
     /// A seeded permutation of node indexes; kinds take their nodes from its front.
     pub order: Vec<usize>,
-    /// Clock offset in ms (clock), drop probability (loss), delay in ms (latency); else 0.
+    /// Clock offset in ms (clock; negative for skew-isolate-leader), drop probability (loss),
+    /// delay in ms (latency); else 0.
     pub param: f64,
 }
 
@@ -261,6 +277,14 @@ impl Schedule {
             let mut order: Vec<usize> = (0..nodes).collect();
             order.shuffle(&mut rng);
             let param = match family {
+                // Set back by whole seconds, enough to outlast a usual fault window: the lease
+                // of the cut-off leader then holds that much longer (clock.rs).
+                Family::Clock if kind == clock::SKEW_ISOLATE_LEADER => {
+                    -(rng.random_range(
+                        clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX,
+                    ) as f64
+                        * 1000.0)
+                }
                 // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
                 Family::Clock => {
                     let mag = 10f64
@@ -488,6 +512,42 @@ mod tests {
         assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0)
             .faults
             .is_empty());
+    }
+
+    #[test]
+    fn skew_isolate_leader_is_explicit_only_and_sets_the_clock_back_seconds() {
+        // Never drawn for the bare family...
+        let bare = Schedule::generate(5, &[Family::Clock], 3, 600.0, 1.0);
+        assert!(bare
+            .faults
+            .iter()
+            .all(|f| f.spec.kind != clock::SKEW_ISOLATE_LEADER));
+        // ...but accepted by name, and under the named schedule.
+        let named = parse_choices("clock-partition").unwrap();
+        assert_eq!(named, parse_choices("clock:skew-isolate-leader").unwrap());
+        let s = Schedule::generate_choices(5, &named, 3, 600.0, 1.0);
+        assert_eq!(s.name, "clock:skew-isolate-leader");
+        assert!(s.faults.len() > 100);
+        let (min, max) = (
+            clock::SKEW_ISOLATE_OFFSET_S_MIN as f64 * 1000.0,
+            clock::SKEW_ISOLATE_OFFSET_S_MAX as f64 * 1000.0,
+        );
+        for f in &s.faults {
+            assert_eq!(f.spec.kind, clock::SKEW_ISOLATE_LEADER);
+            assert!(
+                -f.spec.param >= min && -f.spec.param <= max,
+                "{}",
+                f.spec.param
+            );
+            assert_eq!(f.spec.param % 1000.0, 0.0, "whole seconds");
+        }
+        let err = parse_choices("partition:skew-isolate-leader").unwrap_err();
+        assert!(err.contains("unknown partition kind"), "{err}");
+        let err = parse_choices("clock:skew").unwrap_err();
+        assert!(
+            err.contains("strobe") && err.contains("skew-isolate-leader"),
+            "{err}"
+        );
     }
 
     #[test]
