@@ -3,20 +3,26 @@
 //!
 //! - [`register`]: read / write / compare-and-set on independent integer registers, checked for
 //!   linearizability (cas-register model, per key).
+//! - [`set`]: adds of unique elements and reads, judged by set-full and convergence.
+//! - [`counter`]: adds of small deltas and reads, judged by counter bounds and convergence.
 
+pub mod counter;
 pub mod register;
+pub mod set;
 
 use std::sync::Arc;
 
 use faultline_core::workload::Workload;
 
 /// Workload names `faultline run --workload` accepts.
-pub const NAMES: &[&str] = &["register"];
+pub const NAMES: &[&str] = &["register", "set", "counter"];
 
 /// The workload called `name`, or an error listing the known ones.
 pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
     match name {
         "register" => Ok(Arc::new(register::Register::default())),
+        "set" => Ok(Arc::new(set::SetWorkload::default())),
+        "counter" => Ok(Arc::new(counter::CounterWorkload::default())),
         other => Err(format!(
             "unknown workload {other:?}: expected one of {}",
             NAMES.join(", ")

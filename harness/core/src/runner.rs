@@ -728,7 +728,13 @@ async fn final_phase(
     let mut process = shared.max_process.load(Ordering::Relaxed) + 1;
     let (mut ok, mut missed) = (0u64, Vec::new());
     let mut node_ix = 0usize;
-    for op in &ops {
+    // (op, the node it must run on, if pinned): every node in turn when the workload asks.
+    let pinned: Vec<(&Op, Option<usize>)> = if workload.final_ops_on_every_node() {
+        ops.iter().flat_map(|op| (0..nodes.len()).map(move |n| (op, Some(n)))).collect()
+    } else {
+        ops.iter().map(|op| (op, None)).collect()
+    };
+    for (op, pin) in pinned {
         let mut done = false;
         while Instant::now() < deadline && !cancelled(cancel) {
             let c = invoke_recorded(
@@ -736,7 +742,7 @@ async fn final_phase(
                 workload,
                 http,
                 runtime,
-                &nodes[node_ix % nodes.len()],
+                &nodes[pin.unwrap_or(node_ix) % nodes.len()],
                 process,
                 op,
                 cfg.op_timeout,
@@ -756,7 +762,11 @@ async fn final_phase(
         if done {
             ok += 1;
         } else {
-            missed.push(op.key.clone().unwrap_or_default());
+            let key = op.key.clone().unwrap_or_default();
+            missed.push(match pin {
+                Some(n) => format!("{key}@{}", nodes[n]),
+                None => key,
+            });
         }
     }
     json!({ "keys": keys.len(), "ok": ok, "missed": missed })

@@ -38,6 +38,11 @@ pub trait Workload: Send + Sync {
     ) -> BoxFuture<'a, Completion>;
     /// The operations of the final phase (e.g. a read of every key), given the keys used.
     fn final_ops(&self, keys: &[String]) -> Vec<Op>;
+    /// Whether each final op must be performed on every node (retried on that same node), as
+    /// eventually consistent workloads need to judge convergence; by default any node will do.
+    fn final_ops_on_every_node(&self) -> bool {
+        false
+    }
     /// Judges a history (client and nemesis events, in index order).
     fn check(&self, events: &[Event]) -> Vec<CheckerResult>;
 }

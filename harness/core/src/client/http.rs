@@ -104,6 +104,20 @@ impl NodeHttp {
         Self::finish(self.http.post(url).json(body).send().await).await
     }
 
+    /// `POST http://ADDR/set/<call>` with `body` (`add`: `{"key", "element"}`; `read`:
+    /// `{"key"}` → `{"elements": [...]}`), the crdt role's set API.
+    pub async fn set(&self, addr: &str, call: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/set/{call}");
+        Self::finish(self.http.post(url).json(body).send().await).await
+    }
+
+    /// `POST http://ADDR/counter/<call>` with `body` (`add`: `{"key", "delta"}`; `read`:
+    /// `{"key"}` → `{"value": n}`), the crdt role's counter API.
+    pub async fn counter(&self, addr: &str, call: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/counter/{call}");
+        Self::finish(self.http.post(url).json(body).send().await).await
+    }
+
     /// `GET /admin/status`.
     pub async fn status(&self, addr: &str) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/status");

@@ -10,11 +10,11 @@ use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft", "paxos", "quorum"];
+pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt"];
 /// Roles where every node coordinates requests (no leader to wait for or to target).
-pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum"];
+pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt"];
 /// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
-pub const NO_CAS_ROLES: &[&str] = &["quorum"];
+pub const NO_CAS_ROLES: &[&str] = &["quorum", "crdt"];
 
 /// `faultline-node` in one role.
 pub struct ReferenceTarget {

@@ -16,7 +16,14 @@
 //!
 //! No I/O and no clock of its own. Bug flag [`Bugs::bad_merge`]: the counter merge *adds* the
 //! per-replica counts instead of taking their maximum, which is not idempotent — every gossip
-//! round re-counts what a node already knew, so counters overshoot and replicas disagree.
+//! round re-counts what a node already knew, so counters overshoot and replicas disagree. The
+//! bad sum wraps around on overflow as the naive sketch's 64-bit integers would (saturating
+//! instead would give the replicas a common fixed point, u64::MAX, and hide the divergence).
+//!
+//! Counter values are computed modulo 2^64 (two's complement): exact whenever the true value
+//! fits in an i64 and no replica's entry exceeds u64::MAX, which a correct merge guarantees for
+//! any realistic number of increments (each entry is the sum of one replica's own increments,
+//! and increments saturate).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,8 +155,9 @@ impl GCounter {
         *c = c.saturating_add(n);
     }
 
+    /// The sum of the entries, modulo 2^64.
     pub fn value(&self) -> u64 {
-        self.counts.values().fold(0u64, |a, b| a.saturating_add(*b))
+        self.counts.values().fold(0u64, |a, b| a.wrapping_add(*b))
     }
 }
 
@@ -157,7 +165,7 @@ impl Crdt for GCounter {
     fn merge(&mut self, other: &Self) {
         for (r, n) in &other.counts {
             let mine = self.counts.entry(r.clone()).or_insert(0);
-            *mine = if self.bad_merge { mine.saturating_add(*n) } else { (*mine).max(*n) };
+            *mine = if self.bad_merge { mine.wrapping_add(*n) } else { (*mine).max(*n) };
         }
     }
 }
@@ -183,10 +191,9 @@ impl PnCounter {
         }
     }
 
-    /// The value, clamped to the i64 range.
+    /// The value: increments minus decrements, modulo 2^64 as an i64.
     pub fn value(&self) -> i64 {
-        let v = self.p.value() as i128 - self.n.value() as i128;
-        v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        self.p.value().wrapping_sub(self.n.value()) as i64
     }
 }
 

@@ -246,3 +246,45 @@ fn store_round_trips_through_json() {
     let t: Store = serde_json::from_str(&j).unwrap();
     assert_eq!(s, t);
 }
+
+/// Three replicas gossiping full states asynchronously (one directed exchange at a time, in a
+/// seeded random order) with bad-merge never settle: every exchange re-adds what the receiver
+/// knew, values keep growing past 2^64 (wrapping) with no common fixed point, and the replicas
+/// disagree — what the convergence checker sees after a heal.
+#[test]
+fn bad_merge_replicas_never_converge_even_past_overflow() {
+    use rand::{Rng, SeedableRng};
+    let bugs = Bugs { bad_merge: true };
+    let mut nodes: Vec<Store> = (0..3).map(|_| Store::new(bugs)).collect();
+    nodes[0].counter_add("n1", "c", 3);
+    nodes[1].counter_add("n2", "c", 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut agree, mut checks, mut overflowed) = (0, 0, false);
+    for step in 0..3000 {
+        let from = rng.random_range(0..3);
+        let to = (from + rng.random_range(1..3)) % 3;
+        let s = nodes[from].clone();
+        let before = nodes[to].counter_read("c");
+        nodes[to].merge(&s);
+        assert_ne!(nodes[to].counter_read("c"), before, "step {step}: a bad merge of a non-empty state changes the value");
+        overflowed |= nodes[to].counters["c"].p.counts.values().any(|&c| c > u64::MAX / 2);
+        if step >= 10 {
+            checks += 1;
+            let v: Vec<i64> = nodes.iter().map(|n| n.counter_read("c")).collect();
+            agree += (v[0] == v[1] && v[1] == v[2]) as usize;
+        }
+    }
+    assert!(overflowed, "the run reaches overflow");
+    assert_eq!(agree, 0, "replicas agreed at {agree} of {checks} checkpoints");
+    // The correct merge settles on 4 after one exchange.
+    let mut ok: Vec<Store> = (0..3).map(|_| Store::new(Bugs::default())).collect();
+    ok[0].counter_add("n1", "c", 3);
+    ok[1].counter_add("n2", "c", 1);
+    let states = ok.clone();
+    for n in ok.iter_mut() {
+        for s in &states {
+            n.merge(s);
+        }
+    }
+    assert!(ok.iter().all(|n| n.counter_read("c") == 4));
+}

@@ -1,0 +1,159 @@
+//! The counter workload (Jepsen's `counter`, Maelstrom's `pn-counter`): workers add small
+//! deltas (mostly positive, some negative: a PN-Counter) to a few counters and read them; after
+//! the heal and the quiet recovery every node reads every counter once more. Judged by the
+//! counter checker in its eventual mode (every read within what the adds allow; the final reads
+//! must include every acknowledged add) and the convergence checker (final reads equal).
+
+use faultline_checker::counter::{check_counter, Consistency};
+use faultline_checker::history::Event;
+use faultline_core::client::http::NodeHttp;
+use faultline_core::client::{BoxFuture, Completion, Op};
+use faultline_core::generator::{rng_for, Generator};
+use faultline_core::workload::{CheckerResult, Workload};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::set::{convergence_result, error_completion, verdict_str};
+
+/// Shape of the counter workload.
+#[derive(Clone, Debug)]
+pub struct CounterWorkload {
+    /// Counters in use (`c0`, `c1`, ...).
+    pub keys: u64,
+    /// Percent of reads; the rest are adds.
+    pub read_pct: u32,
+    /// Percent of adds with a negative delta (0: a G-Counter workload).
+    pub negative_pct: u32,
+    /// Deltas are drawn from 1..=delta_max (negated for negative adds).
+    pub delta_max: i64,
+    /// What the checker assumes the counter promises.
+    pub consistency: Consistency,
+}
+
+impl Default for CounterWorkload {
+    fn default() -> Self {
+        CounterWorkload { keys: 2, read_pct: 40, negative_pct: 20, delta_max: 5, consistency: Consistency::Eventual }
+    }
+}
+
+struct CounterGen {
+    shape: CounterWorkload,
+    rng: ChaCha8Rng,
+}
+
+impl Generator for CounterGen {
+    fn next_op(&mut self) -> Option<Op> {
+        let key = format!("c{}", self.rng.random_range(0..self.shape.keys.max(1)));
+        if self.rng.random_range(0..100u32) < self.shape.read_pct {
+            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
+        }
+        let mut d = self.rng.random_range(1..=self.shape.delta_max.max(1));
+        if self.rng.random_range(0..100u32) < self.shape.negative_pct {
+            d = -d;
+        }
+        Some(Op { f: "add".into(), key: Some(key), value: json!(d) })
+    }
+}
+
+impl Workload for CounterWorkload {
+    fn name(&self) -> &str {
+        "counter"
+    }
+
+    fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
+        Box::new(CounterGen { shape: self.clone(), rng: rng_for(seed, "counter", worker) })
+    }
+
+    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            let key = op.key.clone().unwrap_or_default();
+            let (call, body) = match op.f.as_str() {
+                "add" => ("add", json!({ "key": key, "delta": op.value })),
+                "read" => ("read", json!({ "key": key })),
+                other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+            };
+            match http.counter(addr, call, &body).await {
+                Ok(answer) if call == "read" => match answer.get("value").and_then(Value::as_i64) {
+                    Some(v) => Completion::ok(json!(v), node),
+                    None => Completion::fail(Value::Null, "bad-answer", node),
+                },
+                Ok(_) => Completion::ok(op.value.clone(), node),
+                Err(e) => error_completion(op, e, node),
+            }
+        })
+    }
+
+    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
+        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
+    }
+
+    fn final_ops_on_every_node(&self) -> bool {
+        true
+    }
+
+    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
+        let r = check_counter(events, self.consistency);
+        vec![
+            CheckerResult {
+                name: "counter".into(),
+                verdict: verdict_str(r.verdict).into(),
+                reason: r.reason.clone(),
+                details: serde_json::to_value(&r).unwrap_or(Value::Null),
+            },
+            convergence_result(events),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checker::history::{EventType, Process};
+
+    #[test]
+    fn schedule_is_seeded_with_the_configured_mix() {
+        let w = CounterWorkload::default();
+        let ops = |seed, worker| {
+            let mut g = w.generator(seed, worker, 4);
+            (0..2000).map(|_| g.next_op().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(ops(3, 1), ops(3, 1));
+        assert_ne!(ops(3, 1), ops(3, 2));
+        let all = ops(5, 0);
+        let adds: Vec<i64> = all.iter().filter(|o| o.f == "add").map(|o| o.value.as_i64().unwrap()).collect();
+        assert!((1000..1400).contains(&adds.len()), "about 60% adds: {}", adds.len());
+        let neg = adds.iter().filter(|d| **d < 0).count();
+        assert!(neg * 100 / adds.len() >= 14 && neg * 100 / adds.len() <= 26, "about 20% negative: {neg}");
+        assert!(adds.iter().all(|d| *d != 0 && d.abs() <= 5));
+    }
+
+    #[test]
+    fn an_overcounting_final_read_is_invalid() {
+        use EventType::*;
+        let ev = |index: u64, kind, p, f: &str, value: Value, node: &str| Event {
+            index,
+            time: index * 1000,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("c0".into()),
+            value,
+            error: None,
+            node: Some(node.into()),
+        };
+        let mut h = vec![
+            ev(0, Invoke, 0, "add", json!(1), "n1"),
+            ev(1, Ok, 0, "add", json!(1), "n1"),
+            Event { index: 2, time: 2000, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None },
+            ev(3, Invoke, 9, "read", Value::Null, "n1"),
+            ev(4, Ok, 9, "read", json!(1), "n1"),
+        ];
+        let r = CounterWorkload::default().check(&h);
+        assert_eq!((r[0].verdict.as_str(), r[1].verdict.as_str()), ("valid", "valid"), "{r:?}");
+        h[4].value = json!(2); // the bad-merge echo
+        let r = CounterWorkload::default().check(&h);
+        assert_eq!(r[0].verdict, "invalid");
+        assert!(r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"), "{:?}", r[0].reason);
+    }
+}

@@ -1,0 +1,216 @@
+//! The set workload (Jepsen's `set`, Maelstrom's `g-set`): workers add unique integers to a few
+//! sets and read them; after the heal and the quiet recovery every node reads every set once
+//! more. Judged by the set-full checker (no acknowledged add lost, nothing unexpected, and how
+//! long elements took to be visible everywhere) and the convergence checker (every node's final
+//! read equal).
+//!
+//! Elements are unique across the whole run: worker `w`'s `j`-th add is `w × 10⁹ + j`, so each
+//! element's fate can be told apart. The schedule depends only on (seed, worker).
+
+use faultline_checker::convergence::check_convergence;
+use faultline_checker::history::Event;
+use faultline_checker::set_full::check_set;
+use faultline_checker::Verdict;
+use faultline_core::client::http::NodeHttp;
+use faultline_core::client::{BoxFuture, Completion, Op};
+use faultline_core::generator::{rng_for, Generator};
+use faultline_core::workload::{CheckerResult, Workload};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+/// Elements per worker at most (worker `w`'s elements are `w × ELEMENTS_PER_WORKER + j`).
+pub const ELEMENTS_PER_WORKER: i64 = 1_000_000_000;
+
+/// Shape of the set workload.
+#[derive(Clone, Debug)]
+pub struct SetWorkload {
+    /// Sets in use (`s0`, `s1`, ...).
+    pub keys: u64,
+    /// Percent of reads; the rest are adds.
+    pub read_pct: u32,
+}
+
+impl Default for SetWorkload {
+    fn default() -> Self {
+        SetWorkload { keys: 2, read_pct: 30 }
+    }
+}
+
+struct SetGen {
+    shape: SetWorkload,
+    rng: ChaCha8Rng,
+    worker: u64,
+    next: i64,
+}
+
+impl Generator for SetGen {
+    fn next_op(&mut self) -> Option<Op> {
+        let key = format!("s{}", self.rng.random_range(0..self.shape.keys.max(1)));
+        if self.rng.random_range(0..100u32) < self.shape.read_pct {
+            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
+        }
+        if self.next >= ELEMENTS_PER_WORKER {
+            return None; // bounded: no element may repeat
+        }
+        let e = self.worker as i64 * ELEMENTS_PER_WORKER + self.next;
+        self.next += 1;
+        Some(Op { f: "add".into(), key: Some(key), value: json!(e) })
+    }
+}
+
+/// A checker's verdict as results.json records it.
+pub(crate) fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Valid => "valid",
+        Verdict::Invalid => "invalid",
+        Verdict::Unknown => "unknown",
+    }
+}
+
+/// The convergence checker over `read` operations, as a [`CheckerResult`].
+pub(crate) fn convergence_result(events: &[Event]) -> CheckerResult {
+    let r = check_convergence(events, "read");
+    CheckerResult {
+        name: "convergence".into(),
+        verdict: verdict_str(r.verdict).into(),
+        reason: r.reason.clone(),
+        details: serde_json::to_value(&r).unwrap_or(Value::Null),
+    }
+}
+
+/// Maps a client error onto a completion: a read changes nothing, so an unanswered read is
+/// recorded as not having happened; an update is failed only when certainly not applied.
+pub(crate) fn error_completion(op: &Op, e: faultline_core::client::http::CallError, node: &str) -> Completion {
+    if op.f == "read" {
+        Completion::fail(Value::Null, e.error, node)
+    } else if e.definite {
+        Completion::fail(op.value.clone(), e.error, node)
+    } else {
+        Completion::info(op.value.clone(), e.error, node)
+    }
+}
+
+impl Workload for SetWorkload {
+    fn name(&self) -> &str {
+        "set"
+    }
+
+    fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
+        Box::new(SetGen { shape: self.clone(), rng: rng_for(seed, "set", worker), worker, next: 0 })
+    }
+
+    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            let key = op.key.clone().unwrap_or_default();
+            let (call, body) = match op.f.as_str() {
+                "add" => ("add", json!({ "key": key, "element": op.value })),
+                "read" => ("read", json!({ "key": key })),
+                other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+            };
+            match http.set(addr, call, &body).await {
+                Ok(answer) if call == "read" => match answer.get("elements") {
+                    Some(Value::Array(a)) => Completion::ok(Value::Array(a.clone()), node),
+                    // The node answered 200 with something else: the read tells nothing.
+                    _ => Completion::fail(Value::Null, "bad-answer", node),
+                },
+                Ok(_) => Completion::ok(op.value.clone(), node),
+                Err(e) => error_completion(op, e, node),
+            }
+        })
+    }
+
+    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
+        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
+    }
+
+    fn final_ops_on_every_node(&self) -> bool {
+        true
+    }
+
+    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
+        let r = check_set(events);
+        let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        if let Value::Object(m) = &mut details {
+            m.insert(
+                "text".into(),
+                json!(format!(
+                    "{} attempted, {} acknowledged: {} ok, {} lost, {} divergent, {} never read, {} unexpected; {} stale; visible everywhere after p50 {} ms, p99 {} ms, max {} ms",
+                    r.attempted,
+                    r.acknowledged,
+                    r.ok,
+                    r.lost,
+                    r.divergent,
+                    r.never_read,
+                    r.unexpected,
+                    r.stale,
+                    ms(r.visibility.p50_ms),
+                    ms(r.visibility.p99_ms),
+                    ms(r.visibility.max_ms)
+                )),
+            );
+        }
+        vec![
+            CheckerResult { name: "set-full".into(), verdict: verdict_str(r.verdict).into(), reason: r.reason.clone(), details },
+            convergence_result(events),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checker::history::{EventType, Process};
+
+    fn ops(seed: u64, worker: u64, n: usize) -> Vec<Op> {
+        let mut g = SetWorkload::default().generator(seed, worker, 4);
+        (0..n).map(|_| g.next_op().unwrap()).collect()
+    }
+
+    #[test]
+    fn schedule_is_seeded_and_elements_are_unique_across_workers() {
+        assert_eq!(ops(1, 0, 200), ops(1, 0, 200));
+        assert_ne!(ops(1, 0, 200), ops(2, 0, 200));
+        let mut all = std::collections::BTreeSet::new();
+        let mut reads = 0;
+        for w in 0..4 {
+            for o in ops(9, w, 500) {
+                match o.f.as_str() {
+                    "add" => assert!(all.insert(o.value.as_i64().unwrap()), "duplicate element {}", o.value),
+                    "read" => reads += 1,
+                    f => panic!("unexpected op {f}"),
+                }
+                assert!(["s0", "s1"].contains(&o.key.as_deref().unwrap()));
+            }
+        }
+        assert!((450..750).contains(&reads), "about 30% reads: {reads}");
+    }
+
+    fn ev(index: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {
+        Event { index, time: index * 1000, kind, process: Process::Client(p), f: f.into(), key: Some("s0".into()), value, error: None, node: Some(node.into()) }
+    }
+
+    #[test]
+    fn checkers_catch_a_lost_add_and_a_disagreement() {
+        use EventType::*;
+        let heal = Event { index: 2, time: 2000, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None };
+        let good = vec![
+            ev(0, Invoke, 0, "add", json!(5), "n1"),
+            ev(1, Ok, 0, "add", json!(5), "n1"),
+            heal.clone(),
+            ev(3, Invoke, 9, "read", Value::Null, "n1"),
+            ev(4, Ok, 9, "read", json!([5]), "n1"),
+            ev(5, Invoke, 9, "read", Value::Null, "n2"),
+            ev(6, Ok, 9, "read", json!([5]), "n2"),
+        ];
+        let r = SetWorkload::default().check(&good);
+        assert_eq!((r[0].verdict.as_str(), r[1].verdict.as_str()), ("valid", "valid"), "{r:?}");
+        let mut bad = good.clone();
+        bad[6].value = json!([]);
+        let r = SetWorkload::default().check(&bad);
+        assert_eq!((r[0].name.as_str(), r[0].verdict.as_str()), ("set-full", "invalid"));
+        assert!(r[0].reason.as_deref().unwrap().contains("1 acknowledged but missing"), "{:?}", r[0].reason);
+        assert_eq!((r[1].name.as_str(), r[1].verdict.as_str()), ("convergence", "invalid"));
+    }
+}
