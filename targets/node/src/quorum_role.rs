@@ -122,10 +122,17 @@ impl QuorumRole {
         RoleReply::Value(h.value)
     }
 
+    /// BUG naive: the members in the textbook loop's order, starting with this node (its own
+    /// copy first, then the next ids, wrapping around).
+    fn naive_order(&self) -> impl Iterator<Item = &NodeId> {
+        let me = self.peers.members.iter().position(|m| *m == self.peers.me).unwrap_or(0);
+        self.peers.members.iter().cycle().skip(me).take(self.peers.members.len())
+    }
+
     /// BUG naive: every node in turn, as the textbook's loop does.
     async fn naive_write(&self, key: String, value: i64, deadline: Instant) -> RoleReply {
         let mut ok = 0;
-        for m in &self.peers.members {
+        for m in self.naive_order() {
             if self.peers.call(m, Request::Put { key: key.clone(), value: Some(value) }, deadline).await.is_some() {
                 ok += 1;
             }
@@ -139,7 +146,7 @@ impl QuorumRole {
 
     async fn naive_read(&self, key: String, deadline: Instant) -> RoleReply {
         let mut values = Vec::new();
-        for m in &self.peers.members {
+        for m in self.naive_order() {
             if let Some(Response::Got { stored }) = self.peers.call(m, Request::Get { key: key.clone() }, deadline).await {
                 values.push(stored.value);
             }
