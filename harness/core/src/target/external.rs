@@ -225,6 +225,9 @@ impl Workload for ProtocolWorkload {
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
         self.inner.final_ops(keys)
     }
+    fn final_ops_on_every_node(&self) -> bool {
+        self.inner.final_ops_on_every_node()
+    }
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
         self.inner.check(events)
     }

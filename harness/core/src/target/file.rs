@@ -73,11 +73,15 @@ struct ProbeSection {
     command: Spanned<String>,
     #[serde(default)]
     args: Vec<Spanned<String>>,
-    /// The node is the leader when the probe's stdout contains this; without it, no node is
-    /// ever reported leader (the run then waits for one in vain: set it).
+    /// The node is the leader when the probe's stdout contains this; without it no node is
+    /// reported leader (set `has_leader = false` for a leaderless system).
     leader_if_stdout_contains: Option<String>,
     #[serde(default = "default_probe_timeout")]
     timeout_ms: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_probe_timeout() -> u64 {
@@ -110,6 +114,9 @@ struct TargetFile {
     faults: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     binds_source_address: bool,
+    /// False for leaderless systems: setup waits for every node to answer, not for a leader.
+    #[serde(default = "yes")]
+    has_leader: bool,
     start: StartSection,
     probe: Option<ProbeSection>,
     #[serde(default)]
@@ -149,6 +156,7 @@ pub struct FileTarget {
     /// Families the file does not list, with the reason reported.
     pub refused: BTreeMap<Family, String>,
     pub binds_source: bool,
+    pub has_leader: bool,
     pub admin_token: String,
 }
 
@@ -289,6 +297,7 @@ impl FileTarget {
             probe,
             refused,
             binds_source: f.binds_source_address,
+            has_leader: f.has_leader,
             admin_token: admin_token.to_string(),
         })
     }
@@ -393,6 +402,10 @@ impl Target for FileTarget {
 
     fn binds_source_address(&self) -> bool {
         self.binds_source
+    }
+
+    fn has_leader(&self) -> bool {
+        self.has_leader
     }
 }
 
