@@ -12,6 +12,10 @@
 //! moves and the completed-first candidate order (`search`), symmetry breaking among identical
 //! indeterminate ops and applying them only where they change the state (`search`), merged
 //! unread register values, kv prefix pruning and dead-state merging (`model`).
+//!
+//! For systems that promise less than linearizability: [`set_full`] (Jepsen's set-full: lost,
+//! stale and unexpected elements), [`counter`] (reads within the bounds the adds allow) and
+//! [`convergence`] (every node's final read equal after heal and quiescence).
 
 pub mod convergence;
 pub mod counter;

@@ -102,21 +102,31 @@ pub struct SetReport {
 
 struct Read<'a> {
     op: &'a ClientOp,
-    elements: BTreeSet<i64>,
+    /// Sorted and deduplicated: a read of a large set costs 8 bytes per element, not a tree.
+    elements: Vec<i64>,
+}
+
+impl Read<'_> {
+    fn contains(&self, e: i64) -> bool {
+        self.elements.binary_search(&e).is_ok()
+    }
 }
 
 fn int(op: &ClientOp, v: &Value, what: &str) -> Result<i64, HistoryError> {
     v.as_i64().ok_or_else(|| HistoryError { position: op.position, index: op.index, expected: format!("{what}: an integer"), found: v.to_string() })
 }
 
-fn elements(op: &ClientOp) -> Result<BTreeSet<i64>, HistoryError> {
+fn elements(op: &ClientOp) -> Result<Vec<i64>, HistoryError> {
     let arr = op.value.as_array().ok_or_else(|| HistoryError {
         position: op.position,
         index: op.index,
         expected: "a read's value: an array of integers".into(),
         found: op.value.to_string(),
     })?;
-    arr.iter().map(|v| int(op, v, "a read element")).collect()
+    let mut v = arr.iter().map(|v| int(op, v, "a read element")).collect::<Result<Vec<i64>, _>>()?;
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
 }
 
 #[derive(Default)]
@@ -164,7 +174,7 @@ fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) 
     let mut stale = Vec::new();
     let mut latencies = Vec::new();
     for (&e, a) in &adds {
-        let in_finals = finals.values().filter(|r| r.elements.contains(&e)).count();
+        let in_finals = finals.values().filter(|r| r.contains(e)).count();
         let everywhere = in_finals == finals.len() && !finals.is_empty();
         let s = if a.ok_ns.is_some() {
             if finals.is_empty() {
@@ -188,12 +198,12 @@ fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) 
         };
         if s == ElementStatus::Ok {
             if let Some(ok_ns) = a.ok_ns {
-                if reads.iter().any(|r| r.op.invoke_ns > ok_ns && !r.elements.contains(&e)) {
+                if reads.iter().any(|r| r.op.invoke_ns > ok_ns && !r.contains(e)) {
                     stale.push(e);
                 }
                 let last_missing = reads
                     .iter()
-                    .filter(|r| r.op.invoke_ns >= a.invoke_ns && !r.elements.contains(&e))
+                    .filter(|r| r.op.invoke_ns >= a.invoke_ns && !r.contains(e))
                     .filter_map(|r| r.op.complete_ns)
                     .max();
                 latencies.push(last_missing.map_or(0, |t| t.saturating_sub(ok_ns)));
