@@ -5,10 +5,14 @@
 //! compare-and-set cannot be built on an available register). See docs/node-api.md and
 //! docs/targets.md.
 //!
-//! One task owns the replica ([`Store`]): it applies a bounded batch of client updates and
-//! gossip merges, persists the whole state (write to a temporary file, fsync, rename) when it
-//! changed, and only then answers — an acknowledged update survives a kill, and what is gossiped
-//! is always what was persisted. Every `gossip_ms` the task publishes its state to one
+//! One task owns the replica ([`Store`]): it applies a bounded batch of client requests and
+//! gossip merges; when the batch holds a client update it persists the whole state (write to a
+//! temporary file, fsync, rename) before answering, so an acknowledged update survives a kill.
+//! States merged from peers are persisted lazily (with the next update, or within
+//! [`MERGE_PERSIST_EVERY`]): after a crash the peers gossip them again, and persisting every
+//! merge would put an fsync on the path of every gossip round. The node's own updates (its
+//! OR-Set tags and counter entries) are always persisted before they are gossiped, so a
+//! restarted node never reissues a tag a peer has seen. Every `gossip_ms` the task publishes its state to one
 //! latest-value outbox per peer (a `watch`: capacity one, an unsent older state is replaced, so
 //! a slow or partitioned peer costs nothing), and a sender per peer posts it to the peer's
 //! `POST /peer/crdt` with sockets bound to the node's address.
@@ -43,6 +47,8 @@ const BATCH_MAX: usize = 256;
 /// Request bodies larger than this are refused (gossiped states are the largest).
 const BODY_BYTES_MAX: usize = 64 << 20;
 const STATE_FILE: &str = "crdt-state.json";
+/// Longest a merged-in peer state stays only in memory while nothing else is persisted.
+pub const MERGE_PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 pub struct CrdtConfig {
     pub id: String,
@@ -74,8 +80,6 @@ enum Answer {
     Done,
     Elements(Vec<i64>),
     Value(Option<i64>),
-    /// Persisting failed: the update may be lost.
-    Failed(String),
 }
 
 struct Req {
@@ -133,10 +137,17 @@ fn persist(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeClock>, mut rx: mpsc::Receiver<Req>, outbox: watch::Sender<Arc<Bytes>>, gossip: Duration) {
     let mut tick = tokio::time::interval(gossip);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Merged peer state not yet on disk, and when the state was last persisted.
+    let mut merged_unsaved = false;
+    let mut saved_at = tokio::time::Instant::now();
     loop {
         let first = tokio::select! {
             r = rx.recv() => match r { Some(r) => r, None => return },
             _ = tick.tick() => {
+                if merged_unsaved && saved_at.elapsed() >= MERGE_PERSIST_EVERY {
+                    save(&dir, &store).await;
+                    (merged_unsaved, saved_at) = (false, tokio::time::Instant::now());
+                }
                 let bytes = serde_json::to_vec(&json!({"from": id, "state": store})).expect("state serializes");
                 outbox.send_replace(Arc::new(Bytes::from(bytes)));
                 continue;
@@ -177,41 +188,38 @@ async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeCloc
                 }
                 Job::RegRead { key } => Answer::Value(store.register_read(&key)),
                 Job::Merge(other) => {
-                    let before = (!store.bugs.bad_merge).then(|| store.clone());
                     store.merge(&other);
-                    // With a correct merge, an unchanged state needs no write.
-                    changed |= before.is_none_or(|b| b != store);
+                    merged_unsaved = true;
                     Answer::Done
                 }
             };
             answers.push((tx, a));
         }
-        let failure = if changed {
-            let bytes = serde_json::to_vec(&store).expect("state serializes");
-            let dir = dir.clone();
-            match tokio::task::spawn_blocking(move || persist(&dir, &bytes)).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("persisting the CRDT state failed: {e}")),
-                Err(e) => Some(format!("persist task failed: {e}")),
-            }
-        } else {
-            None
-        };
-        if let Some(f) = &failure {
-            // Fail-stop, as the Raft role does on a WAL error: the in-memory state is ahead of
-            // the disk, and serving on would acknowledge updates a restart forgets.
-            tracing::error!("{f}; exiting");
-            std::process::exit(70);
+        if changed {
+            save(&dir, &store).await;
+            (merged_unsaved, saved_at) = (false, tokio::time::Instant::now());
         }
         for (tx, a) in answers {
             if let Some(tx) = tx {
-                let _ = tx.send(match &failure {
-                    Some(f) => Answer::Failed(f.clone()),
-                    None => a,
-                });
+                let _ = tx.send(a);
             }
         }
     }
+}
+
+/// Persists `store`, or ends the process: fail-stop, as the Raft role does on a WAL error —
+/// the in-memory state would be ahead of the disk, and serving on would acknowledge updates a
+/// restart forgets. (Waiting clients then see a broken connection: indeterminate.)
+async fn save(dir: &Path, store: &Store) {
+    let bytes = serde_json::to_vec(store).expect("state serializes");
+    let dir = dir.to_path_buf();
+    let err = match tokio::task::spawn_blocking(move || persist(&dir, &bytes)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("persisting the CRDT state failed: {e}"),
+        Err(e) => format!("persist task failed: {e}"),
+    };
+    tracing::error!("{err}; exiting");
+    std::process::exit(70);
 }
 
 /// Posts the latest published state to one peer whenever it changes; a failed post is
@@ -333,7 +341,6 @@ async fn submit(s: &Shared, job: Job) -> Result<Answer, Response> {
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, "node overloaded: request queue full"));
     }
     match tokio::time::timeout(s.request_timeout, rx).await {
-        Ok(Ok(Answer::Failed(m))) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "storage", false, m)),
         Ok(Ok(a)) => Ok(a),
         Ok(Err(_)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "stopped", false, "the replica task stopped")),
         Err(_) => Err(error(
@@ -350,7 +357,6 @@ fn answer(a: Result<Answer, Response>) -> Response {
         Ok(Answer::Done) => Json(json!({})).into_response(),
         Ok(Answer::Elements(e)) => Json(json!({"elements": e})).into_response(),
         Ok(Answer::Value(v)) => Json(json!({"value": v})).into_response(),
-        Ok(Answer::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", false, m),
         Err(r) => r,
     }
 }
