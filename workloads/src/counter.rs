@@ -33,7 +33,13 @@ pub struct CounterWorkload {
 
 impl Default for CounterWorkload {
     fn default() -> Self {
-        CounterWorkload { keys: 2, read_pct: 40, negative_pct: 20, delta_max: 5, consistency: Consistency::Eventual }
+        CounterWorkload {
+            keys: 2,
+            read_pct: 40,
+            negative_pct: 20,
+            delta_max: 5,
+            consistency: Consistency::Eventual,
+        }
     }
 }
 
@@ -46,13 +52,21 @@ impl Generator for CounterGen {
     fn next_op(&mut self) -> Option<Op> {
         let key = format!("c{}", self.rng.random_range(0..self.shape.keys.max(1)));
         if self.rng.random_range(0..100u32) < self.shape.read_pct {
-            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
+            return Some(Op {
+                f: "read".into(),
+                key: Some(key),
+                value: Value::Null,
+            });
         }
         let mut d = self.rng.random_range(1..=self.shape.delta_max.max(1));
         if self.rng.random_range(0..100u32) < self.shape.negative_pct {
             d = -d;
         }
-        Some(Op { f: "add".into(), key: Some(key), value: json!(d) })
+        Some(Op {
+            f: "add".into(),
+            key: Some(key),
+            value: json!(d),
+        })
     }
 }
 
@@ -62,16 +76,27 @@ impl Workload for CounterWorkload {
     }
 
     fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
-        Box::new(CounterGen { shape: self.clone(), rng: rng_for(seed, "counter", worker) })
+        Box::new(CounterGen {
+            shape: self.clone(),
+            rng: rng_for(seed, "counter", worker),
+        })
     }
 
-    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+    fn invoke<'a>(
+        &'a self,
+        http: &'a NodeHttp,
+        addr: &'a str,
+        node: &'a str,
+        op: &'a Op,
+    ) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let key = op.key.clone().unwrap_or_default();
             let (call, body) = match op.f.as_str() {
                 "add" => ("add", json!({ "key": key, "delta": op.value })),
                 "read" => ("read", json!({ "key": key })),
-                other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+                other => {
+                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
+                }
             };
             match http.counter(addr, call, &body).await {
                 Ok(answer) if call == "read" => match answer.get("value").and_then(Value::as_i64) {
@@ -85,7 +110,13 @@ impl Workload for CounterWorkload {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
+        keys.iter()
+            .map(|k| Op {
+                f: "read".into(),
+                key: Some(k.clone()),
+                value: Value::Null,
+            })
+            .collect()
     }
 
     fn final_ops_on_every_node(&self) -> bool {
@@ -121,10 +152,21 @@ mod tests {
         assert_eq!(ops(3, 1), ops(3, 1));
         assert_ne!(ops(3, 1), ops(3, 2));
         let all = ops(5, 0);
-        let adds: Vec<i64> = all.iter().filter(|o| o.f == "add").map(|o| o.value.as_i64().unwrap()).collect();
-        assert!((1000..1400).contains(&adds.len()), "about 60% adds: {}", adds.len());
+        let adds: Vec<i64> = all
+            .iter()
+            .filter(|o| o.f == "add")
+            .map(|o| o.value.as_i64().unwrap())
+            .collect();
+        assert!(
+            (1000..1400).contains(&adds.len()),
+            "about 60% adds: {}",
+            adds.len()
+        );
         let neg = adds.iter().filter(|d| **d < 0).count();
-        assert!(neg * 100 / adds.len() >= 14 && neg * 100 / adds.len() <= 26, "about 20% negative: {neg}");
+        assert!(
+            neg * 100 / adds.len() >= 14 && neg * 100 / adds.len() <= 26,
+            "about 20% negative: {neg}"
+        );
         assert!(adds.iter().all(|d| *d != 0 && d.abs() <= 5));
     }
 
@@ -145,15 +187,33 @@ mod tests {
         let mut h = vec![
             ev(0, Invoke, 0, "add", json!(1), "n1"),
             ev(1, Ok, 0, "add", json!(1), "n1"),
-            Event { index: 2, time: 2000, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None },
+            Event {
+                index: 2,
+                time: 2000,
+                kind: Info,
+                process: Process::Nemesis,
+                f: "heal".into(),
+                key: None,
+                value: json!({}),
+                error: None,
+                node: None,
+            },
             ev(3, Invoke, 9, "read", Value::Null, "n1"),
             ev(4, Ok, 9, "read", json!(1), "n1"),
         ];
         let r = CounterWorkload::default().check(&h);
-        assert_eq!((r[0].verdict.as_str(), r[1].verdict.as_str()), ("valid", "valid"), "{r:?}");
+        assert_eq!(
+            (r[0].verdict.as_str(), r[1].verdict.as_str()),
+            ("valid", "valid"),
+            "{r:?}"
+        );
         h[4].value = json!(2); // the bad-merge echo
         let r = CounterWorkload::default().check(&h);
         assert_eq!(r[0].verdict, "invalid");
-        assert!(r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"), "{:?}", r[0].reason);
+        assert!(
+            r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"),
+            "{:?}",
+            r[0].reason
+        );
     }
 }

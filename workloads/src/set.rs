@@ -33,7 +33,10 @@ pub struct SetWorkload {
 
 impl Default for SetWorkload {
     fn default() -> Self {
-        SetWorkload { keys: 2, read_pct: 30 }
+        SetWorkload {
+            keys: 2,
+            read_pct: 30,
+        }
     }
 }
 
@@ -48,14 +51,22 @@ impl Generator for SetGen {
     fn next_op(&mut self) -> Option<Op> {
         let key = format!("s{}", self.rng.random_range(0..self.shape.keys.max(1)));
         if self.rng.random_range(0..100u32) < self.shape.read_pct {
-            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
+            return Some(Op {
+                f: "read".into(),
+                key: Some(key),
+                value: Value::Null,
+            });
         }
         if self.next >= ELEMENTS_PER_WORKER {
             return None; // bounded: no element may repeat
         }
         let e = self.worker as i64 * ELEMENTS_PER_WORKER + self.next;
         self.next += 1;
-        Some(Op { f: "add".into(), key: Some(key), value: json!(e) })
+        Some(Op {
+            f: "add".into(),
+            key: Some(key),
+            value: json!(e),
+        })
     }
 }
 
@@ -81,7 +92,11 @@ pub(crate) fn convergence_result(events: &[Event]) -> CheckerResult {
 
 /// Maps a client error onto a completion: a read changes nothing, so an unanswered read is
 /// recorded as not having happened; an update is failed only when certainly not applied.
-pub(crate) fn error_completion(op: &Op, e: faultline_core::client::http::CallError, node: &str) -> Completion {
+pub(crate) fn error_completion(
+    op: &Op,
+    e: faultline_core::client::http::CallError,
+    node: &str,
+) -> Completion {
     if op.f == "read" {
         Completion::fail(Value::Null, e.error, node)
     } else if e.definite {
@@ -97,16 +112,29 @@ impl Workload for SetWorkload {
     }
 
     fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
-        Box::new(SetGen { shape: self.clone(), rng: rng_for(seed, "set", worker), worker, next: 0 })
+        Box::new(SetGen {
+            shape: self.clone(),
+            rng: rng_for(seed, "set", worker),
+            worker,
+            next: 0,
+        })
     }
 
-    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+    fn invoke<'a>(
+        &'a self,
+        http: &'a NodeHttp,
+        addr: &'a str,
+        node: &'a str,
+        op: &'a Op,
+    ) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let key = op.key.clone().unwrap_or_default();
             let (call, body) = match op.f.as_str() {
                 "add" => ("add", json!({ "key": key, "element": op.value })),
                 "read" => ("read", json!({ "key": key })),
-                other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+                other => {
+                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
+                }
             };
             match http.set(addr, call, &body).await {
                 Ok(answer) if call == "read" => match answer.get("elements") {
@@ -121,7 +149,13 @@ impl Workload for SetWorkload {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
+        keys.iter()
+            .map(|k| Op {
+                f: "read".into(),
+                key: Some(k.clone()),
+                value: Value::Null,
+            })
+            .collect()
     }
 
     fn final_ops_on_every_node(&self) -> bool {
@@ -152,7 +186,12 @@ impl Workload for SetWorkload {
             );
         }
         vec![
-            CheckerResult { name: "set-full".into(), verdict: verdict_str(r.verdict).into(), reason: r.reason.clone(), details },
+            CheckerResult {
+                name: "set-full".into(),
+                verdict: verdict_str(r.verdict).into(),
+                reason: r.reason.clone(),
+                details,
+            },
             convergence_result(events),
         ]
     }
@@ -177,7 +216,11 @@ mod tests {
         for w in 0..4 {
             for o in ops(9, w, 500) {
                 match o.f.as_str() {
-                    "add" => assert!(all.insert(o.value.as_i64().unwrap()), "duplicate element {}", o.value),
+                    "add" => assert!(
+                        all.insert(o.value.as_i64().unwrap()),
+                        "duplicate element {}",
+                        o.value
+                    ),
                     "read" => reads += 1,
                     f => panic!("unexpected op {f}"),
                 }
@@ -188,13 +231,33 @@ mod tests {
     }
 
     fn ev(index: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {
-        Event { index, time: index * 1000, kind, process: Process::Client(p), f: f.into(), key: Some("s0".into()), value, error: None, node: Some(node.into()) }
+        Event {
+            index,
+            time: index * 1000,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("s0".into()),
+            value,
+            error: None,
+            node: Some(node.into()),
+        }
     }
 
     #[test]
     fn checkers_catch_a_lost_add_and_a_disagreement() {
         use EventType::*;
-        let heal = Event { index: 2, time: 2000, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None };
+        let heal = Event {
+            index: 2,
+            time: 2000,
+            kind: Info,
+            process: Process::Nemesis,
+            f: "heal".into(),
+            key: None,
+            value: json!({}),
+            error: None,
+            node: None,
+        };
         let good = vec![
             ev(0, Invoke, 0, "add", json!(5), "n1"),
             ev(1, Ok, 0, "add", json!(5), "n1"),
@@ -205,12 +268,29 @@ mod tests {
             ev(6, Ok, 9, "read", json!([5]), "n2"),
         ];
         let r = SetWorkload::default().check(&good);
-        assert_eq!((r[0].verdict.as_str(), r[1].verdict.as_str()), ("valid", "valid"), "{r:?}");
+        assert_eq!(
+            (r[0].verdict.as_str(), r[1].verdict.as_str()),
+            ("valid", "valid"),
+            "{r:?}"
+        );
         let mut bad = good.clone();
         bad[6].value = json!([]);
         let r = SetWorkload::default().check(&bad);
-        assert_eq!((r[0].name.as_str(), r[0].verdict.as_str()), ("set-full", "invalid"));
-        assert!(r[0].reason.as_deref().unwrap().contains("1 acknowledged but missing"), "{:?}", r[0].reason);
-        assert_eq!((r[1].name.as_str(), r[1].verdict.as_str()), ("convergence", "invalid"));
+        assert_eq!(
+            (r[0].name.as_str(), r[0].verdict.as_str()),
+            ("set-full", "invalid")
+        );
+        assert!(
+            r[0].reason
+                .as_deref()
+                .unwrap()
+                .contains("1 acknowledged but missing"),
+            "{:?}",
+            r[0].reason
+        );
+        assert_eq!(
+            (r[1].name.as_str(), r[1].verdict.as_str()),
+            ("convergence", "invalid")
+        );
     }
 }

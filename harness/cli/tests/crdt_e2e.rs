@@ -10,7 +10,12 @@ use run_support::*;
 use std::collections::BTreeSet;
 
 fn checker<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} checker: {r:#}"))
+    r["checkers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} checker: {r:#}"))
 }
 
 #[test]
@@ -24,8 +29,26 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let out = run(
         store.path(),
         &[
-            "--target", "crdt", "--workload", "set", "--nemesis", "partition", "--nodes", "3", "--concurrency", "6",
-            "--rate", "80", "--time-limit", "8", "--nemesis-interval", "1.5", "--recovery", "1", "--seed", "3",
+            "--target",
+            "crdt",
+            "--workload",
+            "set",
+            "--nemesis",
+            "partition",
+            "--nodes",
+            "3",
+            "--concurrency",
+            "6",
+            "--rate",
+            "80",
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "1.5",
+            "--recovery",
+            "1",
+            "--seed",
+            "3",
         ],
     );
     let took = started.elapsed();
@@ -33,22 +56,48 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     assert!(took.as_secs_f64() <= 20.0, "run took {took:?}");
     let r = results(store.path());
     assert_eq!(r["verdict"], "valid", "{r:#}");
-    assert!(r["faults"].as_array().unwrap().iter().all(|f| f["applied"] == true && f["fault"] == "partition"), "{:#}", r["faults"]);
+    assert!(
+        r["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["applied"] == true && f["fault"] == "partition"),
+        "{:#}",
+        r["faults"]
+    );
     let set = checker(&r, "set-full");
     assert_eq!(set["verdict"], "valid");
     let d = &set["details"];
     assert!(d["acknowledged"].as_u64().unwrap() > 100, "{d:#}");
-    assert_eq!((d["lost"].as_u64(), d["unexpected"].as_u64(), d["divergent"].as_u64()), (Some(0), Some(0), Some(0)));
-    assert_eq!(d["ok"], d["acknowledged"], "no indeterminate adds expected on an available store: {d:#}");
+    assert_eq!(
+        (
+            d["lost"].as_u64(),
+            d["unexpected"].as_u64(),
+            d["divergent"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!(
+        d["ok"], d["acknowledged"],
+        "no indeterminate adds expected on an available store: {d:#}"
+    );
     assert!(d["visibility"]["n"].as_u64().unwrap() > 100);
     let conv = checker(&r, "convergence");
     assert_eq!(conv["verdict"], "valid");
     assert!(conv["details"]["converged_within_ms"].as_f64().is_some());
-    assert!(r["final_reads"]["missed"].as_array().unwrap().is_empty(), "{:#}", r["final_reads"]);
+    assert!(
+        r["final_reads"]["missed"].as_array().unwrap().is_empty(),
+        "{:#}",
+        r["final_reads"]
+    );
 
     // Every node read every set after the heal.
     let h = history(store.path());
-    let heal = h.iter().find(|e| e.process == Process::Nemesis && e.f == "heal").unwrap().index;
+    let heal = h
+        .iter()
+        .find(|e| e.process == Process::Nemesis && e.f == "heal")
+        .unwrap()
+        .index;
     let finals: BTreeSet<(String, String)> = h
         .iter()
         .filter(|e| e.index > heal && e.kind == EventType::Ok && e.f == "read")
@@ -57,7 +106,10 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let keys: BTreeSet<String> = h.iter().filter_map(|e| e.key.clone()).collect();
     for k in &keys {
         for n in ["n1", "n2", "n3"] {
-            assert!(finals.contains(&(k.clone(), n.to_string())), "no final read of {k} on {n}: {finals:?}");
+            assert!(
+                finals.contains(&(k.clone(), n.to_string())),
+                "no final read of {k} on {n}: {finals:?}"
+            );
         }
     }
     let run_id = r["runtime"]["run_id"].as_str().unwrap();
@@ -74,9 +126,26 @@ fn counter_under_partitions_kills_and_pauses_is_valid() {
     let out = run(
         store.path(),
         &[
-            "--target", "crdt", "--workload", "counter", "--nemesis", "partition,kill,pause", "--nodes", "5",
-            "--concurrency", "10", "--rate", "100", "--time-limit", "8", "--nemesis-interval", "1.5", "--recovery", "1",
-            "--seed", "5",
+            "--target",
+            "crdt",
+            "--workload",
+            "counter",
+            "--nemesis",
+            "partition,kill,pause",
+            "--nodes",
+            "5",
+            "--concurrency",
+            "10",
+            "--rate",
+            "100",
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "1.5",
+            "--recovery",
+            "1",
+            "--seed",
+            "5",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -108,22 +177,51 @@ fn bad_merge_is_found_invalid_within_bounded_seeded_attempts() {
         let out = run(
             store.path(),
             &[
-                "--target", "crdt", "--workload", "counter", "--bug", "bad-merge", "--nemesis", "partition", "--nodes", "3",
-                "--concurrency", "6", "--rate", "80", "--time-limit", "6", "--nemesis-interval", "1.5", "--recovery", "1",
-                "--seed", &seed.to_string(),
+                "--target",
+                "crdt",
+                "--workload",
+                "counter",
+                "--bug",
+                "bad-merge",
+                "--nemesis",
+                "partition",
+                "--nodes",
+                "3",
+                "--concurrency",
+                "6",
+                "--rate",
+                "80",
+                "--time-limit",
+                "6",
+                "--nemesis-interval",
+                "1.5",
+                "--recovery",
+                "1",
+                "--seed",
+                &seed.to_string(),
             ],
         );
         let code = out.status.code();
-        assert!(matches!(code, Some(0..=2)), "harness failure: {}", show(&out));
+        assert!(
+            matches!(code, Some(0..=2)),
+            "harness failure: {}",
+            show(&out)
+        );
         let r = results(store.path());
         if code == Some(1) {
             assert_eq!(r["verdict"], "invalid");
             let c = checker(&r, "counter");
             assert_eq!(c["verdict"], "invalid", "{c:#}");
-            assert!(c["reason"].as_str().unwrap().contains("out of bounds"), "{c:#}");
+            assert!(
+                c["reason"].as_str().unwrap().contains("out of bounds"),
+                "{c:#}"
+            );
             let conv = checker(&r, "convergence");
             assert_eq!(conv["verdict"], "invalid", "{conv:#}");
-            assert!(conv["reason"].as_str().unwrap().contains("disagree"), "{conv:#}");
+            assert!(
+                conv["reason"].as_str().unwrap().contains("disagree"),
+                "{conv:#}"
+            );
             return;
         }
         seen.push((seed, r["verdict"].clone()));

@@ -730,7 +730,9 @@ async fn final_phase(
     let mut node_ix = 0usize;
     // (op, the node it must run on, if pinned): every node in turn when the workload asks.
     let pinned: Vec<(&Op, Option<usize>)> = if workload.final_ops_on_every_node() {
-        ops.iter().flat_map(|op| (0..nodes.len()).map(move |n| (op, Some(n)))).collect()
+        ops.iter()
+            .flat_map(|op| (0..nodes.len()).map(move |n| (op, Some(n))))
+            .collect()
     } else {
         ops.iter().map(|op| (op, None)).collect()
     };
