@@ -206,9 +206,13 @@ impl Crdt for PnCounter {
 
 // ------------------------------------------------------------------------- LWW register
 
-/// Last-writer-wins register (§3.2.1 "LWW-Register"): a write carries the writer's clock reading
-/// and its id; merge keeps the greater (timestamp, replica) pair. The timestamp is injected (the
-/// node's skewable clock), so a replica whose clock runs behind loses its later writes.
+/// Last-writer-wins register (§3.2.1 "LWW-Register"): a write carries a timestamp and the
+/// writer's id; merge keeps the greater (timestamp, replica) pair. The timestamp is the writer's
+/// clock reading (injected: the node's skewable clock), raised above the timestamp of the value
+/// the writer currently holds, so a write always supersedes what its replica has seen (two
+/// writes in one millisecond, or a write after seeing a write stamped by a faster clock). Writes
+/// that are concurrent (neither replica saw the other's) are still ordered by the clocks alone:
+/// a replica whose clock runs behind loses them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LwwRegister {
     /// (timestamp ms, replica, value) of the winning write; `None` if never written.
@@ -216,10 +220,13 @@ pub struct LwwRegister {
 }
 
 impl LwwRegister {
-    /// Writes `value` at `now_ms` (the caller's clock). A local write with a timestamp below the
-    /// current winner's loses, exactly as it would in a merge: the register stays a semilattice.
+    /// Writes `value` at `max(now_ms, current timestamp + 1)` (`now_ms`: the caller's clock).
     pub fn write(&mut self, replica: &str, now_ms: i64, value: i64) {
-        self.merge(&LwwRegister { winner: Some((now_ms, replica.to_string(), value)) });
+        let ts = match &self.winner {
+            Some((t, _, _)) => now_ms.max(t.saturating_add(1)),
+            None => now_ms,
+        };
+        self.winner = Some((ts, replica.to_string(), value));
     }
 
     pub fn read(&self) -> Option<i64> {
