@@ -42,9 +42,15 @@ fn linearizable_ops_under_partitions_are_valid_and_clock_skew_is_reported_unavai
     let started = std::time::Instant::now();
     let out = etcd_run(
         store.path(),
-        &["--nemesis", "partition,clock", "--concurrency", "5", "--rate", "60", "--time-limit", "14", "--nemesis-interval", "2", "--seed", "5"],
+        &[
+            // Kinds that cut links among 3 members. An election after the leader is cut off
+            // took up to 2.5 s here (split votes at 1 s election timeouts): 5 s windows leave
+            // time for operations to succeed inside the window (else availability is unknown).
+            "--nemesis", "partition:halves+isolate-one,clock", "--concurrency", "5", "--rate", "60",
+            "--time-limit", "23", "--nemesis-interval", "5", "--op-timeout-ms", "1000", "--seed", "5",
+        ],
     );
-    assert!(started.elapsed().as_secs() <= 45, "run took {:?}", started.elapsed());
+    assert!(started.elapsed().as_secs() <= 40, "run took {:?}", started.elapsed());
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("clock: not applied to etcd") && stderr.contains("libfaketime"), "{stderr}");
@@ -55,8 +61,7 @@ fn linearizable_ops_under_partitions_are_valid_and_clock_skew_is_reported_unavai
     let partitions: Vec<_> = faults.iter().filter(|f| f["fault"] == "partition").collect();
     let clocks: Vec<_> = faults.iter().filter(|f| f["fault"] == "clock").collect();
     assert!(!partitions.is_empty() && !clocks.is_empty(), "{faults:#?}");
-    // A partition that cuts links was applied; one that cuts none among 3 nodes says so.
-    assert!(partitions.iter().any(|f| f["applied"] == true), "{faults:#?}");
+    assert!(partitions.iter().all(|f| f["applied"] == true), "{faults:#?}");
     for c in &clocks {
         assert_eq!(c["applied"], false, "clock skew must never be pretended: {c:#}");
         assert!(c["error"].as_str().unwrap().contains("unavailable for etcd"), "{c:#}");

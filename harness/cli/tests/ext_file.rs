@@ -35,9 +35,9 @@ fn the_etcd_example_file_runs_valid_and_refuses_faults_it_does_not_list() {
     let out = run(
         store.path(),
         &[
-            "--target", file.to_str().unwrap(), "--nodes", "3", "--nemesis", "partition,kill,clock",
-            "--concurrency", "5", "--rate", "60", "--time-limit", "14", "--nemesis-interval", "2", "--recovery", "2",
-            "--port", "2379", "--seed", "7",
+            "--target", file.to_str().unwrap(), "--nodes", "3", "--nemesis", "partition:halves+isolate-one,clock",
+            "--concurrency", "5", "--rate", "60", "--time-limit", "23", "--nemesis-interval", "5", "--recovery", "2",
+            "--op-timeout-ms", "1000", "--port", "2379", "--seed", "7",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -50,7 +50,7 @@ fn the_etcd_example_file_runs_valid_and_refuses_faults_it_does_not_list() {
             assert!(f["error"].as_str().unwrap().contains("not among the faults"), "{f:#}");
         }
     }
-    assert!(faults.iter().any(|f| f["fault"] == "kill" && f["applied"] == true), "{faults:#?}");
+    assert!(faults.iter().any(|f| f["fault"] == "partition" && f["applied"] == true), "{faults:#?}");
     let test: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(store.path().join("latest/test.json")).unwrap()).unwrap();
     assert_eq!(test["target"], "etcd-file");
