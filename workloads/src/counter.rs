@@ -1,6 +1,6 @@
 //! The counter workload (Jepsen's `counter`, Maelstrom's `pn-counter`): workers add small
 //! deltas (mostly positive, some negative: a PN-Counter) to a few counters and read them; after
-//! the heal and the quiet recovery every node reads every counter once more. Judged by the
+//! the heal and the quiet recovery every node reads every counter, in two rounds. Judged by the
 //! counter checker in its eventual mode (every read within what the adds allow; the final reads
 //! must include every acknowledged add) and the convergence checker (final reads equal).
 
@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::set::{convergence_result, error_completion, verdict_str};
+use crate::set::{convergence_result, error_completion, final_reads, verdict_str};
 
 /// Shape of the counter workload.
 #[derive(Clone, Debug)]
@@ -110,13 +110,7 @@ impl Workload for CounterWorkload {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter()
-            .map(|k| Op {
-                f: "read".into(),
-                key: Some(k.clone()),
-                value: Value::Null,
-            })
-            .collect()
+        final_reads(keys)
     }
 
     fn final_ops_on_every_node(&self) -> bool {

@@ -1,8 +1,8 @@
 //! The set workload (Jepsen's `set`, Maelstrom's `g-set`): workers add unique integers to a few
-//! sets and read them; after the heal and the quiet recovery every node reads every set once
-//! more. Judged by the set-full checker (no acknowledged add lost, nothing unexpected, and how
-//! long elements took to be visible everywhere) and the convergence checker (every node's final
-//! read equal).
+//! sets and read them; after the heal and the quiet recovery every node reads every set, in two
+//! rounds. Judged by the set-full checker (no acknowledged add lost, nothing unexpected, and how
+//! long elements took to be visible everywhere) and the convergence checker (every node's last
+//! final read equal; the rounds bracket the time to converge).
 //!
 //! Elements are unique across the whole run: worker `w`'s `j`-th add is `w × 10⁹ + j`, so each
 //! element's fate can be told apart. The schedule depends only on (seed, worker).
@@ -68,6 +68,23 @@ impl Generator for SetGen {
             value: json!(e),
         })
     }
+}
+
+/// Rounds of final reads: the last round is what the checkers judge; an earlier round still
+/// disagreeing brackets the time to converge (the convergence checker's lower bound).
+pub const FINAL_READ_ROUNDS: usize = 2;
+
+/// Every key read [`FINAL_READ_ROUNDS`] times, round after round (each read on every node).
+pub(crate) fn final_reads(keys: &[String]) -> Vec<Op> {
+    (0..FINAL_READ_ROUNDS)
+        .flat_map(|_| {
+            keys.iter().map(|k| Op {
+                f: "read".into(),
+                key: Some(k.clone()),
+                value: Value::Null,
+            })
+        })
+        .collect()
 }
 
 /// A checker's verdict as results.json records it.
@@ -149,13 +166,7 @@ impl Workload for SetWorkload {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter()
-            .map(|k| Op {
-                f: "read".into(),
-                key: Some(k.clone()),
-                value: Value::Null,
-            })
-            .collect()
+        final_reads(keys)
     }
 
     fn final_ops_on_every_node(&self) -> bool {

@@ -4,7 +4,11 @@
 //! After every fault is healed and the cluster has been quiet for a while, a convergent system's
 //! replicas hold the same state: the final read of each key from *every* node must be equal
 //! (sets compared as sets). A node that has no final read of a key leaves the key undecided.
-//! The time to converge is reported as an upper bound: from the heal to the last final read.
+//!
+//! The time to converge is bracketed when the final reads come in several rounds: it is at most
+//! the time (from the heal) by which every node's reads had settled on the common value — the
+//! first read of each node's trailing run of reads of that value — and at least the time of the
+//! last final read that still returned something else (if any did).
 //!
 //! Final reads are the client `read`s invoked after the nemesis `heal` event (the runner joins
 //! every worker before it heals, so nothing else is invoked after it).
@@ -152,9 +156,12 @@ pub struct ConvergenceReport {
     pub reason: Option<String>,
     pub nodes: Vec<String>,
     pub keys: Vec<KeyConvergence>,
-    /// Upper bound on the time to converge: from the heal to the last final read's completion
-    /// (only when every key converged).
+    /// Upper bound on the time to converge, from the heal: by then every node's final reads
+    /// had settled on the common value (only when every key converged).
     pub converged_within_ms: Option<f64>,
+    /// Lower bound, from the heal: the completion of the last final read that still returned
+    /// another value; `None` if every final read already agreed.
+    pub still_diverged_at_ms: Option<f64>,
 }
 
 /// A value in a canonical form for comparison: arrays (set reads) sorted and deduplicated.
@@ -174,7 +181,14 @@ fn canonical(v: &Value) -> Value {
 /// Checks that every node's final read of every key (operations named `read_f`) is equal.
 /// A malformed history gives `unknown` with the reason.
 pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
-    let unknown = |reason: String| ConvergenceReport { verdict: Verdict::Unknown, reason: Some(reason), nodes: vec![], keys: vec![], converged_within_ms: None };
+    let unknown = |reason: String| ConvergenceReport {
+        verdict: Verdict::Unknown,
+        reason: Some(reason),
+        nodes: vec![],
+        keys: vec![],
+        converged_within_ms: None,
+        still_diverged_at_ms: None,
+    };
     let ops = match client_ops(events) {
         Ok(o) => o,
         Err(e) => return unknown(format!("malformed history: {e}")),
@@ -183,7 +197,8 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
         return unknown("no heal event in the history: cannot tell the final reads".into());
     };
     let nodes = nodes_seen(&ops);
-    let mut by_key: BTreeMap<Option<String>, BTreeMap<String, NodeValue>> = BTreeMap::new();
+    // Per key and node, every ok final read in history order.
+    let mut by_key: BTreeMap<Option<String>, BTreeMap<String, Vec<NodeValue>>> = BTreeMap::new();
     // Keys the workload used (any op on them), so a key nobody read finally is still judged.
     for o in &ops {
         by_key.entry(o.key.clone()).or_default();
@@ -191,14 +206,19 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
     for o in ops.iter().filter(|o| o.is_final && o.f == read_f && o.outcome == Outcome::Ok) {
         let Some(node) = &o.node else { continue };
         let t = o.complete_ns.unwrap_or(o.invoke_ns);
-        // Later reads replace earlier ones: the last ok final read is the node's final state.
-        by_key.entry(o.key.clone()).or_default().insert(node.clone(), NodeValue { node: node.clone(), value: canonical(&o.value), time_ns: t });
+        by_key
+            .entry(o.key.clone())
+            .or_default()
+            .entry(node.clone())
+            .or_default()
+            .push(NodeValue { node: node.clone(), value: canonical(&o.value), time_ns: t });
     }
     let mut keys = Vec::new();
-    let mut last_ns = heal;
-    for (key, finals) in by_key {
-        let missing: Vec<String> = nodes.iter().filter(|n| !finals.contains_key(*n)).cloned().collect();
-        let finals: Vec<NodeValue> = finals.into_values().collect();
+    let (mut settled_ns, mut diverged_ns) = (heal, None::<u64>);
+    for (key, reads) in by_key {
+        let missing: Vec<String> = nodes.iter().filter(|n| !reads.contains_key(*n)).cloned().collect();
+        // The last ok final read is the node's final state.
+        let finals: Vec<NodeValue> = reads.values().filter_map(|r| r.last().cloned()).collect();
         let distinct: BTreeSet<String> = finals.iter().map(|f| f.value.to_string()).collect();
         let (verdict, reason) = if distinct.len() > 1 {
             let per: Vec<String> = finals.iter().map(|f| format!("{}={}", f.node, f.value)).collect();
@@ -208,7 +228,18 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
         } else {
             (Verdict::Valid, None)
         };
-        last_ns = finals.iter().map(|f| f.time_ns).fold(last_ns, u64::max);
+        if verdict == Verdict::Valid {
+            if let Some(common) = finals.first().map(|f| f.value.clone()) {
+                for rs in reads.values() {
+                    // The first read of the node's trailing run of reads of the common value.
+                    let run_start = rs.iter().rposition(|r| r.value != common).map_or(0, |i| i + 1);
+                    settled_ns = settled_ns.max(rs[run_start].time_ns);
+                    if run_start > 0 {
+                        diverged_ns = Some(diverged_ns.unwrap_or(0).max(rs[run_start - 1].time_ns));
+                    }
+                }
+            }
+        }
         keys.push(KeyConvergence { key, verdict, reason, finals, missing });
     }
     let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
@@ -216,8 +247,16 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
         let name = k.key.clone().unwrap_or_else(|| "(no key)".into());
         format!("key {name:?}: {}", k.reason.clone().unwrap_or_default())
     });
-    let converged_within_ms = (verdict == Verdict::Valid && !keys.is_empty()).then(|| (last_ns - heal) as f64 / 1e6);
-    ConvergenceReport { verdict, reason, nodes: nodes.into_iter().collect(), keys, converged_within_ms }
+    let ms = |t: u64| t.saturating_sub(heal) as f64 / 1e6;
+    let converged = verdict == Verdict::Valid && !keys.is_empty();
+    ConvergenceReport {
+        verdict,
+        reason,
+        nodes: nodes.into_iter().collect(),
+        keys,
+        converged_within_ms: converged.then(|| ms(settled_ns)),
+        still_diverged_at_ms: if converged { diverged_ns.map(ms) } else { None },
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +336,26 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Invalid);
         let reason = r.reason.unwrap();
         assert!(reason.contains("n2=5") && reason.contains("n0=3"), "{reason}");
+    }
+
+    /// Two rounds of final reads: n0 still differed in the first, then everything agreed by
+    /// n0's second read. history(): heal at 4 ms; first-round reads complete at 6 ms (n0) and
+    /// 8 ms (n1); the second round at 10 ms (n0) and 12 ms (n1).
+    #[test]
+    fn convergence_time_is_bracketed_by_the_rounds_of_final_reads() {
+        let mut h = history(&[Some(json!(1)), Some(json!(2))]);
+        let i = h.len() as u64;
+        h.push(ev(i, EventType::Invoke, 300, "read", "k", Value::Null, "n0"));
+        h.push(ev(i + 1, EventType::Ok, 300, "read", "k", json!(2), "n0"));
+        h.push(ev(i + 2, EventType::Invoke, 301, "read", "k", Value::Null, "n1"));
+        h.push(ev(i + 3, EventType::Ok, 301, "read", "k", json!(2), "n1"));
+        let r = check_convergence(&h, "read");
+        assert_eq!(r.verdict, Verdict::Valid);
+        assert_eq!(r.still_diverged_at_ms, Some(2.0), "n0's first final read (6 ms) returned 1");
+        assert_eq!(r.converged_within_ms, Some(6.0), "n0's second read (10 ms) starts its agreeing run");
+        // Every read agreeing from the start: no lower bound, the upper bound at the first reads.
+        let r = check_convergence(&history(&[Some(json!(2)), Some(json!(2))]), "read");
+        assert_eq!((r.still_diverged_at_ms, r.converged_within_ms), (None, Some(4.0)));
     }
 
     #[test]
