@@ -95,7 +95,7 @@ impl std::str::FromStr for Family {
             .copied()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all, none, network, process or leader")
+                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all, none, network, process, leader or clock-partition")
             })
     }
 }
