@@ -27,8 +27,9 @@ use tokio::time::Instant;
 
 /// Rounds one client operation may start at most (each bounded by the request deadline too).
 const ROUNDS_MAX: u32 = 12;
-/// Random back-off after a conflict: up to this, doubled per attempt from 2 ms.
-const BACKOFF_MS_MAX: u64 = 64;
+/// Random back-off after a conflict: uniform in [0, cap], the cap doubling per attempt from
+/// 5 ms (about one round on a local network) up to this.
+const BACKOFF_MS_MAX: u64 = 100;
 /// Keys with a local turn-taking lock at most; beyond, requests go without one (still safe).
 const KEY_LOCKS_MAX: usize = 65_536;
 
@@ -171,7 +172,7 @@ impl PaxosRole {
                         }
                         None => break,
                     }
-                    let cap = (2u64 << attempt.min(6)).min(BACKOFF_MS_MAX);
+                    let cap = (5u64 << attempt.min(6)).min(BACKOFF_MS_MAX);
                     let wait = Duration::from_millis(rand::rng().random_range(0..=cap));
                     tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
                 }
