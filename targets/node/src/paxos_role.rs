@@ -47,7 +47,11 @@ impl Machine for Acceptor {
 
 pub struct PaxosRole {
     peers: Peers<Acceptor>,
-    proposer: Mutex<Proposer>,
+    /// Held across the fsync of a new ballot reservation, so that no task sends a ballot whose
+    /// reservation is not durable yet.
+    proposer: tokio::sync::Mutex<Proposer>,
+    /// The proposer's counter, for `/admin/status` (which must not wait on the lock above).
+    ballot_counter: AtomicU64,
     bugs: Bugs,
     /// BUG ignore-accepted only: the value this node last learned per key.
     cache: Mutex<HashMap<String, Option<i64>>>,
@@ -64,7 +68,8 @@ pub fn start(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, data_dir: &Path, 
     let keys_restored = restored.keys.len();
     let store = Store::spawn(Acceptor::restore(restored.keys), log, restored.reserved);
     Ok(Arc::new(PaxosRole {
-        proposer: Mutex::new(Proposer::new(id.clone(), restored.reserved)),
+        proposer: tokio::sync::Mutex::new(Proposer::new(id.clone(), restored.reserved)),
+        ballot_counter: AtomicU64::new(restored.reserved),
         peers: Peers::new(id, peers, client, store),
         bugs,
         cache: Mutex::new(HashMap::new()),
@@ -136,13 +141,19 @@ impl PaxosRole {
             if Instant::now() >= deadline {
                 break;
             }
-            let (ballot, reserve) = lock(&self.proposer).next_ballot(above.as_ref());
-            if let Some(upto) = reserve {
-                // Durable before any ballot it covers is sent.
-                if !self.peers.local.reserve(upto).await {
-                    return unavailable("cannot persist a ballot reservation");
+            let ballot = {
+                let mut p = self.proposer.lock().await;
+                let (ballot, reserve) = p.next_ballot(above.as_ref());
+                if let Some(upto) = reserve {
+                    // Durable before this or any later ballot it covers is sent (the lock is
+                    // held meanwhile, so no other task can take one either).
+                    if !self.peers.local.reserve(upto).await {
+                        return unavailable("cannot persist a ballot reservation");
+                    }
                 }
-            }
+                self.ballot_counter.store(p.counter(), Ordering::Relaxed);
+                ballot
+            };
             let cache = if self.bugs.ignore_accepted { lock(&self.cache).get(&key).copied().flatten() } else { None };
             let mut round = Round::new(key.clone(), ballot, change.clone(), self.peers.members.len(), self.bugs, cache);
             match self.run_round(&mut round, deadline).await {
@@ -164,7 +175,7 @@ impl PaxosRole {
                     match seen {
                         Some(s) => {
                             self.conflicts.fetch_add(1, Ordering::Relaxed);
-                            lock(&self.proposer).observe(&s);
+                            self.proposer.lock().await.observe(&s);
                             above = Some(s);
                         }
                         None if Instant::now() < deadline => {
@@ -214,12 +225,11 @@ impl KvRole for PaxosRole {
     }
 
     fn status(&self) -> Map<String, Value> {
-        let p = lock(&self.proposer);
         let mut m = Map::new();
         m.insert("state".into(), json!("proposer"));
         m.insert("leader".into(), Value::Null);
         m.insert("term".into(), Value::Null);
-        m.insert("ballot_counter".into(), json!(p.counter()));
+        m.insert("ballot_counter".into(), json!(self.ballot_counter.load(Ordering::Relaxed)));
         m.insert("rounds".into(), json!(self.rounds.load(Ordering::Relaxed)));
         m.insert("conflicts".into(), json!(self.conflicts.load(Ordering::Relaxed)));
         m.insert("keys_restored".into(), json!(self.keys_restored));
