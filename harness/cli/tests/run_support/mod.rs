@@ -21,6 +21,11 @@ pub fn node_bin() -> PathBuf {
     let dir = exe.parent().expect("binary has a folder").to_path_buf();
     let node = dir.join("faultline-node");
     BUILD.call_once(|| {
+        // `cargo test --workspace` has already built it: a `cargo build -p faultline-node` here
+        // would resolve features differently and rebuild the node's dependencies (minutes).
+        if node_is_fresh(&node) {
+            return;
+        }
         // <target>/debug/faultline → <target>
         let target_dir = dir.parent().expect("profile folder has a parent");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -34,6 +39,34 @@ pub fn node_bin() -> PathBuf {
     });
     assert!(node.is_file(), "{} missing after build", node.display());
     node
+}
+
+/// True when `node` exists and is newer than every source it is built from (the node's and
+/// protocols' sources and manifests, the workspace manifest and lock file).
+fn node_is_fresh(node: &Path) -> bool {
+    fn newest(dir: &Path, acc: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, acc);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                *acc = (*acc).max(m);
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(node).and_then(|m| m.modified()) else { return false };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut sources = std::time::SystemTime::UNIX_EPOCH;
+    for dir in ["targets/node/src", "targets/protocols/src"] {
+        newest(&repo.join(dir), &mut sources);
+    }
+    for file in ["targets/node/Cargo.toml", "targets/protocols/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+        if let Ok(m) = std::fs::metadata(repo.join(file)).and_then(|m| m.modified()) {
+            sources = sources.max(m);
+        }
+    }
+    built >= sources
 }
 
 pub fn is_root() -> bool {
