@@ -49,17 +49,24 @@ impl Machine for Replica {
 
 pub struct QuorumRole {
     peers: Peers<Replica>,
+    /// This boot's epoch (persisted before serving) in the high 32 bits of every write's
+    /// sequence number, so no two writes of this node share a version, across restarts too.
+    epoch: u64,
+    write_seq: AtomicU64,
     naive: bool,
     write_backs: AtomicU64,
     keys_restored: usize,
 }
 
 pub fn start(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, data_dir: &Path, client: reqwest::Client, naive: bool) -> anyhow::Result<Arc<QuorumRole>> {
-    let (log, restored) = DurableLog::open::<Stored>(data_dir, "quorum.log")?;
+    let (mut log, restored) = DurableLog::open::<Stored>(data_dir, "quorum.log")?;
+    let epoch = restored.reserved + 1;
+    anyhow::ensure!(epoch < 1 << 31, "boot epoch {epoch} out of range");
+    log.append::<Stored>(&[crate::leaderless::Record::Reserve { upto: epoch }])?;
     tracing::info!(id = %id, keys = restored.keys.len(), records = restored.records, naive, "starting quorum node");
     let keys_restored = restored.keys.len();
-    let store = Store::spawn(Replica::restore(restored.keys), log, 0);
-    Ok(Arc::new(QuorumRole { peers: Peers::new(id, peers, client, store), naive, write_backs: AtomicU64::new(0), keys_restored }))
+    let store = Store::spawn(Replica::restore(restored.keys), log, epoch);
+    Ok(Arc::new(QuorumRole { peers: Peers::new(id, peers, client, store), epoch, write_seq: AtomicU64::new(0), naive, write_backs: AtomicU64::new(0), keys_restored }))
 }
 
 enum Phase {
@@ -102,7 +109,9 @@ impl QuorumRole {
             Phase::Quorum(c) => c,
             Phase::NoQuorum(a, n) => return RoleReply::Unavailable(format!("only {a} of {n} replicas answered; a majority is needed (nothing was written)")),
         };
-        let stored = Stored { version: next_version(got.stored(), &self.peers.me), value: Some(value) };
+        let n = self.write_seq.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 1 << 32, "more than 2^32 writes in one boot");
+        let stored = Stored { version: next_version(got.stored(), &self.peers.me, self.epoch << 32 | n), value: Some(value) };
         match self.call_majority(&Request::Set { key, stored }, deadline).await {
             Phase::Quorum(_) => RoleReply::Done,
             Phase::NoQuorum(a, n) => RoleReply::Timeout(format!("the value reached {a} of {n} replicas, not a majority; it may or may not take effect")),

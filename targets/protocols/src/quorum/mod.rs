@@ -2,8 +2,11 @@
 //! Dolev, "Sharing Memory Robustly in Message-Passing Systems", JACM 1995), multi-writer form.
 //!
 //! What this module owns:
-//! - [`Version`]: (counter, writer node id), totally ordered; a write's version is one above the
-//!   highest counter a majority reported, tagged with the writer's id (unique per write).
+//! - [`Version`]: (counter, writer node id, writer's sequence number), totally ordered; a
+//!   write's version is one above the highest counter a majority reported, tagged with the
+//!   writer's id and a number the writer never uses twice (two concurrent writes through one
+//!   node may find the same highest counter: without the sequence number they would share a
+//!   version, replicas would keep whichever came first, and reads would flip between them).
 //! - [`Replica`]: per key the highest-versioned value it stored; `get` answers it, `set` keeps
 //!   the incoming value only if its version is higher (so replicas converge whatever the order).
 //! - [`Call`]: one phase of a coordinator: a request to every replica, done once a majority
@@ -22,11 +25,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub type NodeId = String;
 
-/// A write's version: ordered by counter, then writer id.
+/// A write's version: ordered by counter, then writer id, then the writer's sequence number.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Version {
     pub counter: u64,
     pub node: NodeId,
+    /// Unique among the writer's writes (the node binary: boot epoch << 32 | a counter).
+    pub seq: u64,
 }
 
 /// What a replica stores for one key. The default (version 0, no value) is "never written".
@@ -174,10 +179,11 @@ pub fn highest<'a>(answers: impl IntoIterator<Item = &'a Stored>) -> Stored {
     answers.into_iter().max_by(|a, b| a.version.cmp(&b.version)).cloned().unwrap_or_default()
 }
 
-/// A write's version: above the highest counter a majority reported, tagged with the writer.
-pub fn next_version<'a>(answers: impl IntoIterator<Item = &'a Stored>, me: &str) -> Version {
+/// A write's version: above the highest counter a majority reported, tagged with the writer
+/// and `seq`, which the writer must never use for another write.
+pub fn next_version<'a>(answers: impl IntoIterator<Item = &'a Stored>, me: &str, seq: u64) -> Version {
     let max = answers.into_iter().map(|s| s.version.counter).max().unwrap_or(0);
-    Version { counter: max + 1, node: me.to_string() }
+    Version { counter: max + 1, node: me.to_string(), seq }
 }
 
 /// Whether a read must write `chosen` back before answering: unless every replica of the

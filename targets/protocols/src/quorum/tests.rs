@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn v(counter: u64, node: &str) -> Version {
-    Version { counter, node: node.into() }
+    Version { counter, node: node.into(), seq: 0 }
 }
 
 fn st(counter: u64, node: &str, value: i64) -> Stored {
@@ -27,7 +27,7 @@ fn versions_order_by_counter_then_writer() {
     assert!(v(2, "n1") < v(2, "n2"));
     assert!(Version::default() < v(1, "n1"), "the initial state is below every write");
     let answers = [st(3, "n2", 1), st(5, "n1", 2), Stored::default()];
-    assert_eq!(next_version(&answers, "n3"), v(6, "n3"));
+    assert_eq!(next_version(&answers, "n3", 0), v(6, "n3"));
     assert_eq!(highest(&answers), st(5, "n1", 2));
     assert_eq!(highest(&[]), Stored::default());
 }
@@ -54,6 +54,24 @@ fn replicas_keep_the_highest_version_whatever_the_delivery_order() {
     assert_eq!(r.handle(&set("k", &st(3, "n2", 1))), (Response::Ack, None));
     assert_eq!(r.handle(&Request::Get { key: "k".into() }).0, Response::Got { stored: st(4, "n1", 40) });
     assert_eq!(r.get("other"), Stored::default());
+}
+
+#[test]
+fn two_concurrent_writes_through_one_node_get_distinct_versions_and_replicas_agree() {
+    // Both writes of n1 read counter 4 from a majority; with distinct sequence numbers their
+    // versions differ, so every replica ends with the same one whatever the delivery order.
+    let got = [st(4, "n2", 1), st(3, "n1", 0)];
+    let a = Stored { version: next_version(&got, "n1", 7), value: Some(10) };
+    let b = Stored { version: next_version(&got, "n1", 8), value: Some(20) };
+    assert_ne!(a.version, b.version);
+    let mut r1 = Replica::default();
+    let mut r2 = Replica::default();
+    r1.handle(&set("k", &a));
+    r1.handle(&set("k", &b));
+    r2.handle(&set("k", &b));
+    r2.handle(&set("k", &a));
+    assert_eq!(r1.get("k"), r2.get("k"));
+    assert_eq!(r1.get("k"), b);
 }
 
 // ------------------------------------------------------------------ quorum calls
@@ -135,7 +153,7 @@ fn sequential_run(seed: u64, n: usize, write_back: bool) -> Option<String> {
                 let q = pick(&mut rng, maj);
                 let got: Vec<Stored> = q.iter().map(|&i| reps[i].get("k")).collect();
                 let me = format!("n{}", rng.random_range(1..=n));
-                let s = Stored { version: next_version(&got, &me), value: Some(step as i64) };
+                let s = Stored { version: next_version(&got, &me, step), value: Some(step as i64) };
                 let complete = rng.random_bool(0.6);
                 let k = if complete { maj } else { rng.random_range(1..maj) };
                 for i in pick(&mut rng, k) {
