@@ -19,7 +19,8 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::clock::{NodeClock, DRIFT_PPM_MAX, OFFSET_MS_MAX};
+use crate::api::{self, bad_request, check_key, error, not_found, parse, BODY_BYTES_MAX};
+use crate::clock::NodeClock;
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -39,13 +40,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Keys longer than this are refused (docs/node-api.md).
-const KEY_BYTES_MAX: usize = 256;
 /// Requests queued for the replica task at most; beyond, 503 at once.
 const QUEUE_MAX: usize = 4096;
 /// Requests applied between two persists at most (group commit).
 const BATCH_MAX: usize = 256;
 /// Request bodies larger than this are refused (gossiped states are the largest).
-const BODY_BYTES_MAX: usize = 64 << 20;
 const STATE_FILE: &str = "crdt-state.json";
 /// Longest a merged-in peer state stays only in memory while nothing else is persisted.
 pub const MERGE_PERSIST_EVERY: Duration = Duration::from_secs(1);
@@ -308,45 +307,20 @@ fn router(s: St) -> Router {
 
 // ------------------------------------------------------------------------- errors and parsing
 
-fn error(status: StatusCode, code: &str, definite: bool, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": code, "definite": definite, "leader": null, "message": message.into()}))).into_response()
-}
-
-fn bad_request(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad-request", true, message)
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not-found", true, "no such route; see docs/node-api.md")
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}; expected {expected}")))
-}
-
-fn check_key(key: &str) -> Result<(), Response> {
-    if key.is_empty() {
-        return Err(bad_request("key: must be a non-empty string"));
-    }
-    if key.len() > KEY_BYTES_MAX {
-        return Err(bad_request(format!("key: {} bytes, at most {KEY_BYTES_MAX} allowed", key.len())));
-    }
-    Ok(())
-}
-
 /// Queues `job` and waits (bounded by the request timeout) for its answer.
 async fn submit(s: &Shared, job: Job) -> Result<Answer, Response> {
     let (tx, rx) = oneshot::channel();
     if s.queue.try_send(Req { job, tx: Some(tx) }).is_err() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, "node overloaded: request queue full"));
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full"));
     }
     match tokio::time::timeout(s.request_timeout, rx).await {
         Ok(Ok(a)) => Ok(a),
-        Ok(Err(_)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "stopped", false, "the replica task stopped")),
+        Ok(Err(_)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "stopped", false, None, "the replica task stopped")),
         Err(_) => Err(error(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             false,
+            None,
             format!("no outcome within {} ms; the operation may or may not take effect", s.request_timeout.as_millis()),
         )),
     }
@@ -433,7 +407,7 @@ async fn kv_write(State(s): State<St>, body: Bytes) -> Response {
 }
 
 async fn kv_cas() -> Response {
-    error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, "the crdt role has no compare-and-set: its registers are last-writer-wins")
+    error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, None, "the crdt role has no compare-and-set: its registers are last-writer-wins")
 }
 
 // ------------------------------------------------------------------------- peers
@@ -455,18 +429,14 @@ async fn peer_crdt(State(s): State<St>, body: Bytes) -> Response {
     s.merges.fetch_add(1, Ordering::Relaxed);
     match s.queue.try_send(Req { job: Job::Merge(Box::new(g.state)), tx: None }) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, "request queue full; state dropped"),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request queue full; state dropped"),
     }
 }
 
 // ------------------------------------------------------------------------- admin
 
 fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let want = format!("Bearer {}", s.admin_token);
-    match headers.get(header::AUTHORIZATION) {
-        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
-    }
+    api::authorized(&s.admin_token, headers)
 }
 
 async fn admin_status(State(s): State<St>, headers: HeaderMap) -> Response {
@@ -488,39 +458,9 @@ async fn admin_status(State(s): State<St>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockBody {
-    offset_ms: Option<i64>,
-    drift_ppm: Option<f64>,
-    reset: Option<bool>,
-}
-
 async fn admin_clock(State(s): State<St>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return r;
     }
-    let b: ClockBody = match parse(&body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if b.reset == Some(true) {
-        if b.offset_ms.is_some() || b.drift_ppm.is_some() {
-            return bad_request("reset: cannot be combined with offset_ms or drift_ppm");
-        }
-        return Json(s.clock.reset()).into_response();
-    }
-    if let Some(o) = b.offset_ms {
-        if o.abs() > OFFSET_MS_MAX {
-            return bad_request(format!("offset_ms: {o} is beyond ±{OFFSET_MS_MAX}"));
-        }
-    }
-    if let Some(d) = b.drift_ppm {
-        if !d.is_finite() || d.abs() >= DRIFT_PPM_MAX {
-            return bad_request(format!("drift_ppm: {d} must be finite and within ±{DRIFT_PPM_MAX} (exclusive)"));
-        }
-    }
-    let view = s.clock.set(b.offset_ms, b.drift_ppm);
-    tracing::info!(offset_ms = view.offset_ms, drift_ppm = view.drift_ppm, "clock set");
-    Json(view).into_response()
+    api::set_clock(&s.clock, &body)
 }

@@ -72,8 +72,8 @@ pub trait KvRole: Send + Sync {
 
 /// The key rule of docs/node-api.md, for peer requests too.
 pub fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > crate::server::KEY_BYTES_MAX {
-        return Err(format!("key: must be a non-empty string of at most {} bytes", crate::server::KEY_BYTES_MAX));
+    if key.is_empty() || key.len() > crate::api::KEY_BYTES_MAX {
+        return Err(format!("key: must be a non-empty string of at most {} bytes", crate::api::KEY_BYTES_MAX));
     }
     Ok(())
 }

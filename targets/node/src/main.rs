@@ -3,6 +3,7 @@
 //! tick loop) and runs the pure protocol core of the chosen role (`faultline-protocols`).
 //! The command line and the HTTP API are documented in docs/node-api.md.
 
+mod api;
 mod clock;
 mod crdt_role;
 mod leaderless;

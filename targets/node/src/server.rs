@@ -6,7 +6,8 @@
 // the size of `Response` does not matter on this path.
 #![allow(clippy::result_large_err)]
 
-use crate::clock::{NodeClock, DRIFT_PPM_MAX, OFFSET_MS_MAX};
+use crate::api::{self, bad_request, check_key, error, not_found, parse, BODY_BYTES_MAX};
+use crate::clock::NodeClock;
 use crate::leaderless::{ClientOp, KvRole, PeerError, RoleReply};
 use crate::raft_role::{Event, RaftHandle};
 use axum::body::Bytes;
@@ -26,14 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub const NO_FORWARD_HEADER: &str = "x-faultline-no-forward";
-/// Keys longer than this are refused (docs/node-api.md).
-pub const KEY_BYTES_MAX: usize = 256;
 /// Longest a request waits for some leader to be known before answering 503.
 const LEADER_WAIT_MAX: Duration = Duration::from_millis(1000);
 /// Client requests in flight per node at most (waiting for Raft or for a forward).
 pub const CLIENT_REQUESTS_MAX: usize = 4096;
-/// Request bodies larger than this are refused (peer batches with snapshots are the largest).
-const BODY_BYTES_MAX: usize = 64 << 20;
 
 /// What answers the client API: Raft (one leader; followers forward to it), or a leaderless
 /// role (`paxos`, `quorum`) where every node coordinates requests itself.
@@ -76,18 +73,6 @@ pub fn router(state: Shared) -> Router {
 
 // ------------------------------------------------------------------------- errors
 
-fn error(status: StatusCode, code: &str, definite: bool, leader: Option<String>, message: impl Into<String>) -> Response {
-    let body = json!({"error": code, "definite": definite, "leader": leader, "message": message.into()});
-    (status, Json(body)).into_response()
-}
-
-fn bad_request(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad-request", true, None, message)
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not-found", true, None, "no such route; see docs/node-api.md")
-}
 
 // ------------------------------------------------------------------------- client API
 
@@ -112,19 +97,6 @@ enum Op {
     Write(Command),
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}; expected {expected}")))
-}
-
-fn check_key(key: &str) -> Result<(), Response> {
-    if key.is_empty() {
-        return Err(bad_request("key: must be a non-empty string"));
-    }
-    if key.len() > KEY_BYTES_MAX {
-        return Err(bad_request(format!("key: {} bytes, at most {KEY_BYTES_MAX} allowed", key.len())));
-    }
-    Ok(())
-}
 
 async fn kv_read(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let b: ReadBody = match parse(&body, r#"{"key": string}"#) {
@@ -299,11 +271,7 @@ async fn forward(s: &AppState, path: &str, leader: &NodeId, body: Bytes, deadlin
 // ------------------------------------------------------------------------- admin API
 
 fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let want = format!("Bearer {}", s.admin_token);
-    match headers.get(header::AUTHORIZATION) {
-        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, None, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
-    }
+    api::authorized(&s.admin_token, headers)
 }
 
 async fn admin_status(State(s): State<Shared>, headers: HeaderMap) -> Response {
@@ -348,41 +316,11 @@ async fn admin_status(State(s): State<Shared>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockBody {
-    offset_ms: Option<i64>,
-    drift_ppm: Option<f64>,
-    reset: Option<bool>,
-}
-
 async fn admin_clock(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return r;
     }
-    let b: ClockBody = match parse(&body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if b.reset == Some(true) {
-        if b.offset_ms.is_some() || b.drift_ppm.is_some() {
-            return bad_request("reset: cannot be combined with offset_ms or drift_ppm");
-        }
-        return Json(s.clock.reset()).into_response();
-    }
-    if let Some(o) = b.offset_ms {
-        if o.abs() > OFFSET_MS_MAX {
-            return bad_request(format!("offset_ms: {o} is beyond ±{OFFSET_MS_MAX}"));
-        }
-    }
-    if let Some(d) = b.drift_ppm {
-        if !d.is_finite() || d.abs() >= DRIFT_PPM_MAX {
-            return bad_request(format!("drift_ppm: {d} must be finite and within ±{DRIFT_PPM_MAX} (exclusive)"));
-        }
-    }
-    let view = s.clock.set(b.offset_ms, b.drift_ppm);
-    tracing::info!(offset_ms = view.offset_ms, drift_ppm = view.drift_ppm, "clock set");
-    Json(view).into_response()
+    api::set_clock(&s.clock, &body)
 }
 
 // ------------------------------------------------------------------------- peers

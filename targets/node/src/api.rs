@@ -1,0 +1,92 @@
+//! The answer shapes every role's HTTP API shares (docs/node-api.md): the error body, request
+//! parsing with a 400 that says what was expected, the key rule, the admin token check and the
+//! clock call. Roles own their routes; this module owns what must read the same across them.
+
+// Helpers return `Result<_, Response>` so handlers can bail out with a ready answer; the size of
+// `Response` does not matter on this path.
+#![allow(clippy::result_large_err)]
+
+use crate::clock::{NodeClock, DRIFT_PPM_MAX, OFFSET_MS_MAX};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+/// Keys longer than this are refused (docs/node-api.md).
+pub const KEY_BYTES_MAX: usize = 256;
+/// Request bodies larger than this are refused (peer batches with snapshots are the largest).
+pub const BODY_BYTES_MAX: usize = 64 << 20;
+
+/// The documented error body: `{"error", "definite", "leader", "message"}`.
+pub fn error(status: StatusCode, code: &str, definite: bool, leader: Option<String>, message: impl Into<String>) -> Response {
+    let body = json!({"error": code, "definite": definite, "leader": leader, "message": message.into()});
+    (status, Json(body)).into_response()
+}
+
+pub fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad-request", true, None, message)
+}
+
+pub async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not-found", true, None, "no such route; see docs/node-api.md")
+}
+
+/// Parses a JSON body; a malformed one is a 400 naming what was `expected`.
+pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}; expected {expected}")))
+}
+
+pub fn check_key(key: &str) -> Result<(), Response> {
+    if key.is_empty() {
+        return Err(bad_request("key: must be a non-empty string"));
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(bad_request(format!("key: {} bytes, at most {KEY_BYTES_MAX} allowed", key.len())));
+    }
+    Ok(())
+}
+
+/// Admin calls need `Authorization: Bearer TOKEN`; anything else is a 401.
+pub fn authorized(token: &str, headers: &HeaderMap) -> Result<(), Response> {
+    let want = format!("Bearer {token}");
+    match headers.get(header::AUTHORIZATION) {
+        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
+        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, None, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    offset_ms: Option<i64>,
+    drift_ppm: Option<f64>,
+    reset: Option<bool>,
+}
+
+/// `POST /admin/clock` after the token check: set or reset the node clock, answer its view.
+pub fn set_clock(clock: &NodeClock, body: &[u8]) -> Response {
+    let b: ClockBody = match parse(body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if b.reset == Some(true) {
+        if b.offset_ms.is_some() || b.drift_ppm.is_some() {
+            return bad_request("reset: cannot be combined with offset_ms or drift_ppm");
+        }
+        return Json(clock.reset()).into_response();
+    }
+    if let Some(o) = b.offset_ms {
+        if o.abs() > OFFSET_MS_MAX {
+            return bad_request(format!("offset_ms: {o} is beyond ±{OFFSET_MS_MAX}"));
+        }
+    }
+    if let Some(d) = b.drift_ppm {
+        if !d.is_finite() || d.abs() >= DRIFT_PPM_MAX {
+            return bad_request(format!("drift_ppm: {d} must be finite and within ±{DRIFT_PPM_MAX} (exclusive)"));
+        }
+    }
+    let view = clock.set(b.offset_ms, b.drift_ppm);
+    tracing::info!(offset_ms = view.offset_ms, drift_ppm = view.drift_ppm, "clock set");
+    Json(view).into_response()
+}
