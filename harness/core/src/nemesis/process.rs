@@ -24,31 +24,48 @@ fn restart(ctx: &NemesisCtx, id: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+fn resume(ctx: &NemesisCtx, id: &str) -> Result<(), String> {
+    ctx.runtime.resume_node(id).map_err(|e| e.to_string())
+}
+
+/// Picks the spec's nodes and does `act` to each; the fault counts as applied only when it
+/// reached every picked node (and there was one).
+async fn act_on_picked<E: std::fmt::Display>(
+    ctx: &NemesisCtx,
+    spec: &FaultSpec,
+    family: Family,
+    act: impl Fn(&str) -> Result<(), E>,
+) -> Applied {
+    let (nodes, note) = pick_nodes(ctx, spec).await;
+    let errors: Vec<String> = nodes
+        .iter()
+        .filter_map(|id| act(id).err().map(|e| format!("{id}: {e}")))
+        .collect();
+    Applied {
+        applied: errors.is_empty() && !nodes.is_empty(),
+        nodes,
+        mechanism: ctx.runtime.process_mechanism(family).into(),
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        detail: json!({ "note": note }),
+    }
+}
+
+/// Undoes a fault on each of `nodes` (every one is tried; the errors are joined).
+fn undo_each(nodes: &[String], undo: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
+    let errors: Vec<String> = nodes.iter().filter_map(|id| undo(id).err()).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 impl Nemesis for KillNemesis {
     fn family(&self) -> Family {
         Family::Kill
     }
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
-        Box::pin(async move {
-            let (nodes, note) = pick_nodes(ctx, spec).await;
-            let mut errors = Vec::new();
-            for id in &nodes {
-                if let Err(e) = ctx.runtime.kill_node(id) {
-                    errors.push(format!("{id}: {e}"));
-                }
-            }
-            Applied {
-                applied: errors.is_empty() && !nodes.is_empty(),
-                nodes,
-                mechanism: ctx.runtime.process_mechanism(Family::Kill).into(),
-                error: if errors.is_empty() {
-                    None
-                } else {
-                    Some(errors.join("; "))
-                },
-                detail: json!({ "note": note }),
-            }
-        })
+        Box::pin(act_on_picked(ctx, spec, Family::Kill, |id| ctx.runtime.kill_node(id)))
     }
     fn stop<'a>(
         &'a self,
@@ -56,32 +73,10 @@ impl Nemesis for KillNemesis {
         _spec: &'a FaultSpec,
         applied: &'a Applied,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let errors: Vec<String> = applied
-                .nodes
-                .iter()
-                .filter_map(|id| restart(ctx, id).err())
-                .collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
-        })
+        Box::pin(async move { undo_each(&applied.nodes, |id| restart(ctx, id)) })
     }
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let errors: Vec<String> = ctx
-                .node_ids()
-                .iter()
-                .filter_map(|id| restart(ctx, id).err())
-                .collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
-        })
+        Box::pin(async move { undo_each(&ctx.node_ids(), |id| restart(ctx, id)) })
     }
 }
 
@@ -90,26 +85,7 @@ impl Nemesis for PauseNemesis {
         Family::Pause
     }
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
-        Box::pin(async move {
-            let (nodes, note) = pick_nodes(ctx, spec).await;
-            let mut errors = Vec::new();
-            for id in &nodes {
-                if let Err(e) = ctx.runtime.pause_node(id) {
-                    errors.push(format!("{id}: {e}"));
-                }
-            }
-            Applied {
-                applied: errors.is_empty() && !nodes.is_empty(),
-                nodes,
-                mechanism: ctx.runtime.process_mechanism(Family::Pause).into(),
-                error: if errors.is_empty() {
-                    None
-                } else {
-                    Some(errors.join("; "))
-                },
-                detail: json!({ "note": note }),
-            }
-        })
+        Box::pin(act_on_picked(ctx, spec, Family::Pause, |id| ctx.runtime.pause_node(id)))
     }
     fn stop<'a>(
         &'a self,
@@ -117,31 +93,9 @@ impl Nemesis for PauseNemesis {
         _spec: &'a FaultSpec,
         applied: &'a Applied,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let errors: Vec<String> = applied
-                .nodes
-                .iter()
-                .filter_map(|id| ctx.runtime.resume_node(id).err().map(|e| e.to_string()))
-                .collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
-        })
+        Box::pin(async move { undo_each(&applied.nodes, |id| resume(ctx, id)) })
     }
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let errors: Vec<String> = ctx
-                .node_ids()
-                .iter()
-                .filter_map(|id| ctx.runtime.resume_node(id).err().map(|e| e.to_string()))
-                .collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
-        })
+        Box::pin(async move { undo_each(&ctx.node_ids(), |id| resume(ctx, id)) })
     }
 }
