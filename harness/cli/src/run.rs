@@ -545,6 +545,15 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     signals.abort();
 
     print_summary(&outcome.results, run_dir.dir(), &repro);
+    // The report is part of the run's product, but a failure to draw it must not change the
+    // verdict's exit code: warn and point at `faultline report`.
+    match faultline_reports::render_run(run_dir.dir(), &Default::default()) {
+        Ok(r) => println!("report: {}", r.files[0].display()),
+        Err(e) => eprintln!(
+            "faultline: warning: report not written ({e}); try `faultline report {}`",
+            run_dir.dir().display()
+        ),
+    }
     for e in &outcome.errors {
         eprintln!("faultline: {e}");
     }

@@ -43,6 +43,12 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
         stdout.contains("reproduce: faultline run") && stdout.contains("--seed 11"),
         "{stdout}"
     );
+    // The run draws its own report.
+    let latest = store.path().join("latest");
+    for f in ["report.html", "latency-raw.png", "latency-quantiles.png", "rate.png"] {
+        assert!(latest.join(f).is_file(), "{f} missing from the run folder: {stdout}");
+    }
+    assert!(stdout.contains("report: "), "{stdout}");
 
     let r = results(store.path());
     assert_eq!(r["verdict"], "valid", "{r:#}");
