@@ -121,6 +121,13 @@ fn value_text(v: &Value) -> String {
         Value::Array(items) if items.iter().all(Value::is_string) => {
             items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
         }
+        // A small object (the runtime, say) reads better as `key: value` pairs than as JSON.
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k}: {}", value_text(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.to_string(),
     }
 }
@@ -654,6 +661,14 @@ fn raw_files(s: &mut String, run: &RunData) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn summary_values_read_as_text_not_json() {
+        let v = json!({"kind": "local", "mechanism": "netns", "userns": false, "gone": null});
+        assert_eq!(value_text(&v), "kind: local, mechanism: netns, userns: false");
+        assert_eq!(value_text(&json!(["a", "b"])), "a b");
+        assert_eq!(value_text(&json!({"nested": {"x": 1}})), "nested: x: 1");
+    }
+
     use super::*;
     use serde_json::json;
 
