@@ -18,7 +18,7 @@ pub struct FaultInterval {
     pub open_ended: bool,
     /// History index of the start event.
     pub start_index: u64,
-    /// The start event's value, as compact JSON (bounded).
+    /// The start event's value as readable text (kind, nodes, mechanism, offsets; bounded).
     pub description: String,
 }
 
@@ -41,7 +41,7 @@ pub struct Faults {
 }
 
 /// Longest description kept, in characters.
-const DESCRIPTION_CHARS_MAX: usize = 160;
+const DESCRIPTION_CHARS_MAX: usize = 240;
 
 impl Faults {
     /// Pairs the nemesis events of `events`; `end_ns` closes the intervals never stopped.
@@ -112,17 +112,127 @@ impl Faults {
     }
 }
 
+/// A nemesis event's value as readable text: `halves on n1, n2, n3 via netns-iptables; 2 links
+/// cut: n1->n2, n1->n3`, `offset +200 ms on n2`, `NOT APPLIED (no leader known)`. The harness's
+/// fields (kind, nodes, mechanism, applied, error, detail.{offset_ms, strobe_period_ms, leader,
+/// links, param, note}) are spelled out; any other field is kept as `key: value`, so a value
+/// written by another tool still reads. Bounded to [`DESCRIPTION_CHARS_MAX`] characters.
 fn describe(value: &serde_json::Value) -> String {
-    if value.is_null() {
-        return String::new();
-    }
-    let s = value.to_string();
+    bound(describe_unbounded(value))
+}
+
+fn bound(s: String) -> String {
     if s.chars().count() <= DESCRIPTION_CHARS_MAX {
         s
     } else {
         let mut t: String = s.chars().take(DESCRIPTION_CHARS_MAX).collect();
         t.push('…');
         t
+    }
+}
+
+/// At most this many links are named in a description (the count is always given).
+const LINKS_NAMED_MAX: usize = 6;
+
+fn describe_unbounded(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let map = match value {
+        Value::Null => return String::new(),
+        Value::Object(m) => m,
+        other => return plain(other),
+    };
+    let mut head = String::new();
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(k) = map.get("kind").and_then(Value::as_str) {
+        head.push_str(k);
+    }
+    if let Some(nodes) = map.get("nodes").and_then(Value::as_array).filter(|n| !n.is_empty()) {
+        let names: Vec<String> = nodes.iter().map(plain).collect();
+        if !head.is_empty() {
+            head.push(' ');
+        }
+        head.push_str("on ");
+        head.push_str(&names.join(", "));
+    }
+    if let Some(m) = map.get("mechanism").and_then(Value::as_str).filter(|m| !m.is_empty()) {
+        head.push_str(&format!(" via {m}"));
+    }
+    if !head.is_empty() {
+        parts.push(head.trim().to_string());
+    }
+    if let Some(detail) = map.get("detail").and_then(Value::as_object) {
+        if let Some(o) = detail.get("offset_ms").and_then(Value::as_f64) {
+            parts.push(format!("clock offset {o:+} ms"));
+        }
+        if let Some(p) = detail.get("strobe_period_ms").and_then(Value::as_f64) {
+            parts.push(format!("strobing every {p} ms"));
+        }
+        if let Some(l) = detail.get("leader").and_then(Value::as_str) {
+            parts.push(format!("leader {l}"));
+        }
+        if let Some(links) = detail.get("links").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+            let named: Vec<String> = links.iter().take(LINKS_NAMED_MAX).map(plain).collect();
+            let more = links.len().saturating_sub(LINKS_NAMED_MAX);
+            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+            parts.push(format!("{} links cut: {}{tail}", links.len(), named.join(", ")));
+        }
+        if let Some(p) = detail.get("param").and_then(Value::as_f64).filter(|p| *p != 0.0) {
+            parts.push(format!("parameter {p}"));
+        }
+        if let Some(n) = detail.get("note").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            parts.push(n.to_string());
+        }
+        for (k, v) in detail {
+            if !["offset_ms", "strobe_period_ms", "leader", "links", "param", "note"].contains(&k.as_str()) && !v.is_null() {
+                parts.push(format!("{k}: {}", plain(v)));
+            }
+        }
+    }
+    match map.get("applied").and_then(Value::as_bool) {
+        Some(false) => {
+            let why = map.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+            parts.insert(0, format!("NOT APPLIED ({why})"));
+        }
+        _ => {
+            if let Some(e) = map.get("error").and_then(Value::as_str) {
+                parts.push(format!("error: {e}"));
+            }
+        }
+    }
+    // The heal event: `{"ok": true, "errors": []}`.
+    if let Some(ok) = map.get("ok").and_then(Value::as_bool) {
+        parts.push(if ok { "every fault healed".into() } else { "healing failed".into() });
+    }
+    if let Some(errors) = map.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+        parts.push(format!("errors: {}", errors.iter().map(plain).collect::<Vec<_>>().join("; ")));
+    }
+    const KNOWN: &[&str] = &["kind", "nodes", "mechanism", "detail", "applied", "error", "ok", "errors"];
+    for (k, v) in map {
+        if !KNOWN.contains(&k.as_str()) && !v.is_null() {
+            parts.push(format!("{k}: {}", plain(v)));
+        }
+    }
+    parts.join("; ")
+}
+
+/// A JSON value as text without JSON punctuation: strings bare, arrays as `a, b` (nested
+/// arrays in brackets: `[n1] [n2, n3]`), objects as `key: value` pairs.
+fn plain(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().any(Value::is_array) => {
+            items.iter().map(|i| format!("[{}]", plain(i))).collect::<Vec<_>>().join(" ")
+        }
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, x)| !x.is_null())
+            .map(|(k, x)| format!("{k}: {}", plain(x)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
     }
 }
 
@@ -195,6 +305,28 @@ mod tests {
         assert!(f.warnings[0].contains("stop-clock"));
         assert_eq!(f.instants.len(), 1);
         assert_eq!(f.instants[0].f, "kill-leader");
+    }
+
+    #[test]
+    fn harness_fault_values_read_as_text_not_json() {
+        let v = json!({"applied": true, "detail": {"leader": null, "links": ["n1->n2", "n1->n3", "n2->n1", "n3->n1"], "param": 0.0},
+            "error": null, "kind": "halves", "mechanism": "netns-iptables", "nodes": ["n1", "n2", "n3"]});
+        assert_eq!(describe(&v), "halves on n1, n2, n3 via netns-iptables; 4 links cut: n1->n2, n1->n3, n2->n1, n3->n1");
+        let clock = json!({"applied": true, "kind": "bump", "nodes": ["n2"], "mechanism": "admin-api",
+            "detail": {"offset_ms": -200, "strobe_period_ms": null}, "error": null});
+        assert_eq!(describe(&clock), "bump on n2 via admin-api; clock offset -200 ms");
+        let missed = json!({"applied": false, "kind": "isolate-leader", "nodes": [], "error": "no leader known",
+            "mechanism": "netns-iptables", "detail": {"note": "no leader"}});
+        assert_eq!(describe(&missed), "NOT APPLIED (no leader known); isolate-leader via netns-iptables; no leader");
+        assert_eq!(describe(&json!({"errors": [], "ok": true})), "every fault healed");
+        // Another tool's shape: unknown fields as key: value, nested arrays bracketed.
+        assert_eq!(describe(&json!({"groups": [["n1"], ["n2", "n3"]]})), "groups: [n1] [n2, n3]");
+        let many: Vec<String> = (0..20).map(|i| format!("n{i}->n{}", i + 1)).collect();
+        let d = describe(&json!({"kind": "bridge", "detail": {"links": many}}));
+        assert!(d.starts_with("bridge; 20 links cut: n0->n1") && d.ends_with("and 14 more"), "{d}");
+        for text in [describe(&v), describe(&clock), d] {
+            assert!(!text.contains('{') && !text.contains('"'), "JSON punctuation left in {text}");
+        }
     }
 
     #[test]

@@ -730,6 +730,22 @@ mod tests {
     }
 
     #[test]
+    fn the_faults_table_describes_faults_in_words_not_json() {
+        let history = format!(
+            "{}\n{}\n",
+            json!({"index":0,"time":10,"type":"info","process":"nemesis","f":"start-clock","value":
+                {"applied": true, "kind": "bump", "nodes": ["n2"], "mechanism": "admin-api", "error": null,
+                 "detail": {"offset_ms": 250, "strobe_period_ms": null}}}),
+            json!({"index":1,"time":20,"type":"info","process":"nemesis","f":"stop-clock","value":{"kind":"bump","nodes":["n2"],"healed":true,"error":null}}),
+        );
+        let run = run_with(json!({}), json!({}), &history);
+        let a = Analysis::new(&run);
+        let html = render(&run, &a, &[], &RenderOptions::default());
+        assert!(html.contains("<td>bump on n2 via admin-api; clock offset +250 ms</td>"), "{html}");
+        assert!(!html.contains("{&quot;"), "raw JSON in the page");
+    }
+
+    #[test]
     fn timeline_says_when_capped() {
         let mut h = String::new();
         for i in 0..50u64 {
