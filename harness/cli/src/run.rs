@@ -20,7 +20,7 @@ use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
 use faultline_core::target::external;
-use faultline_core::target::reference::{ReferenceTarget, NO_CAS_ROLES, ROLES};
+use faultline_core::target::reference::{parse_role_options, ReferenceTarget, NO_CAS_ROLES, ROLES};
 use serde_json::{json, Value};
 
 use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
@@ -105,6 +105,8 @@ struct Plan {
     mechanism: MechanismChoice,
     node_bin: PathBuf,
     name: String,
+    /// A reference role's `--target-opt` pairs (external targets check theirs when built).
+    role_options: Vec<(String, String)>,
 }
 
 fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -224,6 +226,11 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     } else {
         locate_node_bin(a.node_bin.as_deref())?
     };
+    let role_options = if external::is_external(&a.target) {
+        Vec::new()
+    } else {
+        parse_role_options(&a.target, &a.target_opts).map_err(anyhow::Error::msg)?
+    };
     let seed = a.seed.unwrap_or_else(rand_seed);
     Ok(Plan {
         nemesis,
@@ -231,6 +238,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         mechanism,
         node_bin,
         name,
+        role_options,
     })
 }
 
@@ -470,6 +478,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
     let target = Arc::new(ReferenceTarget {
         role: args.target.clone(),
+        options: plan.role_options.clone(),
         program: plan.node_bin.clone(),
         bugs: args.bugs.clone(),
         admin_token,

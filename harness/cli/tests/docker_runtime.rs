@@ -98,6 +98,7 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     let http = NodeHttp::new(Duration::from_millis(700), "test-token").unwrap();
     let target = ReferenceTarget {
         role: "raft".into(),
+        options: vec![],
         program: PathBuf::from(IMAGE_NODE_PATH),
         // A bug flag, to see the run's options reach the containers' command lines.
         bugs: vec!["stale-read".into()],

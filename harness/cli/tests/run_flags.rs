@@ -82,6 +82,52 @@ fn unparsable_flags_and_missing_node_binary_exit_255() {
 }
 
 #[test]
+fn role_options_are_checked_against_the_role() {
+    assert_error(
+        &["--target-opt", "gossip-ms=50"],
+        "--target-opt \"gossip-ms\" is not an option of role raft: expected read-mode,",
+    );
+    assert_error(&["--target-opt", "read-mode"], "--target-opt \"read-mode\": expected KEY=VALUE");
+    assert_error(&["--target-opt", "read-mode="], "--target-opt read-mode: empty value");
+    assert_error(
+        &["--target", "crdt", "--target-opt", "read-mode=lease"],
+        "is not an option of role crdt: expected gossip-ms, request-timeout-ms",
+    );
+}
+
+#[test]
+fn a_role_option_reaches_every_node() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(faultline())
+        .args(["run", "--nodes", "3", "--nemesis", "none", "--time-limit", "2", "--recovery", "0", "--quiet"])
+        .args(["--target-opt", "read-mode=lease", "--store", store.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let run = store.path().join("latest");
+    for n in ["n1", "n2", "n3"] {
+        let log = std::fs::read_to_string(run.join(format!("nodes/{n}.log"))).unwrap();
+        // The node's log may be coloured: drop ANSI escapes (ESC [ ... m) before matching.
+        let mut plain = String::with_capacity(log.len());
+        let mut in_escape = false;
+        for c in log.chars() {
+            match (in_escape, c) {
+                (false, '\u{1b}') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (true, _) => {}
+                (false, c) => plain.push(c),
+            }
+        }
+        let log = plain;
+        assert!(log.contains("read_mode=Lease"), "{n}'s log does not show the lease read mode:\n{log}");
+    }
+}
+
+#[test]
 fn a_node_that_exits_at_startup_is_a_harness_failure() {
     if !is_root() {
         eprintln!("skipped: needs root (network namespaces), as in CI");

@@ -198,13 +198,13 @@ async fn worker(
     workload: Arc<dyn Workload>,
     runtime: Arc<dyn Runtime>,
     http: NodeHttp,
+    nodes: Arc<Vec<String>>,
     deadline: Instant,
     mut cancel: watch::Receiver<bool>,
 ) -> ProcessIds {
     let mut generator = workload.generator(cfg.seed, worker, cfg.concurrency);
     let mut pacer = Pacer::new(cfg.seed, worker, cfg.rate, cfg.concurrency);
     let mut procs = ProcessIds::new(worker, cfg.concurrency as u64);
-    let nodes: Vec<String> = runtime.nodes().iter().map(|n| n.id.clone()).collect();
     let mut node_ix = worker as usize % nodes.len();
     loop {
         let delay = pacer.next_delay();
@@ -347,7 +347,7 @@ async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
     }
 }
 
-/// Waits until every node answers its status and some node is leader; bounded.
+/// Waits until the target says the cluster is ready ([`Target::ready`]); bounded.
 async fn wait_ready(
     runtime: &dyn Runtime,
     target: &dyn Target,
@@ -365,24 +365,13 @@ async fn wait_ready(
                 ));
             }
         }
-        let mut answered = 0;
-        let mut leader = None;
+        let mut statuses = Vec::with_capacity(runtime.nodes().len());
         for n in runtime.nodes() {
-            match target.status(&n.addr()).await {
-                Ok(s) => {
-                    answered += 1;
-                    if s.state == "leader" {
-                        leader = Some(n.id.clone());
-                    }
-                }
-                Err(e) => last = format!("{}: {e}", n.id),
-            }
+            statuses.push((n.id.clone(), target.status(&n.addr()).await));
         }
-        if answered == runtime.nodes().len() && (leader.is_some() || !target.has_leader()) {
-            return Ok(started.elapsed());
-        }
-        if answered == runtime.nodes().len() {
-            last = "all nodes answer, no leader yet".into();
+        match target.ready(&statuses) {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(why) => last = why,
         }
         if !sleep_or_cancel(Duration::from_millis(100), cancel).await {
             return Err("cancelled during setup".into());
@@ -497,6 +486,13 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         }
     }
 
+    // The nodes clients address: every node, or a target's front (router, load balancer).
+    let client_nodes: Arc<Vec<String>> = Arc::new(target.client_nodes(runtime.nodes()));
+    if setup_ok && (client_nodes.is_empty() || client_nodes.iter().any(|c| !runtime.nodes().iter().any(|n| &n.id == c))) {
+        errors.push(format!("setup: target {} names client nodes {client_nodes:?} outside the cluster", target.name()));
+        setup_ok = false;
+    }
+
     let clock_samples: Arc<Mutex<Vec<ClockSample>>> = Arc::new(Mutex::new(Vec::new()));
     let shared_for_clock = shared.clone();
     let ctx = Arc::new(NemesisCtx {
@@ -534,6 +530,7 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
                     workload.clone(),
                     runtime.clone(),
                     http.clone(),
+                    client_nodes.clone(),
                     deadline,
                     cancel.clone(),
                 ))
@@ -626,6 +623,7 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
             workload.as_ref(),
             &http,
             runtime.as_ref(),
+            &client_nodes,
             &mut cancel,
         )
         .await;
@@ -713,6 +711,7 @@ async fn final_phase(
     workload: &dyn Workload,
     http: &NodeHttp,
     runtime: &dyn Runtime,
+    nodes: &[String],
     cancel: &mut watch::Receiver<bool>,
 ) -> Value {
     let keys: Vec<String> = shared
@@ -723,7 +722,6 @@ async fn final_phase(
         .cloned()
         .collect();
     let ops = workload.final_ops(&keys);
-    let nodes: Vec<String> = runtime.nodes().iter().map(|n| n.id.clone()).collect();
     let deadline = Instant::now() + cfg.final_read_timeout;
     let mut process = shared.max_process.load(Ordering::Relaxed) + 1;
     let (mut ok, mut missed) = (0u64, Vec::new());

@@ -179,13 +179,11 @@ pub struct Resolved {
     pub notes: Vec<String>,
 }
 
-/// `faultline run`'s target resolution: a reference role keeps `reference` and the workload as
-/// they are; an external target is built ([`build`]) and the runtime gated ([`gate`]).
+/// `faultline run`'s target resolution: a reference role keeps `reference` (which already holds
+/// its checked `--target-opt`s) and the workload as they are; an external target is built
+/// ([`build`]) and the runtime gated ([`gate`]).
 pub fn resolve(i: BuildInputs<'_>, runtime: Arc<dyn Runtime>, reference: Arc<dyn Target>) -> Result<Resolved, ExternalError> {
     if !is_external(i.target) {
-        if !i.options.is_empty() {
-            return Err(ExternalError::Option(format!("is for external targets (etcd, redis, *.toml), not {}", i.target)));
-        }
         return Ok(Resolved { target: reference, workload: i.workload, runtime, notes: vec![] });
     }
     let built = build(i)?;

@@ -55,4 +55,48 @@ pub trait Target: Send + Sync {
     fn has_leader(&self) -> bool {
         true
     }
+    /// The ids of the nodes clients address (workers and final reads), in `all`'s order. By
+    /// default every node; a target whose cluster has a front (a router, a load balancer) and
+    /// back ends returns only the front.
+    fn client_nodes(&self, all: &[NodeSpec]) -> Vec<String> {
+        all.iter().map(|n| n.id.clone()).collect()
+    }
+    /// Whether setup may end, given every node's status answer (in `runtime.nodes()` order).
+    /// `Err(why)` says why not yet. By default: every node answered and, for a target with a
+    /// leader, some node says it is the leader.
+    fn ready(&self, statuses: &[(String, Result<NodeStatus, String>)]) -> Result<(), String> {
+        default_ready(self.has_leader(), statuses)
+    }
+}
+
+/// [`Target::ready`]'s default, for targets that refine it.
+pub fn default_ready(has_leader: bool, statuses: &[(String, Result<NodeStatus, String>)]) -> Result<(), String> {
+    if let Some((id, Err(e))) = statuses.iter().find(|(_, s)| s.is_err()) {
+        return Err(format!("{id}: {e}"));
+    }
+    if has_leader && !statuses.iter().any(|(_, s)| matches!(s, Ok(st) if st.state == "leader")) {
+        return Err("all nodes answer, no leader yet".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(state: &str) -> Result<NodeStatus, String> {
+        Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None })
+    }
+
+    #[test]
+    fn default_ready_needs_every_answer_and_a_leader_when_there_is_one() {
+        let all = vec![("n1".to_string(), st("follower")), ("n2".to_string(), st("leader"))];
+        assert_eq!(default_ready(true, &all), Ok(()));
+        let no_leader = vec![("n1".to_string(), st("follower")), ("n2".to_string(), st("candidate"))];
+        assert_eq!(default_ready(true, &no_leader), Err("all nodes answer, no leader yet".into()));
+        assert_eq!(default_ready(false, &no_leader), Ok(()));
+        let silent = vec![("n1".to_string(), st("leader")), ("n2".to_string(), Err("connect".to_string()))];
+        assert_eq!(default_ready(true, &silent), Err("n2: connect".into()));
+        assert_eq!(default_ready(false, &silent), Err("n2: connect".into()));
+    }
 }

@@ -16,9 +16,44 @@ pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt"];
 /// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
 pub const NO_CAS_ROLES: &[&str] = &["quorum", "crdt"];
 
+/// The `--target-opt KEY=VALUE` options each role takes. Each becomes the node argument
+/// `--KEY=VALUE` (docs/node-api.md lists them), so a role's row names node flags it has.
+pub const ROLE_OPTIONS: &[(&str, &[&str])] = &[
+    ("raft", &["read-mode", "election-ms", "heartbeat-ms", "snapshot-entries", "request-timeout-ms"]),
+    ("paxos", &["request-timeout-ms"]),
+    ("quorum", &["request-timeout-ms"]),
+    ("crdt", &["gossip-ms", "request-timeout-ms"]),
+];
+
+/// Checks `--target-opt` strings against `role`'s row of [`ROLE_OPTIONS`]; returns the pairs
+/// in the order given, or a usage error naming the option and the known keys.
+pub fn parse_role_options(role: &str, opts: &[String]) -> Result<Vec<(String, String)>, String> {
+    let known: &[&str] = ROLE_OPTIONS.iter().find(|(r, _)| *r == role).map(|(_, k)| *k).unwrap_or(&[]);
+    let mut out: Vec<(String, String)> = Vec::with_capacity(opts.len());
+    for o in opts {
+        let Some((k, v)) = o.split_once('=') else {
+            return Err(format!("--target-opt {o:?}: expected KEY=VALUE"));
+        };
+        if !known.contains(&k) {
+            let expected = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            return Err(format!("--target-opt {k:?} is not an option of role {role}: expected {expected}"));
+        }
+        if v.is_empty() {
+            return Err(format!("--target-opt {k}: empty value"));
+        }
+        if out.iter().any(|(seen, _)| seen == k) {
+            return Err(format!("--target-opt {k}: given twice"));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
 /// `faultline-node` in one role.
 pub struct ReferenceTarget {
     pub role: String,
+    /// Role options (`--target-opt`, checked by [`parse_role_options`]), passed as `--KEY=VALUE`.
+    pub options: Vec<(String, String)>,
     pub program: PathBuf,
     pub bugs: Vec<String>,
     pub admin_token: String,
@@ -56,6 +91,8 @@ impl Target for ReferenceTarget {
             args.push("--bug".into());
             args.push(bug.clone());
         }
+        // `--KEY=VALUE` in one argument, so a value starting with `-` is not read as a flag.
+        args.extend(self.options.iter().map(|(k, v)| format!("--{k}={v}")));
         Launch {
             program: self.program.clone(),
             args,
@@ -108,5 +145,48 @@ impl Target for ReferenceTarget {
                 .and_then(Value::as_i64)
                 .ok_or_else(|| format!("clock answer without offset_ms: {v}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_has_an_options_row() {
+        for role in ROLES {
+            assert!(ROLE_OPTIONS.iter().any(|(r, _)| r == role), "{role} has no ROLE_OPTIONS row");
+        }
+    }
+
+    #[test]
+    fn options_are_checked_and_kept_in_order() {
+        let opts = vec!["read-mode=lease".to_string(), "election-ms=500".to_string()];
+        assert_eq!(
+            parse_role_options("raft", &opts).unwrap(),
+            vec![("read-mode".to_string(), "lease".to_string()), ("election-ms".to_string(), "500".to_string())]
+        );
+        assert!(parse_role_options("raft", &["read-mode=a".into(), "read-mode=b".into()]).unwrap_err().contains("given twice"));
+        assert!(parse_role_options("paxos", &["read-mode=lease".into()]).unwrap_err().contains("expected request-timeout-ms"));
+        assert!(parse_role_options("nosuchrole", &["x=1".into()]).unwrap_err().contains("expected none"));
+        assert_eq!(parse_role_options("raft", &[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn options_become_node_arguments() {
+        let t = ReferenceTarget {
+            role: "raft".into(),
+            options: vec![("read-mode".into(), "lease".into()), ("election-ms".into(), "-1".into())],
+            program: PathBuf::from("/bin/faultline-node"),
+            bugs: vec![],
+            admin_token: "t".into(),
+            http: NodeHttp::new(std::time::Duration::from_millis(100), "t").unwrap(),
+            seed: 1,
+        };
+        let n = NodeSpec { id: "n1".into(), ip: std::net::Ipv4Addr::LOCALHOST, port: 7001 };
+        let l = t.launch(&n, std::slice::from_ref(&n), Path::new("/tmp/d"), Path::new("/tmp/l"));
+        assert!(l.args.contains(&"--read-mode=lease".to_string()), "{:?}", l.args);
+        // One argument each: a value starting with '-' cannot be read as a flag.
+        assert!(l.args.contains(&"--election-ms=-1".to_string()), "{:?}", l.args);
     }
 }
