@@ -759,6 +759,7 @@ mod tests {
             mechanism: MechanismChoice::Auto,
             node_bin: PathBuf::from("/x/faultline-node"),
             name: "t".into(),
+            role_options: vec![],
         }
     }
 
