@@ -69,6 +69,12 @@ pub struct Availability {
     /// ok client completions before the first fault started / after the last one ended.
     pub ok_before_first_fault: u64,
     pub ok_after_last_fault: u64,
+    /// Faults the schedule started that were not applied (the runtime or target refused them).
+    #[serde(default)]
+    pub faults_not_applied: usize,
+    /// The first refusal's reason, to say why.
+    #[serde(default)]
+    pub first_refusal: Option<String>,
 }
 
 /// Counts client operations.
@@ -194,6 +200,15 @@ pub fn availability(events: &[Event]) -> Availability {
         .iter()
         .map(|w| (w.end_ns - w.start_ns) as f64 / 1e9)
         .sum();
+    for e in events.iter().filter(|e| e.process == Process::Nemesis && e.f.starts_with("start-")) {
+        if e.value.get("applied").and_then(|v| v.as_bool()) == Some(false) {
+            a.faults_not_applied += 1;
+            if a.first_refusal.is_none() {
+                let why = e.value.get("error").and_then(|v| v.as_str()).unwrap_or("no reason recorded");
+                a.first_refusal = Some(format!("{}: {why}", e.f.trim_start_matches("start-")));
+            }
+        }
+    }
     let first = windows.iter().map(|w| w.start_ns).min();
     let last = windows.iter().map(|w| w.end_ns).max();
     for e in events
@@ -224,13 +239,23 @@ pub fn availability(events: &[Event]) -> Availability {
 
 /// The availability checker: a run whose fault windows saw no successful operation proves
 /// nothing about safety under faults, so it is `unknown`, never plainly valid. A run with no ok
-/// operation at all is `unknown` too.
+/// operation at all is `unknown` too, and so is a run whose schedule had faults of which none
+/// was applied (a target that refuses every scheduled fault was not tested under faults).
 pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult {
     let details = json!(a);
     let (verdict, reason) = if stats.completed.ok == 0 {
         (
             "unknown",
             Some("no operation succeeded in the whole run".to_string()),
+        )
+    } else if a.fault_windows == 0 && a.faults_not_applied > 0 {
+        (
+            "unknown",
+            Some(format!(
+                "none of the {} scheduled faults was applied ({}): the run did not test the system under faults",
+                a.faults_not_applied,
+                a.first_refusal.as_deref().unwrap_or("no reason recorded")
+            )),
         )
     } else if a.fault_windows > 0 && a.during_faults.ok == 0 {
         (
@@ -398,6 +423,31 @@ mod tests {
             ..lin_ok
         };
         assert_eq!(combine(&[bad]), "invalid");
+    }
+
+    #[test]
+    fn a_run_whose_faults_were_all_refused_is_unknown() {
+        let h: Vec<Event> = history()
+            .into_iter()
+            .filter(|e| e.f != "start-partition" && e.f != "stop-partition")
+            .map(|mut e| {
+                if e.f == "start-latency" {
+                    e.value = json!({"applied": false, "error": "the target cannot take latency"});
+                }
+                e
+            })
+            .collect();
+        let a = availability(&h);
+        assert_eq!((a.fault_windows, a.faults_not_applied), (0, 1));
+        let r = availability_checker(&a, &op_stats(&h));
+        assert_eq!(r.verdict, "unknown");
+        let why = r.reason.unwrap();
+        assert!(why.contains("none of the 1 scheduled faults was applied (latency: the target cannot take latency)"), "{why}");
+        // One refused fault beside an applied one is reported, not a reason for unknown.
+        let h = history();
+        let a = availability(&h);
+        assert_eq!((a.fault_windows, a.faults_not_applied), (1, 1));
+        assert_eq!(availability_checker(&a, &op_stats(&h)).verdict, "valid");
         assert_eq!(combine(&[]), "unknown");
     }
 

@@ -352,10 +352,7 @@ impl LocalRuntime {
     }
 
     fn node(&self, id: &str) -> Result<&NodeSpec, RuntimeError> {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .ok_or_else(|| RuntimeError::UnknownNode(id.into()))
+        super::find_node(&self.nodes, id)
     }
 
     fn ip_of(&self, id: &str) -> Result<Ipv4Addr, RuntimeError> {

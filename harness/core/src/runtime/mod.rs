@@ -44,6 +44,11 @@ pub struct NodeSpec {
     pub port: u16,
 }
 
+/// The node `id` of `nodes`, or [`RuntimeError::UnknownNode`].
+pub fn find_node<'a>(nodes: &'a [NodeSpec], id: &str) -> Result<&'a NodeSpec, RuntimeError> {
+    nodes.iter().find(|n| n.id == id).ok_or_else(|| RuntimeError::UnknownNode(id.into()))
+}
+
 impl NodeSpec {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.ip, self.port)
@@ -117,11 +122,7 @@ pub trait Runtime: Send + Sync {
     fn nodes(&self) -> &[NodeSpec];
     /// The address the harness's clients use to reach `node`.
     fn client_addr(&self, node: &str) -> Result<String, RuntimeError> {
-        self.nodes()
-            .iter()
-            .find(|n| n.id == node)
-            .map(NodeSpec::addr)
-            .ok_or_else(|| RuntimeError::UnknownNode(node.into()))
+        find_node(self.nodes(), node).map(NodeSpec::addr)
     }
     /// Starts (or restarts) a node process.
     fn start_node(&self, id: &str, launch: &Launch) -> Result<u32, RuntimeError>;
