@@ -551,9 +551,9 @@ impl Runtime for LocalRuntime {
                     let key = delays_ms.first().map(|ms| ("host".to_string(), *ms));
                     delays.retain(|k, _| Some(k) == key.as_ref());
                     if let Some(k) = key {
-                        if !delays.contains_key(&k) {
-                            let q = DelayQueue::start(None, self.loopback_queue(), k.1)?;
-                            delays.insert(k, q);
+                        if let std::collections::btree_map::Entry::Vacant(slot) = delays.entry(k) {
+                            let ms = slot.key().1;
+                            slot.insert(DelayQueue::start(None, self.loopback_queue(), ms)?);
                         }
                     }
                 }
