@@ -15,17 +15,25 @@
 //!
 //! For systems that promise less than linearizability: [`set_full`] (Jepsen's set-full: lost,
 //! stale and unexpected elements), [`counter`] (reads within the bounds the adds allow) and
-//! [`convergence`] (every node's final read equal after heal and quiescence).
+//! [`convergence`] (every node's final read equal after heal and quiescence); for register
+//! histories, [`sequential`] (sequential consistency per key) and [`session`] (read-your-writes
+//! and monotonic reads), both exact searches under a budget, sharing `orders`; and
+//! [`hierarchy`], which places a run's verdicts on the ladder linearizable > sequential (per
+//! key) > session > convergent.
 
 pub mod convergence;
 pub mod counter;
 pub mod edn;
 pub mod explain;
 pub mod formats;
+pub mod hierarchy;
 pub mod history;
 pub mod jsonl;
 pub mod model;
 pub mod oracle;
+pub mod orders;
+pub mod sequential;
+pub mod session;
 pub mod set_full;
 mod cache;
 mod prepare;
