@@ -4,12 +4,15 @@
 //! The command line and the HTTP API are documented in docs/node-api.md.
 
 mod api;
+mod available_role;
 mod clock;
 mod crdt_role;
 mod leaderless;
+mod multi_primary_role;
 mod paxos_role;
 mod quorum_role;
 mod raft_role;
+mod replicated;
 mod server;
 mod transport;
 mod wal;
@@ -33,6 +36,12 @@ enum RoleArg {
     /// State-based CRDTs (sets, counters, LWW registers) gossiped between replicas; any node
     /// answers at once (docs/targets.md).
     Crdt,
+    /// AP: any node answers at once from its own replica (HLC last-writer-wins registers,
+    /// grow-only sets); push and anti-entropy reconcile (docs/targets.md).
+    Available,
+    /// Master–master: every node accepts writes and replicates them; conflicts resolved by
+    /// `--resolve lww|vclock` (docs/targets.md).
+    MultiPrimary,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -52,6 +61,8 @@ enum BugArg {
     Naive,
     /// crdt: the counter merge adds per-replica counts instead of taking their maximum.
     BadMerge,
+    /// available: no periodic anti-entropy; what a push missed is never reconciled.
+    NoAntiEntropy,
 }
 
 impl BugArg {
@@ -62,6 +73,7 @@ impl BugArg {
             BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
             BugArg::Naive => RoleArg::Quorum,
             BugArg::BadMerge => RoleArg::Crdt,
+            BugArg::NoAntiEntropy => RoleArg::Available,
         }
     }
 }
@@ -120,6 +132,18 @@ struct Args {
     /// crdt: interval between two gossip rounds (full state to every peer).
     #[arg(long, default_value_t = 100)]
     gossip_ms: u64,
+    /// available, multi-primary: interval between two anti-entropy batches to every peer.
+    #[arg(long, default_value_t = 100)]
+    anti_entropy_ms: u64,
+    /// multi-primary: conflict resolution, last writer wins by node clock or vector-clock siblings.
+    #[arg(long, value_enum, default_value = "lww")]
+    resolve: ResolveArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ResolveArg {
+    Lww,
+    Vclock,
 }
 
 fn parse_peers(specs: &[String]) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>> {
@@ -217,6 +241,41 @@ async fn run() -> anyhow::Result<()> {
                 peer_client,
             })
             .await;
+        }
+        RoleArg::Available | RoleArg::MultiPrimary => {
+            if args.anti_entropy_ms == 0 {
+                bail!("--anti-entropy-ms: must be at least 1");
+            }
+            let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+            // A macro, not a closure: the config's entry type differs per role.
+            macro_rules! cfg {
+                ($role:expr) => {
+                    replicated::Config {
+                        role: $role,
+                        id: args.id.clone(),
+                        listen: args.listen,
+                        peers: peers.clone(),
+                        data_dir: args.data_dir.clone(),
+                        admin_token: args.admin_token.clone(),
+                        bug_names: bug_names.clone(),
+                        anti_entropy: (!has(BugArg::NoAntiEntropy)).then(|| Duration::from_millis(args.anti_entropy_ms)),
+                        request_timeout,
+                        peer_client: peer_client.clone(),
+                        // Each role sets its own.
+                        validate: std::sync::Arc::new(|_: &_, _: &_| Ok(())),
+                    }
+                };
+            }
+            return match args.role {
+                RoleArg::Available => available_role::run(cfg!("available")).await,
+                _ => {
+                    let resolve = match args.resolve {
+                        ResolveArg::Lww => faultline_protocols::multi_primary::Resolve::Lww,
+                        ResolveArg::Vclock => faultline_protocols::multi_primary::Resolve::Vclock,
+                    };
+                    multi_primary_role::run(cfg!("multi-primary"), resolve).await
+                }
+            };
         }
         RoleArg::Paxos => {
             let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;

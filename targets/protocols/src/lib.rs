@@ -5,7 +5,11 @@
 //! no threads, no clocks of its own: the node binary (`faultline-node`) drives them, which is
 //! what makes them testable on an in-memory simulated network.
 
+pub mod available;
 pub mod crdt;
+pub mod multi_primary;
 pub mod paxos;
 pub mod quorum;
 pub mod raft;
+pub mod slot;
+pub mod vclock;

@@ -10,11 +10,11 @@ use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt"];
+pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary"];
 /// Roles where every node coordinates requests (no leader to wait for or to target).
-pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt"];
+pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt", "available", "multi-primary"];
 /// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
-pub const NO_CAS_ROLES: &[&str] = &["quorum", "crdt"];
+pub const NO_CAS_ROLES: &[&str] = &["quorum", "crdt", "available", "multi-primary"];
 
 /// The `--target-opt KEY=VALUE` options each role takes. Each becomes the node argument
 /// `--KEY=VALUE` (docs/node-api.md lists them), so a role's row names node flags it has.
@@ -23,6 +23,8 @@ pub const ROLE_OPTIONS: &[(&str, &[&str])] = &[
     ("paxos", &["request-timeout-ms"]),
     ("quorum", &["request-timeout-ms"]),
     ("crdt", &["gossip-ms", "request-timeout-ms"]),
+    ("available", &["anti-entropy-ms", "request-timeout-ms"]),
+    ("multi-primary", &["resolve", "anti-entropy-ms", "request-timeout-ms"]),
 ];
 
 /// Checks `--target-opt` strings against `role`'s row of [`ROLE_OPTIONS`]; returns the pairs
