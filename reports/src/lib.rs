@@ -14,9 +14,11 @@
 //! - [`counterexample`]: the failing op and longest partial linearization of an invalid key.
 //! - [`html`]: escaping and the small SVG/HTML helpers; [`page`]: report.html itself.
 //! - [`plots`]: latency-raw.png, latency-quantiles.png, rate.png, clock-skew.png.
+//! - [`campaign`]: campaign.json, campaign.html and comparison.png of `faultline campaign`.
 //! - [`store`]: the runs of a store, for the index page; [`serve`]: the HTTP server.
 //! - [`synthetic`]: generated run folders for tests and the benchmark.
 
+pub mod campaign;
 pub mod clock;
 pub mod counterexample;
 pub mod html;

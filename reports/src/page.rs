@@ -59,7 +59,7 @@ impl Analysis {
     }
 }
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222;background:#fff}
 h1{font-size:22px;margin:4px 0 12px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 h3{font-size:15px;margin:16px 0 6px}
@@ -83,7 +83,7 @@ svg.ce .path{fill:none;stroke:#1565c0;stroke-width:1.5;stroke-dasharray:4 3}
 
 /// The page checks itself once loaded: every plot image must have loaded (a missing PNG is a
 /// console error), and `<body data-selfcheck>` says the outcome, which the browser test reads.
-const SELF_CHECK: &str = r#"<script>
+pub(crate) const SELF_CHECK: &str = r#"<script>
 window.addEventListener("load", function () {
   var bad = [];
   for (var i = 0; i < document.images.length; i++) {

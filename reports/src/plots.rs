@@ -22,7 +22,7 @@ const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1100, 480);
 
 /// Colours of operation kinds (`f`), in order of first appearance.
-const F_COLORS: [RGBColor; 10] = [
+pub(crate) const F_COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -50,7 +50,7 @@ type PlotJob<'a> = (&'static str, String, Box<dyn Fn(&Path) -> DrawResult + 'a>)
 /// A quantile line: name, colour, and how to read it from a window.
 type QuantileLine = (&'static str, RGBColor, fn(&crate::stats::WindowQuantiles) -> f64);
 
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
         // The font is compiled in; failing to parse it is a build defect, not an input error.
@@ -164,7 +164,7 @@ fn log_label(v: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-fn font(size: u32) -> FontDesc<'static> {
+pub(crate) fn font(size: u32) -> FontDesc<'static> {
     (FONT, size).into_font()
 }
 

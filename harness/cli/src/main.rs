@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod campaign;
+mod campaign_spec;
 mod check;
 mod cleanup;
 mod report;
@@ -37,6 +39,9 @@ enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Render (or re-render) a run folder's report.html and PNG plots.
     Report(report::ReportArgs),
+    /// Run a campaign: a matrix of targets × workloads × nemeses × repeats from a TOML file,
+    /// each cell a `faultline run`; writes campaign.json, campaign.html and a comparison plot.
+    Campaign(campaign::CampaignArgs),
     /// Serve a run store on 127.0.0.1: the runs, filterable by verdict, each linked to its report.
     Serve(serve::ServeArgs),
 }
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Cleanup(args) => cleanup::main(args),
         Command::Report(args) => report::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Campaign(args) => campaign::main(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -99,7 +99,7 @@ pub struct RunArgs {
 }
 
 /// Validated settings.
-struct Plan {
+pub(crate) struct Plan {
     nemesis: Vec<Choice>,
     seed: u64,
     mechanism: MechanismChoice,
@@ -130,7 +130,7 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate))
 }
 
-fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
+pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if !ROLES.contains(&a.target.as_str()) && !external::is_external(&a.target) {
         bail!(
             "unknown target {:?}: expected one of {}, etcd, redis or a file *.toml",
@@ -242,7 +242,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     })
 }
 
-fn rand_seed() -> u64 {
+pub(crate) fn rand_seed() -> u64 {
     // Only the choice of seed is random; everything after derives from it.
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -295,7 +295,7 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
 }
 
 /// `s` as one shell word: unchanged when it is plain, else single-quoted.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));

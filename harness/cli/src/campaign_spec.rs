@@ -1,0 +1,478 @@
+//! The campaign file (`faultline campaign FILE.toml`): parsing, validation with `file:line`
+//! errors, and its expansion into cells with their seeds and `faultline run` flags.
+//!
+//! ```toml
+//! name = "compare"            # default: the file's stem
+//! seed = 1                    # every cell's seed derives from it (default: random, recorded)
+//! [defaults]                  # any cell key; a [[matrix]] block overrides it
+//! nodes = 3
+//! time-limit = 20
+//! [[matrix]]                  # the cross product targets × workloads × nemeses × repeats
+//! targets = ["raft", "paxos"]
+//! workloads = ["register"]
+//! nemeses = ["partition", "clock"]
+//! [[matrix]]                  # a single cell: singular keys
+//! target = "raft"
+//! workload = "register"
+//! nemesis = "partition:isolate-leader"
+//! bugs = ["stale-read"]
+//! expect = "invalid"
+//! ```
+//!
+//! Every cell is checked up front by the same validation `faultline run` applies, so a bad
+//! campaign fails before any cluster starts, naming the line of the offending key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use faultline_core::nemesis::parse_choices;
+use faultline_core::target::external;
+use faultline_core::target::reference::ROLES;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::run::RunArgs;
+
+/// At most this many cells in one campaign.
+pub const CELLS_MAX: usize = 1000;
+/// Outcomes a cell may expect.
+pub const EXPECTATIONS: &[&str] = &["valid", "invalid", "unknown", "error", "any"];
+
+/// A campaign file error, located when the file says where.
+#[derive(Debug, PartialEq)]
+pub struct SpecError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    name: Option<Spanned<String>>,
+    seed: Option<Spanned<u64>>,
+    defaults: Option<Spanned<Table>>,
+    #[serde(default)]
+    matrix: Vec<Spanned<Table>>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The keys of [defaults] and of a [[matrix]] block.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Table {
+    target: Option<Spanned<String>>,
+    targets: Option<Spanned<Vec<Spanned<String>>>>,
+    workload: Option<Spanned<String>>,
+    workloads: Option<Spanned<Vec<Spanned<String>>>>,
+    nemesis: Option<Spanned<String>>,
+    nemeses: Option<Spanned<Vec<Spanned<String>>>>,
+    repeats: Option<Spanned<u32>>,
+    seed: Option<Spanned<u64>>,
+    expect: Option<Spanned<OneOrMany>>,
+    nodes: Option<Spanned<usize>>,
+    time_limit: Option<Spanned<f64>>,
+    concurrency: Option<Spanned<usize>>,
+    rate: Option<Spanned<f64>>,
+    nemesis_interval: Option<Spanned<f64>>,
+    recovery: Option<Spanned<f64>>,
+    op_timeout_ms: Option<Spanned<u64>>,
+    setup_timeout: Option<Spanned<f64>>,
+    target_opts: Option<Spanned<Vec<String>>>,
+    bugs: Option<Spanned<Vec<String>>>,
+    runtime: Option<Spanned<String>>,
+    local_net: Option<Spanned<String>>,
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub name: String,
+    /// The seed given in the file (the command line's `--seed` wins over it).
+    pub seed: Option<u64>,
+    pub cells: Vec<CellPlan>,
+}
+
+/// One cell, before it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellPlan {
+    pub target: String,
+    pub workload: String,
+    pub nemesis: String,
+    pub fault_families: Vec<String>,
+    pub repeat: u32,
+    /// The block's explicit seed, if any (the cell's seed is then this + repeat - 1).
+    pub fixed_seed: Option<u64>,
+    pub expect: Vec<String>,
+    /// `faultline run` flags other than target, workload, nemesis and seed, in order.
+    pub flags: Vec<(String, String)>,
+    /// Line of the [[matrix]] block it comes from.
+    pub line: usize,
+}
+
+impl CellPlan {
+    /// The cell's seed: the block's fixed seed, else one derived from the campaign seed and the
+    /// cell's target, workload, nemesis and repeat (so adding a cell does not move the others,
+    /// and the same cell with and without a bug flag runs the same schedule).
+    pub fn seed(&self, campaign_seed: u64) -> u64 {
+        match self.fixed_seed {
+            Some(s) => s.wrapping_add(u64::from(self.repeat) - 1),
+            None => {
+                let stream = format!("campaign-cell:{}/{}/{}", self.target, self.workload, self.nemesis);
+                faultline_core::generator::derive_seed(campaign_seed, &stream, u64::from(self.repeat)) % 1_000_000_000
+            }
+        }
+    }
+
+    /// Every `faultline run` argument of the cell.
+    pub fn run_words(&self, seed: u64) -> Vec<String> {
+        let mut w: Vec<String> = vec![
+            "--target".into(),
+            self.target.clone(),
+            "--workload".into(),
+            self.workload.clone(),
+            "--nemesis".into(),
+            self.nemesis.clone(),
+            "--seed".into(),
+            seed.to_string(),
+        ];
+        for (flag, value) in &self.flags {
+            if value.starts_with('-') {
+                // `--time-limit -3` would read -3 as a flag.
+                w.push(format!("--{flag}={value}"));
+            } else {
+                w.push(format!("--{flag}"));
+                w.push(value.clone());
+            }
+        }
+        w
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses and validates the campaign file at `path`.
+pub fn load(path: &Path) -> Result<Campaign, SpecError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError { file: file.clone(), line: None, message: format!("cannot read: {e}") })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "campaign".into());
+    parse(&text, &file, &base, &stem)
+}
+
+/// Parses campaign text; `file` names it in errors, `base` resolves relative target files.
+pub fn parse(text: &str, file: &str, base: &Path, stem: &str) -> Result<Campaign, SpecError> {
+    let err = |span: Option<Range<usize>>, message: String| SpecError { file: file.to_string(), line: span.map(|s| line_of(text, s.start)), message };
+    let spec: FileSpec = toml::from_str(text).map_err(|e| err(e.span(), e.message().trim().to_string()))?;
+    let name = match &spec.name {
+        Some(n) => {
+            let v = n.get_ref();
+            if v.is_empty() || v.starts_with('.') || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(err(Some(n.span()), format!("name {v:?}: use letters, digits, '-', '_' and '.' only")));
+            }
+            v.clone()
+        }
+        None => sanitize(stem),
+    };
+    let defaults = spec.defaults.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default();
+    if let Some(s) = &defaults.seed {
+        return Err(err(Some(s.span()), "seed in [defaults]: put the campaign seed at the top of the file (a [[matrix]] block may fix its own)".into()));
+    }
+    if spec.matrix.is_empty() {
+        return Err(err(None, "no [[matrix]] block: a campaign needs at least one (targets, workloads, nemeses)".into()));
+    }
+    let mut cells = Vec::new();
+    for block in &spec.matrix {
+        let b = block.get_ref();
+        let line = line_of(text, block.span().start);
+        let axis = |one: &Option<Spanned<String>>, many: &Option<Spanned<Vec<Spanned<String>>>>, d_one: &Option<Spanned<String>>, d_many: &Option<Spanned<Vec<Spanned<String>>>>, what: &str, plural: &str| -> Result<Vec<(String, Range<usize>)>, SpecError> {
+            let pick = |one: &Option<Spanned<String>>, many: &Option<Spanned<Vec<Spanned<String>>>>| -> Result<Option<Vec<(String, Range<usize>)>>, SpecError> {
+                match (one, many) {
+                    (Some(o), Some(_)) => Err(err(Some(o.span()), format!("both `{what}` and `{plural}`: give one"))),
+                    (Some(o), None) => Ok(Some(vec![(o.get_ref().clone(), o.span())])),
+                    (None, Some(m)) if m.get_ref().is_empty() => Err(err(Some(m.span()), format!("`{plural}` is empty"))),
+                    (None, Some(m)) => Ok(Some(m.get_ref().iter().map(|s| (s.get_ref().clone(), s.span())).collect())),
+                    (None, None) => Ok(None),
+                }
+            };
+            match pick(one, many)? {
+                Some(v) => Ok(v),
+                None => pick(d_one, d_many)?.ok_or_else(|| SpecError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    message: format!("this [[matrix]] block has no {what}: set `{what}` or `{plural}` (here or in [defaults])"),
+                }),
+            }
+        };
+        let targets = axis(&b.target, &b.targets, &defaults.target, &defaults.targets, "target", "targets")?;
+        let workloads = axis(&b.workload, &b.workloads, &defaults.workload, &defaults.workloads, "workload", "workloads")?;
+        let nemeses = axis(&b.nemesis, &b.nemeses, &defaults.nemesis, &defaults.nemeses, "nemesis", "nemeses")?;
+        let mut resolved_targets = Vec::new();
+        for (t, span) in &targets {
+            resolved_targets.push(check_target(t, base).map_err(|m| err(Some(span.clone()), m))?);
+        }
+        for (w, span) in &workloads {
+            if !faultline_workloads::NAMES.contains(&w.as_str()) {
+                return Err(err(Some(span.clone()), format!("unknown workload {w:?}: expected one of {}", faultline_workloads::NAMES.join(", "))));
+            }
+        }
+        let mut families = Vec::new();
+        for (n, span) in &nemeses {
+            let choices = parse_choices(n).map_err(|e| err(Some(span.clone()), format!("nemesis {n:?}: {e}")))?;
+            let mut f: Vec<String> = choices.iter().map(|c| c.family.as_str().to_string()).collect();
+            f.dedup();
+            families.push(f);
+        }
+        let repeats = pick(&b.repeats, &defaults.repeats);
+        let repeats_n = repeats.map_or(1, |r| *r.get_ref());
+        if !(1..=100).contains(&repeats_n) {
+            return Err(err(repeats.map(Spanned::span), format!("repeats must be between 1 and 100, got {repeats_n}")));
+        }
+        let expect = match pick(&b.expect, &defaults.expect) {
+            None => vec!["valid".to_string()],
+            Some(e) => {
+                let list = match e.get_ref() {
+                    OneOrMany::One(s) => vec![s.clone()],
+                    OneOrMany::Many(v) => v.clone(),
+                };
+                if list.is_empty() {
+                    return Err(err(Some(e.span()), "`expect` is empty".into()));
+                }
+                if let Some(bad) = list.iter().find(|x| !EXPECTATIONS.contains(&x.as_str())) {
+                    return Err(err(Some(e.span()), format!("unknown expectation {bad:?}: expected one of {}", EXPECTATIONS.join(", "))));
+                }
+                list
+            }
+        };
+        // (flag, value, span) of every run option the cell sets.
+        let mut flags: Vec<(String, String, Range<usize>)> = Vec::new();
+        macro_rules! opt {
+            ($field:ident, $flag:literal) => {
+                if let Some(v) = pick(&b.$field, &defaults.$field) {
+                    flags.push(($flag.to_string(), v.get_ref().to_string(), v.span()));
+                }
+            };
+        }
+        opt!(nodes, "nodes");
+        opt!(time_limit, "time-limit");
+        opt!(concurrency, "concurrency");
+        opt!(rate, "rate");
+        opt!(nemesis_interval, "nemesis-interval");
+        opt!(recovery, "recovery");
+        opt!(op_timeout_ms, "op-timeout-ms");
+        opt!(setup_timeout, "setup-timeout");
+        opt!(runtime, "runtime");
+        opt!(local_net, "local-net");
+        for (field, flag) in [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")] {
+            if let Some(v) = field {
+                for x in v.get_ref() {
+                    flags.push((flag.to_string(), x.clone(), v.span()));
+                }
+            }
+        }
+        if let Some(v) = pick(&b.target_opts, &defaults.target_opts) {
+            if let Some(bad) = v.get_ref().iter().find(|o| !o.contains('=')) {
+                return Err(err(Some(v.span()), format!("target option {bad:?}: expected KEY=VALUE")));
+            }
+        }
+        let fixed_seed = b.seed.as_ref().map(|s| *s.get_ref());
+        for (ti, target) in resolved_targets.iter().enumerate() {
+            for (workload, _) in &workloads {
+                for (ni, (nemesis, _)) in nemeses.iter().enumerate() {
+                    for repeat in 1..=repeats_n {
+                        let cell = CellPlan {
+                            target: target.clone(),
+                            workload: workload.clone(),
+                            nemesis: nemesis.clone(),
+                            fault_families: families[ni].clone(),
+                            repeat,
+                            fixed_seed,
+                            expect: expect.clone(),
+                            flags: flags.iter().map(|(f, v, _)| (f.clone(), v.clone())).collect(),
+                            line,
+                        };
+                        // The run's own validation, on the exact flags the cell will run with.
+                        if let Err(e) = validate_run(&cell) {
+                            let span = flags.iter().find(|(f, _, _)| e.contains(&format!("--{f}"))).map(|x| x.2.clone());
+                            let span = span.or_else(|| (e.contains("target") || e.contains("--runtime")).then(|| targets[ti].1.clone()));
+                            return Err(SpecError {
+                                file: file.to_string(),
+                                line: Some(span.map_or(line, |s| line_of(text, s.start))),
+                                message: format!("cell {target}/{workload}/{nemesis}: {e}"),
+                            });
+                        }
+                        cells.push(cell);
+                        if cells.len() > CELLS_MAX {
+                            return Err(err(Some(block.span()), format!("more than {CELLS_MAX} cells")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Campaign { name, seed: spec.seed.as_ref().map(|s| *s.get_ref()), cells })
+}
+
+fn pick<'a, T>(block: &'a Option<Spanned<T>>, defaults: &'a Option<Spanned<T>>) -> Option<&'a Spanned<T>> {
+    block.as_ref().or(defaults.as_ref())
+}
+
+/// A role, `etcd`, `redis`, or a target file (resolved against the campaign file's folder and
+/// required to exist).
+fn check_target(t: &str, base: &Path) -> Result<String, String> {
+    if ROLES.contains(&t) || t == "etcd" || t == "redis" {
+        return Ok(t.to_string());
+    }
+    if external::is_external(t) {
+        let p = PathBuf::from(t);
+        let p = if p.is_absolute() { p } else { base.join(p) };
+        if !p.is_file() {
+            return Err(format!("target file {} not found (relative paths are read from the campaign file's folder)", p.display()));
+        }
+        return Ok(p.display().to_string());
+    }
+    Err(format!("unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml", ROLES.join(", ")))
+}
+
+#[derive(Parser)]
+struct RunWords {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Parses the cell's flags as `faultline run` would and applies its validation.
+fn validate_run(cell: &CellPlan) -> Result<(), String> {
+    let words = cell.run_words(0);
+    let args = RunWords::try_parse_from(std::iter::once("run".to_string()).chain(words))
+        .map_err(|e| e.render().to_string().lines().next().unwrap_or("bad flags").trim_start_matches("error: ").to_string())?
+        .run;
+    crate::run::validate(&args).map(|_| ()).map_err(|e| format!("{e:#}"))
+}
+
+/// `s` as a name: letters, digits, '-', '_', '.'; anything else becomes '-'.
+pub fn sanitize(s: &str) -> String {
+    let t: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let t = t.trim_start_matches('.').to_string();
+    if t.is_empty() {
+        "campaign".into()
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Campaign {
+        // A node binary must exist for reference targets: point the run's lookup at one.
+        std::env::set_var("FAULTLINE_NODE_BIN", "/bin/true");
+        parse(text, "c.toml", Path::new("/nonexistent"), "c").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn parse_err(text: &str) -> SpecError {
+        std::env::set_var("FAULTLINE_NODE_BIN", "/bin/true");
+        parse(text, "c.toml", Path::new("/nonexistent"), "c").expect_err("should be refused")
+    }
+
+    #[test]
+    fn expands_the_cross_product_with_defaults_and_overrides() {
+        let c = parse_ok(
+            r#"
+seed = 7
+[defaults]
+nodes = 3
+time-limit = 8
+[[matrix]]
+targets = ["raft", "paxos"]
+workloads = ["register"]
+nemeses = ["partition", "clock"]
+repeats = 2
+[[matrix]]
+target = "crdt"
+workload = "set"
+nemesis = "partition"
+nodes = 5
+bugs = ["bad-merge"]
+expect = ["invalid", "unknown"]
+"#,
+        );
+        assert_eq!((c.name.as_str(), c.seed), ("c", Some(7)));
+        assert_eq!(c.cells.len(), 2 * 2 * 2 + 1);
+        let first = &c.cells[0];
+        assert_eq!((first.target.as_str(), first.nemesis.as_str(), first.repeat), ("raft", "partition", 1));
+        assert_eq!(first.flags, vec![("nodes".into(), "3".into()), ("time-limit".into(), "8".into())]);
+        assert_eq!(first.expect, ["valid"]);
+        assert_eq!(first.fault_families, ["partition"]);
+        let crdt = c.cells.last().unwrap();
+        assert_eq!(crdt.flags, vec![("nodes".into(), "5".into()), ("time-limit".into(), "8".into()), ("bug".into(), "bad-merge".into())]);
+        assert_eq!(crdt.expect, ["invalid", "unknown"]);
+        assert_eq!(crdt.line, 11);
+        // Seeds: derived, stable per (target, workload, nemesis, repeat), different across cells.
+        let seeds: Vec<u64> = c.cells.iter().map(|x| x.seed(7)).collect();
+        let mut uniq = seeds.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), seeds.len());
+        assert_eq!(c.cells[0].seed(7), c.cells[0].seed(7));
+        assert_ne!(c.cells[0].seed(7), c.cells[0].seed(8));
+        assert_eq!(crdt.run_words(5)[..8], ["--target", "crdt", "--workload", "set", "--nemesis", "partition", "--seed", "5"]);
+    }
+
+    #[test]
+    fn a_fixed_seed_counts_up_with_the_repeats() {
+        let c = parse_ok("[[matrix]]\ntarget = \"raft\"\nworkload = \"register\"\nnemesis = \"none\"\nseed = 40\nrepeats = 3\n");
+        assert_eq!(c.cells.iter().map(|x| x.seed(1)).collect::<Vec<_>>(), [40, 41, 42]);
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_bad_key() {
+        let base = "[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\nnemeses = [\"partition\"]\n";
+        let cases: &[(&str, usize, &str)] = &[
+            ("[[matrix]]\ntargets = [\"raft\", \"zookeeper\"]\nworkloads = [\"register\"]\nnemeses = [\"none\"]\n", 2, "unknown target \"zookeeper\""),
+            ("[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"queue\"]\nnemeses = [\"none\"]\n", 3, "unknown workload \"queue\""),
+            ("[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\nnemeses = [\"flood\"]\n", 4, "nemesis \"flood\""),
+            (&format!("{base}nodes = 0\n"), 5, "--nodes must be between 1 and 20"),
+            (&format!("{base}time-limit = -3\n"), 5, "--time-limit"),
+            (&format!("{base}bugs = [\"sloppy\"]\n"), 5, "unknown --bug \"sloppy\""),
+            (&format!("{base}expect = \"great\"\n"), 5, "unknown expectation \"great\""),
+            (&format!("{base}nodes = \"three\"\n"), 5, "invalid type"),
+            (&format!("{base}colour = \"red\"\n"), 5, "unknown field `colour`"),
+            (&format!("{base}target-opts = [\"novalue\"]\n"), 5, "expected KEY=VALUE"),
+            ("[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\n", 1, "no nemesis"),
+            ("[[matrix]]\ntargets = []\n", 2, "`targets` is empty"),
+            ("[defaults]\nseed = 3\n[[matrix]]\n", 2, "seed in [defaults]"),
+            ("name = \"a b\"\n[[matrix]]\n", 1, "name \"a b\""),
+            ("[[matrix]]\ntargets = [\"raft\"\n", 2, ""),
+            ("[[matrix]]\ntarget = \"missing.toml\"\nworkload = \"register\"\nnemesis = \"none\"\n", 2, "target file /nonexistent/missing.toml not found"),
+        ];
+        for (text, line, needle) in cases {
+            let e = parse_err(text);
+            assert_eq!(e.line, Some(*line), "{text}\n→ {e}");
+            assert!(e.message.contains(needle), "{text}\n→ {e}");
+            assert!(e.to_string().starts_with(&format!("c.toml:{line}: ")), "{e}");
+        }
+        assert!(parse_err("seed = 1\n").message.contains("no [[matrix]] block"));
+    }
+}

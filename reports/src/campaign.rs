@@ -1,0 +1,582 @@
+//! The outputs of a campaign (`faultline campaign FILE.toml`): the record written as
+//! campaign.json, the metrics of a cell read from its run's results.json, the per-target
+//! comparison (availability during partitions against the strongest consistency model kept),
+//! campaign.html and comparison.png.
+//!
+//! The campaign runner (harness/cli) fills a [`CampaignRecord`]; everything a person reads is
+//! drawn from that record alone, so a campaign.json can be rendered again.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::html::{esc, truncate};
+use crate::ReportError;
+
+/// Consistency models, strongest first: the hierarchy of results.json `consistency.strongest`.
+/// `none` = the history satisfied none of them; `unknown` = not known (older runs, a cell that
+/// did not run) and never ranked.
+pub const MODELS: &[&str] = &["linearizable", "sequential", "session", "convergent", "none"];
+
+/// Rank of a model (higher = stronger); `None` for `unknown` and names this version does not
+/// know, which are never taken for a guarantee.
+pub fn model_rank(model: &str) -> Option<usize> {
+    MODELS.iter().position(|m| *m == model).map(|i| MODELS.len() - 1 - i)
+}
+
+/// One campaign, as written to campaign.json.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub name: String,
+    /// The campaign file, as given on the command line.
+    pub file: String,
+    /// The seed every cell's seed derives from.
+    pub seed: u64,
+    /// UTC start, RFC 3339.
+    pub started: String,
+    pub elapsed_s: f64,
+    /// Stopped by Ctrl-C or SIGTERM: cells after the interrupted one did not run.
+    pub interrupted: bool,
+    /// The campaign's exit code (0 every cell as expected, 1 a mismatch, 255 a harness error).
+    pub exit_code: u8,
+    /// One line saying what the exit code means for this campaign.
+    pub summary: String,
+    pub cells: Vec<CellRecord>,
+    /// One entry per target, in order of first appearance.
+    pub comparison: Vec<TargetComparison>,
+}
+
+/// One cell of the matrix: a `faultline run` with its options, seed and outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    /// Unique within the campaign: `03-raft-register-partition-r1`; also the run's test name.
+    pub id: String,
+    pub target: String,
+    pub workload: String,
+    pub nemesis: String,
+    /// Fault families the nemesis can inject (`partition`, `clock`, ...).
+    pub fault_families: Vec<String>,
+    /// 1-based repeat number.
+    pub repeat: u32,
+    pub seed: u64,
+    /// The `faultline run` flags the cell set (beyond target, workload, nemesis, seed).
+    pub options: Value,
+    /// Accepted outcomes: `valid`, `invalid`, `unknown`, `error`, or `any` (any verdict).
+    pub expect: Vec<String>,
+    /// The command that reproduces the cell.
+    pub command: String,
+    /// `valid`, `invalid`, `unknown`, `error` (the run failed: exit 255, could not start, timed
+    /// out), or `not-run` (the campaign was interrupted before it).
+    pub outcome: String,
+    /// The outcome is one the cell expects.
+    pub matched: bool,
+    pub exit_code: Option<i32>,
+    /// Why the cell is an error (the run's own error line when it printed one).
+    pub error: Option<String>,
+    pub elapsed_s: f64,
+    /// The run folder, relative to the campaign folder.
+    pub run_dir: Option<String>,
+    /// The child's stdout and stderr, relative to the campaign folder.
+    pub log: Option<String>,
+    #[serde(flatten)]
+    pub metrics: CellMetrics,
+}
+
+/// What a cell's run measured, read from its results.json.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellMetrics {
+    pub checkers: Vec<CheckerVerdict>,
+    /// ok / completed client operations whose completion fell in a fault window.
+    pub availability_during_faults: Option<f64>,
+    pub availability_outside_faults: Option<f64>,
+    /// ok, fail, info completions during fault windows.
+    pub during_faults: Option<[u64; 3]>,
+    pub fault_windows: Option<u64>,
+    /// ok operations per second of the main phase.
+    pub throughput_ok_per_s: Option<f64>,
+    pub latency_ok_p50_ms: Option<f64>,
+    pub latency_ok_p99_ms: Option<f64>,
+    /// results.json `consistency.strongest`, `unknown` when absent.
+    pub consistency: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckerVerdict {
+    pub name: String,
+    pub verdict: String,
+    pub reason: Option<String>,
+}
+
+impl CellMetrics {
+    /// Reads a run's results.json value; every field is optional (a crashed or older run).
+    /// Availability and latency are the run's own figures (`availability`, `latency.ok`);
+    /// throughput is `ops.completed.ok / timings.main_s`.
+    pub fn from_results(r: &Value) -> CellMetrics {
+        let checkers = r["checkers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| CheckerVerdict {
+                name: c["name"].as_str().unwrap_or("?").to_string(),
+                verdict: c["verdict"].as_str().unwrap_or("?").to_string(),
+                reason: c["reason"].as_str().map(str::to_string),
+            })
+            .collect();
+        let av = &r["availability"];
+        let during = &av["during_faults"];
+        let during_faults = match (during["ok"].as_u64(), during["fail"].as_u64(), during["info"].as_u64()) {
+            (Some(ok), Some(fail), Some(info)) => Some([ok, fail, info]),
+            _ => None,
+        };
+        let main_s = r["timings"]["main_s"].as_f64().filter(|s| *s > 0.0);
+        let ok = r["ops"]["completed"]["ok"].as_u64();
+        let latency = &r["latency"]["ok"];
+        let has_latency = latency["count"].as_u64().unwrap_or(0) > 0;
+        CellMetrics {
+            checkers,
+            availability_during_faults: av["during_faults_ok_fraction"].as_f64(),
+            availability_outside_faults: av["outside_faults_ok_fraction"].as_f64(),
+            during_faults,
+            fault_windows: av["fault_windows"].as_u64(),
+            throughput_ok_per_s: main_s.zip(ok).map(|(s, ok)| ok as f64 / s),
+            latency_ok_p50_ms: latency["p50_ms"].as_f64().filter(|_| has_latency),
+            latency_ok_p99_ms: latency["p99_ms"].as_f64().filter(|_| has_latency),
+            consistency: r["consistency"]["strongest"].as_str().unwrap_or("unknown").to_string(),
+        }
+    }
+}
+
+/// One target across the campaign: how available it stayed during partitions and which
+/// consistency model it kept in every cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetComparison {
+    pub target: String,
+    /// ok / completed operations during fault windows, summed over the cells counted.
+    pub availability_during_partitions: Option<f64>,
+    /// Which cells the availability comes from: `partition cells` (nemesis only partitions),
+    /// `all fault cells` (the target has no partition-only cell), or `none`.
+    pub availability_from: String,
+    /// The weakest of the cells' strongest models: the guarantee kept under every fault tried.
+    /// `unknown` when any cell that ran has no known model (it could be weaker).
+    pub model_kept: String,
+    /// Cells of this target that ran (not errors, not skipped).
+    pub cells: usize,
+    pub models: Vec<String>,
+}
+
+/// Builds the per-target comparison from the cells that ran.
+pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
+    let mut targets: Vec<&str> = Vec::new();
+    for c in cells {
+        if !targets.contains(&c.target.as_str()) {
+            targets.push(&c.target);
+        }
+    }
+    targets
+        .into_iter()
+        .map(|t| {
+            let ran: Vec<&CellRecord> = cells
+                .iter()
+                .filter(|c| c.target == t && matches!(c.outcome.as_str(), "valid" | "invalid" | "unknown"))
+                .collect();
+            let partition_only = |c: &&&CellRecord| !c.fault_families.is_empty() && c.fault_families.iter().all(|f| f == "partition");
+            let sum = |cs: &[&&CellRecord]| {
+                let (mut ok, mut total) = (0u64, 0u64);
+                for c in cs {
+                    if let Some([o, f, i]) = c.metrics.during_faults {
+                        ok += o;
+                        total += o + f + i;
+                    }
+                }
+                (total > 0).then(|| ok as f64 / total as f64)
+            };
+            let part: Vec<&&CellRecord> = ran.iter().filter(partition_only).collect();
+            let faulted: Vec<&&CellRecord> = ran.iter().filter(|c| !c.fault_families.is_empty()).collect();
+            let (availability, from) = match (sum(&part), sum(&faulted)) {
+                (Some(a), _) => (Some(a), "partition cells"),
+                (None, Some(a)) => (Some(a), "all fault cells"),
+                _ => (None, "none"),
+            };
+            let models: Vec<String> = ran.iter().map(|c| c.metrics.consistency.clone()).collect();
+            let ranks: Vec<Option<usize>> = models.iter().map(|m| model_rank(m)).collect();
+            let model_kept = if ranks.is_empty() || ranks.iter().any(Option::is_none) {
+                "unknown".to_string()
+            } else {
+                let min = ranks.iter().flatten().min().copied().unwrap_or(0);
+                MODELS[MODELS.len() - 1 - min].to_string()
+            };
+            TargetComparison {
+                target: t.to_string(),
+                availability_during_partitions: availability,
+                availability_from: from.to_string(),
+                model_kept,
+                cells: ran.len(),
+                models,
+            }
+        })
+        .collect()
+}
+
+/// Writes campaign.json, comparison.png and campaign.html into `dir`; returns their paths.
+pub fn write_all(dir: &Path, record: &CampaignRecord) -> Result<Vec<PathBuf>, ReportError> {
+    let json_path = dir.join("campaign.json");
+    let json = serde_json::to_vec_pretty(record).map_err(|e| ReportError::io(&json_path, std::io::Error::other(e)))?;
+    crate::write_atomically(&json_path, &json)?;
+    let png = dir.join("comparison.png");
+    let tmp = dir.join(".tmp-comparison.png");
+    crate::plots::ensure_font();
+    comparison_png(&tmp, &record.comparison).map_err(|e| ReportError::Plot { path: png.clone(), message: e.to_string() })?;
+    std::fs::rename(&tmp, &png).map_err(|e| ReportError::io(&png, e))?;
+    let html_path = dir.join("campaign.html");
+    crate::write_atomically(&html_path, render_html(dir, record).as_bytes())?;
+    Ok(vec![json_path, html_path, png])
+}
+
+fn badge(v: &str) -> String {
+    let class = match v {
+        "valid" | "invalid" | "unknown" => v,
+        "error" => "invalid",
+        _ => "other",
+    };
+    format!(r#"<span class="verdict {class}">{}</span>"#, esc(v))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "–".into())
+}
+
+fn num(v: Option<f64>, decimals: usize) -> String {
+    v.map(|f| format!("{f:.decimals$}")).unwrap_or_else(|| "–".into())
+}
+
+/// The link to a cell's report, when its run folder holds one.
+fn report_link(dir: &Path, c: &CellRecord, text: &str) -> String {
+    match &c.run_dir {
+        Some(rd) if dir.join(rd).join("report.html").is_file() => {
+            format!(r#"<a class="report" href="{}/report.html">{}</a>"#, esc(rd), text)
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// Renders campaign.html; `dir` is the campaign folder (to link only reports that exist).
+pub fn render_html(dir: &Path, r: &CampaignRecord) -> String {
+    let mut s = String::with_capacity(32 * 1024);
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — faultline campaign</title><style>{}{CAMPAIGN_CSS}</style></head><body>",
+        esc(&r.name),
+        crate::page::CSS
+    );
+    let status = match r.exit_code {
+        0 => "as expected",
+        1 => "mismatch",
+        _ => "error",
+    };
+    let status_class = match r.exit_code {
+        0 => "valid",
+        1 => "invalid",
+        _ => "unknown",
+    };
+    let _ = write!(
+        s,
+        r#"<h1>faultline campaign: {} <span id="status" class="verdict {status_class}">{status}</span></h1><p id="summary">{}</p>"#,
+        esc(&r.name),
+        esc(&r.summary)
+    );
+    s.push_str(r#"<table class="summary">"#);
+    crate::html::row(&mut s, "campaign file", &r.file);
+    crate::html::row(&mut s, "campaign seed", &r.seed.to_string());
+    crate::html::row(&mut s, "started", &r.started);
+    crate::html::row(&mut s, "elapsed", &format!("{:.1} s", r.elapsed_s));
+    crate::html::row(&mut s, "cells", &r.cells.len().to_string());
+    crate::html::row(&mut s, "exit code", &r.exit_code.to_string());
+    if r.interrupted {
+        crate::html::row(&mut s, "interrupted", "yes: the cells after the interrupted one did not run");
+    }
+    s.push_str("</table>");
+    matrix(&mut s, dir, r);
+    comparison(&mut s, r);
+    cells(&mut s, dir, r);
+    let _ = write!(s, r#"<p class="note">Rendered by faultline-reports {}. Each cell's run folder holds its own report.html, history and results.</p>"#, env!("CARGO_PKG_VERSION"));
+    s.push_str(crate::page::SELF_CHECK);
+    s.push_str("</body></html>\n");
+    s
+}
+
+const CAMPAIGN_CSS: &str = r#"
+td.cell{white-space:nowrap} td.cell .model{font-size:11px;color:#555;display:block}
+tr.mismatch td{background:#fff3f3} code{font-size:11px;word-break:break-all}
+"#;
+
+/// Targets down, (workload, nemesis) across; a cell shows each repeat's outcome, linked to its
+/// report, and the strongest model.
+fn matrix(s: &mut String, dir: &Path, r: &CampaignRecord) {
+    s.push_str(r#"<h2 id="matrix">Matrix</h2>"#);
+    let mut targets: Vec<&str> = Vec::new();
+    let mut cols: Vec<(&str, &str)> = Vec::new();
+    for c in &r.cells {
+        if !targets.contains(&c.target.as_str()) {
+            targets.push(&c.target);
+        }
+        if !cols.contains(&(c.workload.as_str(), c.nemesis.as_str())) {
+            cols.push((&c.workload, &c.nemesis));
+        }
+    }
+    s.push_str(r#"<table class="matrix"><tr><th>target</th>"#);
+    for (w, n) in &cols {
+        let _ = write!(s, "<th>{}<br>{}</th>", esc(w), esc(n));
+    }
+    s.push_str("</tr>");
+    for t in &targets {
+        let _ = write!(s, "<tr><th>{}</th>", esc(t));
+        for (w, n) in &cols {
+            s.push_str(r#"<td class="cell">"#);
+            for c in r.cells.iter().filter(|c| c.target == *t && c.workload == *w && c.nemesis == *n) {
+                let mark = if c.matched { "" } else { " ✗" };
+                let _ = write!(
+                    s,
+                    r#"<span title="{}">{}{mark}</span> <span class="model">{}</span>"#,
+                    esc(&c.id),
+                    report_link(dir, c, &badge(&c.outcome)),
+                    esc(&c.metrics.consistency)
+                );
+            }
+            s.push_str("</td>");
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str(r#"</table><p class="note">✗: not the outcome the cell expects. Under each outcome, the strongest consistency model the run's history satisfied.</p>"#);
+}
+
+fn comparison(s: &mut String, r: &CampaignRecord) {
+    s.push_str(r#"<h2 id="comparison">Comparison</h2>"#);
+    s.push_str(r#"<figure><img class="plot" src="comparison.png" alt="comparison" width="900" height="520"><figcaption class="note">One point per target: availability during partitions (ok share of the operations completed during fault windows) against the strongest consistency model kept in every cell of that target.</figcaption></figure>"#);
+    s.push_str("<table><tr><th>target</th><th>availability during partitions</th><th>from</th><th>model kept</th><th>cells</th><th>strongest model per cell</th></tr>");
+    for t in &r.comparison {
+        let _ = write!(
+            s,
+            r#"<tr class="target"><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            esc(&t.target),
+            pct(t.availability_during_partitions),
+            esc(&t.availability_from),
+            esc(&t.model_kept),
+            t.cells,
+            esc(&t.models.join(", "))
+        );
+    }
+    s.push_str("</table>");
+    let missing: Vec<&str> = r.comparison.iter().filter(|t| t.availability_during_partitions.is_none()).map(|t| t.target.as_str()).collect();
+    if !missing.is_empty() {
+        let _ = write!(s, r#"<p class="note">Not plotted (no operation completed during a fault window): {}.</p>"#, esc(&missing.join(", ")));
+    }
+}
+
+fn cells(s: &mut String, dir: &Path, r: &CampaignRecord) {
+    s.push_str(r#"<h2 id="cells">Cells</h2><table class="cells"><tr><th>cell</th><th>outcome</th><th>expected</th><th>checkers</th><th>avail. during faults</th><th>ok ops/s</th><th>p50 ms</th><th>p99 ms</th><th>model</th><th>seed</th><th>time</th></tr>"#);
+    for c in &r.cells {
+        let checkers: Vec<String> = c.metrics.checkers.iter().map(|k| format!("{} {}", esc(&k.name), badge(&k.verdict))).collect();
+        let _ = write!(
+            s,
+            r#"<tr class="cell-row{}" id="cell-{}"><td>{}<br><span class="note">{} · {} · {} · repeat {}</span></td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.1} s</td></tr>"#,
+            if c.matched { "" } else { " mismatch" },
+            esc(&c.id),
+            report_link(dir, c, &esc(&c.id)),
+            esc(&c.target),
+            esc(&c.workload),
+            esc(&c.nemesis),
+            c.repeat,
+            badge(&c.outcome),
+            esc(&c.expect.join(" or ")),
+            checkers.join("<br>"),
+            pct(c.metrics.availability_during_faults),
+            num(c.metrics.throughput_ok_per_s, 1),
+            num(c.metrics.latency_ok_p50_ms, 1),
+            num(c.metrics.latency_ok_p99_ms, 1),
+            esc(&c.metrics.consistency),
+            c.seed,
+            c.elapsed_s
+        );
+        let mut extra = format!(r#"<code>{}</code>"#, esc(&c.command));
+        if let Some(e) = &c.error {
+            let _ = write!(extra, r#"<br><span class="warn">{}</span>"#, esc(&truncate(e, 500)));
+        }
+        if let Some(l) = &c.log {
+            let _ = write!(extra, r#" <a href="{}">log</a>"#, esc(l));
+        }
+        let _ = write!(s, r#"<tr class="repro"><td colspan="11">{extra}</td></tr>"#);
+    }
+    s.push_str("</table>");
+}
+
+/// comparison.png: x = availability during partitions (0–100 %), y = the model kept (ordinal,
+/// `unknown` below `none`); one labelled point per target. Targets with no availability are
+/// left out (the page lists them).
+fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    // y positions: unknown = 0, none = 1, ..., linearizable = 5.
+    let y_of = |m: &str| model_rank(m).map(|r| r as f64 + 1.0).unwrap_or(0.0);
+    let label_of = |y: f64| -> String {
+        let i = y.round() as i64;
+        if (y - i as f64).abs() > 1e-6 {
+            return String::new();
+        }
+        match i {
+            0 => "unknown".into(),
+            i if (1..=MODELS.len() as i64).contains(&i) => MODELS[MODELS.len() - i as usize].into(),
+            _ => String::new(),
+        }
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Availability during partitions vs consistency kept", crate::plots::font(20))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(110)
+        .build_cartesian_2d(-0.02f64..1.08f64, -0.6f64..(MODELS.len() as f64 + 0.6))?;
+    chart
+        .configure_mesh()
+        .x_desc("availability during partitions (ok share of operations in fault windows)")
+        .y_desc("strongest model kept")
+        .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+        .y_labels(MODELS.len() + 1)
+        .y_label_formatter(&|v| label_of(*v))
+        .label_style(crate::plots::font(13))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    let plotted: Vec<(usize, &TargetComparison, f64)> = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.availability_during_partitions.map(|a| (i, t, a)))
+        .collect();
+    for (k, &(i, t, a)) in plotted.iter().enumerate() {
+        let color = crate::plots::F_COLORS[i % crate::plots::F_COLORS.len()];
+        let y = y_of(&t.model_kept);
+        // Targets at the same spot get their labels stacked instead of printed over each other.
+        let same = plotted[..k]
+            .iter()
+            .filter(|(_, u, b)| (b - a).abs() < 0.03 && y_of(&u.model_kept) == y)
+            .count() as i32;
+        // The point and its label, the label beside it in pixels; targets at the same spot get
+        // their labels stacked instead of printed over each other.
+        let label = truncate(&t.target, 24);
+        let dy = -8 + 16 * same;
+        // Right of the point, or left of it near the right edge (DejaVu at 14 px: about 8 px a
+        // character).
+        let dx = if a > 0.8 { -14 - 8 * label.chars().count() as i32 } else { 10 };
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((a, y)) + Circle::new((0, 0), 6, color.filled()) + Text::new(label, (dx, dy), crate::plots::font(14)),
+            ))?
+            .label(t.target.clone())
+            .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cell(target: &str, nemesis: &str, families: &[&str], outcome: &str, during: [u64; 3], model: &str) -> CellRecord {
+        CellRecord {
+            id: format!("{target}-{nemesis}"),
+            target: target.into(),
+            workload: "register".into(),
+            nemesis: nemesis.into(),
+            fault_families: families.iter().map(|s| s.to_string()).collect(),
+            repeat: 1,
+            outcome: outcome.into(),
+            matched: true,
+            expect: vec!["valid".into()],
+            metrics: CellMetrics { during_faults: Some(during), consistency: model.into(), ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn metrics_come_from_the_runs_own_figures() {
+        let r = json!({
+            "verdict": "valid",
+            "checkers": [{"name": "linearizable", "verdict": "valid", "reason": null}, {"name": "availability", "verdict": "unknown", "reason": "no ok"}],
+            "availability": {"during_faults": {"ok": 24, "fail": 8, "info": 2}, "during_faults_ok_fraction": 0.7, "outside_faults_ok_fraction": 0.8, "fault_windows": 1},
+            "latency": {"ok": {"count": 171, "p50_ms": 4.5, "p99_ms": 16.0}},
+            "ops": {"completed": {"ok": 171, "fail": 41, "info": 2}},
+            "timings": {"main_s": 6.0},
+            "consistency": {"strongest": "sequential", "models": []}
+        });
+        let m = CellMetrics::from_results(&r);
+        assert_eq!(m.checkers.len(), 2);
+        assert_eq!(m.checkers[1].reason.as_deref(), Some("no ok"));
+        assert_eq!(m.availability_during_faults, Some(0.7));
+        assert_eq!(m.during_faults, Some([24, 8, 2]));
+        assert_eq!(m.throughput_ok_per_s, Some(28.5));
+        assert_eq!((m.latency_ok_p50_ms, m.latency_ok_p99_ms), (Some(4.5), Some(16.0)));
+        assert_eq!(m.consistency, "sequential");
+        // An older run: no consistency block, no latency; nothing invented.
+        let old = CellMetrics::from_results(&json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}}));
+        assert_eq!(old.consistency, "unknown");
+        assert_eq!((old.latency_ok_p50_ms, old.throughput_ok_per_s, old.availability_during_faults), (None, None, None));
+    }
+
+    #[test]
+    fn the_model_kept_is_the_weakest_and_unknown_is_never_a_guarantee() {
+        let cells = vec![
+            cell("raft", "partition", &["partition"], "valid", [90, 10, 0], "linearizable"),
+            cell("raft", "clock", &["clock"], "valid", [0, 100, 0], "sequential"),
+            cell("crdt", "partition", &["partition"], "valid", [100, 0, 0], "convergent"),
+            cell("crdt", "partition", &["partition"], "error", [0, 0, 0], "unknown"),
+            cell("paxos", "partition", &["partition"], "valid", [50, 50, 0], "linearizable"),
+            cell("paxos", "clock", &["clock"], "invalid", [100, 0, 0], "unknown"),
+            cell("quorum", "none", &[], "valid", [0, 0, 0], "linearizable"),
+        ];
+        let c = compare(&cells);
+        let by = |t: &str| c.iter().find(|x| x.target == t).unwrap().clone();
+        let raft = by("raft");
+        assert_eq!(raft.model_kept, "sequential", "the weaker of the two cells");
+        assert_eq!(raft.availability_during_partitions, Some(0.9), "partition cells only");
+        assert_eq!(raft.availability_from, "partition cells");
+        let crdt = by("crdt");
+        assert_eq!((crdt.cells, crdt.model_kept.as_str()), (1, "convergent"), "the error cell is not counted");
+        assert_eq!(by("paxos").model_kept, "unknown", "a cell with no known model could be weaker");
+        let quorum = by("quorum");
+        assert_eq!((quorum.availability_during_partitions, quorum.availability_from.as_str()), (None, "none"));
+        assert_eq!(c.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(), ["raft", "crdt", "paxos", "quorum"]);
+        assert_eq!(model_rank("linearizable"), Some(4));
+        assert_eq!(model_rank("none"), Some(0));
+        assert_eq!(model_rank("bogus"), None);
+    }
+
+    #[test]
+    fn the_page_escapes_and_links_only_existing_reports() {
+        let tmp = tempfile::tempdir().unwrap();
+        let evil = "<script>x</script>";
+        let mut a = cell(evil, evil, &["partition"], "valid", [1, 0, 0], evil);
+        a.run_dir = Some("runs/a/1".into());
+        a.command = format!("faultline run --target '{evil}'");
+        std::fs::create_dir_all(tmp.path().join("runs/a/1")).unwrap();
+        std::fs::write(tmp.path().join("runs/a/1/report.html"), "x").unwrap();
+        let mut b = cell("raft", "partition", &["partition"], "error", [0, 0, 0], "unknown");
+        b.run_dir = Some("runs/b/1".into()); // no report.html there
+        b.error = Some(evil.into());
+        b.matched = false;
+        let mut rec = CampaignRecord { name: evil.into(), summary: evil.into(), exit_code: 255, cells: vec![a, b], ..Default::default() };
+        rec.comparison = compare(&rec.cells);
+        let html = render_html(tmp.path(), &rec);
+        assert!(!html.contains("<script>x"), "unescaped");
+        assert!(html.contains(r#"href="runs/a/1/report.html""#));
+        assert!(!html.contains("runs/b/1/report.html"), "link to a report that does not exist");
+        assert!(html.contains(r#"<tr class="cell-row mismatch""#));
+        assert_eq!(html.matches(r#"<tr class="target">"#).count(), 2);
+        let files = write_all(tmp.path(), &rec).unwrap();
+        assert_eq!(files.len(), 3);
+        let back: CampaignRecord = serde_json::from_slice(&std::fs::read(tmp.path().join("campaign.json")).unwrap()).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(&std::fs::read(tmp.path().join("comparison.png")).unwrap()[..4], b"\x89PNG");
+    }
+}
