@@ -460,16 +460,18 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
             .iter()
             .filter(|(_, u, b)| (b - a).abs() < 0.03 && y_of(&u.model_kept) == y)
             .count() as i32;
-        // The point and its label, the label beside it in pixels; targets at the same spot get
-        // their labels stacked instead of printed over each other.
+        // The point and its label beside it, in pixels; targets at the same spot get their
+        // labels stacked instead of printed over each other.
         let label = truncate(&t.target, 24);
+        // A coincident point is drawn a little lower so that it is not hidden under the first.
+        let point_dy = 10 * same;
         let dy = -8 + 16 * same;
         // Right of the point, or left of it near the right edge (DejaVu at 14 px: about 8 px a
         // character).
         let dx = if a > 0.8 { -14 - 8 * label.chars().count() as i32 } else { 10 };
         chart
             .draw_series(std::iter::once(
-                EmptyElement::at((a, y)) + Circle::new((0, 0), 6, color.filled()) + Text::new(label, (dx, dy), crate::plots::font(14)),
+                EmptyElement::at((a, y)) + Circle::new((0, point_dy), 6, color.filled()) + Text::new(label, (dx, dy), crate::plots::font(14)),
             ))?
             .label(t.target.clone())
             .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));

@@ -206,8 +206,8 @@ pub fn parse(text: &str, file: &str, base: &Path, stem: &str) -> Result<Campaign
     for block in &spec.matrix {
         let b = block.get_ref();
         let line = line_of(text, block.span().start);
-        let axis = |one: &Option<Spanned<String>>, many: &Option<Spanned<Vec<Spanned<String>>>>, d_one: &Option<Spanned<String>>, d_many: &Option<Spanned<Vec<Spanned<String>>>>, what: &str, plural: &str| -> Result<Vec<(String, Range<usize>)>, SpecError> {
-            let pick = |one: &Option<Spanned<String>>, many: &Option<Spanned<Vec<Spanned<String>>>>| -> Result<Option<Vec<(String, Range<usize>)>>, SpecError> {
+        let axis = |one: &One, many: &Many, d_one: &One, d_many: &Many, what: &str, plural: &str| -> Result<Vec<Located>, SpecError> {
+            let pick = |one: &One, many: &Many| -> Result<Option<Vec<Located>>, SpecError> {
                 match (one, many) {
                     (Some(o), Some(_)) => Err(err(Some(o.span()), format!("both `{what}` and `{plural}`: give one"))),
                     (Some(o), None) => Ok(Some(vec![(o.get_ref().clone(), o.span())])),
@@ -333,6 +333,11 @@ pub fn parse(text: &str, file: &str, base: &Path, stem: &str) -> Result<Campaign
     }
     Ok(Campaign { name, seed: spec.seed.as_ref().map(|s| *s.get_ref()), cells })
 }
+
+/// A singular axis key (`target`), its plural (`targets`), and a value with its span.
+type One = Option<Spanned<String>>;
+type Many = Option<Spanned<Vec<Spanned<String>>>>;
+type Located = (String, Range<usize>);
 
 fn pick<'a, T>(block: &'a Option<Spanned<T>>, defaults: &'a Option<Spanned<T>>) -> Option<&'a Spanned<T>> {
     block.as_ref().or(defaults.as_ref())
