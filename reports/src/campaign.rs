@@ -85,6 +85,19 @@ pub struct CellRecord {
     pub metrics: CellMetrics,
 }
 
+impl CellRecord {
+    /// The system under test as compared: the target, with its target options when it has any
+    /// (`multi-primary resolve=vclock` is not the same system as `multi-primary`).
+    pub fn system(&self) -> String {
+        let opts: Vec<&str> = self.options["target_opts"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if opts.is_empty() {
+            self.target.clone()
+        } else {
+            format!("{} {}", self.target, opts.join(" "))
+        }
+    }
+}
+
 /// What a cell's run measured, read from its results.json.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CellMetrics {
@@ -149,7 +162,7 @@ impl CellMetrics {
     }
 }
 
-/// One target across the campaign: how available it stayed during partitions and which
+/// One target (with its target options: [`CellRecord::system`]) across the campaign: how available it stayed during partitions and which
 /// consistency model it kept in every cell.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetComparison {
@@ -169,10 +182,10 @@ pub struct TargetComparison {
 
 /// Builds the per-target comparison from the cells that ran.
 pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
-    let mut targets: Vec<&str> = Vec::new();
+    let mut targets: Vec<String> = Vec::new();
     for c in cells {
-        if !targets.contains(&c.target.as_str()) {
-            targets.push(&c.target);
+        if !targets.contains(&c.system()) {
+            targets.push(c.system());
         }
     }
     targets
@@ -180,7 +193,7 @@ pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
         .map(|t| {
             let ran: Vec<&CellRecord> = cells
                 .iter()
-                .filter(|c| c.target == t && matches!(c.outcome.as_str(), "valid" | "invalid" | "unknown"))
+                .filter(|c| c.system() == t && matches!(c.outcome.as_str(), "valid" | "invalid" | "unknown"))
                 .collect();
             let partition_only = |c: &&&CellRecord| !c.fault_families.is_empty() && c.fault_families.iter().all(|f| f == "partition");
             let sum = |cs: &[&&CellRecord]| {
@@ -209,7 +222,7 @@ pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
                 MODELS[MODELS.len() - 1 - min].to_string()
             };
             TargetComparison {
-                target: t.to_string(),
+                target: t,
                 availability_during_partitions: availability,
                 availability_from: from.to_string(),
                 model_kept,
@@ -316,11 +329,11 @@ tr.mismatch td{background:#fff3f3} code{font-size:11px;word-break:break-all}
 /// report, and the strongest model.
 fn matrix(s: &mut String, dir: &Path, r: &CampaignRecord) {
     s.push_str(r#"<h2 id="matrix">Matrix</h2>"#);
-    let mut targets: Vec<&str> = Vec::new();
+    let mut targets: Vec<String> = Vec::new();
     let mut cols: Vec<(&str, &str)> = Vec::new();
     for c in &r.cells {
-        if !targets.contains(&c.target.as_str()) {
-            targets.push(&c.target);
+        if !targets.contains(&c.system()) {
+            targets.push(c.system());
         }
         if !cols.contains(&(c.workload.as_str(), c.nemesis.as_str())) {
             cols.push((&c.workload, &c.nemesis));
@@ -335,7 +348,7 @@ fn matrix(s: &mut String, dir: &Path, r: &CampaignRecord) {
         let _ = write!(s, "<tr><th>{}</th>", esc(t));
         for (w, n) in &cols {
             s.push_str(r#"<td class="cell">"#);
-            for c in r.cells.iter().filter(|c| c.target == *t && c.workload == *w && c.nemesis == *n) {
+            for c in r.cells.iter().filter(|c| c.system() == *t && c.workload == *w && c.nemesis == *n) {
                 let mark = if c.matched { "" } else { " ✗" };
                 let _ = write!(
                     s,
@@ -549,6 +562,14 @@ mod tests {
         let quorum = by("quorum");
         assert_eq!((quorum.availability_during_partitions, quorum.availability_from.as_str()), (None, "none"));
         assert_eq!(c.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(), ["raft", "crdt", "paxos", "quorum"]);
+        // The same target with target options is another system.
+        let mut lww = cell("multi-primary", "partition", &["partition"], "invalid", [10, 0, 0], "none");
+        let mut vclock = lww.clone();
+        vclock.options = json!({"target_opts": ["resolve=vclock"]});
+        vclock.metrics.consistency = "convergent".into();
+        lww.options = json!({"nodes": 3.0});
+        let c = compare(&[lww, vclock]);
+        assert_eq!(c.iter().map(|t| (t.target.as_str(), t.model_kept.as_str())).collect::<Vec<_>>(), [("multi-primary", "none"), ("multi-primary resolve=vclock", "convergent")]);
         assert_eq!(model_rank("linearizable"), Some(4));
         assert_eq!(model_rank("none"), Some(0));
         assert_eq!(model_rank("bogus"), None);
