@@ -5,7 +5,9 @@
 //! must include every acknowledged add) and the convergence checker (final reads equal).
 
 use faultline_checker::counter::{check_counter, Consistency};
+use faultline_checker::hierarchy::{self, Model, ModelResult, ModelVerdict};
 use faultline_checker::history::Event;
+use faultline_checker::Verdict;
 use faultline_core::client::http::NodeHttp;
 use faultline_core::client::{BoxFuture, Completion, Op};
 use faultline_core::generator::{rng_for, Generator};
@@ -14,7 +16,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::set::{convergence_result, error_completion, final_reads, verdict_str};
+use crate::set::{convergence_result, convergent, error_completion, final_reads, verdict_str};
 
 /// Shape of the counter workload.
 #[derive(Clone, Debug)]
@@ -117,6 +119,33 @@ impl Workload for CounterWorkload {
         true
     }
 
+    /// The counter's ladder: reads outside the bounds a linearizable counter allows refute
+    /// linearizability, reads within them do not prove it; no sequential or session checker;
+    /// convergent by convergence and the counter checker together.
+    fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> hierarchy::Consistency {
+        let lin = check_counter(events, Consistency::Linearizable);
+        let lin = match lin.verdict {
+            Verdict::Invalid => ModelResult::new(Model::Linearizable, ModelVerdict::Invalid, lin.reason.unwrap_or_default()),
+            Verdict::Unknown => ModelResult::new(Model::Linearizable, ModelVerdict::Unknown, lin.reason.unwrap_or_default()),
+            Verdict::Valid => ModelResult::new(
+                Model::Linearizable,
+                ModelVerdict::NotChecked,
+                "every read within the bounds a linearizable counter allows: necessary, not sufficient",
+            ),
+        };
+        let (seq, session) = match impossible_read(events) {
+            Some(why) => (
+                ModelResult::new(Model::Sequential, ModelVerdict::Invalid, why.clone()),
+                ModelResult::new(Model::Session, ModelVerdict::Invalid, why),
+            ),
+            None => (
+                ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "no sequential-consistency checker for counters (every read within what all the adds allow)"),
+                ModelResult::new(Model::Session, ModelVerdict::NotChecked, "no session checker for counters (every read within what all the adds allow)"),
+            ),
+        };
+        hierarchy::Consistency::from_models(vec![lin, seq, session, convergent(checkers, "counter")])
+    }
+
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
         let r = check_counter(events, self.consistency);
         vec![
@@ -129,6 +158,38 @@ impl Workload for CounterWorkload {
             convergence_result(events),
         ]
     }
+}
+
+/// A read no set of the key's adds can produce, whatever their order or timing: below the sum
+/// of every negative delta or above the sum of every positive one (adds that definitely failed
+/// left out). Sequential consistency and session guarantees both make each read the sum of
+/// some adds, so such a read refutes them.
+fn impossible_read(events: &[Event]) -> Option<String> {
+    use std::collections::BTreeMap;
+
+    use faultline_checker::convergence::{client_ops, Outcome};
+    let ops = client_ops(events).ok()?;
+    let mut bounds: BTreeMap<Option<String>, (i128, i128)> = BTreeMap::new();
+    for o in ops.iter().filter(|o| o.f == "add" && o.outcome != Outcome::Fail) {
+        let d = o.invoke_value.as_i64()? as i128;
+        let b = bounds.entry(o.key.clone()).or_default();
+        if d < 0 {
+            b.0 += d;
+        } else {
+            b.1 += d;
+        }
+    }
+    ops.iter().filter(|o| o.f == "read" && o.outcome == Outcome::Ok).find_map(|o| {
+        let v = o.value.as_i64()? as i128;
+        let (lo, hi) = bounds.get(&o.key).copied().unwrap_or_default();
+        (v < lo || v > hi).then(|| {
+            format!(
+                "read at event {} of key {:?} returned {v}, outside [{lo}, {hi}], what all the adds together allow",
+                o.index,
+                o.key.clone().unwrap_or_default()
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -201,6 +262,8 @@ mod tests {
             ("valid", "valid"),
             "{r:?}"
         );
+        let c = CounterWorkload::default().consistency(&h, &r);
+        assert_eq!(c.strongest, hierarchy::Strongest::Convergent, "{c:?}");
         h[4].value = json!(2); // the bad-merge echo
         let r = CounterWorkload::default().check(&h);
         assert_eq!(r[0].verdict, "invalid");
@@ -209,5 +272,11 @@ mod tests {
             "{:?}",
             r[0].reason
         );
+        // Over any bound a linearizable counter allows, and not a converged state.
+        let c = CounterWorkload::default().consistency(&h, &r);
+        assert_eq!(c.model(Model::Linearizable).unwrap().verdict, ModelVerdict::Invalid);
+        assert_eq!(c.model(Model::Convergent).unwrap().verdict, ModelVerdict::Invalid);
+        assert_eq!(c.model(Model::Session).unwrap().verdict, ModelVerdict::Invalid, "2 > the only add's 1: {c:?}");
+        assert_eq!(c.strongest, hierarchy::Strongest::None, "{c:?}");
     }
 }

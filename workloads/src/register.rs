@@ -10,8 +10,23 @@
 //!
 //! Values are drawn from a small range so that cas succeeds often and reads can tell writes
 //! apart only when it matters — the classic Jepsen register shape.
+//!
+//! After the heal and the quiet recovery every node reads every key, so the consistency
+//! comparison ([`Register::consistency`]) can judge convergence. Its ladder: linearizable (the
+//! run's checker); when that is not valid, sequential consistency per key, and when that is not
+//! valid either, read-your-writes + monotonic reads (faultline_checker::{sequential, session});
+//! and always convergent: every node's final read of a key equal, and the value one that some
+//! write or cas that did not definitely fail wrote (or nil when no write was acknowledged).
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use faultline_checker::convergence::{check_convergence, client_ops, Outcome};
+use faultline_checker::hierarchy::{Consistency, Model, ModelResult, ModelVerdict};
 use faultline_checker::history::{Event, EventType};
+use faultline_checker::orders::OrderReport;
+use faultline_checker::sequential::check_sequential;
+use faultline_checker::session::check_session;
 use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
 use faultline_core::client::http::NodeHttp;
 use faultline_core::client::{BoxFuture, Completion, Op};
@@ -35,6 +50,9 @@ pub struct Register {
     pub write_pct: u32,
     /// Budget of the linearizability check.
     pub check_time_limit_s: u64,
+    /// Budget of each weaker model's check (sequential, session), run only when the stronger
+    /// one is not valid.
+    pub weak_check_time_limit_s: u64,
 }
 
 impl Default for Register {
@@ -46,6 +64,7 @@ impl Default for Register {
             read_pct: 50,
             write_pct: 25,
             check_time_limit_s: 60,
+            weak_check_time_limit_s: 15,
         }
     }
 }
@@ -144,6 +163,19 @@ impl Workload for Register {
             .collect()
     }
 
+    fn final_ops_on_every_node(&self) -> bool {
+        true
+    }
+
+    fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> Consistency {
+        let opts = CheckOptions {
+            time_limit: Some(Duration::from_secs(self.weak_check_time_limit_s)),
+            memory_limit_bytes: Some(1 << 30),
+            ..CheckOptions::default()
+        };
+        register_consistency(events, checkers, &opts)
+    }
+
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
         let opts = CheckOptions {
             time_limit: Some(std::time::Duration::from_secs(self.check_time_limit_s)),
@@ -184,6 +216,86 @@ impl Workload for Register {
             details,
         }]
     }
+}
+
+/// A weak model's report as a hierarchy entry.
+fn entry(model: Model, r: &OrderReport, valid_reason: &str) -> ModelResult {
+    let reason = match r.verdict {
+        Verdict::Valid => format!("{valid_reason} ({} keys, {:.0} ms)", r.keys.len(), r.elapsed_ms),
+        _ => r.reason.clone().unwrap_or_else(|| "undecided".into()),
+    };
+    ModelResult::new(model, r.verdict, reason)
+}
+
+/// The register's ladder (see the module documentation): each weaker model is checked only when
+/// the stronger one is not valid, since linearizable ⇒ sequential (per key) ⇒ session.
+pub fn register_consistency(events: &[Event], checkers: &[CheckerResult], opts: &CheckOptions) -> Consistency {
+    let lin = checkers.iter().find(|c| c.name == "linearizable");
+    let lin_verdict = match lin.map(|c| c.verdict.as_str()) {
+        Some("valid") => ModelVerdict::Valid,
+        Some("invalid") => ModelVerdict::Invalid,
+        Some(_) => ModelVerdict::Unknown,
+        None => ModelVerdict::NotChecked,
+    };
+    let lin_reason = match (lin_verdict, lin.and_then(|c| c.reason.clone())) {
+        (ModelVerdict::Valid, _) => "every key linearizable (cas-register model)".to_string(),
+        (_, Some(r)) => r,
+        (_, None) => "no linearizability checker result".to_string(),
+    };
+    let mut models = vec![ModelResult::new(Model::Linearizable, lin_verdict, lin_reason)];
+    if lin_verdict == ModelVerdict::Valid {
+        models.push(ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "implied by linearizable"));
+        models.push(ModelResult::new(Model::Session, ModelVerdict::NotChecked, "implied by linearizable"));
+    } else {
+        let seq = check_sequential(events, ModelKind::CasRegister, opts);
+        models.push(entry(Model::Sequential, &seq, "every key has an order respecting each process's order"));
+        if seq.verdict == Verdict::Valid {
+            models.push(ModelResult::new(Model::Session, ModelVerdict::NotChecked, "implied by sequential (per key)"));
+        } else {
+            let session = check_session(events, ModelKind::CasRegister, opts);
+            models.push(entry(Model::Session, &session, "every process reads its writes, and its reads never go back"));
+        }
+    }
+    let (verdict, reason) = register_convergence(events);
+    models.push(ModelResult::new(Model::Convergent, verdict, reason));
+    Consistency::from_models(models)
+}
+
+/// Convergence of a register: every node's last final read of each key equal (the convergence
+/// checker), and that value written by some write or cas that did not definitely fail, or nil
+/// when no write of the key was acknowledged.
+fn register_convergence(events: &[Event]) -> (Verdict, String) {
+    let r = check_convergence(events, "read");
+    if r.verdict != Verdict::Valid {
+        return (r.verdict, r.reason.unwrap_or_else(|| "undecided".into()));
+    }
+    let Ok(ops) = client_ops(events) else {
+        return (Verdict::Unknown, "malformed history".into());
+    };
+    for k in &r.keys {
+        let Some(common) = k.finals.first().map(|f| f.value.clone()) else { continue };
+        let of_key = ops.iter().filter(|o| o.key == k.key && o.outcome != Outcome::Fail);
+        let mut written = BTreeSet::new();
+        let mut acknowledged = false;
+        for o in of_key {
+            let v = match o.f.as_str() {
+                "write" => o.invoke_value.clone(),
+                "cas" => o.invoke_value.get(1).cloned().unwrap_or(Value::Null),
+                _ => continue,
+            };
+            acknowledged |= o.outcome == Outcome::Ok;
+            written.insert(v.to_string());
+        }
+        let name = k.key.clone().unwrap_or_default();
+        if common.is_null() && acknowledged {
+            return (Verdict::Invalid, format!("key {name:?}: every node reads nil after heal although writes were acknowledged"));
+        }
+        if !common.is_null() && !written.contains(&common.to_string()) {
+            return (Verdict::Invalid, format!("key {name:?}: every node reads {common}, which no write wrote"));
+        }
+    }
+    let within = r.converged_within_ms.map_or(String::new(), |ms| format!(", settled within {ms:.0} ms of the heal"));
+    (Verdict::Valid, format!("{} keys: every node's final read equal and written{within}", r.keys.len()))
 }
 
 #[cfg(test)]
@@ -281,5 +393,85 @@ mod tests {
             "{:?}",
             r[0].reason
         );
+    }
+
+    fn on(node: &str, mut e: Event) -> Event {
+        e.node = Some(node.into());
+        e
+    }
+
+    /// p0 writes 1 then 2 on n1; p1 reads `stale` on n2; after the heal both nodes read
+    /// `finals`.
+    fn run_history(stale: i64, finals: [i64; 2]) -> Vec<Event> {
+        use EventType::*;
+        let mut h = vec![
+            on("n1", ev(0, Invoke, 0, "write", json!(1))),
+            on("n1", ev(1, Ok, 0, "write", json!(1))),
+            on("n1", ev(2, Invoke, 0, "write", json!(2))),
+            on("n1", ev(3, Ok, 0, "write", json!(2))),
+            on("n2", ev(4, Invoke, 1, "read", Value::Null)),
+            on("n2", ev(5, Ok, 1, "read", json!(stale))),
+        ];
+        h.push(Event {
+            index: 6,
+            time: 60,
+            kind: Info,
+            process: Process::Nemesis,
+            f: "heal".into(),
+            key: None,
+            value: json!({}),
+            error: None,
+            node: None,
+        });
+        for (i, (node, v)) in [("n1", finals[0]), ("n2", finals[1])].into_iter().enumerate() {
+            let at = 7 + 2 * i as u64;
+            h.push(on(node, ev(at, Invoke, 9, "read", Value::Null)));
+            h.push(on(node, ev(at + 1, Ok, 9, "read", json!(v))));
+        }
+        h
+    }
+
+    fn ladder(h: &[Event]) -> Consistency {
+        let w = Register::default();
+        w.consistency(h, &w.check(h))
+    }
+
+    #[test]
+    fn the_ladder_places_each_history_on_its_strongest_model() {
+        use faultline_checker::hierarchy::Strongest;
+        let c = ladder(&run_history(2, [2, 2]));
+        assert_eq!(c.strongest, Strongest::Linearizable, "{c:?}");
+        assert_eq!(c.model(Model::Sequential).unwrap().verdict, ModelVerdict::NotChecked);
+        assert_eq!(c.model(Model::Convergent).unwrap().verdict, ModelVerdict::Valid);
+        // A stale read by another process: sequential, not linearizable.
+        let c = ladder(&run_history(1, [2, 2]));
+        assert_eq!(c.strongest, Strongest::Sequential, "{c:?}");
+        assert_eq!(c.model(Model::Linearizable).unwrap().verdict, ModelVerdict::Invalid);
+        assert_eq!(c.model(Model::Session).unwrap().verdict, ModelVerdict::NotChecked);
+        // The final reads disagree: p9 reads 2 on n1 then 1 on n2. Not sequential (p0 wrote 1
+        // before 2), but session: W = nil, 2, 1 serves every process (monotonic writes are not
+        // part of it); and the nodes have not converged.
+        let c = ladder(&run_history(2, [2, 1]));
+        assert_eq!(c.model(Model::Convergent).unwrap().verdict, ModelVerdict::Invalid, "{c:#?}");
+        assert_eq!(c.model(Model::Sequential).unwrap().verdict, ModelVerdict::Invalid, "{c:#?}");
+        assert_eq!(c.model(Model::Session).unwrap().verdict, ModelVerdict::Valid);
+        assert_eq!(c.strongest, Strongest::Session, "{c:?}");
+        // p9 then reads 2 again on n1: 2, 1, 2 goes back in any order of the writes.
+        let mut h = run_history(2, [2, 1]);
+        h.push(on("n1", ev(11, EventType::Invoke, 9, "read", Value::Null)));
+        h.push(on("n1", ev(12, EventType::Ok, 9, "read", json!(2))));
+        let c = ladder(&h);
+        assert_eq!(c.model(Model::Session).unwrap().verdict, ModelVerdict::Invalid, "{c:#?}");
+        assert_eq!(c.strongest, Strongest::None, "{c:?}");
+        // Converged on a value never written.
+        let c = ladder(&run_history(2, [7, 7]));
+        let conv = c.model(Model::Convergent).unwrap();
+        assert_eq!(conv.verdict, ModelVerdict::Invalid);
+        assert!(conv.reason.contains("no write wrote"), "{}", conv.reason);
+    }
+
+    #[test]
+    fn final_reads_go_to_every_node() {
+        assert!(Register::default().final_ops_on_every_node());
     }
 }

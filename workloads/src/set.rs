@@ -8,7 +8,9 @@
 //! element's fate can be told apart. The schedule depends only on (seed, worker).
 
 use faultline_checker::convergence::check_convergence;
+use faultline_checker::hierarchy::{Consistency, Model, ModelResult, ModelVerdict};
 use faultline_checker::history::Event;
+use faultline_checker::session::check_grow_only_set;
 use faultline_checker::set_full::check_set;
 use faultline_checker::Verdict;
 use faultline_core::client::http::NodeHttp;
@@ -107,6 +109,34 @@ pub(crate) fn convergence_result(events: &[Event]) -> CheckerResult {
     }
 }
 
+/// The convergent rung of the weak workloads: the convergence checker and the workload's own
+/// checker of the final state (`own`: set-full, counter) together, since converging on a state
+/// that lost acknowledged updates (or invented some) is not eventual consistency.
+pub(crate) fn convergent(checkers: &[CheckerResult], own: &str) -> ModelResult {
+    let pick = |name: &str| checkers.iter().find(|c| c.name == name);
+    let (Some(conv), Some(mine)) = (pick("convergence"), pick(own)) else {
+        return ModelResult::new(Model::Convergent, ModelVerdict::NotChecked, format!("no convergence or {own} result"));
+    };
+    let both = [conv, mine];
+    let verdict = if both.iter().any(|c| c.verdict == "invalid") {
+        ModelVerdict::Invalid
+    } else if both.iter().all(|c| c.verdict == "valid") {
+        ModelVerdict::Valid
+    } else {
+        ModelVerdict::Unknown
+    };
+    let reason = match verdict {
+        ModelVerdict::Valid => format!("every node's final reads equal (convergence) and {own} valid"),
+        _ => both
+            .iter()
+            .filter(|c| c.verdict != "valid")
+            .map(|c| format!("{} {}: {}", c.name, c.verdict, c.reason.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    ModelResult::new(Model::Convergent, verdict, reason)
+}
+
 /// Maps a client error onto a completion: a read changes nothing, so an unanswered read is
 /// recorded as not having happened; an update is failed only when certainly not applied.
 pub(crate) fn error_completion(
@@ -171,6 +201,40 @@ impl Workload for SetWorkload {
 
     fn final_ops_on_every_node(&self) -> bool {
         true
+    }
+
+    /// The set's ladder: set-full's stale, lost or unexpected elements refute linearizability
+    /// (a linearizable set shows an acknowledged add to every later read), but their absence
+    /// does not prove it (no linearizability search over sets); no sequential check; session by
+    /// `check_grow_only_set`; convergent by convergence and set-full together.
+    fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> Consistency {
+        let mut models = Vec::new();
+        if let Some(full) = checkers.iter().find(|c| c.name == "set-full") {
+            let n = |k: &str| full.details[k].as_u64().unwrap_or(0);
+            let (stale, lost, unexpected) = (n("stale"), n("lost"), n("unexpected"));
+            models.push(if stale + lost + unexpected > 0 {
+                ModelResult::new(
+                    Model::Linearizable,
+                    ModelVerdict::Invalid,
+                    format!("set-full: {stale} stale (acknowledged, then missing from a later read), {lost} lost, {unexpected} unexpected elements"),
+                )
+            } else {
+                ModelResult::new(
+                    Model::Linearizable,
+                    ModelVerdict::NotChecked,
+                    "set-full found no stale, lost or unexpected element: necessary for linearizability, not sufficient (no linearizability search over sets)",
+                )
+            });
+        }
+        models.push(ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "no sequential-consistency checker for sets"));
+        let session = check_grow_only_set(events);
+        let reason = match session.verdict {
+            Verdict::Valid => "every process's reads contain its own acknowledged adds and its earlier reads".to_string(),
+            _ => session.reason.clone().unwrap_or_default(),
+        };
+        models.push(ModelResult::new(Model::Session, session.verdict, reason));
+        models.push(convergent(checkers, "set-full"));
+        Consistency::from_models(models)
     }
 
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
@@ -284,6 +348,13 @@ mod tests {
             ("valid", "valid"),
             "{r:?}"
         );
+        // On the ladder: nothing decides linearizability or sequential consistency for sets;
+        // session and convergent hold.
+        use faultline_checker::hierarchy::Strongest;
+        let c = SetWorkload::default().consistency(&good, &r);
+        assert_eq!(c.strongest, Strongest::Session, "{c:?}");
+        assert_eq!(c.model(Model::Linearizable).unwrap().verdict, ModelVerdict::NotChecked);
+        assert_eq!(c.model(Model::Convergent).unwrap().verdict, ModelVerdict::Valid);
         let mut bad = good.clone();
         bad[6].value = json!([]);
         let r = SetWorkload::default().check(&bad);
@@ -303,5 +374,12 @@ mod tests {
             (r[1].name.as_str(), r[1].verdict.as_str()),
             ("convergence", "invalid")
         );
+        // The lost element refutes linearizability; p9 read it on n1 and then not on n2
+        // (monotonic reads), which refutes session and so sequential; no convergence.
+        let c = SetWorkload::default().consistency(&bad, &r);
+        assert_eq!(c.strongest, Strongest::None, "{c:?}");
+        for m in Model::ALL {
+            assert_eq!(c.model(m).unwrap().verdict, ModelVerdict::Invalid, "{m:?}: {c:?}");
+        }
     }
 }

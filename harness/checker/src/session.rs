@@ -373,3 +373,98 @@ fn run(s: &mut Search, memo: &mut Memo, stats: &mut SearchStats) -> Result<bool,
     }
     Ok(false)
 }
+
+/// Read-your-writes and monotonic reads for grow-only sets (the `set` workload: `add` of an
+/// integer, `read` of the whole set), per key and process. Adds commute, so no write order is
+/// needed and this is exactly Terry et al.'s definition: each ok read of a process contains
+/// every element the process added (ok) before calling it, and every element of the process's
+/// earlier ok reads; and no read contains an element that no add (other than definitely failed
+/// ones) added. A malformed history gives `unknown`.
+pub fn check_grow_only_set(events: &[crate::history::Event]) -> OrderReport {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::convergence::{client_ops, Outcome as OpOutcome};
+    use crate::orders::OrderKeyReport;
+    use crate::Verdict;
+
+    let started = std::time::Instant::now();
+    let report = |verdict, reason, keys| OrderReport {
+        model: "session".into(),
+        verdict,
+        reason,
+        keys,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    };
+    let ops = match client_ops(events) {
+        Ok(o) => o,
+        Err(e) => return report(Verdict::Unknown, Some(format!("malformed history: {e}")), vec![]),
+    };
+    let mut by_key: BTreeMap<Option<String>, Vec<&crate::convergence::ClientOp>> = BTreeMap::new();
+    for o in &ops {
+        by_key.entry(o.key.clone()).or_default().push(o);
+    }
+    let mut keys = Vec::new();
+    for (key, ops) in by_key {
+        let key_started = std::time::Instant::now();
+        let possible: BTreeSet<i64> = ops
+            .iter()
+            .filter(|o| o.f == "add" && o.outcome != OpOutcome::Fail)
+            .filter_map(|o| o.invoke_value.as_i64())
+            .collect();
+        // Per process: what its next read must contain.
+        let mut must: BTreeMap<u64, BTreeSet<i64>> = BTreeMap::new();
+        let mut problem: Option<String> = None;
+        for o in &ops {
+            if o.outcome != OpOutcome::Ok {
+                continue;
+            }
+            let m = must.entry(o.process).or_default();
+            match o.f.as_str() {
+                "add" => {
+                    if let Some(e) = o.invoke_value.as_i64() {
+                        m.insert(e);
+                    }
+                }
+                "read" => {
+                    let Some(read) = o.value.as_array().and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<BTreeSet<i64>>>())
+                    else {
+                        return report(
+                            Verdict::Unknown,
+                            Some(format!("malformed history: event {}: a set read's value is not an array of integers", o.index)),
+                            vec![],
+                        );
+                    };
+                    if problem.is_none() {
+                        if let Some(e) = read.iter().find(|e| !possible.contains(e)) {
+                            problem = Some(format!("read at event {} (p{}) has {e}, which no add added", o.index, o.process));
+                        } else if let Some(e) = m.iter().find(|e| !read.contains(e)) {
+                            problem = Some(format!(
+                                "read at event {} (p{}) lacks {e}, which the same process added or read before (read-your-writes / monotonic reads)",
+                                o.index, o.process
+                            ));
+                        }
+                    }
+                    m.extend(read);
+                }
+                _ => {}
+            }
+        }
+        keys.push(OrderKeyReport {
+            key,
+            verdict: if problem.is_some() { Verdict::Invalid } else { Verdict::Valid },
+            reason: problem,
+            ops: ops.len(),
+            info_ops: ops.iter().filter(|o| o.outcome == OpOutcome::Info).count(),
+            processes: ops.iter().map(|o| o.process).collect::<BTreeSet<_>>().len(),
+            steps: 0,
+            configurations: 0,
+            elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    let bad: Vec<&OrderKeyReport> = keys.iter().filter(|k| k.verdict == Verdict::Invalid).collect();
+    let reason = bad.first().map(|k| {
+        format!("not read-your-writes and monotonic reads: key {:?}: {}", k.key.clone().unwrap_or_default(), k.reason.clone().unwrap_or_default())
+    });
+    let verdict = if bad.is_empty() { Verdict::Valid } else { Verdict::Invalid };
+    report(verdict, reason, keys)
+}

@@ -457,3 +457,98 @@ fn exhausted_budgets_end_in_unknown_with_the_reason() {
         assert!(small.reason.as_deref().unwrap().contains("memory limit"), "{name}: {:?}", small.reason);
     }
 }
+
+/// A random grow-only set history: processes add fresh elements (ok, failed or indeterminate)
+/// and read; a read usually returns what its process must see plus some of the others' adds,
+/// sometimes drops an element or invents one.
+fn set_history(seed: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let procs = rng.random_range(1..=3u64);
+    let mut added: Vec<i64> = Vec::new();
+    let mut seen: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+    let mut h: Vec<Event> = Vec::new();
+    let push = |h: &mut Vec<Event>, kind, p: u64, f: &str, v: Value| {
+        let i = h.len() as u64;
+        h.push(Event { index: i, time: i, kind, process: Process::Client(p), f: f.into(), key: Some("s".into()), value: v, error: None, node: None });
+    };
+    for i in 0..rng.random_range(1..10) {
+        let p = rng.random_range(0..procs);
+        if rng.random_bool(0.5) {
+            let e = i as i64;
+            push(&mut h, EventType::Invoke, p, "add", json!(e));
+            match rng.random_range(0..6) {
+                0 => push(&mut h, EventType::Fail, p, "add", json!(e)),
+                1 => {
+                    push(&mut h, EventType::Info, p, "add", json!(e));
+                    added.push(e);
+                }
+                _ => {
+                    push(&mut h, EventType::Ok, p, "add", json!(e));
+                    added.push(e);
+                    seen.entry(p).or_default().push(e);
+                }
+            }
+        } else {
+            let mut read: Vec<i64> = seen.get(&p).cloned().unwrap_or_default();
+            read.extend(added.iter().filter(|_| rng.random_bool(0.5)));
+            if rng.random_bool(0.15) && !read.is_empty() {
+                read.remove(rng.random_range(0..read.len()));
+            }
+            if rng.random_bool(0.05) {
+                read.push(1000);
+            }
+            read.sort_unstable();
+            read.dedup();
+            seen.insert(p, read.clone());
+            push(&mut h, EventType::Invoke, p, "read", Value::Null);
+            push(&mut h, EventType::Ok, p, "read", json!(read));
+        }
+    }
+    h
+}
+
+/// The definition pairwise: every earlier ok add of the process is in each later ok read,
+/// every earlier ok read is contained in it, and every element read was added by an add that
+/// did not definitely fail.
+fn set_session_oracle(h: &[Event]) -> bool {
+    let mut ops: Vec<(u64, &str, EventType, &Value, &Value)> = Vec::new();
+    for (i, e) in h.iter().enumerate() {
+        if e.kind == EventType::Invoke {
+            let done = h[i + 1..].iter().find(|c| c.process == e.process).expect("completed");
+            ops.push((match e.process { Process::Client(p) => p, _ => unreachable!() }, e.f.as_str(), done.kind, &e.value, &done.value));
+        }
+    }
+    let elements = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>();
+    for (j, later) in ops.iter().enumerate() {
+        if later.1 != "read" || later.2 != EventType::Ok {
+            continue;
+        }
+        let read = elements(later.4);
+        for e in &read {
+            if !ops.iter().any(|o| o.1 == "add" && o.2 != EventType::Fail && o.3.as_i64() == Some(*e)) {
+                return false;
+            }
+        }
+        for earlier in ops[..j].iter().filter(|o| o.0 == later.0 && o.2 == EventType::Ok) {
+            let must = if earlier.1 == "add" { vec![earlier.3.as_i64().unwrap()] } else { elements(earlier.4) };
+            if must.iter().any(|e| !read.contains(e)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[test]
+fn grow_only_set_session_agrees_with_its_pairwise_definition() {
+    let (mut valid, mut invalid) = (0, 0);
+    for seed in 0..3000 {
+        let h = set_history(seed);
+        let want = set_session_oracle(&h);
+        let got = faultline_checker::session::check_grow_only_set(&h);
+        assert_eq!(got.verdict, verdict(want), "seed {seed}: {:?}\n{}", got.reason, faultline_checker::jsonl::to_string(&h));
+        if want { valid += 1 } else { invalid += 1 }
+    }
+    assert!(valid >= 500 && invalid >= 500, "{valid} valid, {invalid} invalid");
+}
+

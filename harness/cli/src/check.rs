@@ -40,6 +40,13 @@ pub struct CheckArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also place the history on the consistency hierarchy (register and cas-register only):
+    /// linearizable > sequential (per key) > session (read-your-writes + monotonic reads) >
+    /// convergent, each weaker model checked only when the stronger one is not valid, under the
+    /// same budgets. The exit code still follows the linearizability verdict. With --json the
+    /// output is {"linearizability": REPORT, "consistency": BLOCK}.
+    #[arg(long)]
+    pub models: bool,
     /// The history file, or a run folder containing history.jsonl.
     pub file: PathBuf,
 }
@@ -110,10 +117,37 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_ERROR);
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+    let consistency = if args.models {
+        anyhow::ensure!(
+            matches!(model, ModelKind::Register | ModelKind::CasRegister),
+            "--models places register histories only (--model register or cas-register), not {model}"
+        );
+        let lin = faultline_core::workload::CheckerResult {
+            name: "linearizable".into(),
+            verdict: report.verdict.to_string(),
+            reason: report.reason.clone(),
+            details: serde_json::Value::Null,
+        };
+        Some(faultline_workloads::register::register_consistency(&parsed.events, &[lin], &CheckOptions { stop_on_first_invalid: true, ..opts }))
     } else {
-        print!("{}", report.to_text());
+        None
+    };
+    match (args.json, &consistency) {
+        (true, None) => println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?),
+        (true, Some(c)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "linearizability": report, "consistency": c }))
+                .context("serializing the report")?
+        ),
+        (false, _) => {
+            print!("{}", report.to_text());
+            if let Some(c) = &consistency {
+                let results = serde_json::json!({ "consistency": c });
+                if let Some(t) = crate::run::consistency_table(&results) {
+                    println!("{t}");
+                }
+            }
+        }
     }
     Ok(report.verdict.exit_code())
 }

@@ -636,6 +636,9 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
         ]);
     }
     println!("{}", b.build().with(tabled::settings::Style::rounded()));
+    if let Some(t) = consistency_table(results) {
+        println!("{t}");
+    }
 
     let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
     let pct = |v: &Value| {
@@ -724,6 +727,28 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
         summary.build().with(tabled::settings::Style::rounded())
     );
     println!("reproduce: {repro}");
+}
+
+/// The consistency block (results.json `consistency`) as a table: one row per model of the
+/// hierarchy, the strongest one kept in the header. `None` for results without the block.
+pub fn consistency_table(results: &Value) -> Option<String> {
+    use tabled::builder::Builder;
+    let c = results.get("consistency")?;
+    let mut b = Builder::default();
+    b.push_record([
+        format!("consistency (strongest: {})", c["strongest"].as_str().unwrap_or("unknown")),
+        "verdict".to_string(),
+        "reason".to_string(),
+    ]);
+    for m in c["models"].as_array().into_iter().flatten() {
+        let model = m["model"].as_str().unwrap_or("?");
+        b.push_record([
+            if model == "sequential" { "sequential (per key)".to_string() } else { model.to_string() },
+            m["verdict"].as_str().unwrap_or("?").to_string(),
+            truncate(m["reason"].as_str().unwrap_or(""), 100),
+        ]);
+    }
+    Some(b.build().with(tabled::settings::Style::rounded()).to_string())
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -73,6 +73,11 @@ fn caught_within(what: &str, attempts: u64, args: &[&str]) {
             let lin = r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == "linearizable").expect("linearizable checker");
             assert_eq!(lin["verdict"], "invalid", "{lin:#}");
             assert!(lin["reason"].as_str().unwrap_or("").contains("not linearizable"), "{lin:#}");
+            // The consistency ladder places the run below linearizable.
+            let c = &r["consistency"];
+            assert_ne!(c["strongest"], "linearizable", "{c:#}");
+            assert_eq!(c["models"][0]["verdict"], "invalid", "{c:#}");
+            eprintln!("{what} seed {seed}: strongest {}", c["strongest"]);
             return;
         }
         seen.push(format!("seed {seed}: {}", r["verdict"]));

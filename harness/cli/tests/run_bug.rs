@@ -61,6 +61,12 @@ fn stale_read_bug_is_found_invalid_within_bounded_seeded_attempts() {
                 lin["reason"].as_str().unwrap().contains("not linearizable"),
                 "{lin:#}"
             );
+            // The consistency ladder places the run below linearizable.
+            let c = &r["consistency"];
+            assert_ne!(c["strongest"], "linearizable", "{c:#}");
+            assert_eq!(c["models"][0]["model"], "linearizable");
+            assert_eq!(c["models"][0]["verdict"], "invalid", "{c:#}");
+            eprintln!("stale-read seed {seed}: strongest {}: {c:#}", c["strongest"]);
             return;
         }
         seen.push(format!("seed {seed}: {}", r["verdict"]));

@@ -75,6 +75,27 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
         .find(|c| c["name"] == "linearizable")
         .unwrap();
     assert_eq!(lin["verdict"], "valid");
+    // On the consistency ladder: linearizable, the weaker models implied, and every node's
+    // final read of every key equal.
+    let c = &r["consistency"];
+    assert_eq!(c["strongest"], "linearizable", "{c:#}");
+    let models: Vec<(&str, &str)> = c["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["model"].as_str().unwrap(), m["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        models,
+        [
+            ("linearizable", "valid"),
+            ("sequential", "not-checked"),
+            ("session", "not-checked"),
+            ("convergent", "valid")
+        ],
+        "{c:#}"
+    );
+    assert!(stdout.contains("consistency (strongest: linearizable)"), "{stdout}");
 
     // The history itself: ok operations before the first fault, during faults, and after the
     // last fault ended but before the heal (main phase), plus the final reads.

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::{EventType, Process};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -656,6 +657,16 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     } else {
         workload.check(&events)
     };
+    let models_started = Instant::now();
+    let consistency = if events.is_empty() {
+        Consistency::not_checked("no history was recorded")
+    } else {
+        workload.consistency(&events, &checkers)
+    };
+    timings.insert(
+        "consistency_s".into(),
+        json!(models_started.elapsed().as_secs_f64()),
+    );
     checkers.push(analysis::availability_checker(&avail, &stats));
     let mut verdict = analysis::combine(&checkers).to_string();
     if interrupted && verdict == "valid" {
@@ -674,6 +685,8 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         // The cluster never became ready: a harness failure (exit 255), nothing was tested.
         "setup_failed": setup_failed,
         "checkers": checkers,
+        // The strongest model of the hierarchy the history kept (docs/results.md).
+        "consistency": consistency,
         "ops": stats,
         "latency": analysis::latencies(&events),
         "availability": avail,

@@ -3,6 +3,7 @@
 //! The trait lives here so the runner can drive any workload; implementations live in the
 //! `faultline-workloads` crate.
 
+use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::Event;
 use serde::{Deserialize, Serialize};
 
@@ -45,4 +46,10 @@ pub trait Workload: Send + Sync {
     }
     /// Judges a history (client and nemesis events, in index order).
     fn check(&self, events: &[Event]) -> Vec<CheckerResult>;
+    /// Where the history sits on the consistency hierarchy (results.json's `consistency`
+    /// block), given what [`Workload::check`] found. By default no checker of the workload
+    /// decides a model: every model `not-checked`, strongest `unknown`.
+    fn consistency(&self, _events: &[Event], _checkers: &[CheckerResult]) -> Consistency {
+        Consistency::not_checked(&format!("the {} workload maps no checker onto the hierarchy", self.name()))
+    }
 }

@@ -229,6 +229,9 @@ impl Workload for ProtocolWorkload {
     fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
         self.inner.check(events)
     }
+    fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> faultline_checker::hierarchy::Consistency {
+        self.inner.consistency(events, checkers)
+    }
 }
 
 /// A runtime that refuses the faults its target cannot take.
