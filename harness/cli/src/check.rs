@@ -109,6 +109,10 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         stop_on_first_invalid: !args.all_keys,
         threads: args.threads.unwrap_or(CheckOptions::default().threads).max(1),
     };
+    anyhow::ensure!(
+        !args.models || matches!(model, ModelKind::Register | ModelKind::CasRegister),
+        "--models places register histories only (--model register or cas-register), not {model}"
+    );
     let report = match try_check_linearizable(&parsed.events, model, &opts) {
         Ok(r) => r,
         Err(e) => {
@@ -118,10 +122,6 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         }
     };
     let consistency = if args.models {
-        anyhow::ensure!(
-            matches!(model, ModelKind::Register | ModelKind::CasRegister),
-            "--models places register histories only (--model register or cas-register), not {model}"
-        );
         let lin = faultline_core::workload::CheckerResult {
             name: "linearizable".into(),
             verdict: report.verdict.to_string(),

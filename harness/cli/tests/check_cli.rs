@@ -222,3 +222,37 @@ fn bad_usage_exits_255() {
     let o = faultline(&["check", "/nonexistent/history.jsonl"]);
     assert_eq!(code(&o), 255);
 }
+
+/// `--models` adds the consistency ladder; the exit code still follows linearizability.
+#[test]
+fn models_flag_prints_the_consistency_ladder_and_keeps_the_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // p0 writes 1 then 2; p1 then reads 1: a stale read, sequential but not linearizable.
+    let mut stale = String::new();
+    stale += &ev(0, "invoke", 0, "write", "1");
+    stale += &ev(1, "ok", 0, "write", "1");
+    stale += &ev(2, "invoke", 0, "write", "2");
+    stale += &ev(3, "ok", 0, "write", "2");
+    stale += &ev(4, "invoke", 1, "read", "null");
+    stale += &ev(5, "ok", 1, "read", "1");
+    let f = write(dir.path(), "stale.jsonl", &stale);
+    let o = faultline(&["check", "--models", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("consistency (strongest: sequential)"), "{out}");
+    assert!(out.contains("sequential (per key)") && out.contains("not-checked"), "{out}");
+    let o = faultline(&["check", "--models", "--json", f.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["linearizability"]["verdict"], "invalid");
+    assert_eq!(j["consistency"]["strongest"], "sequential");
+    // No heal event: convergence cannot be judged.
+    assert_eq!(j["consistency"]["models"][3]["verdict"], "unknown", "{j:#}");
+    // A valid history stays exit 0; a non-register model is a usage error.
+    let f = write(dir.path(), "ok.jsonl", &history(1));
+    let o = faultline(&["check", "--models", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("consistency (strongest: linearizable)"));
+    let o = faultline(&["check", "--models", "--model", "kv", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 255, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--models places register histories only"), "{}", stderr(&o));
+}
