@@ -16,9 +16,9 @@ use serde_json::Value;
 use crate::html::{esc, truncate};
 use crate::ReportError;
 
-/// Consistency models, strongest first: the hierarchy of results.json `consistency.strongest`.
-/// `none` = the history satisfied none of them; `unknown` = not known (older runs, a cell that
-/// did not run) and never ranked.
+/// Values of results.json `consistency.strongest`, strongest first: the checker's hierarchy
+/// ([`faultline_checker::hierarchy::Model::ALL`]), then `none` (the history satisfied none of
+/// them). `unknown` (undecided, an older run, a cell that did not run) is never ranked.
 pub const MODELS: &[&str] = &["linearizable", "sequential", "session", "convergent", "none"];
 
 /// Rank of a model (higher = stronger); `None` for `unknown` and names this version does not
@@ -512,6 +512,13 @@ mod tests {
             metrics: CellMetrics { during_faults: Some(during), consistency: model.into(), ..Default::default() },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_ranking_is_the_checkers_hierarchy() {
+        let names: Vec<&str> = faultline_checker::hierarchy::Model::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(&MODELS[..names.len()], &names[..]);
+        assert_eq!(MODELS[names.len()..], ["none"]);
     }
 
     #[test]
