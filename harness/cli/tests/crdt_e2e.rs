@@ -85,6 +85,11 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let conv = checker(&r, "convergence");
     assert_eq!(conv["verdict"], "valid");
     assert!(conv["details"]["converged_within_ms"].as_f64().is_some());
+    // On the consistency ladder: each client reads its own adds and never loses what it saw
+    // (session), and the replicas converge; nothing decides the stronger models for sets.
+    let c = &r["consistency"];
+    assert_eq!(c["strongest"], "session", "{c:#}");
+    assert_eq!(c["models"][3]["verdict"], "valid", "{c:#}");
     assert!(
         r["final_reads"]["missed"].as_array().unwrap().is_empty(),
         "{:#}",
@@ -156,6 +161,9 @@ fn counter_under_partitions_kills_and_pauses_is_valid() {
     // Final reads: one per counter per node, all equal.
     let conv = checker(&r, "convergence");
     assert_eq!(conv["verdict"], "valid", "{conv:#}");
+    // A correct PN-Counter is credited with convergence (no session or sequential checker for
+    // counters).
+    assert_eq!(r["consistency"]["strongest"], "convergent", "{:#}", r["consistency"]);
     for k in conv["details"]["keys"].as_array().unwrap() {
         assert_eq!(k["finals"].as_array().unwrap().len(), 5, "{k:#}");
     }
