@@ -10,6 +10,7 @@ mod crdt_role;
 mod leaderless;
 mod multi_primary_role;
 mod paxos_role;
+mod primary_backup_role;
 mod quorum_role;
 mod raft_role;
 mod replicated;
@@ -42,6 +43,8 @@ enum RoleArg {
     /// Master–master: every node accepts writes and replicates them; conflicts resolved by
     /// `--resolve lww|vclock` (docs/targets.md).
     MultiPrimary,
+    /// Primary–backup (master–slave) replication with failover, no consensus (docs/targets.md).
+    PrimaryBackup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,6 +79,15 @@ impl BugArg {
             BugArg::NoAntiEntropy => RoleArg::Available,
         }
     }
+}
+
+/// primary-backup: where reads are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReadFromArg {
+    /// The primary (a backup forwards the read).
+    Primary,
+    /// The node asked, from its own copy (possibly stale).
+    Replica,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -138,6 +150,13 @@ struct Args {
     /// multi-primary: conflict resolution, last writer wins by node clock or vector-clock siblings.
     #[arg(long, value_enum, default_value = "lww")]
     resolve: ResolveArg,
+    /// primary-backup: acknowledge a write only once every backup has it (`--sync true`);
+    /// default false (asynchronous replication).
+    #[arg(long, action = clap::ArgAction::Set)]
+    sync: Option<bool>,
+    /// primary-backup: serve reads from the primary (default) or from any replica.
+    #[arg(long, value_enum)]
+    read_from: Option<ReadFromArg>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -220,6 +239,9 @@ async fn run() -> anyhow::Result<()> {
     bug_names.sort();
     let local_ip = (!args.listen.ip().is_unspecified()).then(|| args.listen.ip());
     let request_timeout = Duration::from_millis(args.request_timeout_ms);
+    if !matches!(args.role, RoleArg::PrimaryBackup) && (args.sync.is_some() || args.read_from.is_some()) {
+        bail!("--sync and --read-from apply to --role primary-backup only");
+    }
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
         RoleArg::Crdt => {
@@ -276,6 +298,25 @@ async fn run() -> anyhow::Result<()> {
                     multi_primary_role::run(cfg!("multi-primary"), resolve).await
                 }
             };
+        }
+        RoleArg::PrimaryBackup => {
+            return primary_backup_role::run(primary_backup_role::PbConfig {
+                id: args.id.clone(),
+                listen: args.listen,
+                peers,
+                data_dir: args.data_dir.clone(),
+                admin_token: args.admin_token.clone(),
+                sync: args.sync.unwrap_or(false),
+                read_from_replica: args.read_from == Some(ReadFromArg::Replica),
+                bug_names,
+                tick: Duration::from_millis(args.tick_ms),
+                heartbeat_ticks: heartbeat_ticks as u32,
+                failover_ticks: election_ticks as u32,
+                request_timeout,
+                peer_client: transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?,
+                forward_client: transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?,
+            })
+            .await;
         }
         RoleArg::Paxos => {
             let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;

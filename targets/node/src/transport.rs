@@ -1,5 +1,6 @@
 //! Peer transport: one bounded outbox and one sender task per peer, batching messages into
-//! `POST /peer/msg` requests (a JSON array of envelopes). Outgoing sockets are bound to the
+//! `POST /peer/msg` requests (a JSON array of envelopes: Raft's, or another role's
+//! [`Addressed`] message type). Outgoing sockets are bound to the
 //! node's own address so address-based firewall rules see the true source. A full outbox drops
 //! messages and a failed or slow request drops its batch: Raft tolerates message loss, and no
 //! partition may block the node.
@@ -17,8 +18,25 @@ pub const BATCH_MAX: usize = 256;
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 
-pub struct Transport {
-    outboxes: BTreeMap<NodeId, mpsc::Sender<Envelope>>,
+/// A message that names its destination.
+pub trait Addressed: serde::Serialize + Send + 'static {
+    fn to(&self) -> &NodeId;
+}
+
+impl Addressed for Envelope {
+    fn to(&self) -> &NodeId {
+        &self.to
+    }
+}
+
+impl Addressed for faultline_protocols::primary_backup::Envelope {
+    fn to(&self) -> &NodeId {
+        &self.to
+    }
+}
+
+pub struct Transport<E: Addressed = Envelope> {
+    outboxes: BTreeMap<NodeId, mpsc::Sender<E>>,
 }
 
 /// An HTTP client whose sockets are bound to `local` (the node's own address).
@@ -34,8 +52,8 @@ pub fn bound_client(local: Option<std::net::IpAddr>, connect: Duration, request:
     Ok(b.build()?)
 }
 
-impl Transport {
-    pub fn start(me: &NodeId, peers: &BTreeMap<NodeId, SocketAddr>, client: reqwest::Client) -> Transport {
+impl<E: Addressed> Transport<E> {
+    pub fn start(me: &NodeId, peers: &BTreeMap<NodeId, SocketAddr>, client: reqwest::Client) -> Transport<E> {
         let mut outboxes = BTreeMap::new();
         for (id, addr) in peers {
             if id == me {
@@ -49,8 +67,8 @@ impl Transport {
     }
 
     /// Queues `env` for its destination; drops it if the outbox is full (counted in the log).
-    pub fn send(&self, env: Envelope) {
-        if let Some(tx) = self.outboxes.get(&env.to) {
+    pub fn send(&self, env: E) {
+        if let Some(tx) = self.outboxes.get(env.to()) {
             if tx.try_send(env).is_err() {
                 tracing::debug!("peer outbox full: message dropped");
             }
@@ -58,7 +76,7 @@ impl Transport {
     }
 }
 
-async fn sender(peer: NodeId, url: String, client: reqwest::Client, mut rx: mpsc::Receiver<Envelope>) {
+async fn sender<E: Addressed>(peer: NodeId, url: String, client: reqwest::Client, mut rx: mpsc::Receiver<E>) {
     let mut failures: u64 = 0;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

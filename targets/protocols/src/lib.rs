@@ -9,6 +9,7 @@ pub mod available;
 pub mod crdt;
 pub mod multi_primary;
 pub mod paxos;
+pub mod primary_backup;
 pub mod quorum;
 pub mod raft;
 pub mod slot;
