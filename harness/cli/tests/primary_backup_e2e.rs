@@ -83,17 +83,27 @@ fn sync_replication_under_the_same_schedule_loses_no_acknowledged_add() {
     let d = &set["details"];
     assert_eq!((d["lost"].as_u64(), d["divergent"].as_u64(), d["unexpected"].as_u64()), (Some(0), Some(0), Some(0)), "{d:#}");
     assert!(d["acknowledged"].as_u64().expect("acknowledged") > 100, "the run must acknowledge adds to mean anything: {d:#}");
-    assert_eq!(code, 0, "{:#}", r["checkers"]);
+    assert_eq!(checker(&r, "convergence")["verdict"], "valid");
+    // Sync writes stall while the primary is cut off; if no operation at all completed during
+    // the fault window, the availability checker says unknown (exit 2): that is the trade-off,
+    // not a loss. Measured: exit 0 for seeds 1, 2, 3.
+    let others_ok = r["checkers"].as_array().expect("checkers").iter().all(|c| c["verdict"] == "valid" || c["name"] == "availability");
+    assert!(code == 0 || (code == 2 && others_ok), "exit {code}: {:#}", r["checkers"]);
 }
 
+/// The register workload with 20–200 ms of added latency on every link. The failover timeout
+/// is raised to 1.5 s: with the default 300 ms, delayed heartbeats made a backup promote itself
+/// (a false failover, split brain) in one of four runs, and then reads on the primary are not
+/// linearizable either; this test is about replica staleness alone.
 const REGISTER_LATENCY: &[&str] = &[
     "--workload", "register", "--nemesis", "latency", "--time-limit", "10", "--nemesis-interval", "3", "--recovery", "1", "--concurrency",
-    "10", "--rate", "200",
+    "10", "--rate", "200", "--target-opt", "election-ms=1500",
 ];
 
-/// Measured (these flags): with `read-from=replica` seeds 1 and 2 were not linearizable (stale
-/// reads on backups); with reads on the primary seed 1 was linearizable. Without a fault the
-/// backups lag by well under a millisecond and neither seed 1 nor 2 was caught.
+/// Measured (these flags, one run at a time): with `read-from=replica` seeds 1, 2, 3 were not
+/// linearizable (stale reads on backups); with reads on the primary seeds 1, 2, 3 were
+/// linearizable. Without a fault the backups lag by well under a millisecond and neither seed 1
+/// nor 2 was caught.
 #[test]
 fn reads_from_replicas_are_stale_and_reads_from_the_primary_are_not() {
     if !is_root() {
