@@ -39,6 +39,12 @@ pub struct OrderKeyReport {
     /// Distinct configurations explored (memo entries).
     pub configurations: u64,
     pub elapsed_ms: f64,
+    /// For a valid key, the order the search found, as the invocation `index` of each
+    /// operation: for `sequential` the total order, for `session` the order in which it built
+    /// the write order and served the reads (a write appended, a read served at the current
+    /// last write). Not serialized: tests check it against the model's definition.
+    #[serde(skip)]
+    pub witness: Option<Vec<u64>>,
 }
 
 /// The result of [`crate::sequential::check_sequential`] or [`crate::session::check_session`].
@@ -257,6 +263,8 @@ pub(crate) struct SearchStats {
     pub steps: u64,
     pub configurations: u64,
     pub processes: usize,
+    /// For a valid key: the ops (ids) in the order the search took them.
+    pub witness: Option<Vec<usize>>,
 }
 
 /// Runs `search` on every key of `events` under `opts`' budget, keys in parallel (smallest
@@ -313,6 +321,7 @@ pub(crate) fn check_keys(
                     steps: stats.steps,
                     configurations: stats.configurations,
                     elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
+                    witness: stats.witness.map(|w| w.iter().map(|&o| keys[k].refs[o].call_index).collect()),
                 };
                 results.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(report);
             });

@@ -280,7 +280,10 @@ fn run(s: &mut Search, memo: &mut Memo, stats: &mut SearchStats) -> Result<bool,
     let mut state = 0u32; // nil
     let mut frames: Vec<Frame> = Vec::new();
     match s.enter(state, memo, &mut key)? {
-        Enter::Success => return Ok(true),
+        Enter::Success => {
+            stats.witness = Some(Vec::new());
+            return Ok(true);
+        }
         Enter::Dead => return Ok(false),
         Enter::Frame(f, canon) => {
             state = canon;
@@ -305,7 +308,11 @@ fn run(s: &mut Search, memo: &mut Memo, stats: &mut SearchStats) -> Result<bool,
         top.applied = Some((mv, state));
         state = next;
         match s.enter(state, memo, &mut key)? {
-            Enter::Success => return Ok(true),
+            Enter::Success => {
+                // The path: each frame's applied move (the one before `next`).
+                stats.witness = Some(frames.iter().filter(|f| f.applied.is_some()).map(|f| f.moves[f.next - 1].1).collect());
+                return Ok(true);
+            }
             Enter::Dead => {}
             Enter::Frame(f, canon) => {
                 state = canon;
