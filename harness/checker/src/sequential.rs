@@ -25,7 +25,8 @@
 //! - dead values: values no remaining operation compares with are merged into one (`orders::DEAD`);
 //! - stuck processes: a configuration where some process's next operation needs the value `v`
 //!   (a read of `v`, a cas from `v`) while the register holds another and no remaining
-//!   operation writes `v` leads nowhere;
+//!   operation that may come before it writes `v` (its own later operations may not) leads
+//!   nowhere;
 //! - an indeterminate op is applied only where it changes the value (dropping one that changes
 //!   nothing from a valid order leaves a valid order: nothing waits for it).
 
@@ -84,6 +85,9 @@ struct Search<'k> {
     remaining: usize,
     compare_count: Vec<u32>,
     writers_left: Vec<u32>,
+    /// Per process, per value: its completed ops not yet placed that write the value (they
+    /// must come after its next op, so they cannot give that op its value).
+    own_writers_left: Vec<Vec<u32>>,
     /// The deepest dead end: (completed ops placed, the ops that could not follow, the value).
     best: Option<(usize, Vec<usize>, u32)>,
     completed_total: usize,
@@ -120,6 +124,9 @@ impl Search<'_> {
         self.take(op);
         match mv {
             Move::Proc(p) => {
+                if let Some(v) = written(self.k.ops[op]) {
+                    self.own_writers_left[p as usize][v as usize] -= 1;
+                }
                 self.pos[p as usize] += 1;
                 self.remaining -= 1;
             }
@@ -132,6 +139,10 @@ impl Search<'_> {
             Move::Proc(p) => {
                 self.pos[p as usize] -= 1;
                 self.remaining += 1;
+                let op = self.procs[p as usize][self.pos[p as usize] as usize];
+                if let Some(v) = written(self.k.ops[op]) {
+                    self.own_writers_left[p as usize][v as usize] += 1;
+                }
             }
             Move::Info(i) => self.info_bits[i as usize / 64] &= !(1 << (i % 64)),
         }
@@ -156,8 +167,12 @@ impl Search<'_> {
             return Ok(Enter::Success);
         }
         let canon = if state != DEAD && self.compare_count[state as usize] == 0 { DEAD } else { state };
-        let stuck = self.heads().any(|(_, o)| match self.k.ops[o] {
-            RegOp::Read(v) | RegOp::Cas(v, _) => canon != v && self.writers_left[v as usize] == 0,
+        // Writers of `v` that can still come before process `p`'s next op: not its own
+        // (those follow it in program order).
+        let stuck = self.heads().any(|(p, o)| match self.k.ops[o] {
+            RegOp::Read(v) | RegOp::Cas(v, _) => {
+                canon != v && self.writers_left[v as usize] == self.own_writers_left[p][v as usize]
+            }
             _ => false,
         });
         if stuck {
@@ -241,7 +256,20 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
         }
     }
     let completed_total = k.completed.iter().filter(|c| **c).count();
+    let own_writers_left: Vec<Vec<u32>> = procs
+        .iter()
+        .map(|ops| {
+            let mut own = vec![0u32; nvals];
+            for &o in ops {
+                if let Some(v) = written(k.ops[o]) {
+                    own[v as usize] += 1;
+                }
+            }
+            own
+        })
+        .collect();
     let mut s = Search {
+        own_writers_left,
         k,
         pos: vec![0; procs.len()],
         info_bits: vec![0; infos.len().div_ceil(64)],
