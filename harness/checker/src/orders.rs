@@ -227,7 +227,8 @@ impl RegKey {
     }
 }
 
-/// Prepares the register keys of a history; `None` for a model other than the registers'.
+/// Prepares the register keys of a history; an error (the `unknown` reason) for a malformed
+/// history or a model other than the registers'.
 pub(crate) fn register_keys(events: &[Event], model: ModelKind) -> Result<Vec<RegKey>, String> {
     if !matches!(model, ModelKind::Register | ModelKind::CasRegister) {
         return Err(format!("only the register and cas-register models are supported, not {model}"));
