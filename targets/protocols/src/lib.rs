@@ -7,6 +7,7 @@
 
 pub mod available;
 pub mod crdt;
+pub mod lb;
 pub mod multi_primary;
 pub mod paxos;
 pub mod primary_backup;
