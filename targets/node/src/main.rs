@@ -7,6 +7,7 @@ mod api;
 mod available_role;
 mod clock;
 mod crdt_role;
+mod lb_role;
 mod leaderless;
 mod multi_primary_role;
 mod paxos_role;
@@ -45,6 +46,9 @@ enum RoleArg {
     MultiPrimary,
     /// Primary–backup (master–slave) replication with failover, no consensus (docs/targets.md).
     PrimaryBackup,
+    /// A front proxy over backend nodes (--backends): round robin, least connections or smooth
+    /// weighted round robin, active health checks, optional stale cache (docs/targets.md).
+    Lb,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -66,6 +70,8 @@ enum BugArg {
     BadMerge,
     /// available: no periodic anti-entropy; what a push missed is never reconciled.
     NoAntiEntropy,
+    /// lb: the seed's weighted round robin, whose picks do not follow the weights.
+    NaiveWeighted,
 }
 
 impl BugArg {
@@ -77,6 +83,7 @@ impl BugArg {
             BugArg::Naive => RoleArg::Quorum,
             BugArg::BadMerge => RoleArg::Crdt,
             BugArg::NoAntiEntropy => RoleArg::Available,
+            BugArg::NaiveWeighted => RoleArg::Lb,
         }
     }
 }
@@ -157,6 +164,118 @@ struct Args {
     /// primary-backup: serve reads from the primary (default) or from any replica.
     #[arg(long, value_enum)]
     read_from: Option<ReadFromArg>,
+    /// lb: the backends, in order: ID=IP:PORT,ID=IP:PORT,...
+    #[arg(long, value_delimiter = ',')]
+    backends: Vec<String>,
+    /// lb: how a backend is chosen: round-robin, least-conn or weighted [default: round-robin].
+    #[arg(long)]
+    strategy: Option<String>,
+    /// lb: one weight per backend, in --backends order (`5,1,1`) [default: all 1].
+    #[arg(long, value_delimiter = ',')]
+    weights: Vec<u32>,
+    /// lb: answer reads from the last value seen when no backend can (not linearizable).
+    #[arg(long)]
+    stale_cache: Option<bool>,
+    /// lb: interval between two health checks of every backend [default: 200].
+    #[arg(long)]
+    health_interval_ms: Option<u64>,
+    /// lb: longest a health check waits for its answer [default: 150].
+    #[arg(long)]
+    health_timeout_ms: Option<u64>,
+    /// lb: failed checks in a row that drop a backend [default: 2].
+    #[arg(long)]
+    fall: Option<u32>,
+    /// lb: successful checks in a row that re-admit a dropped backend [default: 2].
+    #[arg(long)]
+    rise: Option<u32>,
+    /// lb: retries on another backend of a request whose connection was refused [default: 2].
+    #[arg(long)]
+    retries_max: Option<u32>,
+}
+
+/// The lb role's settings from the command line (every one refused for other roles).
+fn lb_config(args: &Args, local_ip: Option<std::net::IpAddr>, request_timeout: Duration, bug_names: Vec<String>) -> anyhow::Result<Option<lb_role::LbConfig>> {
+    let given: Vec<&str> = [
+        ("--backends", !args.backends.is_empty()),
+        ("--strategy", args.strategy.is_some()),
+        ("--weights", !args.weights.is_empty()),
+        ("--stale-cache", args.stale_cache.is_some()),
+        ("--health-interval-ms", args.health_interval_ms.is_some()),
+        ("--health-timeout-ms", args.health_timeout_ms.is_some()),
+        ("--fall", args.fall.is_some()),
+        ("--rise", args.rise.is_some()),
+        ("--retries-max", args.retries_max.is_some()),
+    ]
+    .iter()
+    .filter(|(_, g)| *g)
+    .map(|(n, _)| *n)
+    .collect();
+    if !matches!(args.role, RoleArg::Lb) {
+        if !given.is_empty() {
+            bail!("{}: options of --role lb only", given.join(", "));
+        }
+        return Ok(None);
+    }
+    if args.backends.is_empty() {
+        bail!("--backends: --role lb needs at least one backend ID=IP:PORT");
+    }
+    let backends = parse_peers(&args.backends).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--peers", "--backends")))?;
+    // parse_peers sorts by id; keep the order as given (weights follow it).
+    let order: Vec<String> = args.backends.iter().filter_map(|s| s.split_once('=').map(|(id, _)| id.to_string())).collect();
+    if !args.weights.is_empty() && args.weights.len() != order.len() {
+        bail!("--weights: {} weights for {} backends; give one per backend, in --backends order", args.weights.len(), order.len());
+    }
+    let strategy: faultline_protocols::lb::Strategy = args.strategy.as_deref().unwrap_or("round-robin").parse().map_err(|e| anyhow::anyhow!("--strategy: {e}"))?;
+    let naive = args.bugs.contains(&BugArg::NaiveWeighted);
+    if naive && strategy != faultline_protocols::lb::Strategy::Weighted {
+        bail!("--bug naive-weighted: replaces the weighted strategy; it needs --strategy weighted");
+    }
+    let ms = |v: Option<u64>, default: u64, name: &str| -> anyhow::Result<Duration> {
+        let v = v.unwrap_or(default);
+        if !(1..=60_000).contains(&v) {
+            bail!("{name}: {v} is outside [1, 60000]");
+        }
+        Ok(Duration::from_millis(v))
+    };
+    let health_interval = ms(args.health_interval_ms, 200, "--health-interval-ms")?;
+    let health_timeout = ms(args.health_timeout_ms, 150, "--health-timeout-ms")?;
+    let retries_max = args.retries_max.unwrap_or(2);
+    if retries_max > 16 {
+        bail!("--retries-max: {retries_max} is more than 16");
+    }
+    let list = order
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), backends[id], args.weights.get(i).copied().unwrap_or(1)))
+        .collect();
+    // No pooling: see lb_role's module docs. The connect timeout is short: a backend that does
+    // not complete the handshake in time is skipped and the request retried elsewhere.
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(200).min(request_timeout))
+        .pool_max_idle_per_host(0)
+        .tcp_nodelay(true)
+        .no_proxy();
+    let client = match local_ip {
+        Some(ip) => client.local_address(ip),
+        None => client,
+    }
+    .build()?;
+    Ok(Some(lb_role::LbConfig {
+        id: args.id.clone(),
+        listen: args.listen,
+        admin_token: args.admin_token.clone(),
+        backends: list,
+        strategy,
+        thresholds: faultline_protocols::lb::Thresholds { fall: args.fall.unwrap_or(2), rise: args.rise.unwrap_or(2) },
+        bugs: faultline_protocols::lb::Bugs { naive_weighted: naive },
+        bug_names,
+        health_interval,
+        health_timeout,
+        request_timeout,
+        retries_max,
+        stale_cache: args.stale_cache.unwrap_or(false),
+        client,
+    }))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -242,8 +361,12 @@ async fn run() -> anyhow::Result<()> {
     if !matches!(args.role, RoleArg::PrimaryBackup) && (args.sync.is_some() || args.read_from.is_some()) {
         bail!("--sync and --read-from apply to --role primary-backup only");
     }
+    if let Some(cfg) = lb_config(&args, local_ip, request_timeout, bug_names.clone())? {
+        return lb_role::run(cfg).await;
+    }
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
+        RoleArg::Lb => unreachable!("--role lb returned above"),
         RoleArg::Crdt => {
             if args.gossip_ms == 0 {
                 bail!("--gossip-ms: must be at least 1");
