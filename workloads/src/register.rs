@@ -142,7 +142,10 @@ impl Workload for Register {
                     } else {
                         op.value.clone()
                     };
-                    Completion::ok(value, node)
+                    // A load balancer names the backend that served the request (the `lb`
+                    // role's `backend` field); its distribution is judged from this.
+                    let served_by = answer.get("backend").and_then(Value::as_str).unwrap_or(node);
+                    Completion::ok(value, served_by)
                 }
                 // A read changes nothing, so an unanswered read can be recorded as not having
                 // happened (fail) without hiding anything from the checker.

@@ -20,9 +20,11 @@
 //! and monotonic reads), both exact searches under a budget, sharing `orders`; and
 //! [`hierarchy`], which places a run's verdicts on the ladder linearizable > sequential (per
 //! key) > session > convergent.
+//! [`distribution`] judges a load balancer: do the backends serve the shares their weights promise?
 
 pub mod convergence;
 pub mod counter;
+pub mod distribution;
 pub mod edn;
 pub mod explain;
 pub mod formats;

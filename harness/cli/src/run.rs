@@ -19,7 +19,7 @@ use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice
 use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
-use faultline_core::target::external;
+use faultline_core::target::{external, lb};
 use faultline_core::target::reference::{parse_role_options, ReferenceTarget, NO_CAS_ROLES, ROLES};
 use serde_json::{json, Value};
 
@@ -201,7 +201,7 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             a.op_timeout_ms
         );
     }
-    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy"];
+    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted"];
     for b in &a.bugs {
         if !BUGS.contains(&b.as_str()) {
             bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
@@ -476,16 +476,20 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id()))
     );
     let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
-    let target = Arc::new(ReferenceTarget {
+    let reference = ReferenceTarget {
         role: args.target.clone(),
         options: plan.role_options.clone(),
         program: plan.node_bin.clone(),
         bugs: args.bugs.clone(),
-        admin_token,
+        admin_token: admin_token.clone(),
         http: http.clone(),
         seed: plan.seed,
-    });
-    let workload: Arc<dyn faultline_core::workload::Workload> = if NO_CAS_ROLES.contains(&args.target.as_str()) && args.workload == "register" {
+    };
+    // The role that holds the data: the backends' behind a load balancer.
+    let data_role = if args.target == "lb" { lb::backend_role(&plan.role_options) } else { args.target.as_str() };
+    let target: Arc<dyn faultline_core::target::Target> =
+        if args.target == "lb" { Arc::new(lb::LbTarget::new(reference, args.nodes).map_err(anyhow::Error::msg)?) } else { Arc::new(reference) };
+    let workload: Arc<dyn faultline_core::workload::Workload> = if NO_CAS_ROLES.contains(&data_role) && args.workload == "register" {
         // The role refuses cas (501): reads and writes only, half and half.
         Arc::new(faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() })
     } else {
@@ -497,7 +501,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         workload,
         op_timeout,
         seed: plan.seed,
-        admin_token: target.admin_token.clone(),
+        admin_token,
         http: http.clone(),
         nodes: args.nodes,
         runtime_kind: runtime.kind(),
@@ -673,6 +677,10 @@ fn print_summary(results: &Value, dir: &Path, repro: &str) {
     ]);
     println!("{}", t.build().with(tabled::settings::Style::rounded()));
 
+    if let Some(backends) = results["target_stats"]["backends"].as_array() {
+        println!("{}", backend_table(results, backends));
+    }
+
     let faults = results["faults"].as_array().cloned().unwrap_or_default();
     let applied = faults.iter().filter(|f| f["applied"] == true).count();
     let mut summary = Builder::default();
@@ -749,6 +757,45 @@ pub fn consistency_table(results: &Value) -> Option<String> {
         ]);
     }
     Some(b.build().with(tabled::settings::Style::rounded()).to_string())
+}
+
+/// A load balancer's per-backend counts (results.json `target_stats`), with the shares the
+/// `lb-distribution` checker observed and expected when it ran.
+fn backend_table(results: &Value, backends: &[Value]) -> String {
+    use tabled::builder::Builder;
+    let shares = results["checkers"].as_array().into_iter().flatten().find(|c| c["name"] == "lb-distribution").map(|c| c["details"]["backends"].clone());
+    let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
+    let mut t = Builder::default();
+    t.push_record(["backend", "weight", "picks", "ok", "errors", "refused", "drops", "readmits", "healthy", "share (expected)"]);
+    for b in backends {
+        let share = shares
+            .as_ref()
+            .and_then(|s| s.as_array()?.iter().find(|x| x["backend"] == b["id"]).cloned())
+            .map(|x| format!("{:.1}% ({:.1}%)", x["observed"].as_f64().unwrap_or(0.0) * 100.0, x["expected"].as_f64().unwrap_or(0.0) * 100.0))
+            .unwrap_or_else(|| "-".into());
+        t.push_record([
+            b["id"].as_str().unwrap_or("?").to_string(),
+            n(&b["weight"]),
+            n(&b["picks"]),
+            n(&b["ok"]),
+            n(&b["errors"]),
+            n(&b["connect_failures"]),
+            n(&b["drops"]),
+            n(&b["readmits"]),
+            if b["healthy"] == true { "yes".into() } else { "no".into() },
+            share,
+        ]);
+    }
+    let stats = &results["target_stats"];
+    format!(
+        "{}\nlb {}: {} requests, {} retried after a refused connection, {} with no backend, {} stale reads served",
+        t.build().with(tabled::settings::Style::rounded()),
+        stats["strategy"].as_str().unwrap_or("?"),
+        n(&stats["requests"]),
+        n(&stats["retries"]),
+        n(&stats["no_backend"]),
+        n(&stats["stale_served"])
+    )
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -630,6 +630,12 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         .await;
     }
     let interrupted = cancelled(&cancel);
+    // Asked while the cluster still runs; bounded so a hung node cannot stall the teardown.
+    let target_stats = if setup_ok {
+        tokio::time::timeout(cfg.op_timeout * 2, target.final_stats(runtime.nodes())).await.ok().flatten()
+    } else {
+        None
+    };
 
     // Teardown.
     progress.set_phase("teardown");
@@ -667,6 +673,9 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         "consistency_s".into(),
         json!(models_started.elapsed().as_secs_f64()),
     );
+    if !events.is_empty() {
+        checkers.extend(target.checkers(runtime.nodes(), &events));
+    }
     checkers.push(analysis::availability_checker(&avail, &stats));
     let mut verdict = analysis::combine(&checkers).to_string();
     if interrupted && verdict == "valid" {
@@ -698,6 +707,7 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
                       "userns": std::env::var_os("FAULTLINE_USERNS").is_some() },
         "schedule": schedule.name,
         "final_reads": final_reads,
+        "target_stats": target_stats,
         "seed": cfg.seed,
         "repro": cfg.repro,
         "timings": timings,

@@ -2,11 +2,13 @@
 //! node for its status (readiness, leader) and how to set its clock.
 //!
 //! [`reference`] is the project's own `faultline-node` with a role (`raft`, ...); [`external`]
-//! builds the targets the project did not write: [`etcd`], [`redis`] and [`file`] (TOML).
+//! builds the targets the project did not write: [`etcd`], [`redis`] and [`file`] (TOML); [`lb`]
+//! puts the reference `lb` role in front of a cluster of reference nodes.
 
 pub mod etcd;
 pub mod external;
 pub mod file;
+pub mod lb;
 pub mod redis;
 pub mod reference;
 
@@ -66,6 +68,17 @@ pub trait Target: Send + Sync {
     /// leader, some node says it is the leader.
     fn ready(&self, statuses: &[(String, Result<NodeStatus, String>)]) -> Result<(), String> {
         default_ready(self.has_leader(), statuses)
+    }
+    /// What the target reports about itself at the end of a run (after the final reads, before
+    /// teardown), kept in results.json as `target_stats`: e.g. a load balancer's per-backend
+    /// counts. `None` (the default) when it has nothing to add.
+    fn final_stats<'a>(&'a self, _all: &'a [NodeSpec]) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(async { None })
+    }
+    /// Checkers of what this target promises beyond the workload's (e.g. a load balancer's
+    /// distribution), run over the recorded history with the workload's. None by default.
+    fn checkers(&self, _all: &[NodeSpec], _events: &[faultline_checker::history::Event]) -> Vec<crate::workload::CheckerResult> {
+        Vec::new()
     }
 }
 

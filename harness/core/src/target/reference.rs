@@ -10,7 +10,7 @@ use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary", "primary-backup"];
+pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary", "primary-backup", "lb"];
 /// Roles where every node coordinates requests (no leader to wait for or to target).
 pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt", "available", "multi-primary"];
 /// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
@@ -26,6 +26,8 @@ pub const ROLE_OPTIONS: &[(&str, &[&str])] = &[
     ("available", &["anti-entropy-ms", "request-timeout-ms"]),
     ("multi-primary", &["resolve", "anti-entropy-ms", "request-timeout-ms"]),
     ("primary-backup", &["sync", "read-from", "election-ms", "heartbeat-ms", "request-timeout-ms"]),
+    // `backend-role` is the harness's (target/lb.rs); the others are the front node's flags.
+    ("lb", &["strategy", "weights", "stale-cache", "backend-role", "health-interval-ms", "health-timeout-ms", "fall", "rise", "retries-max"]),
 ];
 
 /// Checks `--target-opt` strings against `role`'s row of [`ROLE_OPTIONS`]; returns the pairs
