@@ -42,7 +42,12 @@ pub struct DistributionOptions {
 
 impl Default for DistributionOptions {
     fn default() -> Self {
-        DistributionOptions { grace_ns: 2_000_000_000, tolerance: 0.05, z: 4.0, samples_min: 50 }
+        DistributionOptions {
+            grace_ns: 2_000_000_000,
+            tolerance: 0.05,
+            z: 4.0,
+            samples_min: 50,
+        }
     }
 }
 
@@ -77,8 +82,17 @@ pub struct DistributionReport {
 
 /// Judges the history's ok operations against `weights` (see the module docs); `windows` are
 /// the fault windows `(start_ns, end_ns)`.
-pub fn check_distribution(events: &[Event], weights: &[(String, u32)], windows: &[(u64, u64)], opts: DistributionOptions) -> DistributionReport {
-    let near_fault = |t: u64| windows.iter().any(|&(s, e)| t >= s && t <= e.saturating_add(opts.grace_ns));
+pub fn check_distribution(
+    events: &[Event],
+    weights: &[(String, u32)],
+    windows: &[(u64, u64)],
+    opts: DistributionOptions,
+) -> DistributionReport {
+    let near_fault = |t: u64| {
+        windows
+            .iter()
+            .any(|&(s, e)| t >= s && t <= e.saturating_add(opts.grace_ns))
+    };
     let mut invoked: BTreeMap<Process, u64> = BTreeMap::new();
     let mut ok_by_node: BTreeMap<String, u64> = BTreeMap::new();
     let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
@@ -92,12 +106,20 @@ pub fn check_distribution(events: &[Event], weights: &[(String, u32)], windows: 
         if e.kind != EventType::Ok {
             continue;
         }
-        let Some(node) = e.node.as_deref() else { continue };
+        let Some(node) = e.node.as_deref() else {
+            continue;
+        };
         *ok_by_node.entry(node.to_string()).or_default() += 1;
-        let Some((id, _)) = weights.iter().find(|(id, _)| id == node) else { continue };
+        let Some((id, _)) = weights.iter().find(|(id, _)| id == node) else {
+            continue;
+        };
         // An operation that overlaps a fault window or its grace is not counted, whether it
         // began or ended there (a window lying wholly inside the operation counts as touching).
-        let overlaps = |s: u64, t: u64| windows.iter().any(|&(ws, we)| s <= we.saturating_add(opts.grace_ns) && t >= ws);
+        let overlaps = |s: u64, t: u64| {
+            windows
+                .iter()
+                .any(|&(ws, we)| s <= we.saturating_add(opts.grace_ns) && t >= ws)
+        };
         let touched = match start {
             Some(s) => overlaps(s, e.time),
             None => near_fault(e.time),
@@ -113,12 +135,32 @@ pub fn check_distribution(events: &[Event], weights: &[(String, u32)], windows: 
     let backends: Vec<BackendShare> = weights
         .iter()
         .map(|(id, w)| {
-            let expected = if total_weight > 0.0 { f64::from(*w) / total_weight } else { 0.0 };
+            let expected = if total_weight > 0.0 {
+                f64::from(*w) / total_weight
+            } else {
+                0.0
+            };
             let count = counted.get(id.as_str()).copied().unwrap_or(0);
-            let observed = if samples > 0 { count as f64 / samples as f64 } else { 0.0 };
-            let sigma = if samples > 0 { (expected * (1.0 - expected) / samples as f64).sqrt() } else { f64::INFINITY };
+            let observed = if samples > 0 {
+                count as f64 / samples as f64
+            } else {
+                0.0
+            };
+            let sigma = if samples > 0 {
+                (expected * (1.0 - expected) / samples as f64).sqrt()
+            } else {
+                f64::INFINITY
+            };
             let allowed = opts.tolerance.max(opts.z * sigma);
-            BackendShare { backend: id.clone(), weight: *w, expected, count, observed, allowed, within: (observed - expected).abs() <= allowed }
+            BackendShare {
+                backend: id.clone(),
+                weight: *w,
+                expected,
+                count,
+                observed,
+                allowed,
+                within: (observed - expected).abs() <= allowed,
+            }
         })
         .collect();
     let (verdict, reason) = if weights.is_empty() {
@@ -136,15 +178,39 @@ pub fn check_distribution(events: &[Event], weights: &[(String, u32)], windows: 
         let off: Vec<String> = backends
             .iter()
             .filter(|b| !b.within)
-            .map(|b| format!("{} served {:.1}% ({} of {samples}), its weight {} promises {:.1}% ± {:.1}", b.backend, b.observed * 100.0, b.count, b.weight, b.expected * 100.0, b.allowed * 100.0))
+            .map(|b| {
+                format!(
+                    "{} served {:.1}% ({} of {samples}), its weight {} promises {:.1}% ± {:.1}",
+                    b.backend,
+                    b.observed * 100.0,
+                    b.count,
+                    b.weight,
+                    b.expected * 100.0,
+                    b.allowed * 100.0
+                )
+            })
             .collect();
         if off.is_empty() {
             (Verdict::Valid, None)
         } else {
-            (Verdict::Invalid, Some(format!("the distribution does not follow the weights: {}", off.join("; "))))
+            (
+                Verdict::Invalid,
+                Some(format!(
+                    "the distribution does not follow the weights: {}",
+                    off.join("; ")
+                )),
+            )
         }
     };
-    DistributionReport { verdict, reason, options: opts, samples, backends, ok_by_node, excluded_near_faults: excluded }
+    DistributionReport {
+        verdict,
+        reason,
+        options: opts,
+        samples,
+        backends,
+        ok_by_node,
+        excluded_near_faults: excluded,
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +233,11 @@ mod tests {
                     key: Some("k".into()),
                     value: Value::Null,
                     error: None,
-                    node: Some(if kind == EventType::Invoke { "n1".into() } else { n.to_string() }),
+                    node: Some(if kind == EventType::Invoke {
+                        "n1".into()
+                    } else {
+                        n.to_string()
+                    }),
                 });
             }
         }
@@ -175,21 +245,36 @@ mod tests {
     }
 
     fn weights(w: &[u32]) -> Vec<(String, u32)> {
-        w.iter().enumerate().map(|(i, w)| (format!("b{i}"), *w)).collect()
+        w.iter()
+            .enumerate()
+            .map(|(i, w)| (format!("b{i}"), *w))
+            .collect()
     }
 
     /// The pick sequence repeated `rounds` times.
     fn repeat(seq: &[&'static str], rounds: usize) -> Vec<&'static str> {
-        seq.iter().copied().cycle().take(seq.len() * rounds).collect()
+        seq.iter()
+            .copied()
+            .cycle()
+            .take(seq.len() * rounds)
+            .collect()
     }
 
     #[test]
     fn smooth_weighted_shares_are_valid() {
         let h = served(&repeat(&["b0", "b0", "b1", "b0", "b2", "b0", "b0"], 30));
-        let r = check_distribution(&h, &weights(&[5, 1, 1]), &[], DistributionOptions::default());
+        let r = check_distribution(
+            &h,
+            &weights(&[5, 1, 1]),
+            &[],
+            DistributionOptions::default(),
+        );
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
         assert_eq!(r.samples, 210);
-        assert_eq!(r.backends.iter().map(|b| b.count).collect::<Vec<_>>(), vec![150, 30, 30]);
+        assert_eq!(
+            r.backends.iter().map(|b| b.count).collect::<Vec<_>>(),
+            vec![150, 30, 30]
+        );
     }
 
     #[test]
@@ -198,15 +283,28 @@ mod tests {
         let mut seq = vec!["b0"; 66];
         seq.extend(["b1", "b1", "b2", "b2"]);
         let h = served(&repeat(&seq, 3));
-        let r = check_distribution(&h, &weights(&[5, 1, 1]), &[], DistributionOptions::default());
+        let r = check_distribution(
+            &h,
+            &weights(&[5, 1, 1]),
+            &[],
+            DistributionOptions::default(),
+        );
         assert_eq!(r.verdict, Verdict::Invalid);
         let why = r.reason.unwrap();
-        assert!(why.contains("b0 served 94.3%") && why.contains("promises 71.4%"), "{why}");
+        assert!(
+            why.contains("b0 served 94.3%") && why.contains("promises 71.4%"),
+            "{why}"
+        );
         // Equal weights (round robin) with the naive 20:6:4 per 30.
         let mut seq = vec!["b0"; 20];
         seq.extend(vec!["b1"; 6]);
         seq.extend(vec!["b2"; 4]);
-        let r = check_distribution(&served(&repeat(&seq, 5)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
+        let r = check_distribution(
+            &served(&repeat(&seq, 5)),
+            &weights(&[1, 1, 1]),
+            &[],
+            DistributionOptions::default(),
+        );
         assert_eq!(r.verdict, Verdict::Invalid);
     }
 
@@ -216,13 +314,23 @@ mod tests {
         let mut seq = vec!["b0"; 34];
         seq.extend(vec!["b1"; 33]);
         seq.extend(vec!["b2"; 33]);
-        let r = check_distribution(&served(&repeat(&seq, 4)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
+        let r = check_distribution(
+            &served(&repeat(&seq, 4)),
+            &weights(&[1, 1, 1]),
+            &[],
+            DistributionOptions::default(),
+        );
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
         // 45:30:25 over 1000 operations: b0 is 11.7 points over, beyond max(5, 4σ = 6).
         let mut seq = vec!["b0"; 45];
         seq.extend(vec!["b1"; 30]);
         seq.extend(vec!["b2"; 25]);
-        let r = check_distribution(&served(&repeat(&seq, 10)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
+        let r = check_distribution(
+            &served(&repeat(&seq, 10)),
+            &weights(&[1, 1, 1]),
+            &[],
+            DistributionOptions::default(),
+        );
         assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
     }
 
@@ -233,9 +341,15 @@ mod tests {
         nodes.extend(repeat(&["b0", "b1"], 100));
         let h = served(&nodes);
         let w = weights(&[1, 1]);
-        let opts = DistributionOptions { grace_ns: 500_000_000, ..Default::default() };
+        let opts = DistributionOptions {
+            grace_ns: 500_000_000,
+            ..Default::default()
+        };
         // Without the window the skew is seen...
-        assert_eq!(check_distribution(&h, &w, &[], opts).verdict, Verdict::Invalid);
+        assert_eq!(
+            check_distribution(&h, &w, &[], opts).verdict,
+            Verdict::Invalid
+        );
         // ...with it (0..500 ms, grace to 1 s: ops 0..=100 touch it) only the fair part counts.
         let r = check_distribution(&h, &w, &[(0, 500_000_000)], opts);
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
@@ -250,6 +364,9 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("only 3 ok operations"));
         assert_eq!(r.ok_by_node["stale-cache"], 1);
-        assert_eq!(check_distribution(&h, &[], &[], DistributionOptions::default()).verdict, Verdict::Unknown);
+        assert_eq!(
+            check_distribution(&h, &[], &[], DistributionOptions::default()).verdict,
+            Verdict::Unknown
+        );
     }
 }
