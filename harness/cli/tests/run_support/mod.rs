@@ -45,9 +45,7 @@ pub fn node_bin() -> PathBuf {
 /// protocols' sources and manifests, the workspace manifest and lock file).
 fn node_is_fresh(node: &Path) -> bool {
     fn newest(dir: &Path, acc: &mut std::time::SystemTime) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -57,20 +55,13 @@ fn node_is_fresh(node: &Path) -> bool {
             }
         }
     }
-    let Ok(built) = std::fs::metadata(node).and_then(|m| m.modified()) else {
-        return false;
-    };
+    let Ok(built) = std::fs::metadata(node).and_then(|m| m.modified()) else { return false };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut sources = std::time::SystemTime::UNIX_EPOCH;
     for dir in ["targets/node/src", "targets/protocols/src"] {
         newest(&repo.join(dir), &mut sources);
     }
-    for file in [
-        "targets/node/Cargo.toml",
-        "targets/protocols/Cargo.toml",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for file in ["targets/node/Cargo.toml", "targets/protocols/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
         if let Ok(m) = std::fs::metadata(repo.join(file)).and_then(|m| m.modified()) {
             sources = sources.max(m);
         }
