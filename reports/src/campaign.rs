@@ -468,17 +468,15 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
     for (k, &(i, t, a)) in plotted.iter().enumerate() {
         let color = crate::plots::F_COLORS[i % crate::plots::F_COLORS.len()];
         let y = y_of(&t.model_kept);
-        // Targets at the same spot get their labels stacked instead of printed over each other.
-        let same = plotted[..k]
-            .iter()
-            .filter(|(_, u, b)| (b - a).abs() < 0.03 && y_of(&u.model_kept) == y)
-            .count() as i32;
-        // The point and its label beside it, in pixels; targets at the same spot get their
-        // labels stacked instead of printed over each other.
-        let label = truncate(&t.target, 24);
-        // A coincident point is drawn a little lower so that it is not hidden under the first.
+        // Earlier targets on the same model row: at the same spot (their point would hide this
+        // one), or near enough for the labels to collide (a label is ~0.1 of the axis wide).
+        let row = plotted[..k].iter().filter(|(_, u, _)| y_of(&u.model_kept) == y);
+        let same = row.clone().filter(|(_, _, b)| (b - a).abs() < 0.02).count() as i32;
+        let near = row.filter(|(_, _, b)| (b - a).abs() < 0.12).count() as i32;
+        let label = truncate(&t.target, 32);
+        // A coincident point is drawn a little lower; labels of near points are stacked.
         let point_dy = 10 * same;
-        let dy = -8 + 16 * same;
+        let dy = -8 + 16 * near;
         // Right of the point, or left of it near the right edge (DejaVu at 14 px: about 8 px a
         // character).
         let dx = if a > 0.8 { -14 - 8 * label.chars().count() as i32 } else { 10 };

@@ -143,6 +143,19 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
             metrics: CellMetrics { consistency: "unknown".into(), ..Default::default() },
             ..Default::default()
         };
+        // A signal that came between two cells stops the campaign before the next one starts.
+        if !stopped {
+            let pending = tokio::select! {
+                biased;
+                _ = interrupt.recv() => true,
+                _ = term.recv() => true,
+                _ = std::future::ready(()) => false,
+            };
+            if pending {
+                eprintln!("\nfaultline: interrupted; the remaining cells are not run");
+                stopped = true;
+            }
+        }
         if stopped {
             rec.matched = false;
             cells.push(rec);
@@ -196,7 +209,7 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
     }
     let interrupted = stopped;
     let exit_code = exit_code(&cells, interrupted);
-    let mut record = CampaignRecord {
+    let record = CampaignRecord {
         name: campaign.name.clone(),
         file: args.file.display().to_string(),
         seed,
@@ -208,7 +221,6 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
         comparison: report::compare(&cells),
         cells,
     };
-    record.elapsed_s = started.elapsed().as_secs_f64();
     print_table(&record);
     match report::write_all(&dir, &record) {
         Ok(files) => {
@@ -237,7 +249,11 @@ fn options_json(plan: &CellPlan) -> Value {
                 a.push(Value::String(value.clone()));
             }
         } else {
-            let v = value.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)).unwrap_or_else(|| Value::String(value.clone()));
+            let v = if let Ok(n) = value.parse::<u64>() {
+                Value::from(n)
+            } else {
+                value.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::String(value.clone()))
+            };
             m.insert(key, v);
         }
     }
@@ -453,6 +469,6 @@ mod tests {
         let ids = cell_ids(&[plan("raft", "partition:isolate-leader", 1), plan("/x/my target.toml", "clock", 2)]);
         assert_eq!(ids, ["01-raft-register-partition-isolate-leader-r1", "02-my-target-register-clock-r2"]);
         let o = options_json(&CellPlan { flags: vec![("nodes".into(), "3".into()), ("bug".into(), "a".into()), ("bug".into(), "b".into()), ("runtime".into(), "local".into())], ..plan("raft", "none", 1) });
-        assert_eq!(o, serde_json::json!({"nodes": 3.0, "bugs": ["a", "b"], "runtime": "local"}));
+        assert_eq!(o, serde_json::json!({"nodes": 3, "bugs": ["a", "b"], "runtime": "local"}));
     }
 }

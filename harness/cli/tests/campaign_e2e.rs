@@ -63,7 +63,8 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
         assert_eq!((cell["target"].as_str(), cell["workload"].as_str(), cell["nemesis"].as_str()), (Some(target), Some(workload), Some("partition")));
         assert_eq!((cell["outcome"].as_str(), cell["matched"].as_bool(), cell["exit_code"].as_i64()), (Some("valid"), Some(true), Some(0)), "{what}");
         assert_eq!(cell["fault_families"], serde_json::json!(["partition"]));
-        assert_eq!(cell["options"]["nodes"], 3.0);
+        assert_eq!(cell["options"]["nodes"], 3);
+        assert_eq!(cell["options"]["time_limit"], 6);
         // The seed is recorded, is the run's, and is in the reproduce command.
         let seed = cell["seed"].as_u64().unwrap();
         assert!(cell["command"].as_str().unwrap().contains(&format!("--seed {seed} ")), "{what}");
