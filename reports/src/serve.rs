@@ -106,7 +106,7 @@ fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
         let verdict = verdict.and_then(percent_decode);
         return match store::list_runs(&shared.root) {
             Ok(runs) => {
-                let html = store::index_html(&shared.root, &runs, verdict.as_deref());
+                let html = store::index_html(&shared.root, &runs, &store::list_campaigns(&shared.root), verdict.as_deref());
                 respond(&mut stream, 200, "text/html; charset=utf-8", html.as_bytes(), head_only)
             }
             Err(e) => respond(&mut stream, 500, "text/plain; charset=utf-8", format!("{e}\n").as_bytes(), head_only),

@@ -1,4 +1,5 @@
-//! The runs of a store (`store/<test>/<timestamp>/`), for the index page of `faultline serve`.
+//! The runs of a store (`store/<test>/<timestamp>/`) and its campaigns
+//! (`store/campaigns/<name>/<timestamp>/`), for the index page of `faultline serve`.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -114,8 +115,62 @@ fn entry(test: String, stamp: String, dir: PathBuf) -> RunEntry {
     }
 }
 
-/// The index page: runs (optionally only those with `verdict`), each linked to its report.
-pub fn index_html(store: &Path, runs: &[RunEntry], verdict: Option<&str>) -> String {
+/// At most this many campaigns are listed (the newest).
+pub const CAMPAIGNS_MAX: usize = 1_000;
+
+/// One campaign of the store (`store/campaigns/<name>/<timestamp>/campaign.json`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignEntry {
+    pub name: String,
+    pub stamp: String,
+    /// campaign.json's exit code; `None` when it cannot be read (a campaign still running).
+    pub exit_code: Option<u64>,
+    pub summary: String,
+}
+
+impl CampaignEntry {
+    pub fn url(&self) -> String {
+        format!("campaigns/{}/{}/campaign.html", url_encode(&self.name), url_encode(&self.stamp))
+    }
+}
+
+/// Lists the campaigns of `store`, newest first; a store without campaigns has none.
+pub fn list_campaigns(store: &Path) -> Vec<CampaignEntry> {
+    let mut out = Vec::new();
+    let Ok(names) = std::fs::read_dir(store.join("campaigns")) else { return out };
+    for n in names.flatten() {
+        let name = n.file_name().to_string_lossy().into_owned();
+        if hidden_or_latest(&name) || !n.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(stamps) = std::fs::read_dir(n.path()) else { continue };
+        for st in stamps.flatten() {
+            let stamp = st.file_name().to_string_lossy().into_owned();
+            let json = st.path().join("campaign.json");
+            if hidden_or_latest(&stamp) || !st.file_type().is_ok_and(|t| t.is_dir()) || !st.path().join("campaign.html").is_file() {
+                continue;
+            }
+            let record = std::fs::metadata(&json)
+                .ok()
+                .filter(|m| m.len() <= RESULTS_BYTES_MAX)
+                .and_then(|_| std::fs::read_to_string(&json).ok())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            out.push(CampaignEntry {
+                name: name.clone(),
+                stamp,
+                exit_code: record.as_ref().and_then(|r| r["exit_code"].as_u64()),
+                summary: record.as_ref().and_then(|r| r["summary"].as_str()).unwrap_or("").to_string(),
+            });
+        }
+    }
+    out.sort_by(|a, b| b.stamp.cmp(&a.stamp).then_with(|| a.name.cmp(&b.name)));
+    out.truncate(CAMPAIGNS_MAX);
+    out
+}
+
+/// The index page: runs (optionally only those with `verdict`), each linked to its report,
+/// then the campaigns, each linked to its campaign.html.
+pub fn index_html(store: &Path, runs: &[RunEntry], campaigns: &[CampaignEntry], verdict: Option<&str>) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -154,12 +209,32 @@ pub fn index_html(store: &Path, runs: &[RunEntry], verdict: Option<&str>) -> Str
         }
         s.push_str("</table>");
     }
+    if !campaigns.is_empty() {
+        s.push_str(r#"<h2>Campaigns</h2><table id="campaigns"><tr><th>campaign</th><th>started</th><th>status</th><th>summary</th></tr>"#);
+        for c in campaigns {
+            let (class, status) = match c.exit_code {
+                Some(0) => ("valid", "as expected"),
+                Some(1) => ("invalid", "mismatch"),
+                Some(_) => ("unknown", "error"),
+                None => ("none", "unread"),
+            };
+            let _ = write!(
+                s,
+                r#"<tr class="campaign"><td><a href="/{}">{}</a></td><td>{}</td><td><span class="verdict {class}">{status}</span></td><td>{}</td></tr>"#,
+                c.url(),
+                esc(&c.name),
+                esc(&c.stamp),
+                esc(&truncate(&c.summary, 300))
+            );
+        }
+        s.push_str("</table>");
+    }
     s.push_str("</body></html>\n");
     s
 }
 
 const INDEX_CSS: &str = r#"body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222}
-h1{font-size:22px} table{border-collapse:collapse;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
+h1{font-size:22px} h2{font-size:18px;margin-top:24px} table{border-collapse:collapse;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f5f5f5} .note{color:#666;font-size:13px;font-weight:normal} .filters a{margin:0 2px} .filters a.on{font-weight:700}
 .verdict{display:inline-block;padding:1px 10px;border-radius:10px;color:#fff;font-weight:600}
 .verdict.valid{background:#2e8b3a}.verdict.invalid{background:#c62828}.verdict.unknown{background:#d98c00}.verdict.none,.verdict.unread{background:#777}"#;
@@ -194,12 +269,35 @@ mod tests {
             vec![("20261126T100000", "invalid"), ("20261126T090000", "valid"), ("20261126T080000", "none"), ("20261126T070000", "unread")]
         );
         assert_eq!(runs[1].target.as_deref(), Some("raft"));
-        let all = index_html(store, &runs, None);
+        let all = index_html(store, &runs, &[], None);
         assert_eq!(all.matches(r#"<tr class="run "#).count(), 4);
-        let bad = index_html(store, &runs, Some("invalid"));
+        let bad = index_html(store, &runs, &[], Some("invalid"));
         assert_eq!(bad.matches(r#"<tr class="run "#).count(), 1);
         assert!(bad.contains(r#"href="/reg/20261126T100000/report.html""#));
-        assert!(index_html(store, &runs, Some("unknown")).contains(r#"id="empty""#));
+        assert!(index_html(store, &runs, &[], Some("unknown")).contains(r#"id="empty""#));
+    }
+
+    #[test]
+    fn campaigns_are_listed_and_linked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path();
+        assert!(list_campaigns(store).is_empty());
+        for (stamp, json) in [("20261126T100000", Some(r#"{"exit_code": 1, "summary": "2 cells <b>"}"#)), ("20261126T110000", None)] {
+            let d = store.join("campaigns/cmp").join(stamp);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("campaign.html"), "x").unwrap();
+            if let Some(j) = json {
+                std::fs::write(d.join("campaign.json"), j).unwrap();
+            }
+        }
+        std::fs::create_dir_all(store.join("campaigns/cmp/20261126T120000")).unwrap(); // no page yet
+        let c = list_campaigns(store);
+        assert_eq!(c.iter().map(|x| (x.stamp.as_str(), x.exit_code)).collect::<Vec<_>>(), [("20261126T110000", None), ("20261126T100000", Some(1))]);
+        // The campaigns folder is not mistaken for a test of runs.
+        assert!(list_runs(store).unwrap().is_empty());
+        let html = index_html(store, &[], &c, None);
+        assert!(html.contains(r#"href="/campaigns/cmp/20261126T100000/campaign.html""#));
+        assert!(html.contains(r#"<span class="verdict invalid">mismatch</span>"#) && html.contains("2 cells &lt;b&gt;"));
     }
 
     #[test]
@@ -215,7 +313,7 @@ mod tests {
             nemesis: None,
             has_report: true,
         };
-        let html = index_html(Path::new("/s"), &[r], None);
+        let html = index_html(Path::new("/s"), &[r], &[], None);
         assert!(!html.contains("<t>") && !html.contains("<b>"));
         assert!(html.contains("/%3Ct%3E/s/report.html"));
     }

@@ -104,6 +104,16 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
     }
     assert_eq!(dom.matches(r#"<tr class="target">"#).count(), 2);
     report_support::screenshot(&url, "campaign.png");
+
+    // `faultline serve` lists the campaign on its index and serves its page.
+    let served = report_support::Served::start(store.path());
+    let (code, _, body) = served.get("/");
+    let index = String::from_utf8_lossy(&body);
+    let stamp = dir.file_name().unwrap().to_str().unwrap();
+    let link = format!("/campaigns/smoke/{stamp}/campaign.html");
+    assert_eq!(code, 200);
+    assert!(index.contains(&format!(r#"href="{link}""#)) && index.contains("as expected"), "{index}");
+    assert_eq!(served.get(&link).0, 200);
 }
 
 #[test]
