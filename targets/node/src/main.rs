@@ -72,6 +72,9 @@ enum BugArg {
     NoAntiEntropy,
     /// lb: the seed's weighted round robin, whose picks do not follow the weights.
     NaiveWeighted,
+    /// primary-backup: `--sync true` stops waiting for a backup silent for a failover timeout
+    /// (MySQL semi-sync's fallback to asynchronous replication).
+    SyncFallback,
 }
 
 impl BugArg {
@@ -84,6 +87,7 @@ impl BugArg {
             BugArg::BadMerge => RoleArg::Crdt,
             BugArg::NoAntiEntropy => RoleArg::Available,
             BugArg::NaiveWeighted => RoleArg::Lb,
+            BugArg::SyncFallback => RoleArg::PrimaryBackup,
         }
     }
 }
@@ -431,6 +435,7 @@ async fn run() -> anyhow::Result<()> {
                 admin_token: args.admin_token.clone(),
                 sync: args.sync.unwrap_or(false),
                 read_from_replica: args.read_from == Some(ReadFromArg::Replica),
+                bugs: faultline_protocols::primary_backup::Bugs { sync_fallback: has(BugArg::SyncFallback) },
                 bug_names,
                 tick: Duration::from_millis(args.tick_ms),
                 heartbeat_ticks: heartbeat_ticks as u32,

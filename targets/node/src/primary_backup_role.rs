@@ -212,6 +212,7 @@ pub struct PbConfig {
     pub admin_token: String,
     pub sync: bool,
     pub read_from_replica: bool,
+    pub bugs: faultline_protocols::primary_backup::Bugs,
     pub bug_names: Vec<String>,
     pub tick: Duration,
     pub heartbeat_ticks: u32,
@@ -353,6 +354,7 @@ pub async fn run(cfg: PbConfig) -> anyhow::Result<()> {
     pc.heartbeat_ticks = cfg.heartbeat_ticks;
     pc.failover_ticks = cfg.failover_ticks;
     pc.sync = cfg.sync;
+    pc.bugs = cfg.bugs;
     let node = Node::new(pc, restore);
     let (status_tx, status_rx) = watch::channel(node.status());
     let transport = Transport::start(&cfg.id, &cfg.peers, cfg.peer_client.clone());

@@ -28,6 +28,10 @@
 //!   more timeout each (and follow it if they hear it). Before any primary is known (first boot,
 //!   or after a restart), the rank is the node's position among the sorted member ids.
 //!
+//! - BUG `sync-fallback` ([`Bugs`]): sync mode stops waiting for a backup silent for a failover
+//!   timeout, as MySQL's semi-synchronous replication does, and so acknowledges writes the
+//!   next failover drops.
+//!
 //! No I/O and no clock: the runtime feeds ticks, messages and client requests, and takes a
 //! [`Ready`] (state to persist, then messages to send, then replies to deliver).
 
@@ -207,6 +211,17 @@ pub struct Config {
     pub batch_entries_max: usize,
     /// Writes waiting for their commit at most; beyond, new writes are refused (definite).
     pub pending_max: usize,
+    pub bugs: Bugs,
+}
+
+/// Planted bugs (docs/targets.md); all off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Sync mode silently degrades to async: a backup that has not acknowledged anything for
+    /// `failover_ticks` stops being waited for (MySQL's semi-synchronous replication does this
+    /// after `rpl_semi_sync_master_timeout`), so a primary cut off from its backups goes on
+    /// acknowledging writes that the failover then drops.
+    pub sync_fallback: bool,
 }
 
 impl Config {
@@ -221,6 +236,7 @@ impl Config {
             backlog_entries: 2048,
             batch_entries_max: 512,
             pending_max: 16384,
+            bugs: Bugs::default(),
         }
     }
 }
@@ -250,6 +266,8 @@ struct Progress {
     next: u64,
     /// Tick at which a snapshot was last sent (rate limit: snapshots are large).
     snapshot_at: Option<u64>,
+    /// Tick of its last positive acknowledgement (BUG sync-fallback: waited for only if recent).
+    acked_at: u64,
 }
 
 /// Snapshots to one backup at most once per this many heartbeat intervals.
@@ -408,6 +426,10 @@ impl Node {
         self.silence += 1;
         match self.role {
             Role::Primary => {
+                if self.cfg.sync && self.cfg.bugs.sync_fallback {
+                    // Time alone can end the wait for a silent backup.
+                    self.advance_commit();
+                }
                 if self.silence >= self.cfg.heartbeat_ticks as u64 {
                     self.silence = 0;
                     self.broadcast(true);
@@ -429,7 +451,7 @@ impl Node {
         self.promotions += 1;
         self.silence = 0;
         let next = self.last_index() + 1;
-        self.progress = self.backups().map(|b| (b.clone(), Progress { matched: 0, next, snapshot_at: None })).collect();
+        self.progress = self.backups().map(|b| (b.clone(), Progress { matched: 0, next, snapshot_at: None, acked_at: self.now })).collect();
         // Async: everything in this node's log is now the truth. Sync: entries beyond the commit
         // index wait until every backup has them.
         self.advance_commit();
@@ -503,8 +525,17 @@ impl Node {
         if self.role != Role::Primary {
             return;
         }
+        let now = self.now;
+        let window = self.cfg.failover_ticks as u64;
+        let fallback = self.cfg.bugs.sync_fallback;
         let target = if self.cfg.sync {
-            self.progress.values().map(|p| p.matched).min().unwrap_or(u64::MAX).min(self.last_index())
+            self.progress
+                .values()
+                .filter(|p| !fallback || now < p.acked_at + window)
+                .map(|p| p.matched)
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(self.last_index())
         } else {
             self.last_index()
         };
@@ -770,6 +801,7 @@ impl Node {
                 return; // cannot be: it matched entries this primary does not have
             }
             p.matched = p.matched.max(index);
+            p.acked_at = self.now;
             p.next = p.next.max(index + 1);
             self.advance_commit();
             return;

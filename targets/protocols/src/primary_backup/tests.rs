@@ -508,3 +508,30 @@ fn random_faults_converge_and_sync_keeps_acknowledged_adds() {
         }
     }
 }
+
+#[test]
+fn sync_fallback_bug_acknowledges_once_a_backup_is_silent_and_the_failover_drops_it() {
+    let mut s = Sim::new(3, |c| {
+        c.sync = true;
+        c.bugs.sync_fallback = true;
+    });
+    s.settle(100);
+    let before = s.add("n1", "s", 1);
+    assert_eq!(s.replies[&before], Reply::Done, "healthy: answered once both backups have it");
+    s.isolate("n1");
+    let doomed = s.add("n1", "s", 2);
+    s.tick(FAILOVER - 2);
+    assert!(!s.replies.contains_key(&doomed), "still waiting within the timeout");
+    s.tick(3);
+    assert_eq!(s.replies[&doomed], Reply::Done, "the silent backups stopped being waited for");
+    s.tick(FAILOVER);
+    let after = s.add("n2", "s", 3);
+    s.tick(FAILOVER + 2);
+    assert_eq!(s.replies[&after], Reply::Done, "the new primary falls back too (n1 is silent)");
+    s.heal();
+    s.tick(20);
+    assert_eq!(s.primaries(), vec!["n2".to_string()]);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(s.set(n, "s"), vec![1, 3], "{n}: the acknowledged add 2 is gone");
+    }
+}
