@@ -13,5 +13,6 @@ pub mod paxos;
 pub mod primary_backup;
 pub mod quorum;
 pub mod raft;
+pub mod sharding;
 pub mod slot;
 pub mod vclock;
