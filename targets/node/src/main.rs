@@ -15,6 +15,7 @@ mod primary_backup_role;
 mod quorum_role;
 mod raft_role;
 mod replicated;
+mod router_role;
 mod server;
 mod transport;
 mod wal;
@@ -49,6 +50,11 @@ enum RoleArg {
     /// A front proxy over backend nodes (--backends): round robin, least connections or smooth
     /// weighted round robin, active health checks, optional stale cache (docs/targets.md).
     Lb,
+    /// The front of a sharded key/value service: forwards each key to its shard group's leader
+    /// (docs/targets.md).
+    Router,
+    /// The `single-directory` bug's directory: a key/value map in this node's memory only.
+    Directory,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,6 +81,10 @@ enum BugArg {
     /// primary-backup: `--sync true` stops waiting for a backup silent for a failover timeout
     /// (MySQL semi-sync's fallback to asynchronous replication).
     SyncFallback,
+    /// router: hash keys by the sum of their characters.
+    NaiveHash,
+    /// router: keep the directory in the memory of one `--role directory` node (--directory-node).
+    SingleDirectory,
 }
 
 impl BugArg {
@@ -88,6 +98,7 @@ impl BugArg {
             BugArg::NoAntiEntropy => RoleArg::Available,
             BugArg::NaiveWeighted => RoleArg::Lb,
             BugArg::SyncFallback => RoleArg::PrimaryBackup,
+            BugArg::NaiveHash | BugArg::SingleDirectory => RoleArg::Router,
         }
     }
 }
@@ -195,6 +206,19 @@ struct Args {
     /// lb: retries on another backend of a request whose connection was refused [default: 2].
     #[arg(long)]
     retries_max: Option<u32>,
+    /// router: how keys map to shard groups: range, hash, directory, consistent-hash.
+    #[arg(long, default_value = "hash")]
+    sharding: String,
+    /// router: range split points, comma-separated and increasing (default: tuned to the
+    /// register workload's `k<number>` keys).
+    #[arg(long, value_delimiter = ',')]
+    split_points: Option<Vec<String>>,
+    /// router: one shard group's members, `n2+n3+n4` (repeatable; group 0 first).
+    #[arg(long = "shard-group")]
+    shard_groups: Vec<String>,
+    /// router with --bug single-directory: the `--role directory` node holding the directory.
+    #[arg(long)]
+    directory_node: Option<String>,
 }
 
 /// The lb role's settings from the command line (every one refused for other roles).
@@ -370,6 +394,37 @@ async fn run() -> anyhow::Result<()> {
     }
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
+        RoleArg::Directory => return router_role::serve_directory(args.id.clone(), args.listen, args.admin_token.clone()).await,
+        RoleArg::Router => {
+            let strategy: faultline_protocols::sharding::Strategy = args.sharding.parse().map_err(|e| anyhow::anyhow!("--sharding: {e}"))?;
+            let mut groups = router_role::parse_groups(&args.shard_groups, &peers)?;
+            let hash = if has(BugArg::NaiveHash) { faultline_protocols::sharding::HashFn::NaiveSum } else { faultline_protocols::sharding::HashFn::Mixed };
+            let sharding = faultline_protocols::sharding::Sharding::new(strategy, groups.len(), hash, args.split_points.clone())
+                .map_err(|e| anyhow::anyhow!("--sharding/--split-points: {e}"))?;
+            let directory = match (&args.directory_node, has(BugArg::SingleDirectory)) {
+                (Some(d), true) => {
+                    let addr = *peers.get(d).with_context(|| format!("--directory-node {d} is not in --peers"))?;
+                    router_role::DirectoryHome::Node(d.clone(), addr)
+                }
+                (None, true) => bail!("--bug single-directory needs --directory-node ID"),
+                (Some(_), false) => bail!("--directory-node is only used with --bug single-directory"),
+                (None, false) => router_role::DirectoryHome::Group0,
+            };
+            groups.iter_mut().for_each(|g| g.sort());
+            return router_role::run(router_role::RouterConfig {
+                id: args.id.clone(),
+                listen: args.listen,
+                data_dir: args.data_dir.clone(),
+                admin_token: args.admin_token.clone(),
+                sharding,
+                groups,
+                directory,
+                request_timeout,
+                local_ip,
+                bug_names,
+            })
+            .await;
+        }
         RoleArg::Lb => unreachable!("--role lb returned above"),
         RoleArg::Crdt => {
             if args.gossip_ms == 0 {

@@ -27,6 +27,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub const NO_FORWARD_HEADER: &str = "x-faultline-no-forward";
+/// `x-faultline-not-after-ms: UNIX_MS`: propose the request only if the node's system time is
+/// not past it, else answer 503 (definite). The `router` role sends it so that, once that time
+/// has passed, no request of its can still enter a Raft log: a later write then orders after
+/// every one of them (the rebalance fence relies on it; docs/targets.md).
+pub const NOT_AFTER_HEADER: &str = "x-faultline-not-after-ms";
+
+/// Whether the request's [`NOT_AFTER_HEADER`] deadline has passed (a malformed one counts as
+/// passed: the sender asked for a bound it did not state).
+pub fn expired(headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get(NOT_AFTER_HEADER) else { return false };
+    let Some(ms) = v.to_str().ok().and_then(|s| s.parse::<u128>().ok()) else { return true };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    now > ms
+}
 /// Longest a request waits for some leader to be known before answering 503.
 const LEADER_WAIT_MAX: Duration = Duration::from_millis(1000);
 /// Client requests in flight per node at most (waiting for Raft or for a forward).
@@ -166,6 +180,10 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
         } else {
             forward(s, path, &leader, body, deadline).await
         };
+    }
+    // Checked just before the proposal enters the Raft task's queue (nothing awaits in between).
+    if expired(headers) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request arrived after its not-after time; not proposed");
     }
     let (tx, rx) = oneshot::channel();
     let ev = match op {
