@@ -37,6 +37,7 @@ pub mod orders;
 pub mod sequential;
 pub mod session;
 pub mod set_full;
+pub mod shard_balance;
 mod cache;
 mod prepare;
 mod search;

@@ -201,10 +201,18 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             a.op_timeout_ms
         );
     }
-    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted", "sync-fallback"];
+    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted", "sync-fallback", "naive-hash", "single-directory"];
     for b in &a.bugs {
         if !BUGS.contains(&b.as_str()) {
             bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
+        }
+    }
+    if a.target == "router" {
+        // The cluster's shape is the target's (router, shard groups): refuse sizes it cannot use.
+        let ids: Vec<String> = (1..=a.nodes).map(|i| format!("n{i}")).collect();
+        faultline_core::target::router::topology(&ids, a.bugs.iter().any(|b| b == "single-directory")).map_err(anyhow::Error::msg)?;
+        if a.runtime == "docker" {
+            bail!("--target router runs on --runtime local only");
         }
     }
     let mechanism: MechanismChoice = a
@@ -492,6 +500,10 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     let workload: Arc<dyn faultline_core::workload::Workload> = if NO_CAS_ROLES.contains(&data_role) && args.workload == "register" {
         // The role refuses cas (501): reads and writes only, half and half.
         Arc::new(faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() })
+    } else if args.target == "router" && args.workload == "register" {
+        // More keys at once, so that a short run spreads enough keys over the shard groups for
+        // the shard-balance checker to judge (docs/targets.md).
+        Arc::new(faultline_workloads::register::Register { active_keys: faultline_core::target::router::ACTIVE_KEYS, ..Default::default() })
     } else {
         faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?
     };

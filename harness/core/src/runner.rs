@@ -677,6 +677,8 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         checkers.extend(target.checkers(runtime.nodes(), &events));
     }
     checkers.push(analysis::availability_checker(&avail, &stats));
+    // Judgements of what the target reported (a router's key distribution).
+    checkers.extend(target.stats_checkers(target_stats.as_ref()));
     let mut verdict = analysis::combine(&checkers).to_string();
     if interrupted && verdict == "valid" {
         // The planned test did not complete; valid so far is not a verdict on the test.

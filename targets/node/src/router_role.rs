@@ -122,7 +122,9 @@ struct Router {
     dir: Group,
     inner: Mutex<Inner>,
     unfrozen: tokio::sync::Notify,
-    moving: tokio::sync::Mutex<()>,
+    moving: Arc<tokio::sync::Mutex<()>>,
+    move_ids: AtomicU64,
+    move_done: tokio::sync::Notify,
     /// Before this instant requests of the router's previous life may still be proposed.
     horizon: Instant,
     keys_log: Mutex<std::fs::File>,
@@ -182,7 +184,9 @@ pub async fn run(cfg: RouterConfig) -> anyhow::Result<()> {
         dir,
         inner: Mutex::new(inner),
         unfrozen: tokio::sync::Notify::new(),
-        moving: tokio::sync::Mutex::new(()),
+        moving: Arc::new(tokio::sync::Mutex::new(())),
+        move_ids: AtomicU64::new(0),
+        move_done: tokio::sync::Notify::new(),
         keys_log: Mutex::new(keys_log),
         http,
         clock: NodeClock::default(),
@@ -196,6 +200,7 @@ pub async fn run(cfg: RouterConfig) -> anyhow::Result<()> {
         .route("/admin/clock", post(admin_clock))
         .route("/admin/shards", get(admin_shards))
         .route("/admin/rebalance", post(admin_rebalance))
+        .route("/admin/rebalance/wait", post(admin_rebalance_wait))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(r);
@@ -463,8 +468,10 @@ fn err_body(code: &str, definite: bool, message: &str) -> Value {
 // ------------------------------------------------------------------------- moves
 
 impl Router {
-    async fn rebalance(&self, pick: u64) -> Result<Value, String> {
-        let _one = self.moving.lock().await;
+    /// Plans a move and freezes what moves, then lets a task do the rest; returns the plan
+    /// with the move's id ([`Router::rebalance_wait`] tells how it ended).
+    async fn rebalance_start(self: &Arc<Self>, pick: u64) -> Result<Value, String> {
+        let one = self.moving.clone().lock_owned().await;
         let s = &self.cfg.sharding;
         s.movable()?;
         let deadline = Instant::now() + 4 * self.cfg.request_timeout;
@@ -493,6 +500,31 @@ impl Router {
             };
             m
         };
+        let id = self.move_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let plan = json!({"id": id, "move": m});
+        let r = self.clone();
+        tokio::spawn(async move {
+            let _one = one; // one move at a time, until this one is finished
+            r.finish_move(id, m).await;
+        });
+        Ok(plan)
+    }
+
+    /// Waits (up to `timeout`) for move `id` to end; its record, or why it failed.
+    async fn rebalance_wait(&self, id: u64, timeout: Duration) -> Result<Value, String> {
+        let until = Instant::now() + timeout;
+        loop {
+            let done = self.move_done.notified();
+            if let Some(rec) = self.inner.lock().expect("router lock").moves.iter().find(|r| r["id"] == id).cloned() {
+                return if rec["ok"] == true { Ok(rec) } else { Err(rec["error"].as_str().unwrap_or("move failed").to_string()) };
+            }
+            if tokio::time::timeout_at(until, done).await.is_err() {
+                return Err(format!("move {id} not finished within {} s", timeout.as_secs()));
+            }
+        }
+    }
+
+    async fn finish_move(&self, id: u64, m: Move) {
         let started = Instant::now();
         let res = self.do_move(&m).await;
         {
@@ -501,7 +533,7 @@ impl Router {
                 Move::Key { key, .. } => i.frozen_keys.remove(key),
                 Move::Range { range, .. } => i.frozen_ranges.remove(range),
             };
-            let rec = json!({"move": m, "ok": res.is_ok(), "copied": res.as_ref().ok(), "error": res.as_ref().err(),
+            let rec = json!({"id": id, "move": m, "ok": res.is_ok(), "copied": res.as_ref().ok(), "error": res.as_ref().err(),
                              "frozen_ms": started.elapsed().as_millis() as u64, "version": i.version});
             i.moves.push_back(rec.clone());
             if i.moves.len() > MOVES_KEPT {
@@ -509,11 +541,8 @@ impl Router {
             }
             drop(i);
             self.unfrozen.notify_waiters();
+            self.move_done.notify_waiters();
             tracing::info!(%rec, "move");
-            match res {
-                Ok(_) => Ok(rec),
-                Err(e) => Err(e),
-            }
         }
     }
 
@@ -718,6 +747,8 @@ struct RebalanceBody {
     pick: u64,
 }
 
+/// `POST /admin/rebalance {"pick": n}`: plans and starts a move; answers the plan and its id
+/// once the moving keys are frozen (409 `not-moved` when nothing can move).
 async fn admin_rebalance(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = api::authorized(&r.cfg.admin_token, &headers) {
         return e;
@@ -726,7 +757,32 @@ async fn admin_rebalance(State(r): State<Shared>, headers: HeaderMap, body: Byte
         Ok(b) => b,
         Err(e) => return e,
     };
-    match r.rebalance(b.pick).await {
+    match r.rebalance_start(b.pick).await {
+        Ok(v) => Json(v).into_response(),
+        Err(m) => error(StatusCode::CONFLICT, "not-moved", true, None, m),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitBody {
+    id: u64,
+}
+
+/// Longest `POST /admin/rebalance/wait` blocks.
+const MOVE_WAIT_MAX: Duration = Duration::from_secs(15);
+
+/// `POST /admin/rebalance/wait {"id": n}`: the move's record once it ended (409 `not-moved`
+/// with the reason when it failed or is still running after [`MOVE_WAIT_MAX`]).
+async fn admin_rebalance_wait(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = api::authorized(&r.cfg.admin_token, &headers) {
+        return e;
+    }
+    let b: WaitBody = match parse(&body, r#"{"id": unsigned integer}"#) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    match r.rebalance_wait(b.id, MOVE_WAIT_MAX).await {
         Ok(v) => Json(v).into_response(),
         Err(m) => error(StatusCode::CONFLICT, "not-moved", true, None, m),
     }

@@ -131,6 +131,17 @@ impl NodeHttp {
         .await
     }
 
+    /// `GET /admin/<path>` (no body) or `POST` with `body`, bounded by `timeout` instead of the
+    /// client's: admin calls such as a router's rebalance outlast an operation's timeout.
+    pub async fn admin(&self, addr: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/admin/{path}");
+        let req = match body {
+            Some(b) => self.http.post(url).json(b),
+            None => self.http.get(url),
+        };
+        Self::finish(req.bearer_auth(&self.admin_token).timeout(timeout).send().await).await
+    }
+
     /// `POST /admin/clock` with `body` (`{"offset_ms": ..}` or `{"reset": true}`).
     pub async fn clock(&self, addr: &str, body: &Value) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/clock");

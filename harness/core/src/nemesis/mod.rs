@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod net;
 pub mod process;
+pub mod rebalance;
 
 use std::sync::{Arc, Mutex};
 
@@ -35,10 +36,25 @@ pub enum Family {
     Clock,
     Loss,
     Latency,
+    /// Moves a range or directory entry between shard groups (targets with shards only).
+    Rebalance,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
+        Family::Partition,
+        Family::Kill,
+        Family::Pause,
+        Family::Clock,
+        Family::Loss,
+        Family::Latency,
+        Family::Rebalance,
+    ];
+
+    /// What `--nemesis all` means: every fault any target can take. `rebalance` is asked for by
+    /// name: only sharded targets can take it, and `all` on them would otherwise mean something
+    /// else than on every other target.
+    pub const GENERAL: [Family; 6] = [
         Family::Partition,
         Family::Kill,
         Family::Pause,
@@ -55,6 +71,7 @@ impl Family {
             Family::Clock => "clock",
             Family::Loss => "loss",
             Family::Latency => "latency",
+            Family::Rebalance => "rebalance",
         }
     }
 
@@ -73,6 +90,7 @@ impl Family {
             Family::Clock => &["bump", "strobe"],
             Family::Loss => &["all-links"],
             Family::Latency => &["all-links"],
+            Family::Rebalance => &[rebalance::KIND_MOVE],
         }
     }
 
@@ -95,7 +113,7 @@ impl std::str::FromStr for Family {
             .copied()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, all, none, network, process, leader or clock-partition")
+                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, rebalance, all, none, network, process, leader or clock-partition")
             })
     }
 }
@@ -139,7 +157,7 @@ pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
     }
     match s.trim() {
         "none" | "" => Ok(vec![]),
-        "all" => Ok(Family::ALL
+        "all" => Ok(Family::GENERAL
             .iter()
             .map(|f| Choice {
                 family: *f,
@@ -193,7 +211,7 @@ pub struct FaultSpec {
     /// A seeded permutation of node indexes; kinds take their nodes from its front.
     pub order: Vec<usize>,
     /// Clock offset in ms (clock; negative for skew-isolate-leader), drop probability (loss),
-    /// delay in ms (latency); else 0.
+    /// delay in ms (latency), what to move (rebalance); else 0.
     pub param: f64,
 }
 
@@ -298,6 +316,8 @@ impl Schedule {
                 }
                 Family::Loss => (rng.random_range(0.1..0.5f64) * 100.0).round() / 100.0,
                 Family::Latency => rng.random_range(20..200u32) as f64,
+                // The seeded choice of what moves (the target maps it to a key or range).
+                Family::Rebalance => rng.random_range(0..1_000_000u32) as f64,
                 _ => 0.0,
             };
             faults.push(Scheduled {
@@ -422,6 +442,7 @@ pub fn nemesis_for(family: Family) -> Box<dyn Nemesis> {
         Family::Kill => Box::new(process::KillNemesis),
         Family::Pause => Box::new(process::PauseNemesis),
         Family::Clock => Box::new(clock::ClockNemesis::default()),
+        Family::Rebalance => Box::new(rebalance::RebalanceNemesis),
     }
 }
 
@@ -457,7 +478,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_schedule_other_seed_other_schedule() {
-        let fams = Family::ALL.to_vec();
+        let fams = Family::GENERAL.to_vec();
         let a = Schedule::generate(42, &fams, 5, 60.0, 5.0);
         let b = Schedule::generate(42, &fams, 5, 60.0, 5.0);
         let c = Schedule::generate(43, &fams, 5, 60.0, 5.0);
@@ -548,6 +569,19 @@ mod tests {
             err.contains("strobe") && err.contains("skew-isolate-leader"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rebalance_is_named_not_part_of_all_and_draws_a_pick() {
+        assert!(!parse_families("all").unwrap().contains(&Family::Rebalance));
+        assert_eq!(parse_families("rebalance").unwrap(), vec![Family::Rebalance]);
+        assert_eq!(parse_choices("rebalance:move").unwrap()[0].kinds, vec!["move"]);
+        let s = Schedule::generate(3, &[Family::Rebalance, Family::Kill], 7, 60.0, 2.0);
+        let picks: Vec<f64> = s.faults.iter().filter(|f| f.spec.family == Family::Rebalance).map(|f| f.spec.param).collect();
+        assert!(picks.len() > 3 && picks.iter().all(|p| *p >= 0.0 && *p < 1e6 && p.fract() == 0.0), "{picks:?}");
+        // Families without a parameter keep 0 beside it.
+        let plain = Schedule::generate(3, &[Family::Kill], 7, 60.0, 2.0);
+        assert!(plain.faults.iter().all(|f| f.spec.param == 0.0));
     }
 
     #[test]

@@ -262,6 +262,8 @@ impl FileTarget {
         for fam in Family::ALL {
             if f.faults.is_some() && !listed.contains(&fam) {
                 refused.insert(fam, format!("{} is not among the faults {shown} lists", fam.as_str()));
+            } else if fam == Family::Rebalance {
+                refused.insert(fam, super::no_shards(&name));
             } else if fam == Family::Clock && f.protocol != ProtocolName::Reference {
                 // Only the reference API has a settable clock; faking a process's clock from
                 // outside (libfaketime) does not reach Go programs or Redis.

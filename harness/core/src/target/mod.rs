@@ -11,6 +11,7 @@ pub mod file;
 pub mod lb;
 pub mod redis;
 pub mod reference;
+pub mod router;
 
 use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
@@ -45,8 +46,22 @@ pub trait Target: Send + Sync {
         offset_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<i64, String>>;
     /// Whether faults of `family` can reach this target; `Err(why)` is reported, never pretended.
-    fn fault_support(&self, _family: crate::nemesis::Family) -> Result<(), String> {
-        Ok(())
+    /// By default every family but `rebalance`, which needs shards.
+    fn fault_support(&self, family: crate::nemesis::Family) -> Result<(), String> {
+        match family {
+            crate::nemesis::Family::Rebalance => Err(no_shards(self.name())),
+            _ => Ok(()),
+        }
+    }
+    /// Starts moving a range or directory entry between shard groups (the `rebalance` nemesis);
+    /// `pick` is the schedule's seeded choice. Returns what moves, once it is frozen.
+    fn rebalance<'a>(&'a self, _all: &'a [NodeSpec], _pick: u64) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move { Err(no_shards(self.name())) })
+    }
+    /// Waits for the move that [`Target::rebalance`] started (`started` is what it returned) to
+    /// end; `Err(why)` when it failed.
+    fn rebalance_done<'a>(&'a self, _all: &'a [NodeSpec], _started: &'a serde_json::Value) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
     /// True when nodes bind outgoing sockets to their own address (loopback partitions need it).
     fn binds_source_address(&self) -> bool {
@@ -75,11 +90,21 @@ pub trait Target: Send + Sync {
     fn final_stats<'a>(&'a self, _all: &'a [NodeSpec]) -> BoxFuture<'a, Option<serde_json::Value>> {
         Box::pin(async { None })
     }
+    /// Checkers over what [`Target::final_stats`] returned (`None`: it had nothing or could not
+    /// be fetched), e.g. a router's shard balance. None by default.
+    fn stats_checkers(&self, _stats: Option<&serde_json::Value>) -> Vec<crate::workload::CheckerResult> {
+        Vec::new()
+    }
     /// Checkers of what this target promises beyond the workload's (e.g. a load balancer's
     /// distribution), run over the recorded history with the workload's. None by default.
     fn checkers(&self, _all: &[NodeSpec], _events: &[faultline_checker::history::Event]) -> Vec<crate::workload::CheckerResult> {
         Vec::new()
     }
+}
+
+/// Why a target without shards refuses the `rebalance` nemesis.
+pub fn no_shards(target: &str) -> String {
+    format!("target {target} has no shards to move (rebalance needs --target router)")
 }
 
 /// [`Target::ready`]'s default, for targets that refine it.

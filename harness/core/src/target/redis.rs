@@ -174,6 +174,7 @@ impl Target for RedisTarget {
     fn fault_support(&self, family: Family) -> Result<(), String> {
         match family {
             Family::Clock => Err(CLOCK_UNAVAILABLE.into()),
+            Family::Rebalance => Err(super::no_shards(self.name())),
             _ => Ok(()),
         }
     }

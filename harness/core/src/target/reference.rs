@@ -10,7 +10,7 @@ use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary", "primary-backup", "lb"];
+pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary", "primary-backup", "lb", "router"];
 /// Roles where every node coordinates requests (no leader to wait for or to target).
 pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt", "available", "multi-primary"];
 /// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
@@ -28,6 +28,8 @@ pub const ROLE_OPTIONS: &[(&str, &[&str])] = &[
     ("primary-backup", &["sync", "read-from", "election-ms", "heartbeat-ms", "request-timeout-ms"]),
     // `backend-role` is the harness's (target/lb.rs); the others are the front node's flags.
     ("lb", &["strategy", "weights", "stale-cache", "backend-role", "health-interval-ms", "health-timeout-ms", "fall", "rise", "retries-max"]),
+    // The router's own flags; its shard groups' raft nodes keep their defaults.
+    ("router", &["sharding", "split-points", "request-timeout-ms"]),
 ];
 
 /// Checks `--target-opt` strings against `role`'s row of [`ROLE_OPTIONS`]; returns the pairs
@@ -67,19 +69,27 @@ pub struct ReferenceTarget {
     pub seed: u64,
 }
 
-impl Target for ReferenceTarget {
-    fn name(&self) -> &str {
-        &self.role
-    }
-
-    fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
-        let peers: Vec<String> = all
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.addr()))
-            .collect();
+impl ReferenceTarget {
+    /// `node` as a `faultline-node --role ROLE` among `peers` (its Raft group, or everyone),
+    /// with `bugs`, `options` (as `--KEY=VALUE`) and `extra` arguments; the seed comes from the
+    /// node's position in the whole cluster `all`.
+    #[allow(clippy::too_many_arguments)] // each is a distinct part of the command line
+    pub(crate) fn launch_as(
+        &self,
+        role: &str,
+        node: &NodeSpec,
+        peers: &[&NodeSpec],
+        all: &[NodeSpec],
+        bugs: &[String],
+        options: &[(String, String)],
+        extra: Vec<String>,
+        data_dir: &Path,
+        log: &Path,
+    ) -> Launch {
+        let peers: Vec<String> = peers.iter().map(|n| format!("{}={}", n.id, n.addr())).collect();
         let mut args = vec![
             "--role".to_string(),
-            self.role.clone(),
+            role.to_string(),
             "--id".into(),
             node.id.clone(),
             "--listen".into(),
@@ -92,12 +102,13 @@ impl Target for ReferenceTarget {
         let k = all.iter().position(|n| n.id == node.id).unwrap_or(0) as u64;
         args.push("--seed".into());
         args.push(crate::generator::derive_seed(self.seed, "node", k).to_string());
-        for bug in &self.bugs {
+        for bug in bugs {
             args.push("--bug".into());
             args.push(bug.clone());
         }
         // `--KEY=VALUE` in one argument, so a value starting with `-` is not read as a flag.
-        args.extend(self.options.iter().map(|(k, v)| format!("--{k}={v}")));
+        args.extend(options.iter().map(|(k, v)| format!("--{k}={v}")));
+        args.extend(extra);
         Launch {
             program: self.program.clone(),
             args,
@@ -105,6 +116,69 @@ impl Target for ReferenceTarget {
             env: vec![("FAULTLINE_ADMIN_TOKEN".into(), self.admin_token.clone())],
             log: log.to_path_buf(),
         }
+    }
+}
+
+impl Target for ReferenceTarget {
+    fn name(&self) -> &str {
+        &self.role
+    }
+
+    fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
+        if self.role == "router" {
+            return super::router::launch(self, node, all, data_dir, log);
+        }
+        let everyone: Vec<&NodeSpec> = all.iter().collect();
+        self.launch_as(&self.role, node, &everyone, all, &self.bugs, &self.options, vec![], data_dir, log)
+    }
+
+    fn client_nodes(&self, all: &[NodeSpec]) -> Vec<String> {
+        if self.role == "router" {
+            return super::router::client_nodes(self, all);
+        }
+        all.iter().map(|n| n.id.clone()).collect()
+    }
+
+    fn ready(&self, statuses: &[(String, Result<NodeStatus, String>)]) -> Result<(), String> {
+        if self.role == "router" {
+            return super::router::ready(self, statuses);
+        }
+        super::default_ready(self.has_leader(), statuses)
+    }
+
+    fn fault_support(&self, family: crate::nemesis::Family) -> Result<(), String> {
+        match family {
+            crate::nemesis::Family::Rebalance if self.role != "router" => Err(super::no_shards(&self.role)),
+            _ => Ok(()),
+        }
+    }
+
+    fn rebalance<'a>(&'a self, all: &'a [NodeSpec], pick: u64) -> BoxFuture<'a, Result<Value, String>> {
+        if self.role == "router" {
+            return super::router::rebalance(self, all, pick);
+        }
+        Box::pin(async move { Err(super::no_shards(&self.role)) })
+    }
+
+    fn rebalance_done<'a>(&'a self, all: &'a [NodeSpec], started: &'a Value) -> BoxFuture<'a, Result<(), String>> {
+        if self.role == "router" {
+            return super::router::rebalance_done(self, all, started);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn final_stats<'a>(&'a self, all: &'a [NodeSpec]) -> BoxFuture<'a, Option<Value>> {
+        if self.role == "router" {
+            return super::router::final_stats(self, all);
+        }
+        Box::pin(async { None })
+    }
+
+    fn stats_checkers(&self, stats: Option<&Value>) -> Vec<crate::workload::CheckerResult> {
+        if self.role == "router" {
+            return vec![super::router::balance_checker(stats)];
+        }
+        Vec::new()
     }
 
     fn has_leader(&self) -> bool {

@@ -38,6 +38,25 @@ fn the_mixed_hash_spreads_the_projects_keys_within_the_bound_and_the_naive_sum_d
     }
 }
 
+/// Every prefix k0..k(n-1) a short run can produce stays within the checker's bound under the
+/// mixed hash on 2 and 3 shards, and the naive sum exceeds it once the bound is below 1: the
+/// end-to-end shard-balance runs (harness/cli/tests/router_e2e.rs) rest on this.
+#[test]
+fn every_key_prefix_of_a_short_run_is_judged_alike() {
+    for shards in [2usize, 3] {
+        for n in 1..=400 {
+            let ks = keys(n);
+            let b = bound(n, shards);
+            let good = Sharding::new(Strategy::Hash, shards, HashFn::Mixed, None).unwrap();
+            let max = shares(&good, &ks).into_iter().fold(0.0, f64::max);
+            assert!(max <= b, "{shards} shards, {n} keys: {max:.3} > {b:.3}");
+            let naive = Sharding::new(Strategy::Hash, shards, HashFn::NaiveSum, None).unwrap();
+            let max = shares(&naive, &ks).into_iter().fold(0.0, f64::max);
+            assert!(b >= 1.0 || max > b, "naive, {shards} shards, {n} keys: {max:.3} within {b:.3}");
+        }
+    }
+}
+
 #[test]
 fn the_mixed_hash_passes_a_chi_square_test_on_256_buckets() {
     // 100 000 keys into 256 buckets: chi-square with 255 degrees of freedom has mean 255 and
