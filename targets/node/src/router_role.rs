@@ -124,6 +124,7 @@ struct Router {
     unfrozen: tokio::sync::Notify,
     moving: Arc<tokio::sync::Mutex<()>>,
     move_ids: AtomicU64,
+    version_loaded: AtomicBool,
     move_done: tokio::sync::Notify,
     /// Before this instant requests of the router's previous life may still be proposed.
     horizon: Instant,
@@ -131,6 +132,7 @@ struct Router {
     http: reqwest::Client,
     clock: NodeClock,
     fence_counter: AtomicU64,
+    client_slots: tokio::sync::Semaphore,
 }
 
 type Shared = Arc<Router>;
@@ -186,11 +188,13 @@ pub async fn run(cfg: RouterConfig) -> anyhow::Result<()> {
         unfrozen: tokio::sync::Notify::new(),
         moving: Arc::new(tokio::sync::Mutex::new(())),
         move_ids: AtomicU64::new(0),
+        version_loaded: AtomicBool::new(false),
         move_done: tokio::sync::Notify::new(),
         keys_log: Mutex::new(keys_log),
         http,
         clock: NodeClock::default(),
         fence_counter: AtomicU64::new(0),
+        client_slots: tokio::sync::Semaphore::new(crate::server::CLIENT_REQUESTS_MAX),
     });
     let app = axum::Router::new()
         .route("/kv/read", post(kv_read))
@@ -437,6 +441,10 @@ impl Router {
         if key.starts_with(RESERVED_PREFIX) {
             return bad_request(format!("key: the prefix {RESERVED_PREFIX} is reserved for the router"));
         }
+        // Bounded: beyond this many client requests in flight, refuse at once.
+        let Ok(_slot) = self.client_slots.try_acquire() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {} client requests in flight", crate::server::CLIENT_REQUESTS_MAX));
+        };
         let deadline = Instant::now() + self.cfg.request_timeout;
         if let Err(m) = self.note_key(&key) {
             return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, m);
@@ -490,6 +498,13 @@ impl Router {
                 let o = self.read_after_fence(&self.dir, &self.entry_key(k).expect("movable"), deadline).await?;
                 self.learn(k, o);
             }
+        }
+        if !self.version_loaded.load(Ordering::Relaxed) {
+            // The replicated count of moves (a restarted router starts from it).
+            let v = self.read_after_fence(&self.dir, VERSION_KEY, deadline).await?;
+            let mut i = self.inner.lock().expect("router lock");
+            i.version = i.version.max(v.unwrap_or(0).max(0) as u64);
+            self.version_loaded.store(true, Ordering::Relaxed);
         }
         let m = {
             let mut i = self.inner.lock().expect("router lock");
