@@ -101,7 +101,7 @@ fn naive_hash_is_caught_by_shard_balance_and_the_mixed_hash_is_not() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let flags = ["--target-opt", "sharding=hash", "--nemesis", "none", "--time-limit", "8", "--rate", "300", "--seed", "3"];
+    let flags = ["--target-opt", "sharding=hash", "--nemesis", "none", "--time-limit", "15", "--rate", "300", "--seed", "3"];
     let mut bugged = flags.to_vec();
     bugged.extend(["--bug", "naive-hash"]);
     let (out, r) = router_run(&bugged);

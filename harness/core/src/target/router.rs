@@ -28,7 +28,7 @@ use crate::workload::CheckerResult;
 pub const GROUP_SIZE: usize = 3;
 /// Keys the register workload uses at once on this target (3 elsewhere): each key gets fewer
 /// operations, and a 10 s run touches a few dozen keys, enough for shard-balance to judge.
-pub const ACTIVE_KEYS: u64 = 8;
+pub const ACTIVE_KEYS: u64 = 16;
 /// Bugs of the router itself (the group members run plain `raft`).
 pub const ROUTER_BUGS: &[&str] = &["naive-hash", "single-directory"];
 /// Longest a rebalance call may take: starting one waits for an earlier move to end; waiting
