@@ -201,7 +201,7 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             a.op_timeout_ms
         );
     }
-    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted", "sync-fallback", "naive-hash", "single-directory"];
+    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted", "sync-fallback", "naive-hash", "single-directory", "unsafe-move"];
     for b in &a.bugs {
         if !BUGS.contains(&b.as_str()) {
             bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));

@@ -85,6 +85,8 @@ enum BugArg {
     NaiveHash,
     /// router: keep the directory in the memory of one `--role directory` node (--directory-node).
     SingleDirectory,
+    /// router: move keys between groups without freezing them, waiting or fencing.
+    UnsafeMove,
 }
 
 impl BugArg {
@@ -98,7 +100,7 @@ impl BugArg {
             BugArg::NoAntiEntropy => RoleArg::Available,
             BugArg::NaiveWeighted => RoleArg::Lb,
             BugArg::SyncFallback => RoleArg::PrimaryBackup,
-            BugArg::NaiveHash | BugArg::SingleDirectory => RoleArg::Router,
+            BugArg::NaiveHash | BugArg::SingleDirectory | BugArg::UnsafeMove => RoleArg::Router,
         }
     }
 }
@@ -422,6 +424,7 @@ async fn run() -> anyhow::Result<()> {
                 request_timeout,
                 local_ip,
                 bug_names,
+                unsafe_move: has(BugArg::UnsafeMove),
             })
             .await;
         }

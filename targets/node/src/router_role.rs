@@ -24,6 +24,10 @@
 //!    wait out its not-after, fence, read the entry back);
 //! 6. unfreeze.
 //!
+//! The bug `unsafe-move` skips steps 1–3 (no freeze, no wait, no fence): clients keep writing
+//! to the source while the value is copied, and a write acknowledged between the copy's read
+//! and the flip is lost.
+//!
 //! A restarted router waits out the not-after horizon of its previous life and fences each group
 //! before its first directory read, for the same reason. Known keys are appended (fsync) to
 //! `keys.log` in the data directory, so a range move after a restart still copies every key.
@@ -88,6 +92,8 @@ pub struct RouterConfig {
     pub request_timeout: Duration,
     pub local_ip: Option<std::net::IpAddr>,
     pub bug_names: Vec<String>,
+    /// Bug `unsafe-move`: copy and flip without freezing, waiting or fencing.
+    pub unsafe_move: bool,
 }
 
 /// A group of nodes answering the `/kv/` API, and which of them led last.
@@ -510,8 +516,10 @@ impl Router {
             let mut i = self.inner.lock().expect("router lock");
             let m = plan_move(s, &i.overrides, pick, &recent, &known)?;
             match &m {
-                Move::Key { key, .. } => i.frozen_keys.insert(key.clone()),
-                Move::Range { range, .. } => i.frozen_ranges.insert(*range),
+                // The bug `unsafe-move` lets clients go on during the copy.
+                Move::Key { key, .. } if !self.cfg.unsafe_move => i.frozen_keys.insert(key.clone()),
+                Move::Range { range, .. } if !self.cfg.unsafe_move => i.frozen_ranges.insert(*range),
+                _ => false,
             };
             m
         };
@@ -565,7 +573,9 @@ impl Router {
     async fn do_move(&self, m: &Move) -> Result<Vec<String>, String> {
         let t = self.cfg.request_timeout;
         // 2. Every request sent before the freeze is past its not-after time after this.
-        tokio::time::sleep(t + CLOCK_MARGIN).await;
+        if !self.cfg.unsafe_move {
+            tokio::time::sleep(t + CLOCK_MARGIN).await;
+        }
         let deadline = Instant::now() + 4 * t;
         let (src, dst) = (&self.groups[m.from()], &self.groups[m.to()]);
         // The keys to carry, taken now: a key first seen just before the freeze is recorded
@@ -578,7 +588,9 @@ impl Router {
             }
         };
         // 3. Fence the source: every earlier proposal is now decided.
-        self.fence(src, deadline).await.map_err(|e| format!("source shard {}: {e}", m.from()))?;
+        if !self.cfg.unsafe_move {
+            self.fence(src, deadline).await.map_err(|e| format!("source shard {}: {e}", m.from()))?;
+        }
         // 4. Copy.
         let mut copy_unknown = false;
         let mut copied = Vec::new();

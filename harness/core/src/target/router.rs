@@ -30,7 +30,7 @@ pub const GROUP_SIZE: usize = 3;
 /// operations, and a 10 s run touches a few dozen keys, enough for shard-balance to judge.
 pub const ACTIVE_KEYS: u64 = 16;
 /// Bugs of the router itself (the group members run plain `raft`).
-pub const ROUTER_BUGS: &[&str] = &["naive-hash", "single-directory"];
+pub const ROUTER_BUGS: &[&str] = &["naive-hash", "single-directory", "unsafe-move"];
 /// Longest a rebalance call may take: starting one waits for an earlier move to end; waiting
 /// for one covers the router's not-after horizon, fences, copies and the flip, each bounded.
 pub const REBALANCE_TIMEOUT: Duration = Duration::from_secs(20);
