@@ -673,12 +673,9 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
         "consistency_s".into(),
         json!(models_started.elapsed().as_secs_f64()),
     );
-    if !events.is_empty() {
-        checkers.extend(target.checkers(runtime.nodes(), &events));
-    }
+    // The target's own promises (a balancer's distribution, a router's key balance).
+    checkers.extend(target.checkers(runtime.nodes(), &events, target_stats.as_ref()));
     checkers.push(analysis::availability_checker(&avail, &stats));
-    // Judgements of what the target reported (a router's key distribution).
-    checkers.extend(target.stats_checkers(target_stats.as_ref()));
     let mut verdict = analysis::combine(&checkers).to_string();
     if interrupted && verdict == "valid" {
         // The planned test did not complete; valid so far is not a verdict on the test.

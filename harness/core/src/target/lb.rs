@@ -276,7 +276,7 @@ impl Target for LbTarget {
         })
     }
 
-    fn checkers(&self, all: &[NodeSpec], events: &[Event]) -> Vec<CheckerResult> {
+    fn checkers(&self, all: &[NodeSpec], events: &[Event], _stats: Option<&Value>) -> Vec<CheckerResult> {
         // Least connections follows the backends' speed, not a share: nothing to judge.
         if self.strategy == "least-conn" {
             return Vec::new();
@@ -448,9 +448,9 @@ mod tests {
     fn distribution_is_judged_for_weighted_and_round_robin_only() {
         let all = nodes(3);
         let t = LbTarget::new(reference(&[("strategy", "least-conn")], &[]), 3).unwrap();
-        assert!(t.checkers(&all, &[]).is_empty());
+        assert!(t.checkers(&all, &[], None).is_empty());
         let t = LbTarget::new(reference(&[], &[]), 3).unwrap();
-        let c = t.checkers(&all, &[]);
+        let c = t.checkers(&all, &[], None);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "lb-distribution");
         assert_eq!(c[0].verdict, "unknown", "no operations: nothing to judge");

@@ -90,14 +90,16 @@ pub trait Target: Send + Sync {
     fn final_stats<'a>(&'a self, _all: &'a [NodeSpec]) -> BoxFuture<'a, Option<serde_json::Value>> {
         Box::pin(async { None })
     }
-    /// Checkers over what [`Target::final_stats`] returned (`None`: it had nothing or could not
-    /// be fetched), e.g. a router's shard balance. None by default.
-    fn stats_checkers(&self, _stats: Option<&serde_json::Value>) -> Vec<crate::workload::CheckerResult> {
-        Vec::new()
-    }
-    /// Checkers of what this target promises beyond the workload's (e.g. a load balancer's
-    /// distribution), run over the recorded history with the workload's. None by default.
-    fn checkers(&self, _all: &[NodeSpec], _events: &[faultline_checker::history::Event]) -> Vec<crate::workload::CheckerResult> {
+    /// Checkers of what this target promises beyond the workload's, judged from the recorded
+    /// history and from what [`Target::final_stats`] returned (`None`: nothing, or it could not
+    /// be fetched): e.g. a load balancer's distribution over its backends, a router's shard
+    /// balance. None by default.
+    fn checkers(
+        &self,
+        _all: &[NodeSpec],
+        _events: &[faultline_checker::history::Event],
+        _stats: Option<&serde_json::Value>,
+    ) -> Vec<crate::workload::CheckerResult> {
         Vec::new()
     }
 }

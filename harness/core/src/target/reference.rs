@@ -174,7 +174,7 @@ impl Target for ReferenceTarget {
         Box::pin(async { None })
     }
 
-    fn stats_checkers(&self, stats: Option<&Value>) -> Vec<crate::workload::CheckerResult> {
+    fn checkers(&self, _all: &[NodeSpec], _events: &[faultline_checker::history::Event], stats: Option<&Value>) -> Vec<crate::workload::CheckerResult> {
         if self.role == "router" {
             return vec![super::router::balance_checker(stats)];
         }
