@@ -37,6 +37,67 @@ pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Resul
     serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}; expected {expected}")))
 }
 
+/// Strict client request bodies (an unknown field is a 400), shared by the roles whose API
+/// takes them: `{"key"}`, `{"key", "value"}`, `{"key", "from", "to"}`, `{"key", "element"}`,
+/// `{"key", "delta"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    pub key: String,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBody {
+    pub key: String,
+    pub value: i64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasBody {
+    pub key: String,
+    pub from: i64,
+    pub to: i64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElementBody {
+    pub key: String,
+    pub element: i64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaBody {
+    pub key: String,
+    pub delta: i64,
+}
+
+/// A request body that names a key.
+pub trait Keyed {
+    fn key(&self) -> &str;
+}
+macro_rules! keyed {
+    ($($t:ty),*) => { $(impl Keyed for $t { fn key(&self) -> &str { &self.key } })* };
+}
+keyed!(KeyBody, WriteBody, CasBody, ElementBody, DeltaBody);
+
+/// Parses a client request body of the shape `expected` and checks its key (the 400 otherwise).
+pub fn keyed_body<T: Keyed + for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, Response> {
+    let b: T = parse(body, expected)?;
+    check_key(b.key())?;
+    Ok(b)
+}
+
+/// `body!(Type, bytes, expected)` in a handler: [`keyed_body`], returning its 400 answer.
+macro_rules! body {
+    ($t:ty, $body:expr, $expected:expr) => {
+        match $crate::api::keyed_body::<$t>(&$body, $expected) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+}
+pub(crate) use body;
+
 pub fn check_key(key: &str) -> Result<(), Response> {
     if key.is_empty() {
         return Err(bad_request("key: must be a non-empty string"));

@@ -19,7 +19,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::api::{self, bad_request, check_key, error, not_found, parse, BODY_BYTES_MAX};
+use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, DeltaBody, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use anyhow::Context;
 use axum::body::Bytes;
@@ -335,41 +335,7 @@ fn answer(a: Result<Answer, Response>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    key: String,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ElementBody {
-    key: String,
-    element: i64,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeltaBody {
-    key: String,
-    delta: i64,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteBody {
-    key: String,
-    value: i64,
-}
 
-macro_rules! body {
-    ($t:ty, $body:expr, $expected:expr) => {
-        match parse::<$t>(&$body, $expected) {
-            Ok(b) => match check_key(&b.key) {
-                Ok(()) => b,
-                Err(r) => return r,
-            },
-            Err(r) => return r,
-        }
-    };
-}
 
 async fn set_add(State(s): State<St>, body: Bytes) -> Response {
     let b = body!(ElementBody, body, r#"{"key": string, "element": integer}"#);

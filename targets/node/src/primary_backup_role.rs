@@ -18,7 +18,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::api::{self, bad_request, check_key, error, not_found, parse, BODY_BYTES_MAX};
+use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, CasBody, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use crate::server::NO_FORWARD_HEADER;
 use crate::transport::Transport;
@@ -396,42 +396,7 @@ fn router(s: St) -> Router {
         .with_state(s)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    key: String,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteBody {
-    key: String,
-    value: i64,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CasBody {
-    key: String,
-    from: i64,
-    to: i64,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ElementBody {
-    key: String,
-    element: i64,
-}
 
-macro_rules! body {
-    ($t:ty, $body:expr, $expected:expr) => {
-        match parse::<$t>(&$body, $expected) {
-            Ok(b) => match check_key(&b.key) {
-                Ok(()) => b,
-                Err(r) => return r,
-            },
-            Err(r) => return r,
-        }
-    };
-}
 
 enum Op {
     Read { key: String, set: bool },

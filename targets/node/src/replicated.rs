@@ -22,7 +22,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::api::{self, bad_request, check_key, error, not_found, parse, BODY_BYTES_MAX};
+use crate::api::{self, bad_request, body, check_key, error, not_found, parse, BODY_BYTES_MAX, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use anyhow::Context;
 use axum::body::Bytes;
@@ -390,35 +390,7 @@ async fn submit<E>(s: &Shared<E>, job: Job<E>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    key: String,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteBody {
-    key: String,
-    value: i64,
-}
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ElementBody {
-    key: String,
-    element: i64,
-}
 
-macro_rules! body {
-    ($t:ty, $body:expr, $expected:expr) => {
-        match parse::<$t>(&$body, $expected) {
-            Ok(b) => match check_key(&b.key) {
-                Ok(()) => b,
-                Err(r) => return r,
-            },
-            Err(r) => return r,
-        }
-    };
-}
 
 async fn kv_read<E>(State(s): State<St<E>>, body: Bytes) -> Response {
     let b = body!(KeyBody, body, r#"{"key": string}"#);
