@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Keys longer than this are refused (docs/node-api.md).
 pub const KEY_BYTES_MAX: usize = 256;
@@ -150,4 +153,57 @@ pub fn set_clock(clock: &NodeClock, body: &[u8]) -> Response {
     let view = clock.set(b.offset_ms, b.drift_ppm);
     tracing::info!(offset_ms = view.offset_ms, drift_ppm = view.drift_ppm, "clock set");
     Json(view).into_response()
+}
+
+/// 504 `timeout` (indefinite): no outcome within the node's request timeout.
+pub fn timeout(request_timeout: Duration) -> Response {
+    error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        false,
+        None,
+        format!("no outcome within {} ms; the operation may or may not take effect", request_timeout.as_millis()),
+    )
+}
+
+/// Forwards a client request one hop to the node `id` (this role's `what`: "leader",
+/// "primary"), marked so that node answers itself rather than forwarding again, bounded by the
+/// request's `deadline`; its answer is relayed. A request that never connected is a definite
+/// 503; one whose answer did not come back in time is a 504 (it may have taken effect).
+#[allow(clippy::too_many_arguments)] // each is a distinct part of the hop; a struct would only rename them
+pub async fn forward_once(
+    client: &reqwest::Client,
+    what: &str,
+    id: &str,
+    addr: Option<&SocketAddr>,
+    url_path: &str,
+    body: axum::body::Bytes,
+    deadline: Instant,
+    request_timeout: Duration,
+) -> Response {
+    let Some(addr) = addr else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("{what} {id} is not a known member"));
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let res = client
+        .post(format!("http://{addr}/{url_path}"))
+        .header(crate::server::NO_FORWARD_HEADER, "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(left)
+        .body(body)
+        .send()
+        .await;
+    let resp = match res {
+        Ok(r) => r,
+        // Not connected: the request never reached that node.
+        Err(e) if e.is_connect() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("cannot reach the {what} {id} at {addr}: {e}"))
+        }
+        Err(_) => return timeout(request_timeout),
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        Ok(Ok(b)) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        _ => timeout(request_timeout),
+    }
 }

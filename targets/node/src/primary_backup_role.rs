@@ -25,7 +25,7 @@ use crate::transport::Transport;
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -429,7 +429,7 @@ async fn set_read(State(s): State<St>, headers: HeaderMap, body: Bytes) -> Respo
 }
 
 fn timeout(s: &Shared) -> Response {
-    error(StatusCode::GATEWAY_TIMEOUT, "timeout", false, None, format!("no outcome within {} ms; the operation may or may not take effect", s.request_timeout.as_millis()))
+    api::timeout(s.request_timeout)
 }
 
 /// One client request: to the core (the primary's, or this replica's for local reads), and
@@ -477,30 +477,7 @@ async fn client(s: &Shared, path: &str, op: Op, headers: &HeaderMap, body: Bytes
 
 /// One hop to the primary, bounded by the request's deadline; its answer is relayed.
 async fn forward(s: &Shared, path: &str, primary: &str, body: Bytes, deadline: Instant) -> Response {
-    let Some(addr) = s.peers.get(primary) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("primary {primary} is not a known member"));
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let res = s
-        .forward_client
-        .post(format!("http://{addr}/{path}"))
-        .header(NO_FORWARD_HEADER, "1")
-        .header(header::CONTENT_TYPE, "application/json")
-        .timeout(left)
-        .body(body)
-        .send()
-        .await;
-    let resp = match res {
-        Ok(r) => r,
-        // Not connected: the request never reached the primary.
-        Err(e) if e.is_connect() => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("cannot reach the primary {primary} at {addr}: {e}")),
-        Err(_) => return timeout(s),
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match tokio::time::timeout_at(deadline, resp.bytes()).await {
-        Ok(Ok(b)) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        _ => timeout(s),
-    }
+    api::forward_once(&s.forward_client, "primary", primary, s.peers.get(primary), path, body, deadline, s.request_timeout).await
 }
 
 async fn peer_msg(State(s): State<St>, body: Bytes) -> Response {

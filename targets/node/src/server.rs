@@ -12,7 +12,7 @@ use crate::leaderless::{ClientOp, KvRole, PeerError, RoleReply};
 use crate::raft_role::{Event, RaftHandle};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -227,7 +227,7 @@ async fn leaderless_dispatch(s: &AppState, role: &dyn KvRole, op: Op, deadline: 
 }
 
 fn timeout(s: &AppState) -> Response {
-    error(StatusCode::GATEWAY_TIMEOUT, "timeout", false, None, format!("no outcome within {} ms; the operation may or may not take effect", s.request_timeout.as_millis()))
+    api::timeout(s.request_timeout)
 }
 
 fn not_leader(s: &AppState, leader: Option<NodeId>) -> Response {
@@ -258,32 +258,7 @@ fn reply_response(s: &AppState, reply: Reply) -> Response {
 
 /// One hop to the leader, bounded by the request's deadline; the leader's answer is relayed.
 async fn forward(s: &AppState, path: &str, leader: &NodeId, body: Bytes, deadline: Instant) -> Response {
-    let Some(addr) = s.peers.get(leader) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("leader {leader} is not a known member"));
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let res = s
-        .forward_client
-        .post(format!("http://{addr}/kv/{path}"))
-        .header(NO_FORWARD_HEADER, "1")
-        .header(header::CONTENT_TYPE, "application/json")
-        .timeout(left)
-        .body(body)
-        .send()
-        .await;
-    let resp = match res {
-        Ok(r) => r,
-        // Not connected: the request never reached the leader.
-        Err(e) if e.is_connect() => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("cannot reach the leader {leader} at {addr}: {e}"))
-        }
-        Err(_) => return timeout(s),
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match tokio::time::timeout_at(deadline, resp.bytes()).await {
-        Ok(Ok(b)) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        _ => timeout(s),
-    }
+    api::forward_once(&s.forward_client, "leader", leader, s.peers.get(leader), &format!("kv/{path}"), body, deadline, s.request_timeout).await
 }
 
 // ------------------------------------------------------------------------- admin API
