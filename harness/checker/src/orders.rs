@@ -363,3 +363,81 @@ pub(crate) fn check_keys(
     };
     OrderReport { model: name.into(), verdict, reason, keys, elapsed_ms: started.elapsed().as_secs_f64() * 1e3 }
 }
+
+/// One level of the depth-first searches of [`crate::sequential`] and [`crate::session`]: the
+/// moves to try from a configuration, each `(move, its op id, the value after it)` in the order
+/// tried, the next to try, and the move applied from here with the value before it.
+pub(crate) struct Frame<M> {
+    pub moves: Vec<(M, usize, u32)>,
+    pub next: usize,
+    pub applied: Option<(M, u32)>,
+}
+
+/// What entering a configuration found: every op placed, a configuration already explored (or
+/// one with no way on), or the moves to try from it with its canonical value.
+pub(crate) enum Enter<M> {
+    Success,
+    Dead,
+    Frame(Frame<M>, u32),
+}
+
+/// A search over orders of a key's operations, as [`run_search`] drives it.
+pub(crate) trait OrderSearch {
+    type Move: Copy;
+    /// Enters the configuration reached with value `state` (memoized in `memo`, `key` a scratch
+    /// buffer for its memo key).
+    fn enter(&mut self, state: u32, memo: &mut Memo, key: &mut Vec<u32>) -> Result<Enter<Self::Move>, Stop>;
+    fn apply(&mut self, mv: Self::Move);
+    fn undo(&mut self, mv: Self::Move);
+}
+
+/// The depth-first search from the initial value (nil): `Ok(true)` if an order exists, with its
+/// op ids in `stats.witness`; `Err` when the budget ran out. Iterative (an explicit stack of
+/// frames), so a long history cannot overflow the thread's stack.
+pub(crate) fn run_search<S: OrderSearch>(s: &mut S, memo: &mut Memo, stats: &mut SearchStats) -> Result<bool, Stop> {
+    let mut key = Vec::new();
+    let mut state = 0u32; // nil
+    let mut frames: Vec<Frame<S::Move>> = Vec::new();
+    match s.enter(state, memo, &mut key)? {
+        Enter::Success => {
+            stats.witness = Some(Vec::new());
+            return Ok(true);
+        }
+        Enter::Dead => return Ok(false),
+        Enter::Frame(f, canon) => {
+            state = canon;
+            frames.push(f);
+        }
+    }
+    while let Some(top) = frames.last_mut() {
+        if let Some((mv, prev)) = top.applied.take() {
+            s.undo(mv);
+            state = prev;
+        }
+        let Some(&(mv, _, next)) = top.moves.get(top.next) else {
+            frames.pop();
+            continue;
+        };
+        top.next += 1;
+        stats.steps += 1;
+        if stats.steps.is_multiple_of(BUDGET_CHECK_EVERY) {
+            memo.check()?;
+        }
+        s.apply(mv);
+        top.applied = Some((mv, state));
+        state = next;
+        match s.enter(state, memo, &mut key)? {
+            Enter::Success => {
+                // The path: each frame's applied move (the one before `next`).
+                stats.witness = Some(frames.iter().filter(|f| f.applied.is_some()).map(|f| f.moves[f.next - 1].1).collect());
+                return Ok(true);
+            }
+            Enter::Dead => {}
+            Enter::Frame(f, canon) => {
+                state = canon;
+                frames.push(f);
+            }
+        }
+    }
+    Ok(false)
+}

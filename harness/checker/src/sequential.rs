@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 use crate::model::{ModelKind, RegOp};
 use crate::orders::{
     self, compared, is_observer, step, written, Budget, Memo, OrderReport, Outcome, RegKey, SearchStats, Stop,
-    BUDGET_CHECK_EVERY, DEAD,
+    DEAD,
 };
 use crate::CheckOptions;
 
@@ -54,13 +54,8 @@ enum Move {
     Info(u32),
 }
 
-struct Frame {
-    /// (move, its op id, the value after it), in the order tried.
-    moves: Vec<(Move, usize, u32)>,
-    next: usize,
-    /// The move applied from this frame, and the value before it.
-    applied: Option<(Move, u32)>,
-}
+/// A level of the search ([`orders::run_search`]).
+type Frame = orders::Frame<Move>;
 
 struct Info {
     op: usize,
@@ -70,11 +65,7 @@ struct Info {
     after: u32,
 }
 
-enum Enter {
-    Success,
-    Dead,
-    Frame(Frame, u32),
-}
+type Enter = orders::Enter<Move>;
 
 struct Search<'k> {
     k: &'k RegKey,
@@ -283,7 +274,7 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
     };
     let mut stats = SearchStats { processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(), ..Default::default() };
     let mut memo = Memo::new(budget);
-    let outcome = run(&mut s, &mut memo, &mut stats);
+    let outcome = orders::run_search(&mut s, &mut memo, &mut stats);
     stats.configurations = memo.len() as u64;
     let outcome = match outcome {
         Ok(true) => Outcome::Valid,
@@ -302,51 +293,16 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
     (outcome, stats)
 }
 
-/// The depth-first search: `Ok(true)` if an order exists.
-fn run(s: &mut Search, memo: &mut Memo, stats: &mut SearchStats) -> Result<bool, Stop> {
-    let mut key = Vec::new();
-    let mut state = 0u32; // nil
-    let mut frames: Vec<Frame> = Vec::new();
-    match s.enter(state, memo, &mut key)? {
-        Enter::Success => {
-            stats.witness = Some(Vec::new());
-            return Ok(true);
-        }
-        Enter::Dead => return Ok(false),
-        Enter::Frame(f, canon) => {
-            state = canon;
-            frames.push(f);
-        }
+impl orders::OrderSearch for Search<'_> {
+    type Move = Move;
+    // The inherent methods of the same names (path calls resolve to them first).
+    fn enter(&mut self, state: u32, memo: &mut Memo, key: &mut Vec<u32>) -> Result<Enter, Stop> {
+        Search::enter(self, state, memo, key)
     }
-    while let Some(top) = frames.last_mut() {
-        if let Some((mv, prev)) = top.applied.take() {
-            s.undo(mv);
-            state = prev;
-        }
-        let Some(&(mv, _, next)) = top.moves.get(top.next) else {
-            frames.pop();
-            continue;
-        };
-        top.next += 1;
-        stats.steps += 1;
-        if stats.steps.is_multiple_of(BUDGET_CHECK_EVERY) {
-            memo.check()?;
-        }
-        s.apply(mv);
-        top.applied = Some((mv, state));
-        state = next;
-        match s.enter(state, memo, &mut key)? {
-            Enter::Success => {
-                // The path: each frame's applied move (the one before `next`).
-                stats.witness = Some(frames.iter().filter(|f| f.applied.is_some()).map(|f| f.moves[f.next - 1].1).collect());
-                return Ok(true);
-            }
-            Enter::Dead => {}
-            Enter::Frame(f, canon) => {
-                state = canon;
-                frames.push(f);
-            }
-        }
+    fn apply(&mut self, mv: Move) {
+        Search::apply(self, mv)
     }
-    Ok(false)
+    fn undo(&mut self, mv: Move) {
+        Search::undo(self, mv)
+    }
 }
