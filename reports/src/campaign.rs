@@ -13,6 +13,8 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use faultline_results::{Results, Verdict};
+
 use crate::html::{esc, truncate};
 use crate::ReportError;
 
@@ -116,48 +118,39 @@ pub struct CellMetrics {
     pub consistency: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckerVerdict {
     pub name: String,
-    pub verdict: String,
+    pub verdict: Verdict,
     pub reason: Option<String>,
 }
 
 impl CellMetrics {
-    /// Reads a run's results.json value; every field is optional (a crashed or older run).
-    /// Availability and latency are the run's own figures (`availability`, `latency.ok`);
-    /// throughput is `ops.completed.ok / timings.main_s`.
-    pub fn from_results(r: &Value) -> CellMetrics {
-        let checkers = r["checkers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| CheckerVerdict {
-                name: c["name"].as_str().unwrap_or("?").to_string(),
-                verdict: c["verdict"].as_str().unwrap_or("?").to_string(),
-                reason: c["reason"].as_str().map(str::to_string),
-            })
+    /// Reads a run's results. Every field of [`Results`] has a default (a crashed or older
+    /// run), so absent figures stay `None` here: availability only with fault windows or
+    /// completions, latency only with ok completions. Availability and latency are the run's
+    /// own figures (`availability`, `latency.ok`); throughput is `ops.completed.ok /
+    /// timings.main_s`.
+    pub fn from_results(r: &Results) -> CellMetrics {
+        let checkers = r
+            .checkers
+            .iter()
+            .map(|c| CheckerVerdict { name: c.name.clone(), verdict: c.verdict, reason: c.reason.clone() })
             .collect();
-        let av = &r["availability"];
-        let during = &av["during_faults"];
-        let during_faults = match (during["ok"].as_u64(), during["fail"].as_u64(), during["info"].as_u64()) {
-            (Some(ok), Some(fail), Some(info)) => Some([ok, fail, info]),
-            _ => None,
-        };
-        let main_s = r["timings"]["main_s"].as_f64().filter(|s| *s > 0.0);
-        let ok = r["ops"]["completed"]["ok"].as_u64();
-        let latency = &r["latency"]["ok"];
-        let has_latency = latency["count"].as_u64().unwrap_or(0) > 0;
+        let av = &r.availability;
+        let d = &av.during_faults;
+        let main_s = r.timings.main_s.filter(|s| *s > 0.0);
+        let latency = r.latency.get("ok").filter(|l| l.count > 0);
         CellMetrics {
             checkers,
-            availability_during_faults: av["during_faults_ok_fraction"].as_f64(),
-            availability_outside_faults: av["outside_faults_ok_fraction"].as_f64(),
-            during_faults,
-            fault_windows: av["fault_windows"].as_u64(),
-            throughput_ok_per_s: main_s.zip(ok).map(|(s, ok)| ok as f64 / s),
-            latency_ok_p50_ms: latency["p50_ms"].as_f64().filter(|_| has_latency),
-            latency_ok_p99_ms: latency["p99_ms"].as_f64().filter(|_| has_latency),
-            consistency: r["consistency"]["strongest"].as_str().unwrap_or("unknown").to_string(),
+            availability_during_faults: av.during_faults_ok_fraction,
+            availability_outside_faults: av.outside_faults_ok_fraction,
+            during_faults: Some([d.ok, d.fail, d.info]),
+            fault_windows: Some(av.fault_windows as u64),
+            throughput_ok_per_s: main_s.map(|s| r.ops.completed.ok as f64 / s),
+            latency_ok_p50_ms: latency.map(|l| l.p50_ms),
+            latency_ok_p99_ms: latency.map(|l| l.p99_ms),
+            consistency: r.consistency.as_ref().map_or("unknown", |c| c.strongest.name()).to_string(),
         }
     }
 }
@@ -391,7 +384,7 @@ fn comparison(s: &mut String, r: &CampaignRecord) {
 fn cells(s: &mut String, dir: &Path, r: &CampaignRecord) {
     s.push_str(r#"<h2 id="cells">Cells</h2><table class="cells"><tr><th>cell</th><th>outcome</th><th>expected</th><th>checkers</th><th>avail. during faults</th><th>ok ops/s</th><th>p50 ms</th><th>p99 ms</th><th>model</th><th>seed</th><th>time</th></tr>"#);
     for c in &r.cells {
-        let checkers: Vec<String> = c.metrics.checkers.iter().map(|k| format!("{} {}", esc(&k.name), badge(&k.verdict))).collect();
+        let checkers: Vec<String> = c.metrics.checkers.iter().map(|k| format!("{} {}", esc(&k.name), badge(&k.verdict.to_string()))).collect();
         let _ = write!(
             s,
             r#"<tr class="cell-row{}" id="cell-{}"><td>{}<br><span class="note">{} · {} · {} · repeat {}</span></td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.1} s</td></tr>"#,
@@ -530,7 +523,7 @@ mod tests {
             "timings": {"main_s": 6.0},
             "consistency": {"strongest": "sequential", "models": []}
         });
-        let m = CellMetrics::from_results(&r);
+        let m = CellMetrics::from_results(&serde_json::from_value(r).unwrap());
         assert_eq!(m.checkers.len(), 2);
         assert_eq!(m.checkers[1].reason.as_deref(), Some("no ok"));
         assert_eq!(m.availability_during_faults, Some(0.7));
@@ -539,7 +532,7 @@ mod tests {
         assert_eq!((m.latency_ok_p50_ms, m.latency_ok_p99_ms), (Some(4.5), Some(16.0)));
         assert_eq!(m.consistency, "sequential");
         // An older run: no consistency block, no latency; nothing invented.
-        let old = CellMetrics::from_results(&json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}}));
+        let old = CellMetrics::from_results(&serde_json::from_value(json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}})).unwrap());
         assert_eq!(old.consistency, "unknown");
         assert_eq!((old.latency_ok_p50_ms, old.throughput_ok_per_s, old.availability_during_faults), (None, None, None));
     }

@@ -16,7 +16,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::set::{convergence_result, convergent, error_completion, final_reads, verdict_str};
+use crate::set::{convergence_result, convergent, error_completion, final_reads};
 
 /// Shape of the counter workload.
 #[derive(Clone, Debug)]
@@ -151,7 +151,7 @@ impl Workload for CounterWorkload {
         vec![
             CheckerResult {
                 name: "counter".into(),
-                verdict: verdict_str(r.verdict).into(),
+                verdict: r.verdict,
                 reason: r.reason.clone(),
                 details: serde_json::to_value(&r).unwrap_or(Value::Null),
             },
@@ -258,7 +258,7 @@ mod tests {
         ];
         let r = CounterWorkload::default().check(&h);
         assert_eq!(
-            (r[0].verdict.as_str(), r[1].verdict.as_str()),
+            (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
             ("valid", "valid"),
             "{r:?}"
         );
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(c.strongest, hierarchy::Strongest::Convergent, "{c:?}");
         h[4].value = json!(2); // the bad-merge echo
         let r = CounterWorkload::default().check(&h);
-        assert_eq!(r[0].verdict, "invalid");
+        assert_eq!(r[0].verdict, Verdict::Invalid);
         assert!(
             r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"),
             "{:?}",

@@ -185,11 +185,6 @@ impl Workload for Register {
             ..CheckOptions::default()
         };
         let report = check_linearizable(events, ModelKind::CasRegister, &opts);
-        let verdict = match report.verdict {
-            Verdict::Valid => "valid",
-            Verdict::Invalid => "invalid",
-            Verdict::Unknown => "unknown",
-        };
         let not_valid: Vec<_> = report
             .keys
             .iter()
@@ -214,7 +209,7 @@ impl Workload for Register {
         });
         vec![CheckerResult {
             name: "linearizable".into(),
-            verdict: verdict.into(),
+            verdict: report.verdict,
             reason: report.reason.clone(),
             details,
         }]
@@ -234,12 +229,7 @@ fn entry(model: Model, r: &OrderReport, valid_reason: &str) -> ModelResult {
 /// the stronger one is not valid, since linearizable ⇒ sequential (per key) ⇒ session.
 pub fn register_consistency(events: &[Event], checkers: &[CheckerResult], opts: &CheckOptions) -> Consistency {
     let lin = checkers.iter().find(|c| c.name == "linearizable");
-    let lin_verdict = match lin.map(|c| c.verdict.as_str()) {
-        Some("valid") => ModelVerdict::Valid,
-        Some("invalid") => ModelVerdict::Invalid,
-        Some(_) => ModelVerdict::Unknown,
-        None => ModelVerdict::NotChecked,
-    };
+    let lin_verdict = lin.map_or(ModelVerdict::NotChecked, |c| c.verdict.into());
     let lin_reason = match (lin_verdict, lin.and_then(|c| c.reason.clone())) {
         (ModelVerdict::Valid, _) => "every key linearizable (cas-register model)".to_string(),
         (_, Some(r)) => r,
@@ -380,7 +370,7 @@ mod tests {
             ev(3, Ok, 1, "read", json!(1)),
         ];
         let r = w.check(&good);
-        assert_eq!(r[0].verdict, "valid", "{:?}", r[0].reason);
+        assert_eq!(r[0].verdict, Verdict::Valid, "{:?}", r[0].reason);
         let stale = vec![
             ev(0, Invoke, 0, "write", json!(1)),
             ev(1, Ok, 0, "write", json!(1)),
@@ -390,7 +380,7 @@ mod tests {
             ev(5, Ok, 1, "read", json!(1)),
         ];
         let r = w.check(&stale);
-        assert_eq!(r[0].verdict, "invalid");
+        assert_eq!(r[0].verdict, Verdict::Invalid);
         assert!(
             r[0].reason.as_deref().unwrap().contains("k0"),
             "{:?}",

@@ -89,21 +89,12 @@ pub(crate) fn final_reads(keys: &[String]) -> Vec<Op> {
         .collect()
 }
 
-/// A checker's verdict as results.json records it.
-pub(crate) fn verdict_str(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Valid => "valid",
-        Verdict::Invalid => "invalid",
-        Verdict::Unknown => "unknown",
-    }
-}
-
 /// The convergence checker over `read` operations, as a [`CheckerResult`].
 pub(crate) fn convergence_result(events: &[Event]) -> CheckerResult {
     let r = check_convergence(events, "read");
     CheckerResult {
         name: "convergence".into(),
-        verdict: verdict_str(r.verdict).into(),
+        verdict: r.verdict,
         reason: r.reason.clone(),
         details: serde_json::to_value(&r).unwrap_or(Value::Null),
     }
@@ -118,9 +109,9 @@ pub(crate) fn convergent(checkers: &[CheckerResult], own: &str) -> ModelResult {
         return ModelResult::new(Model::Convergent, ModelVerdict::NotChecked, format!("no convergence or {own} result"));
     };
     let both = [conv, mine];
-    let verdict = if both.iter().any(|c| c.verdict == "invalid") {
+    let verdict = if both.iter().any(|c| c.verdict == Verdict::Invalid) {
         ModelVerdict::Invalid
-    } else if both.iter().all(|c| c.verdict == "valid") {
+    } else if both.iter().all(|c| c.verdict == Verdict::Valid) {
         ModelVerdict::Valid
     } else {
         ModelVerdict::Unknown
@@ -129,7 +120,7 @@ pub(crate) fn convergent(checkers: &[CheckerResult], own: &str) -> ModelResult {
         ModelVerdict::Valid => format!("every node's final reads equal (convergence) and {own} valid"),
         _ => both
             .iter()
-            .filter(|c| c.verdict != "valid")
+            .filter(|c| c.verdict != Verdict::Valid)
             .map(|c| format!("{} {}: {}", c.name, c.verdict, c.reason.as_deref().unwrap_or("")))
             .collect::<Vec<_>>()
             .join("; "),
@@ -263,7 +254,7 @@ impl Workload for SetWorkload {
         vec![
             CheckerResult {
                 name: "set-full".into(),
-                verdict: verdict_str(r.verdict).into(),
+                verdict: r.verdict,
                 reason: r.reason.clone(),
                 details,
             },
@@ -344,7 +335,7 @@ mod tests {
         ];
         let r = SetWorkload::default().check(&good);
         assert_eq!(
-            (r[0].verdict.as_str(), r[1].verdict.as_str()),
+            (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
             ("valid", "valid"),
             "{r:?}"
         );
@@ -359,7 +350,7 @@ mod tests {
         bad[6].value = json!([]);
         let r = SetWorkload::default().check(&bad);
         assert_eq!(
-            (r[0].name.as_str(), r[0].verdict.as_str()),
+            (r[0].name.as_str(), r[0].verdict.to_string().as_str()),
             ("set-full", "invalid")
         );
         assert!(
@@ -371,7 +362,7 @@ mod tests {
             r[0].reason
         );
         assert_eq!(
-            (r[1].name.as_str(), r[1].verdict.as_str()),
+            (r[1].name.as_str(), r[1].verdict.to_string().as_str()),
             ("convergence", "invalid")
         );
         // The lost element refutes linearizability; p9 read it on n1 and then not on n2

@@ -11,14 +11,16 @@
 
 use serde::Serialize;
 
+use crate::Verdict;
+
 /// Standard deviations above the fair share that a shard may own.
 pub const SIGMAS: f64 = 4.0;
 
 /// The judgement.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Balance {
-    /// `valid` or `invalid`.
-    pub verdict: &'static str,
+    /// Valid or invalid (never unknown: too few keys to judge is valid, and the reason says so).
+    pub verdict: Verdict,
     pub reason: String,
     pub keys: u64,
     pub shares: Vec<f64>,
@@ -43,12 +45,12 @@ pub fn check(counts: &[u64]) -> Balance {
     let bound = share_bound(keys, counts.len());
     let worst = shares.iter().position(|&s| s == max_share).unwrap_or(0);
     let (verdict, reason) = if counts.len() < 2 {
-        ("valid", "one shard: nothing to balance".to_string())
+        (Verdict::Valid, "one shard: nothing to balance".to_string())
     } else if bound >= 1.0 {
-        ("valid", format!("not judged: {keys} keys over {} shards are too few (the bound {bound:.2} is at least 1)", counts.len()))
+        (Verdict::Valid, format!("not judged: {keys} keys over {} shards are too few (the bound {bound:.2} is at least 1)", counts.len()))
     } else if max_share > bound {
         (
-            "invalid",
+            Verdict::Invalid,
             format!(
                 "shard {worst} owns {:.0}% of {keys} keys, above the bound {:.0}% (fair share {:.0}% + {SIGMAS} sigma)",
                 max_share * 100.0,
@@ -57,7 +59,7 @@ pub fn check(counts: &[u64]) -> Balance {
             ),
         )
     } else {
-        ("valid", format!("largest share {:.0}% of {keys} keys, within the bound {:.0}%", max_share * 100.0, bound * 100.0))
+        (Verdict::Valid, format!("largest share {:.0}% of {keys} keys, within the bound {:.0}%", max_share * 100.0, bound * 100.0))
     };
     Balance { verdict, reason, keys, shares, max_share, bound }
 }
@@ -69,24 +71,24 @@ mod tests {
     #[test]
     fn all_keys_on_one_shard_is_invalid_once_there_are_enough_keys() {
         let b = check(&[30, 0]);
-        assert_eq!(b.verdict, "invalid", "{b:?}");
+        assert_eq!(b.verdict, Verdict::Invalid, "{b:?}");
         assert!(b.reason.contains("shard 0 owns 100%"), "{}", b.reason);
-        assert_eq!(check(&[0, 0, 40]).verdict, "invalid");
+        assert_eq!(check(&[0, 0, 40]).verdict, Verdict::Invalid);
     }
 
     #[test]
     fn fair_and_binomially_plausible_splits_are_valid() {
-        assert_eq!(check(&[15, 15]).verdict, "valid");
+        assert_eq!(check(&[15, 15]).verdict, Verdict::Valid);
         // 40 keys, 2 shards: bound 0.5 + 4 * 0.079 = 0.816; 30/40 = 0.75 is plausible.
-        assert_eq!(check(&[30, 10]).verdict, "valid");
-        assert_eq!(check(&[34, 6]).verdict, "invalid");
+        assert_eq!(check(&[30, 10]).verdict, Verdict::Valid);
+        assert_eq!(check(&[34, 6]).verdict, Verdict::Invalid);
         assert!((share_bound(40, 2) - 0.8162).abs() < 1e-3);
     }
 
     #[test]
     fn too_few_keys_cannot_be_judged_and_say_so() {
         let b = check(&[10, 0]);
-        assert_eq!(b.verdict, "valid");
+        assert_eq!(b.verdict, Verdict::Valid);
         assert!(b.reason.starts_with("not judged"), "{}", b.reason);
         assert!(check(&[0, 0]).reason.starts_with("not judged"));
         assert!(check(&[7]).reason.contains("one shard"));
@@ -104,7 +106,7 @@ mod tests {
             for _ in 0..60 {
                 c[rng.random_range(0..3)] += 1;
             }
-            if check(&c).verdict == "invalid" {
+            if check(&c).verdict == Verdict::Invalid {
                 alarms += 1;
             }
         }

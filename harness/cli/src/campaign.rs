@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use faultline_reports::campaign::{self as report, CampaignRecord, CellMetrics, CellRecord};
+use faultline_results::Results;
 use serde_json::{Map, Value};
 
 use crate::campaign_spec::{self, CellPlan};
@@ -178,11 +179,11 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
         };
         rec.exit_code = code;
         rec.run_dir = find_run_dir(&runs.join(id)).map(|p| p.strip_prefix(&dir).unwrap_or(&p).display().to_string());
-        let results: Option<Value> = rec
+        let results: Option<Results> = rec
             .run_dir
             .as_ref()
             .and_then(|rd| std::fs::read_to_string(dir.join(rd).join("results.json")).ok())
-            .and_then(|t| serde_json::from_str(&t).ok());
+            .and_then(|t| Results::from_json(&t).ok());
         if let Some(r) = &results {
             rec.metrics = CellMetrics::from_results(r);
         }
@@ -384,10 +385,9 @@ fn find_run_dir(test_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Why a cell failed: the run's recorded errors, else its last error line, else its exit.
-fn error_reason(code: Option<i32>, results: Option<&Value>, log: &Path) -> String {
-    if let Some(errors) = results.and_then(|r| r["errors"].as_array()).filter(|e| !e.is_empty()) {
-        let texts: Vec<String> = errors.iter().take(3).map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect();
-        return texts.join("; ");
+fn error_reason(code: Option<i32>, results: Option<&Results>, log: &Path) -> String {
+    if let Some(errors) = results.map(|r| &r.errors).filter(|e| !e.is_empty()) {
+        return errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
     }
     let text = std::fs::read_to_string(log).unwrap_or_default();
     if let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix("faultline: error: ")) {

@@ -122,12 +122,7 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         }
     };
     let consistency = if args.models {
-        let lin = faultline_core::workload::CheckerResult {
-            name: "linearizable".into(),
-            verdict: report.verdict.to_string(),
-            reason: report.reason.clone(),
-            details: serde_json::Value::Null,
-        };
+        let lin = faultline_core::workload::CheckerResult::new("linearizable", report.verdict, report.reason.clone());
         Some(faultline_workloads::register::register_consistency(&parsed.events, &[lin], &CheckOptions { stop_on_first_invalid: true, ..opts }))
     } else {
         None
@@ -142,10 +137,7 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         (false, _) => {
             print!("{}", report.to_text());
             if let Some(c) = &consistency {
-                let results = serde_json::json!({ "consistency": c });
-                if let Some(t) = crate::run::consistency_table(&results) {
-                    println!("{t}");
-                }
+                println!("{}", crate::run::consistency_table(c));
             }
         }
     }

@@ -19,11 +19,14 @@ use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice
 use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
+use faultline_core::target::lb::LbStats;
 use faultline_core::target::{external, lb};
+use faultline_checker::hierarchy::{Consistency, Model};
+use faultline_results::{Counts, Results};
 use faultline_core::target::reference::{parse_role_options, ReferenceTarget, NO_CAS_ROLES, ROLES};
 use serde_json::{json, Value};
 
-use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
+use crate::EXIT_ERROR;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
@@ -582,10 +585,8 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     for e in &outcome.errors {
         eprintln!("faultline: {e}");
     }
-    Ok(match outcome.verdict.as_deref() {
-        Some("valid") => EXIT_VALID,
-        Some("invalid") => EXIT_INVALID,
-        Some(_) => EXIT_UNKNOWN,
+    Ok(match outcome.verdict {
+        Some(v) => v.exit_code(),
         None => EXIT_ERROR,
     })
 }
@@ -640,174 +641,139 @@ fn progress_line(
     })
 }
 
-fn print_summary(results: &Value, dir: &Path, repro: &str) {
+fn print_summary(results: &Results, dir: &Path, repro: &str) {
     use tabled::builder::Builder;
     let mut b = Builder::default();
     b.push_record(["checker", "verdict", "reason"]);
-    for c in results["checkers"].as_array().into_iter().flatten() {
-        b.push_record([
-            c["name"].as_str().unwrap_or("?").to_string(),
-            c["verdict"].as_str().unwrap_or("?").to_string(),
-            truncate(c["reason"].as_str().unwrap_or(""), 100),
-        ]);
+    for c in &results.checkers {
+        b.push_record([c.name.clone(), c.verdict.to_string(), truncate(c.reason.as_deref().unwrap_or(""), 100)]);
     }
     println!("{}", b.build().with(tabled::settings::Style::rounded()));
-    if let Some(t) = consistency_table(results) {
+    if let Some(c) = &results.consistency {
+        println!("{}", consistency_table(c));
+    }
+    println!("{}", ops_table(results));
+    if let Some(t) = results.target_stats.as_ref().and_then(|s| backend_table(results, s)) {
         println!("{t}");
     }
+    println!("{}", verdict_table(results, dir).with(tabled::settings::Style::rounded()));
+    println!("reproduce: {repro}");
+}
 
-    let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
-    let pct = |v: &Value| {
-        v.as_f64()
-            .map(|f| format!("{:.0}%", f * 100.0))
-            .unwrap_or_else(|| "-".into())
+/// ok/fail/info counts of the whole run, during and outside the fault windows.
+fn ops_table(results: &Results) -> String {
+    use tabled::builder::Builder;
+    let pct = |f: Option<f64>| f.map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "-".into());
+    let row = |label: &str, c: &Counts, share: String| {
+        [label.to_string(), c.ok.to_string(), c.fail.to_string(), c.info.to_string(), share]
     };
-    let av = &results["availability"];
-    let ops = &results["ops"];
+    let av = &results.availability;
     let mut t = Builder::default();
     t.push_record(["", "ok", "fail", "info", "ok share"]);
-    t.push_record([
-        "all ops".to_string(),
-        n(&ops["completed"]["ok"]),
-        n(&ops["completed"]["fail"]),
-        n(&ops["completed"]["info"]),
-        "".into(),
-    ]);
-    t.push_record([
-        "during faults".to_string(),
-        n(&av["during_faults"]["ok"]),
-        n(&av["during_faults"]["fail"]),
-        n(&av["during_faults"]["info"]),
-        pct(&av["during_faults_ok_fraction"]),
-    ]);
-    t.push_record([
-        "outside faults".to_string(),
-        n(&av["outside_faults"]["ok"]),
-        n(&av["outside_faults"]["fail"]),
-        n(&av["outside_faults"]["info"]),
-        pct(&av["outside_faults_ok_fraction"]),
-    ]);
-    println!("{}", t.build().with(tabled::settings::Style::rounded()));
+    t.push_record(row("all ops", &results.ops.completed, String::new()));
+    t.push_record(row("during faults", &av.during_faults, pct(av.during_faults_ok_fraction)));
+    t.push_record(row("outside faults", &av.outside_faults, pct(av.outside_faults_ok_fraction)));
+    t.build().with(tabled::settings::Style::rounded()).to_string()
+}
 
-    if let Some(backends) = results["target_stats"]["backends"].as_array() {
-        println!("{}", backend_table(results, backends));
+/// The verdict, faults, latency, runtime and run folder.
+fn verdict_table(results: &Results, dir: &Path) -> tabled::Table {
+    let mut summary = tabled::builder::Builder::default();
+    summary.push_record(["verdict".to_string(), results.verdict.to_string()]);
+    if results.interrupted {
+        summary.push_record(["interrupted".to_string(), "yes (partial history analysed)".into()]);
     }
-
-    let faults = results["faults"].as_array().cloned().unwrap_or_default();
-    let applied = faults.iter().filter(|f| f["applied"] == true).count();
-    let mut summary = Builder::default();
-    summary.push_record([
-        "verdict".to_string(),
-        results["verdict"].as_str().unwrap_or("?").to_string(),
-    ]);
-    if results["interrupted"] == true {
-        summary.push_record([
-            "interrupted".to_string(),
-            "yes (partial history analysed)".into(),
-        ]);
-    }
+    let (n, applied) = (results.faults.len(), results.faults_applied());
     summary.push_record([
         "faults".to_string(),
-        format!(
-            "{} scheduled windows, {} applied, {} not applied (see results.json)",
-            faults.len(),
-            applied,
-            faults.len() - applied
-        ),
+        format!("{n} scheduled windows, {applied} applied, {} not applied (see results.json)", n - applied),
     ]);
-    let ok_latency = &results["latency"]["ok"];
-    if ok_latency["count"].as_u64().unwrap_or(0) > 0 {
-        let ms = |k: &str| {
-            ok_latency[k]
-                .as_f64()
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_else(|| "-".into())
-        };
+    if let Some(l) = results.latency.get("ok").filter(|l| l.count > 0) {
         summary.push_record([
             "ok latency".to_string(),
-            format!(
-                "p50 {} ms, p99 {} ms, max {} ms",
-                ms("p50_ms"),
-                ms("p99_ms"),
-                ms("max_ms")
-            ),
+            format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", l.p50_ms, l.p99_ms, l.max_ms),
         ]);
     }
     summary.push_record([
         "runtime".to_string(),
-        format!(
-            "{} ({})",
-            results["runtime"]["kind"].as_str().unwrap_or("?"),
-            results["runtime"]["mechanism"].as_str().unwrap_or("?")
-        ),
+        format!("{} ({})", results.runtime.kind, results.runtime.mechanism),
     ]);
     summary.push_record(["run folder".to_string(), dir.display().to_string()]);
-    println!(
-        "{}",
-        summary.build().with(tabled::settings::Style::rounded())
-    );
-    println!("reproduce: {repro}");
+    summary.build()
 }
 
 /// The consistency block (results.json `consistency`) as a table: one row per model of the
-/// hierarchy, the strongest one kept in the header. `None` for results without the block.
-pub fn consistency_table(results: &Value) -> Option<String> {
+/// hierarchy, the strongest one kept in the header.
+pub fn consistency_table(c: &Consistency) -> String {
     use tabled::builder::Builder;
-    let c = results.get("consistency")?;
     let mut b = Builder::default();
     b.push_record([
-        format!("consistency (strongest: {})", c["strongest"].as_str().unwrap_or("unknown")),
+        format!("consistency (strongest: {})", c.strongest.name()),
         "verdict".to_string(),
         "reason".to_string(),
     ]);
-    for m in c["models"].as_array().into_iter().flatten() {
-        let model = m["model"].as_str().unwrap_or("?");
+    for m in &c.models {
+        let model = if m.model == Model::Sequential { m.model.label() } else { m.model.name() };
         b.push_record([
-            if model == "sequential" { "sequential (per key)".to_string() } else { model.to_string() },
-            m["verdict"].as_str().unwrap_or("?").to_string(),
-            truncate(m["reason"].as_str().unwrap_or(""), 100),
+            model.to_string(),
+            m.verdict.name().to_string(),
+            truncate(&m.reason, 100),
         ]);
     }
-    Some(b.build().with(tabled::settings::Style::rounded()).to_string())
+    b.build().with(tabled::settings::Style::rounded()).to_string()
 }
 
-/// A load balancer's per-backend counts (results.json `target_stats`), with the shares the
-/// `lb-distribution` checker observed and expected when it ran.
-fn backend_table(results: &Value, backends: &[Value]) -> String {
+/// A load balancer's per-backend counts (results.json `target_stats`, the shape of
+/// [`LbStats`]), with the shares the `lb-distribution` checker observed and expected when it
+/// ran. `None` for other targets' stats.
+fn backend_table(results: &Results, stats: &Value) -> Option<String> {
     use tabled::builder::Builder;
-    let shares = results["checkers"].as_array().into_iter().flatten().find(|c| c["name"] == "lb-distribution").map(|c| c["details"]["backends"].clone());
-    let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
+    let stats: LbStats = serde_json::from_value(stats.clone()).ok()?;
+    if stats.backends.is_empty() {
+        return None;
+    }
+    let shares: Vec<BackendShare> = results
+        .checker("lb-distribution")
+        .and_then(|c| serde_json::from_value::<Shares>(c.details.clone()).ok())
+        .map(|s| s.backends)
+        .unwrap_or_default();
     let mut t = Builder::default();
     t.push_record(["backend", "weight", "picks", "ok", "errors", "refused", "drops", "readmits", "healthy", "share (expected)"]);
-    for b in backends {
+    for b in &stats.backends {
         let share = shares
-            .as_ref()
-            .and_then(|s| s.as_array()?.iter().find(|x| x["backend"] == b["id"]).cloned())
-            .map(|x| format!("{:.1}% ({:.1}%)", x["observed"].as_f64().unwrap_or(0.0) * 100.0, x["expected"].as_f64().unwrap_or(0.0) * 100.0))
+            .iter()
+            .find(|x| x.backend == b.id)
+            .map(|x| format!("{:.1}% ({:.1}%)", x.observed * 100.0, x.expected * 100.0))
             .unwrap_or_else(|| "-".into());
-        t.push_record([
-            b["id"].as_str().unwrap_or("?").to_string(),
-            n(&b["weight"]),
-            n(&b["picks"]),
-            n(&b["ok"]),
-            n(&b["errors"]),
-            n(&b["connect_failures"]),
-            n(&b["drops"]),
-            n(&b["readmits"]),
-            if b["healthy"] == true { "yes".into() } else { "no".into() },
-            share,
-        ]);
+        let counts = [b.weight, b.picks, b.ok, b.errors, b.connect_failures, b.drops, b.readmits];
+        let mut row = vec![b.id.clone()];
+        row.extend(counts.iter().map(u64::to_string));
+        row.push(if b.healthy { "yes".into() } else { "no".into() });
+        row.push(share);
+        t.push_record(row);
     }
-    let stats = &results["target_stats"];
-    format!(
+    Some(format!(
         "{}\nlb {}: {} requests, {} retried after a refused connection, {} with no backend, {} stale reads served",
         t.build().with(tabled::settings::Style::rounded()),
-        stats["strategy"].as_str().unwrap_or("?"),
-        n(&stats["requests"]),
-        n(&stats["retries"]),
-        n(&stats["no_backend"]),
-        n(&stats["stale_served"])
-    )
+        stats.strategy,
+        stats.requests,
+        stats.retries,
+        stats.no_backend,
+        stats.stale_served
+    ))
+}
+
+/// The `lb-distribution` checker's details, as far as the backend table needs them.
+#[derive(serde::Deserialize)]
+struct Shares {
+    backends: Vec<BackendShare>,
+}
+
+#[derive(serde::Deserialize)]
+struct BackendShare {
+    backend: String,
+    observed: f64,
+    expected: f64,
 }
 
 fn truncate(s: &str, n: usize) -> String {

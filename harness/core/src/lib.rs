@@ -7,7 +7,8 @@
 //! lifecycle; [`history`] writes history.jsonl as events happen; [`store`] lays out run folders;
 //! [`analysis`] turns a recorded history into results.json.
 
-pub mod analysis;
+/// The pure analysis of a history, owned by `faultline-results` (re-exported for the runner).
+pub use faultline_results::analysis;
 pub mod client;
 pub mod generator;
 pub mod history;

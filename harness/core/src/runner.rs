@@ -35,6 +35,8 @@ use crate::runtime::{Launch, Runtime};
 use crate::store::RunDir;
 use crate::target::Target;
 use crate::workload::{CheckerResult, Workload};
+use faultline_checker::Verdict;
+use faultline_results::{FinalReads, Results, RuntimeInfo, Timings};
 
 /// Everything that shapes a run (test.json records it).
 #[derive(Clone, Debug, Serialize)]
@@ -71,28 +73,27 @@ pub struct RunInputs {
 /// What a run produced.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
-    /// `valid`, `invalid` or `unknown`; `None` when the harness failed before it could judge.
-    pub verdict: Option<String>,
-    pub results: Value,
+    /// `None` when the harness failed before it could judge (setup failed).
+    pub verdict: Option<Verdict>,
+    pub results: Results,
     pub interrupted: bool,
     /// Harness failures (setup, teardown, ...), also in results.json.
     pub errors: Vec<String>,
 }
 
-/// A fault as results.json records it.
-#[derive(Clone, Debug, Serialize)]
-pub struct FaultRecord {
-    pub fault: String,
-    pub kind: String,
-    pub nodes: Vec<String>,
-    pub start_ns: u64,
-    pub end_ns: Option<u64>,
-    pub applied: bool,
-    pub mechanism: String,
-    pub error: Option<String>,
-    pub stop_error: Option<String>,
-    pub detail: Value,
+impl RunOutcome {
+    /// A run that failed before anything could be recorded.
+    fn harness_failure(errors: Vec<String>) -> RunOutcome {
+        RunOutcome {
+            verdict: None,
+            results: Results { errors: errors.clone(), ..Results::default() },
+            interrupted: false,
+            errors,
+        }
+    }
 }
+
+pub use faultline_results::FaultRecord;
 
 struct Shared {
     history: HistoryWriter,
@@ -385,343 +386,435 @@ async fn wait_ready(
 }
 
 /// Runs one test. Never returns without having torn the runtime down.
+///
+/// The bracket, as Jepsen's `run!`: test.json and the history writer; [`setup`]; while the
+/// cluster is up, [`main_phase`] → [`heal`] → [`recovery_and_final_reads`] → the target's
+/// final stats; [`ClusterGuard::teardown`] on every path (its `Drop` tears down too, should
+/// anything in between panic); then [`analyse`] over the history read back from disk.
 pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
-    let cfg = Arc::new(cfg);
-    let RunInputs {
-        runtime,
-        target,
-        workload,
-        http,
-        run_dir,
-        progress,
-        mut cancel,
-    } = inputs;
-    let mut errors: Vec<String> = Vec::new();
     let t0 = Instant::now();
-    let nodes_n = runtime.nodes().len();
     let schedule = Schedule::generate_choices(
         cfg.seed,
         &cfg.nemesis,
-        nodes_n,
+        inputs.runtime.nodes().len(),
         cfg.time_limit.as_secs_f64(),
         cfg.nemesis_interval.as_secs_f64(),
     );
+    let mut errors = Vec::new();
+    if let Err(e) = write_test_json(&cfg, &inputs, &schedule) {
+        errors.push(e);
+    }
+    let guard = ClusterGuard::new(inputs.runtime.clone());
+    let history = match HistoryWriter::create(&inputs.run_dir.history()) {
+        Ok(h) => h,
+        Err(e) => {
+            errors.push(e.to_string());
+            if let Err(e) = guard.teardown() {
+                errors.push(format!("teardown: {e}"));
+            }
+            return RunOutcome::harness_failure(errors);
+        }
+    };
+    let mut r = RunState::new(cfg, inputs, history, errors);
+    let mut up = UpPhase::default();
+    if let Some(cluster) = setup(&mut r).await {
+        up = cluster_up(&mut r, &cluster, &schedule).await;
+    }
+    r.inputs.progress.set_phase("teardown");
+    let td = Instant::now();
+    if let Err(e) = guard.teardown() {
+        r.errors.push(format!("teardown: {e}"));
+    }
+    r.timings.teardown_s = Some(td.elapsed().as_secs_f64());
+    finish(r, up, &schedule, t0)
+}
+
+/// Everything a run accumulates between its phases.
+struct RunState {
+    cfg: Arc<RunConfig>,
+    inputs: RunInputs,
+    shared: Arc<Shared>,
+    errors: Vec<String>,
+    timings: Timings,
+}
+
+impl RunState {
+    fn new(cfg: RunConfig, inputs: RunInputs, history: HistoryWriter, errors: Vec<String>) -> RunState {
+        let shared = Arc::new(Shared {
+            history,
+            progress: inputs.progress.clone(),
+            keys: Mutex::new(BTreeSet::new()),
+            max_process: AtomicU64::new(0),
+        });
+        RunState { cfg: Arc::new(cfg), inputs, shared, errors, timings: Timings::default() }
+    }
+
+    fn cancelled(&self) -> bool {
+        cancelled(&self.inputs.cancel)
+    }
+}
+
+/// Tears the runtime down exactly once: by [`ClusterGuard::teardown`] on the normal paths, or
+/// on drop (a panic between setup and teardown), so no run leaves nodes, namespaces or rules.
+pub struct ClusterGuard {
+    runtime: Option<Arc<dyn Runtime>>,
+}
+
+impl ClusterGuard {
+    pub fn new(runtime: Arc<dyn Runtime>) -> ClusterGuard {
+        ClusterGuard { runtime: Some(runtime) }
+    }
+
+    /// Tears down now.
+    pub fn teardown(mut self) -> Result<(), crate::runtime::RuntimeError> {
+        match self.runtime.take() {
+            Some(rt) => rt.teardown(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            if let Err(e) = rt.teardown() {
+                tracing::error!("teardown after an early exit: {e}");
+            }
+        }
+    }
+}
+
+fn write_test_json(cfg: &RunConfig, inputs: &RunInputs, schedule: &Schedule) -> Result<(), String> {
+    let runtime = &inputs.runtime;
     let test_json = json!({
         "name": cfg.test_name,
         "seed": cfg.seed,
         "options": cfg.options,
-        "config": &*cfg,
+        "config": cfg,
         "schedule": schedule,
         "runtime": { "kind": runtime.kind(), "mechanism": runtime.mechanism().as_str(), "run_id": runtime.run_id(),
                       "nodes": runtime.nodes() },
-        "target": target.name(),
-        "workload": workload.name(),
+        "target": inputs.target.name(),
+        "workload": inputs.workload.name(),
         "versions": { "faultline": env!("CARGO_PKG_VERSION") },
         "started_at": chrono::Utc::now().to_rfc3339(),
         "repro": cfg.repro,
     });
-    if let Err(e) = run_dir.write_json("test.json", &test_json) {
-        errors.push(e.to_string());
-    }
-    let history = match HistoryWriter::create(&run_dir.history()) {
-        Ok(h) => h,
-        Err(e) => {
-            errors.push(e.to_string());
-            let _ = runtime.teardown();
-            return RunOutcome {
-                verdict: None,
-                results: json!({ "errors": errors }),
-                interrupted: false,
-                errors,
-            };
-        }
-    };
-    let shared = Arc::new(Shared {
-        history,
-        progress: progress.clone(),
-        keys: Mutex::new(BTreeSet::new()),
-        max_process: AtomicU64::new(0),
-    });
+    inputs.run_dir.write_json("test.json", &test_json).map_err(|e| e.to_string())
+}
 
-    // Setup.
-    progress.set_phase("setup");
+/// A cluster that came up: how to (re)start each node, and the nodes clients address.
+struct Cluster {
+    launches: Vec<(String, Launch)>,
+    client_nodes: Arc<Vec<String>>,
+}
+
+/// Starts every node and waits (bounded) until the target says the cluster is ready. `None`
+/// when setup failed (the error is recorded) or was interrupted.
+async fn setup(r: &mut RunState) -> Option<Cluster> {
+    r.inputs.progress.set_phase("setup");
+    let (runtime, target, run_dir) = (&r.inputs.runtime, &r.inputs.target, &r.inputs.run_dir);
     let mut launches: Vec<(String, Launch)> = Vec::new();
-    let mut setup_ok = true;
     for n in runtime.nodes() {
         let data = run_dir.node_data(&n.id);
         if let Err(e) = std::fs::create_dir_all(&data) {
-            errors.push(format!("cannot create {}: {e}", data.display()));
-            setup_ok = false;
-            break;
+            r.errors.push(format!("cannot create {}: {e}", data.display()));
+            return None;
         }
-        let launch = target.launch(n, runtime.nodes(), &data, &run_dir.node_log(&n.id));
-        launches.push((n.id.clone(), launch));
+        launches.push((n.id.clone(), target.launch(n, runtime.nodes(), &data, &run_dir.node_log(&n.id))));
     }
     // All at once: the Docker runtime creates every container with one compose call.
-    if setup_ok {
-        if let Err(e) = runtime.start_nodes(&launches) {
-            errors.push(format!("setup: {e}"));
-            setup_ok = false;
+    if let Err(e) = runtime.start_nodes(&launches) {
+        r.errors.push(format!("setup: {e}"));
+        return None;
+    }
+    match wait_ready(runtime.as_ref(), target.as_ref(), r.cfg.setup_timeout, &mut r.inputs.cancel).await {
+        Ok(d) => {
+            r.timings.ready_s = Some(d.as_secs_f64());
+            tracing::info!("cluster ready after {:.2} s", d.as_secs_f64());
+        }
+        Err(e) => {
+            if !r.cancelled() {
+                r.errors.push(format!("setup: {e}"));
+            }
+            return None;
         }
     }
-    let mut timings = serde_json::Map::new();
-    if setup_ok {
-        match wait_ready(
-            runtime.as_ref(),
-            target.as_ref(),
-            cfg.setup_timeout,
-            &mut cancel,
-        )
-        .await
-        {
-            Ok(d) => {
-                timings.insert("ready_s".into(), json!(d.as_secs_f64()));
-                tracing::info!("cluster ready after {:.2} s", d.as_secs_f64());
-            }
-            Err(e) => {
-                if !cancelled(&cancel) {
-                    errors.push(format!("setup: {e}"));
-                }
-                setup_ok = false;
-            }
-        }
-    }
-
     // The nodes clients address: every node, or a target's front (router, load balancer).
-    let client_nodes: Arc<Vec<String>> = Arc::new(target.client_nodes(runtime.nodes()));
-    if setup_ok && (client_nodes.is_empty() || client_nodes.iter().any(|c| !runtime.nodes().iter().any(|n| &n.id == c))) {
-        errors.push(format!("setup: target {} names client nodes {client_nodes:?} outside the cluster", target.name()));
-        setup_ok = false;
+    let client_nodes = target.client_nodes(runtime.nodes());
+    if client_nodes.is_empty() || client_nodes.iter().any(|c| !runtime.nodes().iter().any(|n| &n.id == c)) {
+        r.errors.push(format!(
+            "setup: target {} names client nodes {client_nodes:?} outside the cluster",
+            target.name()
+        ));
+        return None;
     }
+    Some(Cluster { launches, client_nodes: Arc::new(client_nodes) })
+}
 
+/// What the phases with a live cluster produced.
+#[derive(Default)]
+struct UpPhase {
+    setup_ok: bool,
+    faults: Vec<FaultRecord>,
+    clock: Vec<ClockSample>,
+    final_reads: Option<FinalReads>,
+    target_stats: Option<Value>,
+}
+
+/// The phases that need the cluster: main phase, heal, recovery and final reads, final stats.
+async fn cluster_up(r: &mut RunState, cluster: &Cluster, schedule: &Schedule) -> UpPhase {
     let clock_samples: Arc<Mutex<Vec<ClockSample>>> = Arc::new(Mutex::new(Vec::new()));
-    let shared_for_clock = shared.clone();
+    let shared_for_clock = r.shared.clone();
     let ctx = Arc::new(NemesisCtx {
-        runtime: runtime.clone(),
-        target: target.clone(),
-        launches,
+        runtime: r.inputs.runtime.clone(),
+        target: r.inputs.target.clone(),
+        launches: cluster.launches.clone(),
         clock_samples: clock_samples.clone(),
         now_ns: Arc::new(move || shared_for_clock.history.now_ns()),
     });
     // One nemesis per family, shared by the schedule and the heal (the clock nemesis owns its
     // strobe task, which the heal must stop).
-    let nemeses: Arc<Vec<Box<dyn Nemesis>>> =
-        Arc::new(Family::ALL.iter().map(|f| nemesis_for(*f)).collect());
-    // Heal order: restart killed nodes, resume paused ones, then the network (partition, loss
-    // and latency share one heal), then clocks (a node must run to have its clock reset).
-    let heal_order = [
-        Family::Kill,
-        Family::Pause,
-        Family::Partition,
-        Family::Clock,
-    ];
-
-    let mut fault_records = Vec::new();
-    if setup_ok {
-        // Main phase.
-        progress.set_phase("main");
-        let main_start = Instant::now();
-        let deadline = main_start + cfg.time_limit;
-        let workers: Vec<_> = (0..cfg.concurrency as u64)
-            .map(|w| {
-                tokio::spawn(worker(
-                    w,
-                    cfg.clone(),
-                    shared.clone(),
-                    workload.clone(),
-                    runtime.clone(),
-                    http.clone(),
-                    client_nodes.clone(),
-                    deadline,
-                    cancel.clone(),
-                ))
-            })
-            .collect();
-        let nem = tokio::spawn(nemesis_task(
-            schedule.clone(),
-            ctx.clone(),
-            nemeses.clone(),
-            shared.clone(),
-            main_start,
-            cancel.clone(),
-        ));
-        // Only when clocks are skewed is there something to plot; sample what nodes report.
-        let sampler = cfg
-            .nemesis
-            .iter()
-            .any(|c| c.family == Family::Clock)
-            .then(|| tokio::spawn(clock_sampler(ctx.clone(), CLOCK_SAMPLE_PERIOD)));
-        for w in workers {
-            if let Err(e) = w.await {
-                errors.push(format!("worker failed: {e}"));
-            }
-        }
-        match nem.await {
-            Ok(r) => fault_records = r,
-            Err(e) => errors.push(format!("nemesis failed: {e}")),
-        }
-        if let Some(s) = sampler {
-            s.abort();
-        }
-        timings.insert("main_s".into(), json!(main_start.elapsed().as_secs_f64()));
-        let killed: BTreeSet<String> = fault_records
-            .iter()
-            .filter(|r| r.fault == "kill" && r.end_ns.is_none())
-            .flat_map(|r| r.nodes.clone())
-            .collect();
-        let not_running_before_heal: Vec<String> = runtime
-            .nodes()
-            .iter()
-            .filter(|n| !runtime.is_running(&n.id) && !killed.contains(&n.id))
-            .map(|n| n.id.clone())
-            .collect();
-        if !not_running_before_heal.is_empty() {
-            errors.push(format!("nodes {not_running_before_heal:?} exited on their own during the run (see nodes/*.log)"));
-        }
-    }
-
-    // Heal everything (idempotent), whatever happened in the main phase. Without a main phase
-    // (setup failed or was interrupted) no fault was ever applied, and "healing" would only
-    // restart nodes that failed to start.
-    if setup_ok {
-        progress.set_phase("heal");
-        let mut heal_errors = Vec::new();
-        for n in heal_order
-            .iter()
-            .filter_map(|f| nemeses.iter().find(|n| n.family() == *f))
-        {
-            if let Err(e) = n.heal_all(&ctx).await {
-                heal_errors.push(format!("{}: {e}", n.family().as_str()));
-            }
-        }
-        progress.clear_faults();
-        shared.nemesis_event(
-            "heal",
-            json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }),
-        );
-        for r in &mut fault_records {
-            if r.end_ns.is_none() {
-                r.end_ns = Some(shared.history.now_ns());
-            }
-        }
-        if !heal_errors.is_empty() {
-            tracing::warn!("heal: {heal_errors:?}");
-        }
-    }
-
-    let interrupted = cancelled(&cancel);
-    if setup_ok && !interrupted {
-        // Quiet recovery, then a final read of every key.
-        progress.set_phase("recovery");
-        sleep_or_cancel(cfg.recovery, &mut cancel).await;
-    }
-    let mut final_reads = json!(null);
-    if setup_ok && !cancelled(&cancel) {
-        progress.set_phase("final reads");
-        final_reads = final_phase(
-            &cfg,
-            &shared,
-            workload.as_ref(),
-            &http,
-            runtime.as_ref(),
-            &client_nodes,
-            &mut cancel,
-        )
-        .await;
-    }
-    let interrupted = cancelled(&cancel);
+    let nemeses: Arc<Vec<Box<dyn Nemesis>>> = Arc::new(Family::ALL.iter().map(|f| nemesis_for(*f)).collect());
+    let mut faults = main_phase(r, cluster, schedule, &ctx, &nemeses).await;
+    heal(r, &ctx, &nemeses, &mut faults).await;
+    let final_reads = recovery_and_final_reads(r, cluster).await;
     // Asked while the cluster still runs; bounded so a hung node cannot stall the teardown.
-    let target_stats = if setup_ok {
-        tokio::time::timeout(cfg.op_timeout * 2, target.final_stats(runtime.nodes())).await.ok().flatten()
-    } else {
-        None
-    };
+    let stats = r.inputs.target.final_stats(r.inputs.runtime.nodes());
+    let target_stats = tokio::time::timeout(r.cfg.op_timeout * 2, stats).await.ok().flatten();
+    let mut clock = clock_samples.lock().expect("clock lock").clone();
+    clock.sort_by_key(|s| s.time_ns);
+    UpPhase { setup_ok: true, faults, clock, final_reads, target_stats }
+}
 
-    // Teardown.
-    progress.set_phase("teardown");
-    let td = Instant::now();
-    if let Err(e) = runtime.teardown() {
-        errors.push(format!("teardown: {e}"));
+/// `concurrency` workers beside the nemesis schedule (and the clock sampler when clocks are
+/// skewed) until the time limit or a cancel; returns the fault records.
+async fn main_phase(
+    r: &mut RunState,
+    cluster: &Cluster,
+    schedule: &Schedule,
+    ctx: &Arc<NemesisCtx>,
+    nemeses: &Arc<Vec<Box<dyn Nemesis>>>,
+) -> Vec<FaultRecord> {
+    r.inputs.progress.set_phase("main");
+    let main_start = Instant::now();
+    let deadline = main_start + r.cfg.time_limit;
+    let workers: Vec<_> = (0..r.cfg.concurrency as u64)
+        .map(|w| {
+            tokio::spawn(worker(
+                w,
+                r.cfg.clone(),
+                r.shared.clone(),
+                r.inputs.workload.clone(),
+                r.inputs.runtime.clone(),
+                r.inputs.http.clone(),
+                cluster.client_nodes.clone(),
+                deadline,
+                r.inputs.cancel.clone(),
+            ))
+        })
+        .collect();
+    let nem = tokio::spawn(nemesis_task(
+        schedule.clone(),
+        ctx.clone(),
+        nemeses.clone(),
+        r.shared.clone(),
+        main_start,
+        r.inputs.cancel.clone(),
+    ));
+    // Only when clocks are skewed is there something to plot; sample what nodes report.
+    let sampler = r
+        .cfg
+        .nemesis
+        .iter()
+        .any(|c| c.family == Family::Clock)
+        .then(|| tokio::spawn(clock_sampler(ctx.clone(), CLOCK_SAMPLE_PERIOD)));
+    for w in workers {
+        if let Err(e) = w.await {
+            r.errors.push(format!("worker failed: {e}"));
+        }
     }
-    timings.insert("teardown_s".into(), json!(td.elapsed().as_secs_f64()));
+    let faults = nem.await.unwrap_or_else(|e| {
+        r.errors.push(format!("nemesis failed: {e}"));
+        Vec::new()
+    });
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    r.timings.main_s = Some(main_start.elapsed().as_secs_f64());
+    note_crashed_nodes(r, &faults);
+    faults
+}
 
-    // Analysis of what was recorded.
-    progress.set_phase("analysis");
+/// Records nodes that stopped running on their own (not killed by a fault still in force).
+fn note_crashed_nodes(r: &mut RunState, faults: &[FaultRecord]) {
+    let killed: BTreeSet<&String> = faults
+        .iter()
+        .filter(|f| f.fault == "kill" && f.end_ns.is_none())
+        .flat_map(|f| f.nodes.iter())
+        .collect();
+    let runtime = &r.inputs.runtime;
+    let crashed: Vec<String> = runtime
+        .nodes()
+        .iter()
+        .filter(|n| !runtime.is_running(&n.id) && !killed.contains(&n.id))
+        .map(|n| n.id.clone())
+        .collect();
+    if !crashed.is_empty() {
+        r.errors.push(format!("nodes {crashed:?} exited on their own during the run (see nodes/*.log)"));
+    }
+}
+
+/// Heals everything (idempotent), whatever happened in the main phase, recorded as one `heal`
+/// event; closes the records of faults still in force. Order: restart killed nodes, resume
+/// paused ones, then the network (partition, loss and latency share one heal), then clocks (a
+/// node must run to have its clock reset).
+async fn heal(r: &RunState, ctx: &NemesisCtx, nemeses: &[Box<dyn Nemesis>], faults: &mut [FaultRecord]) {
+    r.inputs.progress.set_phase("heal");
+    let heal_order = [Family::Kill, Family::Pause, Family::Partition, Family::Clock];
+    let mut heal_errors = Vec::new();
+    for n in heal_order.iter().filter_map(|f| nemeses.iter().find(|n| n.family() == *f)) {
+        if let Err(e) = n.heal_all(ctx).await {
+            heal_errors.push(format!("{}: {e}", n.family().as_str()));
+        }
+    }
+    r.inputs.progress.clear_faults();
+    r.shared.nemesis_event("heal", json!({ "ok": heal_errors.is_empty(), "errors": heal_errors }));
+    let now = r.shared.history.now_ns();
+    for f in faults.iter_mut().filter(|f| f.end_ns.is_none()) {
+        f.end_ns = Some(now);
+    }
+    if !heal_errors.is_empty() {
+        tracing::warn!("heal: {heal_errors:?}");
+    }
+}
+
+/// A quiet recovery period, then a final read of every key; skipped once cancelled.
+async fn recovery_and_final_reads(r: &mut RunState, cluster: &Cluster) -> Option<FinalReads> {
+    if r.cancelled() {
+        return None;
+    }
+    r.inputs.progress.set_phase("recovery");
+    sleep_or_cancel(r.cfg.recovery, &mut r.inputs.cancel).await;
+    if r.cancelled() {
+        return None;
+    }
+    r.inputs.progress.set_phase("final reads");
+    let RunState { cfg, inputs, shared, .. } = r;
+    let final_reads = final_phase(
+        cfg,
+        shared,
+        inputs.workload.as_ref(),
+        &inputs.http,
+        inputs.runtime.as_ref(),
+        &cluster.client_nodes,
+        &mut inputs.cancel,
+    )
+    .await;
+    Some(final_reads)
+}
+
+/// Reads the history back, analyses it and writes results.json.
+fn finish(mut r: RunState, up: UpPhase, schedule: &Schedule, t0: Instant) -> RunOutcome {
+    r.inputs.progress.set_phase("analysis");
     let an = Instant::now();
-    let text = std::fs::read_to_string(run_dir.history()).unwrap_or_default();
+    let interrupted = r.cancelled();
+    let text = std::fs::read_to_string(r.inputs.run_dir.history()).unwrap_or_default();
     let (events, parse_warnings) = match faultline_checker::jsonl::parse(&text) {
         Ok(p) => (p.events, p.warnings),
         Err(e) => {
-            errors.push(format!("history.jsonl:{e}"));
+            r.errors.push(format!("history.jsonl:{e}"));
             (Vec::new(), Vec::new())
         }
     };
-    let stats = analysis::op_stats(&events);
-    let avail = analysis::availability(&events);
-    let mut checkers: Vec<CheckerResult> = if events.is_empty() {
-        Vec::new()
-    } else {
-        workload.check(&events)
+    let input = AnalysisInput {
+        workload: r.inputs.workload.as_ref(),
+        target: r.inputs.target.as_ref(),
+        nodes: r.inputs.runtime.nodes(),
+        target_stats: up.target_stats.as_ref(),
+        interrupted,
     };
+    let mut results = analyse(&events, &input, &mut r.timings);
+    results.setup_failed = !up.setup_ok && !interrupted;
+    results.history_warnings = parse_warnings;
+    results.faults_not_applied = up.faults.iter().filter(|f| !f.applied).count();
+    results.faults = up.faults;
+    results.clock = up.clock;
+    results.final_reads = up.final_reads;
+    results.target_stats = up.target_stats;
+    results.runtime = runtime_info(r.inputs.runtime.as_ref());
+    results.schedule = schedule.name.clone();
+    results.seed = r.cfg.seed;
+    results.repro = r.cfg.repro.clone();
+    r.timings.analysis_s = Some(an.elapsed().as_secs_f64());
+    r.timings.total_s = Some(t0.elapsed().as_secs_f64());
+    results.timings = r.timings;
+    results.errors = std::mem::take(&mut r.errors);
+    if let Err(e) = r.inputs.run_dir.write_json("results.json", &results) {
+        results.errors.push(e.to_string());
+    }
+    r.inputs.progress.set_phase("done");
+    RunOutcome {
+        verdict: (!results.setup_failed).then_some(results.verdict),
+        interrupted,
+        errors: results.errors.clone(),
+        results,
+    }
+}
+
+fn runtime_info(runtime: &dyn Runtime) -> RuntimeInfo {
+    RuntimeInfo {
+        kind: runtime.kind().to_string(),
+        mechanism: runtime.mechanism().as_str().to_string(),
+        run_id: runtime.run_id().to_string(),
+        // Set by `faultline run` when it re-ran itself in an unprivileged user namespace.
+        userns: std::env::var_os("FAULTLINE_USERNS").is_some(),
+    }
+}
+
+/// What [`analyse`] judges a history with.
+pub struct AnalysisInput<'a> {
+    pub workload: &'a dyn Workload,
+    pub target: &'a dyn Target,
+    pub nodes: &'a [crate::runtime::NodeSpec],
+    /// The target's own final report ([`Target::final_stats`]).
+    pub target_stats: Option<&'a Value>,
+    /// The run was cancelled: valid so far is not a verdict on the planned test.
+    pub interrupted: bool,
+}
+
+/// The pure analysis of a recorded history: op counts, latency, availability, the workload's
+/// and the target's checkers, the consistency ladder and the combined verdict. Needs no
+/// cluster; fills `timings.consistency_s`.
+pub fn analyse(events: &[faultline_checker::history::Event], input: &AnalysisInput, timings: &mut Timings) -> Results {
+    let stats = analysis::op_stats(events);
+    let avail = analysis::availability(events);
+    let mut checkers: Vec<CheckerResult> =
+        if events.is_empty() { Vec::new() } else { input.workload.check(events) };
     let models_started = Instant::now();
     let consistency = if events.is_empty() {
         Consistency::not_checked("no history was recorded")
     } else {
-        workload.consistency(&events, &checkers)
+        input.workload.consistency(events, &checkers)
     };
-    timings.insert(
-        "consistency_s".into(),
-        json!(models_started.elapsed().as_secs_f64()),
-    );
+    timings.consistency_s = Some(models_started.elapsed().as_secs_f64());
     // The target's own promises (a balancer's distribution, a router's key balance).
-    checkers.extend(target.checkers(runtime.nodes(), &events, target_stats.as_ref()));
+    checkers.extend(input.target.checkers(input.nodes, events, input.target_stats));
     checkers.push(analysis::availability_checker(&avail, &stats));
-    let mut verdict = analysis::combine(&checkers).to_string();
-    if interrupted && verdict == "valid" {
+    let mut verdict = analysis::combine(&checkers);
+    if input.interrupted && verdict == Verdict::Valid {
         // The planned test did not complete; valid so far is not a verdict on the test.
-        verdict = "unknown".into();
+        verdict = Verdict::Unknown;
     }
-    let unapplied = fault_records.iter().filter(|r| !r.applied).count();
-    timings.insert("analysis_s".into(), json!(an.elapsed().as_secs_f64()));
-    timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
-    let setup_failed = !setup_ok && !interrupted;
-    let mut clock = clock_samples.lock().expect("clock lock").clone();
-    clock.sort_by_key(|s| s.time_ns);
-    let results = json!({
-        "verdict": verdict,
-        "interrupted": interrupted,
-        // The cluster never became ready: a harness failure (exit 255), nothing was tested.
-        "setup_failed": setup_failed,
-        "checkers": checkers,
-        // The strongest model of the hierarchy the history kept (docs/results.md).
-        "consistency": consistency,
-        "ops": stats,
-        "latency": analysis::latencies(&events),
-        "availability": avail,
-        "faults": fault_records,
-        "faults_not_applied": unapplied,
-        "clock": clock,
-        "runtime": { "kind": runtime.kind(), "mechanism": runtime.mechanism().as_str(), "run_id": runtime.run_id(),
-                      // Set by `faultline run` when it re-ran itself in an unprivileged user namespace.
-                      "userns": std::env::var_os("FAULTLINE_USERNS").is_some() },
-        "schedule": schedule.name,
-        "final_reads": final_reads,
-        "target_stats": target_stats,
-        "seed": cfg.seed,
-        "repro": cfg.repro,
-        "timings": timings,
-        "history_warnings": parse_warnings,
-        "errors": errors,
-    });
-    if let Err(e) = run_dir.write_json("results.json", &results) {
-        errors.push(e.to_string());
-    }
-    progress.set_phase("done");
-    RunOutcome {
-        verdict: if setup_failed { None } else { Some(verdict) },
-        results,
-        interrupted,
-        errors,
+    Results {
+        verdict,
+        interrupted: input.interrupted,
+        checkers,
+        consistency: Some(consistency),
+        ops: stats,
+        latency: analysis::latencies(events),
+        availability: avail,
+        ..Results::default()
     }
 }
 
@@ -735,7 +828,7 @@ async fn final_phase(
     runtime: &dyn Runtime,
     nodes: &[String],
     cancel: &mut watch::Receiver<bool>,
-) -> Value {
+) -> FinalReads {
     let keys: Vec<String> = shared
         .keys
         .lock()
@@ -791,5 +884,5 @@ async fn final_phase(
             });
         }
     }
-    json!({ "keys": keys.len(), "ok": ok, "missed": missed })
+    FinalReads { keys: keys.len(), ok, missed }
 }

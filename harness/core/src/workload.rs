@@ -5,23 +5,12 @@
 
 use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::Event;
-use serde::{Deserialize, Serialize};
 
 use crate::client::http::NodeHttp;
 use crate::client::{BoxFuture, Completion, Op};
 use crate::generator::Generator;
 
-/// One checker's judgement, as results.json records it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CheckerResult {
-    pub name: String,
-    /// `valid`, `invalid` or `unknown`.
-    pub verdict: String,
-    /// Why (always set for invalid and unknown).
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub details: serde_json::Value,
-}
+pub use faultline_results::CheckerResult;
 
 /// A workload.
 pub trait Workload: Send + Sync {

@@ -349,13 +349,7 @@ pub struct Applied {
     pub detail: serde_json::Value,
 }
 
-/// A clock offset observation, for the clock plot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClockSample {
-    pub time_ns: u64,
-    pub node: String,
-    pub offset_ms: i64,
-}
+pub use faultline_results::ClockSample;
 
 /// Longest wait for one node's status when looking for the leader.
 pub const LEADER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);

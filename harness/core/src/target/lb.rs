@@ -19,7 +19,6 @@ use std::path::Path;
 
 use faultline_checker::distribution::{check_distribution, DistributionOptions};
 use faultline_checker::history::Event;
-use faultline_checker::Verdict;
 use serde_json::Value;
 
 use super::reference::ReferenceTarget;
@@ -296,27 +295,53 @@ impl Target for LbTarget {
             ..Default::default()
         };
         let r = check_distribution(events, &weights, &windows, opts);
-        let verdict = match r.verdict {
-            Verdict::Valid => "valid",
-            Verdict::Invalid => "invalid",
-            Verdict::Unknown => "unknown",
-        };
         let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut details {
             m.insert("strategy".into(), Value::String(self.strategy.clone()));
         }
         vec![CheckerResult {
             name: "lb-distribution".into(),
-            verdict: verdict.into(),
+            verdict: r.verdict,
             reason: r.reason,
             details,
         }]
     }
 }
 
+/// The balancer's report (`/admin/status`'s `lb` block), as results.json's `target_stats`
+/// holds it for this target; the parts the terminal summary shows.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct LbStats {
+    pub strategy: String,
+    pub requests: u64,
+    /// Requests retried on another backend after a refused connection.
+    pub retries: u64,
+    /// Requests answered 503 because no backend was in rotation.
+    pub no_backend: u64,
+    pub stale_served: u64,
+    pub backends: Vec<LbBackend>,
+}
+
+/// One backend's counters.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct LbBackend {
+    pub id: String,
+    pub weight: u64,
+    pub picks: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub connect_failures: u64,
+    pub drops: u64,
+    pub readmits: u64,
+    pub healthy: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_checker::Verdict;
     use crate::client::http::NodeHttp;
     use std::path::PathBuf;
 
@@ -453,7 +478,7 @@ mod tests {
         let c = t.checkers(&all, &[], None);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "lb-distribution");
-        assert_eq!(c[0].verdict, "unknown", "no operations: nothing to judge");
+        assert_eq!(c[0].verdict, Verdict::Unknown, "no operations: nothing to judge");
         assert_eq!(c[0].details["backends"].as_array().unwrap().len(), 2);
     }
 }

@@ -23,6 +23,7 @@ use super::NodeStatus;
 use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 use crate::workload::CheckerResult;
+use faultline_checker::Verdict;
 
 /// Nodes per shard group aimed at (a Raft group of 3 survives one failure).
 pub const GROUP_SIZE: usize = 3;
@@ -171,12 +172,12 @@ pub fn final_stats<'a>(t: &'a ReferenceTarget, all: &'a [NodeSpec]) -> BoxFuture
 pub fn balance_checker(fetched: Option<&Value>) -> CheckerResult {
     let name = "shard-balance".to_string();
     let Some(v) = fetched else {
-        return CheckerResult { name, verdict: "unknown".into(), reason: Some("the router's /admin/shards was not fetched (see harness.log)".into()), details: json!(null) };
+        return CheckerResult { name, verdict: Verdict::Unknown, reason: Some("the router's /admin/shards was not fetched (see harness.log)".into()), details: json!(null) };
     };
     let shards = v.get("shards").and_then(Value::as_array).cloned().unwrap_or_default();
     let counts: Option<Vec<u64>> = shards.iter().map(|s| s.get("keys").and_then(Value::as_u64)).collect();
     let Some(counts) = counts.filter(|c| !c.is_empty()) else {
-        return CheckerResult { name, verdict: "unknown".into(), reason: Some(format!("router report without per-shard key counts: {v}")), details: json!(null) };
+        return CheckerResult { name, verdict: Verdict::Unknown, reason: Some(format!("router report without per-shard key counts: {v}")), details: json!(null) };
     };
     let requests: Vec<u64> = shards.iter().map(|s| s.get("requests").and_then(Value::as_u64).unwrap_or(0)).collect();
     let total: u64 = requests.iter().sum();
@@ -185,9 +186,9 @@ pub fn balance_checker(fetched: Option<&Value>) -> CheckerResult {
     // does not apply (sequential `k<number>` names crowd below the first split point). Shares
     // are reported, not judged.
     let (verdict, reason) = if v.get("sharding").and_then(Value::as_str) == Some("range") {
-        ("valid".to_string(), format!("not judged: range sharding follows its split points (largest share {:.0}% of {} keys)", b.max_share * 100.0, b.keys))
+        (Verdict::Valid, format!("not judged: range sharding follows its split points (largest share {:.0}% of {} keys)", b.max_share * 100.0, b.keys))
     } else {
-        (b.verdict.to_string(), b.reason.clone())
+        (b.verdict, b.reason.clone())
     };
     CheckerResult {
         name,
@@ -209,6 +210,7 @@ pub fn balance_checker(fetched: Option<&Value>) -> CheckerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_checker::Verdict;
 
     fn names(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()
@@ -237,15 +239,15 @@ mod tests {
     fn balance_checker_judges_the_router_report() {
         let v = json!({"shards": [{"keys": 40, "requests": 400}, {"keys": 0, "requests": 0}], "sharding": "hash"});
         let c = balance_checker(Some(&v));
-        assert_eq!(c.verdict, "invalid", "{c:?}");
+        assert_eq!(c.verdict, Verdict::Invalid, "{c:?}");
         assert_eq!(c.details["request_shares"][0], 1.0);
         let v = json!({"shards": [{"keys": 21, "requests": 10}, {"keys": 19, "requests": 10}]});
-        assert_eq!(balance_checker(Some(&v)).verdict, "valid");
-        assert_eq!(balance_checker(None).verdict, "unknown");
+        assert_eq!(balance_checker(Some(&v)).verdict, Verdict::Valid);
+        assert_eq!(balance_checker(None).verdict, Verdict::Unknown);
         let range = json!({"sharding": "range", "shards": [{"keys": 40, "requests": 1}, {"keys": 0, "requests": 0}]});
         let c = balance_checker(Some(&range));
-        assert_eq!(c.verdict, "valid");
+        assert_eq!(c.verdict, Verdict::Valid);
         assert!(c.reason.unwrap().starts_with("not judged: range sharding"));
-        assert_eq!(balance_checker(Some(&json!({"shards": []}))).verdict, "unknown");
+        assert_eq!(balance_checker(Some(&json!({"shards": []}))).verdict, Verdict::Unknown);
     }
 }

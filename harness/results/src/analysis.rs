@@ -10,10 +10,11 @@ use faultline_checker::history::{Event, EventType, Process};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::workload::CheckerResult;
+use crate::{CheckerResult, Verdict};
 
 /// ok/fail/info counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub ok: u64,
     pub fail: u64,
@@ -41,6 +42,7 @@ impl Counts {
 
 /// Operation counts of a history.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OpStats {
     pub invoked: u64,
     pub completed: Counts,
@@ -59,6 +61,7 @@ pub struct Window {
 
 /// Availability in and out of fault windows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Availability {
     pub fault_windows: usize,
     pub fault_time_s: f64,
@@ -100,6 +103,7 @@ pub fn op_stats(events: &[Event]) -> OpStats {
 
 /// Latency percentiles of completed client operations, in ms.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     pub count: u64,
     pub p50_ms: f64,
@@ -200,11 +204,18 @@ pub fn availability(events: &[Event]) -> Availability {
         .iter()
         .map(|w| (w.end_ns - w.start_ns) as f64 / 1e9)
         .sum();
-    for e in events.iter().filter(|e| e.process == Process::Nemesis && e.f.starts_with("start-")) {
+    for e in events
+        .iter()
+        .filter(|e| e.process == Process::Nemesis && e.f.starts_with("start-"))
+    {
         if e.value.get("applied").and_then(|v| v.as_bool()) == Some(false) {
             a.faults_not_applied += 1;
             if a.first_refusal.is_none() {
-                let why = e.value.get("error").and_then(|v| v.as_str()).unwrap_or("no reason recorded");
+                let why = e
+                    .value
+                    .get("error")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("no reason recorded");
                 a.first_refusal = Some(format!("{}: {why}", e.f.trim_start_matches("start-")));
             }
         }
@@ -245,12 +256,12 @@ pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult 
     let details = json!(a);
     let (verdict, reason) = if stats.completed.ok == 0 {
         (
-            "unknown",
+            Verdict::Unknown,
             Some("no operation succeeded in the whole run".to_string()),
         )
     } else if a.fault_windows == 0 && a.faults_not_applied > 0 {
         (
-            "unknown",
+            Verdict::Unknown,
             Some(format!(
                 "none of the {} scheduled faults was applied ({}): the run did not test the system under faults",
                 a.faults_not_applied,
@@ -259,31 +270,31 @@ pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult 
         )
     } else if a.fault_windows > 0 && a.during_faults.ok == 0 {
         (
-            "unknown",
+            Verdict::Unknown,
             Some(format!(
                 "no operation succeeded during the {} fault windows ({:.1} s): the faults were not exercised by the workload",
                 a.fault_windows, a.fault_time_s
             )),
         )
     } else {
-        ("valid", None)
+        (Verdict::Valid, None)
     };
     CheckerResult {
         name: "availability".into(),
-        verdict: verdict.into(),
+        verdict,
         reason,
         details,
     }
 }
 
 /// Combines checker verdicts: any invalid → invalid; else any unknown → unknown; else valid.
-pub fn combine(results: &[CheckerResult]) -> &'static str {
-    if results.iter().any(|r| r.verdict == "invalid") {
-        "invalid"
-    } else if results.is_empty() || results.iter().any(|r| r.verdict != "valid") {
-        "unknown"
+pub fn combine(results: &[CheckerResult]) -> Verdict {
+    if results.iter().any(|r| r.verdict == Verdict::Invalid) {
+        Verdict::Invalid
+    } else if results.is_empty() || results.iter().any(|r| r.verdict != Verdict::Valid) {
+        Verdict::Unknown
     } else {
-        "valid"
+        Verdict::Valid
     }
 }
 
@@ -398,7 +409,7 @@ mod tests {
         );
         assert_eq!(a.ok_before_first_fault, 1);
         assert_eq!(a.ok_after_last_fault, 0);
-        assert_eq!(availability_checker(&a, &s).verdict, "valid");
+        assert_eq!(availability_checker(&a, &s).verdict, Verdict::Valid);
     }
 
     #[test]
@@ -407,22 +418,22 @@ mod tests {
         h[6].kind = EventType::Fail; // the only ok during the partition
         let a = availability(&h);
         let r = availability_checker(&a, &op_stats(&h));
-        assert_eq!(r.verdict, "unknown");
+        assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("no operation succeeded during"));
         let lin_ok = CheckerResult {
             name: "linearizable".into(),
-            verdict: "valid".into(),
+            verdict: Verdict::Valid,
             reason: None,
             details: Value::Null,
         };
         let avail = availability_checker(&a, &op_stats(&h));
-        assert_eq!(combine(&[lin_ok.clone(), avail]), "unknown");
-        assert_eq!(combine(std::slice::from_ref(&lin_ok)), "valid");
+        assert_eq!(combine(&[lin_ok.clone(), avail]), Verdict::Unknown);
+        assert_eq!(combine(std::slice::from_ref(&lin_ok)), Verdict::Valid);
         let bad = CheckerResult {
-            verdict: "invalid".into(),
+            verdict: Verdict::Invalid,
             ..lin_ok
         };
-        assert_eq!(combine(&[bad]), "invalid");
+        assert_eq!(combine(&[bad]), Verdict::Invalid);
     }
 
     #[test]
@@ -440,15 +451,18 @@ mod tests {
         let a = availability(&h);
         assert_eq!((a.fault_windows, a.faults_not_applied), (0, 1));
         let r = availability_checker(&a, &op_stats(&h));
-        assert_eq!(r.verdict, "unknown");
+        assert_eq!(r.verdict, Verdict::Unknown);
         let why = r.reason.unwrap();
         assert!(why.contains("none of the 1 scheduled faults was applied (latency: the target cannot take latency)"), "{why}");
         // One refused fault beside an applied one is reported, not a reason for unknown.
         let h = history();
         let a = availability(&h);
         assert_eq!((a.fault_windows, a.faults_not_applied), (1, 1));
-        assert_eq!(availability_checker(&a, &op_stats(&h)).verdict, "valid");
-        assert_eq!(combine(&[]), "unknown");
+        assert_eq!(
+            availability_checker(&a, &op_stats(&h)).verdict,
+            Verdict::Valid
+        );
+        assert_eq!(combine(&[]), Verdict::Unknown);
     }
 
     #[test]
