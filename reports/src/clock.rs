@@ -1,13 +1,14 @@
 //! Clock offsets per node over time, for clock-skew.png.
 //!
 //! Two sources, in order of preference: the samples in results.json `clock` (what the nodes
-//! reported), else the offsets the nemesis commanded in its clock events. Field names are
-//! read tolerantly (`offset_ms`, `offset_ns`, `skew_ms`, ...) because the plot must not depend
-//! on one spelling of a file written by another component.
+//! reported, typed as [`ClockSample`]), else the offsets the nemesis commanded in its clock
+//! events. The nemesis events' field names are read tolerantly (`offset_ms`, `offset_ns`,
+//! `skew_ms`, ...) because a history may come from another tool.
 
 use std::collections::BTreeMap;
 
 use faultline_checker::history::{Event, EventType, Process};
+use faultline_results::{ClockSample, Results};
 use serde_json::{Map, Value};
 
 /// One node's clock offset over time: `(time ns since start, offset ms)`, in time order.
@@ -32,8 +33,8 @@ pub struct Clocks {
 }
 
 /// Series from results.json or the nemesis events; `None` unless some offset is non-zero.
-pub fn clocks(results: Option<&Value>, events: &[Event], end_ns: u64) -> Option<Clocks> {
-    let from_results = results.and_then(|r| r.get("clock")).map(from_samples).unwrap_or_default();
+pub fn clocks(results: Option<&Results>, events: &[Event], end_ns: u64) -> Option<Clocks> {
+    let from_results = results.map(|r| from_samples(&r.clock)).unwrap_or_default();
     let (source, series) = if from_results.iter().any(|s| !s.points.is_empty()) {
         (ClockSource::ResultsSamples, from_results)
     } else {
@@ -43,35 +44,11 @@ pub fn clocks(results: Option<&Value>, events: &[Event], end_ns: u64) -> Option<
     skewed.then_some(Clocks { source, series })
 }
 
-fn from_samples(clock: &Value) -> Vec<ClockSeries> {
+/// results.json's `clock` samples, one series per node, in time order.
+fn from_samples(clock: &[ClockSample]) -> Vec<ClockSeries> {
     let mut by_node: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    let mut take = |node: Option<&str>, sample: &Value| {
-        let Some(obj) = sample.as_object() else { return };
-        let node = obj.get("node").and_then(Value::as_str).or(node);
-        let (Some(node), Some(t), Some(o)) = (node, time_ns(obj), offset_ms(obj)) else { return };
-        by_node.entry(node.to_string()).or_default().push((t, o));
-    };
-    match clock {
-        Value::Array(items) => {
-            for item in items {
-                let nested = item.get("samples").or_else(|| item.get("points"));
-                match nested {
-                    Some(Value::Array(samples)) => {
-                        let node = item.get("node").and_then(Value::as_str);
-                        samples.iter().for_each(|s| take(node, s));
-                    }
-                    _ => take(None, item),
-                }
-            }
-        }
-        Value::Object(map) => {
-            for (node, samples) in map {
-                if let Value::Array(samples) = samples {
-                    samples.iter().for_each(|s| take(Some(node), s));
-                }
-            }
-        }
-        _ => {}
+    for c in clock {
+        by_node.entry(c.node.clone()).or_default().push((c.time_ns, c.offset_ms as f64));
     }
     by_node
         .into_iter()
@@ -80,15 +57,6 @@ fn from_samples(clock: &Value) -> Vec<ClockSeries> {
             ClockSeries { node, points }
         })
         .collect()
-}
-
-fn time_ns(obj: &Map<String, Value>) -> Option<u64> {
-    for k in ["time_ns", "t_ns", "at_ns", "time"] {
-        if let Some(v) = obj.get(k).and_then(Value::as_f64) {
-            return Some(v.max(0.0) as u64);
-        }
-    }
-    obj.get("time_ms").and_then(Value::as_f64).map(|ms| (ms.max(0.0) * 1e6) as u64)
 }
 
 fn offset_ms(obj: &Map<String, Value>) -> Option<f64> {
@@ -198,25 +166,29 @@ mod tests {
         assert_eq!(c.series[1].points[2], (100, -250.0));
     }
 
+    fn results(clock: Value) -> Results {
+        serde_json::from_value(json!({ "clock": clock })).unwrap()
+    }
+
     #[test]
-    fn results_samples_win_and_accept_nested_and_flat_shapes() {
-        let flat = json!({"clock": [
+    fn results_samples_win_over_nemesis_events() {
+        let r = results(json!([
+            {"node": "n1", "time_ns": 9, "offset_ms": 2},
             {"node": "n1", "time_ns": 5, "offset_ms": 0},
-            {"node": "n1", "time_ns": 9, "offset_ns": 2_000_000},
-        ]});
-        let c = clocks(Some(&flat), &[], 10).unwrap();
+        ]));
+        let events = vec![nem(0, 1, "start-clock", json!({"node": "n3", "offset_ms": 1000}))];
+        let c = clocks(Some(&r), &events, 10).unwrap();
         assert_eq!(c.source, ClockSource::ResultsSamples);
-        assert_eq!(c.series[0].points, vec![(5, 0.0), (9, 2.0)]);
-        let nested = json!({"clock": [{"node": "n2", "samples": [{"t_ns": 1, "skew_ms": 3.5}]}]});
-        assert_eq!(clocks(Some(&nested), &[], 10).unwrap().series[0].points, vec![(1, 3.5)]);
+        assert_eq!(c.series.len(), 1);
+        assert_eq!(c.series[0].points, vec![(5, 0.0), (9, 2.0)], "sorted by time");
     }
 
     #[test]
     fn no_skew_no_plot() {
-        let zero = json!({"clock": [{"node": "n1", "time_ns": 5, "offset_ms": 0}]});
+        let zero = results(json!([{"node": "n1", "time_ns": 5, "offset_ms": 0}]));
         assert_eq!(clocks(Some(&zero), &[], 10), None);
         assert_eq!(clocks(None, &[nem(0, 1, "start-partition", json!({}))], 10), None);
-        assert_eq!(clocks(Some(&json!({"clock": "garbage"})), &[], 10), None);
+        assert_eq!(clocks(Some(&Results::default()), &[], 10), None);
     }
 
     #[test]

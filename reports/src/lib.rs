@@ -73,8 +73,8 @@ impl Default for RenderOptions {
 pub struct RenderSummary {
     /// report.html and every PNG written, in the run folder.
     pub files: Vec<PathBuf>,
-    /// The verdict the report shows (`valid`, `invalid`, `unknown`, or `none` without results).
-    pub verdict: String,
+    /// The verdict the report shows; `None` without a readable results.json.
+    pub verdict: Option<faultline_results::Verdict>,
     pub ops: usize,
     /// Problems found in the inputs (bad history lines, unmatched fault events, ...).
     pub warnings: Vec<String>,
@@ -98,7 +98,7 @@ pub fn render_run(run_dir: &Path, options: &RenderOptions) -> Result<RenderSumma
     files.insert(0, report);
     Ok(RenderSummary {
         files,
-        verdict: run.verdict(),
+        verdict: run.results.as_ref().map(|r| r.verdict),
         ops: analysis.ops.ops.len(),
         warnings: analysis.warnings.clone(),
         elapsed: started.elapsed(),

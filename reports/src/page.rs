@@ -13,7 +13,8 @@ use crate::html::{duration, esc, fault_rgb, outcome_css, rgb_css, row, secs, sho
 use crate::intervals::Faults;
 use crate::ops::{Ops, Outcome};
 use crate::plots::PlotFile;
-use crate::run::{verdict_text, RunData};
+use crate::run::RunData;
+use faultline_results::{CheckerResult, Counts, FaultRecord, Results, Verdict};
 use crate::stats::{self, WindowQuantiles};
 use crate::RenderOptions;
 
@@ -96,10 +97,10 @@ window.addEventListener("load", function () {
 });
 </script>"#;
 
-/// Values of a run's summary, looked up in results.json, test.json and test.json's options.
+/// Values of a run's summary, looked up in test.json and test.json's options (results.json is
+/// read through its type).
 fn lookup<'a>(run: &'a RunData, names: &[&str]) -> Option<&'a Value> {
     let sources = [
-        run.results.as_ref(),
         run.test.as_ref(),
         run.test.as_ref().and_then(|t| t.get("options")),
         run.test.as_ref().and_then(|t| t.get("opts")),
@@ -190,9 +191,12 @@ fn summary(s: &mut String, run: &RunData, a: &Analysis) {
         ("nodes", &["nodes", "node_count"][..]),
         ("concurrency", &["concurrency", "clients"][..]),
         ("seed", &["seed"][..]),
+        ("bugs", &["bugs", "bug"][..]),
         ("started", &["started", "start_time", "started_at"][..]),
     ] {
-        if let Some(v) = lookup(run, names) {
+        if let Some(text) = typed_summary_value(run, label) {
+            row(s, label, &text);
+        } else if let Some(v) = lookup(run, names) {
             row(s, label, &truncate(&value_text(v), 300));
         }
     }
@@ -205,8 +209,12 @@ fn summary(s: &mut String, run: &RunData, a: &Analysis) {
     row(s, "operations", &format!("{} ({})", a.ops.ops.len(), parts.join(", ")));
     row(s, "run folder", &run.dir.display().to_string());
     s.push_str("</table>");
-    if let Some(repro) = lookup(run, &["repro", "repro_command", "reproduce", "command"]) {
-        let _ = write!(s, r#"<h3>Reproduce</h3><pre id="repro">{}</pre>"#, esc(&value_text(repro)));
+    let repro = match run.results.as_ref().filter(|r| !r.repro.is_empty()) {
+        Some(r) => Some(r.repro.clone()),
+        None => lookup(run, &["repro", "repro_command", "reproduce", "command"]).map(value_text),
+    };
+    if let Some(repro) = repro {
+        let _ = write!(s, r#"<h3>Reproduce</h3><pre id="repro">{}</pre>"#, esc(&repro));
     }
     if !run.history_present {
         s.push_str(r#"<p class="warn">This run folder has no history.jsonl.</p>"#);
@@ -242,177 +250,112 @@ fn summary(s: &mut String, run: &RunData, a: &Analysis) {
         }
         s.push_str("</table>");
     }
-    for (label, key) in [("Availability", "availability"), ("Operation counts (results.json)", "ops")] {
-        if let Some(v) = run.results.as_ref().and_then(|r| r.get(key)) {
-            let _ = write!(s, "<h3>{}</h3>", esc(label));
-            value_table(s, v);
-        }
+    if let Some(r) = &run.results {
+        availability_table(s, r);
+        op_counts_table(s, r);
     }
 }
 
-/// Renders a JSON value as a table when it has a table's shape, else as pretty JSON (bounded).
-fn value_table(s: &mut String, v: &Value) {
-    match v {
-        Value::Object(map) if map.values().all(|x| !x.is_object() && !x.is_array()) => {
-            s.push_str("<table>");
-            for (k, x) in map {
-                row(s, k, &cell_text(k, x));
-            }
-            s.push_str("</table>");
-        }
-        Value::Object(map) if map.values().all(Value::is_object) => {
-            let rows: Vec<(String, &Value)> = map.iter().map(|(k, x)| (k.clone(), x)).collect();
-            objects_table(s, &rows, Some("name"));
-        }
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
-            let rows: Vec<(String, &Value)> = items.iter().map(|x| (String::new(), x)).collect();
-            objects_table(s, &rows, None);
-        }
-        Value::Object(_) => {
-            // Nested objects (e.g. availability during/outside faults): one row per leaf,
-            // named by its dotted path.
-            let mut leaves = Vec::new();
-            flatten("", v, 0, &mut leaves);
-            s.push_str("<table>");
-            for (k, x) in leaves.iter().take(TABLE_ROWS_MAX) {
-                let last = k.rsplit('.').next().unwrap_or(k);
-                row(s, k, &cell_text(last, x));
-            }
-            s.push_str("</table>");
-            if leaves.len() > TABLE_ROWS_MAX {
-                let _ = write!(s, r#"<p class="note">Showing {TABLE_ROWS_MAX} of {} values.</p>"#, leaves.len());
-            }
-        }
-        other => {
-            let text = serde_json::to_string_pretty(other).unwrap_or_default();
-            let _ = write!(s, "<pre>{}</pre>", esc(&truncate(&text, 20_000)));
-        }
+/// The summary rows results.json knows through its type: the runtime and the seed.
+fn typed_summary_value(run: &RunData, label: &str) -> Option<String> {
+    let r = run.results.as_ref()?;
+    match label {
+        "runtime" if !r.runtime.kind.is_empty() => Some(format!(
+            "{} ({}), run {}{}",
+            r.runtime.kind,
+            r.runtime.mechanism,
+            r.runtime.run_id,
+            if r.runtime.userns { ", in a user namespace" } else { "" }
+        )),
+        "seed" if !r.repro.is_empty() => Some(r.seed.to_string()),
+        _ => None,
     }
 }
 
-/// The leaves of a JSON object as (dotted path, value); arrays and values deeper than 4 levels
-/// are leaves.
-fn flatten<'a>(prefix: &str, v: &'a Value, depth: usize, out: &mut Vec<(String, &'a Value)>) {
-    match v {
-        Value::Object(map) if depth < 4 => {
-            for (k, x) in map {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&path, x, depth + 1, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other)),
-    }
+fn pct(f: Option<f64>) -> String {
+    f.map(|f| format!("{:.1} %", f * 100.0)).unwrap_or_else(|| "–".into())
 }
 
-/// A cell's text; numbers in `*_ns` fields are also shown in seconds.
-fn cell_text(key: &str, v: &Value) -> String {
-    match v {
-        Value::Number(n) if key.ends_with("_ns") => match n.as_u64() {
-            Some(ns) => secs(ns),
-            None => n.to_string(),
-        },
-        Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
-        other => short_json(other, 120),
-    }
+fn counts_text(c: &Counts) -> String {
+    format!("{} ok, {} fail, {} info", c.ok, c.fail, c.info)
 }
 
-/// At most this many rows and columns in a generic table.
-const TABLE_ROWS_MAX: usize = 200;
-const TABLE_COLS_MAX: usize = 14;
-
-fn objects_table(s: &mut String, rows: &[(String, &Value)], name_col: Option<&str>) {
-    let mut cols: Vec<&str> = Vec::new();
-    for (_, r) in rows.iter().take(50) {
-        if let Some(o) = r.as_object() {
-            for k in o.keys() {
-                if !cols.contains(&k.as_str()) && cols.len() < TABLE_COLS_MAX {
-                    cols.push(k);
-                }
-            }
-        }
-    }
-    s.push_str("<table><tr>");
-    if let Some(n) = name_col {
-        let _ = write!(s, "<th>{}</th>", esc(n));
-    }
-    for c in &cols {
-        let _ = write!(s, "<th>{}</th>", esc(c));
-    }
-    s.push_str("</tr>");
-    for (name, r) in rows.iter().take(TABLE_ROWS_MAX) {
-        s.push_str("<tr>");
-        if name_col.is_some() {
-            let _ = write!(s, "<th>{}</th>", esc(name));
-        }
-        for c in &cols {
-            let cell = r.get(*c).map(|v| cell_text(c, v)).unwrap_or_default();
-            let _ = write!(s, "<td>{}</td>", esc(&cell));
-        }
-        s.push_str("</tr>");
+/// results.json `availability`, with labels a person reads.
+fn availability_table(s: &mut String, r: &Results) {
+    let a = &r.availability;
+    s.push_str(r#"<h3>Availability</h3><table id="availability">"#);
+    row(s, "fault windows", &format!("{} ({:.1} s under faults)", a.fault_windows, a.fault_time_s));
+    row(s, "ok share during faults", &format!("{} ({})", pct(a.during_faults_ok_fraction), counts_text(&a.during_faults)));
+    row(s, "ok share outside faults", &format!("{} ({})", pct(a.outside_faults_ok_fraction), counts_text(&a.outside_faults)));
+    row(s, "ok before the first fault", &a.ok_before_first_fault.to_string());
+    row(s, "ok after the last fault", &a.ok_after_last_fault.to_string());
+    if a.faults_not_applied > 0 {
+        let why = a.first_refusal.as_deref().unwrap_or("no reason recorded");
+        row(s, "faults not applied", &format!("{} (first: {})", a.faults_not_applied, truncate(why, 300)));
     }
     s.push_str("</table>");
-    if rows.len() > TABLE_ROWS_MAX {
-        let _ = write!(s, r#"<p class="note">Showing {TABLE_ROWS_MAX} of {} rows.</p>"#, rows.len());
-    }
 }
+
+/// results.json `ops`: invocations, completions and completions by operation.
+fn op_counts_table(s: &mut String, r: &Results) {
+    let o = &r.ops;
+    s.push_str(r#"<h3>Operation counts</h3><table id="op-counts"><tr><th></th><th>ok</th><th>fail</th><th>info</th></tr>"#);
+    let mut line = |label: &str, c: &Counts| {
+        let _ = write!(
+            s,
+            r#"<tr><th>{}</th><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            esc(label),
+            c.ok,
+            c.fail,
+            c.info
+        );
+    };
+    line("all completions", &o.completed);
+    for (f, c) in o.by_f.iter().take(TABLE_ROWS_MAX) {
+        line(&truncate(f, 40), c);
+    }
+    s.push_str("</table>");
+    let _ = write!(
+        s,
+        r#"<p class="note">{} invoked, {} never completed (in flight when the run ended).</p>"#,
+        o.invoked, o.unfinished
+    );
+}
+
+/// At most this many rows in a table.
+const TABLE_ROWS_MAX: usize = 200;
 
 /// Renders the checkers; returns the first operation that could not be linearized (position in
 /// `a.ops.ops`), for the timeline to centre on.
 fn checkers(s: &mut String, run: &RunData, a: &Analysis, options: &RenderOptions) -> Option<usize> {
     let mut focus = None;
     s.push_str(r#"<h2 id="checkers">Checkers</h2>"#);
-    let list = run.results.as_ref().and_then(|r| r.get("checkers"));
-    // `checkers` is an array of {name, verdict, reason, details}, or a map name → {...}.
-    let entries: Vec<(String, &Value)> = match list {
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.get("name").map(value_text).unwrap_or_else(|| format!("checker {}", i + 1)), c))
-            .collect(),
-        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        _ => Vec::new(),
-    };
+    let entries: &[CheckerResult] = run.results.as_ref().map_or(&[], |r| &r.checkers);
     if entries.is_empty() {
         s.push_str(r#"<p class="note">No checker results in results.json.</p>"#);
         return None;
     }
     s.push_str(r#"<table class="checkers"><tr><th>checker</th><th>verdict</th><th>reason</th></tr>"#);
-    for (name, c) in &entries {
-        let v = verdict_text(c).unwrap_or_else(|| "none".into());
-        let reason = c.get("reason").map(value_text).unwrap_or_default();
+    for c in entries {
         let _ = write!(
             s,
             r#"<tr class="checker"><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(name),
-            verdict_badge(&v),
-            esc(&truncate(&reason, 2_000))
+            esc(&c.name),
+            verdict_badge(&c.verdict.to_string()),
+            esc(&truncate(c.reason.as_deref().unwrap_or(""), 2_000))
         );
     }
     s.push_str("</table>");
-    for (name, c) in &entries {
-        let Some(details) = c.get("details").filter(|d| !d.is_null()) else { continue };
+    for c in entries {
+        let (name, details) = (&c.name, &c.details);
+        if details.is_null() {
+            continue;
+        }
         if let Some(ce) = counterexample::from_details(name, details, &a.ops) {
             counterexample_section(s, &ce, a, options);
             focus = focus.or(ce.failing.first().copied());
         }
-        if let Some(Value::Array(keys)) = details.get("keys") {
-            let bad: Vec<&Value> =
-                keys.iter().filter(|k| verdict_text(k).is_some_and(|v| v != "valid")).collect();
-            if !bad.is_empty() {
-                let _ = write!(s, "<h3>{}: keys not valid ({} of {})</h3><table><tr><th>key</th><th>verdict</th><th>reason</th><th>ops</th></tr>", esc(name), bad.len(), keys.len());
-                for k in bad.iter().take(50) {
-                    let _ = write!(
-                        s,
-                        r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
-                        esc(&k.get("key").map(value_text).unwrap_or_default()),
-                        verdict_badge(&verdict_text(k).unwrap_or_default()),
-                        esc(&truncate(&k.get("reason").map(value_text).unwrap_or_default(), 500)),
-                        esc(&k.get("ops").map(value_text).unwrap_or_default())
-                    );
-                }
-                s.push_str("</table>");
-            }
-        }
+        keys_not_valid(s, name, details);
         let text = serde_json::to_string_pretty(details).unwrap_or_default();
         let _ = write!(
             s,
@@ -491,6 +434,75 @@ fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, opt
     }
 }
 
+/// A linearizability checker's keys that are not valid (`details.not_valid_keys`, with
+/// `details.keys` the number of keys checked).
+fn keys_not_valid(s: &mut String, name: &str, details: &Value) {
+    #[derive(serde::Deserialize)]
+    struct KeyRow {
+        key: Option<String>,
+        verdict: Verdict,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        ops: usize,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct KeyDetails {
+        keys: Option<usize>,
+        not_valid_keys: Vec<KeyRow>,
+    }
+    let Ok(d) = serde_json::from_value::<KeyDetails>(details.clone()) else { return };
+    if d.not_valid_keys.is_empty() {
+        return;
+    }
+    let of = d.keys.map(|n| format!(" of {n}")).unwrap_or_default();
+    let _ = write!(s, "<h3>{}: keys not valid ({}{of})</h3><table><tr><th>key</th><th>verdict</th><th>reason</th><th>ops</th></tr>", esc(name), d.not_valid_keys.len());
+    for k in d.not_valid_keys.iter().take(50) {
+        let _ = write!(
+            s,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
+            esc(k.key.as_deref().unwrap_or("(no key)")),
+            verdict_badge(&k.verdict.to_string()),
+            esc(&truncate(k.reason.as_deref().unwrap_or(""), 500)),
+            k.ops
+        );
+    }
+    s.push_str("</table>");
+}
+
+/// results.json `faults`: each scheduled window as the run applied it.
+fn faults_applied_table(s: &mut String, faults: &[FaultRecord]) {
+    s.push_str(r#"<h3>Faults as applied</h3><table id="faults-applied"><tr><th>fault</th><th>nodes</th><th>start</th><th>end</th><th>applied</th><th>how</th><th>detail</th></tr>"#);
+    for f in faults.iter().take(TABLE_ROWS_MAX) {
+        let applied = match (&f.error, f.applied) {
+            (_, true) => "yes".to_string(),
+            (Some(e), false) => format!("no: {e}"),
+            (None, false) => "no".to_string(),
+        };
+        let end = match (f.end_ns, &f.stop_error) {
+            (Some(e), None) => secs(e),
+            (Some(e), Some(err)) => format!("{} (stop failed: {err})", secs(e)),
+            (None, _) => "still on at the end".to_string(),
+        };
+        let _ = write!(
+            s,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&format!("{}:{}", f.fault, f.kind)),
+            esc(&f.nodes.join(" ")),
+            esc(&secs(f.start_ns)),
+            esc(&end),
+            esc(&truncate(&applied, 300)),
+            esc(&f.mechanism),
+            esc(&short_json(&f.detail, 200))
+        );
+    }
+    s.push_str("</table>");
+    if faults.len() > TABLE_ROWS_MAX {
+        let _ = write!(s, r#"<p class="note">Showing {TABLE_ROWS_MAX} of {} faults.</p>"#, faults.len());
+    }
+}
+
 fn faults(s: &mut String, run: &RunData, a: &Analysis) {
     s.push_str(r#"<h2 id="faults">Faults</h2>"#);
     if a.faults.intervals.is_empty() && a.faults.instants.is_empty() {
@@ -524,9 +536,8 @@ fn faults(s: &mut String, run: &RunData, a: &Analysis) {
             let _ = write!(s, r#"<p class="note">Showing at most {TABLE_ROWS_MAX} intervals and {TABLE_ROWS_MAX} instants.</p>"#);
         }
     }
-    if let Some(f) = run.results.as_ref().and_then(|r| r.get("faults")).filter(|f| !f.is_null()) {
-        s.push_str("<h3>Faults as applied (results.json)</h3>");
-        value_table(s, f);
+    if let Some(r) = run.results.as_ref().filter(|r| !r.faults.is_empty()) {
+        faults_applied_table(s, &r.faults);
     }
 }
 
@@ -679,7 +690,7 @@ mod tests {
             events,
             history_present: true,
             test: Some(test),
-            results: Some(results),
+            results: Some(serde_json::from_value(results).expect("a results.json")),
             warnings,
         }
     }
@@ -693,8 +704,13 @@ mod tests {
             json!({"index":1,"time":5,"type":"fail","process":0,"f":evil,"key":evil,"value":evil,"error":evil}),
             json!({"index":2,"time":6,"type":"info","process":"nemesis","f":format!("start-{evil}"),"value":evil}),
         );
-        let results = json!({"verdict": evil, "checkers": [{"name": evil, "verdict": "invalid", "reason": evil, "details": {"explanation": {"op": 0, "longest": [], "text": evil}}}],
-            "availability": {evil: evil}, "faults": [{"fault": evil}], "repro": evil});
+        // The verdicts are an enum (no string of a file can reach the page there); every free
+        // string of results.json is a user string.
+        let results = json!({"verdict": "invalid", "checkers": [{"name": evil, "verdict": "invalid", "reason": evil, "details": {"explanation": {"op": 0, "longest": [], "text": evil}}}],
+            "availability": {"first_refusal": evil, "faults_not_applied": 1},
+            "faults": [{"fault": evil, "kind": evil, "nodes": [evil], "start_ns": 0, "end_ns": null, "applied": false, "mechanism": evil,
+                        "error": evil, "stop_error": evil, "detail": {evil: evil}}],
+            "runtime": {"kind": evil, "mechanism": evil, "run_id": evil}, "repro": evil});
         let run = run_with(results, json!({"name": evil, "target": evil}), &history);
         let a = Analysis::new(&run);
         let html = render(&run, &a, &[], &RenderOptions::default());
@@ -721,12 +737,22 @@ mod tests {
     }
 
     #[test]
-    fn nested_objects_become_dotted_rows() {
+    fn availability_and_counts_read_as_words_not_raw_keys() {
+        let r: Results = serde_json::from_value(json!({
+            "availability": {"fault_windows": 2, "fault_time_s": 10.0, "during_faults": {"ok": 3, "fail": 1, "info": 0},
+                             "during_faults_ok_fraction": 0.75, "faults_not_applied": 1, "first_refusal": "loss: <no iptables>"},
+            "ops": {"invoked": 5, "completed": {"ok": 3, "fail": 1, "info": 0}, "unfinished": 1,
+                    "by_f": {"read": {"ok": 2, "fail": 1, "info": 0}, "write": {"ok": 1, "fail": 0, "info": 0}}}
+        }))
+        .unwrap();
         let mut s = String::new();
-        value_table(&mut s, &json!({"during_faults": {"ok": 3, "fail": 1}, "fault_time_ns": 2_000_000_000u64, "share": 0.5}));
-        assert!(s.contains("<th>during_faults.ok</th><td>3</td>"), "{s}");
-        assert!(s.contains("<th>fault_time_ns</th><td>2.000 s</td>"), "{s}");
-        assert!(s.contains("<th>share</th><td>0.5000</td>"), "{s}");
+        availability_table(&mut s, &r);
+        op_counts_table(&mut s, &r);
+        assert!(s.contains("<th>ok share during faults</th><td>75.0 % (3 ok, 1 fail, 0 info)</td>"), "{s}");
+        assert!(s.contains("<th>fault windows</th><td>2 (10.0 s under faults)</td>"), "{s}");
+        assert!(s.contains("first: loss: &lt;no iptables&gt;"), "{s}");
+        assert!(s.contains(r#"<tr><th>read</th><td class="num">2</td><td class="num">1</td>"#), "{s}");
+        assert!(!s.contains("during_faults_ok_fraction") && !s.contains("by_f"), "no raw keys: {s}");
     }
 
     #[test]

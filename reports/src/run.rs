@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use faultline_checker::history::Event;
+use faultline_results::Results;
 use serde_json::Value;
 
 use crate::ReportError;
@@ -22,7 +23,9 @@ pub struct RunData {
     pub events: Vec<Event>,
     pub history_present: bool,
     pub test: Option<Value>,
-    pub results: Option<Value>,
+    /// results.json through its type; `None` when absent or when it does not fit the type (a
+    /// warning then says which field).
+    pub results: Option<Results>,
     pub warnings: Vec<String>,
 }
 
@@ -46,7 +49,7 @@ impl RunData {
             Err(e) => return Err(ReportError::io(&history, e)),
         }
         run.test = read_json(&dir.join("test.json"), &mut run.warnings)?;
-        run.results = read_json(&dir.join("results.json"), &mut run.warnings)?;
+        run.results = read_results(&dir.join("results.json"), &mut run.warnings)?;
         if !run.history_present && run.test.is_none() && run.results.is_none() {
             return Err(ReportError::NotARun { path: dir.to_path_buf() });
         }
@@ -58,22 +61,7 @@ impl RunData {
 
     /// The overall verdict from results.json, or `none` when there is none.
     pub fn verdict(&self) -> String {
-        self.results
-            .as_ref()
-            .and_then(|r| r.get("verdict"))
-            .and_then(verdict_text)
-            .unwrap_or_else(|| "none".to_string())
-    }
-}
-
-/// A verdict is usually a string; accept `{"verdict": ...}`-like objects and booleans too.
-pub fn verdict_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.to_ascii_lowercase()),
-        Value::Bool(true) => Some("valid".into()),
-        Value::Bool(false) => Some("invalid".into()),
-        Value::Object(o) => o.get("verdict").and_then(verdict_text),
-        _ => None,
+        self.results.as_ref().map_or_else(|| "none".to_string(), |r| r.verdict.to_string())
     }
 }
 
@@ -113,6 +101,22 @@ pub fn parse_history(text: &str, path: &Path) -> (Vec<Event>, Vec<String>) {
         ));
     }
     (events, warnings)
+}
+
+/// Reads results.json through [`Results`]; a file that does not fit is a warning naming the
+/// line and the field, and no results.
+fn read_results(path: &Path, warnings: &mut Vec<String>) -> Result<Option<Results>, ReportError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match Results::from_json(&text) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                warnings.push(format!("{}:{}: not a faultline results.json: {e}", path.display(), e.line()));
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ReportError::io(path, e)),
+    }
 }
 
 fn read_json(path: &Path, warnings: &mut Vec<String>) -> Result<Option<Value>, ReportError> {
@@ -159,10 +163,15 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_of_several_shapes() {
-        assert_eq!(verdict_text(&serde_json::json!("Invalid")).as_deref(), Some("invalid"));
-        assert_eq!(verdict_text(&serde_json::json!(true)).as_deref(), Some("valid"));
-        assert_eq!(verdict_text(&serde_json::json!({"verdict":"unknown"})).as_deref(), Some("unknown"));
-        assert_eq!(verdict_text(&serde_json::json!(3)), None);
+    fn a_results_json_that_does_not_fit_is_a_warning_not_a_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.json");
+        std::fs::write(&p, r#"{"verdict": true}"#).unwrap();
+        let mut warnings = Vec::new();
+        assert_eq!(read_results(&p, &mut warnings).unwrap(), None);
+        assert!(warnings[0].contains("not a faultline results.json"), "{warnings:?}");
+        std::fs::write(&p, r#"{"verdict": "invalid"}"#).unwrap();
+        let r = read_results(&p, &mut warnings).unwrap().unwrap();
+        assert_eq!(r.verdict, faultline_results::Verdict::Invalid);
     }
 }

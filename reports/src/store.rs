@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use faultline_results::{Results, Verdict};
+
 use crate::html::{esc, truncate};
-use crate::run::verdict_text;
 use crate::ReportError;
 
 /// At most this many runs are listed (the newest).
@@ -22,12 +23,39 @@ pub struct RunEntry {
     pub test: String,
     pub stamp: String,
     pub dir: PathBuf,
-    /// `valid`, `invalid`, `unknown`, `none` (no results.json), or `unread`.
-    pub verdict: String,
+    pub verdict: RunStatus,
     pub target: Option<String>,
     pub workload: Option<String>,
     pub nemesis: Option<String>,
+    /// The run's seed (results.json, else test.json).
+    pub seed: Option<u64>,
+    /// The planted bug flags the run was started with (test.json's options).
+    pub bugs: Vec<String>,
     pub has_report: bool,
+}
+
+/// What the index knows of a run's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// results.json's verdict.
+    Judged(Verdict),
+    /// No results.json (a run still going, or killed).
+    NoResults,
+    /// A results.json too large, unreadable or not of the results format.
+    Unread,
+}
+
+impl RunStatus {
+    /// `valid`, `invalid`, `unknown`, `none` or `unread`: the filter value and the CSS class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Judged(Verdict::Valid) => "valid",
+            RunStatus::Judged(Verdict::Invalid) => "invalid",
+            RunStatus::Judged(Verdict::Unknown) => "unknown",
+            RunStatus::NoResults => "none",
+            RunStatus::Unread => "unread",
+        }
+    }
 }
 
 impl RunEntry {
@@ -85,28 +113,36 @@ pub fn list_runs(store: &Path) -> Result<Vec<RunEntry>, ReportError> {
 fn entry(test: String, stamp: String, dir: PathBuf) -> RunEntry {
     let results_path = dir.join("results.json");
     let (verdict, results) = match std::fs::metadata(&results_path) {
-        Err(_) => ("none".to_string(), None),
-        Ok(m) if m.len() > RESULTS_BYTES_MAX => ("unread".to_string(), None),
-        Ok(_) => match std::fs::read_to_string(&results_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-            Some(v) => (v.get("verdict").and_then(verdict_text).unwrap_or_else(|| "none".into()), Some(v)),
-            None => ("unread".to_string(), None),
+        Err(_) => (RunStatus::NoResults, None),
+        Ok(m) if m.len() > RESULTS_BYTES_MAX => (RunStatus::Unread, None),
+        Ok(_) => match std::fs::read_to_string(&results_path).ok().and_then(|t| Results::from_json(&t).ok()) {
+            Some(r) => (RunStatus::Judged(r.verdict), Some(r)),
+            None => (RunStatus::Unread, None),
         },
     };
     let test_json = std::fs::read_to_string(dir.join("test.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let options = test_json.as_ref().and_then(|t| t.get("options"));
     let field = |name: &str| -> Option<String> {
-        [results.as_ref(), test_json.as_ref(), test_json.as_ref().and_then(|t| t.get("options"))]
-            .into_iter()
-            .flatten()
-            .find_map(|v| v.get(name).filter(|x| !x.is_null()))
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+        [test_json.as_ref(), options].into_iter().flatten().find_map(|v| v.get(name).filter(|x| !x.is_null())).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     };
+    let bugs: Vec<String> = options
+        .and_then(|o| o.get("bugs"))
+        .and_then(|b| serde_json::from_value(b.clone()).ok())
+        .unwrap_or_default();
+    // A results.json without a repro line was not written by a run (its seed is a default).
+    let seed = results
+        .filter(|r| !r.repro.is_empty())
+        .map(|r| r.seed)
+        .or_else(|| test_json.as_ref().and_then(|t| t.get("seed")).and_then(Value::as_u64));
     RunEntry {
         target: field("target"),
         workload: field("workload"),
         nemesis: field("nemesis"),
+        seed,
+        bugs,
         has_report: dir.join("report.html").is_file(),
         test,
         stamp,
@@ -178,7 +214,7 @@ pub fn index_html(store: &Path, runs: &[RunEntry], campaigns: &[CampaignEntry], 
         INDEX_CSS,
         esc(&store.display().to_string())
     );
-    let count = |v: &str| runs.iter().filter(|r| r.verdict == v).count();
+    let count = |v: &str| runs.iter().filter(|r| r.verdict.as_str() == v).count();
     s.push_str(r#"<p class="filters">Show: "#);
     let _ = write!(s, r#"<a href="/"{}>all ({})</a>"#, if verdict.is_none() { r#" class="on""# } else { "" }, runs.len());
     for v in ["valid", "invalid", "unknown", "none"] {
@@ -186,24 +222,26 @@ pub fn index_html(store: &Path, runs: &[RunEntry], campaigns: &[CampaignEntry], 
         let _ = write!(s, r#" · <a href="/?verdict={v}"{on}>{v} ({})</a>"#, count(v));
     }
     s.push_str("</p>");
-    let shown: Vec<&RunEntry> = runs.iter().filter(|r| verdict.is_none_or(|v| r.verdict == v)).collect();
+    let shown: Vec<&RunEntry> = runs.iter().filter(|r| verdict.is_none_or(|v| r.verdict.as_str() == v)).collect();
     if shown.is_empty() {
         s.push_str(r#"<p class="note" id="empty">No runs.</p>"#);
     } else {
-        s.push_str(r#"<table id="runs"><tr><th>run</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th>files</th></tr>"#);
+        s.push_str(r#"<table id="runs"><tr><th>run</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th>bugs</th><th>seed</th><th>files</th></tr>"#);
         for r in shown {
             let url = r.url();
             let _ = write!(
                 s,
-                r#"<tr class="run {}"><td><a href="/{url}report.html">{}</a></td><td>{}</td><td><span class="verdict {}">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td><a href="/{url}history.jsonl">history</a> · <a href="/{url}results.json">results</a>{}</td></tr>"#,
-                esc(&r.verdict),
+                r#"<tr class="run {}"><td><a href="/{url}report.html">{}</a></td><td>{}</td><td><span class="verdict {}">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td class="bugs">{}</td><td class="num">{}</td><td><a href="/{url}history.jsonl">history</a> · <a href="/{url}results.json">results</a>{}</td></tr>"#,
+                r.verdict.as_str(),
                 esc(&r.stamp),
                 esc(&r.test),
-                esc(&r.verdict),
-                esc(&r.verdict),
+                r.verdict.as_str(),
+                r.verdict.as_str(),
                 esc(&truncate(r.target.as_deref().unwrap_or(""), 60)),
                 esc(&truncate(r.workload.as_deref().unwrap_or(""), 60)),
                 esc(&truncate(r.nemesis.as_deref().unwrap_or(""), 60)),
+                esc(&truncate(&r.bugs.join(" "), 60)),
+                r.seed.map(|s| s.to_string()).unwrap_or_default(),
                 if r.has_report { "" } else { r#" <span class="note">(report rendered on first view)</span>"# }
             );
         }
@@ -256,7 +294,12 @@ mod tests {
     fn lists_runs_newest_first_and_filters_by_verdict() {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path();
-        make_run(store, "reg", "20261126T090000", Some(r#"{"verdict":"valid","target":"raft"}"#));
+        make_run(store, "reg", "20261126T090000", Some(r#"{"verdict":"valid","seed":3,"repro":"faultline run --seed 3"}"#));
+        std::fs::write(
+            store.join("reg/20261126T090000/test.json"),
+            r#"{"target":"raft","seed":3,"options":{"bugs":["stale-read"],"seed":3}}"#,
+        )
+        .unwrap();
         make_run(store, "reg", "20261126T100000", Some(r#"{"verdict":"invalid"}"#));
         make_run(store, "other", "20261126T080000", None);
         make_run(store, "bad", "20261126T070000", Some("{not json"));
@@ -269,6 +312,8 @@ mod tests {
             vec![("20261126T100000", "invalid"), ("20261126T090000", "valid"), ("20261126T080000", "none"), ("20261126T070000", "unread")]
         );
         assert_eq!(runs[1].target.as_deref(), Some("raft"));
+        assert_eq!((runs[1].seed, runs[1].bugs.clone()), (Some(3), vec!["stale-read".to_string()]));
+        assert_eq!((runs[0].seed, runs[0].bugs.len()), (None, 0), "no seed invented");
         let all = index_html(store, &runs, &[], None);
         assert_eq!(all.matches(r#"<tr class="run "#).count(), 4);
         let bad = index_html(store, &runs, &[], Some("invalid"));
@@ -307,14 +352,17 @@ mod tests {
             test: "<t>".into(),
             stamp: "s".into(),
             dir: PathBuf::new(),
-            verdict: "valid".into(),
+            verdict: RunStatus::Judged(Verdict::Valid),
             target: Some("<b>".into()),
             workload: None,
             nemesis: None,
+            seed: Some(42),
+            bugs: vec!["stale-read".into(), "<x>".into()],
             has_report: true,
         };
         let html = index_html(Path::new("/s"), &[r], &[], None);
-        assert!(!html.contains("<t>") && !html.contains("<b>"));
+        assert!(!html.contains("<t>") && !html.contains("<b>") && !html.contains("<x>"));
+        assert!(html.contains(r#"<td class="bugs">stale-read &lt;x&gt;</td><td class="num">42</td>"#), "bugs and seed shown: {html}");
         assert!(html.contains("/%3Ct%3E/s/report.html"));
     }
 }

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use faultline_results::{Availability, CheckerResult, FaultRecord, Results, Verdict};
 use serde_json::{json, Value};
 
 /// What to generate.
@@ -208,23 +209,43 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
             "longest": [{"steps": steps, "blocked_op": failed, "final_state": "synthetic", "candidates": candidates}],
         }))
     });
-    let verdict = if explanation.is_some() { "invalid" } else { "valid" };
-    json!({
-        "verdict": verdict,
-        "seed": spec.seed,
-        "repro": repro,
-        "checkers": [
-            {"name": "linearizable", "verdict": verdict,
-             "reason": explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or(""))),
-             "details": {"verdict": verdict, "explanation": explanation}},
-            {"name": "stats", "verdict": "valid", "reason": null, "details": null}
+    let verdict = if explanation.is_some() { Verdict::Invalid } else { Verdict::Valid };
+    let reason = explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or("")));
+    let fault = |fault: &str, kind: &str, nodes: &[&str], (start_ns, end_ns): (u64, u64)| FaultRecord {
+        fault: fault.into(),
+        kind: kind.into(),
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        start_ns,
+        end_ns: Some(end_ns),
+        applied: true,
+        mechanism: "synthetic".into(),
+        error: None,
+        stop_error: None,
+        detail: Value::Null,
+    };
+    let results = Results {
+        verdict,
+        seed: spec.seed,
+        repro: repro.to_string(),
+        checkers: vec![
+            CheckerResult {
+                name: "linearizable".into(),
+                verdict,
+                reason,
+                details: json!({"verdict": verdict, "explanation": explanation}),
+            },
+            CheckerResult::new("stats", Verdict::Valid, None),
         ],
-        "availability": {"ok_fraction": 0.9, "ok_fraction_in_faults": 0.6, "ok_fraction_outside_faults": 0.99},
-        "faults": [
-            {"fault": "partition", "kind": "halves", "nodes": ["n1", "n2", "n3"], "start_ns": partition.0, "end_ns": partition.1, "applied": true, "mechanism": "synthetic", "error": null},
-            {"fault": "kill", "kind": "kill", "nodes": ["n2"], "start_ns": kill.0, "end_ns": kill.1, "applied": true, "mechanism": "synthetic", "error": null}
-        ]
-    })
+        availability: Availability {
+            fault_windows: 2,
+            during_faults_ok_fraction: Some(0.6),
+            outside_faults_ok_fraction: Some(0.99),
+            ..Availability::default()
+        },
+        faults: vec![fault("partition", "halves", &["n1", "n2", "n3"], partition), fault("kill", "one", &["n2"], kill)],
+        ..Results::default()
+    };
+    serde_json::to_value(results).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -236,7 +257,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write_run(tmp.path(), &Spec::default()).unwrap();
         let summary = crate::render_run(tmp.path(), &crate::RenderOptions::default()).unwrap();
-        assert_eq!(summary.verdict, "invalid");
+        assert_eq!(summary.verdict, Some(Verdict::Invalid));
         assert_eq!(summary.ops, 2_000);
         assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
         for f in ["report.html", "latency-raw.png", "latency-quantiles.png", "rate.png", "clock-skew.png"] {

@@ -32,7 +32,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<u8> {
         "rendered {} ({} ops, verdict {}) in {:.2} s:",
         args.run_dir.display(),
         summary.ops,
-        summary.verdict,
+        summary.verdict.map_or_else(|| "none".to_string(), |v| v.to_string()),
         summary.elapsed.as_secs_f64()
     );
     for f in &summary.files {
