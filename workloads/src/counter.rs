@@ -8,15 +8,15 @@ use faultline_checker::counter::{check_counter, Consistency};
 use faultline_checker::hierarchy::{self, Model, ModelResult, ModelVerdict};
 use faultline_checker::history::Event;
 use faultline_checker::Verdict;
-use faultline_core::client::http::NodeHttp;
-use faultline_core::client::{BoxFuture, Completion, Op};
+
+use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::set::{convergence_result, convergent, error_completion, final_reads};
+use crate::set::{convergence_result, convergent, final_reads};
 
 /// Shape of the counter workload.
 #[derive(Clone, Debug)]
@@ -84,31 +84,8 @@ impl Workload for CounterWorkload {
         })
     }
 
-    fn invoke<'a>(
-        &'a self,
-        http: &'a NodeHttp,
-        addr: &'a str,
-        node: &'a str,
-        op: &'a Op,
-    ) -> BoxFuture<'a, Completion> {
-        Box::pin(async move {
-            let key = op.key.clone().unwrap_or_default();
-            let (call, body) = match op.f.as_str() {
-                "add" => ("add", json!({ "key": key, "delta": op.value })),
-                "read" => ("read", json!({ "key": key })),
-                other => {
-                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
-                }
-            };
-            match http.counter(addr, call, &body).await {
-                Ok(answer) if call == "read" => match answer.get("value").and_then(Value::as_i64) {
-                    Some(v) => Completion::ok(json!(v), node),
-                    None => Completion::fail(Value::Null, "bad-answer", node),
-                },
-                Ok(_) => Completion::ok(op.value.clone(), node),
-                Err(e) => error_completion(op, e, node),
-            }
-        })
+    fn data_type(&self) -> DataType {
+        DataType::Counter
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {

@@ -28,8 +28,8 @@ use faultline_checker::orders::OrderReport;
 use faultline_checker::sequential::check_sequential;
 use faultline_checker::session::check_session;
 use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
-use faultline_core::client::http::NodeHttp;
-use faultline_core::client::{BoxFuture, Completion, Op};
+
+use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
@@ -115,45 +115,8 @@ impl Workload for Register {
         })
     }
 
-    fn invoke<'a>(
-        &'a self,
-        http: &'a NodeHttp,
-        addr: &'a str,
-        node: &'a str,
-        op: &'a Op,
-    ) -> BoxFuture<'a, Completion> {
-        Box::pin(async move {
-            let key = op.key.clone().unwrap_or_default();
-            let (call, body) = match op.f.as_str() {
-                "read" => ("read", json!({ "key": key })),
-                "write" => ("write", json!({ "key": key, "value": op.value })),
-                "cas" => (
-                    "cas",
-                    json!({ "key": key, "from": op.value[0], "to": op.value[1] }),
-                ),
-                other => {
-                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
-                }
-            };
-            match http.kv(addr, call, &body).await {
-                Ok(answer) => {
-                    let value = if call == "read" {
-                        answer.get("value").cloned().unwrap_or(Value::Null)
-                    } else {
-                        op.value.clone()
-                    };
-                    // A load balancer names the backend that served the request (the `lb`
-                    // role's `backend` field); its distribution is judged from this.
-                    let served_by = answer.get("backend").and_then(Value::as_str).unwrap_or(node);
-                    Completion::ok(value, served_by)
-                }
-                // A read changes nothing, so an unanswered read can be recorded as not having
-                // happened (fail) without hiding anything from the checker.
-                Err(e) if call == "read" => Completion::fail(Value::Null, e.error, node),
-                Err(e) if e.definite => Completion::fail(op.value.clone(), e.error, node),
-                Err(e) => Completion::info(op.value.clone(), e.error, node),
-            }
-        })
+    fn data_type(&self) -> DataType {
+        DataType::Register
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {

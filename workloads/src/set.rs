@@ -13,8 +13,8 @@ use faultline_checker::history::Event;
 use faultline_checker::session::check_grow_only_set;
 use faultline_checker::set_full::check_set;
 use faultline_checker::Verdict;
-use faultline_core::client::http::NodeHttp;
-use faultline_core::client::{BoxFuture, Completion, Op};
+
+use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
@@ -128,22 +128,6 @@ pub(crate) fn convergent(checkers: &[CheckerResult], own: &str) -> ModelResult {
     ModelResult::new(Model::Convergent, verdict, reason)
 }
 
-/// Maps a client error onto a completion: a read changes nothing, so an unanswered read is
-/// recorded as not having happened; an update is failed only when certainly not applied.
-pub(crate) fn error_completion(
-    op: &Op,
-    e: faultline_core::client::http::CallError,
-    node: &str,
-) -> Completion {
-    if op.f == "read" {
-        Completion::fail(Value::Null, e.error, node)
-    } else if e.definite {
-        Completion::fail(op.value.clone(), e.error, node)
-    } else {
-        Completion::info(op.value.clone(), e.error, node)
-    }
-}
-
 impl Workload for SetWorkload {
     fn name(&self) -> &str {
         "set"
@@ -158,32 +142,8 @@ impl Workload for SetWorkload {
         })
     }
 
-    fn invoke<'a>(
-        &'a self,
-        http: &'a NodeHttp,
-        addr: &'a str,
-        node: &'a str,
-        op: &'a Op,
-    ) -> BoxFuture<'a, Completion> {
-        Box::pin(async move {
-            let key = op.key.clone().unwrap_or_default();
-            let (call, body) = match op.f.as_str() {
-                "add" => ("add", json!({ "key": key, "element": op.value })),
-                "read" => ("read", json!({ "key": key })),
-                other => {
-                    return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node)
-                }
-            };
-            match http.set(addr, call, &body).await {
-                Ok(answer) if call == "read" => match answer.get("elements") {
-                    Some(Value::Array(a)) => Completion::ok(Value::Array(a.clone()), node),
-                    // The node answered 200 with something else: the read tells nothing.
-                    _ => Completion::fail(Value::Null, "bad-answer", node),
-                },
-                Ok(_) => Completion::ok(op.value.clone(), node),
-                Err(e) => error_completion(op, e, node),
-            }
-        })
+    fn data_type(&self) -> DataType {
+        DataType::Set
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {

@@ -531,6 +531,9 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         eprintln!("faultline: {n}");
         tracing::warn!("{n}");
     }
+    // Never fails here for the reference roles (one client for every data type) nor for the
+    // external targets (`resolve` checked it).
+    let client = target.client(workload.data_type()).map_err(anyhow::Error::msg)?;
     let options: Value = json!({
         "target": args.target, "workload": args.workload, "nemesis": args.nemesis, "nodes": args.nodes,
         "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
@@ -561,7 +564,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
             runtime,
             target,
             workload,
-            http,
+            client,
             run_dir: run_dir.clone(),
             progress,
             cancel: cancel_rx,

@@ -112,3 +112,37 @@ fn serializable_reads_are_caught_stale_within_three_seeded_runs() {
     }
     panic!("no stale serializable read caught in three seeded runs: {verdicts:?}");
 }
+
+/// Targets own their clients: etcd's speaks the set workload (one key per element under a
+/// prefix), so `--workload set` runs on etcd; it has no counter client, and asking for one is
+/// refused with the reason, exit 255.
+#[test]
+fn the_set_workload_runs_on_etcd_and_a_counter_workload_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    require_etcd();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let store = Store::new();
+    let out = etcd_run(store.path(), &["--workload", "counter", "--time-limit", "5", "--seed", "1"]);
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no client for the counter workload") && stderr.contains("speaks register, set"), "{stderr}");
+
+    let out = etcd_run(
+        store.path(),
+        &[
+            "--workload", "set", "--nemesis", "partition:halves+isolate-one", "--concurrency", "5", "--rate", "60",
+            "--time-limit", "14", "--nemesis-interval", "4", "--op-timeout-ms", "1000", "--seed", "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = results(store.path());
+    assert_eq!(r["verdict"], "valid", "{r:#}");
+    let set_full = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "set-full").expect("set-full ran");
+    assert_eq!(set_full["verdict"], "valid", "{set_full:#}");
+    assert!(r["ops"]["by_f"]["add"]["ok"].as_u64().unwrap() > 50, "{:#}", r["ops"]);
+    assert!(r["ops"]["by_f"]["read"]["ok"].as_u64().unwrap() > 5, "{:#}", r["ops"]);
+    assert_eq!(r["final_reads"]["missed"].as_array().unwrap().len(), 0, "{r:#}");
+}

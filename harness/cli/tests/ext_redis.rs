@@ -90,3 +90,31 @@ fn without_faults_redis_through_sentinel_is_linearizable() {
     assert_eq!(lin["verdict"], "valid", "{}\n{lin:#}", show(&out));
     assert!(r["ops"]["completed"]["ok"].as_u64().unwrap() > 100, "{r:#}");
 }
+
+/// Targets own their clients: Redis's speaks sets (SADD/SMEMBERS) and counters (INCRBY/GET),
+/// so the set and counter workloads run on it; with no fault both are valid.
+#[test]
+fn the_set_and_counter_workloads_run_on_redis() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    require("redis-server");
+    require("redis-sentinel");
+    for (workload, own) in [("set", "set-full"), ("counter", "counter")] {
+        let store = Store::new();
+        let out = run(
+            store.path(),
+            &[
+                "--target", "redis", "--nodes", "3", "--workload", workload, "--nemesis", "none", "--concurrency", "4",
+                "--rate", "50", "--time-limit", "6", "--recovery", "2", "--port", "6379", "--seed", "2",
+            ],
+        );
+        let r = results(store.path());
+        let checker = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == own).cloned();
+        let checker = checker.unwrap_or_else(|| panic!("{own} ran: {}", show(&out)));
+        assert_eq!(checker["verdict"], "valid", "{workload}: {checker:#}");
+        assert!(r["ops"]["by_f"]["add"]["ok"].as_u64().unwrap() > 50, "{workload}: {:#}", r["ops"]);
+        assert!(r["ops"]["by_f"]["read"]["ok"].as_u64().unwrap() > 5, "{workload}: {:#}", r["ops"]);
+    }
+}

@@ -23,8 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::analysis;
-use crate::client::http::NodeHttp;
-use crate::client::{Completion, Op};
+use crate::client::{Client, Completion, Op};
 use crate::generator::{Pacer, ProcessIds};
 use crate::history::{EventParts, HistoryWriter};
 use crate::nemesis::{
@@ -63,7 +62,8 @@ pub struct RunInputs {
     pub runtime: Arc<dyn Runtime>,
     pub target: Arc<dyn Target>,
     pub workload: Arc<dyn Workload>,
-    pub http: NodeHttp,
+    /// The target's client for the workload's data type ([`Target::client`]).
+    pub client: Arc<dyn Client>,
     pub run_dir: RunDir,
     pub progress: Arc<Progress>,
     /// Flips to true on SIGINT/SIGTERM.
@@ -142,8 +142,7 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> boo
 #[allow(clippy::too_many_arguments)] // each is a distinct collaborator; a struct would only rename them
 async fn invoke_recorded(
     shared: &Shared,
-    workload: &dyn Workload,
-    http: &NodeHttp,
+    client: &dyn Client,
     runtime: &dyn Runtime,
     node: &str,
     process: u64,
@@ -167,7 +166,7 @@ async fn invoke_recorded(
     // The HTTP client has its own timeout; this outer bound guards against anything else.
     let completion = match tokio::time::timeout(
         timeout + Duration::from_secs(1),
-        workload.invoke(http, &addr, node, op),
+        client.invoke(&addr, node, op),
     )
     .await
     {
@@ -198,8 +197,8 @@ async fn worker(
     cfg: Arc<RunConfig>,
     shared: Arc<Shared>,
     workload: Arc<dyn Workload>,
+    client: Arc<dyn Client>,
     runtime: Arc<dyn Runtime>,
-    http: NodeHttp,
     nodes: Arc<Vec<String>>,
     deadline: Instant,
     mut cancel: watch::Receiver<bool>,
@@ -217,8 +216,7 @@ async fn worker(
         let Some(op) = generator.next_op() else { break };
         let c = invoke_recorded(
             &shared,
-            workload.as_ref(),
-            &http,
+            client.as_ref(),
             runtime.as_ref(),
             &nodes[node_ix],
             procs.current(),
@@ -606,8 +604,8 @@ async fn main_phase(
                 r.cfg.clone(),
                 r.shared.clone(),
                 r.inputs.workload.clone(),
+                r.inputs.client.clone(),
                 r.inputs.runtime.clone(),
-                r.inputs.http.clone(),
                 cluster.client_nodes.clone(),
                 deadline,
                 r.inputs.cancel.clone(),
@@ -705,7 +703,7 @@ async fn recovery_and_final_reads(r: &mut RunState, cluster: &Cluster) -> Option
         cfg,
         shared,
         inputs.workload.as_ref(),
-        &inputs.http,
+        inputs.client.as_ref(),
         inputs.runtime.as_ref(),
         &cluster.client_nodes,
         &mut inputs.cancel,
@@ -824,7 +822,7 @@ async fn final_phase(
     cfg: &RunConfig,
     shared: &Shared,
     workload: &dyn Workload,
-    http: &NodeHttp,
+    client: &dyn Client,
     runtime: &dyn Runtime,
     nodes: &[String],
     cancel: &mut watch::Receiver<bool>,
@@ -854,8 +852,7 @@ async fn final_phase(
         while Instant::now() < deadline && !cancelled(cancel) {
             let c = invoke_recorded(
                 shared,
-                workload,
-                http,
+                client,
                 runtime,
                 &nodes[pin.unwrap_or(node_ix) % nodes.len()],
                 process,

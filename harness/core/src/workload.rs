@@ -1,4 +1,6 @@
-//! Workloads: a generator, a client mapping and the checkers that judge the history.
+//! Workloads: a generator, the data type its operations act on and the checkers that judge the
+//! history. The protocol is the target's ([`crate::target::Target::client`]), so a workload
+//! runs on every target whose client speaks its data type.
 //!
 //! The trait lives here so the runner can drive any workload; implementations live in the
 //! `faultline-workloads` crate.
@@ -6,8 +8,7 @@
 use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::Event;
 
-use crate::client::http::NodeHttp;
-use crate::client::{BoxFuture, Completion, Op};
+use crate::client::{DataType, Op};
 use crate::generator::Generator;
 
 pub use faultline_results::CheckerResult;
@@ -18,14 +19,9 @@ pub trait Workload: Send + Sync {
     /// The generator of worker `worker` (0-based) of `concurrency`; a pure function of its
     /// arguments.
     fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator>;
-    /// Performs `op` on the node `node` at `addr` through the reference node API.
-    fn invoke<'a>(
-        &'a self,
-        http: &'a NodeHttp,
-        addr: &'a str,
-        node: &'a str,
-        op: &'a Op,
-    ) -> BoxFuture<'a, Completion>;
+    /// What the operations act on: the target gives the client that speaks it
+    /// ([`crate::target::Target::client`]).
+    fn data_type(&self) -> DataType;
     /// The operations of the final phase (e.g. a read of every key), given the keys used.
     fn final_ops(&self, keys: &[String]) -> Vec<Op>;
     /// Whether each final op must be performed on every node (retried on that same node), as

@@ -1,11 +1,20 @@
 //! Client of etcd 3.4 through its v3 JSON gateway (`POST /v3/kv/range|put|txn`,
-//! `POST /v3/maintenance/status`), the register operations mapped onto it:
+//! `POST /v3/maintenance/status`). Register operations:
 //!
 //! - `read`  → `range` of the key (linearizable by default; with [`EtcdReads::Serializable`] the
 //!   member answers from its own state without a quorum round, which may be stale);
 //! - `write` → `put`;
 //! - `cas [from, to]` → a `txn` comparing the key's value with `from` and putting `to` on success.
 //!   `succeeded: false` (proto3 omits false fields) means the compare failed: a definite fail.
+//!
+//! Set operations (a grow-only set is a key prefix, one etcd key per element):
+//!
+//! - `add e` → `put` of `<key>/e/<e>` (idempotent: adding twice leaves one element);
+//! - `read`  → `range` over the prefix `<key>/e/`, keys only, the elements parsed back from the
+//!   key names (same read modes as registers).
+//!
+//! etcd has no counter a client can increment atomically without a read-modify-write loop, so
+//! there is no counter client: `--target etcd --workload counter` is refused up front.
 //!
 //! Keys and values travel base64-encoded (the gateway's JSON form of `bytes`); values are the
 //! decimal text of the integer. Outcomes follow the reference client (client/http.rs): an
@@ -18,7 +27,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{Completion, Op};
+use super::{BoxFuture, Client, Completion, DataType, Op};
 
 /// How reads are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +63,12 @@ pub struct EtcdStatus {
 pub struct EtcdClient {
     http: reqwest::Client,
     pub reads: EtcdReads,
+    /// What `invoke` speaks: [`DataType::Register`] or [`DataType::Set`].
+    pub data: DataType,
 }
+
+/// The data types etcd's client speaks.
+pub const ETCD_DATA_TYPES: [DataType; 2] = [DataType::Register, DataType::Set];
 
 /// Why a gateway call did not succeed.
 struct CallError {
@@ -86,6 +100,22 @@ pub fn range_value(answer: &Value) -> Result<Value, String> {
     }
 }
 
+/// The elements of a set read: the integers after `prefix` in the keys of a range answer,
+/// sorted. `Err` for a key this harness did not write.
+pub fn set_elements(answer: &Value, prefix: &str) -> Result<Value, String> {
+    let kvs = answer.get("kvs").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let mut out = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let k = kv.get("key").and_then(Value::as_str).ok_or("range answer: kv without key")?;
+        let bytes = B64.decode(k).map_err(|e| format!("key is not base64: {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| "key is not UTF-8".to_string())?;
+        let e = text.strip_prefix(prefix).and_then(|e| e.parse::<i64>().ok());
+        out.push(e.ok_or_else(|| format!("key {text:?} is not an element of {prefix:?}"))?);
+    }
+    out.sort_unstable();
+    Ok(json!(out))
+}
+
 fn u64_field(v: &Value) -> Option<u64> {
     // The gateway renders uint64 as strings.
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -99,7 +129,7 @@ impl EtcdClient {
             .pool_max_idle_per_host(0)
             .no_proxy()
             .build()?;
-        Ok(EtcdClient { http, reads })
+        Ok(EtcdClient { http, reads, data: DataType::Register })
     }
 
     async fn call(&self, addr: &str, path: &str, body: &Value) -> Result<Value, CallError> {
@@ -119,17 +149,70 @@ impl EtcdClient {
         Err(CallError { definite: false, error })
     }
 
-    /// Performs a register op on the member at `addr`.
+    /// The same cluster's client for `data`; `Err` for a data type etcd cannot express.
+    pub fn for_data(&self, data: DataType) -> Result<EtcdClient, String> {
+        if !ETCD_DATA_TYPES.contains(&data) {
+            return Err(super::unsupported("etcd", data, &ETCD_DATA_TYPES));
+        }
+        Ok(EtcdClient { data, ..self.clone() })
+    }
+
+    fn range_body(&self, key: String, range_end: Option<String>) -> Value {
+        let mut body = json!({ "key": key });
+        if let Some(end) = range_end {
+            body["range_end"] = json!(end);
+            body["keys_only"] = json!(true);
+        }
+        if self.reads == EtcdReads::Serializable {
+            body["serializable"] = json!(true);
+        }
+        body
+    }
+
+    /// Performs a set op (`add`, `read`) on the member at `addr`.
+    async fn set_op(&self, addr: &str, node: &str, op: &Op) -> Completion {
+        let prefix = format!("{}/e/", op.key.as_deref().unwrap_or_default());
+        match op.f.as_str() {
+            "add" => {
+                let Some(e) = op.value.as_i64() else {
+                    return Completion::fail(op.value.clone(), "bad-op: add element must be an integer", node);
+                };
+                let body = json!({ "key": b64(&format!("{prefix}{e}")), "value": b64("1") });
+                match self.call(addr, "kv/put", &body).await {
+                    Ok(_) => Completion::ok(op.value.clone(), node),
+                    Err(e) => outcome(op, e, node),
+                }
+            }
+            "read" => {
+                // The range end is the prefix with its last byte ('/') incremented ('0').
+                let end = format!("{}0", &prefix[..prefix.len() - 1]);
+                match self.call(addr, "kv/range", &self.range_body(b64(&prefix), Some(b64(&end)))).await {
+                    Ok(answer) => match set_elements(&answer, &prefix) {
+                        Ok(v) => Completion::ok(v, node),
+                        Err(e) => Completion::fail(Value::Null, format!("bad-answer: {e}"), node),
+                    },
+                    Err(e) => Completion::fail(Value::Null, e.error, node),
+                }
+            }
+            other => Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+        }
+    }
+
+    /// Performs an op of the client's data type on the member at `addr`.
     pub async fn invoke(&self, addr: &str, node: &str, op: &Op) -> Completion {
+        match self.data {
+            DataType::Set => self.set_op(addr, node, op).await,
+            _ => self.register_op(addr, node, op).await,
+        }
+    }
+
+    /// Performs a register op on the member at `addr`.
+    async fn register_op(&self, addr: &str, node: &str, op: &Op) -> Completion {
         let key = op.key.clone().unwrap_or_default();
         let k = b64(&key);
         match op.f.as_str() {
             "read" => {
-                let mut body = json!({ "key": k });
-                if self.reads == EtcdReads::Serializable {
-                    body["serializable"] = json!(true);
-                }
-                match self.call(addr, "kv/range", &body).await {
+                match self.call(addr, "kv/range", &self.range_body(k, None)).await {
                     Ok(answer) => match range_value(&answer) {
                         Ok(v) => Completion::ok(v, node),
                         Err(e) => Completion::fail(Value::Null, format!("bad-answer: {e}"), node),
@@ -182,6 +265,12 @@ impl EtcdClient {
     }
 }
 
+impl Client for EtcdClient {
+    fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(EtcdClient::invoke(self, addr, node, op))
+    }
+}
+
 fn classify(e: &reqwest::Error) -> CallError {
     if e.is_connect() {
         CallError { definite: true, error: "connect".into() }
@@ -219,6 +308,23 @@ mod tests {
         assert!(range_value(&bad).unwrap_err().contains("not an integer"));
         let novalue = json!({ "kvs": [{ "key": b64("k1") }] });
         assert!(range_value(&novalue).is_err());
+    }
+
+    #[test]
+    fn set_reads_decode_from_key_names() {
+        let a = json!({ "kvs": [{ "key": b64("k1/e/12") }, { "key": b64("k1/e/3") }], "count": "2" });
+        assert_eq!(set_elements(&a, "k1/e/").unwrap(), json!([3, 12]));
+        assert_eq!(set_elements(&json!({}), "k1/e/").unwrap(), json!([]));
+        let foreign = json!({ "kvs": [{ "key": b64("k1/e/x") }] });
+        assert!(set_elements(&foreign, "k1/e/").unwrap_err().contains("not an element"));
+    }
+
+    #[test]
+    fn etcd_has_no_counter_client() {
+        let c = EtcdClient::new(Duration::from_millis(100), EtcdReads::Linearizable).unwrap();
+        assert_eq!(c.for_data(DataType::Set).unwrap().data, DataType::Set);
+        let err = c.for_data(DataType::Counter).err().expect("etcd has no counter client");
+        assert!(err.contains("speaks register, set"), "{err}");
     }
 
     #[test]

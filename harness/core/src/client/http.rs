@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::{error_outcome, BoxFuture, Client, Completion, DataType, Op};
 
 /// Why a call did not return 200.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,3 +158,79 @@ impl NodeHttp {
         .await
     }
 }
+/// The reference node's client for one data type: registers through `/kv`, sets through
+/// `/set`, counters through `/counter` (docs/node-api.md). Which roles serve which API is the
+/// role table's business; a role without the API answers 404, a definite fail.
+#[derive(Clone)]
+pub struct ReferenceClient {
+    pub http: NodeHttp,
+    pub data: DataType,
+}
+
+impl ReferenceClient {
+    async fn register(&self, addr: &str, node: &str, op: &Op, key: String) -> Completion {
+        let body = match op.f.as_str() {
+            "read" => json!({ "key": key }),
+            "write" => json!({ "key": key, "value": op.value }),
+            "cas" => json!({ "key": key, "from": op.value[0], "to": op.value[1] }),
+            other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+        };
+        match self.http.kv(addr, &op.f, &body).await {
+            Ok(answer) => {
+                let value = if op.f == "read" { answer.get("value").cloned().unwrap_or(Value::Null) } else { op.value.clone() };
+                // A load balancer names the backend that served the request (the `lb` role's
+                // `backend` field); its distribution is judged from this.
+                let served_by = answer.get("backend").and_then(Value::as_str).unwrap_or(node);
+                Completion::ok(value, served_by)
+            }
+            Err(e) => error_outcome(op, e.definite, e.error, node),
+        }
+    }
+
+    async fn set(&self, addr: &str, node: &str, op: &Op, key: String) -> Completion {
+        let body = match op.f.as_str() {
+            "add" => json!({ "key": key, "element": op.value }),
+            "read" => json!({ "key": key }),
+            other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+        };
+        match self.http.set(addr, &op.f, &body).await {
+            Ok(answer) if op.f == "read" => match answer.get("elements") {
+                Some(Value::Array(a)) => Completion::ok(Value::Array(a.clone()), node),
+                // The node answered 200 with something else: the read tells nothing.
+                _ => Completion::fail(Value::Null, "bad-answer", node),
+            },
+            Ok(_) => Completion::ok(op.value.clone(), node),
+            Err(e) => error_outcome(op, e.definite, e.error, node),
+        }
+    }
+
+    async fn counter(&self, addr: &str, node: &str, op: &Op, key: String) -> Completion {
+        let body = match op.f.as_str() {
+            "add" => json!({ "key": key, "delta": op.value }),
+            "read" => json!({ "key": key }),
+            other => return Completion::fail(op.value.clone(), format!("unknown-op:{other}"), node),
+        };
+        match self.http.counter(addr, &op.f, &body).await {
+            Ok(answer) if op.f == "read" => match answer.get("value").and_then(Value::as_i64) {
+                Some(v) => Completion::ok(json!(v), node),
+                None => Completion::fail(Value::Null, "bad-answer", node),
+            },
+            Ok(_) => Completion::ok(op.value.clone(), node),
+            Err(e) => error_outcome(op, e.definite, e.error, node),
+        }
+    }
+}
+
+impl Client for ReferenceClient {
+    fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            let key = op.key.clone().unwrap_or_default();
+            match self.data {
+                DataType::Register => self.register(addr, node, op, key).await,
+                DataType::Set => self.set(addr, node, op, key).await,
+                DataType::Counter => self.counter(addr, node, op, key).await,
+            }
+        })
+    }
+}
+

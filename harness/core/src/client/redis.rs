@@ -1,10 +1,13 @@
-//! Client of Redis 7 (RESP2 over TCP, written by hand: the harness needs five commands), with
-//! optional Redis Sentinel discovery, the register operations mapped onto it:
+//! Client of Redis 7 (RESP2 over TCP, written by hand: the harness needs a few commands), with
+//! optional Redis Sentinel discovery. Register operations:
 //!
 //! - `read` → `GET k` (nil → `null`);
 //! - `write` → `SET k v`;
 //! - `cas [from, to]` → a Lua script run atomically by `EVAL`: set `to` when the value is `from`
 //!   (1), else nothing (0 → a definite fail).
+//!
+//! Set operations: `add e` → `SADD k e`; `read` → `SMEMBERS k` (sorted). Counter operations:
+//! `add d` → `INCRBY k d`; `read` → `GET k` (nil → 0).
 //!
 //! With Sentinel (`sentinel_port`), each operation first asks the sentinel on the client's node
 //! `SENTINEL get-master-addr-by-name NAME` and then talks to that primary, as Sentinel-aware
@@ -23,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{Completion, Op};
+use super::{BoxFuture, Client, Completion, DataType, Op};
 
 /// Longest bulk string or array accepted from a server (bounds memory on a bad reply).
 pub const REPLY_LEN_MAX: i64 = 16 * 1024 * 1024;
@@ -176,6 +179,94 @@ pub struct SentinelConf {
 pub struct RedisClient {
     pub timeout: Duration,
     pub sentinel: Option<SentinelConf>,
+    /// What `invoke` speaks.
+    pub data: DataType,
+}
+
+impl Client for RedisClient {
+    fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(RedisClient::invoke(self, addr, node, op))
+    }
+}
+
+fn int_arg(v: &Value) -> Result<String, CallError> {
+    v.as_i64().map(|i| i.to_string()).ok_or_else(|| CallError { definite: true, error: "bad-op".into() })
+}
+
+fn rejected(e: &str) -> CallError {
+    CallError { definite: true, error: error_tag(e) }
+}
+
+/// An unexpected reply to a sent update: it may have happened.
+fn unexpected(r: &Reply) -> CallError {
+    CallError { definite: false, error: format!("bad-answer: {r:?}").chars().take(80).collect() }
+}
+
+fn parse_int(r: &Reply) -> Result<i64, CallError> {
+    let t = bulk_text(r).ok_or_else(|| CallError { definite: true, error: format!("bad-answer: {r:?}") })?;
+    t.parse::<i64>().map_err(|_| CallError { definite: true, error: format!("bad-answer: {t:?}") })
+}
+
+async fn register_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "read" => match c.call(&["GET", key]).await? {
+            Reply::Bulk(None) => Ok(Value::Null),
+            Reply::Error(e) => Err(rejected(&e)),
+            r => parse_int(&r).map(|i| json!(i)),
+        },
+        "write" => match c.call(&["SET", key, &int_arg(&op.value)?]).await? {
+            Reply::Simple(s) if s == "OK" => Ok(op.value.clone()),
+            Reply::Error(e) => Err(rejected(&e)),
+            r => Err(unexpected(&r)),
+        },
+        "cas" => {
+            let from = int_arg(op.value.get(0).unwrap_or(&Value::Null))?;
+            let to = int_arg(op.value.get(1).unwrap_or(&Value::Null))?;
+            match c.call(&["EVAL", CAS_SCRIPT, "1", key, &from, &to]).await? {
+                Reply::Int(1) => Ok(op.value.clone()),
+                Reply::Int(0) => Err(CallError { definite: true, error: "cas-mismatch".into() }),
+                Reply::Error(e) => Err(rejected(&e)),
+                r => Err(unexpected(&r)),
+            }
+        }
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
+}
+
+async fn set_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "add" => match c.call(&["SADD", key, &int_arg(&op.value)?]).await? {
+            Reply::Int(_) => Ok(op.value.clone()),
+            Reply::Error(e) => Err(rejected(&e)),
+            r => Err(unexpected(&r)),
+        },
+        "read" => match c.call(&["SMEMBERS", key]).await? {
+            Reply::Array(Some(items)) => {
+                let mut out = items.iter().map(parse_int).collect::<Result<Vec<i64>, _>>()?;
+                out.sort_unstable();
+                Ok(json!(out))
+            }
+            Reply::Error(e) => Err(rejected(&e)),
+            r => Err(CallError { definite: true, error: format!("bad-answer: {r:?}").chars().take(80).collect() }),
+        },
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
+}
+
+async fn counter_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "add" => match c.call(&["INCRBY", key, &int_arg(&op.value)?]).await? {
+            Reply::Int(_) => Ok(op.value.clone()),
+            Reply::Error(e) => Err(rejected(&e)),
+            r => Err(unexpected(&r)),
+        },
+        "read" => match c.call(&["GET", key]).await? {
+            Reply::Bulk(None) => Ok(json!(0)),
+            Reply::Error(e) => Err(rejected(&e)),
+            r => parse_int(&r).map(|i| json!(i)),
+        },
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
 }
 
 /// Facts from `INFO replication`.
@@ -241,42 +332,15 @@ impl RedisClient {
         let target = self.resolve(addr).await?;
         let mut c = Conn::connect(&target, self.timeout).await?;
         let key = op.key.clone().unwrap_or_default();
-        let int = |v: &Value| v.as_i64().map(|i| i.to_string());
-        let rejected = |e: &str| CallError { definite: true, error: error_tag(e) };
-        match op.f.as_str() {
-            "read" => match c.call(&["GET", &key]).await? {
-                Reply::Bulk(None) => Ok(Value::Null),
-                Reply::Error(e) => Err(rejected(&e)),
-                r => {
-                    let t = bulk_text(&r).ok_or_else(|| CallError { definite: true, error: format!("bad-answer: {r:?}") })?;
-                    t.parse::<i64>().map(|i| json!(i)).map_err(|_| CallError { definite: true, error: format!("bad-answer: {t:?}") })
-                }
-            },
-            "write" => {
-                let v = int(&op.value).ok_or_else(|| CallError { definite: true, error: "bad-op".into() })?;
-                match c.call(&["SET", &key, &v]).await? {
-                    Reply::Simple(s) if s == "OK" => Ok(op.value.clone()),
-                    Reply::Error(e) => Err(rejected(&e)),
-                    // An unexpected reply to a sent write: it may have happened.
-                    r => Err(CallError { definite: false, error: format!("bad-answer: {r:?}") }),
-                }
-            }
-            "cas" => {
-                let (Some(from), Some(to)) = (op.value.get(0).and_then(int), op.value.get(1).and_then(int)) else {
-                    return Err(CallError { definite: true, error: "bad-op".into() });
-                };
-                match c.call(&["EVAL", CAS_SCRIPT, "1", &key, &from, &to]).await? {
-                    Reply::Int(1) => Ok(op.value.clone()),
-                    Reply::Int(0) => Err(CallError { definite: true, error: "cas-mismatch".into() }),
-                    Reply::Error(e) => Err(rejected(&e)),
-                    r => Err(CallError { definite: false, error: format!("bad-answer: {r:?}") }),
-                }
-            }
-            other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+        match self.data {
+            DataType::Register => register_cmd(&mut c, &key, op).await,
+            DataType::Set => set_cmd(&mut c, &key, op).await,
+            DataType::Counter => counter_cmd(&mut c, &key, op).await,
         }
     }
 
-    /// Performs a register op through the node at `addr` (bounded by the timeout).
+    /// Performs an op of the client's data type through the node at `addr` (bounded by the
+    /// timeout).
     pub async fn invoke(&self, addr: &str, node: &str, op: &Op) -> Completion {
         let result = match tokio::time::timeout(self.timeout, self.invoke_inner(addr, op)).await {
             Ok(r) => r,
@@ -284,9 +348,7 @@ impl RedisClient {
         };
         match result {
             Ok(v) => Completion::ok(v, node),
-            Err(e) if op.f == "read" => Completion::fail(Value::Null, e.error, node),
-            Err(e) if e.definite => Completion::fail(op.value.clone(), e.error, node),
-            Err(e) => Completion::info(op.value.clone(), e.error, node),
+            Err(e) => super::error_outcome(op, e.definite, e.error, node),
         }
     }
 

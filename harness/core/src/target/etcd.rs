@@ -10,6 +10,8 @@
 //! Clock skew is unavailable: etcd is a Go program and reads the wall clock through the vDSO,
 //! which libfaketime cannot intercept, and the machine's one system clock must not be set.
 
+use std::sync::Arc;
+use crate::client::{Client, DataType};
 use std::path::{Path, PathBuf};
 
 use super::{NodeStatus, Target};
@@ -75,6 +77,9 @@ pub async fn etcd_status(client: &EtcdClient, addr: &str) -> Result<NodeStatus, 
 }
 
 impl Target for EtcdTarget {
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
+        Ok(Arc::new(self.client.for_data(data)?))
+    }
     fn name(&self) -> &str {
         "etcd"
     }

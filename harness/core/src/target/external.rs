@@ -1,7 +1,7 @@
 //! Targets the project did not write: `etcd`, `redis` and TOML-described ones (`*.toml`).
-//! [`build`] turns `--target` and its `--target-opt KEY=VALUE` options into a [`Target`], a
-//! workload whose operations go through the target's client protocol ([`ProtocolWorkload`]),
-//! and notes for the run output (faults the target cannot take). [`gate`] wraps the runtime so
+//! [`build`] turns `--target` and its `--target-opt KEY=VALUE` options into a [`Target`] (whose
+//! client speaks the system's protocol, [`Target::client`]; a workload it cannot serve is
+//! refused here) and notes for the run output (faults the target cannot take). [`gate`] wraps the runtime so
 //! that a fault the target cannot take is refused with the reason, which the nemesis records as
 //! "not applied" in the history and results.json — never pretended.
 
@@ -10,20 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_checker::history::Event;
-
 use super::etcd::EtcdTarget;
-use super::file::{FileProtocol, FileTarget};
+use super::file::FileTarget;
 use super::redis::{RedisOptions, RedisTarget, MASTER_NAME, SENTINEL_PORT};
 use super::Target;
 use crate::client::etcd::{EtcdClient, EtcdReads};
 use crate::client::http::NodeHttp;
 use crate::client::redis::{RedisClient, SentinelConf};
-use crate::client::{BoxFuture, Completion, Op};
-use crate::generator::Generator;
+use crate::client::DataType;
 use crate::nemesis::Family;
 use crate::runtime::{Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
-use crate::workload::{CheckerResult, Workload};
+use crate::workload::Workload;
 
 /// The script that installs the external systems.
 pub const SETUP_SCRIPT: &str = "scripts/setup-external.sh";
@@ -112,25 +109,16 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
             i.target
         )));
     }
-    let needs_register = |proto: &str| -> Result<(), ExternalError> {
-        if i.workload.name() != "register" {
-            return Err(ExternalError::Unsupported(format!("the {proto} client speaks the register workload (read, write, cas), not {:?}", i.workload.name())));
-        }
-        Ok(())
-    };
-    let (target, protocol): (Arc<dyn Target>, Protocol) = match i.target {
+    let target: Arc<dyn Target> = match i.target {
         "etcd" => {
             let o = parse_options(i.options, &["reads"], "etcd")?;
             let reads: EtcdReads = o.get("reads").map_or(Ok(EtcdReads::Linearizable), |r| r.parse()).map_err(ExternalError::Option)?;
-            needs_register("etcd")?;
             let program = find_program("etcd", "etcd-server")?;
             let client = EtcdClient::new(i.op_timeout, reads).map_err(|e| ExternalError::Unsupported(e.to_string()))?;
-            let t = EtcdTarget { program, client: client.clone(), cluster_token: format!("faultline-{}", i.seed) };
-            (Arc::new(t), Protocol::Etcd(client))
+            Arc::new(EtcdTarget { program, client, cluster_token: format!("faultline-{}", i.seed) })
         }
         "redis" => {
             let o = parse_options(i.options, &["down-after-ms", "failover-timeout-ms", "min-replicas"], "redis")?;
-            needs_register("redis")?;
             let opts = RedisOptions {
                 server: find_program("redis-server", "redis-server")?,
                 sentinel: find_program("redis-sentinel", "redis-sentinel")?,
@@ -139,38 +127,25 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
                 min_replicas: number(&o, "min-replicas", 0, 0..=(i.nodes.saturating_sub(1) as u64))? as u32,
             };
             find_program("setpriv", "util-linux")?;
-            let client = RedisClient { timeout: i.op_timeout, sentinel: Some(SentinelConf { port: SENTINEL_PORT, master: MASTER_NAME.into() }) };
-            let t = RedisTarget { opts, client: client.clone(), peers_expected: i.nodes.saturating_sub(1) as u64 };
-            (Arc::new(t), Protocol::Redis(client))
+            let sentinel = Some(SentinelConf { port: SENTINEL_PORT, master: MASTER_NAME.into() });
+            let client = RedisClient { timeout: i.op_timeout, sentinel, data: DataType::Register };
+            Arc::new(RedisTarget { opts, client, peers_expected: i.nodes.saturating_sub(1) as u64 })
         }
         path => {
             parse_options(i.options, &[], path)?;
-            let t = FileTarget::load(Path::new(path), i.op_timeout, &i.admin_token, i.http.clone())?;
-            let protocol = match &t.protocol {
-                FileProtocol::Reference(_) => Protocol::Reference,
-                FileProtocol::Etcd(c) => {
-                    needs_register("etcd")?;
-                    Protocol::Etcd(c.clone())
-                }
-                FileProtocol::Redis(c) => {
-                    needs_register("redis")?;
-                    Protocol::Redis(c.clone())
-                }
-            };
-            (Arc::new(t), protocol)
+            Arc::new(FileTarget::load(Path::new(path), i.op_timeout, &i.admin_token, i.http.clone())?)
         }
     };
+    // The workload's operations must be ones the target's client speaks: refused here, before
+    // anything is created.
+    target.client(i.workload.data_type()).map_err(ExternalError::Unsupported)?;
     // `rebalance` is left out: only sharded targets take it and it is never part of `all`; when
     // asked for, the nemesis records the refusal itself.
     let notes = Family::GENERAL
         .iter()
         .filter_map(|f| target.fault_support(*f).err().map(|why| format!("{}: not applied to {}: {why}", f.as_str(), target.name())))
         .collect();
-    let workload: Arc<dyn Workload> = match protocol {
-        Protocol::Reference => i.workload,
-        p => Arc::new(ProtocolWorkload { inner: i.workload, protocol: p }),
-    };
-    Ok(Built { target, workload, notes })
+    Ok(Built { target, workload: i.workload, notes })
 }
 
 /// What `faultline run` resolved `--target` to.
@@ -191,49 +166,6 @@ pub fn resolve(i: BuildInputs<'_>, runtime: Arc<dyn Runtime>, reference: Arc<dyn
     let built = build(i)?;
     let runtime = gate(runtime, built.target.as_ref());
     Ok(Resolved { target: built.target, workload: built.workload, runtime, notes: built.notes })
-}
-
-/// The client protocol of a target.
-#[derive(Clone)]
-pub enum Protocol {
-    Reference,
-    Etcd(EtcdClient),
-    Redis(RedisClient),
-}
-
-/// A workload whose operations go through another client protocol; generator, final operations
-/// and checkers are the inner workload's.
-pub struct ProtocolWorkload {
-    pub inner: Arc<dyn Workload>,
-    pub protocol: Protocol,
-}
-
-impl Workload for ProtocolWorkload {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
-        self.inner.generator(seed, worker, concurrency)
-    }
-    fn invoke<'a>(&'a self, http: &'a NodeHttp, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
-        match &self.protocol {
-            Protocol::Reference => self.inner.invoke(http, addr, node, op),
-            Protocol::Etcd(c) => Box::pin(c.invoke(addr, node, op)),
-            Protocol::Redis(c) => Box::pin(c.invoke(addr, node, op)),
-        }
-    }
-    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        self.inner.final_ops(keys)
-    }
-    fn final_ops_on_every_node(&self) -> bool {
-        self.inner.final_ops_on_every_node()
-    }
-    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
-        self.inner.check(events)
-    }
-    fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> faultline_checker::hierarchy::Consistency {
-        self.inner.consistency(events, checkers)
-    }
 }
 
 /// A runtime that refuses the faults its target cannot take.

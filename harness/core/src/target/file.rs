@@ -10,6 +10,9 @@
 //!
 //! Stopping a node is the runtime's SIGKILL (teardown, kill faults), pausing is SIGSTOP.
 
+use std::sync::Arc;
+use crate::client::{Client, DataType};
+use crate::client::http::ReferenceClient;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -285,6 +288,7 @@ impl FileTarget {
             ProtocolName::Redis => FileProtocol::Redis(RedisClient {
                 timeout,
                 sentinel: f.redis.sentinel_port.map(|port| SentinelConf { port, master: f.redis.sentinel_master.clone() }),
+                data: crate::client::DataType::Register,
             }),
         };
         Ok(FileTarget {
@@ -341,6 +345,13 @@ impl FileTarget {
 }
 
 impl Target for FileTarget {
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
+        match &self.protocol {
+            FileProtocol::Reference(http) => Ok(Arc::new(ReferenceClient { http: http.clone(), data })),
+            FileProtocol::Etcd(c) => Ok(Arc::new(c.for_data(data)?)),
+            FileProtocol::Redis(c) => Ok(Arc::new(RedisClient { data, ..c.clone() })),
+        }
+    }
     fn name(&self) -> &str {
         &self.name
     }

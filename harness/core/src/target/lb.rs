@@ -15,6 +15,8 @@
 //! completion names (`faultline_checker::distribution`), and fetches the front's per-backend
 //! counts at the end of the run (results.json `target_stats`).
 
+use std::sync::Arc;
+use crate::client::{Client, DataType};
 use std::path::Path;
 
 use faultline_checker::distribution::{check_distribution, DistributionOptions};
@@ -196,6 +198,10 @@ impl LbTarget {
 }
 
 impl Target for LbTarget {
+    /// Clients talk to the balancer (n1) with the backends' API.
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
+        self.front.client(data)
+    }
     fn name(&self) -> &str {
         "lb"
     }

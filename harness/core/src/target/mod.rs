@@ -13,7 +13,9 @@ pub mod redis;
 pub mod reference;
 pub mod router;
 
-use crate::client::BoxFuture;
+use std::sync::Arc;
+
+use crate::client::{BoxFuture, Client, DataType};
 use crate::runtime::{Launch, NodeSpec};
 
 /// What a node says about itself.
@@ -37,6 +39,10 @@ pub trait Target: Send + Sync {
         data_dir: &std::path::Path,
         log: &std::path::Path,
     ) -> Launch;
+    /// The client that performs a workload's operations on this system, for the data type
+    /// they act on (Jepsen pairs a db with its client); `Err(why)` when the system cannot
+    /// express them, which refuses the run before anything starts.
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String>;
     /// The node's status through its admin interface (bounded by the client timeout).
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>>;
     /// Sets the node's clock: `Some(offset_ms)` or `None` to reset. Returns the new offset.

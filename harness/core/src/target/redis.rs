@@ -17,6 +17,8 @@
 //! Clock skew is unavailable: libfaketime hangs Debian's redis-server (a jemalloc clash,
 //! libfaketime issue #130), and the machine's single system clock must not be set.
 
+use std::sync::Arc;
+use crate::client::{Client, DataType};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -130,6 +132,9 @@ pub async fn redis_status(client: &RedisClient, addr: &str, peers_expected: u64)
 }
 
 impl Target for RedisTarget {
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
+        Ok(Arc::new(RedisClient { data, ..self.client.clone() }))
+    }
     fn name(&self) -> &str {
         "redis"
     }

@@ -1,5 +1,8 @@
 //! The reference target: `faultline-node --role ROLE` (docs/node-api.md).
 
+use std::sync::Arc;
+use crate::client::{Client, DataType};
+use crate::client::http::ReferenceClient;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -120,6 +123,9 @@ impl ReferenceTarget {
 }
 
 impl Target for ReferenceTarget {
+    fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
+        Ok(Arc::new(ReferenceClient { http: self.http.clone(), data }))
+    }
     fn name(&self) -> &str {
         &self.role
     }
