@@ -11,6 +11,7 @@ use faultline_checker::Verdict;
 
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
+use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -123,16 +124,19 @@ impl Workload for CounterWorkload {
         hierarchy::Consistency::from_models(vec![lin, seq, session, convergent(checkers, "counter")])
     }
 
-    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
-        let r = check_counter(events, self.consistency);
+    fn checkers(&self) -> Vec<Box<dyn Checker>> {
+        let consistency = self.consistency;
         vec![
-            CheckerResult {
-                name: "counter".into(),
-                verdict: r.verdict,
-                reason: r.reason.clone(),
-                details: serde_json::to_value(&r).unwrap_or(Value::Null),
-            },
-            convergence_result(events),
+            checker("counter", move |h| {
+                let r = check_counter(h.events, consistency);
+                CheckerResult {
+                    name: "counter".into(),
+                    verdict: r.verdict,
+                    reason: r.reason.clone(),
+                    details: serde_json::to_value(&r).unwrap_or(Value::Null),
+                }
+            }),
+            checker("convergence", |h| convergence_result(h.events)),
         ]
     }
 }
@@ -173,6 +177,7 @@ fn impossible_read(events: &[Event]) -> Option<String> {
 mod tests {
     use super::*;
     use faultline_checker::history::{EventType, Process};
+    use faultline_core::checker::{check_all, History};
 
     #[test]
     fn schedule_is_seeded_with_the_configured_mix() {
@@ -233,7 +238,7 @@ mod tests {
             ev(3, Invoke, 9, "read", Value::Null, "n1"),
             ev(4, Ok, 9, "read", json!(1), "n1"),
         ];
-        let r = CounterWorkload::default().check(&h);
+        let r = check_all(&CounterWorkload::default().checkers(), &History::of(&h));
         assert_eq!(
             (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
             ("valid", "valid"),
@@ -242,7 +247,7 @@ mod tests {
         let c = CounterWorkload::default().consistency(&h, &r);
         assert_eq!(c.strongest, hierarchy::Strongest::Convergent, "{c:?}");
         h[4].value = json!(2); // the bad-merge echo
-        let r = CounterWorkload::default().check(&h);
+        let r = check_all(&CounterWorkload::default().checkers(), &History::of(&h));
         assert_eq!(r[0].verdict, Verdict::Invalid);
         assert!(
             r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"),

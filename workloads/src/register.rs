@@ -31,6 +31,7 @@ use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
 
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
+use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -142,40 +143,46 @@ impl Workload for Register {
         register_consistency(events, checkers, &opts)
     }
 
-    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
-        let opts = CheckOptions {
-            time_limit: Some(std::time::Duration::from_secs(self.check_time_limit_s)),
-            ..CheckOptions::default()
-        };
-        let report = check_linearizable(events, ModelKind::CasRegister, &opts);
-        let not_valid: Vec<_> = report
-            .keys
-            .iter()
-            .filter(|k| k.verdict != Verdict::Valid)
-            .collect();
-        let ok_reads = events
-            .iter()
-            .filter(|e| e.kind == EventType::Ok && e.f == "read" && !e.value.is_null())
-            .count();
-        let details = json!({
-            "model": report.model.name(),
-            "keys": report.keys.len(),
-            "ops_total": report.ops_total,
-            "ops_ok": report.ops_ok,
-            "ops_fail": report.ops_fail,
-            "ops_info": report.ops_info,
-            "ok_reads_of_written_values": ok_reads,
-            "elapsed_ms": report.elapsed_ms,
-            "not_valid_keys": not_valid,
-            "explanation": report.explanation,
-            "text": report.to_text(),
-        });
-        vec![CheckerResult {
-            name: "linearizable".into(),
-            verdict: report.verdict,
-            reason: report.reason.clone(),
-            details,
-        }]
+    fn checkers(&self) -> Vec<Box<dyn Checker>> {
+        let time_limit_s = self.check_time_limit_s;
+        vec![checker("linearizable", move |h| linearizable(h.events, time_limit_s))]
+    }
+}
+
+/// The linearizability checker (cas-register model, every key), as a [`CheckerResult`].
+fn linearizable(events: &[Event], check_time_limit_s: u64) -> CheckerResult {
+    let opts = CheckOptions {
+        time_limit: Some(std::time::Duration::from_secs(check_time_limit_s)),
+        ..CheckOptions::default()
+    };
+    let report = check_linearizable(events, ModelKind::CasRegister, &opts);
+    let not_valid: Vec<_> = report
+        .keys
+        .iter()
+        .filter(|k| k.verdict != Verdict::Valid)
+        .collect();
+    let ok_reads = events
+        .iter()
+        .filter(|e| e.kind == EventType::Ok && e.f == "read" && !e.value.is_null())
+        .count();
+    let details = json!({
+        "model": report.model.name(),
+        "keys": report.keys.len(),
+        "ops_total": report.ops_total,
+        "ops_ok": report.ops_ok,
+        "ops_fail": report.ops_fail,
+        "ops_info": report.ops_info,
+        "ok_reads_of_written_values": ok_reads,
+        "elapsed_ms": report.elapsed_ms,
+        "not_valid_keys": not_valid,
+        "explanation": report.explanation,
+        "text": report.to_text(),
+    });
+    CheckerResult {
+        name: "linearizable".into(),
+        verdict: report.verdict,
+        reason: report.reason.clone(),
+        details,
     }
 }
 
@@ -258,6 +265,7 @@ fn register_convergence(events: &[Event]) -> (Verdict, String) {
 mod tests {
     use super::*;
     use faultline_checker::history::Process;
+    use faultline_core::checker::{check_all, History};
 
     fn ops(seed: u64, worker: u64, n: usize) -> Vec<Op> {
         let mut g = Register::default().generator(seed, worker, 10);
@@ -332,7 +340,7 @@ mod tests {
             ev(2, Invoke, 1, "read", Value::Null),
             ev(3, Ok, 1, "read", json!(1)),
         ];
-        let r = w.check(&good);
+        let r = check_all(&w.checkers(), &History::of(&good));
         assert_eq!(r[0].verdict, Verdict::Valid, "{:?}", r[0].reason);
         let stale = vec![
             ev(0, Invoke, 0, "write", json!(1)),
@@ -342,7 +350,7 @@ mod tests {
             ev(4, Invoke, 1, "read", Value::Null),
             ev(5, Ok, 1, "read", json!(1)),
         ];
-        let r = w.check(&stale);
+        let r = check_all(&w.checkers(), &History::of(&stale));
         assert_eq!(r[0].verdict, Verdict::Invalid);
         assert!(
             r[0].reason.as_deref().unwrap().contains("k0"),
@@ -389,7 +397,7 @@ mod tests {
 
     fn ladder(h: &[Event]) -> Consistency {
         let w = Register::default();
-        w.consistency(h, &w.check(h))
+        w.consistency(h, &check_all(&w.checkers(), &History::of(h)))
     }
 
     #[test]

@@ -16,6 +16,7 @@ use faultline_checker::Verdict;
 
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
+use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -188,7 +189,14 @@ impl Workload for SetWorkload {
         Consistency::from_models(models)
     }
 
-    fn check(&self, events: &[Event]) -> Vec<CheckerResult> {
+    fn checkers(&self) -> Vec<Box<dyn Checker>> {
+        vec![checker("set-full", |h| set_full(h.events)), checker("convergence", |h| convergence_result(h.events))]
+    }
+}
+
+/// Jepsen's set-full over `add` and `read` operations, as a [`CheckerResult`].
+fn set_full(events: &[Event]) -> CheckerResult {
+    {
         let r = check_set(events);
         let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
@@ -211,15 +219,12 @@ impl Workload for SetWorkload {
                 )),
             );
         }
-        vec![
-            CheckerResult {
-                name: "set-full".into(),
-                verdict: r.verdict,
-                reason: r.reason.clone(),
-                details,
-            },
-            convergence_result(events),
-        ]
+        CheckerResult {
+            name: "set-full".into(),
+            verdict: r.verdict,
+            reason: r.reason.clone(),
+            details,
+        }
     }
 }
 
@@ -227,6 +232,7 @@ impl Workload for SetWorkload {
 mod tests {
     use super::*;
     use faultline_checker::history::{EventType, Process};
+    use faultline_core::checker::{check_all, History};
 
     fn ops(seed: u64, worker: u64, n: usize) -> Vec<Op> {
         let mut g = SetWorkload::default().generator(seed, worker, 4);
@@ -293,7 +299,7 @@ mod tests {
             ev(5, Invoke, 9, "read", Value::Null, "n2"),
             ev(6, Ok, 9, "read", json!([5]), "n2"),
         ];
-        let r = SetWorkload::default().check(&good);
+        let r = check_all(&SetWorkload::default().checkers(), &History::of(&good));
         assert_eq!(
             (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
             ("valid", "valid"),
@@ -308,7 +314,7 @@ mod tests {
         assert_eq!(c.model(Model::Convergent).unwrap().verdict, ModelVerdict::Valid);
         let mut bad = good.clone();
         bad[6].value = json!([]);
-        let r = SetWorkload::default().check(&bad);
+        let r = check_all(&SetWorkload::default().checkers(), &History::of(&bad));
         assert_eq!(
             (r[0].name.as_str(), r[0].verdict.to_string().as_str()),
             ("set-full", "invalid")

@@ -9,6 +9,7 @@
 
 /// The pure analysis of a history, owned by `faultline-results` (re-exported for the runner).
 pub use faultline_results::analysis;
+pub mod checker;
 pub mod client;
 pub mod generator;
 pub mod history;

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::analysis;
+use crate::checker::{check_all, History};
 use crate::client::{Client, Completion, Op};
 use crate::generator::{Pacer, ProcessIds};
 use crate::history::{EventParts, HistoryWriter};
@@ -787,8 +788,9 @@ pub struct AnalysisInput<'a> {
 pub fn analyse(events: &[faultline_checker::history::Event], input: &AnalysisInput, timings: &mut Timings) -> Results {
     let stats = analysis::op_stats(events);
     let avail = analysis::availability(events);
+    let h = History { events, nodes: input.nodes, target_stats: input.target_stats };
     let mut checkers: Vec<CheckerResult> =
-        if events.is_empty() { Vec::new() } else { input.workload.check(events) };
+        if events.is_empty() { Vec::new() } else { check_all(&input.workload.checkers(), &h) };
     let models_started = Instant::now();
     let consistency = if events.is_empty() {
         Consistency::not_checked("no history was recorded")
@@ -797,7 +799,7 @@ pub fn analyse(events: &[faultline_checker::history::Event], input: &AnalysisInp
     };
     timings.consistency_s = Some(models_started.elapsed().as_secs_f64());
     // The target's own promises (a balancer's distribution, a router's key balance).
-    checkers.extend(input.target.checkers(input.nodes, events, input.target_stats));
+    checkers.extend(check_all(&input.target.checkers(), &h));
     checkers.push(analysis::availability_checker(&avail, &stats));
     let mut verdict = analysis::combine(&checkers);
     if input.interrupted && verdict == Verdict::Valid {

@@ -8,6 +8,7 @@
 use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::Event;
 
+use crate::checker::Checker;
 use crate::client::{DataType, Op};
 use crate::generator::Generator;
 
@@ -29,10 +30,11 @@ pub trait Workload: Send + Sync {
     fn final_ops_on_every_node(&self) -> bool {
         false
     }
-    /// Judges a history (client and nemesis events, in index order).
-    fn check(&self, events: &[Event]) -> Vec<CheckerResult>;
+    /// The checkers that judge the history (client and nemesis events, in index order); the
+    /// runner composes them with the target's ([`crate::checker::check_all`]).
+    fn checkers(&self) -> Vec<Box<dyn Checker>>;
     /// Where the history sits on the consistency hierarchy (results.json's `consistency`
-    /// block), given what [`Workload::check`] found. By default no checker of the workload
+    /// block), given what [`Workload::checkers`] found. By default no checker of the workload
     /// decides a model: every model `not-checked`, strongest `unknown`.
     fn consistency(&self, _events: &[Event], _checkers: &[CheckerResult]) -> Consistency {
         Consistency::not_checked(&format!("the {} workload maps no checker onto the hierarchy", self.name()))

@@ -281,36 +281,47 @@ impl Target for LbTarget {
         })
     }
 
-    fn checkers(&self, all: &[NodeSpec], events: &[Event], _stats: Option<&Value>) -> Vec<CheckerResult> {
+    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
         // Least connections follows the backends' speed, not a share: nothing to judge.
         if self.strategy == "least-conn" {
             return Vec::new();
         }
+        let (strategy, weights, grace_ms) = (self.strategy.clone(), self.weights.clone(), self.grace_ms);
+        vec![crate::checker::checker("lb-distribution", move |h| {
+            distribution_checker(&strategy, &weights, grace_ms, h.nodes, h.events)
+        })]
+    }
+}
+
+/// The lb-distribution checker: do the backends (every node but the balancer n1) serve the
+/// shares their weights promise, outside fault windows?
+fn distribution_checker(strategy: &str, weights: &[u32], grace_ms: u64, all: &[NodeSpec], events: &[Event]) -> CheckerResult {
+    {
         let weights: Vec<(String, u32)> = all
             .iter()
             .skip(1)
             .map(|n| n.id.clone())
-            .zip(self.weights.iter().copied())
+            .zip(weights.iter().copied())
             .collect();
         let windows: Vec<(u64, u64)> = crate::analysis::fault_windows(events)
             .iter()
             .map(|w| (w.start_ns, w.end_ns))
             .collect();
         let opts = DistributionOptions {
-            grace_ns: self.grace_ms * 1_000_000,
+            grace_ns: grace_ms * 1_000_000,
             ..Default::default()
         };
         let r = check_distribution(events, &weights, &windows, opts);
         let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut details {
-            m.insert("strategy".into(), Value::String(self.strategy.clone()));
+            m.insert("strategy".into(), Value::String(strategy.to_string()));
         }
-        vec![CheckerResult {
+        CheckerResult {
             name: "lb-distribution".into(),
             verdict: r.verdict,
             reason: r.reason,
             details,
-        }]
+        }
     }
 }
 
@@ -479,9 +490,10 @@ mod tests {
     fn distribution_is_judged_for_weighted_and_round_robin_only() {
         let all = nodes(3);
         let t = LbTarget::new(reference(&[("strategy", "least-conn")], &[]), 3).unwrap();
-        assert!(t.checkers(&all, &[], None).is_empty());
+        assert!(t.checkers().is_empty());
         let t = LbTarget::new(reference(&[], &[]), 3).unwrap();
-        let c = t.checkers(&all, &[], None);
+        let h = crate::checker::History { events: &[], nodes: &all, target_stats: None };
+        let c = crate::checker::check_all(&t.checkers(), &h);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "lb-distribution");
         assert_eq!(c[0].verdict, Verdict::Unknown, "no operations: nothing to judge");

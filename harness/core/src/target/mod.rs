@@ -97,15 +97,11 @@ pub trait Target: Send + Sync {
         Box::pin(async { None })
     }
     /// Checkers of what this target promises beyond the workload's, judged from the recorded
-    /// history and from what [`Target::final_stats`] returned (`None`: nothing, or it could not
-    /// be fetched): e.g. a load balancer's distribution over its backends, a router's shard
-    /// balance. None by default.
-    fn checkers(
-        &self,
-        _all: &[NodeSpec],
-        _events: &[faultline_checker::history::Event],
-        _stats: Option<&serde_json::Value>,
-    ) -> Vec<crate::workload::CheckerResult> {
+    /// history, the cluster and what [`Target::final_stats`] returned
+    /// ([`crate::checker::History`]; no stats: nothing, or they could not be fetched): e.g. a
+    /// load balancer's distribution over its backends, a router's shard balance. None by
+    /// default.
+    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
         Vec::new()
     }
 }

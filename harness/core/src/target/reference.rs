@@ -180,9 +180,9 @@ impl Target for ReferenceTarget {
         Box::pin(async { None })
     }
 
-    fn checkers(&self, _all: &[NodeSpec], _events: &[faultline_checker::history::Event], stats: Option<&Value>) -> Vec<crate::workload::CheckerResult> {
+    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
         if self.role == "router" {
-            return vec![super::router::balance_checker(stats)];
+            return vec![crate::checker::checker("shard-balance", |h| super::router::balance_checker(h.target_stats))];
         }
         Vec::new()
     }
