@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..runs.max(1) {
         let summary = render_run(&dir, &RenderOptions::default())?;
         let s = summary.elapsed.as_secs_f64();
-        println!("render {}: {:.3} s, verdict {}, {} ops, {} files, {} warnings", i + 1, s, summary.verdict, summary.ops, summary.files.len(), summary.warnings.len());
+        println!("render {}: {:.3} s, verdict {}, {} ops, {} files, {} warnings", i + 1, s, summary.verdict.map_or_else(|| "none".to_string(), |v| v.to_string()), summary.ops, summary.files.len(), summary.warnings.len());
         times.push(s);
     }
     times.sort_by(f64::total_cmp);

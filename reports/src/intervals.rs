@@ -1,11 +1,16 @@
 //! Fault intervals, derived from the history's own nemesis events.
 //!
 //! The nemesis records `start-X` and `stop-X` info events (X = partition, kill, pause, clock,
-//! ...). A `stop-X` ends every open `X` interval: the nemeses heal all faults of a kind at once,
-//! as Jepsen's do. A `start-X` that is never stopped lasts to the end of the history. Events
-//! with other names (one-shot faults) are kept as instants.
+//! ...). The windows are the ones availability measures
+//! ([`faultline_results::analysis::fault_windows_of`]), so the report shades exactly what
+//! "during faults" counted: a `stop-X` ends every open `X` window, a `heal` ends them all, a
+//! refused fault (`applied: false`) is no window, and a window never ended lasts to the end of
+//! the history. Other nemesis events (a refused start, a heal, one-shot faults) are instants.
+
+use std::collections::{HashMap, HashSet};
 
 use faultline_checker::history::{Event, EventType, Process};
+use faultline_results::analysis::fault_windows_of;
 
 /// One fault, from its start event to its stop event.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,59 +49,38 @@ pub struct Faults {
 const DESCRIPTION_CHARS_MAX: usize = 240;
 
 impl Faults {
-    /// Pairs the nemesis events of `events`; `end_ns` closes the intervals never stopped.
+    /// The fault windows of `events`, derived as availability derives them
+    /// ([`faultline_results::analysis::fault_windows_of`]: a refused fault is no window, a
+    /// `stop-X` or a `heal` ends a window), each described by its start event; every other
+    /// nemesis event (a refused start, a heal, a one-shot fault) is an instant. `end_ns` closes
+    /// the windows never ended, when later than the history's last event.
     pub fn from_events(events: &[Event], end_ns: u64) -> Faults {
         let mut out = Faults::default();
-        // Open intervals, as positions in out.intervals.
-        let mut open: Vec<usize> = Vec::new();
-        for e in events {
-            // Only `info` nemesis events carry faults; a nemesis `invoke` (if a nemesis records
-            // one) would otherwise double every interval.
-            if e.process != Process::Nemesis || e.kind != EventType::Info {
+        let fw = fault_windows_of(events);
+        let by_index: HashMap<u64, &Event> = events.iter().map(|e| (e.index, e)).collect();
+        let starts: HashSet<u64> = fw.windows.iter().map(|w| w.start_index).collect();
+        for w in &fw.windows {
+            out.intervals.push(FaultInterval {
+                kind: w.f.clone(),
+                start_ns: w.start_ns,
+                end_ns: if w.open_ended { w.end_ns.max(end_ns) } else { w.end_ns },
+                open_ended: w.open_ended,
+                start_index: w.start_index,
+                description: by_index.get(&w.start_index).map(|e| describe(&e.value)).unwrap_or_default(),
+            });
+        }
+        for i in &fw.unmatched_stops {
+            let f = by_index.get(i).map_or("stop", |e| e.f.as_str());
+            out.warnings.push(format!("history index {i}: {f} without a matching start; ignored"));
+        }
+        let unmatched: HashSet<&u64> = fw.unmatched_stops.iter().collect();
+        for e in events.iter().filter(|e| e.process == Process::Nemesis && e.kind == EventType::Info) {
+            let paired_stop = e.f.starts_with("stop-") && !unmatched.contains(&e.index);
+            if starts.contains(&e.index) || paired_stop || unmatched.contains(&e.index) {
                 continue;
             }
-            if let Some(kind) = e.f.strip_prefix("start-") {
-                out.intervals.push(FaultInterval {
-                    kind: kind.to_string(),
-                    start_ns: e.time,
-                    end_ns: e.time,
-                    open_ended: true,
-                    start_index: e.index,
-                    description: describe(&e.value),
-                });
-                open.push(out.intervals.len() - 1);
-            } else if let Some(kind) = e.f.strip_prefix("stop-") {
-                let before = open.len();
-                open.retain(|&i| {
-                    let iv = &mut out.intervals[i];
-                    if iv.kind == kind {
-                        iv.end_ns = e.time.max(iv.start_ns);
-                        iv.open_ended = false;
-                        false
-                    } else {
-                        true
-                    }
-                });
-                if open.len() == before {
-                    out.warnings.push(format!(
-                        "history index {}: {} without a matching start-{kind}; ignored",
-                        e.index, e.f
-                    ));
-                }
-            } else {
-                out.instants.push(FaultInstant {
-                    f: e.f.clone(),
-                    time_ns: e.time,
-                    index: e.index,
-                    description: describe(&e.value),
-                });
-            }
+            out.instants.push(FaultInstant { f: e.f.clone(), time_ns: e.time, index: e.index, description: describe(&e.value) });
         }
-        for &i in &open {
-            let iv = &mut out.intervals[i];
-            iv.end_ns = end_ns.max(iv.start_ns);
-        }
-        out.intervals.sort_by_key(|iv| (iv.start_ns, iv.start_index));
         out
     }
 
@@ -290,6 +274,25 @@ mod tests {
         let f = Faults::from_events(&events, 100);
         let spans: Vec<(u64, u64)> = f.intervals.iter().map(|i| (i.start_ns, i.end_ns)).collect();
         assert_eq!(spans, vec![(10, 30), (20, 30), (40, 50)]);
+    }
+
+    #[test]
+    fn the_report_shades_what_availability_counted() {
+        // A refused fault is no window (availability does not count it) but an instant; a heal
+        // ends every open window (the shading used to run past it to the end of the run).
+        let events = vec![
+            nem(0, 10, "start-loss", json!({"applied": false, "error": "no iptables"})),
+            nem(1, 20, "start-kill", json!({"applied": true, "kind": "one", "nodes": ["n2"]})),
+            nem(2, 30, "heal", json!({"ok": true})),
+        ];
+        let f = Faults::from_events(&events, 100);
+        let spans: Vec<(&str, u64, u64)> = f.intervals.iter().map(|i| (i.kind.as_str(), i.start_ns, i.end_ns)).collect();
+        assert_eq!(spans, vec![("kill", 20, 30)]);
+        let windows = faultline_results::analysis::fault_windows(&events);
+        assert_eq!(windows.len(), 1);
+        assert_eq!((windows[0].start_ns, windows[0].end_ns), (20, 30));
+        let instants: Vec<&str> = f.instants.iter().map(|i| i.f.as_str()).collect();
+        assert_eq!(instants, vec!["start-loss", "heal"]);
     }
 
     #[test]

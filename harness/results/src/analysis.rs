@@ -54,9 +54,16 @@ pub struct OpStats {
 /// One window during which an applied fault was active, in test-clock ns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Window {
+    /// The family: the X of `start-X`.
     pub f: String,
     pub start_ns: u64,
     pub end_ns: u64,
+    /// History index of the `start-X` event.
+    #[serde(default)]
+    pub start_index: u64,
+    /// Neither a `stop-X` nor a `heal` ended it: it runs to the end of the history.
+    #[serde(default)]
+    pub open_ended: bool,
 }
 
 /// Availability in and out of fault windows.
@@ -152,44 +159,55 @@ pub fn latencies(events: &[Event]) -> BTreeMap<String, Latency> {
     by.into_iter().map(|(k, v)| (k, latency_of(v))).collect()
 }
 
-/// Windows of applied faults. A `start-X` opens a window of X, closed by the next `stop-X` or
-/// `heal` (or the end of the history).
-pub fn fault_windows(events: &[Event]) -> Vec<Window> {
-    let mut open: BTreeMap<String, u64> = BTreeMap::new();
-    let mut out = Vec::new();
+/// The fault windows of a history and the stops that matched no start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultWindows {
+    /// Sorted by start time, then history index.
+    pub windows: Vec<Window>,
+    /// History indexes of `stop-X` events with no open window of X.
+    pub unmatched_stops: Vec<u64>,
+}
+
+/// The one derivation of fault windows, used by availability, the lb-distribution checker and
+/// the report's shading alike. Nemesis `info` events only: a `start-X` whose `value.applied` is
+/// not false opens a window of X (a refused fault is no window); a `stop-X` closes every open
+/// window of X (nemeses heal all faults of a family at once, as Jepsen's do); a `heal` closes
+/// every open window; a window still open at the end runs to the last event of the history.
+pub fn fault_windows_of(events: &[Event]) -> FaultWindows {
+    let mut out = FaultWindows::default();
+    let mut open: Vec<usize> = Vec::new();
     let end = events.last().map(|e| e.time).unwrap_or(0);
-    for e in events.iter().filter(|e| e.process == Process::Nemesis) {
+    for e in events.iter().filter(|e| e.process == Process::Nemesis && e.kind == EventType::Info) {
+        let close = |w: &mut Window| w.end_ns = e.time.max(w.start_ns);
         if let Some(fam) = e.f.strip_prefix("start-") {
             if e.value.get("applied").and_then(|v| v.as_bool()) != Some(false) {
-                open.insert(fam.to_string(), e.time);
+                out.windows.push(Window { f: fam.into(), start_ns: e.time, end_ns: e.time, start_index: e.index, open_ended: false });
+                open.push(out.windows.len() - 1);
             }
         } else if let Some(fam) = e.f.strip_prefix("stop-") {
-            if let Some(start) = open.remove(fam) {
-                out.push(Window {
-                    f: fam.into(),
-                    start_ns: start,
-                    end_ns: e.time,
-                });
+            let before = open.len();
+            open.retain(|&i| out.windows[i].f != fam || (close(&mut out.windows[i]), false).1);
+            if open.len() == before {
+                out.unmatched_stops.push(e.index);
             }
         } else if e.f == "heal" {
-            for (fam, start) in std::mem::take(&mut open) {
-                out.push(Window {
-                    f: fam,
-                    start_ns: start,
-                    end_ns: e.time,
-                });
+            for i in open.drain(..) {
+                close(&mut out.windows[i]);
             }
         }
     }
-    for (fam, start) in open {
-        out.push(Window {
-            f: fam,
-            start_ns: start,
-            end_ns: end,
-        });
+    for i in open {
+        let w = &mut out.windows[i];
+        w.end_ns = end.max(w.start_ns);
+        w.open_ended = true;
     }
-    out.sort_by_key(|w| w.start_ns);
+    out.windows.sort_by_key(|w| (w.start_ns, w.start_index));
     out
+}
+
+/// [`fault_windows_of`]'s windows.
+pub fn fault_windows(events: &[Event]) -> Vec<Window> {
+    fault_windows_of(events).windows
 }
 
 /// Availability: each client completion is "during faults" when its completion time falls in a
@@ -386,7 +404,9 @@ mod tests {
             vec![Window {
                 f: "partition".into(),
                 start_ns: 30,
-                end_ns: 70
+                end_ns: 70,
+                start_index: w[0].start_index,
+                open_ended: false,
             }],
             "unapplied latency opens no window"
         );
@@ -502,8 +522,21 @@ mod tests {
             vec![Window {
                 f: "kill".into(),
                 start_ns: 5,
-                end_ns: 9
+                end_ns: 9,
+                start_index: 0,
+                open_ended: false,
             }]
         );
+    }
+
+    #[test]
+    fn two_windows_of_one_family_both_count_and_a_stop_closes_both() {
+        use EventType::*;
+        let nem = |i, t, f: &str| ev(i, t, Info, Process::Nemesis, f, json!({"applied": true}));
+        let h = vec![nem(0, 5, "start-pause"), nem(1, 7, "start-pause"), nem(2, 9, "stop-pause"), nem(3, 11, "stop-kill"), nem(4, 20, "start-clock"), nem(5, 30, "start-kill")];
+        let fw = fault_windows_of(&h);
+        let spans: Vec<(&str, u64, u64, bool)> = fw.windows.iter().map(|w| (w.f.as_str(), w.start_ns, w.end_ns, w.open_ended)).collect();
+        assert_eq!(spans, vec![("pause", 5, 9, false), ("pause", 7, 9, false), ("clock", 20, 30, true), ("kill", 30, 30, true)]);
+        assert_eq!(fw.unmatched_stops, vec![3], "stop-kill with no kill open");
     }
 }
