@@ -453,35 +453,107 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
         .label_style(crate::plots::font(13))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    let plotted: Vec<(usize, &TargetComparison, f64)> = targets
+    let points: Vec<(String, f64, f64)> = targets
         .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.availability_during_partitions.map(|a| (i, t, a)))
+        .filter_map(|t| t.availability_during_partitions.map(|a| (t.target.clone(), a, y_of(&t.model_kept))))
         .collect();
-    for (k, &(i, t, a)) in plotted.iter().enumerate() {
-        let color = crate::plots::F_COLORS[i % crate::plots::F_COLORS.len()];
-        let y = y_of(&t.model_kept);
-        // Earlier targets on the same model row: at the same spot (their point would hide this
-        // one), or near enough for the labels to collide (a label is ~0.1 of the axis wide).
-        let row = plotted[..k].iter().filter(|(_, u, _)| y_of(&u.model_kept) == y);
-        let same = row.clone().filter(|(_, _, b)| (b - a).abs() < 0.02).count() as i32;
-        let near = row.filter(|(_, _, b)| (b - a).abs() < 0.12).count() as i32;
-        let label = truncate(&t.target, 32);
-        // A coincident point is drawn a little lower; labels of near points are stacked.
-        let point_dy = 10 * same;
-        let dy = -8 + 16 * near;
-        // Right of the point, or left of it near the right edge (DejaVu at 14 px: about 8 px a
-        // character).
-        let dx = if a > 0.8 { -14 - 8 * label.chars().count() as i32 } else { 10 };
+    for (k, p) in layout(&points).into_iter().enumerate() {
+        let color = crate::plots::F_COLORS[k % crate::plots::F_COLORS.len()];
+        let label = p.label();
+        let dx = if p.left { -10 - (CHAR_PX as i32) * label.chars().count() as i32 } else { 10 };
+        // The label in its point's colour, so a label set above or below is read as its own.
+        let style = crate::plots::font(14).color(&color);
         chart
             .draw_series(std::iter::once(
-                EmptyElement::at((a, y)) + Circle::new((0, point_dy), 6, color.filled()) + Text::new(label, (dx, dy), crate::plots::font(14)),
+                EmptyElement::at((p.x, p.y)) + Circle::new((0, 0), 6, color.filled()) + Text::new(label, (dx, p.dy), style),
             ))?
-            .label(t.target.clone())
+            .label(p.names.join(", "))
             .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
     }
     root.present()?;
     Ok(())
+}
+
+/// A point of comparison.png: where it is (exactly the target's availability and model) and
+/// where its label goes.
+#[derive(Clone, Debug, PartialEq)]
+struct Placed {
+    /// The targets at this point: coinciding points are one point with a list.
+    names: Vec<String>,
+    x: f64,
+    y: f64,
+    /// Label offset in pixels from the point: always within a third of a model row (about 57
+    /// px), so a label never reads as belonging to another row.
+    dy: i32,
+    /// Label on the left of the point.
+    left: bool,
+}
+
+/// Availabilities closer than this are one point.
+const COINCIDE: f64 = 0.005;
+/// Label slots, in order of preference: level, above, below on the right; then on the left.
+const SLOTS: [(i32, bool); 6] = [(-7, false), (-24, false), (10, false), (-7, true), (-24, true), (10, true)];
+/// The chart's x range and its width in pixels (900 px image less margins and the y labels).
+const X_MIN: f64 = -0.02;
+const X_MAX: f64 = 1.08;
+const PLOT_PX: f64 = 690.0;
+/// A label's text is 14 px high; DejaVu at 14 px is about 8 px a character.
+const TEXT_PX: i32 = 14;
+const CHAR_PX: f64 = 8.0;
+
+impl Placed {
+    fn label(&self) -> String {
+        truncate(&self.names.join(", "), 60)
+    }
+
+    /// The label's horizontal span, in chart units, for a slot on `left` or the right.
+    fn span(&self, left: bool) -> (f64, f64) {
+        let w = (CHAR_PX * self.label().chars().count() as f64) / PLOT_PX * (X_MAX - X_MIN);
+        let gap = 10.0 / PLOT_PX * (X_MAX - X_MIN);
+        if left {
+            (self.x - gap - w, self.x - gap)
+        } else {
+            (self.x + gap, self.x + gap + w)
+        }
+    }
+}
+
+/// Places the points of comparison.png: coinciding points merge (names listed), every point
+/// stays exactly at its (availability, model), and each label takes the first slot around its
+/// point that fits in the chart and overlaps no label or point already placed on its row.
+fn layout(points: &[(String, f64, f64)]) -> Vec<Placed> {
+    let mut placed: Vec<Placed> = Vec::new();
+    for (name, x, y) in points {
+        if let Some(p) = placed.iter_mut().find(|p| p.y == *y && (p.x - x).abs() < COINCIDE) {
+            p.names.push(name.clone());
+            continue;
+        }
+        placed.push(Placed { names: vec![name.clone()], x: *x, y: *y, dy: 0, left: false });
+    }
+    for k in 0..placed.len() {
+        let p = &placed[k];
+        let fits = |left: bool| {
+            let (a, b) = p.span(left);
+            a >= X_MIN && b <= X_MAX
+        };
+        let free = |dy: i32, left: bool| {
+            let (a, b) = p.span(left);
+            let row = placed.iter().enumerate().filter(|(i, q)| *i != k && q.y == p.y);
+            // A level label would cover the points inside its span; others' labels, when
+            // their spans and bands overlap.
+            let over_points = dy == -7 && row.clone().any(|(_, q)| q.x >= a && q.x <= b);
+            let over_labels = row.filter(|(i, _)| *i < k).any(|(_, q)| {
+                let (c, d) = q.span(q.left);
+                (q.dy - dy).abs() < TEXT_PX && c < b && a < d
+            });
+            !over_points && !over_labels
+        };
+        let fitting: Vec<(i32, bool)> = SLOTS.iter().copied().filter(|&(_, l)| fits(l)).collect();
+        let (dy, left) = fitting.iter().copied().find(|&(dy, l)| free(dy, l)).or(fitting.first().copied()).unwrap_or(SLOTS[3]);
+        placed[k].dy = dy;
+        placed[k].left = left;
+    }
+    placed
 }
 
 #[cfg(test)]
@@ -535,6 +607,31 @@ mod tests {
         let old = CellMetrics::from_results(&serde_json::from_value(json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}})).unwrap());
         assert_eq!(old.consistency, "unknown");
         assert_eq!((old.latency_ok_p50_ms, old.throughput_ok_per_s, old.availability_during_faults), (None, None, None));
+    }
+
+    #[test]
+    fn points_stay_where_their_figures_are_and_coinciding_points_are_one() {
+        let pts = vec![
+            ("raft".to_string(), 0.82, 5.0),
+            ("router".to_string(), 0.85, 5.0),
+            ("lb strategy=weighted".to_string(), 0.86, 5.0),
+            ("paxos".to_string(), 0.82, 5.0),
+            ("multi-primary".to_string(), 1.0, 2.0),
+            ("primary-backup".to_string(), 0.98, 2.0),
+        ];
+        let placed = layout(&pts);
+        for (name, x, y) in &pts {
+            let p = placed.iter().find(|p| p.names.contains(name)).unwrap();
+            assert_eq!((p.x, p.y), (*x, *y), "{name} drawn away from its figures");
+        }
+        let raft = placed.iter().find(|p| p.names.contains(&"raft".to_string())).unwrap();
+        assert_eq!(raft.names, vec!["raft", "paxos"], "coinciding points are one point with a list");
+        assert_eq!(placed.len(), 5);
+        assert!(placed.iter().all(|p| p.dy.abs() <= 24), "a label stays within its row: {placed:?}");
+        let row5: Vec<(i32, bool)> = placed.iter().filter(|p| p.y == 5.0).map(|p| (p.dy, p.left)).collect();
+        let mut distinct = row5.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), row5.len(), "near labels take different slots: {row5:?}");
     }
 
     #[test]
