@@ -1,5 +1,5 @@
-//! Client of Redis 7 (RESP2 over TCP, written by hand: the harness needs a few commands), with
-//! optional Redis Sentinel discovery. Register operations:
+//! Client of Redis 7 through the `redis` crate (RESP2), with optional Redis Sentinel
+//! discovery. Register operations:
 //!
 //! - `read` → `GET k` (nil → `null`);
 //! - `write` → `SET k v`;
@@ -15,154 +15,34 @@
 //! primary its sentinel still believes in: that is how acknowledged writes get lost (Jepsen,
 //! Redis, 2013).
 //!
-//! Every operation uses fresh connections (no pooling, see client/http.rs) and is bounded by the
-//! timeout. Outcomes: connection refused → fail; `-READONLY`, `-MASTERDOWN`, `-LOADING`,
-//! `-NOSCRIPT` and other error replies → fail (Redis rejected the command before executing
-//! it); a timeout or a broken connection after sending → info; any failed read → fail.
+//! Every operation uses a fresh connection (no pooling, see client/http.rs) and is bounded by
+//! the timeout. Outcomes: a connection that could not be made → fail (nothing was sent); an
+//! error reply (`-READONLY`, `-MASTERDOWN`, `-LOADING`, `-NOSCRIPT`, ...) → fail (Redis rejected
+//! the command before executing it); a timeout or a broken connection after sending → info; any
+//! failed read → fail.
 
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Value as Reply};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use super::{BoxFuture, Client, Completion, DataType, Op};
-
-/// Longest bulk string or array accepted from a server (bounds memory on a bad reply).
-pub const REPLY_LEN_MAX: i64 = 16 * 1024 * 1024;
-/// Deepest nesting of arrays accepted.
-const DEPTH_MAX: usize = 8;
 
 /// The cas script: compare the value with ARGV[1], set ARGV[2] on equality.
 pub const CAS_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]); return 1 else return 0 end";
 
-/// A RESP2 reply.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
-}
+/// Longest connection attempt: a refused or unreachable server must not use the whole
+/// operation timeout.
+const CONNECT_TIMEOUT_MAX: Duration = Duration::from_millis(500);
 
-/// Encodes a command as a RESP array of bulk strings.
-pub fn encode(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    // Bounded: a line longer than this is not RESP this client understands.
-    let n = (&mut *r).take(64 * 1024).read_until(b'\n', &mut line).await?;
-    if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
-    }
-    if !line.ends_with(b"\r\n") {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "RESP line without CRLF"));
-    }
-    line.truncate(line.len() - 2);
-    String::from_utf8(line).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "RESP line not UTF-8"))
-}
-
-fn bad(msg: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
-}
-
-/// Reads one reply.
-pub async fn read_reply<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Result<Reply> {
-    read_reply_depth(r, 0).await
-}
-
-fn read_reply_depth<'a, R: AsyncBufRead + Unpin + Send>(
-    r: &'a mut R,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + 'a>> {
-    Box::pin(async move {
-        if depth > DEPTH_MAX {
-            return Err(bad("RESP arrays nested too deep".into()));
-        }
-        let line = read_line(r).await?;
-        let (tag, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
-        let int = |s: &str| s.parse::<i64>().map_err(|_| bad(format!("RESP: bad integer {s:?}")));
-        match tag {
-            "+" => Ok(Reply::Simple(rest.into())),
-            "-" => Ok(Reply::Error(rest.into())),
-            ":" => Ok(Reply::Int(int(rest)?)),
-            "$" => {
-                let n = int(rest)?;
-                if n < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                if n > REPLY_LEN_MAX {
-                    return Err(bad(format!("RESP bulk of {n} bytes exceeds the limit")));
-                }
-                let mut buf = vec![0u8; n as usize + 2];
-                r.read_exact(&mut buf).await?;
-                if !buf.ends_with(b"\r\n") {
-                    return Err(bad("RESP bulk not followed by CRLF".into()));
-                }
-                buf.truncate(n as usize);
-                Ok(Reply::Bulk(Some(buf)))
-            }
-            "*" => {
-                let n = int(rest)?;
-                if n < 0 {
-                    return Ok(Reply::Array(None));
-                }
-                if n > REPLY_LEN_MAX / 16 {
-                    return Err(bad(format!("RESP array of {n} items exceeds the limit")));
-                }
-                let mut items = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    items.push(read_reply_depth(r, depth + 1).await?);
-                }
-                Ok(Reply::Array(Some(items)))
-            }
-            other => Err(bad(format!("RESP: unknown reply type {other:?}"))),
-        }
-    })
-}
-
-/// Why a command did not get a reply.
+/// Why a command did not succeed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallError {
-    /// The command certainly was not executed.
+    /// True when the command certainly did not run.
     pub definite: bool,
     pub error: String,
-}
-
-/// One connection, used for a few commands then dropped.
-pub struct Conn {
-    stream: BufReader<TcpStream>,
-}
-
-impl Conn {
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Conn, CallError> {
-        match tokio::time::timeout(timeout.min(Duration::from_millis(500)), TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                Ok(Conn { stream: BufReader::new(s) })
-            }
-            // Nothing was sent: the command cannot have run.
-            Ok(Err(e)) => Err(CallError { definite: true, error: format!("connect: {e}").chars().take(80).collect() }),
-            Err(_) => Err(CallError { definite: true, error: "connect-timeout".into() }),
-        }
-    }
-
-    /// Sends one command and reads its reply.
-    pub async fn call(&mut self, args: &[&str]) -> Result<Reply, CallError> {
-        let indefinite = |e: std::io::Error| CallError { definite: false, error: format!("connection: {e}") };
-        self.stream.get_mut().write_all(&encode(args)).await.map_err(indefinite)?;
-        read_reply(&mut self.stream).await.map_err(indefinite)
-    }
 }
 
 /// Sentinel discovery settings.
@@ -181,92 +61,6 @@ pub struct RedisClient {
     pub sentinel: Option<SentinelConf>,
     /// What `invoke` speaks.
     pub data: DataType,
-}
-
-impl Client for RedisClient {
-    fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
-        Box::pin(RedisClient::invoke(self, addr, node, op))
-    }
-}
-
-fn int_arg(v: &Value) -> Result<String, CallError> {
-    v.as_i64().map(|i| i.to_string()).ok_or_else(|| CallError { definite: true, error: "bad-op".into() })
-}
-
-fn rejected(e: &str) -> CallError {
-    CallError { definite: true, error: error_tag(e) }
-}
-
-/// An unexpected reply to a sent update: it may have happened.
-fn unexpected(r: &Reply) -> CallError {
-    CallError { definite: false, error: format!("bad-answer: {r:?}").chars().take(80).collect() }
-}
-
-fn parse_int(r: &Reply) -> Result<i64, CallError> {
-    let t = bulk_text(r).ok_or_else(|| CallError { definite: true, error: format!("bad-answer: {r:?}") })?;
-    t.parse::<i64>().map_err(|_| CallError { definite: true, error: format!("bad-answer: {t:?}") })
-}
-
-async fn register_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
-    match op.f.as_str() {
-        "read" => match c.call(&["GET", key]).await? {
-            Reply::Bulk(None) => Ok(Value::Null),
-            Reply::Error(e) => Err(rejected(&e)),
-            r => parse_int(&r).map(|i| json!(i)),
-        },
-        "write" => match c.call(&["SET", key, &int_arg(&op.value)?]).await? {
-            Reply::Simple(s) if s == "OK" => Ok(op.value.clone()),
-            Reply::Error(e) => Err(rejected(&e)),
-            r => Err(unexpected(&r)),
-        },
-        "cas" => {
-            let from = int_arg(op.value.get(0).unwrap_or(&Value::Null))?;
-            let to = int_arg(op.value.get(1).unwrap_or(&Value::Null))?;
-            match c.call(&["EVAL", CAS_SCRIPT, "1", key, &from, &to]).await? {
-                Reply::Int(1) => Ok(op.value.clone()),
-                Reply::Int(0) => Err(CallError { definite: true, error: "cas-mismatch".into() }),
-                Reply::Error(e) => Err(rejected(&e)),
-                r => Err(unexpected(&r)),
-            }
-        }
-        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
-    }
-}
-
-async fn set_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
-    match op.f.as_str() {
-        "add" => match c.call(&["SADD", key, &int_arg(&op.value)?]).await? {
-            Reply::Int(_) => Ok(op.value.clone()),
-            Reply::Error(e) => Err(rejected(&e)),
-            r => Err(unexpected(&r)),
-        },
-        "read" => match c.call(&["SMEMBERS", key]).await? {
-            Reply::Array(Some(items)) => {
-                let mut out = items.iter().map(parse_int).collect::<Result<Vec<i64>, _>>()?;
-                out.sort_unstable();
-                Ok(json!(out))
-            }
-            Reply::Error(e) => Err(rejected(&e)),
-            r => Err(CallError { definite: true, error: format!("bad-answer: {r:?}").chars().take(80).collect() }),
-        },
-        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
-    }
-}
-
-async fn counter_cmd(c: &mut Conn, key: &str, op: &Op) -> Result<Value, CallError> {
-    match op.f.as_str() {
-        "add" => match c.call(&["INCRBY", key, &int_arg(&op.value)?]).await? {
-            Reply::Int(_) => Ok(op.value.clone()),
-            Reply::Error(e) => Err(rejected(&e)),
-            r => Err(unexpected(&r)),
-        },
-        "read" => match c.call(&["GET", key]).await? {
-            Reply::Bulk(None) => Ok(json!(0)),
-            Reply::Error(e) => Err(rejected(&e)),
-            r => parse_int(&r).map(|i| json!(i)),
-        },
-        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
-    }
 }
 
 /// Facts from `INFO replication`.
@@ -291,29 +85,60 @@ pub fn parse_replication(text: &str) -> ReplicationInfo {
     }
 }
 
-fn bulk_text(r: &Reply) -> Option<String> {
+fn short(s: String) -> String {
+    s.chars().take(80).collect()
+}
+
+/// The text of a bulk or simple string reply.
+fn text(r: &Reply) -> Option<String> {
     match r {
-        Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).ok(),
-        Reply::Simple(s) => Some(s.clone()),
+        Reply::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Reply::SimpleString(s) => Some(s.clone()),
+        Reply::VerbatimString { text, .. } => Some(text.clone()),
         _ => None,
     }
 }
 
-/// A short tag of an error reply: its first word (`READONLY`, `MASTERDOWN`, ...).
-fn error_tag(e: &str) -> String {
-    e.split_whitespace().next().unwrap_or("ERR").to_string()
+/// A command's error: an error reply (it has a code: `READONLY`, `MASTERDOWN`, ...) means
+/// Redis rejected the command without running it; anything else happened after sending.
+fn classify(e: &RedisError) -> CallError {
+    match e.code() {
+        Some(code) => CallError { definite: true, error: code.to_string() },
+        None if e.is_timeout() => CallError { definite: false, error: "timeout".into() },
+        None => CallError { definite: false, error: short(format!("connection: {e}")) },
+    }
+}
+
+/// Opens a connection to `addr` (`host:port`); nothing is sent yet, so every failure is
+/// definite.
+async fn connect(addr: &str, timeout: Duration) -> Result<MultiplexedConnection, CallError> {
+    let refused = |e: RedisError| CallError { definite: true, error: short(format!("connect: {e}")) };
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(refused)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(timeout.min(CONNECT_TIMEOUT_MAX))
+        .set_response_timeout(timeout);
+    client.get_multiplexed_async_connection_with_config(&config).await.map_err(refused)
+}
+
+/// Sends one command (`args[0]` the name) and returns its reply.
+async fn call(c: &mut MultiplexedConnection, args: &[&str]) -> Result<Reply, CallError> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async::<Reply>(c).await.map_err(|e| classify(&e))
 }
 
 impl RedisClient {
     /// The primary the sentinel at `sentinel_addr` names.
     async fn master_addr(&self, sentinel_addr: &str, conf: &SentinelConf) -> Result<String, CallError> {
-        let mut c = Conn::connect(sentinel_addr, self.timeout).await?;
-        match c.call(&["SENTINEL", "get-master-addr-by-name", &conf.master]).await? {
-            Reply::Array(Some(v)) if v.len() == 2 => match (bulk_text(&v[0]), bulk_text(&v[1])) {
+        let mut c = connect(sentinel_addr, self.timeout).await?;
+        match call(&mut c, &["SENTINEL", "get-master-addr-by-name", &conf.master]).await? {
+            Reply::Array(v) if v.len() == 2 => match (text(&v[0]), text(&v[1])) {
                 (Some(h), Some(p)) => Ok(format!("{h}:{p}")),
                 _ => Err(CallError { definite: true, error: "sentinel: bad master address".into() }),
             },
-            other => Err(CallError { definite: true, error: format!("sentinel: no master ({other:?})").chars().take(80).collect() }),
+            other => Err(CallError { definite: true, error: short(format!("sentinel: no master ({other:?})")) }),
         }
     }
 
@@ -330,7 +155,7 @@ impl RedisClient {
 
     async fn invoke_inner(&self, addr: &str, op: &Op) -> Result<Value, CallError> {
         let target = self.resolve(addr).await?;
-        let mut c = Conn::connect(&target, self.timeout).await?;
+        let mut c = connect(&target, self.timeout).await?;
         let key = op.key.clone().unwrap_or_default();
         match self.data {
             DataType::Register => register_cmd(&mut c, &key, op).await,
@@ -355,12 +180,9 @@ impl RedisClient {
     /// `INFO replication` of the server at `addr`.
     pub async fn replication(&self, addr: &str) -> Result<ReplicationInfo, String> {
         let fut = async {
-            let mut c = Conn::connect(addr, self.timeout).await.map_err(|e| e.error)?;
-            match c.call(&["INFO", "replication"]).await.map_err(|e| e.error)? {
-                r @ Reply::Bulk(Some(_)) => Ok(parse_replication(&bulk_text(&r).unwrap_or_default())),
-                Reply::Error(e) => Err(e),
-                other => Err(format!("INFO: unexpected reply {other:?}")),
-            }
+            let mut c = connect(addr, self.timeout).await.map_err(|e| e.error)?;
+            let r = call(&mut c, &["INFO", "replication"]).await.map_err(|e| e.error)?;
+            text(&r).map(|t| parse_replication(&t)).ok_or_else(|| format!("INFO: unexpected reply {r:?}"))
         };
         tokio::time::timeout(self.timeout, fut).await.unwrap_or_else(|_| Err("timeout".into()))
     }
@@ -373,21 +195,9 @@ impl RedisClient {
         let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
         let saddr = format!("{ip}:{}", conf.port);
         let fut = async {
-            let mut c = Conn::connect(&saddr, self.timeout).await.map_err(|e| format!("sentinel {}", e.error))?;
-            match c.call(&["SENTINEL", "master", &conf.master]).await.map_err(|e| e.error)? {
-                Reply::Array(Some(items)) => {
-                    let texts: Vec<String> = items.iter().map(|r| bulk_text(r).unwrap_or_default()).collect();
-                    let field = |name: &str| -> Result<u64, String> {
-                        texts
-                            .chunks(2)
-                            .find(|kv| kv[0] == name)
-                            .and_then(|kv| kv.get(1))
-                            .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| format!("sentinel master: no {name}"))
-                    };
-                    Ok((field("num-other-sentinels")?, field("num-slaves")?))
-                }
-                Reply::Error(e) => Err(format!("sentinel: {e}")),
+            let mut c = connect(&saddr, self.timeout).await.map_err(|e| format!("sentinel {}", e.error))?;
+            match call(&mut c, &["SENTINEL", "master", &conf.master]).await.map_err(|e| format!("sentinel: {}", e.error))? {
+                Reply::Array(items) => sentinel_fields(&items),
                 other => Err(format!("sentinel: unexpected reply {other:?}")),
             }
         };
@@ -395,45 +205,103 @@ impl RedisClient {
     }
 }
 
+/// (other sentinels, replicas) from `SENTINEL master`'s flat list of name/value pairs.
+fn sentinel_fields(items: &[Reply]) -> Result<(u64, u64), String> {
+    let texts: Vec<String> = items.iter().map(|r| text(r).unwrap_or_default()).collect();
+    let field = |name: &str| -> Result<u64, String> {
+        texts
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .and_then(|kv| kv.get(1))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("sentinel master: no {name}"))
+    };
+    Ok((field("num-other-sentinels")?, field("num-slaves")?))
+}
+
+impl Client for RedisClient {
+    fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
+        Box::pin(RedisClient::invoke(self, addr, node, op))
+    }
+}
+
+fn int_arg(v: &Value) -> Result<String, CallError> {
+    v.as_i64().map(|i| i.to_string()).ok_or_else(|| CallError { definite: true, error: "bad-op".into() })
+}
+
+/// An unexpected reply to a sent update: it may have happened.
+fn unexpected(r: &Reply) -> CallError {
+    CallError { definite: false, error: short(format!("bad-answer: {r:?}")) }
+}
+
+/// An integer reply, or the integer in a string reply (`GET` of a counter or register).
+fn parse_int(r: &Reply) -> Result<i64, CallError> {
+    if let Reply::Int(i) = r {
+        return Ok(*i);
+    }
+    let t = text(r).ok_or_else(|| CallError { definite: true, error: short(format!("bad-answer: {r:?}")) })?;
+    t.parse::<i64>().map_err(|_| CallError { definite: true, error: short(format!("bad-answer: {t:?}")) })
+}
+
+async fn register_cmd(c: &mut MultiplexedConnection, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "read" => match call(c, &["GET", key]).await? {
+            Reply::Nil => Ok(Value::Null),
+            r => parse_int(&r).map(|i| json!(i)),
+        },
+        "write" => match call(c, &["SET", key, &int_arg(&op.value)?]).await? {
+            Reply::Okay => Ok(op.value.clone()),
+            Reply::SimpleString(s) if s == "OK" => Ok(op.value.clone()),
+            r => Err(unexpected(&r)),
+        },
+        "cas" => {
+            let from = int_arg(op.value.get(0).unwrap_or(&Value::Null))?;
+            let to = int_arg(op.value.get(1).unwrap_or(&Value::Null))?;
+            match call(c, &["EVAL", CAS_SCRIPT, "1", key, &from, &to]).await? {
+                Reply::Int(1) => Ok(op.value.clone()),
+                Reply::Int(0) => Err(CallError { definite: true, error: "cas-mismatch".into() }),
+                r => Err(unexpected(&r)),
+            }
+        }
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
+}
+
+async fn set_cmd(c: &mut MultiplexedConnection, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "add" => match call(c, &["SADD", key, &int_arg(&op.value)?]).await? {
+            Reply::Int(_) => Ok(op.value.clone()),
+            r => Err(unexpected(&r)),
+        },
+        "read" => match call(c, &["SMEMBERS", key]).await? {
+            Reply::Array(items) | Reply::Set(items) => {
+                let mut out = items.iter().map(parse_int).collect::<Result<Vec<i64>, _>>()?;
+                out.sort_unstable();
+                Ok(json!(out))
+            }
+            r => Err(CallError { definite: true, error: short(format!("bad-answer: {r:?}")) }),
+        },
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
+}
+
+async fn counter_cmd(c: &mut MultiplexedConnection, key: &str, op: &Op) -> Result<Value, CallError> {
+    match op.f.as_str() {
+        "add" => match call(c, &["INCRBY", key, &int_arg(&op.value)?]).await? {
+            Reply::Int(_) => Ok(op.value.clone()),
+            r => Err(unexpected(&r)),
+        },
+        "read" => match call(c, &["GET", key]).await? {
+            Reply::Nil => Ok(json!(0)),
+            r => parse_int(&r).map(|i| json!(i)),
+        },
+        other => Err(CallError { definite: true, error: format!("unknown-op:{other}") }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn parse(bytes: &[u8]) -> std::io::Result<Reply> {
-        let mut r = BufReader::new(bytes);
-        read_reply(&mut r).await
-    }
-
-    #[tokio::test]
-    async fn resp_replies_parse() {
-        assert_eq!(parse(b"+OK\r\n").await.unwrap(), Reply::Simple("OK".into()));
-        assert_eq!(parse(b"-READONLY You can't write\r\n").await.unwrap(), Reply::Error("READONLY You can't write".into()));
-        assert_eq!(parse(b":1\r\n").await.unwrap(), Reply::Int(1));
-        assert_eq!(parse(b"$-1\r\n").await.unwrap(), Reply::Bulk(None));
-        assert_eq!(parse(b"$2\r\n42\r\n").await.unwrap(), Reply::Bulk(Some(b"42".to_vec())));
-        assert!(
-            parse(b"*2\r\n$9\r\n10.77.1.12\r\n$4\r\n6379\r\n").await.is_err(),
-            "a bulk whose length is wrong must not parse as the next item"
-        );
-        assert_eq!(
-            parse(b"*2\r\n$10\r\n10.77.1.12\r\n$4\r\n6379\r\n").await.unwrap(),
-            Reply::Array(Some(vec![Reply::Bulk(Some(b"10.77.1.12".to_vec())), Reply::Bulk(Some(b"6379".to_vec()))]))
-        );
-    }
-
-    #[tokio::test]
-    async fn bad_replies_are_errors_not_panics() {
-        for b in [&b""[..], b"?x\r\n", b"$abc\r\n", b"+no-crlf", b"$999999999999\r\n", b"*-x\r\n", b"$5\r\nab"] {
-            assert!(parse(b).await.is_err(), "{:?}", String::from_utf8_lossy(b));
-        }
-        let deep = "*1\r\n".repeat(20) + ":1\r\n";
-        assert!(parse(deep.as_bytes()).await.is_err());
-    }
-
-    #[test]
-    fn commands_encode_as_bulk_arrays() {
-        assert_eq!(encode(&["SET", "k1", "3"]), b"*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$1\r\n3\r\n".to_vec());
-    }
 
     #[test]
     fn replication_info_parses() {
@@ -443,5 +311,29 @@ mod tests {
         assert_eq!(r.master_host.as_deref(), Some("10.77.1.11"));
         let m = parse_replication("role:master\r\nconnected_slaves:2\r\n");
         assert_eq!((m.role.as_str(), m.connected_replicas, m.link_up), ("master", 2, false));
+    }
+
+    #[test]
+    fn replies_read_as_integers_or_errors_never_panics() {
+        assert_eq!(parse_int(&Reply::BulkString(b"42".to_vec())), Ok(42));
+        assert_eq!(parse_int(&Reply::Int(-3)), Ok(-3));
+        assert!(parse_int(&Reply::BulkString(b"x".to_vec())).unwrap_err().definite);
+        assert!(parse_int(&Reply::Nil).is_err());
+        let pairs: Vec<Reply> = ["name", "m", "num-slaves", "2", "num-other-sentinels", "1"]
+            .iter()
+            .map(|s| Reply::BulkString(s.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(sentinel_fields(&pairs), Ok((1, 2)));
+        assert!(sentinel_fields(&pairs[..2]).unwrap_err().contains("no num-other-sentinels"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_definite_fail() {
+        // Port 1 on loopback: nothing listens, so the connection is refused and nothing sent.
+        let c = RedisClient { timeout: Duration::from_millis(500), sentinel: None, data: DataType::Register };
+        let op = Op { f: "write".into(), key: Some("k".into()), value: json!(1) };
+        let done = c.invoke("127.0.0.1:1", "n1", &op).await;
+        assert_eq!(done.kind, faultline_checker::history::EventType::Fail, "{done:?}");
+        assert!(done.error.as_deref().unwrap_or("").starts_with("connect"), "{done:?}");
     }
 }

@@ -41,7 +41,7 @@ use rand::Rng;
 
 use super::nfq_delay::DelayQueue;
 use super::state::{self, CleanupReport};
-use super::{Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
+use super::{netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
 /// The image every run uses (the one docker-compose.yml's demo uses too).
 pub const IMAGE: &str = "faultline-node:local";
@@ -801,10 +801,8 @@ impl DockerRuntime {
                 c.pid = Some((pid, start));
                 c.paused = false;
             }
-            let rules = format!(
-                "*filter\n:FAULTLINE-IN - [0:0]\n:FAULTLINE-OUT - [0:0]\n-A INPUT -j FAULTLINE-IN\n-A OUTPUT -j FAULTLINE-OUT\n{}COMMIT\n",
-                self.rules_for(id, &self.faults.lock().expect("faults lock").clone(), true)?
-            );
+            let faults = self.faults.lock().expect("faults lock").clone();
+            let rules = netrules::setup_text(id, &faults, true, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
             if let Err(e) = ns_restore(pid, &rules) {
                 first_err.get_or_insert(e);
             }
@@ -813,37 +811,6 @@ impl DockerRuntime {
             first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
-    }
-
-    /// The rule lines (after the flush of both chains) that put `faults` into `node`'s
-    /// namespace: drops and losses of packets *to* the node on its INPUT, delays of packets
-    /// *from* it on its OUTPUT (`with_delay` false leaves delays out).
-    fn rules_for(
-        &self,
-        node: &str,
-        faults: &NetFaults,
-        with_delay: bool,
-    ) -> Result<String, RuntimeError> {
-        let mut rules = String::from("-F FAULTLINE-IN\n-F FAULTLINE-OUT\n");
-        for l in faults.drop.iter().filter(|l| l.to == node) {
-            rules += &format!("-A FAULTLINE-IN -s {} -j DROP\n", self.ip_of(&l.from)?);
-        }
-        for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node) {
-            rules += &format!(
-                "-A FAULTLINE-IN -s {} -m statistic --mode random --probability {p:.4} -j DROP\n",
-                self.ip_of(&l.from)?
-            );
-        }
-        if with_delay {
-            for (l, ms) in faults.delay.iter().filter(|(l, _)| l.from == node) {
-                rules += &format!(
-                    "-A FAULTLINE-OUT -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
-                    self.ip_of(&l.to)?,
-                    queue_num(*ms)
-                );
-            }
-        }
-        Ok(rules)
     }
 
     /// Makes the delay consumers match the wanted (node, ms) pairs of the current fault state,
@@ -880,7 +847,7 @@ impl DockerRuntime {
             };
             match DelayQueue::start(
                 Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
-                queue_num(*ms),
+                netrules::queue_num(*ms),
                 *ms,
             ) {
                 Ok(q) => {
@@ -945,11 +912,6 @@ fn append_logs(name: &str, log: &Path) -> Result<(), RuntimeError> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// One NFQUEUE number per distinct delay inside a namespace (as the local runtime does).
-fn queue_num(delay_ms: u64) -> u16 {
-    (delay_ms % 60_000) as u16
 }
 
 impl Runtime for DockerRuntime {
@@ -1167,10 +1129,7 @@ impl Runtime for DockerRuntime {
             let Some(pid) = self.live_pid(&node.id) else {
                 continue;
             };
-            let rules = format!(
-                "*filter\n{}COMMIT\n",
-                self.rules_for(&node.id, faults, with_delay)?
-            );
+            let rules = netrules::restore_text(&node.id, faults, with_delay, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
             if let Err(e) = ns_restore(pid, &rules) {
                 first_err.get_or_insert(e);
             }

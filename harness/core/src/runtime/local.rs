@@ -30,7 +30,7 @@ use rand::Rng;
 
 use super::nfq_delay::DelayQueue;
 use super::state::{self, RunState};
-use super::{cmd, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
+use super::{cmd, netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
 /// Which network mechanism to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,12 +310,12 @@ impl LocalRuntime {
             )?;
             cmd::run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             cmd::run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            let rules = "*filter\n:FAULTLINE-IN - [0:0]\n:FAULTLINE-OUT - [0:0]\n\
-                         -A INPUT -j FAULTLINE-IN\n-A OUTPUT -j FAULTLINE-OUT\nCOMMIT\n";
+            // No fault yet: the chains are created and hooked, empty (no address is looked up).
+            let rules = netrules::setup_text(&node.id, &NetFaults::default(), false, |n| Err(RuntimeError::UnknownNode(n.into())))?;
             cmd::run_with_stdin(
                 "ip",
                 &["netns", "exec", &ns, "iptables-restore", "-w", "5"],
-                Some(rules),
+                Some(&rules),
             )?;
         }
         Ok(())
@@ -375,18 +375,13 @@ impl LocalRuntime {
             if delays.contains_key(&(node.clone(), *ms)) {
                 continue;
             }
-            let queue = queue_num(*ms);
+            let queue = netrules::queue_num(*ms);
             let ns = PathBuf::from("/run/netns").join(self.netns_name(node));
             let q = DelayQueue::start(Some(ns), queue, *ms)?;
             delays.insert((node.clone(), *ms), q);
         }
         Ok(())
     }
-}
-
-/// One NFQUEUE number per distinct delay inside a namespace.
-fn queue_num(delay_ms: u64) -> u16 {
-    (delay_ms % 60_000) as u16
 }
 
 impl Runtime for LocalRuntime {
@@ -602,26 +597,8 @@ impl Runtime for LocalRuntime {
                 let started = self.set_delays(&wanted);
                 let mut first_err = started.err();
                 for node in &self.nodes {
-                    let mut rules = String::from("*filter\n-F FAULTLINE-IN\n-F FAULTLINE-OUT\n");
-                    for l in faults.drop.iter().filter(|l| l.to == node.id) {
-                        rules += &format!("-A FAULTLINE-IN -s {} -j DROP\n", self.ip_of(&l.from)?);
-                    }
-                    for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node.id) {
-                        rules += &format!(
-                            "-A FAULTLINE-IN -s {} -m statistic --mode random --probability {p:.4} -j DROP\n",
-                            self.ip_of(&l.from)?
-                        );
-                    }
-                    if first_err.is_none() {
-                        for (l, ms) in faults.delay.iter().filter(|(l, _)| l.from == node.id) {
-                            rules += &format!(
-                                "-A FAULTLINE-OUT -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
-                                self.ip_of(&l.to)?,
-                                queue_num(*ms)
-                            );
-                        }
-                    }
-                    rules += "COMMIT\n";
+                    let ip_of = |n: &str| self.ip_of(n).map(|ip| ip.to_string());
+                    let rules = netrules::restore_text(&node.id, faults, first_err.is_none(), ip_of)?;
                     let ns = self.netns_name(&node.id);
                     if let Err(e) = cmd::run_with_stdin(
                         "ip",

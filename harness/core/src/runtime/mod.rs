@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod docker;
 pub mod local;
+pub mod netrules;
 pub mod nfq_delay;
 pub mod state;
 
