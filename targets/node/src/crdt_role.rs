@@ -19,6 +19,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
+use crate::driver::{Driver, Wake};
 use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, DeltaBody, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use anyhow::Context;
@@ -133,16 +134,14 @@ fn persist(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The replica task: applies batches, persists, answers, publishes state for gossip.
-async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeClock>, mut rx: mpsc::Receiver<Req>, outbox: watch::Sender<Arc<Bytes>>, gossip: Duration) {
-    let mut tick = tokio::time::interval(gossip);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeClock>, rx: mpsc::Receiver<Req>, outbox: watch::Sender<Arc<Bytes>>, gossip: Duration) {
+    let mut driver = Driver::new(rx, Some(gossip), BATCH_MAX);
     // Merged peer state not yet on disk, and when the state was last persisted.
     let mut merged_unsaved = false;
     let mut saved_at = tokio::time::Instant::now();
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => match r { Some(r) => r, None => return },
-            _ = tick.tick() => {
+    while let Some(wake) = driver.next().await {
+        let batch = match wake {
+            Wake::Tick => {
                 if merged_unsaved && saved_at.elapsed() >= MERGE_PERSIST_EVERY {
                     save(&dir, &store).await;
                     (merged_unsaved, saved_at) = (false, tokio::time::Instant::now());
@@ -151,14 +150,8 @@ async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeCloc
                 outbox.send_replace(Arc::new(Bytes::from(bytes)));
                 continue;
             }
+            Wake::Batch(batch) => batch,
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
         let mut changed = false;
         let mut answers = Vec::with_capacity(batch.len());
         for Req { job, tx } in batch {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use crate::driver::{Driver, Wake};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -300,15 +301,9 @@ impl<M: Machine> Store<M> {
     }
 }
 
-async fn store_task<M: Machine>(mut m: M, mut log: DurableLog, mut reserved: u64, mut rx: mpsc::Receiver<Job<M>>) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < STORE_BATCH_MAX {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+async fn store_task<M: Machine>(mut m: M, mut log: DurableLog, mut reserved: u64, rx: mpsc::Receiver<Job<M>>) {
+    let mut driver = Driver::new(rx, None, STORE_BATCH_MAX);
+    while let Some(Wake::Batch(jobs)) = driver.next().await {
         let mut recs: Vec<Record<M::State>> = Vec::new();
         let mut answers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
         for job in jobs {

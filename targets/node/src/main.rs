@@ -7,6 +7,7 @@ mod api;
 mod available_role;
 mod clock;
 mod crdt_role;
+mod driver;
 mod lb_role;
 mod leaderless;
 mod multi_primary_role;

@@ -18,6 +18,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
+use crate::driver::{Driver, Wake};
 use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, CasBody, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use crate::server::NO_FORWARD_HEADER;
@@ -285,23 +286,12 @@ impl Loop {
     }
 }
 
-async fn run_loop(mut lp: Loop, tick: Duration, mut rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => lp.node.tick(),
-            ev = rx.recv() => {
-                let Some(ev) = ev else { return };
-                lp.handle(ev);
-                let mut n = 1;
-                while n < EVENTS_PER_ITERATION_MAX {
-                    match rx.try_recv() {
-                        Ok(ev) => { lp.handle(ev); n += 1; }
-                        Err(_) => break,
-                    }
-                }
-            }
+async fn run_loop(mut lp: Loop, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
+    let mut driver = Driver::new(rx, Some(tick), EVENTS_PER_ITERATION_MAX);
+    while let Some(wake) = driver.next().await {
+        match wake {
+            Wake::Tick => lp.node.tick(),
+            Wake::Batch(events) => events.into_iter().for_each(|ev| lp.handle(ev)),
         }
         lp.process_ready();
         let st = lp.node.status();

@@ -4,6 +4,7 @@
 //! first, then send messages, then answer clients. Batching many events per fsync is what gives
 //! group commit.
 
+use crate::driver::{Driver, Wake};
 use crate::clock::NodeClock;
 use crate::transport::Transport;
 use crate::wal::Wal;
@@ -105,32 +106,20 @@ impl Loop {
     }
 }
 
-async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, mut rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
+async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
     let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0 };
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                lp.raft.set_now_ms(clock.now_ms());
+    let mut driver = Driver::new(rx, Some(tick), EVENTS_PER_ITERATION_MAX);
+    while let Some(wake) = driver.next().await {
+        lp.raft.set_now_ms(clock.now_ms());
+        match wake {
+            Wake::Tick => {
                 lp.raft.tick();
                 if let Err(e) = lp.wal.flush_if_due() {
                     tracing::error!(error = %e, "cannot write the WAL; exiting");
                     std::process::exit(70);
                 }
             }
-            ev = rx.recv() => {
-                let Some(ev) = ev else { return };
-                lp.raft.set_now_ms(clock.now_ms());
-                lp.handle(ev);
-                let mut n = 1;
-                while n < EVENTS_PER_ITERATION_MAX {
-                    match rx.try_recv() {
-                        Ok(ev) => { lp.handle(ev); n += 1; }
-                        Err(_) => break,
-                    }
-                }
-            }
+            Wake::Batch(events) => events.into_iter().for_each(|ev| lp.handle(ev)),
         }
         lp.process_ready();
         let st = lp.raft.status();

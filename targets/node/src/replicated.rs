@@ -22,6 +22,7 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
+use crate::driver::{Driver, Wake};
 use crate::api::{self, bad_request, body, check_key, error, not_found, parse, BODY_BYTES_MAX, ElementBody, KeyBody, WriteBody};
 use crate::clock::NodeClock;
 use anyhow::Context;
@@ -191,7 +192,7 @@ async fn replica<C: Core>(
     path: PathBuf,
     mut core: C,
     clock: Arc<NodeClock>,
-    mut rx: mpsc::Receiver<Req<C::Entry>>,
+    rx: mpsc::Receiver<Req<C::Entry>>,
     pushes: Vec<mpsc::Sender<(Slot, C::Entry)>>,
     ae_outbox: watch::Sender<Arc<Bytes>>,
     anti_entropy: Option<Duration>,
@@ -199,13 +200,11 @@ async fn replica<C: Core>(
     status: watch::Sender<Map<String, Value>>,
 ) {
     // With anti-entropy off the timer still ticks (rarely) to refresh the status.
-    let mut tick = tokio::time::interval(anti_entropy.unwrap_or(Duration::from_millis(500)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut driver = Driver::new(rx, Some(anti_entropy.unwrap_or(Duration::from_millis(500))), BATCH_MAX);
     let mut cursor: Option<Slot> = None;
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => match r { Some(r) => r, None => return },
-            _ = tick.tick() => {
+    while let Some(wake) = driver.next().await {
+        let batch = match wake {
+            Wake::Tick => {
                 status.send_replace(core.status());
                 if anti_entropy.is_some() {
                     let (batch, next) = core.batch_after(cursor.as_ref(), ANTI_ENTROPY_ITEMS_MAX);
@@ -218,14 +217,8 @@ async fn replica<C: Core>(
                 }
                 continue;
             }
+            Wake::Batch(batch) => batch,
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
         let mut changed = false;
         let mut to_push = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
