@@ -30,6 +30,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Start a cluster, drive clients, inject faults, record and check the history.
     Run(run::RunArgs),

@@ -479,10 +479,8 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
     );
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    let admin_token = format!(
-        "fl-{:016x}",
-        faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id()))
-    );
+    // From the OS's entropy: never from the seed, which world-readable files record.
+    let admin_token = faultline_core::secret::admin_token()?;
     let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
     let reference = ReferenceTarget {
         role: args.target.clone(),
