@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod campaign;
 mod campaign_spec;
 mod check;
+mod check_input;
 mod cleanup;
 mod report;
 mod run;
