@@ -1,35 +1,44 @@
-//! The HTTP server behind `faultline serve`: a small blocking server on std's TcpListener.
+//! The HTTP server behind `faultline serve`: axum on hyper, served connection by connection.
 //!
 //! Serves the store read-only: `/` lists the runs (`?verdict=invalid` filters), and every
 //! file under the store root is served as is. A run's report.html is rendered on request when
 //! it is missing or older than the run's history or results. Bounded: at most
-//! [`CONNECTIONS_MAX`] connections at once (more get 503), request heads of at most
-//! [`HEAD_BYTES_MAX`] bytes, and read/write timeouts. Paths are resolved inside the store root
-//! only (no `..`, no symlink escapes).
+//! [`CONNECTIONS_MAX`] connections at once (more wait in the listen backlog until one ends),
+//! each with [`HEAD_TIMEOUT`] to send its request head (hyper's header read timeout: a client
+//! trickling a header line every few seconds is cut off, so slow clients cannot hold every slot),
+//! heads of at most [`HEAD_BYTES_MAX`] bytes, no keep-alive, and [`CONNECTION_TIMEOUT`] for the
+//! whole exchange (tower-http's timeout bounds the handler). Paths are resolved inside the store
+//! root only (no `..`, no symlink escapes).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
 use crate::{render_run, store, RenderOptions};
 
-pub const CONNECTIONS_MAX: usize = 32;
+pub const CONNECTIONS_MAX: usize = 64;
 pub const HEAD_BYTES_MAX: usize = 16 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one connection lives (a report render included).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A bound server; call [`Server::run`] to serve.
 pub struct Server {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     root: PathBuf,
-    active: AtomicUsize,
     /// Renders write into run folders: one at a time.
     render_lock: Mutex<()>,
 }
@@ -41,8 +50,9 @@ impl Server {
         if !root.is_dir() {
             return Err(std::io::Error::other(format!("store {} is not a directory", store.display())));
         }
-        let listener = TcpListener::bind(addr)?;
-        Ok(Server { listener, shared: Arc::new(Shared { root, active: AtomicUsize::new(0), render_lock: Mutex::new(()) }) })
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Server { listener, shared: Arc::new(Shared { root, render_lock: Mutex::new(()) }) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -51,105 +61,125 @@ impl Server {
 
     /// Serves until the process ends (or the listener fails).
     pub fn run(self) -> std::io::Result<()> {
-        for stream in self.listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let shared = Arc::clone(&self.shared);
-            if shared.active.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-                let _ = respond(&mut stream, 503, "text/plain; charset=utf-8", b"busy, try again\n", false);
-                continue;
-            }
-            std::thread::spawn(move || {
-                let _ = handle(&shared, stream);
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-        Ok(())
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(serve(self))
     }
 }
 
-fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(HEAD_BYTES_MAX as u64));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the head (headers are not needed); a head that does not end in the limit is refused.
-    let mut head_done = false;
+/// The accept loop: one task per connection, at most [`CONNECTIONS_MAX`] at once.
+async fn serve(server: Server) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(server.listener)?;
+    let app = axum::Router::new()
+        .fallback(handle)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, CONNECTION_TIMEOUT))
+        .with_state(server.shared);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        if line == "\r\n" || line == "\n" {
-            head_done = true;
-            break;
-        }
+        let permit = Arc::clone(&slots).acquire_owned().await.map_err(std::io::Error::other)?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(HEAD_BYTES_MAX)
+                .keep_alive(false)
+                // `Content-Type`, as browsers and simple clients expect to read it.
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            drop(permit);
+        });
     }
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return respond(&mut stream, 400, "text/plain; charset=utf-8", b"bad request\n", false);
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body.into()).into_response()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    let Some(path) = percent_decode(uri.path()) else {
+        return text(StatusCode::BAD_REQUEST, "bad path encoding\n");
     };
-    if !head_done {
-        return respond(&mut stream, 431, "text/plain; charset=utf-8", b"request head too large or incomplete\n", false);
-    }
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return respond(&mut stream, 405, "text/plain; charset=utf-8", b"only GET and HEAD\n", false);
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let Some(path) = percent_decode(path) else {
-        return respond(&mut stream, 400, "text/plain; charset=utf-8", b"bad path encoding\n", head_only);
-    };
+    let query = uri.query().unwrap_or("").to_string();
+    // Listing, rendering and resolving touch the disk: off the async workers.
+    tokio::task::spawn_blocking(move || answer(&shared, &path, &query))
+        .await
+        .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+}
+
+fn answer(shared: &Shared, path: &str, query: &str) -> Response {
     if path == "/" || path == "/index.html" {
         let verdict = query.split('&').find_map(|kv| kv.strip_prefix("verdict=")).filter(|v| !v.is_empty());
         let verdict = verdict.and_then(percent_decode);
         return match store::list_runs(&shared.root) {
             Ok(runs) => {
                 let html = store::index_html(&shared.root, &runs, &store::list_campaigns(&shared.root), verdict.as_deref());
-                respond(&mut stream, 200, "text/html; charset=utf-8", html.as_bytes(), head_only)
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html).into_response()
             }
-            Err(e) => respond(&mut stream, 500, "text/plain; charset=utf-8", format!("{e}\n").as_bytes(), head_only),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         };
     }
-    let Some(file) = resolve(&shared.root, &path) else {
-        return respond(&mut stream, 404, "text/plain; charset=utf-8", b"not found\n", head_only);
+    let Some(file) = resolve(&shared.root, path) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
     };
     if file.is_dir() {
         let location = format!("{}/report.html", path.trim_end_matches('/'));
-        let head = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return stream.write_all(head.as_bytes());
+        return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
     }
-    respond_file(shared, &mut stream, &file, head_only)
+    respond_file(shared, &file)
 }
 
-fn respond_file(shared: &Shared, stream: &mut TcpStream, file: &Path, head_only: bool) -> std::io::Result<()> {
+fn respond_file(shared: &Shared, file: &Path) -> Response {
     if file.file_name().is_some_and(|n| n == "report.html") {
         if let Some(run_dir) = file.parent() {
             if needs_render(run_dir) {
                 let _guard = shared.render_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if needs_render(run_dir) {
                     if let Err(e) = render_run(run_dir, &RenderOptions::default()) {
-                        let msg = format!("cannot render {}: {e}\n", run_dir.display());
-                        return respond(stream, 500, "text/plain; charset=utf-8", msg.as_bytes(), head_only);
+                        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render {}: {e}\n", run_dir.display()));
                     }
                 }
             }
         }
     }
-    let Ok(mut f) = std::fs::File::open(file) else {
-        return respond(stream, 404, "text/plain; charset=utf-8", b"not found\n", head_only);
+    let Ok(f) = std::fs::File::open(file) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
     };
-    let len = f.metadata()?.len();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {len}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        content_type(file)
-    );
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        std::io::copy(&mut f, stream)?;
-    }
-    stream.flush()
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let headers = [
+        (header::CONTENT_TYPE, content_type(file).to_string()),
+        (header::CONTENT_LENGTH, len.to_string()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    (headers, Body::from_stream(file_chunks(tokio::fs::File::from_std(f)))).into_response()
+}
+
+/// The file's bytes in 64 KiB chunks, read as the client takes them.
+fn file_chunks(f: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(Some(f), |f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut f = f?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// A run folder's report is stale when missing or older than its inputs.
@@ -219,28 +249,6 @@ fn content_type(p: &Path) -> &'static str {
         "css" => "text/css",
         _ => "application/octet-stream",
     }
-}
-
-fn respond(stream: &mut TcpStream, status: u16, ctype: &str, body: &[u8], head_only: bool) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        stream.write_all(body)?;
-    }
-    stream.flush()
 }
 
 #[cfg(test)]

@@ -210,12 +210,15 @@ pub fn register_consistency(events: &[Event], checkers: &[CheckerResult], opts: 
         models.push(ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "implied by linearizable"));
         models.push(ModelResult::new(Model::Session, ModelVerdict::NotChecked, "implied by linearizable"));
     } else {
+        // One time budget for both checks, not one each.
+        let deadline = opts.time_limit.map(|t| std::time::Instant::now() + t);
         let seq = check_sequential(events, ModelKind::CasRegister, opts);
         models.push(entry(Model::Sequential, &seq, "every key has an order respecting each process's order"));
         if seq.verdict == Verdict::Valid {
             models.push(ModelResult::new(Model::Session, ModelVerdict::NotChecked, "implied by sequential (per key)"));
         } else {
-            let session = check_session(events, ModelKind::CasRegister, opts);
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let session = check_session(events, ModelKind::CasRegister, &CheckOptions { time_limit: left, ..opts.clone() });
             models.push(entry(Model::Session, &session, "every process reads its writes, and its reads never go back"));
         }
     }

@@ -157,7 +157,8 @@ pub fn try_check_counter(events: &[crate::history::Event], consistency: Consiste
         let sum = |o: Outcome| adds.iter().filter(|(a, _)| a.outcome == o).map(|(_, d)| *d as i128).sum::<i128>().clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         keys.push(CounterKeyReport {
             key,
-            verdict: if bad > 0 { Verdict::Invalid } else { Verdict::Valid },
+            // No ok read of the key: nothing was judged, so never "valid".
+            verdict: if bad > 0 { Verdict::Invalid } else if reads.is_empty() { Verdict::Unknown } else { Verdict::Valid },
             reads: reads.len(),
             final_reads: reads.iter().filter(|(r, _)| r.is_final).count(),
             bad_reads: bad,
@@ -168,6 +169,11 @@ pub fn try_check_counter(events: &[crate::history::Event], consistency: Consiste
         });
     }
     let bad_reads: usize = keys.iter().map(|k| k.bad_reads).sum();
+    let judged: usize = keys.iter().map(|k| k.reads).sum();
+    if bad_reads == 0 && judged == 0 {
+        let reason = Some("no successful read: nothing to judge".to_string());
+        return Ok(CounterReport { verdict: Verdict::Unknown, reason, consistency, reads: 0, bad_reads, keys });
+    }
     let verdict = if bad_reads > 0 { Verdict::Invalid } else { Verdict::Valid };
     let reason = keys.iter().find(|k| k.bad_reads > 0).map(|k| {
         let b = &k.examples[0];
@@ -349,5 +355,24 @@ mod tests {
         let h = vec![ev(0, Invoke, 0, "add", json!("x"), "n1")];
         assert!(try_check_counter(&h, Consistency::Eventual).unwrap_err().to_string().contains("delta"));
         assert_eq!(check_counter(&h, Consistency::Eventual).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_history_without_a_successful_read_is_unknown_not_valid() {
+        assert_eq!(check_counter(&[], Consistency::Eventual).verdict, Verdict::Unknown);
+        let add = |i: u64, kind: EventType| Event {
+            index: i,
+            time: i,
+            kind,
+            process: Process::Client(0),
+            f: "add".into(),
+            key: Some("c".into()),
+            value: serde_json::json!(1),
+            error: None,
+            node: None,
+        };
+        let r = check_counter(&[add(0, EventType::Invoke), add(1, EventType::Ok)], Consistency::Eventual);
+        assert_eq!(r.verdict, Verdict::Unknown, "{:?}", r.reason);
+        assert!(r.reason.unwrap().contains("nothing to judge"));
     }
 }

@@ -240,7 +240,7 @@ impl Reader<'_> {
             _ => {
                 let line = self.line;
                 let tok = self.token();
-                atom(tok).ok_or_else(|| ParseError::new(line, "an EDN value", excerpt(tok)))
+                atom(tok).map_err(|expected| ParseError::new(line, expected, excerpt(tok)))
             }
         }
     }
@@ -290,26 +290,37 @@ impl Reader<'_> {
     }
 }
 
-fn atom(tok: &str) -> Option<Edn> {
+/// A token as a value, or what was expected instead. An integer beyond 64 bits and a number
+/// that is not finite are refused, quoted as written (never rounded to a float or read as nil).
+fn atom(tok: &str) -> Result<Edn, &'static str> {
     match tok {
-        "" => None,
-        "nil" => Some(Edn::Nil),
-        "true" => Some(Edn::Bool(true)),
-        "false" => Some(Edn::Bool(false)),
-        _ if tok.starts_with(':') => (tok.len() > 1).then(|| Edn::Keyword(tok[1..].to_string())),
+        "" => Err("an EDN value"),
+        "nil" => Ok(Edn::Nil),
+        "true" => Ok(Edn::Bool(true)),
+        "false" => Ok(Edn::Bool(false)),
+        _ if tok.starts_with(':') => if tok.len() > 1 { Ok(Edn::Keyword(tok[1..].to_string())) } else { Err("a keyword name after ':'") },
         _ => {
             let b = tok.as_bytes();
             let numeric = b[0].is_ascii_digit() || (b.len() > 1 && matches!(b[0], b'-' | b'+') && b[1].is_ascii_digit());
             if numeric {
-                let t = tok.strip_suffix('N').unwrap_or(tok);
-                if let Ok(i) = t.parse::<i64>() {
-                    return Some(Edn::Int(i));
-                }
-                let f = tok.strip_suffix('M').unwrap_or(tok);
-                return f.parse::<f64>().ok().map(Edn::Float);
+                return number(tok);
             }
-            Some(Edn::Symbol(tok.to_string()))
+            Ok(Edn::Symbol(tok.to_string()))
         }
+    }
+}
+
+fn number(tok: &str) -> Result<Edn, &'static str> {
+    let t = tok.strip_suffix('N').unwrap_or(tok);
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.bytes().all(|c| c.is_ascii_digit()) {
+        return t.parse::<i64>().map(Edn::Int).map_err(|_| "an integer within 64 bits (-2^63 to 2^63-1)");
+    }
+    let f = tok.strip_suffix('M').unwrap_or(tok);
+    match f.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Edn::Float(v)),
+        Ok(_) => Err("a finite number"),
+        Err(_) => Err("an EDN value"),
     }
 }
 
@@ -347,5 +358,18 @@ mod tests {
         assert!(e.expected.contains("closing"), "{e}");
         let deep = "[".repeat(100);
         assert!(read_all(&deep).unwrap_err().expected.contains("nesting"));
+    }
+
+    #[test]
+    fn big_numbers_are_quoted_as_written_not_as_a_float_or_nil() {
+        let e = read_all("{:value 18446744073709551616}").unwrap_err();
+        assert_eq!((e.expected.as_str(), e.found.as_str()), ("an integer within 64 bits (-2^63 to 2^63-1)", "\"18446744073709551616\""));
+        let huge = "9".repeat(100_000);
+        let e = read_all(&format!("{{:value {huge}}}")).unwrap_err();
+        assert!(e.found.starts_with("\"999") && e.found.chars().count() < 70, "{e}");
+        let e = read_all("{:value 1e400}").unwrap_err();
+        assert_eq!(e.expected, "a finite number");
+        assert_eq!(read_all("[-9223372036854775808 9223372036854775807N 1.5M]").unwrap()[0].1,
+            Edn::Vector(vec![Edn::Int(i64::MIN), Edn::Int(i64::MAX), Edn::Float(1.5)]));
     }
 }

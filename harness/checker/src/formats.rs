@@ -55,6 +55,31 @@ impl Format {
             Format::PorcupineKv | Format::JepsenEdn => parse_edn_ops(text),
         }
     }
+
+    /// [`Format::parse`] for a history handed in to be judged (`faultline check`): one from
+    /// which no client operation could be read (an empty input, blank lines, nemesis events
+    /// only) is an error, since there is nothing to judge. (An empty history is trivially
+    /// linearizable, so [`Format::parse`] itself accepts it: a crashed run's may be empty.)
+    pub fn parse_operations(self, text: &str) -> Result<Parsed, ParseError> {
+        require_operations(self.parse(text)?, text)
+    }
+}
+
+/// `parsed` when it holds a client operation; else the error saying why there is none.
+fn require_operations(parsed: Parsed, text: &str) -> Result<Parsed, ParseError> {
+    if parsed.events.iter().any(|e| e.process != Process::Nemesis) {
+        return Ok(parsed);
+    }
+    const EXPECTED: &str = "a history with at least one client operation";
+    let found = if text.is_empty() {
+        "an empty input".to_string()
+    } else if text.trim().is_empty() {
+        "only blank lines".to_string()
+    } else {
+        format!("{} nemesis events and no operation", parsed.events.len())
+    };
+    let line = parsed.lines.last().copied().unwrap_or(1);
+    Err(ParseError::new(line, EXPECTED, found))
 }
 
 impl std::fmt::Display for Format {
@@ -224,6 +249,41 @@ fn parse_edn_ops(text: &str) -> Result<Parsed, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_without_operations_is_an_error_in_every_format() {
+        for format in Format::ALL {
+            for text in ["", "\n\n  \n", "this is not json"] {
+                let e = format.parse_operations(text).unwrap_err();
+                assert_eq!(e.line, 1, "{format} {text:?}: {e}");
+            }
+            assert!(format.parse_operations("").unwrap_err().found.contains("empty"), "{format}");
+        }
+        let nemesis_only = "{\"index\":0,\"time\":1,\"type\":\"info\",\"process\":\"nemesis\",\"f\":\"start\"}\n";
+        assert!(Format::Jsonl.parse_operations(nemesis_only).unwrap_err().found.contains("no operation"));
+        // 1M '[' without a newline, and a long run of 'a': errors, not "valid, 0 ops".
+        let brackets = "[".repeat(1 << 20);
+        let letters = "a".repeat(1 << 20);
+        for format in Format::ALL {
+            for text in [&brackets, &letters] {
+                let e = format.parse_operations(text).unwrap_err();
+                assert!(e.to_string().len() < 600, "{format}: {} bytes of message", e.to_string().len());
+            }
+        }
+    }
+
+    #[test]
+    fn error_messages_quote_little_and_escape_control_characters() {
+        let line = format!("{{\"index\":0,\"time\":0,\"type\":\"\u{1b}[31m{}\"}}\n", "x".repeat(100_000));
+        for format in Format::ALL {
+            let e = format.parse(&line).unwrap_err().to_string();
+            assert!(e.len() < 600, "{format}: {} bytes", e.len());
+            assert!(!e.chars().any(|c| c.is_control()), "{format}: {e:?}");
+        }
+        let edn = "{:process 0, :type :invoke, :f \"\u{1b}]0;pwned\u{7}\", :value 1}\n{:process 1, :type \"\u{1b}[2J\"}";
+        let e = Format::JepsenEdn.parse(edn).unwrap_err().to_string();
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+    }
 
     #[test]
     fn porcupine_etcd_lines() {

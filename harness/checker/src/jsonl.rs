@@ -1,8 +1,9 @@
 //! The reader of `history.jsonl` (docs/history-format.md): one JSON event per line.
 //!
 //! The writer appends and flushes line by line, so a crashed run leaves a readable prefix and
-//! at worst a last line cut short: that line is dropped with a warning. Any other bad line is an
-//! error naming the line, what was expected and what was found.
+//! at worst a last line cut short: that line is dropped with a warning (when events were read
+//! before it). Any other bad line is an error naming the line, what was expected and what was
+//! found, quoting at most [`QUOTED_CHARS_MAX`] characters of the input ([`clip`]).
 
 use crate::history::Event;
 
@@ -27,19 +28,42 @@ pub struct ParseError {
 }
 
 impl ParseError {
+    /// `expected` and `found` are [`clip`]ped: a message never carries more than a few hundred
+    /// characters of the input, nor a raw control character.
     pub fn new(line: usize, expected: impl Into<String>, found: impl Into<String>) -> Self {
-        ParseError { line, expected: expected.into(), found: found.into() }
+        ParseError { line, expected: clip(&expected.into()), found: clip(&found.into()) }
     }
 }
 
-/// Shortens a piece of input for an error message.
+/// The most characters of input an error message quotes.
+pub const QUOTED_CHARS_MAX: usize = 200;
+
+/// What a message may show of a piece of input: at most [`QUOTED_CHARS_MAX`] characters (then
+/// `…`), control characters escaped (`\u{1b}`, `\n`), so a terminal shows text, never acts on it.
+pub fn clip(s: &str) -> String {
+    clip_to(s, QUOTED_CHARS_MAX)
+}
+
+fn clip_to(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Shortens a piece of input for an error message, in quotes.
 pub(crate) fn excerpt(s: &str) -> String {
     const SHOWN_CHARS_MAX: usize = 60;
-    let s = s.trim();
-    match s.char_indices().nth(SHOWN_CHARS_MAX) {
-        Some((i, _)) => format!("\"{}…\"", &s[..i]),
-        None => format!("\"{s}\""),
-    }
+    format!("\"{}\"", clip_to(s.trim(), SHOWN_CHARS_MAX))
 }
 
 /// Parses a JSON Lines history. Blank lines are skipped.
@@ -60,7 +84,8 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             Err(e) => {
                 // A crash mid-write leaves the last line cut short (no final newline, or a JSON
                 // value that ends early): drop it and say so.
-                if Some(i) == last_nonblank && (!ends_with_newline || e.is_eof()) {
+                // Only after events that were read: a lone bad line is not a history.
+                if Some(i) == last_nonblank && !out.events.is_empty() && (!ends_with_newline || e.is_eof()) {
                     out.warnings.push(format!(
                         "{line_no}: truncated last line ignored ({} bytes; {})",
                         raw.len(),

@@ -299,9 +299,16 @@ pub fn try_check_set(events: &[crate::history::Event]) -> Result<SetReport, Hist
     }
     let sum = |s: ElementStatus| keys.iter().map(|k| k.counts.get(&s).copied().unwrap_or(0)).sum::<usize>();
     let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
-    let reason = keys.iter().find(|k| k.verdict == verdict && verdict != Verdict::Valid).map(|k| {
+    let mut reason = keys.iter().find(|k| k.verdict == verdict && verdict != Verdict::Valid).map(|k| {
         format!("key {:?}: {}", k.key.clone().unwrap_or_else(|| "(no key)".into()), k.reason.clone().unwrap_or_default())
     });
+    // No successful operation: nothing was judged, so never "valid".
+    let verdict = if verdict == Verdict::Valid && !ops.iter().any(|o| o.outcome == Outcome::Ok) {
+        reason = Some("no successful operation: nothing to judge".into());
+        Verdict::Unknown
+    } else {
+        verdict
+    };
     let adds: Vec<&&ClientOp> = by_key.values().flatten().filter(|o| o.f == "add").collect();
     let attempted = adds.iter().filter_map(|o| o.invoke_value.as_i64().map(|e| (o.key.clone(), e))).collect::<BTreeSet<_>>().len();
     let acknowledged =
@@ -529,5 +536,12 @@ mod tests {
         assert_eq!(check_set(&h).verdict, Verdict::Unknown);
         let h = vec![e(0, 0, Invoke, 0, "add", json!("x"), "n1")];
         assert!(try_check_set(&h).unwrap_err().to_string().contains("integer"));
+    }
+
+    #[test]
+    fn a_history_without_a_successful_operation_is_unknown_not_valid() {
+        let r = check_set(&[]);
+        assert_eq!(r.verdict, Verdict::Unknown, "{:?}", r.reason);
+        assert!(r.reason.unwrap().contains("nothing to judge"));
     }
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use faultline_core::nemesis::parse_choices;
 use faultline_core::target::external;
-use faultline_core::target::reference::ROLES;
+use faultline_core::target::roles;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -346,7 +346,7 @@ fn pick<'a, T>(block: &'a Option<Spanned<T>>, defaults: &'a Option<Spanned<T>>) 
 /// A role, `etcd`, `redis`, or a target file (resolved against the campaign file's folder and
 /// required to exist).
 fn check_target(t: &str, base: &Path) -> Result<String, String> {
-    if ROLES.contains(&t) || t == "etcd" || t == "redis" {
+    if roles::role(t).is_some() || t == "etcd" || t == "redis" {
         return Ok(t.to_string());
     }
     if external::is_external(t) {
@@ -357,7 +357,7 @@ fn check_target(t: &str, base: &Path) -> Result<String, String> {
         }
         return Ok(p.display().to_string());
     }
-    Err(format!("unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml", ROLES.join(", ")))
+    Err(format!("unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml", roles::names().collect::<Vec<_>>().join(", ")))
 }
 
 #[derive(Parser)]

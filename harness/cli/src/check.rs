@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::formats::Format;
+use faultline_checker::jsonl::clip;
 use faultline_checker::{try_check_linearizable, CheckOptions, ModelKind};
 
-use crate::EXIT_ERROR;
-
-/// Bigger inputs are refused rather than read into memory.
-const INPUT_BYTES_MAX: u64 = 4 << 30;
+use crate::{check_input, EXIT_ERROR};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 255 error (bad input or usage).\n\
@@ -78,21 +76,19 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
+    // --time-limit is the budget of the whole invocation (reading, linearizability, --models).
+    let started = std::time::Instant::now();
     let path = resolve(&args.file)?;
     let shown = path.display().to_string();
-    let size = std::fs::metadata(&path).with_context(|| format!("{shown}: cannot read"))?.len();
-    anyhow::ensure!(size <= INPUT_BYTES_MAX, "{shown}: {size} bytes is more than the {INPUT_BYTES_MAX} this command reads");
-    let bytes = std::fs::read(&path).with_context(|| format!("{shown}: cannot read"))?;
-    let text = match String::from_utf8(bytes) {
+    let limit = check_input::byte_limit(args.memory_limit_mib.saturating_mul(1 << 20));
+    let text = match check_input::read_text(&path, limit) {
         Ok(t) => t,
         Err(e) => {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-            eprintln!("{shown}:{line}: expected UTF-8 text, found invalid bytes");
+            eprintln!("{shown}:{e}");
             return Ok(EXIT_ERROR);
         }
     };
-    let parsed = match args.format.parse(&text) {
+    let parsed = match args.format.parse_operations(&text) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{shown}:{e}");
@@ -100,11 +96,11 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         }
     };
     for w in &parsed.warnings {
-        eprintln!("{shown}:{w} (warning)");
+        eprintln!("{shown}:{} (warning)", clip(w));
     }
     let model = args.model.unwrap_or_else(|| args.format.default_model());
     let opts = CheckOptions {
-        time_limit: Some(Duration::from_secs_f64(args.time_limit)),
+        time_limit: Some(Duration::from_secs_f64(args.time_limit).saturating_sub(started.elapsed())),
         memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
         stop_on_first_invalid: !args.all_keys,
         threads: args.threads.unwrap_or(CheckOptions::default().threads).max(1),
@@ -117,13 +113,15 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(e) => {
             let line = parsed.lines.get(e.position).copied().unwrap_or(0);
-            eprintln!("{shown}:{line}: expected {}, found {}", e.expected, e.found);
+            eprintln!("{shown}:{line}: expected {}, found {}", clip(&e.expected), clip(&e.found));
             return Ok(EXIT_ERROR);
         }
     };
     let consistency = if args.models {
         let lin = faultline_core::workload::CheckerResult::new("linearizable", report.verdict, report.reason.clone());
-        Some(faultline_workloads::register::register_consistency(&parsed.events, &[lin], &CheckOptions { stop_on_first_invalid: true, ..opts }))
+        let left = Duration::from_secs_f64(args.time_limit).saturating_sub(started.elapsed());
+        let opts = CheckOptions { stop_on_first_invalid: true, time_limit: Some(left), ..opts };
+        Some(faultline_workloads::register::register_consistency(&parsed.events, &[lin], &opts))
     } else {
         None
     };

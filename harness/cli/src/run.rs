@@ -23,7 +23,8 @@ use faultline_core::target::lb::LbStats;
 use faultline_core::target::{external, lb};
 use faultline_checker::hierarchy::{Consistency, Model};
 use faultline_results::{Counts, Results};
-use faultline_core::target::reference::{parse_role_options, ReferenceTarget, NO_CAS_ROLES, ROLES};
+use faultline_core::target::reference::ReferenceTarget;
+use faultline_core::target::roles::{self, RoleSpec};
 use serde_json::{json, Value};
 
 use crate::EXIT_ERROR;
@@ -133,13 +134,53 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate))
 }
 
-pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
-    if !ROLES.contains(&a.target.as_str()) && !external::is_external(&a.target) {
+/// The reference role `--target` names, or `None` for an external target (etcd, redis, a
+/// readable target file); anything else is a usage error.
+fn target_role(a: &RunArgs) -> anyhow::Result<Option<&'static RoleSpec>> {
+    if let Some(spec) = roles::role(&a.target) {
+        return Ok(Some(spec));
+    }
+    if !external::is_external(&a.target) {
         bail!(
             "unknown target {:?}: expected one of {}, etcd, redis or a file *.toml",
             a.target,
-            ROLES.join(", ")
+            roles::names().collect::<Vec<_>>().join(", ")
         );
+    }
+    if a.target.ends_with(".toml") {
+        let readable = std::fs::File::open(&a.target).and_then(|f| f.metadata()).map(|m| m.is_file());
+        match readable {
+            Ok(true) => {}
+            Ok(false) => bail!("--target {}: not a file", a.target),
+            Err(e) => bail!("--target {}: cannot read the target file: {e}", a.target),
+        }
+    }
+    if let Some(b) = a.bugs.first() {
+        bail!("--bug {b}: planted bugs are the reference roles' (--target {} has none)", a.target);
+    }
+    Ok(None)
+}
+
+/// `--target lb`'s own checks (strategy, weights per backend, a bug that needs a strategy),
+/// made here, before anything starts, by building the target once without running it.
+fn check_lb(a: &RunArgs, options: &[(String, String)]) -> anyhow::Result<()> {
+    let http = NodeHttp::new(Duration::from_millis(a.op_timeout_ms), "-").context("HTTP client")?;
+    let reference = ReferenceTarget {
+        role: a.target.clone(),
+        options: options.to_vec(),
+        program: PathBuf::new(),
+        bugs: a.bugs.clone(),
+        admin_token: String::new(),
+        http,
+        seed: 0,
+    };
+    lb::LbTarget::new(reference, a.nodes).map(drop).map_err(anyhow::Error::msg)
+}
+
+pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
+    let spec = target_role(a)?;
+    if a.port == 0 {
+        bail!("--port must be in [1, 65535], got 0");
     }
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!(
@@ -151,7 +192,7 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     if a.runtime != "local" && a.runtime != "docker" {
         bail!("unknown runtime {:?}: expected local or docker", a.runtime);
     }
-    if a.runtime == "docker" && !ROLES.contains(&a.target.as_str()) {
+    if a.runtime == "docker" && spec.is_none() {
         bail!(
             "--runtime docker runs only the reference node (its image holds faultline-node); \
              --target {:?} needs --runtime local",
@@ -204,11 +245,13 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
             a.op_timeout_ms
         );
     }
-    const BUGS: &[&str] = &["no-fsync", "stale-read", "lease", "commit-old-term", "paxos-ignore-accepted", "naive", "bad-merge", "no-anti-entropy", "naive-weighted", "sync-fallback", "naive-hash", "single-directory", "unsafe-move"];
-    for b in &a.bugs {
-        if !BUGS.contains(&b.as_str()) {
-            bail!("unknown --bug {b:?}: expected one of {}", BUGS.join(", "));
-        }
+    // Bugs, options (key and value) and workload against the role's row of the table.
+    let role_options = match spec {
+        Some(spec) => roles::check_run(spec, &a.workload, &a.bugs, &a.target_opts).map_err(anyhow::Error::msg)?,
+        None => Vec::new(), // external targets check their options when built
+    };
+    if a.target == "lb" {
+        check_lb(a, &role_options)?;
     }
     if a.target == "router" {
         // The cluster's shape is the target's (router, shard groups): refuse sizes it cannot use.
@@ -236,11 +279,6 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         PathBuf::new() // external targets run their own programs
     } else {
         locate_node_bin(a.node_bin.as_deref())?
-    };
-    let role_options = if external::is_external(&a.target) {
-        Vec::new()
-    } else {
-        parse_role_options(&a.target, &a.target_opts).map_err(anyhow::Error::msg)?
     };
     let seed = a.seed.unwrap_or_else(rand_seed);
     Ok(Plan {
@@ -482,10 +520,8 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
     );
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    let admin_token = format!(
-        "fl-{:016x}",
-        faultline_core::generator::derive_seed(plan.seed, "token", u64::from(std::process::id()))
-    );
+    // From the OS's entropy: never from the seed, which world-readable files record.
+    let admin_token = faultline_core::secret::admin_token()?;
     let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
     let reference = ReferenceTarget {
         role: args.target.clone(),
@@ -500,7 +536,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
     let data_role = if args.target == "lb" { lb::backend_role(&plan.role_options) } else { args.target.as_str() };
     let target: Arc<dyn faultline_core::target::Target> =
         if args.target == "lb" { Arc::new(lb::LbTarget::new(reference, args.nodes).map_err(anyhow::Error::msg)?) } else { Arc::new(reference) };
-    let workload: Arc<dyn faultline_core::workload::Workload> = if NO_CAS_ROLES.contains(&data_role) && args.workload == "register" {
+    let workload: Arc<dyn faultline_core::workload::Workload> = if roles::role(data_role).is_some_and(|r| !r.cas) && args.workload == "register" {
         // The role refuses cas (501): reads and writes only, half and half.
         Arc::new(faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() })
     } else if args.target == "router" && args.workload == "register" {

@@ -76,7 +76,7 @@ fn compare_toml_covers_every_reference_role_under_partitions_and_clock_skew() {
     let out = faultline(&["campaign", repo().join("campaigns/compare.toml").to_str().unwrap(), "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for role in faultline_core::target::reference::ROLES {
+    for role in faultline_core::target::roles::names() {
         for nemesis in ["partition", "clock"] {
             let needle = format!("--target {role} ");
             // `--nemesis partition` or narrowed to kinds (`--nemesis partition:halves+...`).

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what} {path}: {source}")]
+    // The cause is in the message and not a `source`: `{:#}` would print it twice.
+    #[error("{what} {path}: {cause}")]
     Io {
         what: &'static str,
         path: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("bad test name {0:?}: use letters, digits, '-', '_' and '.' only")]
     BadName(String),
@@ -22,7 +23,7 @@ pub enum StoreError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.display().to_string();
-    move |source| StoreError::Io { what, path, source }
+    move |cause| StoreError::Io { what, path, cause }
 }
 
 /// One run folder.
@@ -73,7 +74,7 @@ impl RunDir {
         let dir = dir.ok_or_else(|| StoreError::Io {
             what: "too many runs in one second under",
             path: parent.display().to_string(),
-            source: std::io::Error::other("1000 folders exist"),
+            cause: std::io::Error::other("1000 folders exist"),
         })?;
         let nodes = dir.join("nodes");
         std::fs::create_dir(&nodes).map_err(io("cannot create", &nodes))?;

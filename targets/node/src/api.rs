@@ -111,13 +111,28 @@ pub fn check_key(key: &str) -> Result<(), Response> {
     Ok(())
 }
 
-/// Admin calls need `Authorization: Bearer TOKEN`; anything else is a 401.
+/// Admin calls need `Authorization: Bearer TOKEN`; anything else is a 401. The comparison
+/// takes the same time wherever the first differing byte is (see [`constant_time_eq`]).
 pub fn authorized(token: &str, headers: &HeaderMap) -> Result<(), Response> {
     let want = format!("Bearer {token}");
     match headers.get(header::AUTHORIZATION) {
-        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
+        Some(v) if constant_time_eq(v.as_bytes(), want.as_bytes()) => Ok(()),
         _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, None, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
     }
+}
+
+/// `a == b` without an early exit: every byte of the longer input is looked at, so the time
+/// taken tells nothing about how long a matching prefix was (only the lengths leak).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    // Keep the optimizer from turning the loop into an early-exit comparison.
+    std::hint::black_box(diff) == 0
 }
 
 #[derive(Deserialize)]
@@ -141,7 +156,8 @@ pub fn set_clock(clock: &NodeClock, body: &[u8]) -> Response {
         return Json(clock.reset()).into_response();
     }
     if let Some(o) = b.offset_ms {
-        if o.abs() > OFFSET_MS_MAX {
+        // `unsigned_abs`: `abs` of i64::MIN overflows (it wrapped to itself and passed).
+        if o.unsigned_abs() > OFFSET_MS_MAX.unsigned_abs() {
             return bad_request(format!("offset_ms: {o} is beyond ±{OFFSET_MS_MAX}"));
         }
     }
@@ -205,5 +221,137 @@ pub async fn forward_once(
     match tokio::time::timeout_at(deadline, resp.bytes()).await {
         Ok(Ok(b)) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
         _ => timeout(request_timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::OFFSET_MS_MAX;
+
+    fn clock_status(body: &str) -> (u16, i64) {
+        let c = NodeClock::default();
+        let r = set_clock(&c, body.as_bytes());
+        (r.status().as_u16(), c.view().offset_ms)
+    }
+
+    #[test]
+    fn clock_offset_of_i64_min_does_not_overflow_past_the_limit() {
+        assert_eq!(clock_status(&format!(r#"{{"offset_ms": {}}}"#, i64::MIN)), (400, 0));
+        assert_eq!(clock_status(&format!(r#"{{"offset_ms": {}}}"#, i64::MAX)), (400, 0));
+        assert_eq!(clock_status(&format!(r#"{{"offset_ms": {}}}"#, -OFFSET_MS_MAX - 1)), (400, 0));
+        assert_eq!(clock_status(&format!(r#"{{"offset_ms": {}}}"#, -OFFSET_MS_MAX)), (200, -OFFSET_MS_MAX));
+        assert_eq!(clock_status(&format!(r#"{{"offset_ms": {}}}"#, OFFSET_MS_MAX)), (200, OFFSET_MS_MAX));
+        assert_eq!(clock_status(r#"{"drift_ppm": 1e308}"#).0, 400);
+        assert_eq!(clock_status(r#"{"drift_ppm": -1000000.0}"#).0, 400);
+        assert_eq!(clock_status(r#"{"offset_ms": 18446744073709551616}"#).0, 400);
+    }
+
+    #[test]
+    fn token_comparison_refuses_prefixes_and_extensions() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abcd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"", b"Bearer abc"));
+        // A shorter input padded with NULs is still a different length.
+        assert!(!constant_time_eq(b"Bearer abc\0", b"Bearer abc"));
+    }
+}
+
+/// Fuzzing of the request parsing (stable toolchain: proptest), bounded in time: seeds from
+/// `fuzz/requests/` cut, altered and extended, plus arbitrary bytes, into every body parser and
+/// the clock handler. Nothing may panic; every answer is 200 or 400; an accepted clock keeps
+/// its offset within the documented limit.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::clock::OFFSET_MS_MAX;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::time::{Duration, Instant};
+
+    /// How long the fuzz test runs.
+    const BUDGET: Duration = Duration::from_secs(3);
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/requests");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .expect("fuzz/requests")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| std::fs::read(e.path()).expect("seed"))
+            .collect();
+        assert!(seeds.len() >= 5, "the corpus in {} is missing", dir.display());
+        seeds.sort();
+        seeds
+    }
+
+    fn parse_all(body: &[u8]) {
+        let ok_or_400 = |r: Result<(), Response>| match r {
+            Ok(()) => {}
+            Err(r) => assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+        };
+        ok_or_400(keyed_body::<KeyBody>(body, "k").map(|b| assert!(!b.key.is_empty() && b.key.len() <= KEY_BYTES_MAX)));
+        ok_or_400(keyed_body::<WriteBody>(body, "w").map(drop));
+        ok_or_400(keyed_body::<CasBody>(body, "c").map(drop));
+        ok_or_400(keyed_body::<ElementBody>(body, "e").map(drop));
+        ok_or_400(keyed_body::<DeltaBody>(body, "d").map(drop));
+        let clock = NodeClock::default();
+        let r = set_clock(&clock, body);
+        assert!(matches!(r.status().as_u16(), 200 | 400), "clock answered {}", r.status());
+        let v = clock.view();
+        assert!(v.offset_ms.unsigned_abs() <= OFFSET_MS_MAX.unsigned_abs(), "offset {} accepted", v.offset_ms);
+        assert!(v.drift_ppm.is_finite() && v.drift_ppm.abs() < crate::clock::DRIFT_PPM_MAX);
+    }
+
+    /// A seed with one edit: cut at `at`, byte `at` replaced by `b`, or `ins` inserted at `at`.
+    fn mutate(seed: &[u8], how: u8, at: usize, b: u8, ins: &[u8]) -> Vec<u8> {
+        let at = at % (seed.len() + 1);
+        let mut out = seed.to_vec();
+        match how % 3 {
+            0 => out.truncate(at),
+            1 if at < out.len() => out[at] = b,
+            _ => {
+                out.splice(at..at, ins.iter().copied());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn request_parsing_never_panics_nor_accepts_out_of_range_numbers() {
+        let seeds = corpus();
+        for s in &seeds {
+            parse_all(s);
+        }
+        let numbers = prop_oneof![
+            Just(b"-9223372036854775808".to_vec()),
+            Just(b"9223372036854775807".to_vec()),
+            Just(b"18446744073709551616".to_vec()),
+            Just(b"1e308".to_vec()),
+            Just(b"-0".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        let strategy = (0..seeds.len(), any::<u8>(), any::<usize>(), any::<u8>(), numbers);
+        let mut runner = TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
+        let deadline = Instant::now() + BUDGET;
+        let mut rounds = 0;
+        while Instant::now() < deadline {
+            runner
+                .run(&strategy, |(i, how, at, b, ins)| {
+                    parse_all(&mutate(&seeds[i], how, at, b, &ins));
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            runner
+                .run(&proptest::collection::vec(any::<u8>(), 0..64), |bytes| {
+                    parse_all(&bytes);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            rounds += 1;
+        }
+        assert!(rounds > 0);
     }
 }

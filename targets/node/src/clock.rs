@@ -50,7 +50,7 @@ impl NodeClock {
 
     fn view_of(s: &ClockState) -> ClockView {
         let drift_ms = s.drift_ppm * 1e-6 * s.drift_since.elapsed().as_secs_f64() * 1000.0;
-        ClockView { offset_ms: s.offset_ms, drift_ppm: s.drift_ppm, now_ms: system_ms() + s.offset_ms + drift_ms as i64 }
+        ClockView { offset_ms: s.offset_ms, drift_ppm: s.drift_ppm, now_ms: system_ms().saturating_add(s.offset_ms).saturating_add(drift_ms as i64) }
     }
 
     /// `now_ms = system_ms + offset_ms + drift_ppm × 1e-6 × (monotonic ms since the drift was set)`.

@@ -91,7 +91,9 @@ enum BugArg {
 }
 
 impl BugArg {
-    /// The role a bug belongs to.
+    /// The role a bug belongs to. The harness's copy is `ROLE_SPECS` in
+    /// harness/core/src/target/roles.rs (keep the two in step): this crate cannot use it, as
+    /// depending on faultline-core would pull the harness's control plane into the static node.
     fn role(self) -> RoleArg {
         match self {
             BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm => RoleArg::Raft,

@@ -28,10 +28,10 @@ impl Cluster {
         let all = (0..n).map(peer).collect::<Vec<_>>().join(",");
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
-        for i in 0..n {
+        for (i, addr) in addrs.iter().enumerate() {
             let id = format!("n{}", i + 1);
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline-node"));
-            cmd.args(["--id", &id, "--listen", &addrs[i], "--admin-token", TOKEN]).arg("--data-dir").arg(dir.path().join(&id));
+            cmd.args(["--id", &id, "--listen", addr, "--admin-token", TOKEN]).arg("--data-dir").arg(dir.path().join(&id));
             match i {
                 0 => {
                     cmd.args(["--role", "router", "--peers", &all, "--shard-group", "n2", "--shard-group", "n3"]).args(router_args);

@@ -692,7 +692,8 @@ impl DockerRuntime {
             })
             .collect();
         let compose_dir = opts.state_dir.join("docker").join(&run_id);
-        std::fs::create_dir_all(&compose_dir)
+        // The compose file will hold the admin token: the folder is the owner's only.
+        crate::secret::private_dir(&compose_dir)
             .and_then(|()| {
                 std::fs::write(
                     compose_dir.join(HARNESS_PID_FILE),
@@ -991,13 +992,9 @@ impl Runtime for DockerRuntime {
                 &self.services.lock().expect("services lock"),
             );
             let file = self.compose_file();
-            std::fs::write(&file, text)
+            // The file holds the admin token: 0600 from the moment it exists.
+            crate::secret::write_private(&file, text.as_bytes())
                 .map_err(|e| err(format!("write {}", file.display()), e.to_string()))?;
-            // The file holds the admin token.
-            let _ = std::fs::set_permissions(
-                &file,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            );
             let mut args = vec!["up", "-d", "--no-deps", "--no-color"];
             args.extend(fresh.iter().map(String::as_str));
             self.compose(&args)?;

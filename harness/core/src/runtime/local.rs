@@ -187,7 +187,7 @@ impl LocalRuntime {
         );
         // Two runs starting at once must not pick the same subnet: choose it and record it in
         // the state file under an exclusive lock on the state folder (released on return).
-        std::fs::create_dir_all(&opts.state_dir)?;
+        crate::secret::private_dir(&opts.state_dir)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

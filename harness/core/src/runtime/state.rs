@@ -60,14 +60,15 @@ impl RunState {
         dir.join(format!("{run_id}.json"))
     }
 
-    /// Writes the state file (temp + rename).
+    /// Writes the state file (temp + rename), 0600 in a folder created 0700: it names the
+    /// harness and what it controls, which is no other user's business.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+        crate::secret::private_dir(dir)?;
         let path = Self::path(dir, &self.run_id);
         let tmp = dir.join(format!(".{}.tmp", self.run_id));
-        std::fs::write(
+        crate::secret::write_private(
             &tmp,
-            serde_json::to_vec_pretty(self).expect("state serializes"),
+            &serde_json::to_vec_pretty(self).expect("state serializes"),
         )?;
         std::fs::rename(tmp, path)
     }
@@ -389,5 +390,17 @@ mod tests {
         assert!(problems[0].contains("junk.json"));
         RunState::remove(dir.path(), "fl00aa11");
         assert!(RunState::load_all(dir.path()).0.is_empty());
+    }
+
+    #[test]
+    fn state_files_are_not_readable_by_other_users() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("faultline");
+        let s = RunState { run_id: "fl00bb22".into(), harness_pid: 1, ..RunState::default() };
+        s.save(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&RunState::path(&dir, "fl00bb22")), 0o600);
     }
 }

@@ -32,7 +32,8 @@ pub enum ExternalError {
     Missing { program: String, package: String },
     #[error("--target-opt {0}")]
     Option(String),
-    #[error("{0}")]
+    // Transparent: with `{0}` and a source, `{:#}` printed the file's error twice.
+    #[error(transparent)]
     File(#[from] super::file::FileError),
     #[error("{0}")]
     Unsupported(String),

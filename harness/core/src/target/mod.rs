@@ -3,7 +3,8 @@
 //!
 //! [`reference`] is the project's own `faultline-node` with a role (`raft`, ...); [`external`]
 //! builds the targets the project did not write: [`etcd`], [`redis`] and [`file`] (TOML); [`lb`]
-//! puts the reference `lb` role in front of a cluster of reference nodes.
+//! puts the reference `lb` role in front of a cluster of reference nodes; [`roles`] is the one
+//! table of the reference roles (leaders, cas, workloads, options, bugs).
 
 pub mod etcd;
 pub mod external;
@@ -11,6 +12,7 @@ pub mod file;
 pub mod lb;
 pub mod redis;
 pub mod reference;
+pub mod roles;
 pub mod router;
 
 use std::sync::Arc;

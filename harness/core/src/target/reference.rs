@@ -12,57 +12,10 @@ use crate::client::http::NodeHttp;
 use crate::client::BoxFuture;
 use crate::runtime::{Launch, NodeSpec};
 
-/// Roles of faultline-node this harness knows how to drive.
-pub const ROLES: &[&str] = &["raft", "paxos", "quorum", "crdt", "available", "multi-primary", "primary-backup", "lb", "router"];
-/// Roles where every node coordinates requests (no leader to wait for or to target).
-pub const LEADERLESS_ROLES: &[&str] = &["paxos", "quorum", "crdt", "available", "multi-primary"];
-/// Roles that refuse compare-and-set (501 `unsupported`): their register workload has no cas.
-pub const NO_CAS_ROLES: &[&str] = &["quorum", "crdt", "available", "multi-primary"];
-
-/// The `--target-opt KEY=VALUE` options each role takes. Each becomes the node argument
-/// `--KEY=VALUE` (docs/node-api.md lists them), so a role's row names node flags it has.
-pub const ROLE_OPTIONS: &[(&str, &[&str])] = &[
-    ("raft", &["read-mode", "election-ms", "heartbeat-ms", "snapshot-entries", "request-timeout-ms"]),
-    ("paxos", &["request-timeout-ms"]),
-    ("quorum", &["request-timeout-ms"]),
-    ("crdt", &["gossip-ms", "request-timeout-ms"]),
-    ("available", &["anti-entropy-ms", "request-timeout-ms"]),
-    ("multi-primary", &["resolve", "anti-entropy-ms", "request-timeout-ms"]),
-    ("primary-backup", &["sync", "read-from", "election-ms", "heartbeat-ms", "request-timeout-ms"]),
-    // `backend-role` is the harness's (target/lb.rs); the others are the front node's flags.
-    ("lb", &["strategy", "weights", "stale-cache", "backend-role", "health-interval-ms", "health-timeout-ms", "fall", "rise", "retries-max"]),
-    // The router's own flags; its shard groups' raft nodes keep their defaults.
-    ("router", &["sharding", "split-points", "request-timeout-ms"]),
-];
-
-/// Checks `--target-opt` strings against `role`'s row of [`ROLE_OPTIONS`]; returns the pairs
-/// in the order given, or a usage error naming the option and the known keys.
-pub fn parse_role_options(role: &str, opts: &[String]) -> Result<Vec<(String, String)>, String> {
-    let known: &[&str] = ROLE_OPTIONS.iter().find(|(r, _)| *r == role).map(|(_, k)| *k).unwrap_or(&[]);
-    let mut out: Vec<(String, String)> = Vec::with_capacity(opts.len());
-    for o in opts {
-        let Some((k, v)) = o.split_once('=') else {
-            return Err(format!("--target-opt {o:?}: expected KEY=VALUE"));
-        };
-        if !known.contains(&k) {
-            let expected = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            return Err(format!("--target-opt {k:?} is not an option of role {role}: expected {expected}"));
-        }
-        if v.is_empty() {
-            return Err(format!("--target-opt {k}: empty value"));
-        }
-        if out.iter().any(|(seen, _)| seen == k) {
-            return Err(format!("--target-opt {k}: given twice"));
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
-}
-
 /// `faultline-node` in one role.
 pub struct ReferenceTarget {
     pub role: String,
-    /// Role options (`--target-opt`, checked by [`parse_role_options`]), passed as `--KEY=VALUE`.
+    /// Role options (`--target-opt`, checked by [`super::roles::check_run`]), passed as `--KEY=VALUE`.
     pub options: Vec<(String, String)>,
     pub program: PathBuf,
     pub bugs: Vec<String>,
@@ -188,7 +141,7 @@ impl Target for ReferenceTarget {
     }
 
     fn has_leader(&self) -> bool {
-        !LEADERLESS_ROLES.contains(&self.role.as_str())
+        super::roles::role(&self.role).is_none_or(|r| !r.leaderless)
     }
 
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
@@ -236,26 +189,6 @@ impl Target for ReferenceTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_role_has_an_options_row() {
-        for role in ROLES {
-            assert!(ROLE_OPTIONS.iter().any(|(r, _)| r == role), "{role} has no ROLE_OPTIONS row");
-        }
-    }
-
-    #[test]
-    fn options_are_checked_and_kept_in_order() {
-        let opts = vec!["read-mode=lease".to_string(), "election-ms=500".to_string()];
-        assert_eq!(
-            parse_role_options("raft", &opts).unwrap(),
-            vec![("read-mode".to_string(), "lease".to_string()), ("election-ms".to_string(), "500".to_string())]
-        );
-        assert!(parse_role_options("raft", &["read-mode=a".into(), "read-mode=b".into()]).unwrap_err().contains("given twice"));
-        assert!(parse_role_options("paxos", &["read-mode=lease".into()]).unwrap_err().contains("expected request-timeout-ms"));
-        assert!(parse_role_options("nosuchrole", &["x=1".into()]).unwrap_err().contains("expected none"));
-        assert_eq!(parse_role_options("raft", &[]).unwrap(), vec![]);
-    }
 
     #[test]
     fn options_become_node_arguments() {
