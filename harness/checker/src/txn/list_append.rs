@@ -131,44 +131,46 @@ fn writers(t: &Txns) -> Result<FxHashMap<(u32, i64), Writer>, TxnInputError> {
     Ok(w)
 }
 
-/// Reads of one committed transaction: checks each against what the transaction itself
-/// read and appended before, and records its external read of each key.
+/// Reads of one committed transaction: each must end with the transaction's own appends so
+/// far (else `internal`), and what it saw of others (the rest) must not change between two
+/// reads (else `non-repeatable-read`). The first read gives the external read.
 fn internal(cx: &mut Ctx<'_>, i: usize) {
-    let mut expected: FxHashMap<u32, Vec<i64>> = FxHashMap::default();
+    let mut base: FxHashMap<u32, Vec<i64>> = FxHashMap::default();
     let mut own: FxHashMap<u32, Vec<i64>> = FxHashMap::default();
+    let label = cx.t.txns[i].label;
     for (mi, m) in cx.t.txns[i].mops.iter().enumerate() {
-        match m {
+        let (key, list) = match m {
             Mop::Write { key, value } => {
                 own.entry(*key).or_default().push(*value);
-                if let Some(e) = expected.get_mut(key) {
-                    e.push(*value);
-                }
+                continue;
             }
-            Mop::Read { key, value } => {
-                let list = value.as_deref().unwrap_or(&[]);
-                let mine = own.get(key).map_or(&[][..], Vec::as_slice);
-                let ext_len = match expected.get(key) {
-                    Some(e) if e.as_slice() != list => {
-                        let d = format!("T{} read {} = {} but expected {} from its own earlier reads and appends", cx.t.txns[i].label, cx.t.keys[*key as usize], fmt_list(list), fmt_list(e));
-                        cx.anomaly(AnomalyKind::Internal, &[i as u32], *key, d);
-                        None
-                    }
-                    Some(_) => None,
-                    None if list.ends_with(mine) => Some((list.len() - mine.len()) as u32),
-                    None => {
-                        let d = format!("T{} read {} = {} after appending {} to it, which the read does not end with", cx.t.txns[i].label, cx.t.keys[*key as usize], fmt_list(list), fmt_list(mine));
-                        cx.anomaly(AnomalyKind::Internal, &[i as u32], *key, d);
-                        None
-                    }
-                };
-                expected.entry(*key).or_insert_with(|| list.to_vec());
-                cx.reads[*key as usize].push(Read {
-                    txn: i as u32,
-                    mop: mi as u32,
-                    ext_len,
-                });
+            Mop::Read { key, value } => (*key, value.as_deref().unwrap_or(&[])),
+        };
+        let name = &cx.t.keys[key as usize];
+        let mine = own.get(&key).map_or(&[][..], Vec::as_slice);
+        let mut ext_len = None;
+        if !list.ends_with(mine) {
+            let d = format!("T{label} read {name} = {} after appending {} to it, which the read does not end with", fmt_list(list), fmt_list(mine));
+            cx.anomaly(AnomalyKind::Internal, &[i as u32], key, d);
+        } else {
+            let seen = &list[..list.len() - mine.len()];
+            match base.get(&key) {
+                None => {
+                    base.insert(key, seen.to_vec());
+                    ext_len = Some(seen.len() as u32);
+                }
+                Some(b) if b.as_slice() != seen => {
+                    let d = format!("T{label} read {name} = {} and later {} (its own appends aside): two versions in one transaction", fmt_list(b), fmt_list(list));
+                    cx.anomaly(AnomalyKind::NonRepeatableRead, &[i as u32], key, d);
+                }
+                Some(_) => {}
             }
         }
+        cx.reads[key as usize].push(Read {
+            txn: i as u32,
+            mop: mi as u32,
+            ext_len,
+        });
     }
 }
 

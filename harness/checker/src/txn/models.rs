@@ -22,9 +22,12 @@
 //!   allows it (write skew).
 //! - lost update (two committed transactions read the same version of a key and both wrote
 //!   it): repeatable-read and snapshot-isolation (Elle: cursor stability and above).
+//! - non-repeatable read (two reads of a key in one transaction see different versions, its
+//!   own writes aside; Adya's G2-item through the second read, Berenson et al.'s P2):
+//!   repeatable-read and snapshot-isolation. Read committed allows it.
 //! - `-process` variants (the cycle needs process-order edges): strong-session-serializable.
 //! - `-realtime` variants (the cycle needs real-time edges): strict-serializable.
-//! - internal (a transaction does not see its own writes or earlier reads), garbage reads (a
+//! - internal (a transaction does not see its own earlier writes), garbage reads (a
 //!   value nobody wrote), duplicate elements (a value twice in one list), incompatible orders
 //!   (two reads of a key that are not prefixes of one another): no model allows these; like
 //!   Elle's anomalies outside its map, they rule out read-uncommitted and so every model.
@@ -138,6 +141,8 @@ pub enum AnomalyKind {
     G2ItemRealtime,
     #[serde(rename = "lost-update")]
     LostUpdate,
+    #[serde(rename = "non-repeatable-read")]
+    NonRepeatableRead,
     #[serde(rename = "internal")]
     Internal,
     #[serde(rename = "garbage-read")]
@@ -206,7 +211,9 @@ impl AnomalyKind {
                 &[M::ReadUncommitted]
             }
             G1a | G1b | G1c => &[M::ReadCommitted],
-            GSingle | GNonadjacent | LostUpdate => &[M::RepeatableRead, M::SnapshotIsolation],
+            GSingle | GNonadjacent | LostUpdate | NonRepeatableRead => {
+                &[M::RepeatableRead, M::SnapshotIsolation]
+            }
             G2Item => &[M::RepeatableRead],
             G0Process | G1cProcess | GSingleProcess | GNonadjacentProcess | G2ItemProcess => {
                 &[M::StrongSessionSerializable]

@@ -135,38 +135,53 @@ fn writers(t: &Txns) -> Result<FxHashMap<(u32, i64), Writer>, TxnInputError> {
     Ok(w)
 }
 
-/// Checks a committed transaction's reads against its own earlier reads and writes and
-/// records its external reads.
+/// Checks a committed transaction's reads: after its own write of a key a read must return it
+/// (else `internal`); before, two reads must agree (else `non-repeatable-read`). Records the
+/// first read of each key not preceded by its own write as its external read.
 fn internal(cx: &mut Ctx<'_>, i: usize) {
-    let mut known: FxHashMap<u32, i64> = FxHashMap::default();
+    let mut wrote: FxHashMap<u32, i64> = FxHashMap::default();
+    let mut read: FxHashMap<u32, i64> = FxHashMap::default();
+    let label = cx.t.txns[i].label;
     for m in &cx.t.txns[i].mops {
-        match m {
+        let (key, v) = match m {
             Mop::Write { key, value } => {
-                known.insert(*key, *value);
+                wrote.insert(*key, *value);
+                continue;
             }
-            Mop::Read { key, value } => {
-                let v = value
+            Mop::Read { key, value } => (
+                *key,
+                value
                     .as_deref()
                     .and_then(|l| l.first().copied())
-                    .unwrap_or(NIL);
-                match known.get(key) {
-                    Some(&e) if e != v => {
-                        let d = format!(
-                            "T{} read {} = {} but its own earlier read or write says {}",
-                            cx.t.txns[i].label,
-                            cx.key(*key),
-                            show(v),
-                            show(e)
-                        );
-                        cx.anomaly(AnomalyKind::Internal, &[i as u32], *key, d);
-                    }
-                    Some(_) => {}
-                    None => {
-                        known.insert(*key, v);
-                        cx.ext[*key as usize].push((i as u32, v));
-                    }
-                }
+                    .unwrap_or(NIL),
+            ),
+        };
+        if let Some(&w) = wrote.get(&key) {
+            if w != v {
+                let d = format!(
+                    "T{label} read {} = {} after writing {w} to it",
+                    cx.key(key),
+                    show(v)
+                );
+                cx.anomaly(AnomalyKind::Internal, &[i as u32], key, d);
             }
+            continue;
+        }
+        match read.get(&key) {
+            None => {
+                read.insert(key, v);
+                cx.ext[key as usize].push((i as u32, v));
+            }
+            Some(&e) if e != v => {
+                let d = format!(
+                    "T{label} read {} = {} and later {}: two versions in one transaction",
+                    cx.key(key),
+                    show(e),
+                    show(v)
+                );
+                cx.anomaly(AnomalyKind::NonRepeatableRead, &[i as u32], key, d);
+            }
+            Some(_) => {}
         }
     }
 }

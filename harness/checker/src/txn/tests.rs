@@ -404,3 +404,30 @@ fn bad_input_is_an_error_with_a_quote() {
     );
     assert_eq!(r.verdict, Verdict::Unknown);
 }
+
+#[test]
+fn non_repeatable_read_keeps_read_committed_only() {
+    // T reads x twice around another transaction's append: fine under read committed.
+    let h = history(
+        &[
+            (
+                0,
+                json!([["r", "x", null], ["r", "x", null]]),
+                EventType::Ok,
+                json!([["r", "x", []], ["r", "x", [1]]]),
+            ),
+            ok(1, json!([["append", "x", 1]])),
+        ],
+        true,
+    );
+    let r = la(&h, ConsistencyModel::ReadCommitted);
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.to_text());
+    assert_eq!(kinds(&r), vec!["non-repeatable-read"]);
+    assert_eq!(
+        r.not,
+        vec![
+            ConsistencyModel::RepeatableRead,
+            ConsistencyModel::SnapshotIsolation
+        ]
+    );
+}
