@@ -25,8 +25,9 @@ pub(crate) struct Found {
     pub deadline_hit: bool,
     /// Components whose G-single search ran out of steps.
     pub g_single_undecided: usize,
-    /// Nontrivial components of the whole graph.
+    /// Nontrivial components of the whole graph, and the size of the largest.
     pub components: usize,
+    pub largest_component: usize,
 }
 
 struct Search<'a> {
@@ -71,6 +72,7 @@ pub(crate) fn search(g: &Graph, deadline: Option<Instant>, steps_max: u64) -> Fo
             deadline_hit: false,
             g_single_undecided: 0,
             components: 0,
+            largest_component: 0,
         },
     };
     s.simple(WW, WW);
@@ -79,6 +81,7 @@ pub(crate) fn search(g: &Graph, deadline: Option<Instant>, steps_max: u64) -> Fo
     let with_process = s.extra_stage(&data, DATA | PROC, PROC, CycleScope::Process);
     let all = s.extra_stage(&with_process, DATA | PROC | RT, RT, CycleScope::Realtime);
     s.found.components = all.nontrivial.len();
+    s.found.largest_component = s.members.iter().map(Vec::len).max().unwrap_or(0);
     s.found
 }
 

@@ -154,8 +154,10 @@ pub struct TxnReport {
     pub txns_fail: usize,
     pub nemesis_events: usize,
     pub edges: EdgeCounts,
-    /// Strongly connected components (more than one transaction) of the whole graph.
+    /// Strongly connected components (more than one transaction) of the whole graph, and the
+    /// number of transactions in the largest.
     pub components: usize,
+    pub largest_component: usize,
     pub elapsed_ms: f64,
 }
 
@@ -218,6 +220,7 @@ pub fn check(
         nemesis_events: 0,
         edges: EdgeCounts::default(),
         components: 0,
+        largest_component: 0,
         elapsed_ms: 0.0,
     })
 }
@@ -264,6 +267,7 @@ pub fn try_check(
         report.edges = edge_counts(&g);
         let cycles = cycles::search(&g, deadline, opts.search_steps_max);
         report.components = cycles.components;
+        report.largest_component = cycles.largest_component;
         for (kind, cycle) in &cycles.cycles {
             found.push(cycle_anomaly(&t, model, &g, *kind, cycle));
         }
@@ -304,6 +308,7 @@ fn empty_report(t: &Txns, model: TxnModel, consistency_model: ConsistencyModel) 
         nemesis_events: t.nemesis_events,
         edges: EdgeCounts::default(),
         components: 0,
+        largest_component: 0,
         elapsed_ms: 0.0,
     }
 }
