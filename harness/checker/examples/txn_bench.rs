@@ -10,10 +10,13 @@
 //! ```
 //! MODE `strict` (default): each transaction applies atomically at one instant between its
 //! invocation and completion (a strict serializable database: the verdict must be valid).
-//! MODE `stale`: reads return a snapshot up to 200 commits old while writes apply to the
-//! latest state, so anti-dependencies point back in time all through the history: one huge
-//! strongly connected component. OUT.jsonl, if given, receives the history (for
-//! `faultline check --model list-append`).
+//! MODE `stale`: reads see a snapshot up to 200 transactions old (plus their own appends)
+//! while appends go to the latest state, so anti-dependencies point back in time all through
+//! the history: one huge strongly connected component (lost updates, G-single).
+//! MODE `snapshot`: the same snapshots, but a transaction aborts when another appended to one
+//! of its keys since its snapshot (first committer wins): snapshot isolation, whose only
+//! cycles are G2-item (write skew), again in one huge component. OUT.jsonl, if given, receives
+//! the history (for `faultline check --model list-append`).
 
 use std::time::Instant;
 
@@ -26,20 +29,28 @@ use serde_json::{json, Value};
 const PROCESSES: usize = 30;
 const ACTIVE_KEYS: usize = 10;
 const WRITES_PER_KEY: u64 = 32;
-const STALE_LAG_MAX: usize = 200;
+const STALE_LAG_MAX: u64 = 200;
 
 /// A transaction's micro-ops before they run: (is an append, key, value).
 type Body = Vec<(bool, usize, u64)>;
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Strict,
+    Stale,
+    Snapshot,
+}
+
 struct Db {
     rng: ChaCha8Rng,
-    /// Every key's list; and for `stale`, each commit's (key, length after) so an old
-    /// snapshot of a key is a prefix of its list.
+    mode: Mode,
+    /// Every key's list, and per committed transaction (its sequence number, a key it
+    /// appended to, that key's length before): an old snapshot of a key is a prefix.
     lists: Vec<Vec<u64>>,
-    log: Vec<(usize, usize)>,
+    log: Vec<(u64, usize, usize)>,
+    committed: u64,
     active: Vec<usize>,
     appends: Vec<u64>,
-    stale: bool,
 }
 
 impl Db {
@@ -64,42 +75,60 @@ impl Db {
             .collect()
     }
 
-    /// The length of `k` as of `lag` commits ago.
-    fn old_len(&self, k: usize, lag: usize) -> usize {
+    /// The length of `k` before the last `lag` committed transactions, and whether any of
+    /// them appended to it.
+    fn old_len(&self, k: usize, lag: u64) -> (usize, bool) {
+        let cutoff = self.committed.saturating_sub(lag);
         let mut len = self.lists[k].len();
-        for &(key, after) in self.log.iter().rev().take(lag) {
-            if key == k {
-                len = after - 1;
+        let mut changed = false;
+        for &(seq, key, before) in self.log.iter().rev().take_while(|e| e.0 > cutoff) {
+            if key == k && seq > cutoff {
+                len = before;
+                changed = true;
             }
         }
-        len
+        (len, changed)
     }
 
-    /// Applies a transaction atomically; returns its completed micro-ops.
-    fn apply(&mut self, body: &[(bool, usize, u64)]) -> Value {
-        let lag = if self.stale {
-            self.rng.random_range(0..=STALE_LAG_MAX)
-        } else {
+    /// Runs a transaction at one instant: reads from a snapshot `lag` transactions old (the
+    /// latest state when strict) plus its own appends; snapshot isolation aborts it when
+    /// another transaction appended to one of its keys since the snapshot. `None` = aborted.
+    fn apply(&mut self, body: &[(bool, usize, u64)]) -> Option<Value> {
+        let lag = if self.mode == Mode::Strict {
             0
+        } else {
+            self.rng.random_range(0..=STALE_LAG_MAX)
         };
-        let mut mine: Vec<usize> = Vec::new();
-        let ops: Vec<Value> = body
-            .iter()
-            .map(|&(append, k, v)| {
-                if append {
-                    self.lists[k].push(v);
-                    self.log.push((k, self.lists[k].len()));
-                    mine.push(k);
-                    json!(["append", k, v])
-                } else if mine.contains(&k) {
-                    json!(["r", k, self.lists[k]])
-                } else {
-                    let n = self.old_len(k, lag);
-                    json!(["r", k, self.lists[k][..n]])
-                }
-            })
-            .collect();
-        Value::Array(ops)
+        let mut mine: Vec<(usize, u64)> = Vec::new();
+        let mut ops: Vec<Value> = Vec::new();
+        for &(append, k, v) in body {
+            if append {
+                mine.push((k, v));
+                ops.push(json!(["append", k, v]));
+                continue;
+            }
+            let (n, _) = self.old_len(k, lag);
+            let mut seen = self.lists[k][..n].to_vec();
+            seen.extend(mine.iter().filter(|m| m.0 == k).map(|m| m.1));
+            ops.push(json!(["r", k, seen]));
+        }
+        if self.mode == Mode::Snapshot && mine.iter().any(|&(k, _)| self.old_len(k, lag).1) {
+            return None;
+        }
+        self.committed += 1;
+        for &(k, v) in &mine {
+            if !self
+                .log
+                .iter()
+                .rev()
+                .take_while(|e| e.0 == self.committed)
+                .any(|e| e.1 == k)
+            {
+                self.log.push((self.committed, k, self.lists[k].len()));
+            }
+            self.lists[k].push(v);
+        }
+        Some(Value::Array(ops))
     }
 }
 
@@ -131,17 +160,18 @@ fn invocation(body: &[(bool, usize, u64)]) -> Value {
     )
 }
 
-fn generate(n: usize, seed: u64, stale: bool) -> Vec<Event> {
+fn generate(n: usize, seed: u64, mode: Mode) -> Vec<Event> {
     let mut db = Db {
         rng: ChaCha8Rng::seed_from_u64(seed),
+        mode,
         lists: vec![Vec::new(); ACTIVE_KEYS],
         log: Vec::new(),
+        committed: 0,
         active: (0..ACTIVE_KEYS).collect(),
         appends: vec![0; ACTIVE_KEYS],
-        stale,
     };
-    // Per process: the open transaction's body and, once applied, its completed value.
-    let mut open: Vec<Option<(Body, Option<Value>)>> = vec![None; PROCESSES];
+    // Per process: the open transaction's body and, once it ran, its completion.
+    let mut open: Vec<Option<(Body, Option<(EventType, Value)>)>> = vec![None; PROCESSES];
     let (mut started, mut events) = (0, Vec::with_capacity(2 * n));
     while started < n || open.iter().any(Option::is_some) {
         let p = db.rng.random_range(0..PROCESSES);
@@ -154,10 +184,13 @@ fn generate(n: usize, seed: u64, stale: bool) -> Vec<Event> {
             }
             None => {}
             Some((body, None)) => {
-                let done = db.apply(&body);
+                let done = match db.apply(&body) {
+                    Some(v) => (EventType::Ok, v),
+                    None => (EventType::Fail, invocation(&body)),
+                };
                 open[p] = Some((body, Some(done)));
             }
-            Some((_, Some(done))) => events.push(event(events.len(), EventType::Ok, p, done)),
+            Some((_, Some((kind, v)))) => events.push(event(events.len(), kind, p, v)),
         }
     }
     events
@@ -167,13 +200,17 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let stale = args.get(2).is_some_and(|m| m == "stale");
+    let mode = match args.get(2).map(String::as_str) {
+        Some("stale") => Mode::Stale,
+        Some("snapshot") => Mode::Snapshot,
+        _ => Mode::Strict,
+    };
     let model: ConsistencyModel = args
         .get(3)
         .and_then(|s| s.parse().ok())
         .unwrap_or(ConsistencyModel::StrictSerializable);
     let t0 = Instant::now();
-    let events = generate(n, seed, stale);
+    let events = generate(n, seed, mode);
     let generated = t0.elapsed();
     if let Some(out) = args.get(4) {
         std::fs::write(out, faultline_checker::jsonl::to_string(&events)).expect("history written");
@@ -189,10 +226,10 @@ fn main() {
     println!(
         "{n} txns, {} events, seed {seed}, {}: generated in {:.3} s, checked in {:.3} s",
         events.len(),
-        if stale {
-            "stale reads"
-        } else {
-            "strict serializable"
+        match mode {
+            Mode::Strict => "strict serializable",
+            Mode::Stale => "stale reads",
+            Mode::Snapshot => "snapshot isolation",
         },
         generated.as_secs_f64(),
         checked.as_secs_f64()

@@ -431,3 +431,63 @@ fn non_repeatable_read_keeps_read_committed_only() {
         ]
     );
 }
+
+#[test]
+fn an_exhausted_g_single_search_leaves_snapshot_isolation_undecided() {
+    let h = history(
+        &[
+            ok(
+                0,
+                json!([["r", "x", null], ["r", "y", null], ["append", "x", 1]]),
+            ),
+            ok(
+                1,
+                json!([["r", "x", null], ["r", "y", null], ["append", "y", 1]]),
+            ),
+            ok(2, json!([["r", "x", [1]], ["r", "y", [1]]])),
+        ],
+        true,
+    );
+    let opts = TxnOptions {
+        search_steps_max: 0,
+        ..TxnOptions::default()
+    };
+    let si = try_check(
+        &h,
+        TxnModel::ListAppend,
+        ConsistencyModel::SnapshotIsolation,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(si.verdict, Verdict::Unknown, "{}", si.to_text());
+    assert_eq!(si.undecided, vec![ConsistencyModel::SnapshotIsolation]);
+    assert!(
+        si.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("G-single search ran out"),
+        "{:?}",
+        si.reason
+    );
+    // The G2-item cycle is still found: serializable is decided.
+    let ser = try_check(
+        &h,
+        TxnModel::ListAppend,
+        ConsistencyModel::Serializable,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(ser.verdict, Verdict::Invalid);
+    let zero = TxnOptions {
+        time_limit: Some(Duration::ZERO),
+        ..TxnOptions::default()
+    };
+    let r = try_check(
+        &h,
+        TxnModel::ListAppend,
+        ConsistencyModel::Serializable,
+        &zero,
+    )
+    .unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{}", r.to_text());
+}
