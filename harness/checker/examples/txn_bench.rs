@@ -34,6 +34,9 @@ const STALE_LAG_MAX: u64 = 200;
 /// A transaction's micro-ops before they run: (is an append, key, value).
 type Body = Vec<(bool, usize, u64)>;
 
+/// A process's open transaction: its body and, once it ran, its completion.
+type Open = Option<(Body, Option<(EventType, Value)>)>;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Strict,
@@ -171,7 +174,7 @@ fn generate(n: usize, seed: u64, mode: Mode) -> Vec<Event> {
         appends: vec![0; ACTIVE_KEYS],
     };
     // Per process: the open transaction's body and, once it ran, its completion.
-    let mut open: Vec<Option<(Body, Option<(EventType, Value)>)>> = vec![None; PROCESSES];
+    let mut open: Vec<Open> = vec![None; PROCESSES];
     let (mut started, mut events) = (0, Vec::with_capacity(2 * n));
     while started < n || open.iter().any(Option::is_some) {
         let p = db.rng.random_range(0..PROCESSES);

@@ -186,23 +186,42 @@ pub(crate) fn sccs(g: &Graph, mask: u8) -> Sccs {
                 low[p] = low[p].min(low[v]);
             }
             if low[v] == index[v] {
-                let mut size = 0;
-                while let Some(w) = stack.pop() {
-                    on_stack[w as usize] = false;
-                    comp[w as usize] = comps;
-                    size += 1;
-                    if w as usize == v {
-                        break;
-                    }
-                }
-                if size > 1 {
-                    nontrivial.push(comps);
-                }
+                pop_component(
+                    v,
+                    &mut stack,
+                    &mut on_stack,
+                    &mut comp,
+                    comps,
+                    &mut nontrivial,
+                );
                 comps += 1;
             }
         }
     }
     Sccs { comp, nontrivial }
+}
+
+/// Pops the component rooted at `v` off Tarjan's stack, numbering it `c`.
+fn pop_component(
+    v: usize,
+    stack: &mut Vec<u32>,
+    on_stack: &mut [bool],
+    comp: &mut [u32],
+    c: u32,
+    nontrivial: &mut Vec<u32>,
+) {
+    let mut size = 0;
+    while let Some(w) = stack.pop() {
+        on_stack[w as usize] = false;
+        comp[w as usize] = c;
+        size += 1;
+        if w as usize == v {
+            break;
+        }
+    }
+    if size > 1 {
+        nontrivial.push(c);
+    }
 }
 
 /// Reusable scratch space for breadth-first searches over a graph.

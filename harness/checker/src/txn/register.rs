@@ -210,86 +210,109 @@ fn reads_of_key(cx: &mut Ctx<'_>, k: u32, writes: &[(u32, i64)]) {
     let mut readers: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
     for &(r, v) in &ext {
         readers.entry(v).or_default().push(r);
-        if v == NIL {
-            continue;
+        if v != NIL {
+            observed(cx, k, r, v);
         }
-        let Some(w) = cx.writers.get(&(k, v)) else {
+    }
+    for &(r, v) in &ext {
+        version_edges(cx, k, r, v, writes, &readers);
+    }
+    lost_updates(cx, k, &readers);
+}
+
+/// What reader `r`'s read of `k` = `v` says: garbage, an aborted or intermediate read, or
+/// a wr edge from its writer.
+fn observed(cx: &mut Ctx<'_>, k: u32, r: u32, v: i64) {
+    let Some(w) = cx.writers.get(&(k, v)) else {
+        let d = format!(
+            "{} read {} = {v}, but no transaction wrote {v} to {}",
+            cx.name(r),
+            cx.key(k),
+            cx.key(k)
+        );
+        cx.anomaly(AnomalyKind::GarbageRead, &[r], k, d);
+        return;
+    };
+    let (wt, intermediate) = (w.txn, w.intermediate);
+    match cx.t.txns[wt as usize].status {
+        Status::Fail => {
             let d = format!(
-                "{} read {} = {v}, but no transaction wrote {v} to {}",
+                "{} read {} = {v}, written by {}, which failed",
                 cx.name(r),
                 cx.key(k),
-                cx.key(k)
+                cx.name(wt)
             );
-            cx.anomaly(AnomalyKind::GarbageRead, &[r], k, d);
-            continue;
-        };
-        let (wt, intermediate) = (w.txn, w.intermediate);
-        match cx.t.txns[wt as usize].status {
-            Status::Fail => {
+            cx.anomaly(AnomalyKind::G1a, &[r, wt], k, d);
+        }
+        _ if wt == r => {}
+        _ => {
+            if intermediate {
                 let d = format!(
-                    "{} read {} = {v}, written by {}, which failed",
+                    "{} read {} = {v}, which {} wrote and then overwrote in the same transaction",
                     cx.name(r),
                     cx.key(k),
                     cx.name(wt)
                 );
-                cx.anomaly(AnomalyKind::G1a, &[r, wt], k, d);
+                cx.anomaly(AnomalyKind::G1b, &[r, wt], k, d);
             }
-            _ if wt == r => {}
-            _ => {
-                if intermediate {
-                    let d = format!("{} read {} = {v}, which {} wrote and then overwrote in the same transaction", cx.name(r), cx.key(k), cx.name(wt));
-                    cx.anomaly(AnomalyKind::G1b, &[r, wt], k, d);
-                }
-                cx.out
-                    .edges
-                    .push(Edge::new(wt as usize, r as usize, EdgeKind::Wr, k, v, 0));
-            }
+            cx.out
+                .edges
+                .push(Edge::new(wt as usize, r as usize, EdgeKind::Wr, k, v, 0));
         }
     }
-    for &(r, v) in &ext {
-        if v == NIL {
-            for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
-                cx.out
-                    .edges
-                    .push(Edge::new(r as usize, w as usize, EdgeKind::Rw, k, wv, NIL));
-            }
-        }
-        if !writes_key(cx, r, k) {
-            continue;
-        }
-        let mine = written_by(cx, r, k);
-        if v == NIL {
-            for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
-                cx.out
-                    .edges
-                    .push(Edge::new(r as usize, w as usize, EdgeKind::Ww, k, wv, mine));
-            }
-        } else if let Some(w) = cx
-            .writers
-            .get(&(k, v))
-            .filter(|w| w.txn != r && cx.out.included[w.txn as usize])
-        {
-            cx.out.edges.push(Edge::new(
-                w.txn as usize,
-                r as usize,
-                EdgeKind::Ww,
-                k,
-                mine,
-                v,
-            ));
-        }
-        for &other in readers.get(&v).into_iter().flatten().filter(|&&o| o != r) {
-            cx.out.edges.push(Edge::new(
-                other as usize,
-                r as usize,
-                EdgeKind::Rw,
-                k,
-                mine,
-                v,
-            ));
+}
+
+/// The rw edges of a read of the initial `nil`, and the ww and rw edges of a transaction that
+/// read `k` = `v` and then wrote `k` (see the module docs).
+fn version_edges(
+    cx: &mut Ctx<'_>,
+    k: u32,
+    r: u32,
+    v: i64,
+    writes: &[(u32, i64)],
+    readers: &FxHashMap<i64, Vec<u32>>,
+) {
+    if v == NIL {
+        for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
+            cx.out
+                .edges
+                .push(Edge::new(r as usize, w as usize, EdgeKind::Rw, k, wv, NIL));
         }
     }
-    lost_updates(cx, k, &readers);
+    if !writes_key(cx, r, k) {
+        return;
+    }
+    let mine = written_by(cx, r, k);
+    if v == NIL {
+        for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
+            cx.out
+                .edges
+                .push(Edge::new(r as usize, w as usize, EdgeKind::Ww, k, wv, mine));
+        }
+    } else if let Some(w) = cx
+        .writers
+        .get(&(k, v))
+        .filter(|w| w.txn != r && cx.out.included[w.txn as usize])
+    {
+        cx.out.edges.push(Edge::new(
+            w.txn as usize,
+            r as usize,
+            EdgeKind::Ww,
+            k,
+            mine,
+            v,
+        ));
+    }
+    for &other in readers.get(&v).into_iter().flatten().filter(|&&o| o != r) {
+        cx.out.edges.push(Edge::new(
+            other as usize,
+            r as usize,
+            EdgeKind::Rw,
+            k,
+            mine,
+            v,
+        ));
+    }
 }
 
 fn lost_updates(cx: &mut Ctx<'_>, k: u32, readers: &FxHashMap<i64, Vec<u32>>) {
