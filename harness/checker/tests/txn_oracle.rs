@@ -608,3 +608,72 @@ fn each_level_keeps_its_model_and_shows_its_anomalies() {
         }
     }
 }
+
+/// A random JSON value of small depth: what a corrupted history might hold.
+fn junk(rng: &mut ChaCha8Rng, depth: u32) -> Value {
+    match rng.random_range(0..if depth == 0 { 6 } else { 8 }) {
+        0 => Value::Null,
+        1 => json!(rng.random_range(-3i64..4)),
+        2 => json!(i64::MAX),
+        3 => json!(1.5),
+        4 => json!(["append", "r", "w", "x"][rng.random_range(0..4)]),
+        5 => json!(true),
+        _ => Value::Array(
+            (0..rng.random_range(0..4))
+                .map(|_| junk(rng, depth - 1))
+                .collect(),
+        ),
+    }
+}
+
+/// Corrupted histories (a micro-op, a value or a whole transaction replaced by random JSON,
+/// completions dropped or swapped) give a report or an input error, never a panic.
+#[test]
+fn corrupted_histories_never_panic() {
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(900),
+        keys: 2,
+        next_value: 0,
+    };
+    let mut errors = 0;
+    for case in 0..3000 {
+        let list = case % 2 == 0;
+        let recs = history(&mut g, LEVELS[case % LEVELS.len()], list);
+        let mut ev = events(&recs, list);
+        for _ in 0..g.rng.random_range(1..4) {
+            let i = g.rng.random_range(0..ev.len());
+            match g.rng.random_range(0..4) {
+                0 => ev[i].value = junk(&mut g.rng, 3),
+                1 => {
+                    if let Some(ops) = ev[i].value.as_array_mut().filter(|o| !o.is_empty()) {
+                        let j = g.rng.random_range(0..ops.len());
+                        ops[j] = junk(&mut g.rng, 2);
+                    }
+                }
+                2 => {
+                    ev.remove(i);
+                }
+                _ => {
+                    let j = g.rng.random_range(0..ev.len());
+                    ev.swap(i, j);
+                }
+            }
+        }
+        let model = if list {
+            TxnModel::ListAppend
+        } else {
+            TxnModel::RwRegister
+        };
+        for m in [
+            ConsistencyModel::ReadCommitted,
+            ConsistencyModel::StrictSerializable,
+        ] {
+            let r = check(&ev, model, m, &TxnOptions::default());
+            errors += r
+                .reason
+                .as_deref()
+                .is_some_and(|s| s.starts_with("malformed")) as usize;
+        }
+    }
+    assert!(errors > 0, "some corruptions must be input errors");
+}
