@@ -14,10 +14,14 @@
 //! Each anomaly rules out the weakest models that proscribe it (`not`, as Elle's `:not`) and
 //! therefore every model stronger than those (`also_not`, Elle's `:also-not`):
 //! - G0 (write cycle): read-uncommitted (Adya PL-1).
-//! - G1a (aborted read), G1b (intermediate read), G1c (cycle of ww and wr): read-committed (PL-2).
+//! - G1a (aborted read), G1b (intermediate read), G1c (cycle of ww and wr): read-committed
+//!   (PL-2); so do duplicate elements and incompatible orders (as in Elle's map, where read
+//!   committed proscribes `:duplicate-elements` and `:incompatible-order`).
 //! - G-single (a cycle with exactly one rw edge), G-nonadjacent (rw edges, no two adjacent):
 //!   snapshot-isolation (Adya's G-SI; Cerone & Gotsman: SI admits only cycles with two adjacent
-//!   rw edges) and repeatable-read (every cycle of item anti-dependencies is G2-item).
+//!   rw edges) and repeatable-read. Here we are stricter than Elle's map, which does not list
+//!   repeatable-read for G-single: with item anti-dependencies only (no predicates), a
+//!   G-single cycle is a G2-item cycle, which PL-2.99 proscribes.
 //! - G2-item (a cycle with anti-dependencies): repeatable-read (PL-2.99). Snapshot isolation
 //!   allows it (write skew).
 //! - lost update (two committed transactions read the same version of a key and both wrote
@@ -25,12 +29,12 @@
 //! - non-repeatable read (two reads of a key in one transaction see different versions, its
 //!   own writes aside; Adya's G2-item through the second read, Berenson et al.'s P2):
 //!   repeatable-read and snapshot-isolation. Read committed allows it.
+//! - internal (a read does not show the transaction's own earlier writes): snapshot-isolation
+//!   and serializable, as Elle (whose boundary is read atomic, which both imply).
+//! - garbage read (a value nobody wrote): no model explains it; read-uncommitted and so every
+//!   model.
 //! - `-process` variants (the cycle needs process-order edges): strong-session-serializable.
 //! - `-realtime` variants (the cycle needs real-time edges): strict-serializable.
-//! - internal (a transaction does not see its own earlier writes), garbage reads (a
-//!   value nobody wrote), duplicate elements (a value twice in one list), incompatible orders
-//!   (two reads of a key that are not prefixes of one another): no model allows these; like
-//!   Elle's anomalies outside its map, they rule out read-uncommitted and so every model.
 
 use serde::{Deserialize, Serialize};
 
