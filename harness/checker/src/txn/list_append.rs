@@ -69,13 +69,13 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn infer(t: &Txns) -> Result<Inferred, TxnInputError> {
+pub(crate) fn infer(t: &Txns, edge_cap: usize) -> Result<Inferred, TxnInputError> {
     let mut cx = Ctx {
         t,
         writers: writers(t)?,
         appended: (0..t.keys.len()).map(|_| Vec::new()).collect(),
         reads: (0..t.keys.len()).map(|_| Vec::new()).collect(),
-        out: Inferred::new(t.txns.len()),
+        out: Inferred::new(t.txns.len(), edge_cap),
     };
     for (&(k, v), _) in cx.writers.iter() {
         cx.appended[k as usize].push(v);
@@ -233,7 +233,6 @@ fn key_edges(cx: &mut Ctx<'_>, k: u32, order: &[i64], compatible: bool) {
         let v = cx.list(r)[r.ext_len.unwrap_or(0) as usize - 1];
         if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
             cx.out
-                .edges
                 .push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
         }
     }
@@ -323,7 +322,7 @@ fn version_edges(cx: &mut Ctx<'_>, k: u32, order: &[i64]) {
     for pair in order.windows(2) {
         if let (Some(a), Some(b)) = (node(cx, k, pair[0]), node(cx, k, pair[1])) {
             if a != b {
-                cx.out.edges.push(Edge::new(
+                cx.out.push(Edge::new(
                     a as usize,
                     b as usize,
                     EdgeKind::Ww,
@@ -346,14 +345,12 @@ fn read_edges(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
             let v = order[len as usize - 1];
             if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
                 cx.out
-                    .edges
                     .push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
             }
         }
         if let Some(&v) = order.get(len as usize) {
             if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
                 cx.out
-                    .edges
                     .push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
             }
         }
@@ -370,7 +367,6 @@ fn read_edges(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
             .filter(|r| r.ext_len == Some(longest_ext) && r.txn != w)
         {
             cx.out
-                .edges
                 .push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
         }
     }

@@ -177,17 +177,34 @@ pub(crate) struct Inferred {
     pub edges: Vec<Edge>,
     pub anomalies: Vec<Anomaly>,
     pub included: Vec<bool>,
+    /// At most this many edges are kept (the memory budget); past it `overflow` is set and the
+    /// search is not run (edges are generated before the budget could otherwise be checked).
+    pub edge_cap: usize,
+    pub overflow: bool,
 }
 
 impl Inferred {
-    fn new(n: usize) -> Inferred {
+    fn new(n: usize, edge_cap: usize) -> Inferred {
         Inferred {
             edges: Vec::new(),
             anomalies: Vec::new(),
             included: vec![false; n],
+            edge_cap,
+            overflow: false,
+        }
+    }
+
+    pub fn push(&mut self, e: Edge) {
+        if self.edges.len() < self.edge_cap {
+            self.edges.push(e);
+        } else {
+            self.overflow = true;
         }
     }
 }
+
+/// Estimated bytes per edge of the graph (the edge, its sorted copy, adjacency).
+const EDGE_BYTES: u64 = 40;
 
 /// `[1 2 3]`, as Elle prints a list.
 pub(crate) fn fmt_list(l: &[i64]) -> String {
@@ -239,26 +256,27 @@ pub fn try_check(
         e
     };
     let t = parse::transactions(events, model)?;
-    let inferred = match model {
-        TxnModel::ListAppend => list_append::infer(&t),
-        TxnModel::RwRegister => register::infer(&t),
+    let edge_cap = opts.memory_limit_bytes.map_or(usize::MAX, |m| {
+        usize::try_from(m / EDGE_BYTES).unwrap_or(usize::MAX)
+    });
+    let mut inferred = match model {
+        TxnModel::ListAppend => list_append::infer(&t, edge_cap),
+        TxnModel::RwRegister => register::infer(&t, edge_cap),
     }
     .map_err(fill_index)?;
+    session_edges(&t, &mut inferred);
     let Inferred {
-        mut edges,
+        edges,
         anomalies: mut found,
-        included,
+        overflow,
+        ..
     } = inferred;
-    session_edges(&t, &included, &mut edges);
     let mut report = empty_report(&t, model, consistency_model);
-    let edge_bytes = edges.len() as u64 * 40;
-    let over_memory = opts.memory_limit_bytes.is_some_and(|m| edge_bytes > m);
     let mut why_undecided = None;
-    if over_memory {
+    if overflow {
         why_undecided = Some(format!(
-            "memory limit reached: the graph has {} edges (about {} MiB)",
-            edges.len(),
-            edge_bytes >> 20
+            "memory limit reached: the graph needs more than {edge_cap} edges (about {} MiB)",
+            (edge_cap as u64).saturating_mul(EDGE_BYTES) >> 20
         ));
     } else if deadline.is_some_and(|d| Instant::now() >= d) {
         why_undecided = Some("time limit reached while inferring the graph".to_string());
@@ -405,14 +423,15 @@ fn cycle_anomaly(
 
 /// Process-order and real-time edges between the transactions in the graph (`included`).
 /// Only a committed (`ok`) transaction has a known completion, so only it can precede.
-fn session_edges(t: &Txns, included: &[bool], edges: &mut Vec<Edge>) {
+fn session_edges(t: &Txns, out: &mut Inferred) {
+    let included = out.included.clone();
     let mut last_ok: rustc_hash::FxHashMap<crate::history::Process, usize> = Default::default();
     for (i, txn) in t.txns.iter().enumerate() {
         if !included[i] {
             continue;
         }
         if let Some(&p) = last_ok.get(&txn.process) {
-            edges.push(Edge::order(p, i, EdgeKind::Process));
+            out.push(Edge::order(p, i, EdgeKind::Process));
         }
         if txn.status == Status::Ok {
             last_ok.insert(txn.process, i);
@@ -439,7 +458,7 @@ fn session_edges(t: &Txns, included: &[bool], edges: &mut Vec<Edge>) {
             frontier.push(i);
         } else {
             for &f in &frontier {
-                edges.push(Edge::order(f, i, EdgeKind::Realtime));
+                out.push(Edge::order(f, i, EdgeKind::Realtime));
             }
             preds.insert(i, frontier.clone());
         }

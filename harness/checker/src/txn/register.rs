@@ -67,12 +67,12 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn infer(t: &Txns) -> Result<Inferred, TxnInputError> {
+pub(crate) fn infer(t: &Txns, edge_cap: usize) -> Result<Inferred, TxnInputError> {
     let mut cx = Ctx {
         t,
         writers: writers(t)?,
         ext: (0..t.keys.len()).map(|_| Vec::new()).collect(),
-        out: Inferred::new(t.txns.len()),
+        out: Inferred::new(t.txns.len(), edge_cap),
     };
     for i in 0..t.txns.len() {
         if t.txns[i].status == Status::Ok {
@@ -256,7 +256,6 @@ fn observed(cx: &mut Ctx<'_>, k: u32, r: u32, v: i64) {
                 cx.anomaly(AnomalyKind::G1b, &[r, wt], k, d);
             }
             cx.out
-                .edges
                 .push(Edge::new(wt as usize, r as usize, EdgeKind::Wr, k, v, 0));
         }
     }
@@ -275,7 +274,6 @@ fn version_edges(
     if v == NIL {
         for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
             cx.out
-                .edges
                 .push(Edge::new(r as usize, w as usize, EdgeKind::Rw, k, wv, NIL));
         }
     }
@@ -286,7 +284,6 @@ fn version_edges(
     if v == NIL {
         for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
             cx.out
-                .edges
                 .push(Edge::new(r as usize, w as usize, EdgeKind::Ww, k, wv, mine));
         }
     } else if let Some(w) = cx
@@ -294,7 +291,7 @@ fn version_edges(
         .get(&(k, v))
         .filter(|w| w.txn != r && cx.out.included[w.txn as usize])
     {
-        cx.out.edges.push(Edge::new(
+        cx.out.push(Edge::new(
             w.txn as usize,
             r as usize,
             EdgeKind::Ww,
@@ -304,7 +301,7 @@ fn version_edges(
         ));
     }
     for &other in readers.get(&v).into_iter().flatten().filter(|&&o| o != r) {
-        cx.out.edges.push(Edge::new(
+        cx.out.push(Edge::new(
             other as usize,
             r as usize,
             EdgeKind::Rw,

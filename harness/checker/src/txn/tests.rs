@@ -491,3 +491,36 @@ fn an_exhausted_g_single_search_leaves_snapshot_isolation_undecided() {
     .unwrap();
     assert_eq!(r.verdict, Verdict::Unknown, "{}", r.to_text());
 }
+
+#[test]
+fn a_graph_over_the_memory_budget_is_unknown() {
+    let h = history(
+        &[
+            ok(0, json!([["append", "x", 1]])),
+            ok(1, json!([["r", "x", [1]], ["append", "y", 1]])),
+            ok(2, json!([["r", "y", [1]]])),
+        ],
+        false,
+    );
+    let tiny = TxnOptions {
+        memory_limit_bytes: Some(EDGE_BYTES),
+        ..TxnOptions::default()
+    };
+    let r = try_check(
+        &h,
+        TxnModel::ListAppend,
+        ConsistencyModel::Serializable,
+        &tiny,
+    )
+    .unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{}", r.to_text());
+    assert!(
+        r.reason.as_deref().unwrap_or("").contains("memory limit"),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(
+        la(&h, ConsistencyModel::Serializable).verdict,
+        Verdict::Valid
+    );
+}
