@@ -5,10 +5,10 @@
 //! (garbage, duplicated, dropped and truncated read elements).
 //!
 //! The oracle searches every order of the committed transactions (indeterminate ones in or
-//! out) for one that explains every read (serializable), and one that also respects real time
-//! (strict serializable). Each history ends with a read of every key, so every append that took
-//! effect is read: for list-append the checker's serializable and strict-serializable verdicts
-//! must then equal the oracle's. For rw-register the checker infers less, so only soundness is
+//! out) for one that explains every read (serializable), one that also respects each process's
+//! order (strong session serializable), and one that respects real time (strict
+//! serializable). Each history ends with a read of every key, so every append that took effect
+//! is read: for list-append the checker's three verdicts must then equal the oracle's. For rw-register the checker infers less, so only soundness is
 //! required: when it rules a model out, the oracle must agree.
 
 use std::collections::HashSet;
@@ -403,17 +403,27 @@ fn events(recs: &[Rec], list: bool) -> Vec<Event> {
         .collect()
 }
 
+/// Which precedence a serial order must respect besides the reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Respect {
+    Nothing,
+    /// Each process's order (strong session serializable).
+    Process,
+    /// Real time (strict serializable).
+    RealTime,
+}
+
 /// Is there an order of the committed transactions (indeterminate ones in or out) that
-/// explains every committed read, and (if `strict`) respects real time?
-fn oracle(recs: &[Rec], keys: usize, list: bool, strict: bool) -> bool {
+/// explains every committed read and respects `respect`?
+fn oracle(recs: &[Rec], keys: usize, list: bool, respect: Respect) -> bool {
     let mut dead: HashSet<(u32, State)> = HashSet::new();
-    search(recs, list, strict, 0, &vec![Vec::new(); keys], &mut dead)
+    search(recs, list, respect, 0, &vec![Vec::new(); keys], &mut dead)
 }
 
 fn search(
     recs: &[Rec],
     list: bool,
-    strict: bool,
+    respect: Respect,
     placed: u32,
     state: &State,
     dead: &mut HashSet<(u32, State)>,
@@ -432,12 +442,14 @@ fn search(
         if r.status == St::Fail || placed & (1 << i) != 0 {
             continue;
         }
-        // Real time: every committed transaction completed before this one began goes first.
-        let blocked = strict
+        // Every committed transaction completed before this one began (on the same process,
+        // for process order) goes first.
+        let blocked = respect != Respect::Nothing
             && recs.iter().enumerate().any(|(j, q)| {
                 q.status == St::Ok
                     && placed & (1 << j) == 0
                     && q.complete.is_some_and(|c| c < r.invoke)
+                    && (respect == Respect::RealTime || q.process == r.process)
             });
         if blocked {
             continue;
@@ -453,7 +465,7 @@ fn search(
                 Op::R(..) => {}
             }
         }
-        if fits && search(recs, list, strict, placed | (1 << i), &next, dead) {
+        if fits && search(recs, list, respect, placed | (1 << i), &next, dead) {
             return true;
         }
     }
@@ -497,12 +509,25 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
             if case % 2 == 1 {
                 plant(&mut g, &mut recs);
             }
-            let want_ser = oracle(&recs, g.keys, list, false);
-            let want_strict = oracle(&recs, g.keys, list, true);
+            let want_ser = oracle(&recs, g.keys, list, Respect::Nothing);
+            let want_session = oracle(&recs, g.keys, list, Respect::Process);
+            let want_strict = oracle(&recs, g.keys, list, Respect::RealTime);
             let got_ser = verdict_ok(&recs, model, ConsistencyModel::Serializable, list);
+            let got_session = verdict_ok(
+                &recs,
+                model,
+                ConsistencyModel::StrongSessionSerializable,
+                list,
+            );
             let got_strict = verdict_ok(&recs, model, ConsistencyModel::StrictSerializable, list);
             let shown = || serde_json::to_string(&events(&recs, list)).unwrap_or_default();
             if list {
+                assert_eq!(
+                    got_session,
+                    want_session,
+                    "strong session serializable, {level:?} case {case}: {}",
+                    shown()
+                );
                 assert_eq!(
                     got_ser,
                     want_ser,
@@ -516,6 +541,11 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
                     shown()
                 );
             } else {
+                assert!(
+                    got_session || !want_session,
+                    "unsound session verdict, {level:?} case {case}: {}",
+                    shown()
+                );
                 assert!(
                     got_ser || !want_ser,
                     "unsound serializable verdict, {level:?} case {case}: {}",

@@ -107,9 +107,17 @@ impl Ctx<'_> {
         Ok(id)
     }
 
+    /// An integer value; `i64::MIN` is refused (the checkers use it for "never written").
     fn int(&self, pos: usize, v: &Value, what: &str) -> Result<i64, TxnInputError> {
-        v.as_i64()
-            .ok_or_else(|| self.err(pos, format!("{what}: an integer"), quote(v)))
+        match v.as_i64() {
+            Some(i64::MIN) => Err(self.err(
+                pos,
+                format!("{what}: an integer above {}", i64::MIN),
+                quote(v),
+            )),
+            Some(i) => Ok(i),
+            None => Err(self.err(pos, format!("{what}: an integer"), quote(v))),
+        }
     }
 
     fn read_value(&self, pos: usize, v: &Value) -> Result<Vec<i64>, TxnInputError> {
