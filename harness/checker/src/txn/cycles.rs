@@ -6,10 +6,11 @@
 //! 1. ww edges only: G0.
 //! 2. ww + wr: a cycle through a wr edge: G1c.
 //! 3. ww + wr + rw: for each rw edge of a component, a return path over ww/wr edges is a
-//!    G-single; this is the one search that can take time quadratic in the component, so it
-//!    runs under a step budget (when it runs out, that component's G-single question is left
-//!    undecided and reported). Failing that, any cycle through an rw edge: G2-item, or
-//!    G-nonadjacent when no two of its rw edges are adjacent.
+//!    G-single; failing that, for each rw edge, a simple cycle with no two rw edges adjacent
+//!    is a G-nonadjacent (`Bfs::nonadjacent_cycle`, sound but not complete). These two are
+//!    the searches that can take time quadratic in the component, so they run under a step
+//!    budget (when it runs out, that component's snapshot-isolation question is left
+//!    undecided and reported). Failing both, any cycle through an rw edge: G2-item.
 //! 4. Adding process edges: a cycle through a process edge joining two different stage-3
 //!    components (so it needs process order): the `-process` variant of its shape.
 //! 5. Adding realtime edges: likewise across stage-4 components: the `-realtime` variant.
@@ -151,28 +152,48 @@ impl Search<'_> {
             }
             let c = s.nontrivial[i];
             let rws = self.inner_edges(&s, i, RW);
-            let mut witness = None;
-            for &first in &rws {
-                if self.bfs.steps > self.steps_max || self.out_of_time() {
-                    self.found.g_single_undecided += 1;
-                    break;
-                }
-                witness = self.bfs.cycle_through(self.g, first, WW | WR, &s.comp, c);
-                if witness.is_some() {
-                    break;
-                }
+            let mut witness = self.per_rw_edge(&rws, |bfs, g, first| {
+                bfs.cycle_through(g, first, WW | WR, &s.comp, c)
+            });
+            if let Ok(None) = witness {
+                witness = self.per_rw_edge(&rws, |bfs, g, first| {
+                    bfs.nonadjacent_cycle(g, first, &s.comp, c)
+                });
             }
-            if witness.is_none() {
-                witness = rws
-                    .first()
-                    .and_then(|&first| self.bfs.cycle_through(self.g, first, DATA, &s.comp, c));
-            }
+            let witness = match witness {
+                Ok(Some(cycle)) => Some(cycle),
+                Ok(None) | Err(()) => {
+                    if witness.is_err() {
+                        self.found.g_single_undecided += 1;
+                    }
+                    rws.first()
+                        .and_then(|&first| self.bfs.cycle_through(self.g, first, DATA, &s.comp, c))
+                }
+            };
             if let Some(cycle) = witness {
                 let kind = AnomalyKind::cycle(shape(self.g, &cycle), CycleScope::Data);
                 self.found.cycles.push((kind, cycle));
             }
         }
         s
+    }
+
+    /// Runs `search` from each rw edge until it finds a cycle; `Err` when the step budget or
+    /// the time ran out first.
+    fn per_rw_edge(
+        &mut self,
+        rws: &[usize],
+        mut search: impl FnMut(&mut Bfs, &Graph, usize) -> Option<Vec<usize>>,
+    ) -> Result<Option<Vec<usize>>, ()> {
+        for &first in rws {
+            if self.bfs.steps > self.steps_max || self.out_of_time() {
+                return Err(());
+            }
+            if let Some(cycle) = search(&mut self.bfs, self.g, first) {
+                return Ok(Some(cycle));
+            }
+        }
+        Ok(None)
     }
 
     fn extra_stage(&mut self, base: &Sccs, mask: u8, extra: u8, scope: CycleScope) -> Sccs {

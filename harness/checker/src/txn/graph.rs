@@ -228,6 +228,7 @@ fn pop_component(
 pub(crate) struct Bfs {
     stamp: Vec<u32>,
     parent: Vec<u32>,
+    prev_state: Vec<u32>,
     round: u32,
     queue: std::collections::VecDeque<u32>,
     /// Edges examined so far, over all searches (the search budget counts these).
@@ -239,6 +240,7 @@ impl Bfs {
         Bfs {
             stamp: vec![0; nodes],
             parent: vec![0; nodes],
+            prev_state: Vec::new(),
             round: 0,
             queue: Default::default(),
             steps: 0,
@@ -287,6 +289,83 @@ impl Bfs {
             }
         }
         None
+    }
+}
+
+impl Bfs {
+    /// A simple cycle that begins with rw edge `first`, continues over data edges inside
+    /// component `c`, never takes two rw edges in a row, and returns over a non-rw edge (so
+    /// no two of its rw edges are adjacent, the first included): a G-nonadjacent witness.
+    /// Breadth-first over (transaction, was the last edge rw) states; when the shortest such
+    /// walk repeats a transaction it is not a cycle, and the answer is `None` (so this search
+    /// is sound, not complete).
+    pub fn nonadjacent_cycle(
+        &mut self,
+        g: &Graph,
+        first: usize,
+        comp: &[u32],
+        c: u32,
+    ) -> Option<Vec<usize>> {
+        let (a, b) = (g.edges[first].from as usize, g.edges[first].to as usize);
+        let n = g.nodes;
+        self.stamp.resize(2 * n, 0);
+        self.parent.resize(2 * n, 0);
+        self.prev_state.resize(2 * n, 0);
+        self.round += 1;
+        self.queue.clear();
+        let start = n + b; // a state is a node, plus n when the last edge was rw
+        self.stamp[start] = self.round;
+        self.queue.push_back(start as u32);
+        while let Some(sx) = self.queue.pop_front() {
+            let sx = sx as usize;
+            if sx == a {
+                return self.simple_cycle(g, first, a, start);
+            }
+            let (v, last_rw) = (sx % n, sx >= n);
+            for ei in g.out(v) {
+                self.steps += 1;
+                let e = &g.edges[ei];
+                let rw = e.kind == EdgeKind::Rw;
+                let w = e.to as usize;
+                if e.kind.bit() & DATA == 0 || comp[w] != c || (rw && last_rw) {
+                    continue;
+                }
+                let next = if rw { n + w } else { w };
+                if self.stamp[next] != self.round {
+                    self.stamp[next] = self.round;
+                    self.parent[next] = ei as u32;
+                    self.prev_state[next] = sx as u32;
+                    self.queue.push_back(next as u32);
+                }
+            }
+        }
+        None
+    }
+
+    /// The edges from `start` to `goal` by parent pointers, after `first`, if no transaction
+    /// repeats.
+    fn simple_cycle(
+        &self,
+        g: &Graph,
+        first: usize,
+        goal: usize,
+        start: usize,
+    ) -> Option<Vec<usize>> {
+        let mut path = vec![];
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.insert(g.edges[first].from);
+        let mut sx = goal;
+        while sx != start {
+            let ei = self.parent[sx] as usize;
+            path.push(ei);
+            if !seen.insert(g.edges[ei].from) {
+                return None;
+            }
+            sx = self.prev_state[sx] as usize;
+        }
+        path.push(first);
+        path.reverse();
+        Some(path)
     }
 }
 

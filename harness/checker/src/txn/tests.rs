@@ -524,3 +524,21 @@ fn a_graph_over_the_memory_budget_is_unknown() {
         Verdict::Valid
     );
 }
+
+#[test]
+fn nonadjacent_rw_edges_rule_out_snapshot_isolation() {
+    // T1 -rw(x)-> T2 -wr(y)-> T3 -rw(z)-> T4 -wr(w)-> T1: two rw edges, never adjacent.
+    let h = history(
+        &[
+            ok(0, json!([["r", "x", []], ["r", "w", [1]]])),
+            ok(1, json!([["append", "x", 1], ["append", "y", 1]])),
+            ok(2, json!([["r", "y", [1]], ["r", "z", []]])),
+            ok(3, json!([["append", "z", 1], ["append", "w", 1]])),
+        ],
+        true,
+    );
+    let r = la(&h, ConsistencyModel::SnapshotIsolation);
+    assert_eq!(kinds(&r), vec!["G-nonadjacent"], "{}", r.to_text());
+    assert_eq!(r.verdict, Verdict::Invalid);
+    assert_eq!(r.anomalies[0].cycle.as_ref().map(Vec::len), Some(4));
+}
