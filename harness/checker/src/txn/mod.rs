@@ -294,7 +294,7 @@ pub fn try_check(
         } else if cycles.g_single_undecided > 0 {
             report.undecided.push(ConsistencyModel::SnapshotIsolation);
             why_undecided = Some(format!(
-                "the G-single search ran out of steps ({}) in {} component(s): snapshot-isolation left undecided there",
+                "the G-single and G-nonadjacent searches ran out of steps ({}) in {} component(s): snapshot-isolation left undecided there",
                 opts.search_steps_max, cycles.g_single_undecided
             ));
         }

@@ -465,7 +465,7 @@ fn an_exhausted_g_single_search_leaves_snapshot_isolation_undecided() {
         si.reason
             .as_deref()
             .unwrap_or("")
-            .contains("G-single search ran out"),
+            .contains("ran out of steps"),
         "{:?}",
         si.reason
     );
