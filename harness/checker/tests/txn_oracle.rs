@@ -502,7 +502,7 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
             keys: 2,
             next_value: 0,
         };
-        let (mut ser, mut strict) = (0, 0);
+        let (mut ser, mut strict, mut caught) = (0, 0, 0);
         for case in 0..cases {
             g.keys = g.rng.random_range(1..=3);
             let mut recs = history(&mut g, level, list);
@@ -559,6 +559,10 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
             }
             ser += want_ser as usize;
             strict += want_strict as usize;
+            caught += !got_ser as usize;
+        }
+        if !list {
+            eprintln!("rw-register {level:?}: {} of {cases} not serializable, the checker ruled out {caught}", cases - ser);
         }
         tally.push((level, ser, strict, cases));
     }
