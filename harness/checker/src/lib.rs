@@ -21,6 +21,8 @@
 //! [`hierarchy`], which places a run's verdicts on the ladder linearizable > sequential (per
 //! key) > session > convergent.
 //! [`distribution`] judges a load balancer: do the backends serve the shares their weights promise?
+//! [`txn`] checks transaction histories (list-append, rw-register) for isolation anomalies as
+//! Elle does, and places them on the transactional map read-uncommitted ... strict-serializable.
 
 pub mod convergence;
 pub mod counter;
@@ -38,6 +40,7 @@ pub mod sequential;
 pub mod session;
 pub mod set_full;
 pub mod shard_balance;
+pub mod txn;
 mod cache;
 mod prepare;
 mod search;

@@ -51,3 +51,15 @@ fn register_example_with_faults_is_linearizable() {
         assert_eq!(check_linearizable(&p.events, model, &CheckOptions::default()).verdict, Verdict::Valid);
     }
 }
+
+#[test]
+fn transaction_example_is_strict_serializable() {
+    use faultline_checker::txn::{try_check, ConsistencyModel, TxnModel, TxnOptions};
+    let blocks = json_blocks();
+    let b = blocks.iter().find(|b| b.contains("\"f\":\"txn\"")).expect("a transaction example");
+    let events = jsonl::parse(b).expect("parses").events;
+    let r = try_check(&events, TxnModel::ListAppend, ConsistencyModel::StrictSerializable, &TxnOptions::default())
+        .expect("well formed");
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.to_text());
+    assert_eq!((r.txns, r.edges.wr, r.edges.rw), (2, 1, 1), "{:?}", r.edges);
+}

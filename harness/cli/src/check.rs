@@ -2,13 +2,16 @@
 //! imported Porcupine/Jepsen log), checks it for linearizability with `faultline-checker`, prints
 //! the verdict and its explanation (text, or the report as JSON), and exits 0 valid, 1 invalid,
 //! 2 unknown, 255 error. Malformed input is reported as `FILE:LINE: expected ..., found ...`.
+//! With `--model list-append` or `rw-register` the history is a transaction history, judged
+//! by the transactional checker (`faultline_checker::txn`) against `--consistency-model`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::formats::Format;
-use faultline_checker::jsonl::clip;
+use faultline_checker::jsonl::{clip, Parsed};
+use faultline_checker::txn::{self, ConsistencyModel, TxnModel, TxnOptions};
 use faultline_checker::{try_check_linearizable, CheckOptions, ModelKind};
 
 use crate::{check_input, EXIT_ERROR};
@@ -17,9 +20,17 @@ use crate::{check_input, EXIT_ERROR};
 #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 255 error (bad input or usage).\n\
 The history format is described in docs/history-format.md.")]
 pub struct CheckArgs {
-    /// The model: register, cas-register, kv or set [default: kv for porcupine-kv, else cas-register].
+    /// The model: register, cas-register, kv or set [default: kv for porcupine-kv, else
+    /// cas-register]; or list-append or rw-register for transaction histories.
     #[arg(long, value_parser = parse_model)]
-    pub model: Option<ModelKind>,
+    pub model: Option<CheckModel>,
+    /// For list-append and rw-register: the transactional model the history must satisfy:
+    /// read-uncommitted, read-committed, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-serializable or strict-serializable [default: strict-serializable, what
+    /// faultline's transactional targets promise; pass serializable for an imported history
+    /// whose real-time order is not trustworthy].
+    #[arg(long, value_parser = parse_consistency_model)]
+    pub consistency_model: Option<ConsistencyModel>,
     /// The input format: jsonl, porcupine-etcd, porcupine-kv or jepsen-edn.
     #[arg(long, default_value = "jsonl", value_parser = parse_format)]
     pub format: Format,
@@ -49,8 +60,24 @@ pub struct CheckArgs {
     pub file: PathBuf,
 }
 
-fn parse_model(s: &str) -> Result<ModelKind, String> {
-    s.parse().map_err(|e: faultline_checker::model::UnknownModel| e.to_string())
+/// A single-object model (linearizability and the hierarchy) or a transaction model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckModel {
+    Object(ModelKind),
+    Txn(TxnModel),
+}
+
+fn parse_model(s: &str) -> Result<CheckModel, String> {
+    if let Ok(m) = s.parse::<TxnModel>() {
+        return Ok(CheckModel::Txn(m));
+    }
+    s.parse().map(CheckModel::Object).map_err(|e: faultline_checker::model::UnknownModel| {
+        format!("{e} (or list-append, rw-register for transaction histories)")
+    })
+}
+
+fn parse_consistency_model(s: &str) -> Result<ConsistencyModel, String> {
+    s.parse().map_err(|e: txn::UnknownConsistencyModel| e.to_string())
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -75,9 +102,8 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
-    // --time-limit is the budget of the whole invocation (reading, linearizability, --models).
-    let started = std::time::Instant::now();
+/// Reads and parses the input: `Ok(Err(code))` when it was bad input, already reported.
+fn load(args: &CheckArgs) -> anyhow::Result<Result<(String, Parsed), u8>> {
     let path = resolve(&args.file)?;
     let shown = path.display().to_string();
     let limit = check_input::byte_limit(args.memory_limit_mib.saturating_mul(1 << 20));
@@ -85,20 +111,40 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{shown}:{e}");
-            return Ok(EXIT_ERROR);
+            return Ok(Err(EXIT_ERROR));
         }
     };
     let parsed = match args.format.parse_operations(&text) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{shown}:{e}");
-            return Ok(EXIT_ERROR);
+            return Ok(Err(EXIT_ERROR));
         }
     };
     for w in &parsed.warnings {
         eprintln!("{shown}:{} (warning)", clip(w));
     }
-    let model = args.model.unwrap_or_else(|| args.format.default_model());
+    Ok(Ok((shown, parsed)))
+}
+
+pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
+    // --time-limit is the budget of the whole invocation (reading, linearizability, --models).
+    let started = std::time::Instant::now();
+    if let Some(CheckModel::Txn(model)) = args.model {
+        return txn_main(&args, model);
+    }
+    anyhow::ensure!(
+        args.consistency_model.is_none(),
+        "--consistency-model applies to transaction histories only (--model list-append or rw-register)"
+    );
+    let (shown, parsed) = match load(&args)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let model = match args.model {
+        Some(CheckModel::Object(m)) => m,
+        _ => args.format.default_model(),
+    };
     let opts = CheckOptions {
         time_limit: Some(Duration::from_secs_f64(args.time_limit).saturating_sub(started.elapsed())),
         memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
@@ -138,6 +184,35 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
                 println!("{}", crate::run::consistency_table(c));
             }
         }
+    }
+    Ok(report.verdict.exit_code())
+}
+
+/// `faultline check --model list-append|rw-register`: the transactional checker.
+fn txn_main(args: &CheckArgs, model: TxnModel) -> anyhow::Result<u8> {
+    anyhow::ensure!(!args.models, "--models places single-object histories only, not {}", model.name());
+    let (shown, parsed) = match load(args)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let consistency = args.consistency_model.unwrap_or(ConsistencyModel::StrictSerializable);
+    let opts = TxnOptions {
+        time_limit: Some(Duration::from_secs_f64(args.time_limit)),
+        memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
+        ..TxnOptions::default()
+    };
+    let report = match txn::try_check(&parsed.events, model, consistency, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = parsed.lines.get(e.position).copied().unwrap_or(0);
+            eprintln!("{shown}:{line}: expected {}, found {}", e.expected, e.found);
+            return Ok(EXIT_ERROR);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+    } else {
+        print!("{}", report.to_text());
     }
     Ok(report.verdict.exit_code())
 }
