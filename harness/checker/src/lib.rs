@@ -41,6 +41,8 @@ pub mod shard_balance;
 mod cache;
 mod prepare;
 mod search;
+mod witness;
+mod zones;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -104,6 +106,9 @@ pub struct CheckOptions {
     pub stop_on_first_invalid: bool,
     /// Worker threads for the keys (at least 1).
     pub threads: usize,
+    /// Try the polynomial zone procedure (`zones`) on register keys before the search. `false`
+    /// runs the search alone (for comparisons and benchmarks); the verdicts are the same.
+    pub zones: bool,
 }
 
 impl Default for CheckOptions {
@@ -113,6 +118,7 @@ impl Default for CheckOptions {
             memory_limit_bytes: Some(2 << 30),
             stop_on_first_invalid: true,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            zones: true,
         }
     }
 }
@@ -138,6 +144,30 @@ pub struct KeyReport {
     pub elapsed_ms: f64,
     /// For an invalid key: what could not be linearized.
     pub explanation: Option<Explanation>,
+    /// Which procedure decided the key.
+    #[serde(default)]
+    pub procedure: Procedure,
+}
+
+/// The procedure that decided a key: the polynomial zone procedure (register keys whose
+/// written values are unique, `zones`), or the search.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Procedure {
+    /// Gibbons & Korach's cluster/zone method with a verified witness or a proven violation.
+    Zones,
+    /// The Wing–Gong/Lowe search.
+    #[default]
+    Search,
+}
+
+impl std::fmt::Display for Procedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Procedure::Zones => "zones",
+            Procedure::Search => "search",
+        })
+    }
 }
 
 /// The result of [`check_linearizable`].
@@ -223,7 +253,11 @@ pub fn try_check_linearizable(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&k) = order.get(i) else { break };
-                let report = search::check_key(&prepared.keys[k], &budget);
+                // The zone procedure first (register keys with unique written values); the
+                // search decides whatever it hands over.
+                let key = &prepared.keys[k];
+                let fast = if opts.zones { zones::check_key(key, &budget) } else { None };
+                let report = fast.unwrap_or_else(|| search::check_key(key, &budget));
                 if report.verdict == Verdict::Invalid && opts.stop_on_first_invalid {
                     budget.cancel.store(true, Ordering::Relaxed);
                 }

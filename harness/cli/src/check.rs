@@ -108,6 +108,7 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
         stop_on_first_invalid: !args.all_keys,
         threads: args.threads.unwrap_or(CheckOptions::default().threads).max(1),
+        ..CheckOptions::default()
     };
     anyhow::ensure!(
         !args.models || matches!(model, ModelKind::Register | ModelKind::CasRegister),

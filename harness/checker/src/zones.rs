@@ -1,0 +1,562 @@
+//! The polynomial decision procedure for register and cas-register keys whose written values
+//! are unique: Gibbons & Korach's cluster/zone method ("Testing shared memories", SIAM J.
+//! Comput. 26(4), 1997; surveyed by Lowe, "Testing for linearizability", 2017, §6), extended to
+//! successful and failed compare-and-set and to indeterminate operations. It runs before the
+//! search (`search`) on every register key and decides in O(n log n), or hands the key over.
+//!
+//! This module owns the procedure and its explanations; `witness` owns the independent check
+//! of what it calls valid. It may say:
+//! - **valid** only with a witness: a total order of the key's operations that
+//!   `witness::verify_register` (a separate, one-pass checker of the definition) accepts;
+//! - **invalid** only with a violation proven below, explained in the usual [`Explanation`]
+//!   (the operation that cannot be placed, the linearized prefix reached, and why);
+//! - otherwise nothing: the key falls back to the search (repeated written values, a failed
+//!   cas it could not place, successful cas ops in a cycle).
+//!
+//! # The argument
+//!
+//! Let every written value be written by at most one operation (a `write v`, or a cas `a→v`),
+//! the initial value never. Then in any linearization the value `v` holds from its write until
+//! the next write, and never again: each read of `v` and each successful cas from `v` lies in
+//! that stretch. So the *cluster* of `v` (its writer and the ops that read it) is a contiguous
+//! block, and the blocks follow each other in write order, the initial value's first. A
+//! successful cas `a→b` is the last op of block `a` and the first of block `b`: `b` follows `a`
+//! immediately. Following these links from a value written by a plain `write` (or the initial
+//! value) gives a *chain*; chains are contiguous too.
+//!
+//! Which ops must be placed: every completed op. An indeterminate write or cas whose value no
+//! placed op reads may be left out (it never took effect; a linearization that applies it can
+//! drop it, nothing observes it but a failed cas, see below); one whose value is read must take
+//! effect, and behaves as a write whose interval never ends.
+//!
+//! For a chain `C` let `f(C)` be the earliest return and `s(C)` the latest invocation among
+//! its ops. If some op of `A` returned before some op of `B` was invoked (`f(A) < s(B)`), block
+//! `A` precedes block `B` in every linearization. Hence the proofs of invalidity:
+//! 1. an op reads (or a cas compares with) a value no op writes, other than the initial one;
+//! 2. two successful cas ops change the same value (only one can find it);
+//! 3. within a chain the order is forced (writer, its readers in any order, the cas leaving
+//!    it, ...); an op that returned before an op forced earlier was invoked cannot be placed;
+//! 4. two chains with `f(A) < s(B)` and `f(B) < s(A)` must each precede the other (Gibbons and
+//!    Korach's overlapping forward zones, or a backward zone inside a forward one).
+//!
+//! Completeness without failed cas: order the chains by `min(f, s)` (the zone's left end) and
+//! place each op at the earliest point its interval and the ops before it allow. If a chain's op
+//! cannot be placed because of an earlier chain, the latest-invoked op `y` of the earlier chain
+//! `B` (the running maximum) and the blocked op `x` of `A` give `f(A) ≤ ret(x) < s(B)`; and since
+//! `min(f(B), s(B)) < min(f(A), s(A))` while `s(B) > f(A)`, `min(f(B), s(B))` must be `f(B)`, so
+//! `f(B) < s(A)`: proof 4 (the code checks both inequalities before claiming it). Otherwise the
+//! op is blocked by an op of its own chain placed before it, which is forced earlier (readers of
+//! one value are placed in invocation order, so never block each other): proof 3. Placing each
+//! op as early as possible is optimal for a fixed order (later ops only need points at or after
+//! it), and any two orders of non-conflicting chains that both respect `f(A) < s(B) ⇒ A before
+//! B` give the same running maximum at each chain only if ... not needed: the zone order is one
+//! such order, and a failure under it is turned into proof 3 or 4, which hold for every order.
+//!
+//! Failed cas (`cas-mismatch`: "the value was not `from` at some point of the interval") are
+//! placed afterwards into the witness, where the value differs from `from`: at the invocation,
+//! or just after the next write if that comes before the return. If that fails the procedure
+//! does not decide (another arrangement, or an unread indeterminate write, might make room).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::explain::{Candidate, Explanation, LinStep, PartialLinearization};
+use crate::model::{RegOp, Span};
+use crate::prepare::{KeyHistory, ModelOps};
+use crate::search::Budget;
+use crate::{KeyReport, Procedure, Verdict};
+
+/// The initial value's "writer", which precedes everything.
+const VIRTUAL: u32 = u32::MAX;
+const NONE: u32 = u32::MAX;
+/// Placed ops between two looks at the clock and the cancel flag.
+const BUDGET_CHECK_EVERY: usize = 1 << 16;
+/// Bytes the procedure holds per op and per value, at most (reserved from the memory budget).
+const BYTES_PER_OP: u64 = 96;
+const BYTES_PER_VALUE: u64 = 32;
+
+/// A proven reason why no linearization exists (numbered as in the module docs).
+#[derive(Debug)]
+enum Violation {
+    /// 1: `op` needs `value`, which nothing writes.
+    Unwritten { op: u32, value: u32 },
+    /// 2: `first` and `second` are successful cas ops from the same value.
+    TwoCas { first: u32, second: u32, value: u32 },
+    /// 3: `blocked` returned before `earlier`, forced before it in its chain, was invoked.
+    Forced { blocked: u32, earlier: u32 },
+    /// 4: chains `a` (holding `blocked`, `late_a`) and `b` (holding `late`, `early_b`):
+    /// `blocked` returned before `late` was invoked; `early_b` returned before `late_a` was
+    /// invoked (`early_b` = `VIRTUAL`: `b` is the initial value's chain, which comes first).
+    /// `desc_a`, `desc_b`: the chains' values, in words.
+    Blocks { blocked: u32, late: u32, early_b: u32, late_a: u32, desc_a: String, desc_b: String },
+}
+
+/// What the procedure concluded: `None` from [`check_key`] means "ask the search".
+enum Stop {
+    Proof(Violation, Vec<u32>),
+    Fallback,
+    Unknown(String),
+}
+
+/// The key's chains: chain `c` is `seq[start[c]..start[c + 1]]`, in forced order.
+struct Chains {
+    seq: Vec<u32>,
+    start: Vec<usize>,
+}
+
+struct Key<'a> {
+    ops: &'a [RegOp],
+    spans: &'a [Span],
+    values: &'a [Option<i64>],
+}
+
+impl Key<'_> {
+    fn call(&self, o: u32) -> i64 {
+        if o == VIRTUAL {
+            -1
+        } else {
+            i64::from(self.spans[o as usize].call)
+        }
+    }
+    fn ret(&self, o: u32) -> i64 {
+        if o == VIRTUAL {
+            -1
+        } else {
+            self.spans[o as usize].ret.map_or(i64::MAX, i64::from)
+        }
+    }
+    fn value(&self, id: u32) -> String {
+        match self.values.get(id as usize).copied().flatten() {
+            Some(v) => v.to_string(),
+            None => "nil".into(),
+        }
+    }
+    /// The value an op leaves (for writers) or reads (for reads): its block's value.
+    fn written(&self, o: u32) -> Option<u32> {
+        match self.ops[o as usize] {
+            RegOp::Write(v) | RegOp::Cas(_, v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Decides a register key by the zone procedure, or returns `None` for the search to decide.
+pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> Option<KeyReport> {
+    let started = Instant::now();
+    let ModelOps::Register { values, ops } = &k.model else { return None };
+    let key = Key { ops, spans: &k.spans, values };
+    let bytes = BYTES_PER_OP * ops.len() as u64 + BYTES_PER_VALUE * values.len() as u64;
+    let outcome = if budget.try_reserve(bytes) {
+        let o = decide(&key, budget);
+        budget.release(bytes);
+        o
+    } else {
+        Err(Stop::Unknown(format!(
+            "memory limit of {} MiB reached (all keys together) before the zone procedure could start",
+            budget.memory_limit_bytes.unwrap_or(0) >> 20
+        )))
+    };
+    let info_ops = k.spans.iter().filter(|s| s.ret.is_none()).count();
+    let mut report = KeyReport {
+        key: k.key.clone(),
+        verdict: Verdict::Valid,
+        reason: None,
+        ops: k.spans.len(),
+        info_ops,
+        steps: 0,
+        cache_entries: 0,
+        max_linearized: 0,
+        elapsed_ms: 0.0,
+        explanation: None,
+        procedure: Procedure::Zones,
+    };
+    match outcome {
+        Ok(witness_len) => {
+            report.steps = witness_len as u64;
+            report.max_linearized = witness_len;
+        }
+        Err(Stop::Fallback) => return None,
+        Err(Stop::Unknown(why)) => {
+            report.verdict = Verdict::Unknown;
+            report.reason = Some(why);
+        }
+        Err(Stop::Proof(v, prefix)) => {
+            let (e, why) = explain(&key, k, &v, &prefix);
+            let failed = e.ops.get(e.failed_op).map(|op| op.describe()).unwrap_or_default();
+            report.verdict = Verdict::Invalid;
+            report.reason = Some(format!("cannot linearize #{} {failed}: {why}", e.failed_op));
+            report.steps = prefix.len() as u64;
+            report.max_linearized = prefix.len();
+            report.explanation = Some(e);
+        }
+    }
+    report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    Some(report)
+}
+
+fn interrupted(budget: &Budget) -> Option<Stop> {
+    if budget.cancel.load(Ordering::Relaxed) {
+        return Some(Stop::Unknown("not finished: stopped because another key is not linearizable".into()));
+    }
+    if budget.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some(Stop::Unknown("time limit reached during the zone procedure".into()));
+    }
+    None
+}
+
+/// The whole procedure: `Ok(length of the verified witness)` or why it stopped.
+fn decide(key: &Key, budget: &Budget) -> Result<usize, Stop> {
+    let writer = writers(key)?;
+    let kept = kept_ops(key, &writer)?;
+    let chains = build_chains(key, &writer, &kept)?;
+    if let Some(s) = interrupted(budget) {
+        return Err(s);
+    }
+    let (order, points) = place(key, &chains, budget)?;
+    let witness = add_mismatches(key, order, &points)?;
+    // The only way to "valid": the independent verifier accepts the witness.
+    match crate::witness::verify_register(key.ops, key.spans, &witness) {
+        Ok(()) => Ok(witness.len()),
+        Err(_) => Err(Stop::Fallback),
+    }
+}
+
+/// The writer of each value id (`NONE` if none); any value written twice (or the initial
+/// value written at all) hands the key to the search.
+fn writers(key: &Key) -> Result<Vec<u32>, Stop> {
+    let mut writer = vec![NONE; key.values.len()];
+    for o in 0..key.ops.len() as u32 {
+        if let Some(v) = key.written(o) {
+            let slot = writer.get_mut(v as usize).ok_or(Stop::Fallback)?;
+            if v == 0 || *slot != NONE {
+                return Err(Stop::Fallback);
+            }
+            *slot = o;
+        }
+    }
+    Ok(writer)
+}
+
+/// Which ops every linearization places: completed ops, and the writers (transitively) of the
+/// values they read. Proof 1 when a needed value has no writer.
+fn kept_ops(key: &Key, writer: &[u32]) -> Result<Vec<bool>, Stop> {
+    let n = key.ops.len();
+    let mut kept = vec![false; n];
+    let mut needed = vec![false; key.values.len()];
+    let mut stack: Vec<(u32, u32)> = Vec::new();
+    let reads = |op: RegOp| match op {
+        RegOp::Read(v) | RegOp::Cas(v, _) => Some(v),
+        _ => None,
+    };
+    for (o, (k, span)) in kept.iter_mut().zip(key.spans).enumerate() {
+        if span.ret.is_some() {
+            *k = true;
+            stack.extend(reads(key.ops[o]).map(|v| (v, o as u32)));
+        }
+    }
+    while let Some((v, by)) = stack.pop() {
+        if std::mem::replace(&mut needed[v as usize], true) || v == 0 {
+            continue;
+        }
+        let w = writer[v as usize];
+        if w == NONE {
+            return Err(Stop::Proof(Violation::Unwritten { op: by, value: v }, Vec::new()));
+        }
+        if !kept[w as usize] {
+            kept[w as usize] = true;
+            stack.extend(reads(key.ops[w as usize]).map(|a| (a, w)));
+        }
+    }
+    Ok(kept)
+}
+
+/// The chains, each in forced order (readers of a value in invocation order). Proof 2 for two
+/// cas ops from one value; a cycle of cas ops (no chain reaches them) hands over to the search.
+fn build_chains(key: &Key, writer: &[u32], kept: &[bool]) -> Result<Chains, Stop> {
+    let nv = key.values.len();
+    let mut next_cas = vec![NONE; nv];
+    // Readers of each value, as a linked list in invocation order (ops are in invocation order).
+    let (mut first_reader, mut last_reader) = (vec![NONE; nv], vec![NONE; nv]);
+    let mut next_reader = vec![NONE; key.ops.len()];
+    let mut kept_cas = 0usize;
+    for o in 0..key.ops.len() as u32 {
+        if !kept[o as usize] {
+            continue;
+        }
+        match key.ops[o as usize] {
+            RegOp::Cas(a, _) => {
+                kept_cas += 1;
+                let prev = std::mem::replace(&mut next_cas[a as usize], o);
+                if prev != NONE {
+                    return Err(Stop::Proof(Violation::TwoCas { first: prev, second: o, value: a }, Vec::new()));
+                }
+            }
+            RegOp::Read(v) => {
+                let v = v as usize;
+                match last_reader[v] {
+                    NONE => first_reader[v] = o,
+                    l => next_reader[l as usize] = o,
+                }
+                last_reader[v] = o;
+            }
+            _ => {}
+        }
+    }
+    let heads = std::iter::once((0u32, VIRTUAL)).chain(
+        (0..key.ops.len() as u32)
+            .filter(|&o| kept[o as usize] && matches!(key.ops[o as usize], RegOp::Write(_)))
+            .filter_map(|o| key.written(o).map(|v| (v, o))),
+    );
+    let mut chains = Chains { seq: Vec::with_capacity(key.ops.len() + 1), start: Vec::new() };
+    let mut linked = 0usize;
+    for (head, w) in heads {
+        debug_assert!(w == VIRTUAL || writer[head as usize] == w);
+        chains.start.push(chains.seq.len());
+        chains.seq.push(w);
+        let mut v = head;
+        loop {
+            let mut r = first_reader[v as usize];
+            while r != NONE {
+                chains.seq.push(r);
+                r = next_reader[r as usize];
+            }
+            let c = next_cas[v as usize];
+            if c == NONE || linked == kept_cas {
+                break;
+            }
+            linked += 1;
+            chains.seq.push(c);
+            v = key.written(c).ok_or(Stop::Fallback)?;
+        }
+    }
+    chains.start.push(chains.seq.len());
+    if linked != kept_cas {
+        return Err(Stop::Fallback);
+    }
+    Ok(chains)
+}
+
+/// Places every chain's ops at their earliest points, chains in zone order: the placed order
+/// and each op's point (an event position). Proofs 3 and 4 when an op cannot be placed.
+fn place(key: &Key, chains: &Chains, budget: &Budget) -> Result<(Vec<u32>, Vec<i64>), Stop> {
+    let n_chains = chains.start.len() - 1;
+    let ops_of = |c: usize| &chains.seq[chains.start[c]..chains.start[c + 1]];
+    // (f, s): the earliest return and latest invocation of each chain.
+    let zone: Vec<(i64, i64)> = (0..n_chains)
+        .map(|c| {
+            let f = ops_of(c).iter().map(|&o| key.ret(o)).min().unwrap_or(i64::MAX);
+            let s = ops_of(c).iter().map(|&o| key.call(o)).max().unwrap_or(-1);
+            (f, s)
+        })
+        .collect();
+    let mut by_zone: Vec<usize> = (0..n_chains).collect();
+    by_zone.sort_by_key(|&c| (zone[c].0.min(zone[c].1), c));
+    let mut order = Vec::with_capacity(chains.seq.len());
+    let mut points = Vec::with_capacity(chains.seq.len());
+    // The latest invocation among the chains placed so far: (position, op, chain).
+    let mut before: (i64, u32, usize) = (-1, VIRTUAL, usize::MAX);
+    for &c in &by_zone {
+        let mut inside: (i64, u32) = (-1, VIRTUAL);
+        for &o in ops_of(c) {
+            if o == VIRTUAL {
+                continue;
+            }
+            let ret = key.ret(o);
+            if before.0 > ret {
+                return Err(Stop::Proof(blocks(key, o, before, c, &zone, ops_of)?, order));
+            }
+            if inside.0 > ret {
+                return Err(Stop::Proof(Violation::Forced { blocked: o, earlier: inside.1 }, order));
+            }
+            if key.call(o) > inside.0 {
+                inside = (key.call(o), o);
+            }
+            order.push(o);
+            points.push(before.0.max(inside.0));
+            if order.len().is_multiple_of(BUDGET_CHECK_EVERY) {
+                if let Some(s) = interrupted(budget) {
+                    return Err(s);
+                }
+            }
+        }
+        if inside.0 > before.0 {
+            before = (inside.0, inside.1, c);
+        }
+    }
+    Ok((order, points))
+}
+
+/// Proof 4 for `blocked` (in chain `a`), which returned before `late` (chain `b`) was invoked:
+/// finds and checks the reverse pair. The module docs show it exists; if the check ever
+/// failed, the procedure would not claim anything.
+fn blocks<'c>(
+    key: &Key,
+    blocked: u32,
+    (_, late, b): (i64, u32, usize),
+    a: usize,
+    zone: &[(i64, i64)],
+    ops_of: impl Fn(usize) -> &'c [u32],
+) -> Result<Violation, Stop> {
+    let early_b = *ops_of(b).iter().min_by_key(|&&o| key.ret(o)).ok_or(Stop::Fallback)?;
+    let late_a = *ops_of(a).iter().max_by_key(|&&o| key.call(o)).ok_or(Stop::Fallback)?;
+    let proven = key.ret(blocked) < key.call(late)
+        && key.ret(early_b) == zone[b].0
+        && key.call(late_a) == zone[a].1
+        && zone[b].0 < zone[a].1;
+    if !proven {
+        return Err(Stop::Fallback);
+    }
+    let (desc_a, desc_b) = (chain_desc(key, ops_of(a)), chain_desc(key, ops_of(b)));
+    Ok(Violation::Blocks { blocked, late, early_b, late_a, desc_a, desc_b })
+}
+
+/// Adds each failed cas (mismatch) to the placed order where the value differs from its
+/// `from`; `Fallback` if one cannot be placed there.
+fn add_mismatches(key: &Key, order: Vec<u32>, points: &[i64]) -> Result<Vec<u32>, Stop> {
+    // (index in `order`, value after) of each write, in order.
+    let writes: Vec<(usize, u32)> =
+        order.iter().enumerate().filter_map(|(i, &o)| key.written(o).map(|v| (i, v))).collect();
+    let mut inserts: Vec<(usize, u32)> = Vec::new();
+    for m in 0..key.ops.len() as u32 {
+        let RegOp::CasMismatch(from) = key.ops[m as usize] else { continue };
+        let (call, ret) = (key.call(m), key.ret(m));
+        let at = points.partition_point(|&p| p < call);
+        let w = writes.partition_point(|&(i, _)| i < at);
+        let value = if w == 0 { 0 } else { writes[w - 1].1 };
+        if value != from {
+            inserts.push((at, m));
+        } else if let Some(&(i, _)) = writes.get(w).filter(|&&(i, _)| points[i] < ret) {
+            inserts.push((i + 1, m));
+        } else {
+            return Err(Stop::Fallback);
+        }
+    }
+    if inserts.is_empty() {
+        return Ok(order);
+    }
+    inserts.sort_unstable();
+    let mut witness = Vec::with_capacity(order.len() + inserts.len());
+    let mut next = inserts.iter().peekable();
+    for (i, &o) in order.iter().enumerate() {
+        while let Some(&&(_, m)) = next.peek().filter(|&&&(at, _)| at == i) {
+            witness.push(m);
+            next.next();
+        }
+        witness.push(o);
+    }
+    witness.extend(next.map(|&(_, m)| m));
+    Ok(witness)
+}
+
+/// The explanation of a proven violation: the placed prefix, the op that cannot be placed,
+/// and the ops that prove it (as candidates, each with its part of the proof); and a one-line
+/// reason.
+fn explain(key: &Key, k: &KeyHistory, v: &Violation, prefix: &[u32]) -> (Explanation, String) {
+    let ev = |o: u32, ret: bool| {
+        let r = &k.ops[o as usize];
+        match (ret, r.return_index) {
+            (true, Some(i)) => format!("event {i}"),
+            (true, None) => "never".into(),
+            (false, _) => format!("event {}", r.call_index),
+        }
+    };
+    let (failed, why, candidates): (u32, String, Vec<Candidate>) = match *v {
+        Violation::Unwritten { op, value } => (
+            op,
+            format!(
+                "it needs the value {}, which no operation writes and the register does not start with",
+                key.value(value)
+            ),
+            Vec::new(),
+        ),
+        Violation::TwoCas { first, second, value } => {
+            let why = format!(
+                "#{first} and #{second} are both successful cas from {v}; {v} is written once, so only one of them can find it",
+                v = key.value(value)
+            );
+            (second, why.clone(), vec![Candidate { op: first as usize, why }])
+        }
+        Violation::Forced { blocked, earlier } => {
+            let rel = forced_relation(key, blocked, earlier);
+            let why = format!(
+                "#{earlier} must take effect before it ({rel}), but was invoked ({}) after it returned ({})",
+                ev(earlier, false),
+                ev(blocked, true)
+            );
+            (blocked, why.clone(), vec![Candidate { op: earlier as usize, why }])
+        }
+        Violation::Blocks { blocked, late, early_b, late_a, ref desc_a, ref desc_b } => {
+            let (va, vb) = (desc_a, desc_b);
+            let first = format!(
+                "it returned ({}) before #{late} was invoked ({}), so the block of {va} comes before the block of {vb}",
+                ev(blocked, true),
+                ev(late, false)
+            );
+            let second = if early_b == VIRTUAL {
+                format!("but the block of {vb} holds the initial value and comes first")
+            } else {
+                format!(
+                    "but #{early_b} returned ({}) before #{late_a} was invoked ({}), so the block of {vb} comes before the block of {va}",
+                    ev(early_b, true),
+                    ev(late_a, false)
+                )
+            };
+            let why = format!(
+                "{first}; {second} (each value is written once, so its write and reads are one block of any linearization: Gibbons & Korach 1997)"
+            );
+            let mut c = vec![Candidate { op: late as usize, why: first }];
+            if early_b != VIRTUAL {
+                c.push(Candidate { op: early_b as usize, why: second });
+            }
+            (blocked, why, c)
+        }
+    };
+    let mut state = 0u32;
+    let steps = prefix
+        .iter()
+        .map(|&o| {
+            state = key.written(o).unwrap_or(state);
+            LinStep { op: o as usize, state_after: key.value(state) }
+        })
+        .collect();
+    let partial =
+        PartialLinearization { steps, blocked_op: failed as usize, final_state: key.value(state), candidates };
+    let e = Explanation { key: k.key.clone(), ops: k.ops.clone(), failed_op: failed as usize, longest: vec![partial] };
+    (e, why)
+}
+
+/// Why `earlier` is forced before `blocked` in their chain, in words.
+fn forced_relation(key: &Key, blocked: u32, earlier: u32) -> String {
+    let reads = |o: u32| match key.ops[o as usize] {
+        RegOp::Read(v) | RegOp::Cas(v, _) => Some(v),
+        _ => None,
+    };
+    match (reads(blocked), key.written(earlier), reads(earlier), key.written(blocked)) {
+        (Some(v), Some(w), _, _) if v == w => {
+            format!("it writes {}, which #{blocked} reads and no other operation writes", key.value(v))
+        }
+        (_, _, Some(v), Some(_)) if reads(blocked) == Some(v) => format!(
+            "it reads {}, which #{blocked} overwrites with a cas, and no operation writes {} again",
+            key.value(v),
+            key.value(v)
+        ),
+        _ => "successful cas ops link their values in this order, and each value is written once".into(),
+    }
+}
+
+/// How many values of a chain its description names.
+const CHAIN_VALUES_SHOWN_MAX: usize = 4;
+
+/// The values a chain writes, in words: "value 3", or "values 3, 4, 5 (linked by successful cas)".
+fn chain_desc(key: &Key, ops: &[u32]) -> String {
+    let written = ops.iter().filter_map(|&o| if o == VIRTUAL { Some(0) } else { key.written(o) });
+    let all: Vec<u32> = written.collect();
+    let mut shown: Vec<String> = all.iter().take(CHAIN_VALUES_SHOWN_MAX).map(|&v| key.value(v)).collect();
+    if all.len() > CHAIN_VALUES_SHOWN_MAX {
+        shown.push(format!("… ({} values)", all.len()));
+    }
+    match all.len() {
+        1 => format!("value {}", shown.join("")),
+        _ => format!("values {} (linked by successful cas)", shown.join(", ")),
+    }
+}
