@@ -57,6 +57,8 @@
 //! or just after the next write if that comes before the return. If that fails the procedure
 //! does not decide (another arrangement, or an unread indeterminate write, might make room).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -204,21 +206,41 @@ fn interrupted(budget: &Budget) -> Option<Stop> {
     None
 }
 
-/// The whole procedure: `Ok(length of the verified witness)` or why it stopped.
+/// The whole procedure: `Ok(length of the verified witness)` or why it stopped. A first pass
+/// leaves out the indeterminate writes nobody reads; if a failed cas cannot then be placed, a
+/// second pass places them too, each as a chain of its own (module docs: they never block
+/// another op, and can end a value's stretch earlier, as a failed cas may have seen).
 fn decide(key: &Key, budget: &Budget) -> Result<usize, Stop> {
     let writer = writers(key)?;
     let kept = kept_ops(key, &writer)?;
-    let chains = build_chains(key, &writer, &kept)?;
-    if let Some(s) = interrupted(budget) {
-        return Err(s);
+    let spare = (0..key.ops.len()).any(|o| !kept[o] && matches!(key.ops[o], RegOp::Write(_)));
+    for optional in [false, true] {
+        if optional && !spare {
+            break;
+        }
+        let chains = build_chains(key, &writer, &kept, optional)?;
+        if let Some(s) = interrupted(budget) {
+            return Err(s);
+        }
+        let zone = chains.zones(key);
+        // Proofs come from the zone order (module docs); the other orders only serve failed cas.
+        let mut witness = witness_by_repairs(key, &chains, &zone, zone_order(&zone), budget)?;
+        for priority in WRITE_PRIORITIES {
+            if witness.is_some() {
+                break;
+            }
+            if let Some(by) = write_order(key, &chains, &zone, priority) {
+                witness = witness_by_repairs(key, &chains, &zone, by, budget)?;
+            }
+        }
+        let Some(witness) = witness else { continue };
+        // The only way to "valid": the independent verifier accepts the witness.
+        return match crate::witness::verify_register(key.ops, key.spans, &witness) {
+            Ok(()) => Ok(witness.len()),
+            Err(_) => Err(Stop::Fallback),
+        };
     }
-    let (order, points) = place(key, &chains, budget)?;
-    let witness = add_mismatches(key, order, &points)?;
-    // The only way to "valid": the independent verifier accepts the witness.
-    match crate::witness::verify_register(key.ops, key.spans, &witness) {
-        Ok(()) => Ok(witness.len()),
-        Err(_) => Err(Stop::Fallback),
-    }
+    Err(Stop::Fallback)
 }
 
 /// The writer of each value id (`NONE` if none); any value written twice (or the initial
@@ -272,7 +294,7 @@ fn kept_ops(key: &Key, writer: &[u32]) -> Result<Vec<bool>, Stop> {
 
 /// The chains, each in forced order (readers of a value in invocation order). Proof 2 for two
 /// cas ops from one value; a cycle of cas ops (no chain reaches them) hands over to the search.
-fn build_chains(key: &Key, writer: &[u32], kept: &[bool]) -> Result<Chains, Stop> {
+fn build_chains(key: &Key, writer: &[u32], kept: &[bool], optional: bool) -> Result<Chains, Stop> {
     let nv = key.values.len();
     let mut next_cas = vec![NONE; nv];
     // Readers of each value, as a linked list in invocation order (ops are in invocation order).
@@ -304,7 +326,8 @@ fn build_chains(key: &Key, writer: &[u32], kept: &[bool]) -> Result<Chains, Stop
     }
     let heads = std::iter::once((0u32, VIRTUAL)).chain(
         (0..key.ops.len() as u32)
-            .filter(|&o| kept[o as usize] && matches!(key.ops[o as usize], RegOp::Write(_)))
+            .filter(|&o| kept[o as usize] || optional)
+            .filter(|&o| matches!(key.ops[o as usize], RegOp::Write(_)))
             .filter_map(|o| key.written(o).map(|v| (v, o))),
     );
     let mut chains = Chains { seq: Vec::with_capacity(key.ops.len() + 1), start: Vec::new() };
@@ -336,26 +359,99 @@ fn build_chains(key: &Key, writer: &[u32], kept: &[bool]) -> Result<Chains, Stop
     Ok(chains)
 }
 
-/// Places every chain's ops at their earliest points, chains in zone order: the placed order
-/// and each op's point (an event position). Proofs 3 and 4 when an op cannot be placed.
-fn place(key: &Key, chains: &Chains, budget: &Budget) -> Result<(Vec<u32>, Vec<i64>), Stop> {
-    let n_chains = chains.start.len() - 1;
-    let ops_of = |c: usize| &chains.seq[chains.start[c]..chains.start[c + 1]];
-    // (f, s): the earliest return and latest invocation of each chain.
-    let zone: Vec<(i64, i64)> = (0..n_chains)
-        .map(|c| {
-            let f = ops_of(c).iter().map(|&o| key.ret(o)).min().unwrap_or(i64::MAX);
-            let s = ops_of(c).iter().map(|&o| key.call(o)).max().unwrap_or(-1);
-            (f, s)
-        })
-        .collect();
-    let mut by_zone: Vec<usize> = (0..n_chains).collect();
+impl Chains {
+    fn ops_of(&self, c: usize) -> &[u32] {
+        &self.seq[self.start[c]..self.start[c + 1]]
+    }
+    fn len(&self) -> usize {
+        self.start.len() - 1
+    }
+    /// `(f, s)` of each chain: its earliest return and latest invocation.
+    fn zones(&self, key: &Key) -> Vec<(i64, i64)> {
+        (0..self.len())
+            .map(|c| {
+                let f = self.ops_of(c).iter().map(|&o| key.ret(o)).min().unwrap_or(i64::MAX);
+                let s = self.ops_of(c).iter().map(|&o| key.call(o)).max().unwrap_or(-1);
+                (f, s)
+            })
+            .collect()
+    }
+}
+
+/// The chains in zone order: by the left end of their zone, `min(f, s)`.
+fn zone_order(zone: &[(i64, i64)]) -> Vec<usize> {
+    let mut by_zone: Vec<usize> = (0..zone.len()).collect();
     by_zone.sort_by_key(|&c| (zone[c].0.min(zone[c].1), c));
+    by_zone
+}
+
+/// How [`write_order`] picks among the chains free to go next: by their first write's return,
+/// midpoint or invocation (the first write's return first: it took effect by then).
+const WRITE_PRIORITIES: [fn(i64, i64) -> i64; 3] = [|_, r| r, |c, r| c / 2 + r / 2, |c, _| c];
+
+/// Another order of the chains that every linearization's constraints allow (`A` before `B`
+/// whenever `f(A) < s(B)`), taking among the chains free to go next the one whose first write
+/// comes first by `priority(call, return)`: closer to the order the writes took effect in,
+/// which gives failed cas ops more room. `None` if the constraints are cyclic. O(n log n): a
+/// chain `B` is free when `s(B)` is below the smallest `f` of the other chains not yet taken.
+fn write_order(key: &Key, chains: &Chains, zone: &[(i64, i64)], priority: fn(i64, i64) -> i64) -> Option<Vec<usize>> {
+    let n = zone.len();
+    let mut by_f: Vec<usize> = (0..n).collect();
+    by_f.sort_by_key(|&c| zone[c].0);
+    let mut by_s: Vec<usize> = (0..n).collect();
+    by_s.sort_by_key(|&c| zone[c].1);
+    let (mut taken, mut pooled) = (vec![false; n], vec![false; n]);
+    let mut pool: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    let first = |c: usize| {
+        let o = chains.ops_of(c)[0];
+        priority(key.call(o), key.ret(o))
+    };
+    let (mut fp, mut fp2, mut sp) = (0usize, 1usize, 0usize);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        while fp < n && taken[by_f[fp]] {
+            fp += 1;
+        }
+        fp2 = fp2.max(fp + 1);
+        while fp2 < n && taken[by_f[fp2]] {
+            fp2 += 1;
+        }
+        let m1 = by_f.get(fp).map_or(i64::MAX, |&c| zone[c].0);
+        let m2 = by_f.get(fp2).map_or(i64::MAX, |&c| zone[c].0);
+        while sp < n && zone[by_s[sp]].1 < m1 {
+            let c = by_s[sp];
+            if !taken[c] && !std::mem::replace(&mut pooled[c], true) {
+                pool.push(Reverse((first(c), c)));
+            }
+            sp += 1;
+        }
+        if let Some(&c1) = by_f.get(fp) {
+            if zone[c1].1 < m2 && !std::mem::replace(&mut pooled[c1], true) {
+                pool.push(Reverse((first(c1), c1)));
+            }
+        }
+        let Reverse((_, c)) = pool.pop()?;
+        taken[c] = true;
+        out.push(c);
+    }
+    Some(out)
+}
+
+/// Places every chain's ops at their earliest points, chains in the order `by`: the placed
+/// order and each op's point (an event position). Proofs 3 and 4 when an op cannot be placed.
+fn place(
+    key: &Key,
+    chains: &Chains,
+    zone: &[(i64, i64)],
+    by: &[usize],
+    budget: &Budget,
+) -> Result<(Vec<u32>, Vec<i64>), Stop> {
+    let ops_of = |c: usize| chains.ops_of(c);
     let mut order = Vec::with_capacity(chains.seq.len());
     let mut points = Vec::with_capacity(chains.seq.len());
     // The latest invocation among the chains placed so far: (position, op, chain).
     let mut before: (i64, u32, usize) = (-1, VIRTUAL, usize::MAX);
-    for &c in &by_zone {
+    for &c in by {
         let mut inside: (i64, u32) = (-1, VIRTUAL);
         for &o in ops_of(c) {
             if o == VIRTUAL {
@@ -363,7 +459,7 @@ fn place(key: &Key, chains: &Chains, budget: &Budget) -> Result<(Vec<u32>, Vec<i
             }
             let ret = key.ret(o);
             if before.0 > ret {
-                return Err(Stop::Proof(blocks(key, o, before, c, &zone, ops_of)?, order));
+                return Err(Stop::Proof(blocks(key, o, before, c, zone, ops_of)?, order));
             }
             if inside.0 > ret {
                 return Err(Stop::Proof(Violation::Forced { blocked: o, earlier: inside.1 }, order));
@@ -411,8 +507,9 @@ fn blocks<'c>(
 }
 
 /// Adds each failed cas (mismatch) to the placed order where the value differs from its
-/// `from`; `Fallback` if one cannot be placed there.
-fn add_mismatches(key: &Key, order: Vec<u32>, points: &[i64]) -> Result<Vec<u32>, Stop> {
+/// `from`; if one cannot be placed there, `Err((it, index in order of the write of its from))`
+/// (`None`: the initial value).
+fn add_mismatches(key: &Key, order: &[u32], points: &[i64]) -> Result<Vec<u32>, (u32, Option<usize>)> {
     // (index in `order`, value after) of each write, in order.
     let writes: Vec<(usize, u32)> =
         order.iter().enumerate().filter_map(|(i, &o)| key.written(o).map(|v| (i, v))).collect();
@@ -428,11 +525,11 @@ fn add_mismatches(key: &Key, order: Vec<u32>, points: &[i64]) -> Result<Vec<u32>
         } else if let Some(&(i, _)) = writes.get(w).filter(|&&(i, _)| points[i] < ret) {
             inserts.push((i + 1, m));
         } else {
-            return Err(Stop::Fallback);
+            return Err((m, w.checked_sub(1).map(|x| writes[x].0)));
         }
     }
     if inserts.is_empty() {
-        return Ok(order);
+        return Ok(order.to_vec());
     }
     inserts.sort_unstable();
     let mut witness = Vec::with_capacity(order.len() + inserts.len());
@@ -446,6 +543,94 @@ fn add_mismatches(key: &Key, order: Vec<u32>, points: &[i64]) -> Result<Vec<u32>
     }
     witness.extend(next.map(|&(_, m)| m));
     Ok(witness)
+}
+
+/// Repairs of the chain order per pass before the key is handed over.
+const REPAIRS_MAX: usize = 256;
+/// How many chains before and after a value's chain a repair looks at.
+const REPAIR_WINDOW: usize = 64;
+
+/// Places the chains in the order `by` and adds the failed cas ops; when one cannot be placed
+/// (its `from` holds over its whole interval), moves a nearby chain to just after the chain of
+/// `from` (see [`repair`]) and tries again. `None`: no witness found this way.
+fn witness_by_repairs(
+    key: &Key,
+    chains: &Chains,
+    zone: &[(i64, i64)],
+    mut by: Vec<usize>,
+    budget: &Budget,
+) -> Result<Option<Vec<u32>>, Stop> {
+    for _ in 0..REPAIRS_MAX {
+        let (order, points) = place(key, chains, zone, &by, budget)?;
+        match add_mismatches(key, &order, &points) {
+            Ok(w) => return Ok(Some(w)),
+            Err((m, Some(iw))) => {
+                if !repair(key, chains, zone, &mut by, (&order, &points), m, iw) {
+                    return Ok(None);
+                }
+            }
+            Err((_, None)) => return Ok(None),
+        }
+        if let Some(s) = interrupted(budget) {
+            return Err(s);
+        }
+    }
+    Ok(None)
+}
+
+/// Moves one chain `X` to just after the chain `A` holding the write at `iw` (placed order
+/// index), so that `X`'s first write ends `A`'s last value before the failed cas `m` returns.
+/// Keeps the order one that the constraints allow: `X` moves back over chains `Y` only if
+/// `f(Y) > s(X)`, forward only if `f(X) > s(Y)`. `false` if no chain in the window fits.
+fn repair(
+    key: &Key,
+    chains: &Chains,
+    zone: &[(i64, i64)],
+    by: &mut Vec<usize>,
+    (order, points): (&[u32], &[i64]),
+    m: u32,
+    iw: usize,
+) -> bool {
+    // The position of A in `by`, and the end of its ops in the placed order.
+    let (mut pa, mut end) = (0usize, 0usize);
+    for (p, &c) in by.iter().enumerate() {
+        end += chains.ops_of(c).iter().filter(|&&o| o != VIRTUAL).count();
+        if end > iw {
+            pa = p;
+            break;
+        }
+    }
+    // The write at `iw` must be A's last: a cas after it in A is forced and cannot be helped.
+    if order[iw + 1..end.min(order.len())].iter().any(|&o| key.written(o).is_some()) {
+        return false;
+    }
+    let ret = key.ret(m);
+    let t = end.checked_sub(1).map_or(-1, |i| points[i]);
+    if t >= ret {
+        return false;
+    }
+    let head_call = |c: usize| key.call(chains.ops_of(c)[0]);
+    let mut min_f = i64::MAX;
+    for q in pa + 1..(pa + 1 + REPAIR_WINDOW).min(by.len()) {
+        let x = by[q];
+        if q > pa + 1 && min_f > zone[x].1 && head_call(x) < ret && chains.ops_of(x)[0] != VIRTUAL {
+            let x = by.remove(q);
+            by.insert(pa + 1, x);
+            return true;
+        }
+        min_f = min_f.min(zone[x].0);
+    }
+    let mut max_s = i64::MIN;
+    for q in (pa.saturating_sub(REPAIR_WINDOW)..=pa).rev() {
+        let x = by[q];
+        if q < pa && zone[x].0 > max_s && head_call(x) < ret && chains.ops_of(x)[0] != VIRTUAL {
+            let x = by.remove(q);
+            by.insert(pa, x);
+            return true;
+        }
+        max_s = max_s.max(zone[x].1);
+    }
+    false
 }
 
 /// The explanation of a proven violation: the placed prefix, the op that cannot be placed,
