@@ -508,12 +508,13 @@ fn blocks<'c>(
 
 /// Adds each failed cas (mismatch) to the placed order where the value differs from its
 /// `from`; if one cannot be placed there, `Err((it, index in order of the write of its from))`
-/// (`None`: the initial value).
-fn add_mismatches(key: &Key, order: &[u32], points: &[i64]) -> Result<Vec<u32>, (u32, Option<usize>)> {
+/// (`None`: the initial value) for each that cannot.
+fn add_mismatches(key: &Key, order: &[u32], points: &[i64]) -> Result<Vec<u32>, Vec<(u32, Option<usize>)>> {
     // (index in `order`, value after) of each write, in order.
     let writes: Vec<(usize, u32)> =
         order.iter().enumerate().filter_map(|(i, &o)| key.written(o).map(|v| (i, v))).collect();
     let mut inserts: Vec<(usize, u32)> = Vec::new();
+    let mut failed = Vec::new();
     for m in 0..key.ops.len() as u32 {
         let RegOp::CasMismatch(from) = key.ops[m as usize] else { continue };
         let (call, ret) = (key.call(m), key.ret(m));
@@ -525,8 +526,11 @@ fn add_mismatches(key: &Key, order: &[u32], points: &[i64]) -> Result<Vec<u32>, 
         } else if let Some(&(i, _)) = writes.get(w).filter(|&&(i, _)| points[i] < ret) {
             inserts.push((i + 1, m));
         } else {
-            return Err((m, w.checked_sub(1).map(|x| writes[x].0)));
+            failed.push((m, w.checked_sub(1).map(|x| writes[x].0)));
         }
+    }
+    if !failed.is_empty() {
+        return Err(failed);
     }
     if inserts.is_empty() {
         return Ok(order.to_vec());
@@ -545,14 +549,15 @@ fn add_mismatches(key: &Key, order: &[u32], points: &[i64]) -> Result<Vec<u32>, 
     Ok(witness)
 }
 
-/// Repairs of the chain order per pass before the key is handed over.
-const REPAIRS_MAX: usize = 256;
+/// Rounds of repairs of the chain order per pass before the key is handed over.
+const REPAIR_ROUNDS_MAX: usize = 32;
 /// How many chains before and after a value's chain a repair looks at.
 const REPAIR_WINDOW: usize = 64;
 
-/// Places the chains in the order `by` and adds the failed cas ops; when one cannot be placed
-/// (its `from` holds over its whole interval), moves a nearby chain to just after the chain of
-/// `from` (see [`repair`]) and tries again. `None`: no witness found this way.
+/// Places the chains in the order `by` and adds the failed cas ops; for each that cannot be
+/// placed (its `from` holds over its whole interval), moves a nearby chain to just after the
+/// chain of `from` (see [`repair`]), latest first, and tries again. `None`: no witness found
+/// this way. Each round is O(n log n); a repair moves at most `REPAIR_WINDOW` entries.
 fn witness_by_repairs(
     key: &Key,
     chains: &Chains,
@@ -560,16 +565,28 @@ fn witness_by_repairs(
     mut by: Vec<usize>,
     budget: &Budget,
 ) -> Result<Option<Vec<u32>>, Stop> {
-    for _ in 0..REPAIRS_MAX {
+    for _ in 0..REPAIR_ROUNDS_MAX {
         let (order, points) = place(key, chains, zone, &by, budget)?;
-        match add_mismatches(key, &order, &points) {
+        let mut failed = match add_mismatches(key, &order, &points) {
             Ok(w) => return Ok(Some(w)),
-            Err((m, Some(iw))) => {
-                if !repair(key, chains, zone, &mut by, (&order, &points), m, iw) {
-                    return Ok(None);
-                }
-            }
-            Err((_, None)) => return Ok(None),
+            Err(failed) => failed,
+        };
+        // Where each chain of `by` ends in the placed order.
+        let ends: Vec<usize> = by
+            .iter()
+            .scan(0, |end, &c| {
+                *end += chains.ops_of(c).iter().filter(|&&o| o != VIRTUAL).count();
+                Some(*end)
+            })
+            .collect();
+        failed.sort_unstable_by_key(|&(_, iw)| std::cmp::Reverse(iw));
+        let mut repaired = false;
+        for (m, iw) in failed {
+            let Some(iw) = iw else { return Ok(None) };
+            repaired |= repair(key, chains, zone, &mut by, (&order, &points, &ends), m, iw);
+        }
+        if !repaired {
+            return Ok(None);
         }
         if let Some(s) = interrupted(budget) {
             return Err(s);
@@ -586,20 +603,16 @@ fn repair(
     key: &Key,
     chains: &Chains,
     zone: &[(i64, i64)],
-    by: &mut Vec<usize>,
-    (order, points): (&[u32], &[i64]),
+    by: &mut [usize],
+    (order, points, ends): (&[u32], &[i64], &[usize]),
     m: u32,
     iw: usize,
 ) -> bool {
-    // The position of A in `by`, and the end of its ops in the placed order.
-    let (mut pa, mut end) = (0usize, 0usize);
-    for (p, &c) in by.iter().enumerate() {
-        end += chains.ops_of(c).iter().filter(|&&o| o != VIRTUAL).count();
-        if end > iw {
-            pa = p;
-            break;
-        }
-    }
+    // The position of A in `by` (as placed; earlier repairs of this round moved only chains
+    // after it or near it, and every move below is checked on the current `by`), and the end
+    // of its ops in the placed order.
+    let pa = ends.partition_point(|&e| e <= iw);
+    let Some(&end) = ends.get(pa) else { return false };
     // The write at `iw` must be A's last: a cas after it in A is forced and cannot be helped.
     if order[iw + 1..end.min(order.len())].iter().any(|&o| key.written(o).is_some()) {
         return false;
@@ -614,8 +627,7 @@ fn repair(
     for q in pa + 1..(pa + 1 + REPAIR_WINDOW).min(by.len()) {
         let x = by[q];
         if q > pa + 1 && min_f > zone[x].1 && head_call(x) < ret && chains.ops_of(x)[0] != VIRTUAL {
-            let x = by.remove(q);
-            by.insert(pa + 1, x);
+            by[pa + 1..=q].rotate_right(1);
             return true;
         }
         min_f = min_f.min(zone[x].0);
@@ -624,8 +636,7 @@ fn repair(
     for q in (pa.saturating_sub(REPAIR_WINDOW)..=pa).rev() {
         let x = by[q];
         if q < pa && zone[x].0 > max_s && head_call(x) < ret && chains.ops_of(x)[0] != VIRTUAL {
-            let x = by.remove(q);
-            by.insert(pa, x);
+            by[q..=pa].rotate_left(1);
             return true;
         }
         max_s = max_s.max(zone[x].1);
