@@ -109,6 +109,9 @@ pub struct CheckOptions {
     /// Try the polynomial zone procedure (`zones`) on register keys before the search. `false`
     /// runs the search alone (for comparisons and benchmarks); the verdicts are the same.
     pub zones: bool,
+    /// Register and cas-register: the value every key starts with (`None`: nil). Knossos's
+    /// histories use a register starting at 0.
+    pub initial_value: Option<i64>,
 }
 
 impl Default for CheckOptions {
@@ -119,6 +122,7 @@ impl Default for CheckOptions {
             stop_on_first_invalid: true,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             zones: true,
+            initial_value: None,
         }
     }
 }
@@ -233,7 +237,7 @@ pub fn try_check_linearizable(
     opts: &CheckOptions,
 ) -> Result<LinearizabilityReport, HistoryError> {
     let started = Instant::now();
-    let prepared = prepare::prepare(events, model)?;
+    let prepared = prepare::prepare_from(events, model, opts.initial_value)?;
     let deadline = opts.time_limit.map(|d| started + d);
     let budget = search::Budget {
         deadline,

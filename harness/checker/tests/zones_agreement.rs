@@ -326,3 +326,42 @@ fn zone_procedure_respects_the_memory_budget() {
     assert_eq!(r.verdict, Verdict::Unknown, "{:?}", r.reason);
     assert!(r.reason.unwrap().contains("memory limit"));
 }
+
+/// `initial_value`: registers start at it instead of nil, in both procedures.
+#[test]
+fn initial_value_is_the_starting_value() {
+    let ev = |i: u64, kind, p: u64, f: &str, value: Value| Event {
+        index: i,
+        time: i,
+        kind,
+        process: Process::Client(p),
+        f: f.into(),
+        key: Some("k".into()),
+        value,
+        error: None,
+        node: None,
+    };
+    let history = |first_read: Value| {
+        vec![
+            ev(0, EventType::Invoke, 0, "read", Value::Null),
+            ev(1, EventType::Ok, 0, "read", first_read),
+            ev(2, EventType::Invoke, 0, "cas", json!([0, 1])),
+            ev(3, EventType::Ok, 0, "cas", json!([0, 1])),
+            ev(4, EventType::Invoke, 1, "read", Value::Null),
+            ev(5, EventType::Ok, 1, "read", json!(1)),
+        ]
+    };
+    for zones in [true, false] {
+        let from0 = CheckOptions { initial_value: Some(0), ..opts(zones) };
+        let verdict = |h: &[Event], o: &CheckOptions| check_linearizable(h, ModelKind::CasRegister, o).verdict;
+        assert_eq!(verdict(&history(json!(0)), &from0), Verdict::Valid, "zones {zones}");
+        assert_eq!(verdict(&history(json!(0)), &opts(zones)), Verdict::Invalid, "zones {zones}");
+        assert_eq!(verdict(&history(Value::Null), &from0), Verdict::Invalid, "zones {zones}");
+    }
+    let r = check_linearizable(
+        &history(json!(0)),
+        ModelKind::CasRegister,
+        &CheckOptions { initial_value: Some(0), ..opts(true) },
+    );
+    assert_eq!(r.keys[0].procedure, Procedure::Zones);
+}
