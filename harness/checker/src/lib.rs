@@ -6,6 +6,12 @@
 //! (P-compositionality: a history is linearizable iff each key's sub-history is), keys in
 //! parallel, under a time and memory budget that ends in [`Verdict::Unknown`] instead of a crash.
 //!
+//! Before the search, register and cas-register keys whose written values are unique go to the
+//! polynomial zone procedure (`zones`, Gibbons & Korach 1997): it says valid only with a witness
+//! linearization that an independent verifier (`witness`) accepts, invalid only with a proven
+//! violation, and hands anything else to the search; [`KeyReport::procedure`] says which
+//! decided.
+//!
 //! The search caches explored configurations (`cache`, with subsumption on indeterminate ops)
 //! and cuts the space with reductions that are each argued sound and complete where they are
 //! made and checked against the brute-force [`oracle`] by property tests: forced observer

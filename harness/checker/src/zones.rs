@@ -24,10 +24,13 @@
 //! immediately. Following these links from a value written by a plain `write` (or the initial
 //! value) gives a *chain*; chains are contiguous too.
 //!
-//! Which ops must be placed: every completed op. An indeterminate write or cas whose value no
-//! placed op reads may be left out (it never took effect; a linearization that applies it can
-//! drop it, nothing observes it but a failed cas, see below); one whose value is read must take
-//! effect, and behaves as a write whose interval never ends.
+//! Which ops must be placed: every completed op, and (transitively) the writer of every value
+//! a placed op reads: an indeterminate write or cas whose value is read must take effect, and
+//! behaves as a write whose interval never ends. One whose value nobody reads may be left out
+//! (it never took effect). Leaving it out does not weaken the proofs below: if some
+//! linearization applies it, it sits between two chains (inside block `a` an unread write would
+//! hide `a` from the rest of the block; an unread cas `a→u` must end block `a`, and then `a` has
+//! no other successful cas), so the chains of the placed ops stay contiguous.
 //!
 //! For a chain `C` let `f(C)` be the earliest return and `s(C)` the latest invocation among
 //! its ops. If some op of `A` returned before some op of `B` was invoked (`f(A) < s(B)`), block
@@ -39,23 +42,30 @@
 //! 4. two chains with `f(A) < s(B)` and `f(B) < s(A)` must each precede the other (Gibbons and
 //!    Korach's overlapping forward zones, or a backward zone inside a forward one).
 //!
-//! Completeness without failed cas: order the chains by `min(f, s)` (the zone's left end) and
-//! place each op at the earliest point its interval and the ops before it allow. If a chain's op
-//! cannot be placed because of an earlier chain, the latest-invoked op `y` of the earlier chain
-//! `B` (the running maximum) and the blocked op `x` of `A` give `f(A) ≤ ret(x) < s(B)`; and since
-//! `min(f(B), s(B)) < min(f(A), s(A))` while `s(B) > f(A)`, `min(f(B), s(B))` must be `f(B)`, so
-//! `f(B) < s(A)`: proof 4 (the code checks both inequalities before claiming it). Otherwise the
-//! op is blocked by an op of its own chain placed before it, which is forced earlier (readers of
-//! one value are placed in invocation order, so never block each other): proof 3. Placing each
-//! op as early as possible is optimal for a fixed order (later ops only need points at or after
-//! it), and any two orders of non-conflicting chains that both respect `f(A) < s(B) ⇒ A before
-//! B` give the same running maximum at each chain only if ... not needed: the zone order is one
-//! such order, and a failure under it is turned into proof 3 or 4, which hold for every order.
+//! Completeness without failed cas: place the chains one after the other, each chain's ops in
+//! their forced order, each op at the earliest point its interval and the ops before it allow
+//! (earliest is optimal for a fixed order: later ops only need points at or after it). Before
+//! chain `C` the running point is the latest invocation among the chains placed so far, so an
+//! op `x` of `C` fits iff that is before `ret(x)` and no op forced before `x` in `C` was invoked
+//! after `x` returned: an order works iff it puts `A` before `B` whenever `f(A) < s(B)` and no
+//! proof 3 applies. Take the zone order (by the zone's left end `min(f, s)`). If `x` of chain
+//! `A` is blocked by an earlier chain `B` (its op `y` invoked last, `call(y) = s(B) > ret(x) ≥
+//! f(A)`), then `min(f(B), s(B)) < min(f(A), s(A)) ≤ f(A) < s(B)` makes `min(f(B), s(B)) = f(B)`,
+//! so `f(B) < s(A)`: proof 4 (the code checks both inequalities before claiming it). Otherwise
+//! `x` is blocked by an op of its own chain placed before it, which is forced earlier (readers of
+//! one value are placed in invocation order, so they never block each other): proof 3. So
+//! without failed cas the procedure always decides, in O(n log n).
 //!
 //! Failed cas (`cas-mismatch`: "the value was not `from` at some point of the interval") are
-//! placed afterwards into the witness, where the value differs from `from`: at the invocation,
-//! or just after the next write if that comes before the return. If that fails the procedure
-//! does not decide (another arrangement, or an unread indeterminate write, might make room).
+//! observers placed afterwards into the witness where the value differs from `from`: at the
+//! invocation, or just after the next write if that comes before the return. If one cannot be
+//! placed, other chain orders that the constraints allow are tried (`write_order`: free chains
+//! by their first write's return, midpoint or invocation), with local repairs (`repair`: move a
+//! nearby chain to just after the chain of `from`), then all of it again with the unread
+//! indeterminate writes placed as chains of their own (`f = ∞`: they never block an op and are
+//! never part of a proof, but can end a value's stretch, as a failed cas may have seen). Every
+//! such try ends in the verifier or in a proof checked as above; if none succeeds, the search
+//! decides (it is complete). Whether failed cas keep the problem polynomial is not settled here.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -648,6 +658,24 @@ fn repair(
 /// and the ops that prove it (as candidates, each with its part of the proof); and a one-line
 /// reason.
 fn explain(key: &Key, k: &KeyHistory, v: &Violation, prefix: &[u32]) -> (Explanation, String) {
+    let (failed, why, candidates) = proof_text(key, k, v);
+    let mut state = 0u32;
+    let steps = prefix
+        .iter()
+        .map(|&o| {
+            state = key.written(o).unwrap_or(state);
+            LinStep { op: o as usize, state_after: key.value(state) }
+        })
+        .collect();
+    let partial =
+        PartialLinearization { steps, blocked_op: failed as usize, final_state: key.value(state), candidates };
+    let e = Explanation { key: k.key.clone(), ops: k.ops.clone(), failed_op: failed as usize, longest: vec![partial] };
+    (e, why)
+}
+
+/// A violation in words: the op that cannot be placed, why (one line), and the ops that prove
+/// it with their part of the proof.
+fn proof_text(key: &Key, k: &KeyHistory, v: &Violation) -> (u32, String, Vec<Candidate>) {
     let ev = |o: u32, ret: bool| {
         let r = &k.ops[o as usize];
         match (ret, r.return_index) {
@@ -656,7 +684,7 @@ fn explain(key: &Key, k: &KeyHistory, v: &Violation, prefix: &[u32]) -> (Explana
             (false, _) => format!("event {}", r.call_index),
         }
     };
-    let (failed, why, candidates): (u32, String, Vec<Candidate>) = match *v {
+    match *v {
         Violation::Unwritten { op, value } => (
             op,
             format!(
@@ -706,19 +734,7 @@ fn explain(key: &Key, k: &KeyHistory, v: &Violation, prefix: &[u32]) -> (Explana
             }
             (blocked, why, c)
         }
-    };
-    let mut state = 0u32;
-    let steps = prefix
-        .iter()
-        .map(|&o| {
-            state = key.written(o).unwrap_or(state);
-            LinStep { op: o as usize, state_after: key.value(state) }
-        })
-        .collect();
-    let partial =
-        PartialLinearization { steps, blocked_op: failed as usize, final_state: key.value(state), candidates };
-    let e = Explanation { key: k.key.clone(), ops: k.ops.clone(), failed_op: failed as usize, longest: vec![partial] };
-    (e, why)
+    }
 }
 
 /// Why `earlier` is forced before `blocked` in their chain, in words.

@@ -365,3 +365,41 @@ fn initial_value_is_the_starting_value() {
     );
     assert_eq!(r.keys[0].procedure, Procedure::Zones);
 }
+
+/// A stale read: write 1, then write 2, then a read of 1. The zone procedure explains it with
+/// the op it cannot place and the two ops that force each block before the other.
+#[test]
+fn a_stale_read_is_explained_with_its_proof() {
+    let ev = |i: u64, kind, p: u64, f: &str, value: Value| Event {
+        index: i,
+        time: i,
+        kind,
+        process: Process::Client(p),
+        f: f.into(),
+        key: Some("k".into()),
+        value,
+        error: None,
+        node: None,
+    };
+    let h = vec![
+        ev(0, EventType::Invoke, 0, "write", json!(1)),
+        ev(1, EventType::Ok, 0, "write", json!(1)),
+        ev(2, EventType::Invoke, 0, "write", json!(2)),
+        ev(3, EventType::Ok, 0, "write", json!(2)),
+        ev(4, EventType::Invoke, 1, "read", Value::Null),
+        ev(5, EventType::Ok, 1, "read", json!(1)),
+    ];
+    let r = check_linearizable(&h, ModelKind::Register, &opts(true));
+    assert_eq!((r.verdict, r.keys[0].procedure), (Verdict::Invalid, Procedure::Zones));
+    let text = r.to_text();
+    assert!(text.contains("Gibbons & Korach") && text.contains("zones:"), "{text}");
+    let e = r.explanation.unwrap();
+    assert_eq!(e.failed_op, 1, "{e:?}");
+    let reason = r.keys[0].reason.clone().unwrap();
+    assert!(reason.contains("cannot linearize #1 p0 write 2") && reason.contains("before #2 was invoked"), "{reason}");
+    let mut proof: Vec<usize> = e.longest[0].candidates.iter().map(|c| c.op).collect();
+    proof.sort();
+    assert_eq!(proof, [0, 2]);
+    assert_eq!(e.longest[0].steps.len(), 2, "the placed prefix: write 1, read 1");
+    assert!(e.to_text().contains("it returned (event 3) before #2 was invoked (event 4)"), "{}", e.to_text());
+}
