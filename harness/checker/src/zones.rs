@@ -158,7 +158,9 @@ pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> Option<KeyReport> {
     let ModelOps::Register { values, ops } = &k.model else { return None };
     let key = Key { ops, spans: &k.spans, values };
     let bytes = BYTES_PER_OP * ops.len() as u64 + BYTES_PER_VALUE * values.len() as u64;
-    let outcome = if budget.try_reserve(bytes) {
+    let outcome = if let Some(stop) = interrupted(budget) {
+        Err(stop)
+    } else if budget.try_reserve(bytes) {
         let o = decide(&key, budget);
         budget.release(bytes);
         o
@@ -222,7 +224,10 @@ fn interrupted(budget: &Budget) -> Option<Stop> {
 /// another op, and can end a value's stretch earlier, as a failed cas may have seen).
 fn decide(key: &Key, budget: &Budget) -> Result<usize, Stop> {
     let writer = writers(key)?;
-    let kept = kept_ops(key, &writer)?;
+    let (kept, unwritten) = kept_ops(key, &writer)?;
+    if let Some(read) = unwritten {
+        return Err(unwritten_read(key, &writer, &kept, read, budget));
+    }
     let spare = (0..key.ops.len()).any(|o| !kept[o] && matches!(key.ops[o], RegOp::Write(_)));
     for optional in [false, true] {
         if optional && !spare {
@@ -269,10 +274,16 @@ fn writers(key: &Key) -> Result<Vec<u32>, Stop> {
     Ok(writer)
 }
 
+/// Which ops are placed, and the first read of a value nothing writes: (the read, the value).
+type Kept = (Vec<bool>, Option<(u32, u32)>);
+
 /// Which ops every linearization places: completed ops, and the writers (transitively) of the
-/// values they read. Proof 1 when a needed value has no writer.
-fn kept_ops(key: &Key, writer: &[u32]) -> Result<Vec<bool>, Stop> {
+/// values they read. Proof 1 when a needed value has no writer (for a read: returned beside
+/// `kept`, the read left out, to be explained by `unwritten_read`).
+fn kept_ops(key: &Key, writer: &[u32]) -> Result<Kept, Stop> {
     let n = key.ops.len();
+    // A read of a value nothing writes: (the read, the value); left out of `kept`.
+    let mut unwritten = None;
     let mut kept = vec![false; n];
     let mut needed = vec![false; key.values.len()];
     let mut stack: Vec<(u32, u32)> = Vec::new();
@@ -291,6 +302,12 @@ fn kept_ops(key: &Key, writer: &[u32]) -> Result<Vec<bool>, Stop> {
             continue;
         }
         let w = writer[v as usize];
+        if w == NONE && matches!(key.ops[by as usize], RegOp::Read(_)) {
+            // Proof 1, explained after placing the other ops (see `unwritten_read`).
+            kept[by as usize] = false;
+            unwritten.get_or_insert((by, v));
+            continue;
+        }
         if w == NONE {
             return Err(Stop::Proof(Violation::Unwritten { op: by, value: v }, Vec::new()));
         }
@@ -299,7 +316,26 @@ fn kept_ops(key: &Key, writer: &[u32]) -> Result<Vec<bool>, Stop> {
             stack.extend(reads(key.ops[w as usize]).map(|a| (a, w)));
         }
     }
-    Ok(kept)
+    Ok((kept, unwritten))
+}
+
+/// Proof 1 for a read of a value nothing writes, explained like the search's dead ends: the
+/// other ops are placed (zone order) and the prefix placed before the read was invoked is shown.
+/// If placing them stops on a proof of its own, that proof is given instead (equally sound).
+fn unwritten_read(key: &Key, writer: &[u32], kept: &[bool], (op, value): (u32, u32), budget: &Budget) -> Stop {
+    let violation = Violation::Unwritten { op, value };
+    let placed = build_chains(key, writer, kept, false).and_then(|chains| {
+        let zone = chains.zones(key);
+        place(key, &chains, &zone, &zone_order(&zone), budget)
+    });
+    match placed {
+        Ok((order, points)) => {
+            let before = points.partition_point(|&p| p < key.call(op));
+            Stop::Proof(violation, order[..before].to_vec())
+        }
+        Err(Stop::Fallback) => Stop::Proof(violation, Vec::new()),
+        Err(other) => other,
+    }
 }
 
 /// The chains, each in forced order (readers of a value in invocation order). Proof 2 for two
