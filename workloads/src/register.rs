@@ -8,8 +8,13 @@
 //! all workers share `active_keys` keys at a time, each key sees at most
 //! `concurrency × ops_per_key` operations, and the schedule depends only on (seed, worker).
 //!
-//! Values are drawn from a small range so that cas succeeds often and reads can tell writes
-//! apart only when it matters — the classic Jepsen register shape.
+//! Written values are unique: worker `w` of `c` writes `n·c + w + 1` as its `n`-th operation
+//! (a write's value, a cas's `to`), so no value is written twice and the checker decides each
+//! key with its polynomial zone procedure instead of the exponential search (docs/history-format.md,
+//! "Unique values"). A cas compares with the value this worker last wrote to the key (`null` if
+//! none): it succeeds when nobody wrote since, and otherwise fails with `cas-mismatch`, an
+//! observation the checker uses. `active_keys` and `ops_per_key` (`faultline run --active-keys
+//! N --ops-per-key N`) can thus put thousands of operations on one key.
 //!
 //! After the heal and the quiet recovery every node reads every key, so the consistency
 //! comparison ([`Register::consistency`]) can judge convergence. Its ladder: linearizable (the
@@ -44,8 +49,6 @@ pub struct Register {
     pub active_keys: u64,
     /// Operations one worker sends to one key generation before moving on.
     pub ops_per_key: u64,
-    /// Values are drawn from 0..value_max.
-    pub value_max: i64,
     /// Percent of reads and of writes; the rest are cas.
     pub read_pct: u32,
     pub write_pct: u32,
@@ -61,7 +64,6 @@ impl Default for Register {
         Register {
             active_keys: 3,
             ops_per_key: 30,
-            value_max: 5,
             read_pct: 50,
             write_pct: 25,
             check_time_limit_s: 60,
@@ -75,25 +77,34 @@ pub struct RegisterGen {
     shape: Register,
     rng: ChaCha8Rng,
     n: u64,
+    /// This worker's number and the number of workers: its values are `n·workers + worker + 1`.
+    worker: u64,
+    workers: u64,
+    /// The key this worker last wrote (write or cas) and the value.
+    last_written: Option<(String, i64)>,
 }
 
 impl Generator for RegisterGen {
     fn next_op(&mut self) -> Option<Op> {
         let generation = self.n / self.shape.ops_per_key.max(1);
+        // Unique across workers and operations (i64: ~9e18 / workers operations each).
+        let fresh = (self.n * self.workers.max(1) + self.worker + 1) as i64;
         self.n += 1;
         let slot = self.rng.random_range(0..self.shape.active_keys.max(1));
         let key = format!("k{}", generation * self.shape.active_keys.max(1) + slot);
         let roll = self.rng.random_range(0..100u32);
-        let v = self.shape.value_max.max(1);
         let (f, value) = if roll < self.shape.read_pct {
             ("read", Value::Null)
         } else if roll < self.shape.read_pct + self.shape.write_pct {
-            ("write", json!(self.rng.random_range(0..v)))
+            self.last_written = Some((key.clone(), fresh));
+            ("write", json!(fresh))
         } else {
-            (
-                "cas",
-                json!([self.rng.random_range(0..v), self.rng.random_range(0..v)]),
-            )
+            let from = match &self.last_written {
+                Some((k, v)) if *k == key => json!(v),
+                _ => Value::Null,
+            };
+            self.last_written = Some((key.clone(), fresh));
+            ("cas", json!([from, fresh]))
         };
         Some(Op {
             f: f.into(),
@@ -108,11 +119,14 @@ impl Workload for Register {
         "register"
     }
 
-    fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
+    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
         Box::new(RegisterGen {
             shape: self.clone(),
             rng: rng_for(seed, "register", worker),
             n: 0,
+            worker,
+            workers: concurrency as u64,
+            last_written: None,
         })
     }
 
@@ -313,10 +327,35 @@ mod tests {
         for o in &all {
             match o.f.as_str() {
                 "read" => assert!(o.value.is_null()),
-                "write" => assert!((0..5).contains(&o.value.as_i64().unwrap())),
+                "write" => assert!(o.value.as_i64().unwrap() > 0),
                 _ => assert_eq!(o.value.as_array().unwrap().len(), 2),
             }
         }
+    }
+
+    /// Every value written (write, cas `to`) by any worker is unique, and a cas compares with
+    /// the worker's own last write to that key (or null): the checker's zone procedure applies.
+    #[test]
+    fn written_values_are_unique_across_workers() {
+        let mut written = std::collections::BTreeSet::new();
+        for worker in 0..10 {
+            let mut last: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+            for o in ops(9, worker, 500) {
+                let key = o.key.clone().unwrap();
+                let v = match o.f.as_str() {
+                    "write" => o.value.clone(),
+                    "cas" => {
+                        assert_eq!(o.value[0], last.get(&key).cloned().unwrap_or(Value::Null), "{o:?}");
+                        o.value[1].clone()
+                    }
+                    _ => continue,
+                };
+                assert!(written.insert(v.as_i64().unwrap()), "{v} written twice");
+                last.clear();
+                last.insert(key, v);
+            }
+        }
+        assert!(written.len() > 2000);
     }
 
     fn ev(index: u64, kind: EventType, p: u64, f: &str, value: Value) -> Event {

@@ -324,9 +324,71 @@ fn number(tok: &str) -> Result<Edn, &'static str> {
     }
 }
 
+/// Jepsen's independent keys: in a history of `jepsen.independent` registers every client op's
+/// `:value` is a tuple `[k v]` (key `k`, the register op's own value `v`). If every client
+/// event without a key has such a 2-element value (or none, on a `fail`/`info` completion) and
+/// some read or write does, each becomes key `k` (as text) with value `v`; returns whether it
+/// did. A plain cas-register history is left alone: its reads carry `nil` and its writes an
+/// integer, so only a history of cas ops alone could look independent, and it needs a read or
+/// write to be taken as one.
+pub fn split_independent_keys(events: &mut [crate::history::Event]) -> bool {
+    use crate::history::{EventType, Process};
+    use serde_json::Value;
+    let client = |e: &&mut crate::history::Event| e.process != Process::Nemesis;
+    let pair = |v: &Value| v.as_array().is_some_and(|a| a.len() == 2);
+    let mut any_register = false;
+    for e in events.iter_mut().filter(client) {
+        let completion_without_value = e.value.is_null() && matches!(e.kind, EventType::Fail | EventType::Info);
+        if e.key.is_some() || !(pair(&e.value) || completion_without_value) {
+            return false;
+        }
+        any_register |= (e.f == "read" || e.f == "write") && pair(&e.value);
+    }
+    if !any_register {
+        return false;
+    }
+    for e in events.iter_mut().filter(client) {
+        if let Value::Array(a) = std::mem::take(&mut e.value) {
+            let mut it = a.into_iter();
+            let (k, v) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
+            e.key = Some(match k {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+            e.value = v;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_key_values_become_keys() {
+        let text = "{:process 0, :type :invoke, :f :write, :value [3 1]}\n\
+                    {:process 0, :type :ok, :f :write, :value [3 1]}\n\
+                    {:process 1, :type :invoke, :f :cas, :value [4 [nil 2]]}\n\
+                    {:process 1, :type :info, :f :cas, :value :timed-out}\n\
+                    {:process :nemesis, :type :info, :f :start, :value [:a :b]}\n\
+                    {:process 2, :type :invoke, :f :read, :value [3 nil]}\n\
+                    {:process 2, :type :ok, :f :read, :value [3 1]}\n";
+        let p = crate::formats::Format::JepsenEdn.parse(text).unwrap();
+        let keys: Vec<Option<&str>> = p.events.iter().map(|e| e.key.as_deref()).collect();
+        // The info cas's completion kept no value (its :timed-out became the error), so no key:
+        // the op's key is its invocation's.
+        assert_eq!(keys, [Some("3"), Some("3"), Some("4"), None, None, Some("3"), Some("3")]);
+        assert_eq!(p.events[2].value, serde_json::json!([null, 2]));
+        assert_eq!(p.events[6].value, serde_json::json!(1));
+        assert_eq!(p.events[4].value, serde_json::json!(["a", "b"]));
+        // A plain cas-register history (reads nil, writes integers, cas pairs) is left alone.
+        let plain = "{:process 0, :type :invoke, :f :cas, :value [1 2]}\n\
+                     {:process 1, :type :invoke, :f :read, :value nil}\n";
+        let p = crate::formats::Format::JepsenEdn.parse(plain).unwrap();
+        assert!(p.events.iter().all(|e| e.key.is_none()));
+        assert_eq!(p.events[0].value, serde_json::json!([1, 2]));
+    }
 
     #[test]
     fn reads_an_op_map() {

@@ -165,10 +165,11 @@ pub(crate) fn report_text(r: &LinearizabilityReport) -> String {
         };
         let _ = writeln!(
             t,
-            "  key {key}: {} ({} ops, {} info; {} steps, {} cached, {} max linearized; {:.1} ms){}",
+            "  key {key}: {} ({} ops, {} info; {}: {} steps, {} cached, {} max linearized; {:.1} ms){}",
             k.verdict,
             k.ops,
             k.info_ops,
+            k.procedure,
             k.steps,
             k.cache_entries,
             k.max_linearized,

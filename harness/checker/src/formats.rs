@@ -243,6 +243,7 @@ fn parse_edn_ops(text: &str) -> Result<Parsed, ParseError> {
         out.events.push(Event { index: pos, time, kind, process, f, key, value, error, node: None });
         out.lines.push(line);
     }
+    edn::split_independent_keys(&mut out.events);
     Ok(out)
 }
 

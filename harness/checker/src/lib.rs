@@ -6,6 +6,12 @@
 //! (P-compositionality: a history is linearizable iff each key's sub-history is), keys in
 //! parallel, under a time and memory budget that ends in [`Verdict::Unknown`] instead of a crash.
 //!
+//! Before the search, register and cas-register keys whose written values are unique go to the
+//! polynomial zone procedure (`zones`, Gibbons & Korach 1997): it says valid only with a witness
+//! linearization that an independent verifier (`witness`) accepts, invalid only with a proven
+//! violation, and hands anything else to the search; [`KeyReport::procedure`] says which
+//! decided.
+//!
 //! The search caches explored configurations (`cache`, with subsumption on indeterminate ops)
 //! and cuts the space with reductions that are each argued sound and complete where they are
 //! made and checked against the brute-force [`oracle`] by property tests: forced observer
@@ -44,6 +50,8 @@ pub mod txn;
 mod cache;
 mod prepare;
 mod search;
+mod witness;
+mod zones;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -107,6 +115,12 @@ pub struct CheckOptions {
     pub stop_on_first_invalid: bool,
     /// Worker threads for the keys (at least 1).
     pub threads: usize,
+    /// Try the polynomial zone procedure (`zones`) on register keys before the search. `false`
+    /// runs the search alone (for comparisons and benchmarks); the verdicts are the same.
+    pub zones: bool,
+    /// Register and cas-register: the value every key starts with (`None`: nil). Knossos's
+    /// histories use a register starting at 0.
+    pub initial_value: Option<i64>,
 }
 
 impl Default for CheckOptions {
@@ -116,6 +130,8 @@ impl Default for CheckOptions {
             memory_limit_bytes: Some(2 << 30),
             stop_on_first_invalid: true,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            zones: true,
+            initial_value: None,
         }
     }
 }
@@ -141,6 +157,30 @@ pub struct KeyReport {
     pub elapsed_ms: f64,
     /// For an invalid key: what could not be linearized.
     pub explanation: Option<Explanation>,
+    /// Which procedure decided the key.
+    #[serde(default)]
+    pub procedure: Procedure,
+}
+
+/// The procedure that decided a key: the polynomial zone procedure (register keys whose
+/// written values are unique, `zones`), or the search.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Procedure {
+    /// Gibbons & Korach's cluster/zone method with a verified witness or a proven violation.
+    Zones,
+    /// The Wing–Gong/Lowe search.
+    #[default]
+    Search,
+}
+
+impl std::fmt::Display for Procedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Procedure::Zones => "zones",
+            Procedure::Search => "search",
+        })
+    }
 }
 
 /// The result of [`check_linearizable`].
@@ -206,7 +246,7 @@ pub fn try_check_linearizable(
     opts: &CheckOptions,
 ) -> Result<LinearizabilityReport, HistoryError> {
     let started = Instant::now();
-    let prepared = prepare::prepare(events, model)?;
+    let prepared = prepare::prepare_from(events, model, opts.initial_value)?;
     let deadline = opts.time_limit.map(|d| started + d);
     let budget = search::Budget {
         deadline,
@@ -226,7 +266,11 @@ pub fn try_check_linearizable(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&k) = order.get(i) else { break };
-                let report = search::check_key(&prepared.keys[k], &budget);
+                // The zone procedure first (register keys with unique written values); the
+                // search decides whatever it hands over.
+                let key = &prepared.keys[k];
+                let fast = if opts.zones { zones::check_key(key, &budget) } else { None };
+                let report = fast.unwrap_or_else(|| search::check_key(key, &budget));
                 if report.verdict == Verdict::Invalid && opts.stop_on_first_invalid {
                     budget.cancel.store(true, Ordering::Relaxed);
                 }

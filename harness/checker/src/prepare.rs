@@ -78,6 +78,12 @@ fn show(v: &Value) -> String {
 }
 
 pub(crate) fn prepare(events: &[Event], model: ModelKind) -> Result<Prepared, HistoryError> {
+    prepare_from(events, model, None)
+}
+
+/// [`prepare`] with registers starting at `initial` (an integer) instead of nil: value id 0
+/// is then `initial`, and nil, if some op reads it, a value like any other.
+pub(crate) fn prepare_from(events: &[Event], model: ModelKind, initial: Option<i64>) -> Result<Prepared, HistoryError> {
     let mut counts = Counts::default();
     let mut pending: FxHashMap<u64, usize> = FxHashMap::default();
     let mut paired: Vec<Paired> = Vec::new();
@@ -129,7 +135,7 @@ pub(crate) fn prepare(events: &[Event], model: ModelKind) -> Result<Prepared, Hi
 
     let mut by_key: FxHashMap<Option<String>, KeyBuilder> = FxHashMap::default();
     for op in &paired {
-        let b = by_key.entry(op.invoke.key.clone()).or_insert_with(|| KeyBuilder::new(model));
+        let b = by_key.entry(op.invoke.key.clone()).or_insert_with(|| KeyBuilder::new(model).starting_at(initial));
         b.add(op)?;
     }
     let mut keys: Vec<KeyHistory> = by_key
@@ -145,7 +151,7 @@ struct KeyBuilder {
     refs: Vec<OpRef>,
     spans: Vec<Span>,
     model: ModelOps,
-    value_ids: FxHashMap<i64, u32>,
+    value_ids: FxHashMap<Option<i64>, u32>,
 }
 
 fn int_or_nil(v: &Value) -> Option<Option<i64>> {
@@ -170,11 +176,22 @@ impl KeyBuilder {
         KeyBuilder { kind, refs: Vec::new(), spans: Vec::new(), model, value_ids: FxHashMap::default() }
     }
 
+    /// Registers start at `initial` (id 0) instead of nil.
+    fn starting_at(mut self, initial: Option<i64>) -> Self {
+        if let ModelOps::Register { values, .. } = &mut self.model {
+            values[0] = initial;
+            self.value_ids.insert(initial, 0);
+        }
+        self
+    }
+
     fn value_id(&mut self, v: Option<i64>) -> u32 {
-        let Some(v) = v else { return 0 };
+        if self.value_ids.is_empty() && v.is_none() {
+            return 0;
+        }
         let ModelOps::Register { values, .. } = &mut self.model else { unreachable!("register values") };
         *self.value_ids.entry(v).or_insert_with(|| {
-            values.push(Some(v));
+            values.push(v);
             (values.len() - 1) as u32
         })
     }

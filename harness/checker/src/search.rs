@@ -16,7 +16,7 @@ use crate::cache::{mix, Cache, Window};
 use crate::explain::{Candidate, Explanation, LinStep, PartialLinearization};
 use crate::model::{KvModel, RegisterModel, SearchModel, SetModel, Span};
 use crate::prepare::{KeyHistory, ModelOps};
-use crate::{KeyReport, Verdict};
+use crate::{KeyReport, Procedure, Verdict};
 
 /// The budget shared by all keys of one check.
 pub(crate) struct Budget {
@@ -29,7 +29,7 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    fn try_reserve(&self, bytes: u64) -> bool {
+    pub(crate) fn try_reserve(&self, bytes: u64) -> bool {
         let prev = self.memory_used.fetch_add(bytes, Ordering::Relaxed);
         match self.memory_limit_bytes {
             Some(limit) if prev + bytes > limit => {
@@ -39,7 +39,7 @@ impl Budget {
             _ => true,
         }
     }
-    fn release(&self, bytes: u64) {
+    pub(crate) fn release(&self, bytes: u64) {
         self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
@@ -111,6 +111,7 @@ pub(crate) fn check_key(k: &KeyHistory, budget: &Budget) -> KeyReport {
         max_linearized: stats.max_depth,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         explanation,
+        procedure: Procedure::Search,
     }
 }
 

@@ -49,6 +49,10 @@ pub struct CheckArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Register and cas-register: the value every register starts with instead of null
+    /// (Knossos's histories start at 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub initial_value: Option<i64>,
     /// Also place the history on the consistency hierarchy (register and cas-register only):
     /// linearizable > sequential (per key) > session (read-your-writes + monotonic reads) >
     /// convergent, each weaker model checked only when the stronger one is not valid, under the
@@ -150,7 +154,10 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         memory_limit_bytes: Some(args.memory_limit_mib.saturating_mul(1 << 20)),
         stop_on_first_invalid: !args.all_keys,
         threads: args.threads.unwrap_or(CheckOptions::default().threads).max(1),
+        initial_value: args.initial_value,
+        ..CheckOptions::default()
     };
+    anyhow::ensure!(!args.models || args.initial_value.is_none(), "--models takes registers starting at null: drop --initial-value");
     anyhow::ensure!(
         !args.models || matches!(model, ModelKind::Register | ModelKind::CasRegister),
         "--models places register histories only (--model register or cas-register), not {model}"

@@ -100,6 +100,22 @@ pub struct RunArgs {
     /// No progress line (the final table is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Register workload: keys in use at once [default: 3; 16 for --target router].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub active_keys: Option<u64>,
+    /// Register workload: operations each worker sends to one key before moving on to fresh
+    /// keys [default: 30]. A key gets up to concurrency × this many operations.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ops_per_key: Option<u64>,
+}
+
+/// The register workload's shape from `base` and the --active-keys/--ops-per-key flags.
+fn register_shape(args: &RunArgs, base: faultline_workloads::register::Register) -> faultline_workloads::register::Register {
+    faultline_workloads::register::Register {
+        active_keys: args.active_keys.unwrap_or(base.active_keys),
+        ops_per_key: args.ops_per_key.unwrap_or(base.ops_per_key),
+        ..base
+    }
 }
 
 /// Validated settings.
@@ -181,6 +197,9 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     let spec = target_role(a)?;
     if a.port == 0 {
         bail!("--port must be in [1, 65535], got 0");
+    }
+    if a.workload != "register" && (a.active_keys.is_some() || a.ops_per_key.is_some()) {
+        bail!("--active-keys and --ops-per-key shape the register workload, not {:?}", a.workload);
     }
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!(
@@ -323,6 +342,12 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
     );
     for o in &a.target_opts {
         s += &format!(" --target-opt {o}");
+    }
+    if let Some(k) = a.active_keys {
+        s += &format!(" --active-keys {k}");
+    }
+    if let Some(n) = a.ops_per_key {
+        s += &format!(" --ops-per-key {n}");
     }
     for b in &a.bugs {
         s += &format!(" --bug {}", shell_quote(b));
@@ -538,11 +563,13 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         if args.target == "lb" { Arc::new(lb::LbTarget::new(reference, args.nodes).map_err(anyhow::Error::msg)?) } else { Arc::new(reference) };
     let workload: Arc<dyn faultline_core::workload::Workload> = if roles::role(data_role).is_some_and(|r| !r.cas) && args.workload == "register" {
         // The role refuses cas (501): reads and writes only, half and half.
-        Arc::new(faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() })
+        Arc::new(register_shape(&args, faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() }))
     } else if args.target == "router" && args.workload == "register" {
         // More keys at once, so that a short run spreads enough keys over the shard groups for
         // the shard-balance checker to judge (docs/targets.md).
-        Arc::new(faultline_workloads::register::Register { active_keys: faultline_core::target::router::ACTIVE_KEYS, ..Default::default() })
+        Arc::new(register_shape(&args, faultline_workloads::register::Register { active_keys: faultline_core::target::router::ACTIVE_KEYS, ..Default::default() }))
+    } else if args.workload == "register" {
+        Arc::new(register_shape(&args, faultline_workloads::register::Register::default()))
     } else {
         faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?
     };
@@ -909,6 +936,23 @@ mod tests {
             (b.bugs, b.local_net, b.target, b.workload, b.runtime),
             (a.bugs, a.local_net, a.target, a.workload, a.runtime)
         );
+    }
+
+    #[test]
+    fn register_shape_flags_reach_the_workload_and_the_reproduce_command() {
+        let a = parse(&["--active-keys", "1", "--ops-per-key", "5000"]);
+        let shape = register_shape(&a, faultline_workloads::register::Register::default());
+        assert_eq!((shape.active_keys, shape.ops_per_key), (1, 5000));
+        let r = repro(&a, &plan(&a, 7));
+        let words: Vec<&str> = r.split_whitespace().collect();
+        let b = parse(&words[2..]);
+        assert_eq!((b.active_keys, b.ops_per_key), (Some(1), Some(5000)));
+        let d = parse(&[]);
+        let shape = register_shape(&d, faultline_workloads::register::Register::default());
+        assert_eq!((shape.active_keys, shape.ops_per_key), (3, 30));
+        let set = parse(&["--workload", "set", "--ops-per-key", "5"]);
+        assert!(validate(&set).err().map(|e| e.to_string()).unwrap_or_default().contains("--ops-per-key"));
+        assert!(Wrap::try_parse_from(["run", "--active-keys", "0"]).is_err());
     }
 
     #[test]
