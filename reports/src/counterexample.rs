@@ -394,6 +394,7 @@ fn draw_linearization_path(s: &mut String, f: &Frame, ops: &Ops, procs: &[u64], 
             Some((n, (x0.max(x1 - 12.0), y)))
         })
         .collect();
+    // Join the linearization order (re-sorted by step number).
     ordered.sort_by_key(|o| o.0);
     if ordered.len() > 1 {
         let pts: Vec<String> = ordered.iter().map(|(_, (a, b))| format!("{a:.1},{b:.1}")).collect();
