@@ -192,34 +192,81 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
     // Where the search got stuck is what matters: draw the last steps of a long partial
     // linearization (the table beside the picture lists them all).
     let partial = ce.partials.first().cloned().unwrap_or_default();
-    let end = ops.end_ns;
-    // An indeterminate op may stay open to the end of the history: it does not stretch the
-    // window (its bar is cut at the edge).
-    let window_end = |op: &Op| match op.outcome {
-        Outcome::Ok | Outcome::Fail => op.end_ns(end),
+    let skip = steps_skipped(ce, &partial, ops);
+    let highlighted: Vec<usize> = ce.failing.iter().chain(partial[skip..].iter()).copied().collect();
+    if highlighted.is_empty() {
+        return String::new();
+    }
+    let t0 = highlighted.iter().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
+    let t1 = highlighted.iter().map(|&i| window_end_ns(&ops.ops[i], ops.end_ns)).max().unwrap_or(t0).max(t0 + 1);
+    let (shown, capped) = shown_ops(ce, ops, &highlighted, (t0, t1), ops_max);
+    let mut procs: Vec<u64> = shown.iter().map(|&i| ops.ops[i].process).collect();
+    procs.sort_unstable();
+    procs.dedup();
+    let frame = Frame::new(t0, t1);
+    let height = frame.top + frame.row_h * procs.len() as f64 + 40.0;
+    let width = frame.width;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="ce" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="counterexample">"#
+    );
+    draw_process_rows(&mut s, &frame, &procs);
+    for &i in &shown {
+        draw_op_bar(&mut s, &frame, ce, ops, &procs, &partial, i);
+    }
+    draw_linearization_path(&mut s, &frame, ops, &procs, &partial, skip);
+    s.push_str("</svg>");
+    if skip > 0 {
+        let _ = write!(
+            s,
+            r#"<p class="note">Drawn: the last {} of the {} steps of the partial linearization, and the operations overlapping them; the table below lists every step.</p>"#,
+            partial.len() - skip,
+            partial.len()
+        );
+    }
+    if capped {
+        let _ = write!(s, r#"<p class="note">Capped: only {} operations drawn.</p>"#, shown.len());
+    }
+    s
+}
+
+/// Where an op ends for the drawn window: an indeterminate op may stay open to the end of the
+/// history, so it does not stretch the window (its bar is cut at the edge).
+fn window_end_ns(op: &Op, end_ns: u64) -> u64 {
+    match op.outcome {
+        Outcome::Ok | Outcome::Fail => op.end_ns(end_ns),
         Outcome::Info | Outcome::Pending => op.invoke_ns,
-    };
+    }
+}
+
+/// How many leading steps of `partial` are left out of the picture: all but the last
+/// [`STEPS_DRAWN_MAX`], and also leading steps that completed long before the rest began.
+fn steps_skipped(ce: &Counterexample, partial: &[usize], ops: &Ops) -> usize {
+    let end = ops.end_ns;
     let mut skip = partial.len().saturating_sub(STEPS_DRAWN_MAX);
     // Also leave out leading steps that completed long before the rest began: one early step
     // would otherwise squeeze the interesting end of the picture into a corner.
     while skip + 1 < partial.len() {
         let rest = ce.failing.iter().chain(partial[skip + 1..].iter());
         let rest_t0 = rest.clone().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
-        let rest_t1 = rest.map(|&i| window_end(&ops.ops[i])).max().unwrap_or(rest_t0);
-        let first_end = window_end(&ops.ops[partial[skip]]);
+        let rest_t1 = rest.map(|&i| window_end_ns(&ops.ops[i], end)).max().unwrap_or(rest_t0);
+        let first_end = window_end_ns(&ops.ops[partial[skip]], end);
         if first_end + (rest_t1 - rest_t0) / 2 < rest_t0 {
             skip += 1;
         } else {
             break;
         }
     }
-    let highlighted: Vec<usize> = ce.failing.iter().chain(partial[skip..].iter()).copied().collect();
-    if highlighted.is_empty() {
-        return String::new();
-    }
-    let t0 = highlighted.iter().map(|&i| ops.ops[i].invoke_ns).min().unwrap_or(0);
-    let t1 = highlighted.iter().map(|&i| window_end(&ops.ops[i])).max().unwrap_or(t0).max(t0 + 1);
-    let mut shown: Vec<usize> = highlighted.clone();
+    skip
+}
+
+/// The ops drawn: the highlighted ones, then the ops of the same key that overlap the window
+/// `t0..=t1` and did not fail, at most `ops_max` in all (but every highlighted one); and
+/// whether that cap left some out.
+fn shown_ops(ce: &Counterexample, ops: &Ops, highlighted: &[usize], (t0, t1): (u64, u64), ops_max: usize) -> (Vec<usize>, bool) {
+    let end = ops.end_ns;
+    let mut shown: Vec<usize> = highlighted.to_vec();
     let mut seen: HashSet<usize> = shown.iter().copied().collect();
     let key = ce.key.as_ref().or_else(|| highlighted.first().and_then(|&i| ops.ops[i].key.as_ref()));
     let mut capped = false;
@@ -237,79 +284,104 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
         seen.insert(i);
         shown.push(i);
     }
-    let mut procs: Vec<u64> = shown.iter().map(|&i| ops.ops[i].process).collect();
-    procs.sort_unstable();
-    procs.dedup();
-    let (left, width, row_h, top) = (90.0, 1100.0, 34.0, 30.0);
-    let span = (t1 - t0) as f64;
-    let pad = span * 0.04;
-    let (v0, v1) = (t0 as f64 - pad, t1 as f64 + pad);
-    let x = |t: u64| (left + (t as f64 - v0) / (v1 - v0) * (width - left - 10.0)).clamp(left, width - 10.0);
-    let height = top + row_h * procs.len() as f64 + 40.0;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="ce" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="counterexample">"#
-    );
-    axis(&mut s, v0, v1, left, width - 10.0, top - 8.0, top + row_h * procs.len() as f64, &x);
+    (shown, capped)
+}
+
+/// The picture's geometry: its size in pixels and the time window it maps onto x.
+struct Frame {
+    left: f64,
+    width: f64,
+    row_h: f64,
+    top: f64,
+    v0: f64,
+    v1: f64,
+}
+
+impl Frame {
+    /// The frame for the window `t0..t1`, padded by 4% of its span on each side.
+    fn new(t0: u64, t1: u64) -> Frame {
+        let span = (t1 - t0) as f64;
+        let pad = span * 0.04;
+        Frame { left: 90.0, width: 1100.0, row_h: 34.0, top: 30.0, v0: t0 as f64 - pad, v1: t1 as f64 + pad }
+    }
+
+    /// The x of time `t`, clamped to the plot.
+    fn x(&self, t: u64) -> f64 {
+        (self.left + (t as f64 - self.v0) / (self.v1 - self.v0) * (self.width - self.left - 10.0)).clamp(self.left, self.width - 10.0)
+    }
+
+    /// An op's bar from invocation to completion, at least 3 pixels wide.
+    fn bar(&self, op: &Op, end_ns: u64) -> (f64, f64) {
+        (self.x(op.invoke_ns), self.x(op.end_ns(end_ns)).max(self.x(op.invoke_ns) + 3.0))
+    }
+}
+
+/// The time axis, and per process its label and the line under its row.
+fn draw_process_rows(s: &mut String, f: &Frame, procs: &[u64]) {
+    let (left, width, row_h, top) = (f.left, f.width, f.row_h, f.top);
+    axis(s, f.v0, f.v1, left, width - 10.0, top - 8.0, top + row_h * procs.len() as f64, &|t| f.x(t));
     for (r, p) in procs.iter().enumerate() {
         let y = top + row_h * r as f64;
         let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, y + row_h * 0.6);
         let _ = write!(s, r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##, width - 10.0, y + row_h, y + row_h);
     }
-    let mut centers: Vec<(f64, f64)> = Vec::new();
-    for &i in &shown {
-        let op = &ops.ops[i];
-        let r = procs.binary_search(&op.process).unwrap_or(0);
-        let y = top + row_h * r as f64 + 5.0;
-        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)).max(x(op.invoke_ns) + 3.0));
-        let order = partial.iter().position(|&p| p == i);
-        let (class, tag) = if ce.failing.contains(&i) {
-            ("fail", "could not be linearized".to_string())
-        } else if let Some(n) = order {
-            ("lin", format!("linearized #{}", n + 1))
-        } else {
-            ("other", "concurrent, not in the partial linearization".to_string())
-        };
-        let label = op_label(ops, op);
+}
+
+/// One op's bar: failing, linearized (numbered) or merely concurrent, with its label.
+fn draw_op_bar(s: &mut String, f: &Frame, ce: &Counterexample, ops: &Ops, procs: &[u64], partial: &[usize], i: usize) {
+    let (width, row_h) = (f.width, f.row_h);
+    let op = &ops.ops[i];
+    let r = procs.binary_search(&op.process).unwrap_or(0);
+    let y = f.top + row_h * r as f64 + 5.0;
+    let (x0, x1) = f.bar(op, ops.end_ns);
+    let order = partial.iter().position(|&p| p == i);
+    let (class, tag) = if ce.failing.contains(&i) {
+        ("fail", "could not be linearized".to_string())
+    } else if let Some(n) = order {
+        ("lin", format!("linearized #{}", n + 1))
+    } else {
+        ("other", "concurrent, not in the partial linearization".to_string())
+    };
+    let label = op_label(ops, op);
+    let _ = write!(
+        s,
+        r#"<g class="op {class}"><title>{} — process {}, history index {}, {} to {} — {}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" rx="3"/>"#,
+        esc(&label),
+        op.process,
+        op.invoke_index,
+        esc(&crate::html::secs(op.invoke_ns)),
+        esc(&op.complete_ns.map(crate::html::secs).unwrap_or_else(|| "never".into())),
+        esc(&tag),
+        x1 - x0,
+        row_h - 10.0
+    );
+    let text = truncate(&label, ((x1 - x0) / 7.0).max(0.0) as usize);
+    if x1 - x0 > 30.0 {
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
+    } else if ce.failing.contains(&i) {
+        // The failing op is named even when its bar is too narrow for text: beside it.
+        let label = truncate(&label, 40);
+        let (tx, anchor) = if x1 + 200.0 < width { (x1 + 6.0, "start") } else { (x0 - 6.0, "end") };
         let _ = write!(
             s,
-            r#"<g class="op {class}"><title>{} — process {}, history index {}, {} to {} — {}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" rx="3"/>"#,
-            esc(&label),
-            op.process,
-            op.invoke_index,
-            esc(&crate::html::secs(op.invoke_ns)),
-            esc(&op.complete_ns.map(crate::html::secs).unwrap_or_else(|| "never".into())),
-            esc(&tag),
-            x1 - x0,
-            row_h - 10.0
+            r#"<text x="{tx:.1}" y="{:.1}" class="oplbl" text-anchor="{anchor}">{}</text>"#,
+            y + row_h * 0.5,
+            esc(&label)
         );
-        let text = truncate(&label, ((x1 - x0) / 7.0).max(0.0) as usize);
-        if x1 - x0 > 30.0 {
-            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
-        } else if ce.failing.contains(&i) {
-            // The failing op is named even when its bar is too narrow for text: beside it.
-            let label = truncate(&label, 40);
-            let (tx, anchor) = if x1 + 200.0 < width { (x1 + 6.0, "start") } else { (x0 - 6.0, "end") };
-            let _ = write!(
-                s,
-                r#"<text x="{tx:.1}" y="{:.1}" class="oplbl" text-anchor="{anchor}">{}</text>"#,
-                y + row_h * 0.5,
-                esc(&label)
-            );
-        }
-        if let Some(n) = order {
-            let cx = x0.max(x1 - 12.0);
-            centers.push((cx, y - 1.0));
-            let _ = write!(s, r#"<circle cx="{cx:.1}" cy="{:.1}" r="8" class="num"/><text x="{cx:.1}" y="{:.1}" class="numt">{}</text>"#, y - 1.0, y + 3.0, n + 1);
-        }
-        if ce.failing.contains(&i) {
-            let cx = x0.max(x1 - 12.0);
-            let _ = write!(s, r#"<text x="{cx:.1}" y="{:.1}" class="failt">✗</text>"#, y + 4.0);
-        }
-        s.push_str("</g>");
     }
-    // Join the linearization order (centers are pushed in `shown` order; re-sort by order).
+    if let Some(n) = order {
+        let cx = x0.max(x1 - 12.0);
+        let _ = write!(s, r#"<circle cx="{cx:.1}" cy="{:.1}" r="8" class="num"/><text x="{cx:.1}" y="{:.1}" class="numt">{}</text>"#, y - 1.0, y + 3.0, n + 1);
+    }
+    if ce.failing.contains(&i) {
+        let cx = x0.max(x1 - 12.0);
+        let _ = write!(s, r#"<text x="{cx:.1}" y="{:.1}" class="failt">✗</text>"#, y + 4.0);
+    }
+    s.push_str("</g>");
+}
+
+/// The line joining the drawn steps of the partial linearization, in linearization order.
+fn draw_linearization_path(s: &mut String, f: &Frame, ops: &Ops, procs: &[u64], partial: &[usize], skip: usize) {
     let mut ordered: Vec<(usize, (f64, f64))> = partial
         .iter()
         .enumerate()
@@ -317,29 +389,17 @@ pub fn svg(ce: &Counterexample, ops: &Ops, ops_max: usize) -> String {
         .filter_map(|(n, i)| {
             let op = &ops.ops[*i];
             let r = procs.binary_search(&op.process).ok()?;
-            let y = top + row_h * r as f64 + 4.0;
-            let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)).max(x(op.invoke_ns) + 3.0));
+            let y = f.top + f.row_h * r as f64 + 4.0;
+            let (x0, x1) = f.bar(op, ops.end_ns);
             Some((n, (x0.max(x1 - 12.0), y)))
         })
         .collect();
+    // Join the linearization order (re-sorted by step number).
     ordered.sort_by_key(|o| o.0);
     if ordered.len() > 1 {
         let pts: Vec<String> = ordered.iter().map(|(_, (a, b))| format!("{a:.1},{b:.1}")).collect();
         let _ = write!(s, r#"<polyline points="{}" class="path"/>"#, pts.join(" "));
     }
-    s.push_str("</svg>");
-    if skip > 0 {
-        let _ = write!(
-            s,
-            r#"<p class="note">Drawn: the last {} of the {} steps of the partial linearization, and the operations overlapping them; the table below lists every step.</p>"#,
-            partial.len() - skip,
-            partial.len()
-        );
-    }
-    if capped {
-        let _ = write!(s, r#"<p class="note">Capped: only {} operations drawn.</p>"#, shown.len());
-    }
-    s
 }
 
 /// At most this many steps of a partial linearization are drawn (the last ones).

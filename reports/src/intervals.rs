@@ -118,6 +118,7 @@ fn bound(s: String) -> String {
 /// At most this many links are named in a description (the count is always given).
 const LINKS_NAMED_MAX: usize = 6;
 
+/// [`describe`] before the bound: the head, the detail, the outcome, then any other field.
 fn describe_unbounded(value: &serde_json::Value) -> String {
     use serde_json::Value;
     let map = match value {
@@ -125,8 +126,28 @@ fn describe_unbounded(value: &serde_json::Value) -> String {
         Value::Object(m) => m,
         other => return plain(other),
     };
-    let mut head = String::new();
     let mut parts: Vec<String> = Vec::new();
+    let head = describe_head(map);
+    if !head.is_empty() {
+        parts.push(head.trim().to_string());
+    }
+    if let Some(detail) = map.get("detail").and_then(Value::as_object) {
+        describe_detail(detail, &mut parts);
+    }
+    describe_outcome(map, &mut parts);
+    const KNOWN: &[&str] = &["kind", "nodes", "mechanism", "detail", "applied", "error", "ok", "errors"];
+    for (k, v) in map {
+        if !KNOWN.contains(&k.as_str()) && !v.is_null() {
+            parts.push(format!("{k}: {}", plain(v)));
+        }
+    }
+    parts.join("; ")
+}
+
+/// `kind on nodes via mechanism`, each part when present (untrimmed).
+fn describe_head(map: &serde_json::Map<String, serde_json::Value>) -> String {
+    use serde_json::Value;
+    let mut head = String::new();
     if let Some(k) = map.get("kind").and_then(Value::as_str) {
         head.push_str(k);
     }
@@ -141,37 +162,45 @@ fn describe_unbounded(value: &serde_json::Value) -> String {
     if let Some(m) = map.get("mechanism").and_then(Value::as_str).filter(|m| !m.is_empty()) {
         head.push_str(&format!(" via {m}"));
     }
-    if !head.is_empty() {
-        parts.push(head.trim().to_string());
+    head
+}
+
+/// The detail's known fields spelled out (at most [`LINKS_NAMED_MAX`] links named), then its
+/// other fields as `key: value`.
+fn describe_detail(detail: &serde_json::Map<String, serde_json::Value>, parts: &mut Vec<String>) {
+    use serde_json::Value;
+    if let Some(o) = detail.get("offset_ms").and_then(Value::as_f64) {
+        parts.push(format!("clock offset {o:+} ms"));
     }
-    if let Some(detail) = map.get("detail").and_then(Value::as_object) {
-        if let Some(o) = detail.get("offset_ms").and_then(Value::as_f64) {
-            parts.push(format!("clock offset {o:+} ms"));
-        }
-        if let Some(p) = detail.get("strobe_period_ms").and_then(Value::as_f64) {
-            parts.push(format!("strobing every {p} ms"));
-        }
-        if let Some(l) = detail.get("leader").and_then(Value::as_str) {
-            parts.push(format!("leader {l}"));
-        }
-        if let Some(links) = detail.get("links").and_then(Value::as_array).filter(|l| !l.is_empty()) {
-            let named: Vec<String> = links.iter().take(LINKS_NAMED_MAX).map(plain).collect();
-            let more = links.len().saturating_sub(LINKS_NAMED_MAX);
-            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
-            parts.push(format!("{} links cut: {}{tail}", links.len(), named.join(", ")));
-        }
-        if let Some(p) = detail.get("param").and_then(Value::as_f64).filter(|p| *p != 0.0) {
-            parts.push(format!("parameter {p}"));
-        }
-        if let Some(n) = detail.get("note").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            parts.push(n.to_string());
-        }
-        for (k, v) in detail {
-            if !["offset_ms", "strobe_period_ms", "leader", "links", "param", "note"].contains(&k.as_str()) && !v.is_null() {
-                parts.push(format!("{k}: {}", plain(v)));
-            }
+    if let Some(p) = detail.get("strobe_period_ms").and_then(Value::as_f64) {
+        parts.push(format!("strobing every {p} ms"));
+    }
+    if let Some(l) = detail.get("leader").and_then(Value::as_str) {
+        parts.push(format!("leader {l}"));
+    }
+    if let Some(links) = detail.get("links").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+        let named: Vec<String> = links.iter().take(LINKS_NAMED_MAX).map(plain).collect();
+        let more = links.len().saturating_sub(LINKS_NAMED_MAX);
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        parts.push(format!("{} links cut: {}{tail}", links.len(), named.join(", ")));
+    }
+    if let Some(p) = detail.get("param").and_then(Value::as_f64).filter(|p| *p != 0.0) {
+        parts.push(format!("parameter {p}"));
+    }
+    if let Some(n) = detail.get("note").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        parts.push(n.to_string());
+    }
+    for (k, v) in detail {
+        if !["offset_ms", "strobe_period_ms", "leader", "links", "param", "note"].contains(&k.as_str()) && !v.is_null() {
+            parts.push(format!("{k}: {}", plain(v)));
         }
     }
+}
+
+/// Whether the fault was applied (`NOT APPLIED (why)` goes first) or its error, and a heal's
+/// outcome and errors.
+fn describe_outcome(map: &serde_json::Map<String, serde_json::Value>, parts: &mut Vec<String>) {
+    use serde_json::Value;
     match map.get("applied").and_then(Value::as_bool) {
         Some(false) => {
             let why = map.get("error").and_then(Value::as_str).unwrap_or("no reason given");
@@ -190,13 +219,6 @@ fn describe_unbounded(value: &serde_json::Value) -> String {
     if let Some(errors) = map.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
         parts.push(format!("errors: {}", errors.iter().map(plain).collect::<Vec<_>>().join("; ")));
     }
-    const KNOWN: &[&str] = &["kind", "nodes", "mechanism", "detail", "applied", "error", "ok", "errors"];
-    for (k, v) in map {
-        if !KNOWN.contains(&k.as_str()) && !v.is_null() {
-            parts.push(format!("{k}: {}", plain(v)));
-        }
-    }
-    parts.join("; ")
 }
 
 /// A JSON value as text without JSON punctuation: strings bare, arrays as `a, b` (nested

@@ -79,77 +79,97 @@ pub struct Ops {
 /// At most this many pairing problems are kept verbatim.
 const PAIRING_WARNINGS_MAX: usize = 10;
 
+/// The pairing of invocations with completions while [`Ops::from_events`] reads a history.
+#[derive(Default)]
+struct Pairing<'e> {
+    out: Ops,
+    /// `f` name → its position in `out.fs`.
+    f_ids: HashMap<&'e str, usize>,
+    /// Process → position in `out.ops` of its op not completed yet.
+    open: HashMap<u64, usize>,
+    /// Pairing problems seen so far (only the first [`PAIRING_WARNINGS_MAX`] are kept).
+    problems: usize,
+}
+
+impl<'e> Pairing<'e> {
+    /// Keeps a pairing problem, or says once that more are not shown.
+    fn warn(&mut self, msg: String) {
+        self.problems += 1;
+        if self.problems <= PAIRING_WARNINGS_MAX {
+            self.out.warnings.push(msg);
+        } else if self.problems == PAIRING_WARNINGS_MAX + 1 {
+            self.out.warnings.push("history: more pairing problems not shown".into());
+        }
+    }
+
+    /// Process `p` invokes: a new pending op (an op it left open stays pending).
+    fn invoke(&mut self, e: &'e Event, p: u64) {
+        if let Some(prev) = self.open.remove(&p) {
+            let idx = self.out.ops[prev].invoke_index;
+            self.warn(format!(
+                "history index {}: process {p} invoked again before op at index {idx} completed; that op is drawn as pending",
+                e.index
+            ));
+        }
+        let next = self.f_ids.len();
+        let out = &mut self.out;
+        let f = *self.f_ids.entry(e.f.as_str()).or_insert_with(|| {
+            out.fs.push(e.f.clone());
+            next
+        });
+        self.out.by_index.insert(e.index, self.out.ops.len());
+        self.open.insert(p, self.out.ops.len());
+        self.out.ops.push(Op {
+            process: p,
+            f,
+            key: e.key.clone(),
+            invoke_index: e.index,
+            complete_index: None,
+            invoke_ns: e.time,
+            complete_ns: None,
+            outcome: Outcome::Pending,
+            invoke_value: e.value.clone(),
+            complete_value: serde_json::Value::Null,
+            error: None,
+            node: e.node.clone(),
+        });
+    }
+
+    /// Process `p` completes its open op (a completion with none open is skipped, with a warning).
+    fn complete(&mut self, e: &Event, p: u64) {
+        let Some(i) = self.open.remove(&p) else {
+            self.warn(format!(
+                "history index {}: {} for process {p} without an open invocation; skipped",
+                e.index,
+                outcome_of(e.kind).name()
+            ));
+            return;
+        };
+        let op = &mut self.out.ops[i];
+        op.complete_index = Some(e.index);
+        op.complete_ns = Some(e.time.max(op.invoke_ns));
+        op.outcome = outcome_of(e.kind);
+        op.complete_value = e.value.clone();
+        op.error = e.error.clone();
+        if e.node.is_some() {
+            op.node = e.node.clone();
+        }
+        self.out.by_index.insert(e.index, i);
+    }
+}
+
 impl Ops {
     pub fn from_events(events: &[Event]) -> Ops {
-        let mut out = Ops::default();
-        let mut f_ids: HashMap<&str, usize> = HashMap::new();
-        let mut open: HashMap<u64, usize> = HashMap::new();
-        let mut problems = 0usize;
-        let mut warn = |out: &mut Ops, msg: String| {
-            problems += 1;
-            if problems <= PAIRING_WARNINGS_MAX {
-                out.warnings.push(msg);
-            } else if problems == PAIRING_WARNINGS_MAX + 1 {
-                out.warnings.push("history: more pairing problems not shown".into());
-            }
-        };
+        let mut pairing = Pairing::default();
         for e in events {
-            out.end_ns = out.end_ns.max(e.time);
+            pairing.out.end_ns = pairing.out.end_ns.max(e.time);
             let Process::Client(p) = e.process else { continue };
             match e.kind {
-                EventType::Invoke => {
-                    if let Some(prev) = open.remove(&p) {
-                        let idx = out.ops[prev].invoke_index;
-                        warn(&mut out, format!(
-                            "history index {}: process {p} invoked again before op at index {idx} completed; that op is drawn as pending",
-                            e.index
-                        ));
-                    }
-                    let next = f_ids.len();
-                    let f = *f_ids.entry(e.f.as_str()).or_insert_with(|| {
-                        out.fs.push(e.f.clone());
-                        next
-                    });
-                    out.by_index.insert(e.index, out.ops.len());
-                    open.insert(p, out.ops.len());
-                    out.ops.push(Op {
-                        process: p,
-                        f,
-                        key: e.key.clone(),
-                        invoke_index: e.index,
-                        complete_index: None,
-                        invoke_ns: e.time,
-                        complete_ns: None,
-                        outcome: Outcome::Pending,
-                        invoke_value: e.value.clone(),
-                        complete_value: serde_json::Value::Null,
-                        error: None,
-                        node: e.node.clone(),
-                    });
-                }
-                EventType::Ok | EventType::Fail | EventType::Info => {
-                    let Some(i) = open.remove(&p) else {
-                        warn(&mut out, format!(
-                            "history index {}: {} for process {p} without an open invocation; skipped",
-                            e.index,
-                            outcome_of(e.kind).name()
-                        ));
-                        continue;
-                    };
-                    let op = &mut out.ops[i];
-                    op.complete_index = Some(e.index);
-                    op.complete_ns = Some(e.time.max(op.invoke_ns));
-                    op.outcome = outcome_of(e.kind);
-                    op.complete_value = e.value.clone();
-                    op.error = e.error.clone();
-                    if e.node.is_some() {
-                        op.node = e.node.clone();
-                    }
-                    out.by_index.insert(e.index, i);
-                }
+                EventType::Invoke => pairing.invoke(e, p),
+                EventType::Ok | EventType::Fail | EventType::Info => pairing.complete(e, p),
             }
         }
-        out
+        pairing.out
     }
 
     pub fn f_name(&self, op: &Op) -> &str {

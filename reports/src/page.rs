@@ -11,7 +11,7 @@ use crate::clock::{self, Clocks};
 use crate::counterexample::{self, Counterexample};
 use crate::html::{duration, esc, fault_rgb, outcome_css, rgb_css, row, secs, short_json, truncate};
 use crate::intervals::Faults;
-use crate::ops::{Ops, Outcome};
+use crate::ops::{Op, Ops, Outcome};
 use crate::plots::PlotFile;
 use crate::run::RunData;
 use faultline_results::{CheckerResult, Counts, FaultRecord, Results, Verdict};
@@ -181,6 +181,33 @@ pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderO
 }
 
 fn summary(s: &mut String, run: &RunData, a: &Analysis) {
+    summary_table(s, run, a);
+    let repro = match run.results.as_ref().filter(|r| !r.repro.is_empty()) {
+        Some(r) => Some(r.repro.clone()),
+        None => lookup(run, &["repro", "repro_command", "reproduce", "command"]).map(value_text),
+    };
+    if let Some(repro) = repro {
+        let _ = write!(s, r#"<h3>Reproduce</h3><pre id="repro">{}</pre>"#, esc(&repro));
+    }
+    if !run.history_present {
+        s.push_str(r#"<p class="warn">This run folder has no history.jsonl.</p>"#);
+    }
+    if run.results.is_none() {
+        s.push_str(r#"<p class="warn">This run folder has no readable results.json (did the run finish?): no verdicts to show.</p>"#);
+    }
+    // Counts per f and outcome, from the history.
+    if !a.ops.ops.is_empty() {
+        ops_by_kind_table(s, a);
+    }
+    if let Some(r) = &run.results {
+        availability_table(s, r);
+        op_counts_table(s, r);
+    }
+}
+
+/// The summary table: verdict, what ran and how (from results.json or test.json), the history's
+/// length, operations per outcome, and the run folder.
+fn summary_table(s: &mut String, run: &RunData, a: &Analysis) {
     s.push_str(r#"<h2 id="summary">Summary</h2><table class="summary">"#);
     let _ = write!(s, "<tr><th>verdict</th><td>{}</td></tr>", verdict_badge(&run.verdict()));
     for (label, names) in [
@@ -209,51 +236,35 @@ fn summary(s: &mut String, run: &RunData, a: &Analysis) {
     row(s, "operations", &format!("{} ({})", a.ops.ops.len(), parts.join(", ")));
     row(s, "run folder", &run.dir.display().to_string());
     s.push_str("</table>");
-    let repro = match run.results.as_ref().filter(|r| !r.repro.is_empty()) {
-        Some(r) => Some(r.repro.clone()),
-        None => lookup(run, &["repro", "repro_command", "reproduce", "command"]).map(value_text),
-    };
-    if let Some(repro) = repro {
-        let _ = write!(s, r#"<h3>Reproduce</h3><pre id="repro">{}</pre>"#, esc(&repro));
-    }
-    if !run.history_present {
-        s.push_str(r#"<p class="warn">This run folder has no history.jsonl.</p>"#);
-    }
-    if run.results.is_none() {
-        s.push_str(r#"<p class="warn">This run folder has no readable results.json (did the run finish?): no verdicts to show.</p>"#);
-    }
-    // Counts per f and outcome, from the history.
-    if !a.ops.ops.is_empty() {
-        let mut table: BTreeMap<(usize, Outcome), (usize, Vec<f64>)> = BTreeMap::new();
-        for o in &a.ops.ops {
-            let e = table.entry((o.f, o.outcome)).or_default();
-            e.0 += 1;
-            if o.outcome == Outcome::Ok {
-                if let Some(l) = o.latency_ns() {
-                    e.1.push(l as f64 / 1e6);
-                }
+}
+
+/// Per f: how many operations ended in each outcome, and the ok operations' latency p50 and p99.
+fn ops_by_kind_table(s: &mut String, a: &Analysis) {
+    let mut table: BTreeMap<(usize, Outcome), (usize, Vec<f64>)> = BTreeMap::new();
+    for o in &a.ops.ops {
+        let e = table.entry((o.f, o.outcome)).or_default();
+        e.0 += 1;
+        if o.outcome == Outcome::Ok {
+            if let Some(l) = o.latency_ns() {
+                e.1.push(l as f64 / 1e6);
             }
         }
-        s.push_str("<h3>Operations by kind</h3><table><tr><th>f</th><th>ok</th><th>fail</th><th>info</th><th>pending</th><th>ok p50 (ms)</th><th>ok p99 (ms)</th></tr>");
-        for (fi, f) in a.ops.fs.iter().enumerate() {
-            let _ = write!(s, "<tr><td>{}</td>", esc(&truncate(f, 40)));
-            for o in Outcome::ALL {
-                let _ = write!(s, r#"<td class="num">{}</td>"#, table.get(&(fi, o)).map(|e| e.0).unwrap_or(0));
-            }
-            let mut lat = table.get(&(fi, Outcome::Ok)).map(|e| e.1.clone()).unwrap_or_default();
-            lat.sort_by(f64::total_cmp);
-            for q in [0.5, 0.99] {
-                let v = stats::quantile(&lat, q).map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into());
-                let _ = write!(s, r#"<td class="num">{v}</td>"#);
-            }
-            s.push_str("</tr>");
+    }
+    s.push_str("<h3>Operations by kind</h3><table><tr><th>f</th><th>ok</th><th>fail</th><th>info</th><th>pending</th><th>ok p50 (ms)</th><th>ok p99 (ms)</th></tr>");
+    for (fi, f) in a.ops.fs.iter().enumerate() {
+        let _ = write!(s, "<tr><td>{}</td>", esc(&truncate(f, 40)));
+        for o in Outcome::ALL {
+            let _ = write!(s, r#"<td class="num">{}</td>"#, table.get(&(fi, o)).map(|e| e.0).unwrap_or(0));
         }
-        s.push_str("</table>");
+        let mut lat = table.get(&(fi, Outcome::Ok)).map(|e| e.1.clone()).unwrap_or_default();
+        lat.sort_by(f64::total_cmp);
+        for q in [0.5, 0.99] {
+            let v = stats::quantile(&lat, q).map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into());
+            let _ = write!(s, r#"<td class="num">{v}</td>"#);
+        }
+        s.push_str("</tr>");
     }
-    if let Some(r) = &run.results {
-        availability_table(s, r);
-        op_counts_table(s, r);
-    }
+    s.push_str("</table>");
 }
 
 /// The summary rows results.json knows through its type: the runtime and the seed.
@@ -594,9 +605,45 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option
     let mut procs: Vec<u64> = ops.iter().map(|o| o.process).collect();
     procs.sort_unstable();
     procs.dedup();
-    let (left, width, row_h, top) = (80.0, 1100.0, 14.0, 22.0);
-    let x = |t: u64| (left + (t as f64 - t0 as f64) / (t1 - t0) as f64 * (width - left - 10.0)).clamp(left, width - 10.0);
+    let f = TimelineFrame { left: 80.0, width: 1100.0, row_h: 14.0, top: 22.0, t0, t1 };
+    let (width, row_h, top) = (f.width, f.row_h, f.top);
     let height = top + row_h * procs.len() as f64 + 10.0;
+    timeline_legend(s, a);
+    let _ = write!(
+        s,
+        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">"#
+    );
+    draw_fault_stripes(s, &f, a, procs.len());
+    counterexample::axis(s, t0 as f64, t1 as f64, f.left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &|t| f.x(t));
+    for (r, p) in procs.iter().enumerate() {
+        let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
+    }
+    for (k, op) in ops.iter().enumerate() {
+        draw_timeline_op(s, &f, a, &procs, op, focus == Some(lo + k));
+    }
+    s.push_str("</svg>");
+}
+
+/// The timeline's geometry: its size in pixels and the time window `t0..t1` it maps onto x.
+struct TimelineFrame {
+    left: f64,
+    width: f64,
+    row_h: f64,
+    top: f64,
+    t0: u64,
+    t1: u64,
+}
+
+impl TimelineFrame {
+    /// The x of time `t`, clamped to the plot.
+    fn x(&self, t: u64) -> f64 {
+        let (left, width, t0, t1) = (self.left, self.width, self.t0, self.t1);
+        (left + (t as f64 - t0 as f64) / (t1 - t0) as f64 * (width - left - 10.0)).clamp(left, width - 10.0)
+    }
+}
+
+/// The timeline's legend: the colour of each outcome and of each kind of fault.
+fn timeline_legend(s: &mut String, a: &Analysis) {
     let _ = write!(
         s,
         r#"<div class="legend">{}{}</div>"#,
@@ -610,20 +657,21 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option
             .map(|k| format!(r#"<span><i class="sw" style="background:{};opacity:.35"></i>fault: {}</span>"#, rgb_css(fault_rgb(k)), esc(k)))
             .collect::<String>()
     );
-    let _ = write!(
-        s,
-        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">"#
-    );
+}
+
+/// A shaded stripe, across all `rows`, for each fault interval that overlaps the window.
+fn draw_fault_stripes(s: &mut String, f: &TimelineFrame, a: &Analysis, rows: usize) {
+    let (top, row_h) = (f.top, f.row_h);
     for iv in &a.faults.intervals {
-        if iv.start_ns > t1 || iv.end_ns < t0 {
+        if iv.start_ns > f.t1 || iv.end_ns < f.t0 {
             continue;
         }
-        let (x0, x1) = (x(iv.start_ns), x(iv.end_ns));
+        let (x0, x1) = (f.x(iv.start_ns), f.x(iv.end_ns));
         let _ = write!(
             s,
             r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.18"><title>{} {} to {} {}</title></rect>"#,
             (x1 - x0).max(1.0),
-            row_h * procs.len() as f64,
+            row_h * rows as f64,
             rgb_css(fault_rgb(&iv.kind)),
             esc(&iv.kind),
             esc(&secs(iv.start_ns)),
@@ -631,35 +679,34 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option
             esc(&iv.description)
         );
     }
-    counterexample::axis(s, t0 as f64, t1 as f64, left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &x);
-    for (r, p) in procs.iter().enumerate() {
-        let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
-    }
-    for (k, op) in ops.iter().enumerate() {
-        let r = procs.binary_search(&op.process).unwrap_or(0);
-        let y = top + row_h * r as f64 + 1.5;
-        let (x0, x1) = (x(op.invoke_ns), x(op.end_ns(end)));
-        let outline = if focus == Some(lo + k) { r##" stroke="#b71c1c" stroke-width="2""## } else { "" };
-        let lat = op.latency_ns().map(duration).unwrap_or_else(|| "never completed".into());
-        let key = op.key.as_deref().map(|k| format!(" key {k}")).unwrap_or_default();
-        let err = op.error.as_deref().map(|e| format!(" error {e}")).unwrap_or_default();
-        let _ = write!(
-            s,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"{outline}><title>process {} index {}{}: {} ({}, {}, at {}){}</title></rect>"#,
-            (x1 - x0).max(1.0),
-            row_h - 3.0,
-            outcome_css(op.outcome),
-            op.process,
-            op.invoke_index,
-            esc(&truncate(&key, 60)),
-            esc(&counterexample::op_label(&a.ops, op)),
-            op.outcome.name(),
-            esc(&lat),
-            esc(&secs(op.invoke_ns)),
-            esc(&truncate(&err, 200))
-        );
-    }
-    s.push_str("</svg>");
+}
+
+/// One operation's bar in its process's row, coloured by outcome, outlined in red when
+/// `focused`, its details in the tooltip.
+fn draw_timeline_op(s: &mut String, f: &TimelineFrame, a: &Analysis, procs: &[u64], op: &Op, focused: bool) {
+    let row_h = f.row_h;
+    let r = procs.binary_search(&op.process).unwrap_or(0);
+    let y = f.top + row_h * r as f64 + 1.5;
+    let (x0, x1) = (f.x(op.invoke_ns), f.x(op.end_ns(a.ops.end_ns)));
+    let outline = if focused { r##" stroke="#b71c1c" stroke-width="2""## } else { "" };
+    let lat = op.latency_ns().map(duration).unwrap_or_else(|| "never completed".into());
+    let key = op.key.as_deref().map(|k| format!(" key {k}")).unwrap_or_default();
+    let err = op.error.as_deref().map(|e| format!(" error {e}")).unwrap_or_default();
+    let _ = write!(
+        s,
+        r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"{outline}><title>process {} index {}{}: {} ({}, {}, at {}){}</title></rect>"#,
+        (x1 - x0).max(1.0),
+        row_h - 3.0,
+        outcome_css(op.outcome),
+        op.process,
+        op.invoke_index,
+        esc(&truncate(&key, 60)),
+        esc(&counterexample::op_label(&a.ops, op)),
+        op.outcome.name(),
+        esc(&lat),
+        esc(&secs(op.invoke_ns)),
+        esc(&truncate(&err, 200))
+    );
 }
 
 fn raw_files(s: &mut String, run: &RunData) {

@@ -52,26 +52,54 @@ impl Rng {
 /// Writes history.jsonl, test.json and (per `spec`) results.json into `dir` (created).
 pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    // Per process: time of its next invocation.
-    let mut next_ns: Vec<u64> = (0..spec.processes).map(|p| p * 1_000_000).collect();
     let duration_ns = (spec.ops as u64 / spec.processes.max(1)).max(1) * spec.think_ns;
     // Faults: a partition in the 2nd fifth, a kill in the 4th fifth, a clock skew across the middle.
     let fifth = duration_ns / 5;
     let partition = (fifth, 2 * fifth);
     let kill = (3 * fifth + fifth / 4, 4 * fifth);
-    let in_fault = |t: u64| (t >= partition.0 && t < partition.1) || (t >= kill.0 && t < kill.1);
-    struct Raw {
-        time: u64,
-        order: u64,
-        v: Value,
+    let mut raw = RawEvents { raw: Vec::with_capacity(spec.ops * 2 + 8), order: 0 };
+    push_nemesis_events(&mut raw, spec, fifth, partition, kill);
+    push_client_ops(&mut raw, spec, partition, kill);
+    let events = write_history(dir, raw.raw)?;
+    let repro = format!("faultline run --target synthetic --workload register --nemesis partition,kill,clock --seed {}", spec.seed);
+    let test = json!({
+        "name": "synthetic-register",
+        "seed": spec.seed,
+        "repro": repro,
+        "options": {"target": "synthetic", "workload": "register", "nemesis": "partition,kill,clock",
+                     "concurrency": spec.processes, "nodes": 3, "runtime": "none"}
+    });
+    std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&test)?)?;
+    if spec.results {
+        let results = results_json(&events, spec, &repro, partition, kill);
+        std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     }
-    let mut raw: Vec<Raw> = Vec::with_capacity(spec.ops * 2 + 8);
-    let mut order = 0u64;
-    let mut push = |raw: &mut Vec<Raw>, time: u64, v: Value| {
-        raw.push(Raw { time, order, v });
-        order += 1;
-    };
+    Ok(())
+}
+
+/// An event before sorting: its time, and the order it was made in (ties keep that order).
+struct Raw {
+    time: u64,
+    order: u64,
+    v: Value,
+}
+
+/// The events made so far, and the order number of the next.
+struct RawEvents {
+    raw: Vec<Raw>,
+    order: u64,
+}
+
+impl RawEvents {
+    /// Adds event `v` at `time`.
+    fn push(&mut self, time: u64, v: Value) {
+        self.raw.push(Raw { time, order: self.order, v });
+        self.order += 1;
+    }
+}
+
+/// The nemesis's events: the partition and the kill, and (per `spec`) the clock skew.
+fn push_nemesis_events(raw: &mut RawEvents, spec: &Spec, fifth: u64, partition: (u64, u64), kill: (u64, u64)) {
     let nemesis = [
         (partition.0, "start-partition", json!({"groups": [["n1"], ["n2", "n3"]], "mechanism": "synthetic"})),
         (partition.1, "stop-partition", Value::Null),
@@ -79,12 +107,21 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
         (kill.1, "stop-kill", json!({"nodes": ["n2"]})),
     ];
     for (t, f, v) in nemesis {
-        push(&mut raw, t, json!({"type": "info", "process": "nemesis", "f": f, "value": v}));
+        raw.push(t, json!({"type": "info", "process": "nemesis", "f": f, "value": v}));
     }
     if spec.clock_skew {
-        push(&mut raw, 2 * fifth + fifth / 2, json!({"type": "info", "process": "nemesis", "f": "start-clock", "value": {"offsets_ms": {"n1": 350, "n3": -120}}}));
-        push(&mut raw, 3 * fifth, json!({"type": "info", "process": "nemesis", "f": "stop-clock", "value": Value::Null}));
+        raw.push(2 * fifth + fifth / 2, json!({"type": "info", "process": "nemesis", "f": "start-clock", "value": {"offsets_ms": {"n1": 350, "n3": -120}}}));
+        raw.push(3 * fifth, json!({"type": "info", "process": "nemesis", "f": "stop-clock", "value": Value::Null}));
     }
+}
+
+/// The clients' operations, invocation and completion each: slower and failing while a fault
+/// lasts, a process retired after `info`.
+fn push_client_ops(raw: &mut RawEvents, spec: &Spec, partition: (u64, u64), kill: (u64, u64)) {
+    let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Per process: time of its next invocation.
+    let mut next_ns: Vec<u64> = (0..spec.processes).map(|p| p * 1_000_000).collect();
+    let in_fault = |t: u64| (t >= partition.0 && t < partition.1) || (t >= kill.0 && t < kill.1);
     let mut process_ids: Vec<u64> = (0..spec.processes).collect();
     let mut next_process_id = spec.processes;
     for i in 0..spec.ops {
@@ -108,13 +145,13 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
         } else {
             "ok"
         };
-        push(&mut raw, t, json!({"type": "invoke", "process": p, "f": f, "key": key, "value": value, "node": format!("n{}", 1 + p % 3)}));
+        raw.push(t, json!({"type": "invoke", "process": p, "f": f, "key": key, "value": value, "node": format!("n{}", 1 + p % 3)}));
         let result = if f == "read" && outcome == "ok" { json!(rng.below(5)) } else { value.clone() };
         let mut done = json!({"type": outcome, "process": p, "f": f, "key": key, "value": result, "node": format!("n{}", 1 + p % 3)});
         if outcome != "ok" {
             done["error"] = json!(if outcome == "info" { "timeout" } else if f == "cas" { "cas-mismatch" } else { "unavailable" });
         }
-        push(&mut raw, t + latency, done);
+        raw.push(t + latency, done);
         next_ns[slot] = t + latency + spec.think_ns / 2 + rng.below(spec.think_ns);
         if outcome == "info" {
             // Jepsen's rule: a process that saw `info` is retired; a fresh one takes its place.
@@ -122,6 +159,11 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
             next_process_id += 1;
         }
     }
+}
+
+/// Sorts the events by time, numbers them and writes them to `dir`/history.jsonl; returns them
+/// as written.
+fn write_history(dir: &Path, mut raw: Vec<Raw>) -> std::io::Result<Vec<serde_json::Map<String, Value>>> {
     raw.sort_by_key(|r| (r.time, r.order));
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
     let mut events = Vec::with_capacity(raw.len());
@@ -137,26 +179,44 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
         events.push(e);
     }
     out.flush()?;
-    let repro = format!("faultline run --target synthetic --workload register --nemesis partition,kill,clock --seed {}", spec.seed);
-    let test = json!({
-        "name": "synthetic-register",
-        "seed": spec.seed,
-        "repro": repro,
-        "options": {"target": "synthetic", "workload": "register", "nemesis": "partition,kill,clock",
-                     "concurrency": spec.processes, "nodes": 3, "runtime": "none"}
-    });
-    std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&test)?)?;
-    if spec.results {
-        let results = results_json(&events, spec, &repro, partition, kill);
-        std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
-    }
-    Ok(())
+    Ok(events)
 }
 
 /// An invalid verdict whose explanation (in the checker's `Explanation` JSON form) names a real
 /// read as the op that could not be linearized and the three ok operations on its key that
 /// complete before it as the longest partial linearization. Synthetic: not checked.
 fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &str, partition: (u64, u64), kill: (u64, u64)) -> Value {
+    let explanation = synthetic_explanation(ops_by_key(events));
+    let verdict = if explanation.is_some() { Verdict::Invalid } else { Verdict::Valid };
+    let reason = explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or("")));
+    let results = Results {
+        verdict,
+        seed: spec.seed,
+        repro: repro.to_string(),
+        checkers: vec![
+            CheckerResult {
+                name: "linearizable".into(),
+                verdict,
+                reason,
+                details: json!({"verdict": verdict, "explanation": explanation}),
+            },
+            CheckerResult::new("stats", Verdict::Valid, None),
+        ],
+        availability: Availability {
+            fault_windows: 2,
+            during_faults_ok_fraction: Some(0.6),
+            outside_faults_ok_fraction: Some(0.99),
+            ..Availability::default()
+        },
+        faults: vec![fault_record("partition", "halves", &["n1", "n2", "n3"], partition), fault_record("kill", "one", &["n2"], kill)],
+        ..Results::default()
+    };
+    serde_json::to_value(results).unwrap_or(Value::Null)
+}
+
+/// The client operations of `events`, paired invocation with completion, per key (an op never
+/// completed is left out).
+fn ops_by_key(events: &[serde_json::Map<String, Value>]) -> std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>> {
     use faultline_checker::explain::OpRef;
     use faultline_checker::history::{Event, EventType, Process};
     let parsed: Vec<Event> = events.iter().filter_map(|e| serde_json::from_value(Value::Object(e.clone())).ok()).collect();
@@ -187,9 +247,18 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
             by_key.entry(e.key.clone().unwrap_or_default()).or_default().push(op);
         }
     }
+    by_key
+}
+
+/// The explanation, on the key with the most operations: an ok read in its second half that
+/// "could not be linearized", the (up to) three ok operations completing before it invoked as
+/// the partial linearization, and the (up to) two operations invoked after it while it ran as
+/// candidates. `None` when that key has no such read.
+fn synthetic_explanation(by_key: std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>>) -> Option<Value> {
+    use faultline_checker::history::EventType;
     // Built as JSON (not the checker's struct literal) so that this generator does not break
     // when the checker adds fields; readers ignore what they do not know.
-    let explanation = by_key.into_iter().max_by_key(|(_, ops)| ops.len()).and_then(|(key, mut ops)| {
+    by_key.into_iter().max_by_key(|(_, ops)| ops.len()).and_then(|(key, mut ops)| {
         ops.sort_by_key(|o| o.call_index);
         let failed = (ops.len() / 2..ops.len()).find(|&i| ops[i].f == "read" && ops[i].kind == EventType::Ok)?;
         let ret = ops[failed].call_time;
@@ -208,10 +277,12 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
             "failed_op": failed,
             "longest": [{"steps": steps, "blocked_op": failed, "final_state": "synthetic", "candidates": candidates}],
         }))
-    });
-    let verdict = if explanation.is_some() { Verdict::Invalid } else { Verdict::Valid };
-    let reason = explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or("")));
-    let fault = |fault: &str, kind: &str, nodes: &[&str], (start_ns, end_ns): (u64, u64)| FaultRecord {
+    })
+}
+
+/// A fault that was applied over `start_ns..end_ns` by the synthetic mechanism.
+fn fault_record(fault: &str, kind: &str, nodes: &[&str], (start_ns, end_ns): (u64, u64)) -> FaultRecord {
+    FaultRecord {
         fault: fault.into(),
         kind: kind.into(),
         nodes: nodes.iter().map(|n| n.to_string()).collect(),
@@ -222,30 +293,7 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
         error: None,
         stop_error: None,
         detail: Value::Null,
-    };
-    let results = Results {
-        verdict,
-        seed: spec.seed,
-        repro: repro.to_string(),
-        checkers: vec![
-            CheckerResult {
-                name: "linearizable".into(),
-                verdict,
-                reason,
-                details: json!({"verdict": verdict, "explanation": explanation}),
-            },
-            CheckerResult::new("stats", Verdict::Valid, None),
-        ],
-        availability: Availability {
-            fault_windows: 2,
-            during_faults_ok_fraction: Some(0.6),
-            outside_faults_ok_fraction: Some(0.99),
-            ..Availability::default()
-        },
-        faults: vec![fault("partition", "halves", &["n1", "n2", "n3"], partition), fault("kill", "one", &["n2"], kill)],
-        ..Results::default()
-    };
-    serde_json::to_value(results).unwrap_or(Value::Null)
+    }
 }
 
 #[cfg(test)]

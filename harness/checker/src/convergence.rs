@@ -197,50 +197,17 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
         return unknown("no heal event in the history: cannot tell the final reads".into());
     };
     let nodes = nodes_seen(&ops);
-    // Per key and node, every ok final read in history order.
-    let mut by_key: BTreeMap<Option<String>, BTreeMap<String, Vec<NodeValue>>> = BTreeMap::new();
-    // Keys the workload used (any op on them), so a key nobody read finally is still judged.
-    for o in &ops {
-        by_key.entry(o.key.clone()).or_default();
-    }
-    for o in ops.iter().filter(|o| o.is_final && o.f == read_f && o.outcome == Outcome::Ok) {
-        let Some(node) = &o.node else { continue };
-        let t = o.complete_ns.unwrap_or(o.invoke_ns);
-        by_key
-            .entry(o.key.clone())
-            .or_default()
-            .entry(node.clone())
-            .or_default()
-            .push(NodeValue { node: node.clone(), value: canonical(&o.value), time_ns: t });
-    }
+    let by_key = final_reads_by_key(&ops, read_f);
     let mut keys = Vec::new();
     let (mut settled_ns, mut diverged_ns) = (heal, None::<u64>);
     for (key, reads) in by_key {
-        let missing: Vec<String> = nodes.iter().filter(|n| !reads.contains_key(*n)).cloned().collect();
-        // The last ok final read is the node's final state.
-        let finals: Vec<NodeValue> = reads.values().filter_map(|r| r.last().cloned()).collect();
-        let distinct: BTreeSet<String> = finals.iter().map(|f| f.value.to_string()).collect();
-        let (verdict, reason) = if distinct.len() > 1 {
-            let per: Vec<String> = finals.iter().map(|f| format!("{}={}", f.node, f.value)).collect();
-            (Verdict::Invalid, Some(format!("nodes disagree after heal and quiescence: {}", per.join(", "))))
-        } else if !missing.is_empty() {
-            (Verdict::Unknown, Some(format!("no final read from {}", missing.join(", "))))
-        } else {
-            (Verdict::Valid, None)
-        };
-        if verdict == Verdict::Valid {
-            if let Some(common) = finals.first().map(|f| f.value.clone()) {
-                for rs in reads.values() {
-                    // The first read of the node's trailing run of reads of the common value.
-                    let run_start = rs.iter().rposition(|r| r.value != common).map_or(0, |i| i + 1);
-                    settled_ns = settled_ns.max(rs[run_start].time_ns);
-                    if run_start > 0 {
-                        diverged_ns = Some(diverged_ns.unwrap_or(0).max(rs[run_start - 1].time_ns));
-                    }
-                }
+        let k = key_convergence(key, &reads, &nodes);
+        if k.verdict == Verdict::Valid {
+            if let Some(common) = k.finals.first().map(|f| f.value.clone()) {
+                settle_times(&reads, &common, &mut settled_ns, &mut diverged_ns);
             }
         }
-        keys.push(KeyConvergence { key, verdict, reason, finals, missing });
+        keys.push(k);
     }
     let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
     let reason = keys.iter().find(|k| k.verdict == verdict && verdict != Verdict::Valid).map(|k| {
@@ -256,6 +223,61 @@ pub fn check_convergence(events: &[Event], read_f: &str) -> ConvergenceReport {
         keys,
         converged_within_ms: converged.then(|| ms(settled_ns)),
         still_diverged_at_ms: if converged { diverged_ns.map(ms) } else { None },
+    }
+}
+
+/// Per key and node, every ok final read in history order.
+type FinalReads = BTreeMap<Option<String>, BTreeMap<String, Vec<NodeValue>>>;
+
+/// Per key and node, every ok final read (operations named `read_f`) in history order; every
+/// key the workload used is there, read or not.
+fn final_reads_by_key(ops: &[ClientOp], read_f: &str) -> FinalReads {
+    let mut by_key: FinalReads = BTreeMap::new();
+    // Keys the workload used (any op on them), so a key nobody read finally is still judged.
+    for o in ops {
+        by_key.entry(o.key.clone()).or_default();
+    }
+    for o in ops.iter().filter(|o| o.is_final && o.f == read_f && o.outcome == Outcome::Ok) {
+        let Some(node) = &o.node else { continue };
+        let t = o.complete_ns.unwrap_or(o.invoke_ns);
+        by_key
+            .entry(o.key.clone())
+            .or_default()
+            .entry(node.clone())
+            .or_default()
+            .push(NodeValue { node: node.clone(), value: canonical(&o.value), time_ns: t });
+    }
+    by_key
+}
+
+/// One key's verdict from its final reads per node: invalid when the nodes' last reads differ,
+/// unknown when a node of `nodes` has none, else valid.
+fn key_convergence(key: Option<String>, reads: &BTreeMap<String, Vec<NodeValue>>, nodes: &BTreeSet<String>) -> KeyConvergence {
+    let missing: Vec<String> = nodes.iter().filter(|n| !reads.contains_key(*n)).cloned().collect();
+    // The last ok final read is the node's final state.
+    let finals: Vec<NodeValue> = reads.values().filter_map(|r| r.last().cloned()).collect();
+    let distinct: BTreeSet<String> = finals.iter().map(|f| f.value.to_string()).collect();
+    let (verdict, reason) = if distinct.len() > 1 {
+        let per: Vec<String> = finals.iter().map(|f| format!("{}={}", f.node, f.value)).collect();
+        (Verdict::Invalid, Some(format!("nodes disagree after heal and quiescence: {}", per.join(", "))))
+    } else if !missing.is_empty() {
+        (Verdict::Unknown, Some(format!("no final read from {}", missing.join(", "))))
+    } else {
+        (Verdict::Valid, None)
+    };
+    KeyConvergence { key, verdict, reason, finals, missing }
+}
+
+/// Moves `settled_ns` up to where each node's reads settled on `common`, and `diverged_ns` up
+/// to the last read before that which returned another value.
+fn settle_times(reads: &BTreeMap<String, Vec<NodeValue>>, common: &Value, settled_ns: &mut u64, diverged_ns: &mut Option<u64>) {
+    for rs in reads.values() {
+        // The first read of the node's trailing run of reads of the common value.
+        let run_start = rs.iter().rposition(|r| r.value != *common).map_or(0, |i| i + 1);
+        *settled_ns = (*settled_ns).max(rs[run_start].time_ns);
+        if run_start > 0 {
+            *diverged_ns = Some(diverged_ns.unwrap_or(0).max(rs[run_start - 1].time_ns));
+        }
     }
 }
 

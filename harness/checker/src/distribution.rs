@@ -88,15 +88,51 @@ pub fn check_distribution(
     windows: &[(u64, u64)],
     opts: DistributionOptions,
 ) -> DistributionReport {
+    let tally = tally_ok_ops(events, weights, windows, opts);
+    let samples: u64 = tally.counted.values().sum();
+    let backends = backend_shares(weights, &tally.counted, samples, opts);
+    let (verdict, reason) = judge_shares(weights, &backends, samples, opts);
+    DistributionReport {
+        verdict,
+        reason,
+        options: opts,
+        samples,
+        backends,
+        ok_by_node: tally.ok_by_node,
+        excluded_near_faults: tally.excluded,
+    }
+}
+
+/// The history's ok operations, counted.
+struct Tally<'w> {
+    /// Ok operations by the `node` that answered (faults included).
+    ok_by_node: BTreeMap<String, u64>,
+    /// Counted ok operations per configured backend.
+    counted: BTreeMap<&'w str, u64>,
+    /// Ok operations of a configured backend not counted because they touched a fault window
+    /// or its grace.
+    excluded: u64,
+}
+
+/// Counts the ok client operations: per answering node, and per configured backend those
+/// that touched no fault window nor its grace.
+fn tally_ok_ops<'w>(
+    events: &[Event],
+    weights: &'w [(String, u32)],
+    windows: &[(u64, u64)],
+    opts: DistributionOptions,
+) -> Tally<'w> {
     let near_fault = |t: u64| {
         windows
             .iter()
             .any(|&(s, e)| t >= s && t <= e.saturating_add(opts.grace_ns))
     };
     let mut invoked: BTreeMap<Process, u64> = BTreeMap::new();
-    let mut ok_by_node: BTreeMap<String, u64> = BTreeMap::new();
-    let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut excluded = 0u64;
+    let mut tally = Tally {
+        ok_by_node: BTreeMap::new(),
+        counted: BTreeMap::new(),
+        excluded: 0,
+    };
     for e in events.iter().filter(|e| e.process != Process::Nemesis) {
         if e.kind == EventType::Invoke {
             invoked.insert(e.process, e.time);
@@ -109,7 +145,7 @@ pub fn check_distribution(
         let Some(node) = e.node.as_deref() else {
             continue;
         };
-        *ok_by_node.entry(node.to_string()).or_default() += 1;
+        *tally.ok_by_node.entry(node.to_string()).or_default() += 1;
         let Some((id, _)) = weights.iter().find(|(id, _)| id == node) else {
             continue;
         };
@@ -125,14 +161,25 @@ pub fn check_distribution(
             None => near_fault(e.time),
         };
         if touched {
-            excluded += 1;
+            tally.excluded += 1;
             continue;
         }
-        *counted.entry(id.as_str()).or_default() += 1;
+        *tally.counted.entry(id.as_str()).or_default() += 1;
     }
-    let samples: u64 = counted.values().sum();
+    tally
+}
+
+/// Per configured backend: its expected share (its weight over the total), its observed share
+/// of the `samples` counted, and the deviation allowed (the tolerance, or `z` standard
+/// deviations of a binomial share when that is larger).
+fn backend_shares(
+    weights: &[(String, u32)],
+    counted: &BTreeMap<&str, u64>,
+    samples: u64,
+    opts: DistributionOptions,
+) -> Vec<BackendShare> {
     let total_weight: f64 = weights.iter().map(|(_, w)| f64::from(*w)).sum();
-    let backends: Vec<BackendShare> = weights
+    weights
         .iter()
         .map(|(id, w)| {
             let expected = if total_weight > 0.0 {
@@ -162,54 +209,55 @@ pub fn check_distribution(
                 within: (observed - expected).abs() <= allowed,
             }
         })
-        .collect();
-    let (verdict, reason) = if weights.is_empty() {
-        (Verdict::Unknown, Some("no backends configured".to_string()))
-    } else if samples < opts.samples_min {
-        (
+        .collect()
+}
+
+/// The verdict: unknown without backends or with fewer than `samples_min` samples, invalid
+/// when a backend's share is off by more than allowed (each named), else valid.
+fn judge_shares(
+    weights: &[(String, u32)],
+    backends: &[BackendShare],
+    samples: u64,
+    opts: DistributionOptions,
+) -> (Verdict, Option<String>) {
+    if weights.is_empty() {
+        return (Verdict::Unknown, Some("no backends configured".to_string()));
+    }
+    if samples < opts.samples_min {
+        return (
             Verdict::Unknown,
             Some(format!(
                 "only {samples} ok operations outside fault windows (and {} s after them); at least {} are needed to judge the shares",
                 opts.grace_ns as f64 / 1e9,
                 opts.samples_min
             )),
-        )
-    } else {
-        let off: Vec<String> = backends
-            .iter()
-            .filter(|b| !b.within)
-            .map(|b| {
-                format!(
-                    "{} served {:.1}% ({} of {samples}), its weight {} promises {:.1}% ± {:.1}",
-                    b.backend,
-                    b.observed * 100.0,
-                    b.count,
-                    b.weight,
-                    b.expected * 100.0,
-                    b.allowed * 100.0
-                )
-            })
-            .collect();
-        if off.is_empty() {
-            (Verdict::Valid, None)
-        } else {
-            (
-                Verdict::Invalid,
-                Some(format!(
-                    "the distribution does not follow the weights: {}",
-                    off.join("; ")
-                )),
+        );
+    }
+    let off: Vec<String> = backends
+        .iter()
+        .filter(|b| !b.within)
+        .map(|b| {
+            format!(
+                "{} served {:.1}% ({} of {samples}), its weight {} promises {:.1}% ± {:.1}",
+                b.backend,
+                b.observed * 100.0,
+                b.count,
+                b.weight,
+                b.expected * 100.0,
+                b.allowed * 100.0
             )
-        }
-    };
-    DistributionReport {
-        verdict,
-        reason,
-        options: opts,
-        samples,
-        backends,
-        ok_by_node,
-        excluded_near_faults: excluded,
+        })
+        .collect();
+    if off.is_empty() {
+        (Verdict::Valid, None)
+    } else {
+        (
+            Verdict::Invalid,
+            Some(format!(
+                "the distribution does not follow the weights: {}",
+                off.join("; ")
+            )),
+        )
     }
 }
 

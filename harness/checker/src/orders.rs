@@ -292,6 +292,20 @@ pub(crate) fn check_keys(
         memory_used: AtomicU64::new(0),
         cancel: AtomicBool::new(false),
     };
+    let keys = search_keys_in_parallel(&keys, opts, &budget, &search);
+    let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
+    let reason = combined_reason(&keys, verdict, what);
+    OrderReport { model: name.into(), verdict, reason, keys, elapsed_ms: started.elapsed().as_secs_f64() * 1e3 }
+}
+
+/// Runs `search` on every key on `opts.threads` workers (at most one per key), smallest key
+/// first; the reports come back in the keys' order.
+fn search_keys_in_parallel(
+    keys: &[RegKey],
+    opts: &CheckOptions,
+    budget: &Budget,
+    search: &(impl Fn(&RegKey, &Budget) -> (Outcome, SearchStats) + Sync),
+) -> Vec<OrderKeyReport> {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|&i| keys[i].ops.len());
     let next = AtomicUsize::new(0);
@@ -302,44 +316,59 @@ pub(crate) fn check_keys(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&k) = order.get(i) else { break };
-                let key_started = Instant::now();
-                let (outcome, stats) = search(&keys[k], &budget);
-                let (verdict, reason) = match outcome {
-                    Outcome::Valid => (Verdict::Valid, None),
-                    Outcome::Invalid(r) => (Verdict::Invalid, Some(r)),
-                    Outcome::Unknown(r) => (Verdict::Unknown, Some(r)),
-                };
-                if verdict == Verdict::Invalid && opts.stop_on_first_invalid {
-                    budget.cancel.store(true, Ordering::Relaxed);
-                }
-                let report = OrderKeyReport {
-                    key: keys[k].key.clone(),
-                    verdict,
-                    reason,
-                    ops: keys[k].ops.len(),
-                    info_ops: keys[k].completed.iter().filter(|c| !**c).count(),
-                    processes: stats.processes,
-                    steps: stats.steps,
-                    configurations: stats.configurations,
-                    elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
-                    witness: stats.witness.map(|w| w.iter().map(|&o| keys[k].refs[o].call_index).collect()),
-                };
+                let report = search_key_report(&keys[k], opts, budget, search);
                 results.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(report);
             });
         }
     });
-    let keys: Vec<OrderKeyReport> = results
+    results
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
         .map(|r| r.expect("every key is taken by exactly one worker"))
-        .collect();
-    let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
+        .collect()
+}
+
+/// Searches one key and reports it; an invalid key cancels the other keys' searches when
+/// `opts.stop_on_first_invalid`.
+fn search_key_report(
+    key: &RegKey,
+    opts: &CheckOptions,
+    budget: &Budget,
+    search: &impl Fn(&RegKey, &Budget) -> (Outcome, SearchStats),
+) -> OrderKeyReport {
+    let key_started = Instant::now();
+    let (outcome, stats) = search(key, budget);
+    let (verdict, reason) = match outcome {
+        Outcome::Valid => (Verdict::Valid, None),
+        Outcome::Invalid(r) => (Verdict::Invalid, Some(r)),
+        Outcome::Unknown(r) => (Verdict::Unknown, Some(r)),
+    };
+    if verdict == Verdict::Invalid && opts.stop_on_first_invalid {
+        budget.cancel.store(true, Ordering::Relaxed);
+    }
+    OrderKeyReport {
+        key: key.key.clone(),
+        verdict,
+        reason,
+        ops: key.ops.len(),
+        info_ops: key.completed.iter().filter(|c| !**c).count(),
+        processes: stats.processes,
+        steps: stats.steps,
+        configurations: stats.configurations,
+        elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
+        witness: stats.witness.map(|w| w.iter().map(|&o| key.refs[o].call_index).collect()),
+    }
+}
+
+/// The history's reason under the combined `verdict`: the invalid keys and the first one's
+/// reason, or how many keys are undecided and the first one's reason.
+fn combined_reason(keys: &[OrderKeyReport], verdict: Verdict, what: &str) -> Option<String> {
     let name_of = |k: &OrderKeyReport| match &k.key {
         Some(k) => format!("{k:?}"),
         None => "(no key)".into(),
     };
-    let reason = match verdict {
+    match verdict {
         Verdict::Valid => None,
         Verdict::Invalid => {
             let bad: Vec<&OrderKeyReport> = keys.iter().filter(|k| k.verdict == Verdict::Invalid).collect();
@@ -360,8 +389,23 @@ pub(crate) fn check_keys(
                 unknown[0].reason.as_deref().unwrap_or("undecided")
             ))
         }
-    };
-    OrderReport { model: name.into(), verdict, reason, keys, elapsed_ms: started.elapsed().as_secs_f64() * 1e3 }
+    }
+}
+
+/// Per value of `k`: how many of its ops compare the state with it, and how many write it.
+pub(crate) fn value_counts(k: &RegKey) -> (Vec<u32>, Vec<u32>) {
+    let nvals = k.values.len();
+    let mut compare_count = vec![0u32; nvals];
+    let mut writers_left = vec![0u32; nvals];
+    for &op in &k.ops {
+        if let Some(v) = compared(op) {
+            compare_count[v as usize] += 1;
+        }
+        if let Some(v) = written(op) {
+            writers_left[v as usize] += 1;
+        }
+    }
+    (compare_count, writers_left)
 }
 
 /// One level of the depth-first searches of [`crate::sequential`] and [`crate::session`]: the

@@ -212,53 +212,12 @@ impl Search<'_> {
     }
 }
 
+/// Searches one key for a sequential order of its operations.
 fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
-    let mut index: FxHashMap<u64, usize> = FxHashMap::default();
-    let mut procs: Vec<Vec<usize>> = Vec::new();
-    let mut infos = Vec::new();
-    let mut pending_infos: Vec<(usize, u64)> = Vec::new();
-    for (o, &done) in k.completed.iter().enumerate() {
-        let p = k.process[o];
-        if done {
-            let ix = *index.entry(p).or_insert_with(|| {
-                procs.push(Vec::new());
-                procs.len() - 1
-            });
-            procs[ix].push(o);
-        } else {
-            pending_infos.push((o, p));
-        }
-    }
-    for (o, p) in pending_infos {
-        let proc = index.get(&p).copied();
-        // Completed ops of the process called before this one (ops are in call order).
-        let after = proc.map_or(0, |ix| procs[ix].iter().filter(|&&c| c < o).count() as u32);
-        infos.push(Info { op: o, proc, after });
-    }
-    let nvals = k.values.len();
-    let mut compare_count = vec![0u32; nvals];
-    let mut writers_left = vec![0u32; nvals];
-    for &op in &k.ops {
-        if let Some(v) = compared(op) {
-            compare_count[v as usize] += 1;
-        }
-        if let Some(v) = written(op) {
-            writers_left[v as usize] += 1;
-        }
-    }
+    let (procs, infos) = processes_and_infos(k);
+    let (compare_count, writers_left) = orders::value_counts(k);
     let completed_total = k.completed.iter().filter(|c| **c).count();
-    let own_writers_left: Vec<Vec<u32>> = procs
-        .iter()
-        .map(|ops| {
-            let mut own = vec![0u32; nvals];
-            for &o in ops {
-                if let Some(v) = written(k.ops[o]) {
-                    own[v as usize] += 1;
-                }
-            }
-            own
-        })
-        .collect();
+    let own_writers_left = own_writers_left(k, &procs);
     let mut s = Search {
         own_writers_left,
         k,
@@ -291,6 +250,52 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
         Err(stop) => Outcome::Unknown(stop.reason("sequentially consistent", stats.steps, memo.len())),
     };
     (outcome, stats)
+}
+
+/// Per process (in order of its first completed op): its completed ops, in call order; and the
+/// indeterminate ops, each with its process and how many of that process's completed ops were
+/// called before it.
+fn processes_and_infos(k: &RegKey) -> (Vec<Vec<usize>>, Vec<Info>) {
+    let mut index: FxHashMap<u64, usize> = FxHashMap::default();
+    let mut procs: Vec<Vec<usize>> = Vec::new();
+    let mut infos = Vec::new();
+    let mut pending_infos: Vec<(usize, u64)> = Vec::new();
+    for (o, &done) in k.completed.iter().enumerate() {
+        let p = k.process[o];
+        if done {
+            let ix = *index.entry(p).or_insert_with(|| {
+                procs.push(Vec::new());
+                procs.len() - 1
+            });
+            procs[ix].push(o);
+        } else {
+            pending_infos.push((o, p));
+        }
+    }
+    for (o, p) in pending_infos {
+        let proc = index.get(&p).copied();
+        // Completed ops of the process called before this one (ops are in call order).
+        let after = proc.map_or(0, |ix| procs[ix].iter().filter(|&&c| c < o).count() as u32);
+        infos.push(Info { op: o, proc, after });
+    }
+    (procs, infos)
+}
+
+/// Per process, per value: how many of its completed ops write the value.
+fn own_writers_left(k: &RegKey, procs: &[Vec<usize>]) -> Vec<Vec<u32>> {
+    let nvals = k.values.len();
+    procs
+        .iter()
+        .map(|ops| {
+            let mut own = vec![0u32; nvals];
+            for &o in ops {
+                if let Some(v) = written(k.ops[o]) {
+                    own[v as usize] += 1;
+                }
+            }
+            own
+        })
+        .collect()
 }
 
 impl orders::OrderSearch for Search<'_> {

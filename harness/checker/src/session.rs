@@ -236,7 +236,48 @@ impl Search<'_> {
     }
 }
 
+/// Searches one key for an order `W` of its writes with a position for every read.
 fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
+    let Layout { cursor, gate, free } = layout(k);
+    let (compare_count, writers_left) = orders::value_counts(k);
+    let mandatory_total =
+        cursor.iter().map(Vec::len).sum::<usize>() + free.iter().filter(|f| f.kind == FreeKind::OkWrite).count();
+    let mut s = Search {
+        k,
+        pos: vec![0; cursor.len()],
+        placed: vec![0; free.len().div_ceil(64)],
+        cursor,
+        gate,
+        free,
+        mandatory_left: mandatory_total,
+        mandatory_total,
+        compare_count,
+        writers_left,
+        best: None,
+    };
+    let mut stats = SearchStats { processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(), ..Default::default() };
+    let mut memo = Memo::new(budget);
+    let outcome = orders::run_search(&mut s, &mut memo, &mut stats);
+    stats.configurations = memo.len() as u64;
+    let outcome = match outcome {
+        Ok(true) => Outcome::Valid,
+        Ok(false) => Outcome::Invalid(no_order_reason(&s)),
+        Err(stop) => Outcome::Unknown(stop.reason("read-your-writes and monotonic reads", stats.steps, memo.len())),
+    };
+    (outcome, stats)
+}
+
+/// A key's operations sorted for the search: per process its cursor ops, per cursor op its
+/// gating writes, and the free ops.
+struct Layout {
+    cursor: Vec<Vec<usize>>,
+    gate: FxHashMap<usize, Vec<usize>>,
+    free: Vec<Free>,
+}
+
+/// Sorts `k`'s operations (in call order) into cursor ops and free ops, each gated by its
+/// process's acknowledged writes called before it, with twins for the symmetry breaking.
+fn layout(k: &RegKey) -> Layout {
     let mut cursor_index: FxHashMap<u64, usize> = FxHashMap::default();
     let mut cursor: Vec<Vec<usize>> = Vec::new();
     let mut gate: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
@@ -279,51 +320,20 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
             }
         }
     }
-    let nvals = k.values.len();
-    let mut compare_count = vec![0u32; nvals];
-    let mut writers_left = vec![0u32; nvals];
-    for &op in &k.ops {
-        if let Some(v) = compared(op) {
-            compare_count[v as usize] += 1;
-        }
-        if let Some(v) = written(op) {
-            writers_left[v as usize] += 1;
-        }
-    }
-    let mandatory_total =
-        cursor.iter().map(Vec::len).sum::<usize>() + free.iter().filter(|f| f.kind == FreeKind::OkWrite).count();
-    let mut s = Search {
-        k,
-        pos: vec![0; cursor.len()],
-        placed: vec![0; free.len().div_ceil(64)],
-        cursor,
-        gate,
-        free,
-        mandatory_left: mandatory_total,
-        mandatory_total,
-        compare_count,
-        writers_left,
-        best: None,
-    };
-    let mut stats = SearchStats { processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(), ..Default::default() };
-    let mut memo = Memo::new(budget);
-    let outcome = orders::run_search(&mut s, &mut memo, &mut stats);
-    stats.configurations = memo.len() as u64;
-    let outcome = match outcome {
-        Ok(true) => Outcome::Valid,
-        Ok(false) => {
-            let (done, blocked, state) = s.best.clone().unwrap_or((0, vec![], 0));
-            let unplaced: Vec<usize> = s.free.iter().filter(|f| f.kind == FreeKind::OkWrite).map(|f| f.op).collect();
-            Outcome::Invalid(format!(
-                "no order of the writes lets every process read its own writes with monotonic reads: at best {done} of {mandatory_total} reads and acknowledged writes are placed (value then {}), and then no process's next read can be served: {}{}",
-                k.describe_value(state),
-                if blocked.is_empty() { "(none left; an acknowledged write cannot be placed)".to_string() } else { k.describe_ops(&blocked) },
-                if unplaced.is_empty() { String::new() } else { format!(" ({} acknowledged writes in all)", unplaced.len()) }
-            ))
-        }
-        Err(stop) => Outcome::Unknown(stop.reason("read-your-writes and monotonic reads", stats.steps, memo.len())),
-    };
-    (outcome, stats)
+    Layout { cursor, gate, free }
+}
+
+/// Why a search that found no order failed: how far it got at best and what blocked it there.
+fn no_order_reason(s: &Search) -> String {
+    let (k, mandatory_total) = (s.k, s.mandatory_total);
+    let (done, blocked, state) = s.best.clone().unwrap_or((0, vec![], 0));
+    let unplaced: Vec<usize> = s.free.iter().filter(|f| f.kind == FreeKind::OkWrite).map(|f| f.op).collect();
+    format!(
+        "no order of the writes lets every process read its own writes with monotonic reads: at best {done} of {mandatory_total} reads and acknowledged writes are placed (value then {}), and then no process's next read can be served: {}{}",
+        k.describe_value(state),
+        if blocked.is_empty() { "(none left; an acknowledged write cannot be placed)".to_string() } else { k.describe_ops(&blocked) },
+        if unplaced.is_empty() { String::new() } else { format!(" ({} acknowledged writes in all)", unplaced.len()) }
+    )
 }
 
 impl orders::OrderSearch for Search<'_> {
@@ -347,9 +357,9 @@ impl orders::OrderSearch for Search<'_> {
 /// earlier ok reads; and no read contains an element that no add (other than definitely failed
 /// ones) added. A malformed history gives `unknown`.
 pub fn check_grow_only_set(events: &[crate::history::Event]) -> OrderReport {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
-    use crate::convergence::{client_ops, Outcome as OpOutcome};
+    use crate::convergence::client_ops;
     use crate::orders::OrderKeyReport;
     use crate::Verdict;
 
@@ -371,62 +381,10 @@ pub fn check_grow_only_set(events: &[crate::history::Event]) -> OrderReport {
     }
     let mut keys = Vec::new();
     for (key, ops) in by_key {
-        let key_started = std::time::Instant::now();
-        let possible: BTreeSet<i64> = ops
-            .iter()
-            .filter(|o| o.f == "add" && o.outcome != OpOutcome::Fail)
-            .filter_map(|o| o.invoke_value.as_i64())
-            .collect();
-        // Per process: what its next read must contain.
-        let mut must: BTreeMap<u64, BTreeSet<i64>> = BTreeMap::new();
-        let mut problem: Option<String> = None;
-        for o in &ops {
-            if o.outcome != OpOutcome::Ok {
-                continue;
-            }
-            let m = must.entry(o.process).or_default();
-            match o.f.as_str() {
-                "add" => {
-                    if let Some(e) = o.invoke_value.as_i64() {
-                        m.insert(e);
-                    }
-                }
-                "read" => {
-                    let Some(read) = o.value.as_array().and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<BTreeSet<i64>>>())
-                    else {
-                        return report(
-                            Verdict::Unknown,
-                            Some(format!("malformed history: event {}: a set read's value is not an array of integers", o.index)),
-                            vec![],
-                        );
-                    };
-                    if problem.is_none() {
-                        if let Some(e) = read.iter().find(|e| !possible.contains(e)) {
-                            problem = Some(format!("read at event {} (p{}) has {e}, which no add added", o.index, o.process));
-                        } else if let Some(e) = m.iter().find(|e| !read.contains(e)) {
-                            problem = Some(format!(
-                                "read at event {} (p{}) lacks {e}, which the same process added or read before (read-your-writes / monotonic reads)",
-                                o.index, o.process
-                            ));
-                        }
-                    }
-                    m.extend(read);
-                }
-                _ => {}
-            }
+        match grow_only_set_key(key, &ops) {
+            Ok(k) => keys.push(k),
+            Err(malformed) => return report(Verdict::Unknown, Some(malformed), vec![]),
         }
-        keys.push(OrderKeyReport {
-            key,
-            verdict: if problem.is_some() { Verdict::Invalid } else { Verdict::Valid },
-            reason: problem,
-            ops: ops.len(),
-            info_ops: ops.iter().filter(|o| o.outcome == OpOutcome::Info).count(),
-            processes: ops.iter().map(|o| o.process).collect::<BTreeSet<_>>().len(),
-            steps: 0,
-            configurations: 0,
-            elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
-            witness: None,
-        });
     }
     let bad: Vec<&OrderKeyReport> = keys.iter().filter(|k| k.verdict == Verdict::Invalid).collect();
     let reason = bad.first().map(|k| {
@@ -434,4 +392,69 @@ pub fn check_grow_only_set(events: &[crate::history::Event]) -> OrderReport {
     });
     let verdict = if bad.is_empty() { Verdict::Valid } else { Verdict::Invalid };
     report(verdict, reason, keys)
+}
+
+/// One key of [`check_grow_only_set`]: its first problem, if any, in its report; `Err` (why)
+/// when a read's value is not an array of integers.
+fn grow_only_set_key(
+    key: Option<String>,
+    ops: &[&crate::convergence::ClientOp],
+) -> Result<crate::orders::OrderKeyReport, String> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::convergence::Outcome as OpOutcome;
+    use crate::Verdict;
+
+    let key_started = std::time::Instant::now();
+    let possible: BTreeSet<i64> = ops
+        .iter()
+        .filter(|o| o.f == "add" && o.outcome != OpOutcome::Fail)
+        .filter_map(|o| o.invoke_value.as_i64())
+        .collect();
+    // Per process: what its next read must contain.
+    let mut must: BTreeMap<u64, BTreeSet<i64>> = BTreeMap::new();
+    let mut problem: Option<String> = None;
+    for o in ops {
+        if o.outcome != OpOutcome::Ok {
+            continue;
+        }
+        let m = must.entry(o.process).or_default();
+        match o.f.as_str() {
+            "add" => {
+                if let Some(e) = o.invoke_value.as_i64() {
+                    m.insert(e);
+                }
+            }
+            "read" => {
+                let Some(read) = o.value.as_array().and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<BTreeSet<i64>>>())
+                else {
+                    return Err(format!("malformed history: event {}: a set read's value is not an array of integers", o.index));
+                };
+                if problem.is_none() {
+                    if let Some(e) = read.iter().find(|e| !possible.contains(e)) {
+                        problem = Some(format!("read at event {} (p{}) has {e}, which no add added", o.index, o.process));
+                    } else if let Some(e) = m.iter().find(|e| !read.contains(e)) {
+                        problem = Some(format!(
+                            "read at event {} (p{}) lacks {e}, which the same process added or read before (read-your-writes / monotonic reads)",
+                            o.index, o.process
+                        ));
+                    }
+                }
+                m.extend(read);
+            }
+            _ => {}
+        }
+    }
+    Ok(crate::orders::OrderKeyReport {
+        key,
+        verdict: if problem.is_some() { Verdict::Invalid } else { Verdict::Valid },
+        reason: problem,
+        ops: ops.len(),
+        info_ops: ops.iter().filter(|o| o.outcome == OpOutcome::Info).count(),
+        processes: ops.iter().map(|o| o.process).collect::<BTreeSet<_>>().len(),
+        steps: 0,
+        configurations: 0,
+        elapsed_ms: key_started.elapsed().as_secs_f64() * 1e3,
+        witness: None,
+    })
 }

@@ -128,34 +128,11 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
     let mut cells: Vec<CellRecord> = Vec::new();
     let total = campaign.cells.len();
     for (i, (plan, id)) in campaign.cells.iter().zip(&ids).enumerate() {
-        let cell_seed = plan.seed(seed);
-        let mut rec = CellRecord {
-            id: id.clone(),
-            target: plan.target.clone(),
-            workload: plan.workload.clone(),
-            nemesis: plan.nemesis.clone(),
-            fault_families: plan.fault_families.clone(),
-            repeat: plan.repeat,
-            seed: cell_seed,
-            options: options_json(plan),
-            expect: plan.expect.clone(),
-            command: repro(plan, cell_seed),
-            outcome: "not-run".into(),
-            metrics: CellMetrics { consistency: "unknown".into(), ..Default::default() },
-            ..Default::default()
-        };
+        let mut rec = new_cell_record(plan, id, plan.seed(seed));
         // A signal that came between two cells stops the campaign before the next one starts.
-        if !stopped {
-            let pending = tokio::select! {
-                biased;
-                _ = interrupt.recv() => true,
-                _ = term.recv() => true,
-                _ = std::future::ready(()) => false,
-            };
-            if pending {
-                eprintln!("\nfaultline: interrupted; the remaining cells are not run");
-                stopped = true;
-            }
+        if !stopped && signal_pending(&mut interrupt, &mut term).await {
+            eprintln!("\nfaultline: interrupted; the remaining cells are not run");
+            stopped = true;
         }
         if stopped {
             rec.matched = false;
@@ -163,41 +140,9 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
             continue;
         }
         eprintln!("[{}/{total}] {id}: {}", i + 1, rec.command);
-        let log_rel = format!("logs/{id}.log");
-        rec.log = Some(log_rel.clone());
-        let cell_started = Instant::now();
-        let result = run_cell(&exe, plan, cell_seed, id, &runs, &dir.join(&log_rel), &mut interrupt, &mut term).await;
-        rec.elapsed_s = cell_started.elapsed().as_secs_f64();
-        let (code, problem) = match result {
-            Ok(CellEnd::Exited(code)) => (code, None),
-            Ok(CellEnd::TimedOut(code, after)) => (code, Some(format!("stopped after {:.0} s: the cell ran past its time budget", after.as_secs_f64()))),
-            Ok(CellEnd::Interrupted(code)) => {
-                stopped = true;
-                (code, Some("interrupted (Ctrl-C or SIGTERM): the run was stopped, healed and judged on what it had recorded".to_string()))
-            }
-            Err(e) => (None, Some(format!("could not run the cell: {e:#}"))),
-        };
-        rec.exit_code = code;
-        rec.run_dir = find_run_dir(&runs.join(id)).map(|p| p.strip_prefix(&dir).unwrap_or(&p).display().to_string());
-        let results: Option<Results> = rec
-            .run_dir
-            .as_ref()
-            .and_then(|rd| std::fs::read_to_string(dir.join(rd).join("results.json")).ok())
-            .and_then(|t| Results::from_json(&t).ok());
-        if let Some(r) = &results {
-            rec.metrics = CellMetrics::from_results(r);
+        if run_and_judge_cell(&mut rec, &exe, plan, &dir, &runs, &mut interrupt, &mut term).await {
+            stopped = true;
         }
-        rec.outcome = match (code, &problem) {
-            (_, Some(_)) => "error".into(),
-            (Some(0), None) => "valid".into(),
-            (Some(1), None) => "invalid".into(),
-            (Some(2), None) => "unknown".into(),
-            _ => "error".into(),
-        };
-        if rec.outcome == "error" {
-            rec.error = Some(problem.unwrap_or_else(|| error_reason(code, results.as_ref(), &dir.join(&log_rel))));
-        }
-        rec.matched = matches(&rec.expect, &rec.outcome);
         eprintln!(
             "[{}/{total}] {id}: {}{} in {:.1} s{}",
             i + 1,
@@ -223,20 +168,115 @@ async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, se
         cells,
     };
     print_table(&record);
-    match report::write_all(&dir, &record) {
+    if !write_outputs(&dir, &record) {
+        return Ok(EXIT_ERROR);
+    }
+    println!("{}", record.summary);
+    Ok(exit_code)
+}
+
+/// A cell's record before it runs: what it is and how to reproduce it, outcome `not-run`.
+fn new_cell_record(plan: &CellPlan, id: &str, cell_seed: u64) -> CellRecord {
+    CellRecord {
+        id: id.to_string(),
+        target: plan.target.clone(),
+        workload: plan.workload.clone(),
+        nemesis: plan.nemesis.clone(),
+        fault_families: plan.fault_families.clone(),
+        repeat: plan.repeat,
+        seed: cell_seed,
+        options: options_json(plan),
+        expect: plan.expect.clone(),
+        command: repro(plan, cell_seed),
+        outcome: "not-run".into(),
+        metrics: CellMetrics { consistency: "unknown".into(), ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// Whether SIGINT or SIGTERM came already (does not wait).
+async fn signal_pending(interrupt: &mut tokio::signal::unix::Signal, term: &mut tokio::signal::unix::Signal) -> bool {
+    tokio::select! {
+        biased;
+        _ = interrupt.recv() => true,
+        _ = term.recv() => true,
+        _ = std::future::ready(()) => false,
+    }
+}
+
+/// Runs the cell of `rec` (its log in logs/ID.log, its run under `runs`) and fills in its
+/// outcome, metrics and error; returns whether a signal interrupted it.
+async fn run_and_judge_cell(
+    rec: &mut CellRecord,
+    exe: &Path,
+    plan: &CellPlan,
+    dir: &Path,
+    runs: &Path,
+    interrupt: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) -> bool {
+    let id = rec.id.clone();
+    let log_rel = format!("logs/{id}.log");
+    rec.log = Some(log_rel.clone());
+    let cell_started = Instant::now();
+    let result = run_cell(exe, plan, rec.seed, &id, runs, &dir.join(&log_rel), interrupt, term).await;
+    rec.elapsed_s = cell_started.elapsed().as_secs_f64();
+    let mut interrupted = false;
+    let (code, problem) = match result {
+        Ok(CellEnd::Exited(code)) => (code, None),
+        Ok(CellEnd::TimedOut(code, after)) => (code, Some(format!("stopped after {:.0} s: the cell ran past its time budget", after.as_secs_f64()))),
+        Ok(CellEnd::Interrupted(code)) => {
+            interrupted = true;
+            (code, Some("interrupted (Ctrl-C or SIGTERM): the run was stopped, healed and judged on what it had recorded".to_string()))
+        }
+        Err(e) => (None, Some(format!("could not run the cell: {e:#}"))),
+    };
+    rec.exit_code = code;
+    judge_cell(rec, code, problem, dir, runs, &log_rel);
+    interrupted
+}
+
+/// Fills in a finished cell's run folder, metrics (from its results.json), outcome (from its
+/// exit `code`, an error when there was a `problem`), error and whether it matched.
+fn judge_cell(rec: &mut CellRecord, code: Option<i32>, problem: Option<String>, dir: &Path, runs: &Path, log_rel: &str) {
+    rec.run_dir = find_run_dir(&runs.join(&rec.id)).map(|p| p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+    let results: Option<Results> = rec
+        .run_dir
+        .as_ref()
+        .and_then(|rd| std::fs::read_to_string(dir.join(rd).join("results.json")).ok())
+        .and_then(|t| Results::from_json(&t).ok());
+    if let Some(r) = &results {
+        rec.metrics = CellMetrics::from_results(r);
+    }
+    rec.outcome = match (code, &problem) {
+        (_, Some(_)) => "error".into(),
+        (Some(0), None) => "valid".into(),
+        (Some(1), None) => "invalid".into(),
+        (Some(2), None) => "unknown".into(),
+        _ => "error".into(),
+    };
+    if rec.outcome == "error" {
+        rec.error = Some(problem.unwrap_or_else(|| error_reason(code, results.as_ref(), &dir.join(log_rel))));
+    }
+    rec.matched = matches(&rec.expect, &rec.outcome);
+}
+
+/// Writes the campaign's outputs (campaign.json first) and prints their paths; false (said on
+/// stderr) when not all were written.
+fn write_outputs(dir: &Path, record: &CampaignRecord) -> bool {
+    match report::write_all(dir, record) {
         Ok(files) => {
             for f in files {
                 println!("{}", f.display());
             }
+            true
         }
         Err(e) => {
             // campaign.json is written first: the record survives a drawing failure.
             eprintln!("faultline: error: campaign outputs not all written: {e}");
-            return Ok(EXIT_ERROR);
+            false
         }
     }
-    println!("{}", record.summary);
-    Ok(exit_code)
 }
 
 /// The `faultline run` flags a cell set, as JSON (repeatable flags as arrays).

@@ -25,11 +25,7 @@ pub struct CleanupArgs {
 
 pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     let dir = state::state_dir();
-    for r in &args.runs {
-        if is_ours(&format!("{r}x")).as_deref() != Some(r.as_str()) {
-            anyhow::bail!("--run {r:?} is not a faultline run id (fl + 6 lowercase hex digits)");
-        }
-    }
+    check_run_ids(&args.runs)?;
     let wanted = |id: &str| args.runs.is_empty() || args.runs.iter().any(|r| r == id);
     let (states, problems) = RunState::load_all(&dir);
     let states: Vec<RunState> = states.into_iter().filter(|s| wanted(&s.run_id)).collect();
@@ -37,66 +33,11 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
         eprintln!("faultline cleanup: unreadable state file {p}");
     }
     let mut report = CleanupReport::default();
-    let mut live_ids = Vec::new();
-    let mut dead = Vec::new();
-    for s in states {
-        if s.harness_pid != std::process::id()
-            && state::harness_alive(s.harness_pid, s.harness_start)
-            && !args.force
-        {
-            report.skipped_live.push(format!(
-                "{} (harness pid {} is alive; use --force)",
-                s.run_id, s.harness_pid
-            ));
-            live_ids.push(s.run_id.clone());
-        } else {
-            dead.push(s);
-        }
-    }
+    let (live_ids, dead) = split_live(states, args.force, &mut report);
     // Leftovers without a state file, grouped by run id.
-    let (netns, links, chains) = state::scan_ours();
-    let rules = state::scan_our_rules();
     let recorded: Vec<String> = dead.iter().map(|s| s.run_id.clone()).collect();
-    let mut orphans: BTreeMap<String, RunState> = BTreeMap::new();
-    fn orphan<'a>(
-        orphans: &'a mut BTreeMap<String, RunState>,
-        skip: &[String],
-        wanted: &dyn Fn(&str) -> bool,
-        name: &str,
-    ) -> Option<&'a mut RunState> {
-        let id = is_ours(name)?;
-        if skip.contains(&id) || !wanted(&id) {
-            return None;
-        }
-        Some(orphans.entry(id.clone()).or_insert_with(|| RunState {
-            run_id: id,
-            ..RunState::default()
-        }))
-    }
     let skip: Vec<String> = live_ids.iter().chain(recorded.iter()).cloned().collect();
-    for n in netns {
-        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &n) {
-            s.netns.push(n);
-        }
-    }
-    for l in links {
-        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &l) {
-            s.links.push(l);
-        }
-    }
-    for c in chains {
-        if let Some(s) = orphan(&mut orphans, &skip, &wanted, &c) {
-            s.host_chains.push(c);
-        }
-    }
-    for r in rules {
-        let owner = r.iter().find_map(|w| is_ours(w).map(|_| w.clone()));
-        if let Some(w) = owner {
-            if let Some(s) = orphan(&mut orphans, &skip, &wanted, &w) {
-                s.host_rules.push(r);
-            }
-        }
-    }
+    let orphans = scan_orphans(&skip, &wanted);
     // Rules first so chains can be deleted; a state's host_rules already lists its own.
     let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
     // Docker runs: containers and networks labelled faultline.run (docs/docker.md).
@@ -117,19 +58,116 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     {
         println!("faultline cleanup: nothing to remove");
     }
-    for s in &all {
-        if args.dry_run {
+    remove_runs(&all, &dir, args.dry_run, &mut report);
+    Ok(print_report(&report))
+}
+
+/// Refuses a `--run` that is not a faultline run id.
+fn check_run_ids(runs: &[String]) -> anyhow::Result<()> {
+    for r in runs {
+        if is_ours(&format!("{r}x")).as_deref() != Some(r.as_str()) {
+            anyhow::bail!("--run {r:?} is not a faultline run id (fl + 6 lowercase hex digits)");
+        }
+    }
+    Ok(())
+}
+
+/// Splits the recorded runs into the ids of those whose harness still lives (left alone, noted
+/// in `report`, unless `force`) and those to remove.
+fn split_live(
+    states: Vec<RunState>,
+    force: bool,
+    report: &mut CleanupReport,
+) -> (Vec<String>, Vec<RunState>) {
+    let mut live_ids = Vec::new();
+    let mut dead = Vec::new();
+    for s in states {
+        if s.harness_pid != std::process::id()
+            && state::harness_alive(s.harness_pid, s.harness_start)
+            && !force
+        {
+            report.skipped_live.push(format!(
+                "{} (harness pid {} is alive; use --force)",
+                s.run_id, s.harness_pid
+            ));
+            live_ids.push(s.run_id.clone());
+        } else {
+            dead.push(s);
+        }
+    }
+    (live_ids, dead)
+}
+
+/// Our network namespaces, links, chains and rules that no run in `skip` claims, grouped by
+/// the run id in their names (only `wanted` runs).
+fn scan_orphans(skip: &[String], wanted: &dyn Fn(&str) -> bool) -> BTreeMap<String, RunState> {
+    let (netns, links, chains) = state::scan_ours();
+    let rules = state::scan_our_rules();
+    let mut orphans: BTreeMap<String, RunState> = BTreeMap::new();
+    for n in netns {
+        if let Some(s) = orphan(&mut orphans, skip, wanted, &n) {
+            s.netns.push(n);
+        }
+    }
+    for l in links {
+        if let Some(s) = orphan(&mut orphans, skip, wanted, &l) {
+            s.links.push(l);
+        }
+    }
+    for c in chains {
+        if let Some(s) = orphan(&mut orphans, skip, wanted, &c) {
+            s.host_chains.push(c);
+        }
+    }
+    for r in rules {
+        let owner = r.iter().find_map(|w| is_ours(w).map(|_| w.clone()));
+        if let Some(w) = owner {
+            if let Some(s) = orphan(&mut orphans, skip, wanted, &w) {
+                s.host_rules.push(r);
+            }
+        }
+    }
+    orphans
+}
+
+/// The orphan run that object `name` belongs to (created on first use), unless it is not ours,
+/// its run is in `skip`, or not `wanted`.
+fn orphan<'a>(
+    orphans: &'a mut BTreeMap<String, RunState>,
+    skip: &[String],
+    wanted: &dyn Fn(&str) -> bool,
+    name: &str,
+) -> Option<&'a mut RunState> {
+    let id = is_ours(name)?;
+    if skip.contains(&id) || !wanted(&id) {
+        return None;
+    }
+    Some(orphans.entry(id.clone()).or_insert_with(|| RunState {
+        run_id: id,
+        ..RunState::default()
+    }))
+}
+
+/// Removes each run (or, when `dry_run`, says what would go); a run's state file goes only
+/// while no removal has failed.
+fn remove_runs(all: &[RunState], dir: &std::path::Path, dry_run: bool, report: &mut CleanupReport) {
+    for s in all {
+        if dry_run {
             println!(
                 "would remove run {}: netns {:?}, links {:?}, rules {:?}, chains {:?}, processes {:?}",
                 s.run_id, s.netns, s.links, s.host_rules, s.host_chains, s.pids
             );
             continue;
         }
-        state::remove_run(s, &mut report);
+        state::remove_run(s, report);
         if report.errors.is_empty() {
-            RunState::remove(&dir, &s.run_id);
+            RunState::remove(dir, &s.run_id);
         }
     }
+}
+
+/// Prints what was removed, left alone and failed; the exit code (an error if anything failed).
+fn print_report(report: &CleanupReport) -> u8 {
     for r in &report.removed {
         println!("removed {r}");
     }
@@ -139,9 +177,9 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     for e in &report.errors {
         eprintln!("faultline cleanup: {e}");
     }
-    Ok(if report.errors.is_empty() {
+    if report.errors.is_empty() {
         crate::EXIT_VALID
     } else {
         crate::EXIT_ERROR
-    })
+    }
 }

@@ -96,6 +96,66 @@ pub fn partition_links(
     Ok(links)
 }
 
+impl NetNemesis {
+    /// The links this fault affects: a partition's cut, else every link; an error when that is
+    /// no link at all.
+    fn links_to_cut(
+        &self,
+        spec: &FaultSpec,
+        ordered: &[String],
+        leader: Option<&str>,
+    ) -> Result<Vec<Link>, String> {
+        let links = match self.family {
+            Family::Partition => partition_links(&spec.kind, ordered, leader),
+            _ => partition_links("all-links", ordered, None),
+        }?;
+        if links.is_empty() {
+            // E.g. a majorities ring of 3 or any cut of 1 node: nothing to cut. Say so
+            // rather than report a fault that changed nothing.
+            return Err(format!(
+                "{} {} cuts no link among {} nodes",
+                self.family.as_str(),
+                spec.kind,
+                ordered.len()
+            ));
+        }
+        Ok(links)
+    }
+
+    /// The network state that applies this family's fault to `links`: dropped, lossy (with
+    /// probability `param`) or delayed (by `param` ms, at least 1).
+    fn faults_on(&self, links: &[Link], param: f64) -> NetFaults {
+        match self.family {
+            Family::Partition => NetFaults {
+                drop: links.to_vec(),
+                ..NetFaults::default()
+            },
+            Family::Loss => NetFaults {
+                loss: links.iter().map(|l| (l.clone(), param)).collect(),
+                ..NetFaults::default()
+            },
+            _ => NetFaults {
+                delay: links
+                    .iter()
+                    .map(|l| (l.clone(), param.max(1.0) as u64))
+                    .collect(),
+                ..NetFaults::default()
+            },
+        }
+    }
+}
+
+/// The nodes at either end of `links`, sorted, each once.
+fn linked_nodes(links: &[Link]) -> Vec<String> {
+    let mut nodes: Vec<String> = links
+        .iter()
+        .flat_map(|l| [l.from.clone(), l.to.clone()])
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
 impl Nemesis for NetNemesis {
     fn family(&self) -> Family {
         self.family
@@ -110,27 +170,7 @@ impl Nemesis for NetNemesis {
                 None
             };
             let mechanism = format!("{}-iptables", ctx.runtime.mechanism().as_str());
-            let links = match self.family {
-                Family::Partition => partition_links(&spec.kind, &ordered, leader.as_deref()),
-                _ => partition_links("all-links", &ordered, None),
-            };
-            let links = match links {
-                Ok(l) if l.is_empty() => {
-                    // E.g. a majorities ring of 3 or any cut of 1 node: nothing to cut. Say so
-                    // rather than report a fault that changed nothing.
-                    let error = format!(
-                        "{} {} cuts no link among {} nodes",
-                        self.family.as_str(),
-                        spec.kind,
-                        ordered.len()
-                    );
-                    return Applied {
-                        applied: false,
-                        mechanism,
-                        error: Some(error),
-                        ..Applied::default()
-                    };
-                }
+            let links = match self.links_to_cut(spec, &ordered, leader.as_deref()) {
                 Ok(l) => l,
                 Err(e) => {
                     return Applied {
@@ -141,29 +181,8 @@ impl Nemesis for NetNemesis {
                     }
                 }
             };
-            let mut nodes: Vec<String> = links
-                .iter()
-                .flat_map(|l| [l.from.clone(), l.to.clone()])
-                .collect();
-            nodes.sort();
-            nodes.dedup();
-            let faults = match self.family {
-                Family::Partition => NetFaults {
-                    drop: links.clone(),
-                    ..NetFaults::default()
-                },
-                Family::Loss => NetFaults {
-                    loss: links.iter().map(|l| (l.clone(), spec.param)).collect(),
-                    ..NetFaults::default()
-                },
-                _ => NetFaults {
-                    delay: links
-                        .iter()
-                        .map(|l| (l.clone(), spec.param.max(1.0) as u64))
-                        .collect(),
-                    ..NetFaults::default()
-                },
-            };
+            let nodes = linked_nodes(&links);
+            let faults = self.faults_on(&links, spec.param);
             let mechanism = if self.family == Family::Latency {
                 format!("{}-nfqueue", ctx.runtime.mechanism().as_str())
             } else {

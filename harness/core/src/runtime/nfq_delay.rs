@@ -83,6 +83,8 @@ impl Drop for DelayQueue {
     }
 }
 
+/// The consumer thread: binds the queue (saying on `ready` whether it could), then holds each
+/// packet for `delay_ms` until `stop`, then releases what it still holds.
 fn consume(
     netns: Option<PathBuf>,
     queue_num: u16,
@@ -91,66 +93,20 @@ fn consume(
     delayed: Arc<AtomicU64>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    if let Some(path) = netns {
-        let entered = std::fs::File::open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))
-            .and_then(|f| {
-                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("setns {}: {e}", path.display()))
-            });
-        if let Err(e) = entered {
+    let mut q = match open_queue(netns, queue_num) {
+        Ok(q) => q,
+        Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
-    }
-    let mut q = match nfq::Queue::open() {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot open an NFQUEUE socket: {e}")));
-            return;
-        }
     };
-    if let Err(e) = q.bind(queue_num) {
-        let _ = ready.send(Err(format!("cannot bind NFQUEUE {queue_num}: {e}")));
-        return;
-    }
-    // Only headers are needed to give a verdict; copying less keeps the socket cheap.
-    let _ = q.set_copy_range(queue_num, 64);
-    let _ = q.set_queue_max_len(queue_num, MAX_HELD as u32);
-    q.set_nonblocking(true);
     let _ = ready.send(Ok(()));
 
     let delay = Duration::from_millis(delay_ms);
     let mut held: VecDeque<(Instant, nfq::Message)> = VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
-        let mut got = false;
-        // Drain what the kernel has queued (bounded per round so releases stay timely).
-        for _ in 0..256 {
-            match q.recv() {
-                Ok(mut msg) => {
-                    got = true;
-                    if held.len() >= MAX_HELD {
-                        msg.set_verdict(nfq::Verdict::Accept);
-                        let _ = q.verdict(msg);
-                    } else {
-                        held.push_back((Instant::now() + delay, msg));
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!("nfq-delay queue {queue_num}: recv: {e}");
-                    break;
-                }
-            }
-        }
-        // The delay is constant, so deadlines are in arrival order: release from the front.
-        let now = Instant::now();
-        while held.front().is_some_and(|(due, _)| *due <= now) {
-            let (_, mut msg) = held.pop_front().expect("front exists");
-            msg.set_verdict(nfq::Verdict::Accept);
-            let _ = q.verdict(msg);
-            delayed.fetch_add(1, Ordering::Relaxed);
-        }
+        let got = receive_round(&mut q, &mut held, delay, queue_num);
+        release_due(&mut q, &mut held, &delayed);
         if !got {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -160,4 +116,72 @@ fn consume(
         let _ = q.verdict(msg);
     }
     let _ = q.unbind(queue_num);
+}
+
+/// Enters the namespace at `netns` (if any) and binds queue `queue_num`, non-blocking, holding
+/// at most [`MAX_HELD`] packets in the kernel.
+fn open_queue(netns: Option<PathBuf>, queue_num: u16) -> Result<nfq::Queue, String> {
+    if let Some(path) = netns {
+        std::fs::File::open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+            .and_then(|f| {
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("setns {}: {e}", path.display()))
+            })?;
+    }
+    let mut q = nfq::Queue::open().map_err(|e| format!("cannot open an NFQUEUE socket: {e}"))?;
+    q.bind(queue_num)
+        .map_err(|e| format!("cannot bind NFQUEUE {queue_num}: {e}"))?;
+    // Only headers are needed to give a verdict; copying less keeps the socket cheap.
+    let _ = q.set_copy_range(queue_num, 64);
+    let _ = q.set_queue_max_len(queue_num, MAX_HELD as u32);
+    q.set_nonblocking(true);
+    Ok(q)
+}
+
+/// Takes what the kernel has queued, at most 256 packets: each is held until `delay` from now,
+/// or accepted at once when [`MAX_HELD`] are held already. Returns whether any came.
+fn receive_round(
+    q: &mut nfq::Queue,
+    held: &mut VecDeque<(Instant, nfq::Message)>,
+    delay: Duration,
+    queue_num: u16,
+) -> bool {
+    let mut got = false;
+    // Drain what the kernel has queued (bounded per round so releases stay timely).
+    for _ in 0..256 {
+        match q.recv() {
+            Ok(mut msg) => {
+                got = true;
+                if held.len() >= MAX_HELD {
+                    msg.set_verdict(nfq::Verdict::Accept);
+                    let _ = q.verdict(msg);
+                } else {
+                    held.push_back((Instant::now() + delay, msg));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::warn!("nfq-delay queue {queue_num}: recv: {e}");
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// Accepts the held packets that are due, counting them in `delayed`.
+fn release_due(
+    q: &mut nfq::Queue,
+    held: &mut VecDeque<(Instant, nfq::Message)>,
+    delayed: &AtomicU64,
+) {
+    // The delay is constant, so deadlines are in arrival order: release from the front.
+    let now = Instant::now();
+    while held.front().is_some_and(|(due, _)| *due <= now) {
+        let (_, mut msg) = held.pop_front().expect("front exists");
+        msg.set_verdict(nfq::Verdict::Accept);
+        let _ = q.verdict(msg);
+        delayed.fetch_add(1, Ordering::Relaxed);
+    }
 }
