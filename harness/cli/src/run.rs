@@ -20,7 +20,8 @@ use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
 use faultline_core::target::lb::LbStats;
-use faultline_core::target::{external, lb};
+use faultline_core::target::{external, lb, Target};
+use faultline_core::workload::Workload;
 use faultline_checker::hierarchy::{Consistency, Model};
 use faultline_results::{Counts, Results};
 use faultline_core::target::reference::ReferenceTarget;
@@ -475,39 +476,66 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
+    // The test first: building it creates nothing outside this process, so a target that
+    // cannot be built leaves no folder, namespace or container behind.
+    let test = Test::build(&args, &plan)?;
     let repro = repro(&args, &plan);
     let run_dir = RunDir::create_now(&args.store, &plan.name)?;
     init_log(&run_dir.harness_log())?;
     tracing::info!("faultline run: {repro}");
     if !args.quiet {
-        eprintln!(
-            "faultline: seed {}, run folder {}",
-            plan.seed,
-            run_dir.dir().display()
-        );
+        eprintln!("faultline: seed {}, run folder {}", plan.seed, run_dir.dir().display());
     }
-
+    for n in &test.notes {
+        eprintln!("faultline: {n}");
+        tracing::warn!("{n}");
+    }
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot watch SIGTERM: {e}");
-                    return;
-                }
-            };
+    let signals = watch_signals(cancel_tx);
+    let runtime = build_runtime(&args, &plan, cancel_rx.clone()).await?;
+    let runtime = test.gate(runtime);
+    let cfg = run_config(&args, &plan, &repro);
+    let progress = Arc::new(Progress::default());
+    let bar = progress_line(progress.clone(), args.time_limit, args.quiet);
+    let inputs = RunInputs {
+        runtime,
+        target: test.target,
+        workload: test.workload,
+        client: test.client,
+        run_dir: run_dir.clone(),
+        progress,
+        cancel: cancel_rx,
+    };
+    let outcome = runner::run(cfg, inputs).await;
+    bar.abort();
+    let _ = bar.await;
+    signals.abort();
+    Ok(report_outcome(&outcome, &run_dir, &repro))
+}
+
+/// Flips the cancel watch on SIGINT or SIGTERM: the run then stops its main phase, heals,
+/// tears down and analyses what it recorded.
+fn watch_signals(cancel_tx: tokio::sync::watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!(
-            "\nfaultline: interrupted; healing, tearing down and analysing what was recorded"
-        );
+        eprintln!("\nfaultline: interrupted; healing, tearing down and analysing what was recorded");
         tracing::warn!("interrupted by signal");
         let _ = cancel_tx.send(true);
-    });
+    })
+}
 
+/// Where the nodes live: the per-run Docker project or the local namespaces (created here).
+async fn build_runtime(args: &RunArgs, plan: &Plan, cancel: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Arc<dyn Runtime>> {
     let runtime: Arc<dyn Runtime> = if args.runtime == "docker" {
         let opts = faultline_core::runtime::docker::DockerOptions {
             nodes: args.nodes,
@@ -515,27 +543,13 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
             state_dir: state_dir(),
             repo: None,
             build_timeout: Duration::from_secs(900),
-            cancel: Some(cancel_rx.clone()),
+            cancel: Some(cancel),
         };
-        Arc::new(
-            tokio::task::spawn_blocking(move || {
-                faultline_core::runtime::docker::DockerRuntime::setup(&opts)
-            })
-            .await?
-            .context("docker runtime setup")?,
-        )
+        let setup = tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts));
+        Arc::new(setup.await?.context("docker runtime setup")?)
     } else {
-        let local = LocalOptions {
-            nodes: args.nodes,
-            port: args.port,
-            mechanism: plan.mechanism,
-            state_dir: state_dir(),
-        };
-        Arc::new(
-            tokio::task::spawn_blocking(move || LocalRuntime::setup(&local))
-                .await?
-                .context("local runtime setup")?,
-        )
+        let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
+        Arc::new(tokio::task::spawn_blocking(move || LocalRuntime::setup(&local)).await?.context("local runtime setup")?)
     };
     tracing::info!(
         "runtime {}: mechanism {}, run id {}, nodes {:?}",
@@ -544,59 +558,11 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         runtime.run_id(),
         runtime.nodes().iter().map(|n| n.addr()).collect::<Vec<_>>()
     );
-    let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    // From the OS's entropy: never from the seed, which world-readable files record.
-    let admin_token = faultline_core::secret::admin_token()?;
-    let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
-    let reference = ReferenceTarget {
-        role: args.target.clone(),
-        options: plan.role_options.clone(),
-        program: plan.node_bin.clone(),
-        bugs: args.bugs.clone(),
-        admin_token: admin_token.clone(),
-        http: http.clone(),
-        seed: plan.seed,
-    };
-    // The role that holds the data: the backends' behind a load balancer.
-    let data_role = if args.target == "lb" { lb::backend_role(&plan.role_options) } else { args.target.as_str() };
-    let target: Arc<dyn faultline_core::target::Target> =
-        if args.target == "lb" { Arc::new(lb::LbTarget::new(reference, args.nodes).map_err(anyhow::Error::msg)?) } else { Arc::new(reference) };
-    let workload: Arc<dyn faultline_core::workload::Workload> = if roles::role(data_role).is_some_and(|r| !r.cas) && args.workload == "register" {
-        // The role refuses cas (501): reads and writes only, half and half.
-        Arc::new(register_shape(&args, faultline_workloads::register::Register { read_pct: 50, write_pct: 50, ..Default::default() }))
-    } else if args.target == "router" && args.workload == "register" {
-        // More keys at once, so that a short run spreads enough keys over the shard groups for
-        // the shard-balance checker to judge (docs/targets.md).
-        Arc::new(register_shape(&args, faultline_workloads::register::Register { active_keys: faultline_core::target::router::ACTIVE_KEYS, ..Default::default() }))
-    } else if args.workload == "register" {
-        Arc::new(register_shape(&args, faultline_workloads::register::Register::default()))
-    } else {
-        faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg)?
-    };
-    let inputs = external::BuildInputs {
-        target: &args.target,
-        options: &args.target_opts,
-        workload,
-        op_timeout,
-        seed: plan.seed,
-        admin_token,
-        http: http.clone(),
-        nodes: args.nodes,
-        runtime_kind: runtime.kind(),
-    };
-    let external::Resolved {
-        target,
-        workload,
-        runtime,
-        notes,
-    } = external::resolve(inputs, runtime.clone(), target)?;
-    for n in &notes {
-        eprintln!("faultline: {n}");
-        tracing::warn!("{n}");
-    }
-    // Never fails here for the reference roles (one client for every data type) nor for the
-    // external targets (`resolve` checked it).
-    let client = target.client(workload.data_type()).map_err(anyhow::Error::msg)?;
+    Ok(runtime)
+}
+
+/// What shapes the run, recorded in test.json.
+fn run_config(args: &RunArgs, plan: &Plan, repro: &str) -> RunConfig {
     let options: Value = json!({
         "target": args.target, "workload": args.workload, "nemesis": args.nemesis, "nodes": args.nodes,
         "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
@@ -604,7 +570,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         "target_opts": args.target_opts, "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
         "setup_timeout": args.setup_timeout, "local_net": args.local_net, "node_bin": plan.node_bin, "port": args.port,
     });
-    let cfg = RunConfig {
+    RunConfig {
         test_name: plan.name.clone(),
         seed: plan.seed,
         concurrency: args.concurrency,
@@ -613,48 +579,112 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<u8> {
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
         nemesis: plan.nemesis.clone(),
         recovery: Duration::from_secs_f64(args.recovery),
-        op_timeout,
+        op_timeout: Duration::from_millis(args.op_timeout_ms),
         setup_timeout: Duration::from_secs_f64(args.setup_timeout),
         final_read_timeout: Duration::from_secs(30),
-        repro: repro.clone(),
+        repro: repro.to_string(),
         options,
-    };
-    let progress = Arc::new(Progress::default());
-    let bar = progress_line(progress.clone(), args.time_limit, args.quiet);
-    let outcome = runner::run(
-        cfg,
-        RunInputs {
-            runtime,
-            target,
-            workload,
-            client,
-            run_dir: run_dir.clone(),
-            progress,
-            cancel: cancel_rx,
-        },
-    )
-    .await;
-    bar.abort();
-    let _ = bar.await;
-    signals.abort();
+    }
+}
 
-    print_summary(&outcome.results, run_dir.dir(), &repro);
+/// The summary, report.html and the harness's errors; returns the exit code.
+fn report_outcome(outcome: &runner::RunOutcome, run_dir: &RunDir, repro: &str) -> u8 {
+    print_summary(&outcome.results, run_dir.dir(), repro);
     // The report is part of the run's product, but a failure to draw it must not change the
     // verdict's exit code: warn and point at `faultline report`.
     match faultline_reports::render_run(run_dir.dir(), &Default::default()) {
         Ok(r) => println!("report: {}", r.files[0].display()),
-        Err(e) => eprintln!(
-            "faultline: warning: report not written ({e}); try `faultline report {}`",
-            run_dir.dir().display()
-        ),
+        Err(e) => eprintln!("faultline: warning: report not written ({e}); try `faultline report {}`", run_dir.dir().display()),
     }
     for e in &outcome.errors {
         eprintln!("faultline: {e}");
     }
-    Ok(match outcome.verdict {
-        Some(v) => v.exit_code(),
-        None => EXIT_ERROR,
-    })
+    outcome.verdict.map_or(EXIT_ERROR, |v| v.exit_code())
+}
+
+/// A test as Jepsen's test map has it: the target (with its client for the workload's data
+/// type) and the workload, assembled from validated flags. The runtime is made afterwards,
+/// by [`build_runtime`], and gated by the target ([`Test::gate`]).
+pub(crate) struct Test {
+    target: Arc<dyn Target>,
+    workload: Arc<dyn Workload>,
+    client: Arc<dyn faultline_core::client::Client>,
+    /// The fault families an external target cannot take, one line each.
+    notes: Vec<String>,
+    external: bool,
+}
+
+impl Test {
+    /// Builds the test: the reference role (or the lb in front of it), or an external target;
+    /// the workload in the shape the role needs; the target's client for it.
+    pub(crate) fn build(args: &RunArgs, plan: &Plan) -> anyhow::Result<Test> {
+        let op_timeout = Duration::from_millis(args.op_timeout_ms);
+        // From the OS's entropy: never from the seed, which world-readable files record.
+        let admin_token = faultline_core::secret::admin_token()?;
+        let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
+        let reference = ReferenceTarget {
+            role: args.target.clone(),
+            options: plan.role_options.clone(),
+            program: plan.node_bin.clone(),
+            bugs: args.bugs.clone(),
+            admin_token: admin_token.clone(),
+            http: http.clone(),
+            seed: plan.seed,
+        };
+        let workload = workload_for(args, plan)?;
+        let (target, notes, external): (Arc<dyn Target>, Vec<String>, bool) = if external::is_external(&args.target) {
+            let inputs = external::BuildInputs {
+                target: &args.target,
+                options: &args.target_opts,
+                workload: workload.clone(),
+                op_timeout,
+                seed: plan.seed,
+                admin_token,
+                http,
+                nodes: args.nodes,
+                runtime_kind: &args.runtime,
+            };
+            let built = external::build(inputs)?;
+            (built.target, built.notes, true)
+        } else if args.target == "lb" {
+            (Arc::new(lb::LbTarget::new(reference, args.nodes).map_err(anyhow::Error::msg)?), Vec::new(), false)
+        } else {
+            (Arc::new(reference), Vec::new(), false)
+        };
+        let client = target.client(workload.data_type()).map_err(anyhow::Error::msg)?;
+        Ok(Test { target, workload, client, notes, external })
+    }
+
+    /// The runtime as this test's target allows it: an external target refuses the faults it
+    /// cannot take (recorded as not applied, never pretended).
+    fn gate(&self, runtime: Arc<dyn Runtime>) -> Arc<dyn Runtime> {
+        if self.external {
+            external::gate(runtime, self.target.as_ref())
+        } else {
+            runtime
+        }
+    }
+}
+
+/// The workload, in the shape the role needs.
+fn workload_for(args: &RunArgs, plan: &Plan) -> anyhow::Result<Arc<dyn Workload>> {
+    use faultline_workloads::register::Register;
+    if args.workload != "register" {
+        return faultline_workloads::by_name(&args.workload).map_err(anyhow::Error::msg);
+    }
+    // The role that holds the data: the backends' behind a load balancer.
+    let data_role = if args.target == "lb" { lb::backend_role(&plan.role_options) } else { args.target.as_str() };
+    let base = if roles::role(data_role).is_some_and(|r| !r.cas) {
+        // The role refuses cas (501): reads and writes only, half and half.
+        Register { read_pct: 50, write_pct: 50, ..Default::default() }
+    } else if args.target == "router" {
+        // More keys at once, so that a short run spreads enough keys over the shard groups for
+        // the shard-balance checker to judge (docs/targets.md).
+        Register { active_keys: faultline_core::target::router::ACTIVE_KEYS, ..Default::default() }
+    } else {
+        Register::default()
+    };
+    Ok(Arc::new(register_shape(args, base)))
 }
 
 /// The live line: elapsed time, ok/fail/info counts, phase and active faults. indicatif draws

@@ -149,26 +149,6 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
     Ok(Built { target, workload: i.workload, notes })
 }
 
-/// What `faultline run` resolved `--target` to.
-pub struct Resolved {
-    pub target: Arc<dyn Target>,
-    pub workload: Arc<dyn Workload>,
-    pub runtime: Arc<dyn Runtime>,
-    pub notes: Vec<String>,
-}
-
-/// `faultline run`'s target resolution: a reference role keeps `reference` (which already holds
-/// its checked `--target-opt`s) and the workload as they are; an external target is built
-/// ([`build`]) and the runtime gated ([`gate`]).
-pub fn resolve(i: BuildInputs<'_>, runtime: Arc<dyn Runtime>, reference: Arc<dyn Target>) -> Result<Resolved, ExternalError> {
-    if !is_external(i.target) {
-        return Ok(Resolved { target: reference, workload: i.workload, runtime, notes: vec![] });
-    }
-    let built = build(i)?;
-    let runtime = gate(runtime, built.target.as_ref());
-    Ok(Resolved { target: built.target, workload: built.workload, runtime, notes: built.notes })
-}
-
 /// A runtime that refuses the faults its target cannot take.
 pub struct GatedRuntime {
     inner: Arc<dyn Runtime>,
