@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a cluster, drive clients, inject faults, record and check the history.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Check a recorded history (a history.jsonl, a run folder, or an imported format).
     Check(check::CheckArgs),
     /// Remove whatever a killed run left behind (namespaces, links, firewall chains, processes).
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Run(args) => run::main(args),
+        Command::Run(args) => run::main(*args),
         Command::Check(args) => check::main(args),
         Command::Cleanup(args) => cleanup::main(args),
         Command::Report(args) => report::main(args),

@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub op_timeout: Duration,
     pub setup_timeout: Duration,
     pub final_read_timeout: Duration,
+    /// An explicit fault schedule to follow (`--schedule`, a replay); else one is generated.
+    #[serde(skip)]
+    pub schedule: Option<Schedule>,
     /// The exact command that reproduces this run.
     pub repro: String,
     /// The command-line options as given (recorded verbatim in test.json).
@@ -399,10 +402,12 @@ pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let mut errors: Vec<String> = Vec::new();
     let t0 = Instant::now();
     let nodes_n = runtime.nodes().len();
-    let schedule = Schedule::generate_choices(
+    let schedule = Schedule::for_run(
+        cfg.schedule.as_ref(),
         cfg.seed,
         &cfg.nemesis,
         nodes_n,
+        target.as_ref(),
         cfg.time_limit.as_secs_f64(),
         cfg.nemesis_interval.as_secs_f64(),
     );
