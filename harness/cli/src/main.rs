@@ -15,6 +15,7 @@ mod cleanup;
 mod report;
 mod run;
 mod serve;
+mod shrink;
 
 /// The verdict-to-exit-code contract.
 pub const EXIT_VALID: u8 = 0;
@@ -44,6 +45,9 @@ enum Command {
     Campaign(campaign::CampaignArgs),
     /// Serve a run store on 127.0.0.1: the runs, filterable by verdict, each linked to its report.
     Serve(serve::ServeArgs),
+    /// Re-run an invalid run with fewer fault windows, a shorter time limit and fewer clients,
+    /// to find a smaller run that still fails (delta debugging; bounded by --budget-runs).
+    Shrink(shrink::ShrinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Campaign(args) => campaign::main(args),
+        Command::Shrink(args) => shrink::main(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
