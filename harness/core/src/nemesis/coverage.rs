@@ -13,6 +13,10 @@
 //! 3. then draws (family, kind) pairs from a seeded bag of every kind the target can take,
 //!    refilled when empty, so the rest of the fault space is covered before repeats too.
 //!
+//! A target that takes `rebalance` (a router under range or directory sharding) gets a
+//! `rebalance:move` in its first wave and its bag too (`all` on the command line never names
+//! it: other targets refuse it).
+//!
 //! Faults of families the target refuses ([`crate::target::Target::fault_support`]) and kinds
 //! that cannot act on the cluster (a leader kind without a leader, a majorities ring of fewer
 //! than 4 nodes) are left out rather than recorded as not applied. Every choice comes from the
@@ -20,7 +24,7 @@
 
 use rand::seq::SliceRandom;
 
-use super::{clock, draw_param, Choice, Family, FaultSpec, Schedule, Scheduled};
+use super::{clock, draw_param, rebalance, Choice, Family, FaultSpec, Schedule, Scheduled};
 use crate::generator::rng_for;
 
 /// The first wave on targets with a leader: each fault a planted bug of the reference roles
@@ -88,13 +92,19 @@ pub fn generate(
     } else {
         LEADERLESS_WAVE
     };
-    let mut first: Vec<(Family, &str)> = wave.iter().copied().filter(keep).collect();
+    // A target that can move shards (a router under range or directory sharding) also gets a
+    // move under load: what its own bugs need.
+    let rebalance =
+        supported(Family::Rebalance).then_some((Family::Rebalance, rebalance::KIND_MOVE));
+    let mut first: Vec<(Family, &str)> =
+        wave.iter().copied().chain(rebalance).filter(keep).collect();
     first.shuffle(&mut rng);
     first.reverse(); // drawn with pop(): the shuffled order, front first
     let pool: Vec<(Family, &str)> = Family::GENERAL
         .iter()
         .flat_map(|f| f.kinds().iter().map(move |k| (*f, *k)))
         .chain(has_leader.then_some((Family::Clock, clock::SKEW_ISOLATE_LEADER)))
+        .chain(rebalance)
         .filter(keep)
         .collect();
     let gap = interval_s / 2.0;
@@ -140,8 +150,9 @@ pub fn generate(
 mod tests {
     use super::*;
 
-    fn every(_: Family) -> bool {
-        true
+    /// Every family a router under range sharding takes but `rebalance`.
+    fn every(f: Family) -> bool {
+        f != Family::Rebalance
     }
 
     fn pairs(s: &Schedule) -> Vec<(Family, String)> {
@@ -202,6 +213,13 @@ mod tests {
                 assert!(kinds.contains(&(want.0, want.1.to_string())), "{want:?}");
             }
         }
+        // A router that can move shards gets a move in its first wave.
+        let router = generate(6, 7, true, &|_| true, 120.0, 3.0);
+        let head: Vec<(Family, String)> = pairs(&router)[..LEADER_WAVE.len() + 1].to_vec();
+        assert!(
+            head.contains(&(Family::Rebalance, "move".to_string())),
+            "{head:?}"
+        );
         // Nothing the target takes: no windows rather than refused ones.
         assert!(generate(1, 5, true, &|_| false, 60.0, 3.0)
             .faults
