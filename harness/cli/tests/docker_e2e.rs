@@ -24,7 +24,9 @@ fn every_fault_family_is_applied_in_containers_and_teardown_leaves_nothing() {
     let seed = (1..1000u64)
         .find(|&seed| {
             let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 20.0, 1.5);
-            Family::GENERAL.iter().all(|f| s.faults.iter().any(|w| w.spec.family == *f))
+            Family::GENERAL
+                .iter()
+                .all(|f| s.faults.iter().any(|w| w.spec.family == *f))
         })
         .expect("some seed draws every family")
         .to_string();

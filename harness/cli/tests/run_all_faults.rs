@@ -77,7 +77,10 @@ fn every_fault_family_is_applied_and_recorded() {
         };
         // skew-isolate-leader sets a clock and cuts links: `admin-api+netns-iptables`.
         let got = f["mechanism"].as_str().unwrap();
-        assert!(got == want || (want == "admin-api" && got.starts_with(want)), "{f:#}");
+        assert!(
+            got == want || (want == "admin-api" && got.starts_with(want)),
+            "{f:#}"
+        );
     }
     assert!(
         !r["clock"].as_array().unwrap().is_empty(),
