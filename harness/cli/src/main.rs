@@ -16,6 +16,7 @@ mod cleanup;
 mod report;
 mod run;
 mod serve;
+mod shrink;
 
 /// The verdict-to-exit-code contract.
 pub const EXIT_VALID: u8 = 0;
@@ -35,7 +36,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 enum Command {
     /// Start a cluster, drive clients, inject faults, record and check the history.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Check a recorded history (a history.jsonl, a run folder, or an imported format).
     Check(check::CheckArgs),
     /// Remove whatever a killed run left behind (namespaces, links, firewall chains, processes).
@@ -47,6 +48,9 @@ enum Command {
     Campaign(campaign::CampaignArgs),
     /// Serve a run store on 127.0.0.1: the runs, filterable by verdict, each linked to its report.
     Serve(serve::ServeArgs),
+    /// Re-run an invalid run with fewer fault windows, a shorter time limit and fewer clients,
+    /// to find a smaller run that still fails (delta debugging; bounded by --budget-runs).
+    Shrink(shrink::ShrinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,12 +68,13 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Run(args) => run::main(args),
+        Command::Run(args) => run::main(*args),
         Command::Check(args) => check::main(args),
         Command::Cleanup(args) => cleanup::main(args),
         Command::Report(args) => report::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Campaign(args) => campaign::main(args),
+        Command::Shrink(args) => shrink::main(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

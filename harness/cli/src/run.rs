@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use faultline_core::client::http::NodeHttp;
-use faultline_core::nemesis::{parse_choices, Choice};
+use faultline_core::nemesis::{parse_choices, replay, Choice, Schedule};
 use faultline_core::progress::Progress;
 use faultline_core::runner::{self, RunConfig, RunInputs};
 use faultline_core::runtime::local::{LocalOptions, LocalRuntime, MechanismChoice};
@@ -61,9 +61,14 @@ pub struct RunArgs {
     /// Length of the main phase, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub time_limit: f64,
-    /// Seconds between a fault's start and its end, and between two faults.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds a fault lasts; between two faults, the same (explicit lists) or half of it
+    /// (`all`, the default coverage schedule).
+    #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
+    /// Replay an explicit fault schedule: a run's test.json or results.json, a run folder, or
+    /// a file holding just a schedule. Its seed is the run's unless --seed is given.
+    #[arg(long)]
+    pub schedule: Option<PathBuf>,
     /// Seed of every random choice (ops, faults, node timers); random when not given.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -122,6 +127,8 @@ fn register_shape(args: &RunArgs, base: faultline_workloads::register::Register)
 /// Validated settings.
 pub(crate) struct Plan {
     nemesis: Vec<Choice>,
+    /// The explicit schedule of `--schedule` (checked against the run's nodes and time limit).
+    schedule: Option<Schedule>,
     seed: u64,
     mechanism: MechanismChoice,
     node_bin: PathBuf,
@@ -300,15 +307,34 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     } else {
         locate_node_bin(a.node_bin.as_deref())?
     };
-    let seed = a.seed.unwrap_or_else(rand_seed);
+    let replay = match &a.schedule {
+        Some(p) => Some(replay_schedule(p, a)?),
+        None => None,
+    };
+    let seed = a
+        .seed
+        .or(replay.as_ref().and_then(|r| r.seed))
+        .unwrap_or_else(rand_seed);
+    let schedule = replay.map(|r| r.schedule);
+    // A replay's families are what the run uses (the clock sampler follows them).
+    let nemesis = schedule.as_ref().map_or(nemesis, Schedule::families);
     Ok(Plan {
         nemesis,
+        schedule,
         seed,
         mechanism,
         node_bin,
         name,
         role_options,
     })
+}
+
+/// Reads and checks `--schedule`.
+fn replay_schedule(p: &Path, a: &RunArgs) -> anyhow::Result<replay::Loaded> {
+    let loaded = replay::load(p).map_err(|e| anyhow::anyhow!("--schedule: {e}"))?;
+    replay::check(&loaded.schedule, a.nodes, a.time_limit)
+        .map_err(|e| anyhow::anyhow!("--schedule {}: {e}", loaded.source.display()))?;
+    Ok(loaded)
 }
 
 pub(crate) fn rand_seed() -> u64 {
@@ -341,6 +367,10 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
         a.recovery,
         a.op_timeout_ms
     );
+    if let Some(p) = &a.schedule {
+        let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        s += &format!(" --schedule {}", shell_quote(&p.display().to_string()));
+    }
     for o in &a.target_opts {
         s += &format!(" --target-opt {o}");
     }
@@ -566,7 +596,7 @@ fn run_config(args: &RunArgs, plan: &Plan, repro: &str) -> RunConfig {
     let options: Value = json!({
         "target": args.target, "workload": args.workload, "nemesis": args.nemesis, "nodes": args.nodes,
         "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
-        "nemesis_interval": args.nemesis_interval, "seed": plan.seed, "runtime": args.runtime, "bugs": args.bugs,
+        "nemesis_interval": args.nemesis_interval, "schedule": args.schedule, "seed": plan.seed, "runtime": args.runtime, "bugs": args.bugs,
         "target_opts": args.target_opts, "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
         "setup_timeout": args.setup_timeout, "local_net": args.local_net, "node_bin": plan.node_bin, "port": args.port,
     });
@@ -578,6 +608,7 @@ fn run_config(args: &RunArgs, plan: &Plan, repro: &str) -> RunConfig {
         time_limit: Duration::from_secs_f64(args.time_limit),
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
         nemesis: plan.nemesis.clone(),
+        schedule: plan.schedule.clone(),
         recovery: Duration::from_secs_f64(args.recovery),
         op_timeout: Duration::from_millis(args.op_timeout_ms),
         setup_timeout: Duration::from_secs_f64(args.setup_timeout),
@@ -901,6 +932,7 @@ mod tests {
     fn plan(a: &RunArgs, seed: u64) -> Plan {
         Plan {
             nemesis: parse_choices(&a.nemesis).unwrap(),
+            schedule: None,
             seed,
             mechanism: MechanismChoice::Auto,
             node_bin: PathBuf::from("/x/faultline-node"),

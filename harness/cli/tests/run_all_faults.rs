@@ -1,11 +1,25 @@
-//! Every fault family applied for real in one short run (`--nemesis all`): six windows, one per
-//! family, each applied with its mechanism, start and stop recorded in the history, clock
-//! offsets recorded, and the run still valid.
+//! Every fault family applied for real in one short run (`--nemesis all`, the default coverage
+//! schedule): its first wave and the draws after it, each applied with its mechanism, start and
+//! stop recorded in the history, clock offsets recorded, and the run still valid.
 
 mod run_support;
 
 use faultline_checker::history::Process;
+use faultline_core::nemesis::{coverage, Family};
 use run_support::*;
+
+/// The first seed whose default schedule (5 nodes, 13 s, interval 1) holds every family: the
+/// first wave has no latency, a later draw must bring it.
+fn seed_with_every_family() -> u64 {
+    (1..1000)
+        .find(|&seed| {
+            let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 13.0, 1.0);
+            Family::GENERAL
+                .iter()
+                .all(|f| s.faults.iter().any(|w| w.spec.family == *f))
+        })
+        .expect("some seed draws every family")
+}
 
 #[test]
 fn every_fault_family_is_applied_and_recorded() {
@@ -14,6 +28,7 @@ fn every_fault_family_is_applied_and_recorded() {
         return;
     }
     let store = Store::new();
+    let seed = seed_with_every_family().to_string();
     let out = run(
         store.path(),
         &[
@@ -32,7 +47,7 @@ fn every_fault_family_is_applied_and_recorded() {
             "--recovery",
             "1",
             "--seed",
-            "3",
+            &seed,
         ],
     );
     let r = results(store.path());
@@ -43,6 +58,8 @@ fn every_fault_family_is_applied_and_recorded() {
         .map(|f| f["fault"].as_str().unwrap())
         .collect();
     families.sort();
+    families.dedup();
+    assert_eq!(faults.len(), 8, "0.5 s + 1.5 s a window, ending by 12.5 s");
     assert_eq!(
         families,
         ["clock", "kill", "latency", "loss", "partition", "pause"],
@@ -58,7 +75,12 @@ fn every_fault_family_is_applied_and_recorded() {
             "pause" => "sigstop",
             _ => "admin-api",
         };
-        assert_eq!(f["mechanism"], want, "{f:#}");
+        // skew-isolate-leader sets a clock and cuts links: `admin-api+netns-iptables`.
+        let got = f["mechanism"].as_str().unwrap();
+        assert!(
+            got == want || (want == "admin-api" && got.starts_with(want)),
+            "{f:#}"
+        );
     }
     assert!(
         !r["clock"].as_array().unwrap().is_empty(),

@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub op_timeout: Duration,
     pub setup_timeout: Duration,
     pub final_read_timeout: Duration,
+    /// An explicit fault schedule to follow (`--schedule`, a replay); else one is generated.
+    #[serde(skip)]
+    pub schedule: Option<Schedule>,
     /// The exact command that reproduces this run.
     pub repro: String,
     /// The command-line options as given (recorded verbatim in test.json).
@@ -392,10 +395,12 @@ async fn wait_ready(
 /// anything in between panic); then [`analyse`] over the history read back from disk.
 pub async fn run(cfg: RunConfig, inputs: RunInputs) -> RunOutcome {
     let t0 = Instant::now();
-    let schedule = Schedule::generate_choices(
+    let schedule = Schedule::for_run(
+        cfg.schedule.as_ref(),
         cfg.seed,
         &cfg.nemesis,
         inputs.runtime.nodes().len(),
+        inputs.target.as_ref(),
         cfg.time_limit.as_secs_f64(),
         cfg.nemesis_interval.as_secs_f64(),
     );

@@ -11,9 +11,11 @@
 //! skipped silently. `heal_all` restores everything of its family and is idempotent.
 
 pub mod clock;
+pub mod coverage;
 pub mod net;
 pub mod process;
 pub mod rebalance;
+pub mod replay;
 
 use std::sync::{Arc, Mutex};
 
@@ -231,6 +233,48 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule a run follows: `explicit` as given (a replay, checked by the caller with
+    /// [`replay::check`]); for `all` the default coverage schedule ([`coverage`]), which leaves
+    /// out what `target` refuses or cannot take; else [`Schedule::generate_choices`].
+    pub fn for_run(
+        explicit: Option<&Schedule>,
+        seed: u64,
+        choices: &[Choice],
+        nodes: usize,
+        target: &dyn Target,
+        time_limit_s: f64,
+        interval_s: f64,
+    ) -> Schedule {
+        if let Some(s) = explicit {
+            return s.clone();
+        }
+        if coverage::is_default(choices) {
+            let supported = |f: Family| target.fault_support(f).is_ok();
+            return coverage::generate(
+                seed,
+                nodes,
+                target.has_leader(),
+                &supported,
+                time_limit_s,
+                interval_s,
+            );
+        }
+        Self::generate_choices(seed, choices, nodes, time_limit_s, interval_s)
+    }
+
+    /// The families this schedule uses, as `--nemesis` choices (unnarrowed).
+    pub fn families(&self) -> Vec<Choice> {
+        let mut fams: Vec<Family> = self.faults.iter().map(|f| f.spec.family).collect();
+        fams.sort();
+        fams.dedup();
+        fams.into_iter()
+            .map(|family| Choice {
+                family,
+                kinds: vec![],
+            })
+            .collect()
+    }
+
     /// Quiet `interval`, fault `interval`, quiet `interval`, ... up to `time_limit`, every fault
     /// ending at least `interval/2` before the limit. Families are drawn at random (seeded) but
     /// cycle so that each listed family appears before any repeats.
@@ -294,32 +338,7 @@ impl Schedule {
             let kind = kinds[rng.random_range(0..kinds.len())].to_string();
             let mut order: Vec<usize> = (0..nodes).collect();
             order.shuffle(&mut rng);
-            let param = match family {
-                // Set back by whole seconds, enough to outlast a usual fault window: the lease
-                // of the cut-off leader then holds that much longer (clock.rs).
-                Family::Clock if kind == clock::SKEW_ISOLATE_LEADER => {
-                    -(rng.random_range(
-                        clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX,
-                    ) as f64
-                        * 1000.0)
-                }
-                // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
-                Family::Clock => {
-                    let mag = 10f64
-                        .powf(rng.random_range(0.0..(600_000f64).log10()))
-                        .round();
-                    if rng.random_bool(0.5) {
-                        mag
-                    } else {
-                        -mag
-                    }
-                }
-                Family::Loss => (rng.random_range(0.1..0.5f64) * 100.0).round() / 100.0,
-                Family::Latency => rng.random_range(20..200u32) as f64,
-                // The seeded choice of what moves (the target maps it to a key or range).
-                Family::Rebalance => rng.random_range(0..1_000_000u32) as f64,
-                _ => 0.0,
-            };
+            let param = draw_param(&mut rng, family, &kind);
             faults.push(Scheduled {
                 start_s: t,
                 end_s: t + interval_s,
@@ -333,6 +352,35 @@ impl Schedule {
             t += 2.0 * interval_s;
         }
         Schedule { name, faults }
+    }
+}
+
+/// The seeded parameter of a fault of `family` and `kind` (see [`FaultSpec::param`]).
+pub(crate) fn draw_param(rng: &mut impl Rng, family: Family, kind: &str) -> f64 {
+    match family {
+        // Set back by whole seconds, enough to outlast a usual fault window: the lease
+        // of the cut-off leader then holds that much longer (clock.rs).
+        Family::Clock if kind == clock::SKEW_ISOLATE_LEADER => {
+            -(rng.random_range(clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX)
+                as f64
+                * 1000.0)
+        }
+        // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
+        Family::Clock => {
+            let mag = 10f64
+                .powf(rng.random_range(0.0..(600_000f64).log10()))
+                .round();
+            if rng.random_bool(0.5) {
+                mag
+            } else {
+                -mag
+            }
+        }
+        Family::Loss => (rng.random_range(0.1..0.5f64) * 100.0).round() / 100.0,
+        Family::Latency => rng.random_range(20..200u32) as f64,
+        // The seeded choice of what moves (the target maps it to a key or range).
+        Family::Rebalance => rng.random_range(0..1_000_000u32) as f64,
+        _ => 0.0,
     }
 }
 
@@ -353,6 +401,10 @@ pub use faultline_results::ClockSample;
 
 /// Longest wait for one node's status when looking for the leader.
 pub const LEADER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Longest wait for a leader to appear when a leader-targeted fault starts on a target that has
+/// one (e.g. right after a kill of every node, the restarted cluster is still electing).
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a nemesis can use.
 pub struct NemesisCtx {
@@ -379,10 +431,30 @@ impl NemesisCtx {
             .collect()
     }
 
-    /// The leader, as the live nodes report it: the claim of the highest term wins. Nodes are
+    /// The leader, as the live nodes report it (see [`NemesisCtx::leader_now`]). On a target
+    /// with a leader, asks again every 100 ms until one answers, for at most [`LEADER_WAIT`].
+    pub async fn leader(&self) -> Option<String> {
+        let wait = if self.target.has_leader() {
+            LEADER_WAIT
+        } else {
+            std::time::Duration::ZERO
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(l) = self.leader_now().await {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader, as the live nodes report it now: the claim of the highest term wins. Nodes are
     /// asked concurrently, each bounded by [`LEADER_QUERY_TIMEOUT`], so a paused or cut-off node
     /// cannot stall the nemesis.
-    pub async fn leader(&self) -> Option<String> {
+    pub async fn leader_now(&self) -> Option<String> {
         let mut set = tokio::task::JoinSet::new();
         for n in self.runtime.nodes() {
             let target = self.target.clone();

@@ -314,6 +314,30 @@ fn sync_mode_under_the_same_schedule_loses_no_acknowledged_write() {
     }
 }
 
+/// The failover of issue 14 (`--target-opt sync=true`, no bug flag): the primary acknowledged an
+/// add and was killed before any heartbeat told the backups the new commit index; the promoted
+/// backup held the entry but answered a read without it. Every entry a sync primary
+/// acknowledged is on every backup, so the new primary commits what it holds on promotion.
+#[test]
+fn a_promoted_sync_primary_reads_every_write_the_old_one_acknowledged() {
+    let mut s = Sim::new(3, |c| c.sync = true);
+    s.settle(100);
+    let acked: Vec<ReqId> = (0..5).map(|i| s.add("n1", "s", i)).collect();
+    for r in &acked {
+        assert_eq!(s.replies[r], Reply::Done);
+    }
+    assert!(s.node("n2").status().commit_index < s.node("n1").status().commit_index, "the backups learn the last commit later");
+    s.crash("n1");
+    let p = s.settle(10 * FAILOVER);
+    s.next_req += 1;
+    let r = s.next_req;
+    let n = s.nodes.get_mut(&p).expect("node");
+    n.read_set(r, "s", false);
+    n.flush();
+    s.drain(&p);
+    assert_eq!(s.replies[&r], Reply::Elements(vec![0, 1, 2, 3, 4]), "read on the new primary {p}");
+}
+
 #[test]
 fn the_backup_that_acknowledged_most_is_ranked_first_and_promotes() {
     let mut s = Sim::new(3, |_| {});
