@@ -201,104 +201,22 @@ fn check_lb(a: &RunArgs, options: &[(String, String)]) -> anyhow::Result<()> {
     lb::LbTarget::new(reference, a.nodes).map(drop).map_err(anyhow::Error::msg)
 }
 
+/// Checks every flag before anything is created (the same checks serve `run`, `campaign` and
+/// `campaign --dry-run`) and settles what the run needs: nemesis, seed, schedule, node binary.
 pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     let spec = target_role(a)?;
-    if a.port == 0 {
-        bail!("--port must be in [1, 65535], got 0");
-    }
-    if a.workload != "register" && (a.active_keys.is_some() || a.ops_per_key.is_some()) {
-        bail!("--active-keys and --ops-per-key shape the register workload, not {:?}", a.workload);
-    }
-    if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
-        bail!(
-            "unknown workload {:?}: expected one of {}",
-            a.workload,
-            faultline_workloads::NAMES.join(", ")
-        );
-    }
-    if a.runtime != "local" && a.runtime != "docker" {
-        bail!("unknown runtime {:?}: expected local or docker", a.runtime);
-    }
-    if a.runtime == "docker" && spec.is_none() {
-        bail!(
-            "--runtime docker runs only the reference node (its image holds faultline-node); \
-             --target {:?} needs --runtime local",
-            a.target
-        );
-    }
+    check_names(a, spec)?;
     let nemesis = parse_choices(&a.nemesis).map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?;
-    if !(1..=20).contains(&a.nodes) {
-        bail!("--nodes must be between 1 and 20, got {}", a.nodes);
-    }
-    if !(1..=1000).contains(&a.concurrency) {
-        bail!(
-            "--concurrency must be between 1 and 1000, got {}",
-            a.concurrency
-        );
-    }
-    if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 100_000.0) {
-        bail!(
-            "--rate must be a number of ops/s in (0, 100000], got {}",
-            a.rate
-        );
-    }
-    if !(a.time_limit.is_finite() && a.time_limit > 0.0 && a.time_limit <= 86_400.0) {
-        bail!(
-            "--time-limit must be seconds in (0, 86400], got {}",
-            a.time_limit
-        );
-    }
-    if !(a.nemesis_interval.is_finite()
-        && a.nemesis_interval >= 0.1
-        && a.nemesis_interval <= 3600.0)
-    {
-        bail!(
-            "--nemesis-interval must be seconds in [0.1, 3600], got {}",
-            a.nemesis_interval
-        );
-    }
-    if !(a.recovery.is_finite() && (0.0..=600.0).contains(&a.recovery)) {
-        bail!("--recovery must be seconds in [0, 600], got {}", a.recovery);
-    }
-    if !(a.setup_timeout.is_finite() && a.setup_timeout > 0.0 && a.setup_timeout <= 600.0) {
-        bail!(
-            "--setup-timeout must be seconds in (0, 600], got {}",
-            a.setup_timeout
-        );
-    }
-    if !(100..=600_000).contains(&a.op_timeout_ms) {
-        bail!(
-            "--op-timeout-ms must be in [100, 600000], got {}",
-            a.op_timeout_ms
-        );
-    }
+    check_ranges(a)?;
     // Bugs, options (key and value) and workload against the role's row of the table.
     let role_options = match spec {
         Some(spec) => roles::check_run(spec, &a.workload, &a.bugs, &a.target_opts).map_err(anyhow::Error::msg)?,
         None => Vec::new(), // external targets check their options when built
     };
-    if a.target == "lb" {
-        check_lb(a, &role_options)?;
-    }
-    if a.target == "router" {
-        // The cluster's shape is the target's (router, shard groups): refuse sizes it cannot use.
-        let ids: Vec<String> = (1..=a.nodes).map(|i| format!("n{i}")).collect();
-        faultline_core::target::router::topology(&ids, a.bugs.iter().any(|b| b == "single-directory")).map_err(anyhow::Error::msg)?;
-        if a.runtime == "docker" {
-            bail!("--target router runs on --runtime local only");
-        }
-    }
-    let mechanism: MechanismChoice = a
-        .local_net
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
-    let short = Path::new(&a.target)
-        .file_stem()
-        .map_or(a.target.clone(), |s| s.to_string_lossy().into_owned());
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{short}-{}", a.workload));
+    check_shape(a, &role_options)?;
+    let mechanism: MechanismChoice = a.local_net.parse().map_err(|e: String| anyhow::anyhow!("--local-net: {e}"))?;
+    let short = Path::new(&a.target).file_stem().map_or(a.target.clone(), |s| s.to_string_lossy().into_owned());
+    let name = a.name.clone().unwrap_or_else(|| format!("{short}-{}", a.workload));
     // Docker nodes run the image's static binary (built from the sources), not a host binary.
     let node_bin = if a.runtime == "docker" {
         PathBuf::from(faultline_core::runtime::docker::IMAGE_NODE_PATH)
@@ -311,22 +229,82 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
         Some(p) => Some(replay_schedule(p, a)?),
         None => None,
     };
-    let seed = a
-        .seed
-        .or(replay.as_ref().and_then(|r| r.seed))
-        .unwrap_or_else(rand_seed);
+    let seed = a.seed.or(replay.as_ref().and_then(|r| r.seed)).unwrap_or_else(rand_seed);
     let schedule = replay.map(|r| r.schedule);
     // A replay's families are what the run uses (the clock sampler follows them).
     let nemesis = schedule.as_ref().map_or(nemesis, Schedule::families);
-    Ok(Plan {
-        nemesis,
-        schedule,
-        seed,
-        mechanism,
-        node_bin,
-        name,
-        role_options,
-    })
+    Ok(Plan { nemesis, schedule, seed, mechanism, node_bin, name, role_options })
+}
+
+/// The port, the workload and the runtime are ones this version knows, and fit the target.
+fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
+    if a.port == 0 {
+        bail!("--port must be in [1, 65535], got 0");
+    }
+    if a.workload != "register" && (a.active_keys.is_some() || a.ops_per_key.is_some()) {
+        bail!("--active-keys and --ops-per-key shape the register workload, not {:?}", a.workload);
+    }
+    if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
+        bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
+    }
+    if a.runtime != "local" && a.runtime != "docker" {
+        bail!("unknown runtime {:?}: expected local or docker", a.runtime);
+    }
+    if a.runtime == "docker" && spec.is_none() {
+        bail!(
+            "--runtime docker runs only the reference node (its image holds faultline-node); \
+             --target {:?} needs --runtime local",
+            a.target
+        );
+    }
+    Ok(())
+}
+
+/// Every number within its bound (so that nothing downstream overflows or waits forever).
+fn check_ranges(a: &RunArgs) -> anyhow::Result<()> {
+    let secs = |v: f64, lo: f64, hi: f64, lo_open: bool| v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
+    if !(1..=20).contains(&a.nodes) {
+        bail!("--nodes must be between 1 and 20, got {}", a.nodes);
+    }
+    if !(1..=1000).contains(&a.concurrency) {
+        bail!("--concurrency must be between 1 and 1000, got {}", a.concurrency);
+    }
+    if !secs(a.rate, 0.0, 100_000.0, true) {
+        bail!("--rate must be a number of ops/s in (0, 100000], got {}", a.rate);
+    }
+    if !secs(a.time_limit, 0.0, 86_400.0, true) {
+        bail!("--time-limit must be seconds in (0, 86400], got {}", a.time_limit);
+    }
+    if !secs(a.nemesis_interval, 0.1, 3600.0, false) {
+        bail!("--nemesis-interval must be seconds in [0.1, 3600], got {}", a.nemesis_interval);
+    }
+    if !secs(a.recovery, 0.0, 600.0, false) {
+        bail!("--recovery must be seconds in [0, 600], got {}", a.recovery);
+    }
+    if !secs(a.setup_timeout, 0.0, 600.0, true) {
+        bail!("--setup-timeout must be seconds in (0, 600], got {}", a.setup_timeout);
+    }
+    if !(100..=600_000).contains(&a.op_timeout_ms) {
+        bail!("--op-timeout-ms must be in [100, 600000], got {}", a.op_timeout_ms);
+    }
+    Ok(())
+}
+
+/// The cluster shapes of the targets that have one: the lb's strategy and weights, the
+/// router's shard groups.
+fn check_shape(a: &RunArgs, role_options: &[(String, String)]) -> anyhow::Result<()> {
+    if a.target == "lb" {
+        check_lb(a, role_options)?;
+    }
+    if a.target == "router" {
+        // The cluster's shape is the target's (router, shard groups): refuse sizes it cannot use.
+        let ids: Vec<String> = (1..=a.nodes).map(|i| format!("n{i}")).collect();
+        faultline_core::target::router::topology(&ids, a.bugs.iter().any(|b| b == "single-directory")).map_err(anyhow::Error::msg)?;
+        if a.runtime == "docker" {
+            bail!("--target router runs on --runtime local only");
+        }
+    }
+    Ok(())
 }
 
 /// Reads and checks `--schedule`.
