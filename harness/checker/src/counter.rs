@@ -120,59 +120,74 @@ pub fn try_check_counter(events: &[crate::history::Event], consistency: Consiste
     }
     let mut keys = Vec::new();
     for (key, ops) in by_key {
-        let mut adds = Vec::new();
-        let mut reads = Vec::new();
-        for o in ops {
-            match o.f.as_str() {
-                "add" => adds.push((o, int(o, &o.invoke_value, "an add's delta")?)),
-                "read" if o.outcome == Outcome::Ok => reads.push((o, int(o, &o.value, "a read's value")?)),
-                _ => {}
-            }
-        }
-        let mut examples = Vec::new();
-        let mut bad = 0;
-        let mut final_values = BTreeMap::new();
-        // Each node's last ok final read (by position in the history).
-        let mut last_final: BTreeMap<&str, usize> = BTreeMap::new();
-        for (r, _) in reads.iter().filter(|(r, _)| r.is_final) {
-            if let Some(n) = &r.node {
-                last_final.insert(n.as_str(), r.position);
-            }
-        }
-        for (r, v) in &reads {
-            let settled = r.is_final && r.node.as_deref().and_then(|n| last_final.get(n)) == Some(&r.position);
-            let (lower, upper) = bounds(r, settled, &adds, consistency);
-            if r.is_final {
-                if let Some(n) = &r.node {
-                    final_values.insert(n.clone(), *v);
-                }
-            }
-            if *v < lower || *v > upper {
-                bad += 1;
-                if examples.len() < LISTED_MAX {
-                    examples.push(BadRead { index: r.index, node: r.node.clone(), is_final: r.is_final, value: *v, lower, upper });
-                }
-            }
-        }
-        let sum = |o: Outcome| adds.iter().filter(|(a, _)| a.outcome == o).map(|(_, d)| *d as i128).sum::<i128>().clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-        keys.push(CounterKeyReport {
-            key,
-            // No ok read of the key: nothing was judged, so never "valid".
-            verdict: if bad > 0 { Verdict::Invalid } else if reads.is_empty() { Verdict::Unknown } else { Verdict::Valid },
-            reads: reads.len(),
-            final_reads: reads.iter().filter(|(r, _)| r.is_final).count(),
-            bad_reads: bad,
-            examples,
-            ok_sum: sum(Outcome::Ok),
-            info_sum: sum(Outcome::Info),
-            final_values,
-        });
+        keys.push(check_key(key, ops, consistency)?);
     }
+    Ok(report(keys, consistency))
+}
+
+/// Judges every ok read of one key against the key's adds.
+fn check_key(key: Option<String>, ops: Vec<&ClientOp>, consistency: Consistency) -> Result<CounterKeyReport, HistoryError> {
+    let mut adds = Vec::new();
+    let mut reads = Vec::new();
+    for o in ops {
+        match o.f.as_str() {
+            "add" => adds.push((o, int(o, &o.invoke_value, "an add's delta")?)),
+            "read" if o.outcome == Outcome::Ok => reads.push((o, int(o, &o.value, "a read's value")?)),
+            _ => {}
+        }
+    }
+    let mut examples = Vec::new();
+    let mut bad = 0;
+    let mut final_values = BTreeMap::new();
+    let last_final = last_final_reads(&reads);
+    for (r, v) in &reads {
+        let settled = r.is_final && r.node.as_deref().and_then(|n| last_final.get(n)) == Some(&r.position);
+        let (lower, upper) = bounds(r, settled, &adds, consistency);
+        if r.is_final {
+            if let Some(n) = &r.node {
+                final_values.insert(n.clone(), *v);
+            }
+        }
+        if *v < lower || *v > upper {
+            bad += 1;
+            if examples.len() < LISTED_MAX {
+                examples.push(BadRead { index: r.index, node: r.node.clone(), is_final: r.is_final, value: *v, lower, upper });
+            }
+        }
+    }
+    let sum = |o: Outcome| adds.iter().filter(|(a, _)| a.outcome == o).map(|(_, d)| *d as i128).sum::<i128>().clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+    Ok(CounterKeyReport {
+        key,
+        // No ok read of the key: nothing was judged, so never "valid".
+        verdict: if bad > 0 { Verdict::Invalid } else if reads.is_empty() { Verdict::Unknown } else { Verdict::Valid },
+        reads: reads.len(),
+        final_reads: reads.iter().filter(|(r, _)| r.is_final).count(),
+        bad_reads: bad,
+        examples,
+        ok_sum: sum(Outcome::Ok),
+        info_sum: sum(Outcome::Info),
+        final_values,
+    })
+}
+
+/// Each node's last ok final read (by position in the history).
+fn last_final_reads<'a>(reads: &[(&'a ClientOp, i64)]) -> BTreeMap<&'a str, usize> {
+    let mut last_final = BTreeMap::new();
+    for (r, _) in reads.iter().filter(|(r, _)| r.is_final) {
+        if let Some(n) = &r.node {
+            last_final.insert(n.as_str(), r.position);
+        }
+    }
+    last_final
+}
+
+/// The report over all keys: the verdict, and the reason naming the first bad read.
+fn report(keys: Vec<CounterKeyReport>, consistency: Consistency) -> CounterReport {
     let bad_reads: usize = keys.iter().map(|k| k.bad_reads).sum();
     let judged: usize = keys.iter().map(|k| k.reads).sum();
     if bad_reads == 0 && judged == 0 {
         let reason = Some("no successful read: nothing to judge".to_string());
-        return Ok(CounterReport { verdict: Verdict::Unknown, reason, consistency, reads: 0, bad_reads, keys });
+        return CounterReport { verdict: Verdict::Unknown, reason, consistency, reads: 0, bad_reads, keys };
     }
     let verdict = if bad_reads > 0 { Verdict::Invalid } else { Verdict::Valid };
     let reason = keys.iter().find(|k| k.bad_reads > 0).map(|k| {
@@ -188,7 +203,7 @@ pub fn try_check_counter(events: &[crate::history::Event], consistency: Consiste
             b.upper
         )
     });
-    Ok(CounterReport { verdict, reason, consistency, reads: keys.iter().map(|k| k.reads).sum(), bad_reads, keys })
+    CounterReport { verdict, reason, consistency, reads: keys.iter().map(|k| k.reads).sum(), bad_reads, keys }
 }
 
 #[cfg(test)]

@@ -64,6 +64,63 @@ struct Paired<'a> {
     completion: Option<(usize, &'a Event)>,
 }
 
+/// How a paired operation ended, as the per-model rules read it.
+struct Completed<'a> {
+    op: &'a Paired<'a>,
+    inv: &'a Event,
+    /// The completion's type; `Info` if the op never completed.
+    outcome: EventType,
+    /// The completion's value; null if the op never completed.
+    out_value: &'a Value,
+    /// Completed ok.
+    definite: bool,
+    /// A cas failed with error "cas-mismatch": it observed a value other than `from`.
+    mismatch: bool,
+}
+
+impl<'a> Completed<'a> {
+    /// Reads how `op` ended.
+    fn of(op: &'a Paired<'a>) -> Self {
+        let inv = op.invoke;
+        let (outcome, out_value) = match op.completion {
+            Some((_, c)) => (c.kind, &c.value),
+            None => (EventType::Info, &Value::Null),
+        };
+        // A failed operation did not happen, except a cas that reports it observed a mismatch.
+        let definite = outcome == EventType::Ok;
+        let mismatch = inv.f == "cas"
+            && outcome == EventType::Fail
+            && op.completion.and_then(|(_, c)| c.error.as_deref()) == Some("cas-mismatch");
+        Completed { op, inv, outcome, out_value, definite, mismatch }
+    }
+
+    /// The operation's `f`.
+    fn f(&self) -> &'a str {
+        self.inv.f.as_str()
+    }
+
+    /// Not failed: ok or indeterminate.
+    fn happened(&self) -> bool {
+        self.outcome != EventType::Fail
+    }
+
+    /// A malformed invoke value.
+    fn bad(&self, expected: &str, found: &Value) -> HistoryError {
+        err(self.op.call_pos, self.inv, expected, show(found))
+    }
+
+    /// An `f` the model does not know.
+    fn bad_f(&self, expected: &str) -> HistoryError {
+        err(self.op.call_pos, self.inv, expected, format!("\"{}\"", self.f()))
+    }
+
+    /// A malformed completion value (of a definite op).
+    fn bad_output(&self, expected: &str) -> HistoryError {
+        let (p, c) = self.op.completion.expect("definite ops are completed");
+        err(p, c, expected, show(&c.value))
+    }
+}
+
 fn err(position: usize, e: &Event, expected: impl Into<String>, found: impl Into<String>) -> HistoryError {
     HistoryError { position, index: e.index, expected: expected.into(), found: found.into() }
 }
@@ -198,131 +255,129 @@ impl KeyBuilder {
 
     /// Turns one paired operation into a model op (or drops it).
     fn add(&mut self, op: &Paired) -> Result<(), HistoryError> {
-        let inv = op.invoke;
-        let (outcome, out_value, ret_pos) = match op.completion {
-            Some((pos, c)) => (c.kind, &c.value, Some(pos)),
-            None => (EventType::Info, &Value::Null, None),
-        };
-        // A failed operation did not happen, except a cas that reports it observed a mismatch.
-        let definite = outcome == EventType::Ok;
-        let mismatch = inv.f == "cas"
-            && outcome == EventType::Fail
-            && op.completion.and_then(|(_, c)| c.error.as_deref()) == Some("cas-mismatch");
-        let ipos = op.call_pos;
-        let bad = |expected: &str, found: &Value| err(ipos, inv, expected, show(found));
-        let f = inv.f.as_str();
+        let o = Completed::of(op);
         // `ret` = None for indeterminate ops (open until the end).
-        let ret = if definite || mismatch { ret_pos } else { None };
-        let dropped;
-        match self.kind {
-            ModelKind::Register | ModelKind::CasRegister => {
-                let cas_allowed = self.kind == ModelKind::CasRegister;
-                let rop = match f {
-                    "read" => {
-                        if !definite {
-                            None
-                        } else {
-                            let v = int_or_nil(out_value).ok_or_else(|| {
-                                let (p, c) = op.completion.expect("definite ops are completed");
-                                err(p, c, "a read value: an integer or null", show(&c.value))
-                            })?;
-                            Some(RegOp::Read(self.value_id(v)))
-                        }
-                    }
-                    "write" => {
-                        let v = match int_or_nil(&inv.value) {
-                            Some(Some(v)) => v,
-                            _ => return Err(bad("a write value: an integer", &inv.value)),
-                        };
-                        (outcome != EventType::Fail).then(|| RegOp::Write(self.value_id(Some(v))))
-                    }
-                    "cas" if cas_allowed => {
-                        let pair = inv.value.as_array().filter(|a| a.len() == 2);
-                        let (from, to) = match pair.map(|a| (int_or_nil(&a[0]), int_or_nil(&a[1]))) {
-                            Some((Some(from), Some(Some(to)))) => (from, to),
-                            _ => return Err(bad("a cas value: [from, to] with integers (from may be null)", &inv.value)),
-                        };
-                        let (from, to) = (self.value_id(from), self.value_id(Some(to)));
-                        if mismatch {
-                            Some(RegOp::CasMismatch(from))
-                        } else {
-                            (outcome != EventType::Fail).then_some(RegOp::Cas(from, to))
-                        }
-                    }
-                    _ => {
-                        let expected = if cas_allowed { "f: read, write or cas" } else { "f: read or write (cas needs --model cas-register)" };
-                        return Err(err(ipos, inv, expected, format!("\"{f}\"")));
-                    }
-                };
-                dropped = rop.is_none();
-                if let (Some(r), ModelOps::Register { ops, .. }) = (rop, &mut self.model) {
-                    ops.push(r);
-                }
-            }
-            ModelKind::Kv => {
-                let s = |v: &Value| -> Option<Arc<str>> {
-                    match v {
-                        Value::String(s) => Some(Arc::from(s.as_str())),
-                        Value::Null => Some(Arc::from("")),
-                        _ => None,
-                    }
-                };
-                let kop = match f {
-                    "get" => {
-                        if !definite {
-                            None
-                        } else {
-                            let v = s(out_value).ok_or_else(|| {
-                                let (p, c) = op.completion.expect("definite ops are completed");
-                                err(p, c, "a get value: a string or null", show(&c.value))
-                            })?;
-                            Some(KvOp::Get(v))
-                        }
-                    }
-                    "put" | "append" => {
-                        let v = match &inv.value {
-                            Value::String(v) => Arc::from(v.as_str()),
-                            other => return Err(bad(&format!("a {f} value: a string"), other)),
-                        };
-                        (outcome != EventType::Fail).then(|| if f == "put" { KvOp::Put(v) } else { KvOp::Append(v) })
-                    }
-                    _ => return Err(err(ipos, inv, "f: get, put or append", format!("\"{f}\""))),
-                };
-                dropped = kop.is_none();
-                if let (Some(k), ModelOps::Kv(ops)) = (kop, &mut self.model) {
-                    ops.push(k);
-                }
-            }
-            ModelKind::Set => {
-                let sop = match f {
-                    "read" => {
-                        if !definite {
-                            None
-                        } else {
-                            let mut v = ints(out_value).ok_or_else(|| {
-                                let (p, c) = op.completion.expect("definite ops are completed");
-                                err(p, c, "a set read value: an array of integers", show(&c.value))
-                            })?;
-                            v.sort_unstable();
-                            v.dedup();
-                            Some(SetOp::Read(Arc::from(v)))
-                        }
-                    }
-                    "add" => {
-                        let v = inv.value.as_i64().ok_or_else(|| bad("an add value: an integer", &inv.value))?;
-                        (outcome != EventType::Fail).then_some(SetOp::Add(v))
-                    }
-                    _ => return Err(err(ipos, inv, "f: add or read", format!("\"{f}\""))),
-                };
-                dropped = sop.is_none();
-                if let (Some(x), ModelOps::Set(ops)) = (sop, &mut self.model) {
-                    ops.push(x);
-                }
-            }
+        let ret = if o.definite || o.mismatch { op.completion.map(|(pos, _)| pos) } else { None };
+        let kept = match self.kind {
+            ModelKind::Register | ModelKind::CasRegister => self.add_register_op(&o)?,
+            ModelKind::Kv => self.add_kv_op(&o)?,
+            ModelKind::Set => self.add_set_op(&o)?,
+        };
+        if kept {
+            self.record(op, ret);
         }
-        if dropped {
-            return Ok(());
+        Ok(())
+    }
+
+    /// Pushes a register op (read, write, cas); false if the op is dropped.
+    fn add_register_op(&mut self, o: &Completed) -> Result<bool, HistoryError> {
+        let inv = o.inv;
+        let cas_allowed = self.kind == ModelKind::CasRegister;
+        let rop = match o.f() {
+            "read" => {
+                if !o.definite {
+                    None
+                } else {
+                    let v = int_or_nil(o.out_value).ok_or_else(|| o.bad_output("a read value: an integer or null"))?;
+                    Some(RegOp::Read(self.value_id(v)))
+                }
+            }
+            "write" => {
+                let v = match int_or_nil(&inv.value) {
+                    Some(Some(v)) => v,
+                    _ => return Err(o.bad("a write value: an integer", &inv.value)),
+                };
+                o.happened().then(|| RegOp::Write(self.value_id(Some(v))))
+            }
+            "cas" if cas_allowed => {
+                let pair = inv.value.as_array().filter(|a| a.len() == 2);
+                let (from, to) = match pair.map(|a| (int_or_nil(&a[0]), int_or_nil(&a[1]))) {
+                    Some((Some(from), Some(Some(to)))) => (from, to),
+                    _ => return Err(o.bad("a cas value: [from, to] with integers (from may be null)", &inv.value)),
+                };
+                let (from, to) = (self.value_id(from), self.value_id(Some(to)));
+                if o.mismatch {
+                    Some(RegOp::CasMismatch(from))
+                } else {
+                    o.happened().then_some(RegOp::Cas(from, to))
+                }
+            }
+            _ => {
+                let expected = if cas_allowed { "f: read, write or cas" } else { "f: read or write (cas needs --model cas-register)" };
+                return Err(o.bad_f(expected));
+            }
+        };
+        let kept = rop.is_some();
+        if let (Some(r), ModelOps::Register { ops, .. }) = (rop, &mut self.model) {
+            ops.push(r);
         }
+        Ok(kept)
+    }
+
+    /// Pushes a kv op (get, put, append); false if the op is dropped.
+    fn add_kv_op(&mut self, o: &Completed) -> Result<bool, HistoryError> {
+        let s = |v: &Value| -> Option<Arc<str>> {
+            match v {
+                Value::String(s) => Some(Arc::from(s.as_str())),
+                Value::Null => Some(Arc::from("")),
+                _ => None,
+            }
+        };
+        let f = o.f();
+        let kop = match f {
+            "get" => {
+                if !o.definite {
+                    None
+                } else {
+                    let v = s(o.out_value).ok_or_else(|| o.bad_output("a get value: a string or null"))?;
+                    Some(KvOp::Get(v))
+                }
+            }
+            "put" | "append" => {
+                let v = match &o.inv.value {
+                    Value::String(v) => Arc::from(v.as_str()),
+                    other => return Err(o.bad(&format!("a {f} value: a string"), other)),
+                };
+                o.happened().then(|| if f == "put" { KvOp::Put(v) } else { KvOp::Append(v) })
+            }
+            _ => return Err(o.bad_f("f: get, put or append")),
+        };
+        let kept = kop.is_some();
+        if let (Some(k), ModelOps::Kv(ops)) = (kop, &mut self.model) {
+            ops.push(k);
+        }
+        Ok(kept)
+    }
+
+    /// Pushes a set op (add, read); false if the op is dropped.
+    fn add_set_op(&mut self, o: &Completed) -> Result<bool, HistoryError> {
+        let sop = match o.f() {
+            "read" => {
+                if !o.definite {
+                    None
+                } else {
+                    let mut v = ints(o.out_value).ok_or_else(|| o.bad_output("a set read value: an array of integers"))?;
+                    v.sort_unstable();
+                    v.dedup();
+                    Some(SetOp::Read(Arc::from(v)))
+                }
+            }
+            "add" => {
+                let v = o.inv.value.as_i64().ok_or_else(|| o.bad("an add value: an integer", &o.inv.value))?;
+                o.happened().then_some(SetOp::Add(v))
+            }
+            _ => return Err(o.bad_f("f: add or read")),
+        };
+        let kept = sop.is_some();
+        if let (Some(x), ModelOps::Set(ops)) = (sop, &mut self.model) {
+            ops.push(x);
+        }
+        Ok(kept)
+    }
+
+    /// Records a kept op's span (`ret` None if indeterminate) and its reference for explanations.
+    fn record(&mut self, op: &Paired, ret: Option<usize>) {
+        let inv = op.invoke;
         let completion = op.completion.map(|(_, c)| c);
         self.spans.push(Span { call: op.call_pos as u32, ret: ret.map(|r| r as u32) });
         self.refs.push(OpRef {
@@ -340,6 +395,5 @@ impl KeyBuilder {
             call_time: inv.time,
             return_time: completion.map(|c| c.time),
         });
-        Ok(())
     }
 }

@@ -321,6 +321,62 @@ impl Entries {
     }
 }
 
+/// What looking at one call entry led to.
+enum Tried {
+    /// The op is not a candidate in this pass, or cannot take effect here: try the next entry.
+    Next,
+    /// The op was linearized: the search goes on from the new configuration.
+    Linearized,
+    /// This configuration's forced move was explored before and led nowhere: backtrack.
+    ForcedFailed,
+    /// The search is over.
+    Stop(Outcome),
+}
+
+/// The search's state: the entry list, the current configuration (linearized ops and model
+/// state) with the stack of moves that led to it, the cache, and the memory reserved.
+struct Search<'a, M: SearchModel> {
+    spans: &'a [Span],
+    twins: &'a [u32],
+    model: &'a mut M,
+    budget: &'a Budget,
+    entries: Entries,
+    /// Each op's number among the completed ops, or among the indeterminate ones.
+    rank: Vec<u32>,
+    /// The completed ops linearized, by rank.
+    done: Vec<u64>,
+    /// The indeterminate ops linearized, by rank.
+    info: Vec<u64>,
+    zobrist: Vec<u64>,
+    /// All linearized ops (what models see).
+    bits: Vec<u64>,
+    /// Hash of `done`.
+    hash: u64,
+    cache: Cache,
+    /// Words [0, lo) of `done` are all ones; words [hi, ..) are zero.
+    lo: usize,
+    hi: usize,
+    state: u32,
+    /// (call node, state before) per linearized op.
+    stack: Vec<(u32, u32)>,
+    /// Per frame of `stack`: whether it was forced.
+    forced: Vec<bool>,
+    /// Completed ops not linearized yet.
+    remaining: usize,
+    pass: Pass,
+    /// The entry to look at next.
+    node: u32,
+    /// Set when the current configuration is known to lead nowhere.
+    backtrack: bool,
+    stats: Stats,
+    reserved: u64,
+    model_bytes_reserved: u64,
+    cache_bytes_reserved: u64,
+}
+
+/// Searches for a linearization of `spans`, keeping the longest dead ends in `dead_ends`.
+/// The loop is [`Search::run`]; its moves are `Search`'s methods, all `#[inline]` (the
+/// per-entry ones are the hot path: the corpus bench shows no slowdown from the split).
 fn search<M: SearchModel>(
     spans: &[Span],
     twins: &[u32],
@@ -328,241 +384,315 @@ fn search<M: SearchModel>(
     budget: &Budget,
     dead_ends: &mut Vec<DeadEnd>,
 ) -> (Outcome, Stats) {
-    let mut stats = Stats::default();
-    let mut remaining = spans.iter().filter(|s| s.ret.is_some()).count();
+    let remaining = spans.iter().filter(|s| s.ret.is_some()).count();
     if remaining == 0 {
-        return (Outcome::Valid, stats);
+        return (Outcome::Valid, Stats::default());
     }
-    let n = spans.len();
-    let words = n.div_ceil(64);
-    let mut entries = Entries::build(spans);
-    // Completed and indeterminate ops are numbered apart: the cache keys on the set of
-    // completed ops linearized (`done`, compressed as a window) and subsumes on the set of
-    // indeterminate ones (`info`), see cache.rs.
-    let (mut n_done, mut n_info) = (0u32, 0u32);
-    let rank: Vec<u32> = spans
-        .iter()
-        .map(|sp| {
-            let c = if sp.ret.is_some() { &mut n_done } else { &mut n_info };
-            *c += 1;
-            *c - 1
-        })
-        .collect();
-    let mut done = vec![0u64; (n_done as usize).div_ceil(64)];
-    let mut info = vec![0u64; (n_info as usize).div_ceil(64)];
-    let zobrist: Vec<u64> = (0..n as u64).map(|i| mix(i ^ 0x005E_ED0F_F417_u64)).collect();
-    // All linearized ops (what models see).
-    let mut bits = vec![0u64; words];
-    // Hash of `done`.
-    let mut hash = 0u64;
-    let mut cache = Cache::new(info.len());
-    // Words [0, lo) of `done` are all ones; words [hi, ..) are zero.
-    let (mut lo, mut hi) = (0usize, 0usize);
-    let mut state = model.init();
-    // (call node, state before) per linearized op.
-    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(n);
-    let mut reserved: u64 = 0;
-    let mut model_bytes_reserved: u64 = 0;
-    let mut cache_bytes_reserved: u64 = 0;
-    let mut iterations: u64 = 0;
-    let mut node = entries.next[0];
-    // The candidates of a configuration (the call entries before the first return entry) are
-    // tried in passes: completed observers (ops that never change the state), other completed
-    // ops, then indeterminate ones. Any order is complete; this one reaches each (completed
-    // set, state) first with few indeterminate ops applied, so the cache's subsumption cuts the
-    // variants that applied more.
-    //
-    // An observer that can take effect now is *forced*: no other candidate is tried in this
-    // configuration, and if it leads nowhere neither does the configuration. Sound and
-    // complete: if a linearization from here places that observer later, moving it to now
-    // leaves a linearization (it changes no state, it is a candidate so every op that returned
-    // before its call is already linearized, and ops that must follow it still do).
-    let mut pass = Pass::Observers;
-    // Per frame of `stack`: whether it was forced.
-    let mut forced: Vec<bool> = Vec::with_capacity(n);
-    // Set when the current configuration is known to lead nowhere.
-    let mut backtrack = false;
+    let mut s = Search::new(spans, twins, model, budget, remaining);
+    let outcome = s.run(dead_ends);
+    s.stats.cache_entries = s.cache.len() as u64;
+    budget.release(s.reserved);
+    (outcome, s.stats)
+}
 
-    let outcome = loop {
-        iterations += 1;
-        if iterations.is_multiple_of(BUDGET_CHECK_EVERY) {
-            if budget.cancel.load(Ordering::Relaxed) {
-                break Outcome::Unknown("not finished: stopped because another key is not linearizable".into());
-            }
-            if budget.deadline.is_some_and(|d| Instant::now() >= d) {
-                break Outcome::Unknown(format!(
-                    "time limit reached after {} steps ({} configurations cached, at most {} of {} ops linearized)",
-                    stats.steps,
-                    cache.len(),
-                    stats.max_depth,
-                    n
-                ));
-            }
-            let mb = model.memory_bytes() as u64;
-            if mb > model_bytes_reserved {
-                if !budget.try_reserve(mb - model_bytes_reserved) {
-                    break memory_exhausted(&stats, &cache, n, budget);
-                }
-                reserved += mb - model_bytes_reserved;
-                model_bytes_reserved = mb;
-            }
+impl<'a, M: SearchModel> Search<'a, M> {
+    /// The initial configuration: nothing linearized, the model in its initial state.
+    fn new(spans: &'a [Span], twins: &'a [u32], model: &'a mut M, budget: &'a Budget, remaining: usize) -> Self {
+        let n = spans.len();
+        let entries = Entries::build(spans);
+        // Completed and indeterminate ops are numbered apart: the cache keys on the set of
+        // completed ops linearized (`done`, compressed as a window) and subsumes on the set of
+        // indeterminate ones (`info`), see cache.rs.
+        let (mut n_done, mut n_info) = (0u32, 0u32);
+        let rank: Vec<u32> = spans
+            .iter()
+            .map(|sp| {
+                let c = if sp.ret.is_some() { &mut n_done } else { &mut n_info };
+                *c += 1;
+                *c - 1
+            })
+            .collect();
+        let info = vec![0u64; (n_info as usize).div_ceil(64)];
+        let state = model.init();
+        Search {
+            spans,
+            twins,
+            model,
+            budget,
+            node: entries.next[0],
+            entries,
+            rank,
+            done: vec![0u64; (n_done as usize).div_ceil(64)],
+            cache: Cache::new(info.len()),
+            info,
+            zobrist: (0..n as u64).map(|i| mix(i ^ 0x005E_ED0F_F417_u64)).collect(),
+            bits: vec![0u64; n.div_ceil(64)],
+            hash: 0,
+            lo: 0,
+            hi: 0,
+            state,
+            stack: Vec::with_capacity(n),
+            forced: Vec::with_capacity(n),
+            remaining,
+            pass: Pass::Observers,
+            backtrack: false,
+            stats: Stats::default(),
+            reserved: 0,
+            model_bytes_reserved: 0,
+            cache_bytes_reserved: 0,
         }
-        if backtrack {
-            // Fall through to the backtracking below without looking at `node`.
-        } else if node == 0 {
-            // Only indeterminate calls were left to try: no completed op remains here, which
-            // the `remaining == 0` test below would have caught.
-            unreachable!("the list ends with the return entry of a pending completed op");
-        }
-        if backtrack {
-        } else if entries.is_call[node as usize] {
-            let op = entries.op[node as usize] as usize;
-            let definite = spans[op].ret.is_some();
-            let twin = twins[op];
-            let op_pass = if !definite {
-                Pass::Indeterminate
-            } else if model.is_observer(op) {
-                Pass::Observers
-            } else {
-                Pass::Completed
-            };
-            if op_pass != pass || (twin != NONE && !bit(&bits, twin as usize)) {
-                node = entries.next[node as usize];
-                continue;
-            }
-            stats.steps += 1;
-            if let Some(next_state) = model.step(state, op) {
-                bits[op / 64] |= 1 << (op % 64);
-                // An indeterminate op is applied only where it changes the (canonical) state:
-                // dropping one that changes nothing from a linearization leaves a linearization
-                // (no op sees a difference, and it need not take effect), and the symmetry
-                // breaking still applies to what is left (it keeps the sequence of effects).
-                let Some(next_state) = model.refine(next_state, &bits).filter(|&s| s != state || definite) else {
-                    bits[op / 64] &= !(1 << (op % 64));
-                    node = entries.next[node as usize];
-                    continue;
-                };
-                let r = rank[op] as usize;
-                let (h, lo2, hi2) = if definite {
-                    done[r / 64] |= 1 << (r % 64);
-                    let hi2 = hi.max(r / 64 + 1);
-                    let mut lo2 = lo;
-                    while lo2 < hi2 && done[lo2] == u64::MAX {
-                        lo2 += 1;
-                    }
-                    (hash ^ zobrist[op], lo2, hi2)
-                } else {
-                    info[r / 64] |= 1 << (r % 64);
-                    (hash, lo, hi)
-                };
-                let key = h ^ mix(u64::from(next_state));
-                // Reserve what the insert may allocate before allocating it.
-                let cache_bytes_needed = (cache.memory_bytes() + cache.growth_bytes(hi2 - lo2)) as u64;
-                if cache_bytes_needed > cache_bytes_reserved {
-                    if !budget.try_reserve(cache_bytes_needed - cache_bytes_reserved) {
-                        break memory_exhausted(&stats, &cache, n, budget);
-                    }
-                    reserved += cache_bytes_needed - cache_bytes_reserved;
-                    cache_bytes_reserved = cache_bytes_needed;
+    }
+
+    /// The search loop, until every completed op is linearized, no configuration is left, or
+    /// the budget runs out.
+    ///
+    /// The candidates of a configuration (the call entries before the first return entry) are
+    /// tried in passes: completed observers (ops that never change the state), other completed
+    /// ops, then indeterminate ones. Any order is complete; this one reaches each (completed
+    /// set, state) first with few indeterminate ops applied, so the cache's subsumption cuts the
+    /// variants that applied more.
+    ///
+    /// An observer that can take effect now is *forced*: no other candidate is tried in this
+    /// configuration, and if it leads nowhere neither does the configuration. Sound and
+    /// complete: if a linearization from here places that observer later, moving it to now
+    /// leaves a linearization (it changes no state, it is a candidate so every op that returned
+    /// before its call is already linearized, and ops that must follow it still do).
+    fn run(&mut self, dead_ends: &mut Vec<DeadEnd>) -> Outcome {
+        let mut iterations: u64 = 0;
+        loop {
+            iterations += 1;
+            if iterations.is_multiple_of(BUDGET_CHECK_EVERY) {
+                if let Some(stop) = self.over_budget() {
+                    return stop;
                 }
-                let window = Window { first: lo2, window: &done[lo2..hi2] };
-                let is_new = cache.insert(key, window, next_state, &info);
-                if !is_new && pass == Pass::Observers {
-                    // The forced move was explored and led nowhere: neither does this
-                    // configuration.
-                    bits[op / 64] &= !(1 << (op % 64));
-                    done[r / 64] &= !(1 << (r % 64));
-                    backtrack = true;
-                } else if is_new {
-                    (lo, hi) = (lo2, hi2);
-                    forced.push(pass == Pass::Observers);
-                    stack.push((node, state));
-                    state = next_state;
-                    hash = h;
-                    entries.lift(node);
-                    if definite {
-                        remaining -= 1;
-                        if remaining == 0 {
-                            break Outcome::Valid;
+            }
+            if !self.backtrack {
+                let node = self.node;
+                if node == 0 {
+                    // Only indeterminate calls were left to try: no completed op remains here,
+                    // which the `remaining == 0` test in `linearize` would have caught.
+                    unreachable!("the list ends with the return entry of a pending completed op");
+                }
+                if self.entries.is_call[node as usize] {
+                    match self.try_candidate(node) {
+                        Tried::Next => {
+                            self.node = self.entries.next[node as usize];
+                            continue;
                         }
+                        Tried::Linearized => continue,
+                        Tried::ForcedFailed => {}
+                        Tried::Stop(outcome) => return outcome,
                     }
-                    stats.max_depth = stats.max_depth.max(stack.len());
-                    node = entries.next[0];
-                    pass = Pass::Observers;
+                } else if self.pass != Pass::Indeterminate {
+                    // This pass's candidates are exhausted: on to the next.
+                    self.pass = if self.pass == Pass::Observers { Pass::Completed } else { Pass::Indeterminate };
+                    self.node = self.entries.next[0];
                     continue;
-                } else {
-                    bits[op / 64] &= !(1 << (op % 64));
-                    if definite {
-                        done[r / 64] &= !(1 << (r % 64));
-                    } else {
-                        info[r / 64] &= !(1 << (r % 64));
-                    }
                 }
             }
-            if !backtrack {
-                node = entries.next[node as usize];
-                continue;
-            }
-        } else if pass != Pass::Indeterminate {
-            // This pass's candidates are exhausted: on to the next.
-            pass = if pass == Pass::Observers { Pass::Completed } else { Pass::Indeterminate };
-            node = entries.next[0];
-            continue;
-        }
-        {
             // The return of an op not linearized yet (or a forced move that failed): this
             // prefix cannot be extended. Only the former is a dead end worth explaining.
-            let at_return = !backtrack;
-            backtrack = false;
-            let depth = stack.len();
-            let best = dead_ends.first().map(|d| d.order.len());
-            if at_return
-                && (best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX))
-            {
-                if best.is_some_and(|b| depth > b) {
-                    dead_ends.clear();
-                }
-                let order: Vec<u32> = stack.iter().map(|&(c, _)| entries.op[c as usize]).collect();
-                if !dead_ends.iter().any(|d| d.order == order) {
-                    dead_ends.push(DeadEnd { order, blocked: entries.op[node as usize] });
-                }
+            if !self.backtrack {
+                self.record_dead_end(dead_ends);
             }
-            let Some((call, prev_state)) = stack.pop() else {
-                break Outcome::Invalid;
-            };
-            let was_forced = forced.pop().expect("one flag per frame");
-            let op = entries.op[call as usize] as usize;
-            let definite = spans[op].ret.is_some();
-            entries.unlift(call);
-            bits[op / 64] &= !(1 << (op % 64));
-            let r = rank[op] as usize;
-            if definite {
-                done[r / 64] &= !(1 << (r % 64));
-                lo = lo.min(r / 64);
-                while hi > lo && done[hi - 1] == 0 {
-                    hi -= 1;
-                }
-                hash ^= zobrist[op];
-                remaining += 1;
-            } else {
-                info[r / 64] &= !(1 << (r % 64));
+            self.backtrack = false;
+            if !self.undo_last() {
+                return Outcome::Invalid;
             }
-            state = prev_state;
-            pass = if !definite {
-                Pass::Indeterminate
-            } else if was_forced {
-                // The configuration's forced move failed: so does the configuration.
-                backtrack = true;
-                Pass::Observers
-            } else {
-                Pass::Completed
-            };
-            node = entries.next[call as usize];
         }
-    };
-    stats.cache_entries = cache.len() as u64;
-    budget.release(reserved);
-    (outcome, stats)
+    }
+
+    /// Checks the budget: the cancel flag, the clock, and the model's memory (reserved here).
+    #[inline]
+    fn over_budget(&mut self) -> Option<Outcome> {
+        if self.budget.cancel.load(Ordering::Relaxed) {
+            return Some(Outcome::Unknown("not finished: stopped because another key is not linearizable".into()));
+        }
+        if self.budget.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(Outcome::Unknown(format!(
+                "time limit reached after {} steps ({} configurations cached, at most {} of {} ops linearized)",
+                self.stats.steps,
+                self.cache.len(),
+                self.stats.max_depth,
+                self.spans.len()
+            )));
+        }
+        let mb = self.model.memory_bytes() as u64;
+        if mb > self.model_bytes_reserved {
+            if !self.budget.try_reserve(mb - self.model_bytes_reserved) {
+                return Some(memory_exhausted(&self.stats, &self.cache, self.spans.len(), self.budget));
+            }
+            self.reserved += mb - self.model_bytes_reserved;
+            self.model_bytes_reserved = mb;
+        }
+        None
+    }
+
+    /// Tries to linearize the op whose call entry is `node`, if it is a candidate of this pass.
+    #[inline]
+    fn try_candidate(&mut self, node: u32) -> Tried {
+        let op = self.entries.op[node as usize] as usize;
+        let definite = self.spans[op].ret.is_some();
+        let twin = self.twins[op];
+        let op_pass = if !definite {
+            Pass::Indeterminate
+        } else if self.model.is_observer(op) {
+            Pass::Observers
+        } else {
+            Pass::Completed
+        };
+        if op_pass != self.pass || (twin != NONE && !bit(&self.bits, twin as usize)) {
+            return Tried::Next;
+        }
+        self.stats.steps += 1;
+        let Some(next_state) = self.model.step(self.state, op) else {
+            return Tried::Next;
+        };
+        self.bits[op / 64] |= 1 << (op % 64);
+        // An indeterminate op is applied only where it changes the (canonical) state:
+        // dropping one that changes nothing from a linearization leaves a linearization
+        // (no op sees a difference, and it need not take effect), and the symmetry
+        // breaking still applies to what is left (it keeps the sequence of effects).
+        let Some(next_state) = self.model.refine(next_state, &self.bits).filter(|&s| s != self.state || definite) else {
+            self.bits[op / 64] &= !(1 << (op % 64));
+            return Tried::Next;
+        };
+        let r = self.rank[op] as usize;
+        let (h, lo2, hi2) = self.mark(op, r, definite);
+        let key = h ^ mix(u64::from(next_state));
+        if !self.reserve_cache_growth(hi2 - lo2) {
+            return Tried::Stop(memory_exhausted(&self.stats, &self.cache, self.spans.len(), self.budget));
+        }
+        let window = Window { first: lo2, window: &self.done[lo2..hi2] };
+        let is_new = self.cache.insert(key, window, next_state, &self.info);
+        if is_new {
+            (self.lo, self.hi) = (lo2, hi2);
+            self.hash = h;
+            return self.linearize(node, next_state, definite);
+        }
+        self.bits[op / 64] &= !(1 << (op % 64));
+        if self.pass == Pass::Observers {
+            // The forced move was explored and led nowhere: neither does this
+            // configuration.
+            self.done[r / 64] &= !(1 << (r % 64));
+            self.backtrack = true;
+            return Tried::ForcedFailed;
+        }
+        if definite {
+            self.done[r / 64] &= !(1 << (r % 64));
+        } else {
+            self.info[r / 64] &= !(1 << (r % 64));
+        }
+        Tried::Next
+    }
+
+    /// Sets `op`'s bit (rank `r`) in `done` or `info`: the hash of `done` and its window
+    /// `[lo, hi)` with the op linearized.
+    #[inline]
+    fn mark(&mut self, op: usize, r: usize, definite: bool) -> (u64, usize, usize) {
+        if definite {
+            self.done[r / 64] |= 1 << (r % 64);
+            let hi2 = self.hi.max(r / 64 + 1);
+            let mut lo2 = self.lo;
+            while lo2 < hi2 && self.done[lo2] == u64::MAX {
+                lo2 += 1;
+            }
+            (self.hash ^ self.zobrist[op], lo2, hi2)
+        } else {
+            self.info[r / 64] |= 1 << (r % 64);
+            (self.hash, self.lo, self.hi)
+        }
+    }
+
+    /// Reserves what a cache insert with a `window_words`-word window may allocate, before
+    /// allocating it; false if the budget has no room.
+    #[inline]
+    fn reserve_cache_growth(&mut self, window_words: usize) -> bool {
+        let cache_bytes_needed = (self.cache.memory_bytes() + self.cache.growth_bytes(window_words)) as u64;
+        if cache_bytes_needed > self.cache_bytes_reserved {
+            if !self.budget.try_reserve(cache_bytes_needed - self.cache_bytes_reserved) {
+                return false;
+            }
+            self.reserved += cache_bytes_needed - self.cache_bytes_reserved;
+            self.cache_bytes_reserved = cache_bytes_needed;
+        }
+        true
+    }
+
+    /// Moves to the configuration where `node`'s op is linearized (its bits already set),
+    /// in state `next_state`; the search is over (valid) if no completed op remains.
+    #[inline]
+    fn linearize(&mut self, node: u32, next_state: u32, definite: bool) -> Tried {
+        self.forced.push(self.pass == Pass::Observers);
+        self.stack.push((node, self.state));
+        self.state = next_state;
+        self.entries.lift(node);
+        if definite {
+            self.remaining -= 1;
+            if self.remaining == 0 {
+                return Tried::Stop(Outcome::Valid);
+            }
+        }
+        self.stats.max_depth = self.stats.max_depth.max(self.stack.len());
+        self.node = self.entries.next[0];
+        self.pass = Pass::Observers;
+        Tried::Linearized
+    }
+
+    /// Keeps the current prefix, blocked at the return entry `self.node`, if it is among the
+    /// longest dead ends found so far.
+    #[inline]
+    fn record_dead_end(&self, dead_ends: &mut Vec<DeadEnd>) {
+        let depth = self.stack.len();
+        let best = dead_ends.first().map(|d| d.order.len());
+        if best.is_none_or(|b| depth > b) || (best == Some(depth) && dead_ends.len() < LONGEST_KEPT_MAX) {
+            if best.is_some_and(|b| depth > b) {
+                dead_ends.clear();
+            }
+            let order: Vec<u32> = self.stack.iter().map(|&(c, _)| self.entries.op[c as usize]).collect();
+            if !dead_ends.iter().any(|d| d.order == order) {
+                dead_ends.push(DeadEnd { order, blocked: self.entries.op[self.node as usize] });
+            }
+        }
+    }
+
+    /// Undoes the last linearized op and resumes after its call entry; false if nothing
+    /// is linearized (the search is exhausted).
+    #[inline]
+    fn undo_last(&mut self) -> bool {
+        let Some((call, prev_state)) = self.stack.pop() else {
+            return false;
+        };
+        let was_forced = self.forced.pop().expect("one flag per frame");
+        let op = self.entries.op[call as usize] as usize;
+        let definite = self.spans[op].ret.is_some();
+        self.entries.unlift(call);
+        self.bits[op / 64] &= !(1 << (op % 64));
+        let r = self.rank[op] as usize;
+        if definite {
+            self.done[r / 64] &= !(1 << (r % 64));
+            self.lo = self.lo.min(r / 64);
+            while self.hi > self.lo && self.done[self.hi - 1] == 0 {
+                self.hi -= 1;
+            }
+            self.hash ^= self.zobrist[op];
+            self.remaining += 1;
+        } else {
+            self.info[r / 64] &= !(1 << (r % 64));
+        }
+        self.state = prev_state;
+        self.pass = if !definite {
+            Pass::Indeterminate
+        } else if was_forced {
+            // The configuration's forced move failed: so does the configuration.
+            self.backtrack = true;
+            Pass::Observers
+        } else {
+            Pass::Completed
+        };
+        self.node = self.entries.next[call as usize];
+        true
+    }
 }
 
 fn memory_exhausted(stats: &Stats, cache: &Cache, n: usize, budget: &Budget) -> Outcome {

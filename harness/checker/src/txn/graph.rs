@@ -129,76 +129,124 @@ const UNSEEN: u32 = u32::MAX;
 
 /// Tarjan's algorithm with an explicit stack of (node, next out-edge) frames.
 pub(crate) fn sccs(g: &Graph, mask: u8) -> Sccs {
-    let n = g.nodes;
-    let mut index = vec![UNSEEN; n];
-    let mut low = vec![0u32; n];
-    let mut on_stack = vec![false; n];
-    let mut comp = vec![UNSEEN; n];
-    let mut stack: Vec<u32> = Vec::new();
-    let mut frames: Vec<(u32, usize)> = Vec::new();
-    let mut next_index = 0u32;
-    let mut comps = 0u32;
-    let mut nontrivial = Vec::new();
-    for root in 0..n {
-        if index[root] != UNSEEN {
-            continue;
+    let mut t = Tarjan::new(g, mask);
+    for root in 0..g.nodes {
+        if t.index[root] == UNSEEN {
+            t.search_from(root);
         }
-        frames.push((root as u32, g.start[root] as usize));
-        index[root] = next_index;
-        low[root] = next_index;
-        next_index += 1;
-        stack.push(root as u32);
-        on_stack[root] = true;
-        while let Some(&(v, ei0)) = frames.last() {
+    }
+    Sccs {
+        comp: t.comp,
+        nontrivial: t.nontrivial,
+    }
+}
+
+/// The state of Tarjan's algorithm over the edges of `g` whose kind is in `mask`.
+struct Tarjan<'g> {
+    g: &'g Graph,
+    mask: u8,
+    /// Discovery index of each node (`UNSEEN` before its visit).
+    index: Vec<u32>,
+    /// Lowest index reachable from each node's subtree through one back edge.
+    low: Vec<u32>,
+    on_stack: Vec<bool>,
+    /// Component of each node (`UNSEEN` until its component is popped).
+    comp: Vec<u32>,
+    /// Tarjan's stack of visited nodes not yet assigned a component.
+    stack: Vec<u32>,
+    /// The depth-first path: (node, next out-edge to look at).
+    frames: Vec<(u32, usize)>,
+    next_index: u32,
+    comps: u32,
+    nontrivial: Vec<u32>,
+}
+
+impl<'g> Tarjan<'g> {
+    /// Nothing visited yet.
+    fn new(g: &'g Graph, mask: u8) -> Self {
+        let n = g.nodes;
+        Tarjan {
+            g,
+            mask,
+            index: vec![UNSEEN; n],
+            low: vec![0u32; n],
+            on_stack: vec![false; n],
+            comp: vec![UNSEEN; n],
+            stack: Vec::new(),
+            frames: Vec::new(),
+            next_index: 0,
+            comps: 0,
+            nontrivial: Vec::new(),
+        }
+    }
+
+    /// Numbers node `w` and pushes it onto Tarjan's stack and the depth-first path.
+    fn visit(&mut self, w: usize) {
+        self.index[w] = self.next_index;
+        self.low[w] = self.next_index;
+        self.next_index += 1;
+        self.stack.push(w as u32);
+        self.on_stack[w] = true;
+        self.frames.push((w as u32, self.g.start[w] as usize));
+    }
+
+    /// The depth-first search from the unvisited node `root`, popping every component found.
+    fn search_from(&mut self, root: usize) {
+        self.visit(root);
+        while let Some(&(v, ei)) = self.frames.last() {
             let v = v as usize;
-            let end = g.start[v + 1] as usize;
-            let mut ei = ei0;
-            let mut descended = false;
-            while ei < end {
-                let e = &g.edges[ei];
-                ei += 1;
-                if e.kind.bit() & mask == 0 {
-                    continue;
-                }
-                let w = e.to as usize;
-                if index[w] == UNSEEN {
-                    index[w] = next_index;
-                    low[w] = next_index;
-                    next_index += 1;
-                    stack.push(w as u32);
-                    on_stack[w] = true;
-                    descended = true;
-                    break;
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-            }
-            let top = frames.len() - 1;
-            frames[top].1 = ei;
-            if descended {
-                let w = g.edges[ei - 1].to;
-                frames.push((w, g.start[w as usize] as usize));
-                continue;
-            }
-            frames.pop();
-            if let Some(&(parent, _)) = frames.last() {
-                let p = parent as usize;
-                low[p] = low[p].min(low[v]);
-            }
-            if low[v] == index[v] {
-                pop_component(
-                    v,
-                    &mut stack,
-                    &mut on_stack,
-                    &mut comp,
-                    comps,
-                    &mut nontrivial,
-                );
-                comps += 1;
+            match self.next_unseen(v, ei) {
+                Some(w) => self.visit(w),
+                None => self.finish(v),
             }
         }
     }
-    Sccs { comp, nontrivial }
+
+    /// Scans `v`'s out-edges from `ei` on, lowering `low[v]` over edges to nodes on the
+    /// stack, up to the first edge to an unvisited node: that node, if any. Records in `v`'s
+    /// frame where the scan stopped.
+    fn next_unseen(&mut self, v: usize, mut ei: usize) -> Option<usize> {
+        let end = self.g.start[v + 1] as usize;
+        let mut found = None;
+        while ei < end {
+            let e = &self.g.edges[ei];
+            ei += 1;
+            if e.kind.bit() & self.mask == 0 {
+                continue;
+            }
+            let w = e.to as usize;
+            if self.index[w] == UNSEEN {
+                found = Some(w);
+                break;
+            } else if self.on_stack[w] {
+                self.low[v] = self.low[v].min(self.index[w]);
+            }
+        }
+        let top = self.frames.len() - 1;
+        self.frames[top].1 = ei;
+        found
+    }
+
+    /// Leaves `v` (all its edges seen): passes its `low` to its parent and pops its
+    /// component if `v` is the component's root.
+    fn finish(&mut self, v: usize) {
+        self.frames.pop();
+        if let Some(&(parent, _)) = self.frames.last() {
+            let p = parent as usize;
+            self.low[p] = self.low[p].min(self.low[v]);
+        }
+        if self.low[v] == self.index[v] {
+            pop_component(
+                v,
+                &mut self.stack,
+                &mut self.on_stack,
+                &mut self.comp,
+                self.comps,
+                &mut self.nontrivial,
+            );
+            self.comps += 1;
+        }
+    }
 }
 
 /// Pops the component rooted at `v` off Tarjan's stack, numbering it `c`.
