@@ -140,6 +140,60 @@ struct Adds {
 }
 
 fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) -> Result<(SetKeyReport, Vec<u64>), HistoryError> {
+    let (adds, reads) = adds_and_reads(ops)?;
+    // The last ok final read of each node.
+    let mut finals: BTreeMap<&str, &Read> = BTreeMap::new();
+    for r in reads.iter().filter(|r| r.op.is_final) {
+        if let Some(n) = &r.op.node {
+            finals.insert(n.as_str(), r);
+        }
+    }
+    let missing: Vec<&String> = nodes.iter().filter(|n| !finals.contains_key(n.as_str())).collect();
+    let read_anywhere: BTreeSet<i64> = reads.iter().flat_map(|r| r.elements.iter().copied()).collect();
+    let mut status: BTreeMap<i64, ElementStatus> = BTreeMap::new();
+    let mut stale = Vec::new();
+    let mut latencies = Vec::new();
+    for (&e, a) in &adds {
+        let s = element_status(e, a, &finals, &read_anywhere);
+        if s == ElementStatus::Ok {
+            if let Some(ok_ns) = a.ok_ns {
+                if reads.iter().any(|r| r.op.invoke_ns > ok_ns && !r.contains(e)) {
+                    stale.push(e);
+                }
+                let last_missing = reads
+                    .iter()
+                    .filter(|r| r.op.invoke_ns >= a.invoke_ns && !r.contains(e))
+                    .filter_map(|r| r.op.complete_ns)
+                    .max();
+                latencies.push(last_missing.map_or(0, |t| t.saturating_sub(ok_ns)));
+            }
+        }
+        status.insert(e, s);
+    }
+    for &e in &read_anywhere {
+        status.entry(e).or_insert(ElementStatus::Unexpected);
+    }
+    let (counts, examples) = tally(&status);
+    let (verdict, reason) = key_verdict(&counts, &examples, &missing);
+    let stale_n = stale.len();
+    stale.truncate(LISTED_MAX);
+    let report = SetKeyReport {
+        key: key.clone(),
+        verdict,
+        reason,
+        counts,
+        examples,
+        stale: stale_n,
+        stale_examples: stale,
+        final_read_nodes: finals.keys().map(|s| s.to_string()).collect(),
+        visibility: Latency::of(latencies.clone()),
+    };
+    Ok((report, latencies))
+}
+
+/// A key's adds by element (earliest invocation, first acknowledgement, any indeterminate
+/// attempt) and its ok reads.
+fn adds_and_reads<'a>(ops: &[&'a ClientOp]) -> Result<(BTreeMap<i64, Adds>, Vec<Read<'a>>), HistoryError> {
     let mut adds: BTreeMap<i64, Adds> = BTreeMap::new();
     let mut reads: Vec<Read> = Vec::new();
     for op in ops {
@@ -161,62 +215,40 @@ fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) 
             _ => {}
         }
     }
-    // The last ok final read of each node.
-    let mut finals: BTreeMap<&str, &Read> = BTreeMap::new();
-    for r in reads.iter().filter(|r| r.op.is_final) {
-        if let Some(n) = &r.op.node {
-            finals.insert(n.as_str(), r);
-        }
-    }
-    let missing: Vec<&String> = nodes.iter().filter(|n| !finals.contains_key(n.as_str())).collect();
-    let read_anywhere: BTreeSet<i64> = reads.iter().flat_map(|r| r.elements.iter().copied()).collect();
-    let mut status: BTreeMap<i64, ElementStatus> = BTreeMap::new();
-    let mut stale = Vec::new();
-    let mut latencies = Vec::new();
-    for (&e, a) in &adds {
-        let in_finals = finals.values().filter(|r| r.contains(e)).count();
-        let everywhere = in_finals == finals.len() && !finals.is_empty();
-        let s = if a.ok_ns.is_some() {
-            if finals.is_empty() {
-                ElementStatus::NeverRead
-            } else if everywhere {
-                ElementStatus::Ok
-            } else {
-                ElementStatus::Lost
-            }
-        } else if a.info {
-            match in_finals {
-                0 => ElementStatus::NeverRead,
-                _ if everywhere => ElementStatus::Ok,
-                _ => ElementStatus::Divergent,
-            }
-        } else if in_finals > 0 || read_anywhere.contains(&e) {
-            // Every add of it definitely failed, yet it was read.
-            ElementStatus::Unexpected
-        } else {
+    Ok((adds, reads))
+}
+
+/// What became of one added element, judged by the nodes' final reads.
+fn element_status(e: i64, a: &Adds, finals: &BTreeMap<&str, &Read>, read_anywhere: &BTreeSet<i64>) -> ElementStatus {
+    let in_finals = finals.values().filter(|r| r.contains(e)).count();
+    let everywhere = in_finals == finals.len() && !finals.is_empty();
+    if a.ok_ns.is_some() {
+        if finals.is_empty() {
             ElementStatus::NeverRead
-        };
-        if s == ElementStatus::Ok {
-            if let Some(ok_ns) = a.ok_ns {
-                if reads.iter().any(|r| r.op.invoke_ns > ok_ns && !r.contains(e)) {
-                    stale.push(e);
-                }
-                let last_missing = reads
-                    .iter()
-                    .filter(|r| r.op.invoke_ns >= a.invoke_ns && !r.contains(e))
-                    .filter_map(|r| r.op.complete_ns)
-                    .max();
-                latencies.push(last_missing.map_or(0, |t| t.saturating_sub(ok_ns)));
-            }
+        } else if everywhere {
+            ElementStatus::Ok
+        } else {
+            ElementStatus::Lost
         }
-        status.insert(e, s);
+    } else if a.info {
+        match in_finals {
+            0 => ElementStatus::NeverRead,
+            _ if everywhere => ElementStatus::Ok,
+            _ => ElementStatus::Divergent,
+        }
+    } else if in_finals > 0 || read_anywhere.contains(&e) {
+        // Every add of it definitely failed, yet it was read.
+        ElementStatus::Unexpected
+    } else {
+        ElementStatus::NeverRead
     }
-    for &e in &read_anywhere {
-        status.entry(e).or_insert(ElementStatus::Unexpected);
-    }
+}
+
+/// Counts per status, and up to [`LISTED_MAX`] example elements of each status but ok.
+fn tally(status: &BTreeMap<i64, ElementStatus>) -> (BTreeMap<ElementStatus, usize>, BTreeMap<ElementStatus, Vec<i64>>) {
     let mut counts: BTreeMap<ElementStatus, usize> = BTreeMap::new();
     let mut examples: BTreeMap<ElementStatus, Vec<i64>> = BTreeMap::new();
-    for (&e, &s) in &status {
+    for (&e, &s) in status {
         *counts.entry(s).or_insert(0) += 1;
         if s != ElementStatus::Ok {
             let l = examples.entry(s).or_default();
@@ -225,8 +257,18 @@ fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) 
             }
         }
     }
+    (counts, examples)
+}
+
+/// Invalid on a lost, divergent or unexpected element; unknown without every node's final
+/// read; else valid.
+fn key_verdict(
+    counts: &BTreeMap<ElementStatus, usize>,
+    examples: &BTreeMap<ElementStatus, Vec<i64>>,
+    missing: &[&String],
+) -> (Verdict, Option<String>) {
     let c = |s| counts.get(&s).copied().unwrap_or(0);
-    let (verdict, reason) = if c(ElementStatus::Lost) + c(ElementStatus::Divergent) + c(ElementStatus::Unexpected) > 0 {
+    if c(ElementStatus::Lost) + c(ElementStatus::Divergent) + c(ElementStatus::Unexpected) > 0 {
         let mut parts = Vec::new();
         for (s, what) in [
             (ElementStatus::Lost, "acknowledged but missing from a final read"),
@@ -243,21 +285,7 @@ fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) 
         (Verdict::Unknown, Some(format!("no ok final read from {}", m.join(", "))))
     } else {
         (Verdict::Valid, None)
-    };
-    let stale_n = stale.len();
-    stale.truncate(LISTED_MAX);
-    let report = SetKeyReport {
-        key: key.clone(),
-        verdict,
-        reason,
-        counts,
-        examples,
-        stale: stale_n,
-        stale_examples: stale,
-        final_read_nodes: finals.keys().map(|s| s.to_string()).collect(),
-        visibility: Latency::of(latencies.clone()),
-    };
-    Ok((report, latencies))
+    }
 }
 
 /// Checks a set history; a malformed one (wrong value shapes, bad pairing) gives `unknown`
