@@ -427,34 +427,66 @@ pub fn ensure_image(
     cancel: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<ImageReport, RuntimeError> {
     let label = image_label()?;
-    let repo = match repo.map(Path::to_path_buf).or_else(find_repo) {
-        Some(r) => r,
-        None => {
-            return match label {
-                Some(_) => Ok(ImageReport::NoSources {
-                    why: "no faultline source tree found (set FAULTLINE_REPO); using the existing image as it is".into(),
-                }),
-                None => Err(RuntimeError::Unsupported {
-                    mechanism: "docker".into(),
-                    what: "the runtime".into(),
-                    why: format!(
-                        "image {IMAGE} does not exist and no source tree to build it from was found: \
-                         set FAULTLINE_REPO to the repository, or run scripts/docker-image.sh there"
-                    ),
-                }),
-            };
-        }
+    let Some(repo) = repo.map(Path::to_path_buf).or_else(find_repo) else {
+        return no_sources(label.is_some());
     };
     let hash = source_hash(&repo);
-    let reason = match &label {
-        Some(l) if *l == hash => return Ok(ImageReport::UpToDate { hash }),
-        Some(l) if l.is_empty() => "the image has no source-hash label".to_string(),
-        Some(l) => format!("the sources changed (image {l}, sources {hash})"),
-        None => "the image does not exist".to_string(),
+    let Some(reason) = rebuild_reason(label.as_deref(), &hash) else {
+        return Ok(ImageReport::UpToDate { hash });
     };
     tracing::info!("building {IMAGE}: {reason}");
     eprintln!("faultline: building image {IMAGE} ({reason}); this may take minutes the first time");
     let started = Instant::now();
+    let script_s = build_image(&repo, &hash, timeout, cancel)?;
+    match image_label()? {
+        Some(l) if l == hash => {
+            Ok(ImageReport::Built { hash, reason, seconds: started.elapsed().as_secs_f64() })
+        }
+        other => Err(err(
+            format!("bash {script_s}"),
+            format!("the built image carries source hash {other:?}, expected {hash}: did the sources change during the build?"),
+        )),
+    }
+}
+
+/// Without a source tree: the existing image as it is, if there is one.
+fn no_sources(image_exists: bool) -> Result<ImageReport, RuntimeError> {
+    if image_exists {
+        Ok(ImageReport::NoSources {
+            why: "no faultline source tree found (set FAULTLINE_REPO); using the existing image as it is".into(),
+        })
+    } else {
+        Err(RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: "the runtime".into(),
+            why: format!(
+                "image {IMAGE} does not exist and no source tree to build it from was found: \
+                 set FAULTLINE_REPO to the repository, or run scripts/docker-image.sh there"
+            ),
+        })
+    }
+}
+
+/// Why the image must be rebuilt, given its source-hash label (`None`: no image) and the
+/// sources' hash; `None` when it is up to date.
+fn rebuild_reason(label: Option<&str>, hash: &str) -> Option<String> {
+    Some(match label {
+        Some(l) if l == hash => return None,
+        Some("") => "the image has no source-hash label".to_string(),
+        Some(l) => format!("the sources changed (image {l}, sources {hash})"),
+        None => "the image does not exist".to_string(),
+    })
+}
+
+/// Runs scripts/docker-image.sh of `repo` (bounded by `timeout`, abandoned on `cancel`) to
+/// build the image labelled `hash`; returns the script's path. A failed build is an error
+/// quoting the end of its stderr.
+fn build_image(
+    repo: &Path,
+    hash: &str,
+    timeout: Duration,
+    cancel: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<String, RuntimeError> {
     let script = repo.join("scripts/docker-image.sh");
     let script_s = script.to_string_lossy().into_owned();
     // Build into the repository's own target folder unless the caller chose one.
@@ -464,10 +496,10 @@ pub fn ensure_image(
         "bash",
         &[&script_s],
         &[
-            ("FAULTLINE_SOURCE_HASH", &hash),
+            ("FAULTLINE_SOURCE_HASH", hash),
             ("CARGO_TARGET_DIR", &target_dir),
         ],
-        Some(&repo),
+        Some(repo),
         timeout,
         cancel,
     )?;
@@ -486,15 +518,7 @@ pub fn ensure_image(
             format!("image build failed ({}): {}", out.status, tail.join("\n")),
         ));
     }
-    match image_label()? {
-        Some(l) if l == hash => {
-            Ok(ImageReport::Built { hash, reason, seconds: started.elapsed().as_secs_f64() })
-        }
-        other => Err(err(
-            format!("bash {script_s}"),
-            format!("the built image carries source hash {other:?}, expected {hash}: did the sources change during the build?"),
-        )),
-    }
+    Ok(script_s)
 }
 
 /// Quotes `s` as a YAML double-quoted scalar (JSON string syntax is valid YAML), with `$`
@@ -638,6 +662,56 @@ fn used_subnets() -> Vec<u8> {
     used
 }
 
+/// The tools the runtime calls must exist and a Docker engine must answer.
+fn check_engine() -> Result<(), RuntimeError> {
+    for tool in ["docker", "docker-compose", "nsenter", "iptables-restore"] {
+        if !super::cmd::available(tool) {
+            return Err(RuntimeError::Unsupported {
+                mechanism: "docker".into(),
+                what: "the runtime".into(),
+                why: format!("`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"),
+            });
+        }
+    }
+    if !engine_available() {
+        return Err(RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: "the runtime".into(),
+            why: "no Docker engine answers `docker info` (is dockerd running?)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A third octet X for the run's 10.79.X.0/24 that nothing uses, searched from a random start.
+fn free_subnet(rng: &mut impl Rng) -> Result<u8, RuntimeError> {
+    let used = used_subnets();
+    let start: u16 = rng.random_range(1..=250);
+    (0..250u16)
+        .map(|i| ((start - 1 + i) % 250 + 1) as u8)
+        .find(|x| !used.contains(x))
+        .ok_or_else(|| RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: "address allocation".into(),
+            why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
+        })
+}
+
+/// Creates the run's compose folder `STATE_DIR/docker/RUN_ID/` with the harness pid file.
+fn create_compose_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, RuntimeError> {
+    let compose_dir = state_dir.join("docker").join(run_id);
+    // The compose file will hold the admin token: the folder is the owner's only.
+    crate::secret::private_dir(&compose_dir)
+        .and_then(|()| {
+            std::fs::write(
+                compose_dir.join(HARNESS_PID_FILE),
+                std::process::id().to_string(),
+            )
+        })
+        .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
+    Ok(compose_dir)
+}
+
 impl DockerRuntime {
     /// Checks the engine, makes sure the image is current, and picks the run's names and
     /// addresses. Containers are created by [`Runtime::start_nodes`].
@@ -646,22 +720,7 @@ impl DockerRuntime {
             opts.nodes >= 1 && opts.nodes <= 99,
             "node count checked by the caller"
         );
-        for tool in ["docker", "docker-compose", "nsenter", "iptables-restore"] {
-            if !super::cmd::available(tool) {
-                return Err(RuntimeError::Unsupported {
-                    mechanism: "docker".into(),
-                    what: "the runtime".into(),
-                    why: format!("`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"),
-                });
-            }
-        }
-        if !engine_available() {
-            return Err(RuntimeError::Unsupported {
-                mechanism: "docker".into(),
-                what: "the runtime".into(),
-                why: "no Docker engine answers `docker info` (is dockerd running?)".into(),
-            });
-        }
+        check_engine()?;
         let image = ensure_image(
             opts.repo.as_deref(),
             opts.build_timeout,
@@ -674,16 +733,7 @@ impl DockerRuntime {
             state::NAME_PREFIX,
             rng.random::<u32>() & 0x00ff_ffff
         );
-        let used = used_subnets();
-        let start: u16 = rng.random_range(1..=250);
-        let subnet = (0..250u16)
-            .map(|i| ((start - 1 + i) % 250 + 1) as u8)
-            .find(|x| !used.contains(x))
-            .ok_or_else(|| RuntimeError::Unsupported {
-                mechanism: "docker".into(),
-                what: "address allocation".into(),
-                why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
-            })?;
+        let subnet = free_subnet(&mut rng)?;
         let nodes: Vec<NodeSpec> = (1..=opts.nodes)
             .map(|k| NodeSpec {
                 id: format!("n{k}"),
@@ -691,16 +741,7 @@ impl DockerRuntime {
                 port: opts.port,
             })
             .collect();
-        let compose_dir = opts.state_dir.join("docker").join(&run_id);
-        // The compose file will hold the admin token: the folder is the owner's only.
-        crate::secret::private_dir(&compose_dir)
-            .and_then(|()| {
-                std::fs::write(
-                    compose_dir.join(HARNESS_PID_FILE),
-                    std::process::id().to_string(),
-                )
-            })
-            .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
+        let compose_dir = create_compose_dir(&opts.state_dir, &run_id)?;
         Ok(DockerRuntime {
             project: format!("{PROJECT_PREFIX}{run_id}"),
             run_id,
@@ -1314,90 +1355,137 @@ pub fn cleanup_leftovers(
     dry_run: bool,
     report: &mut CleanupReport,
 ) -> Vec<String> {
-    let mut planned = Vec::new();
-    let wanted = |run: &str| only.is_empty() || only.iter().any(|r| r == run);
+    let runs = labelled_runs(only, report);
+    // Compose folders of runs with no object left (a run killed before `up`).
+    let compose_root = state_dir.join("docker");
+    let dirs = compose_dirs(&compose_root, only);
+    let mut sweep = Sweep { force, dry_run, report, planned: Vec::new() };
+    for (run, objects) in &runs {
+        sweep.objects(run, objects);
+    }
+    for run in dirs {
+        sweep.compose_dir(&compose_root, &run, runs.get(&run));
+    }
+    sweep.planned
+}
+
+/// A run's containers and networks, and whether its harness is live.
+#[derive(Default)]
+struct RunObjects {
+    containers: Vec<Labelled>,
+    networks: Vec<Labelled>,
+    live: bool,
+}
+
+/// True when `run` is one of `only`, or `only` is empty.
+fn wanted(only: &[String], run: &str) -> bool {
+    only.is_empty() || only.iter().any(|r| r == run)
+}
+
+/// A harness is live when its pid runs a faultline program (a reused pid does not count).
+fn harness_live(pid: Option<u32>) -> bool {
     let me = std::process::id();
-    // A harness is live when its pid runs a faultline program (a reused pid does not count).
-    let live = |pid: Option<u32>| {
-        pid.is_some_and(|p| p != me && state::cmdline(p).is_some_and(|c| c.contains("faultline")))
-    };
-    let mut runs: BTreeMap<String, (Vec<Labelled>, Vec<Labelled>, bool)> = BTreeMap::new();
+    pid.is_some_and(|p| p != me && state::cmdline(p).is_some_and(|c| c.contains("faultline")))
+}
+
+/// The Docker objects of the wanted runs, by run (none without a Docker engine).
+fn labelled_runs(only: &[String], report: &mut CleanupReport) -> BTreeMap<String, RunObjects> {
+    let mut runs: BTreeMap<String, RunObjects> = BTreeMap::new();
     if super::cmd::available("docker") && engine_available() {
         match list_labelled(None) {
             Ok((containers, networks)) => {
-                for c in containers.into_iter().filter(|c| wanted(&c.run_id)) {
+                for c in containers.into_iter().filter(|c| wanted(only, &c.run_id)) {
                     let e = runs.entry(c.run_id.clone()).or_default();
-                    e.2 |= live(c.harness_pid);
-                    e.0.push(c);
+                    e.live |= harness_live(c.harness_pid);
+                    e.containers.push(c);
                 }
-                for n in networks.into_iter().filter(|n| wanted(&n.run_id)) {
+                for n in networks.into_iter().filter(|n| wanted(only, &n.run_id)) {
                     let e = runs.entry(n.run_id.clone()).or_default();
-                    e.2 |= live(n.harness_pid);
-                    e.1.push(n);
+                    e.live |= harness_live(n.harness_pid);
+                    e.networks.push(n);
                 }
             }
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    // Compose folders of runs with no object left (a run killed before `up`).
-    let compose_root = state_dir.join("docker");
+    runs
+}
+
+/// The run ids of the wanted runs' compose folders under `compose_root`.
+fn compose_dirs(compose_root: &Path, only: &[String]) -> Vec<String> {
     let mut dirs: Vec<String> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&compose_root) {
+    if let Ok(entries) = std::fs::read_dir(compose_root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.len() == 8
                 && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str())
-                && wanted(&name)
+                && wanted(only, &name)
             {
                 dirs.push(name);
             }
         }
     }
-    for (run, (containers, networks, is_live)) in &runs {
-        if *is_live && !force {
-            report.skipped_live.push(format!(
+    dirs
+}
+
+/// One pass of [`cleanup_leftovers`]: its options, and what it would remove (`dry_run`).
+struct Sweep<'a> {
+    force: bool,
+    dry_run: bool,
+    report: &'a mut CleanupReport,
+    planned: Vec<String>,
+}
+
+impl Sweep<'_> {
+    /// Removes (or plans) the containers and networks of `run`, unless its harness is live.
+    fn objects(&mut self, run: &str, objects: &RunObjects) {
+        if objects.live && !self.force {
+            self.report.skipped_live.push(format!(
                 "docker run {run} (its harness is alive; use --force)"
             ));
-            continue;
+            return;
         }
-        if dry_run {
-            for c in containers {
-                planned.push(format!("container {} (run {run})", c.name));
+        if self.dry_run {
+            for c in &objects.containers {
+                self.planned.push(format!("container {} (run {run})", c.name));
             }
-            for n in networks {
-                planned.push(format!("network {} (run {run})", n.name));
+            for n in &objects.networks {
+                self.planned.push(format!("network {} (run {run})", n.name));
             }
         } else {
-            remove_objects(containers, networks, report);
+            remove_objects(&objects.containers, &objects.networks, self.report);
         }
     }
-    for run in dirs {
-        if runs.get(&run).is_some_and(|r| r.2 && !force) {
-            continue;
+
+    /// Removes (or plans) the compose folder of `run` (whose objects were `objects`), unless
+    /// its harness is live.
+    fn compose_dir(&mut self, compose_root: &Path, run: &str, objects: Option<&RunObjects>) {
+        if objects.is_some_and(|r| r.live && !self.force) {
+            return;
         }
-        if !runs.contains_key(&run) && !force {
+        if objects.is_none() && !self.force {
             // No object left: the folder of a run that may be starting right now (between
             // setup and `up`) looks the same; leave it unless its harness is gone.
-            let pid = std::fs::read_to_string(compose_root.join(&run).join(HARNESS_PID_FILE))
+            let pid = std::fs::read_to_string(compose_root.join(run).join(HARNESS_PID_FILE))
                 .ok()
                 .and_then(|p| p.trim().parse::<u32>().ok());
-            if live(pid) {
-                continue;
+            if harness_live(pid) {
+                return;
             }
         }
-        let path = compose_root.join(&run);
-        if dry_run {
-            planned.push(format!("compose folder {}", path.display()));
+        let path = compose_root.join(run);
+        if self.dry_run {
+            self.planned.push(format!("compose folder {}", path.display()));
         } else {
             match std::fs::remove_dir_all(&path) {
-                Ok(()) => report
+                Ok(()) => self
+                    .report
                     .removed
                     .push(format!("compose folder {}", path.display())),
-                Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+                Err(e) => self.report.errors.push(format!("{}: {e}", path.display())),
             }
         }
     }
-    planned
 }
 
 #[cfg(test)]
