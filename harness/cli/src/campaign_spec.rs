@@ -183,155 +183,243 @@ pub fn load(path: &Path) -> Result<Campaign, SpecError> {
 
 /// Parses campaign text; `file` names it in errors, `base` resolves relative target files.
 pub fn parse(text: &str, file: &str, base: &Path, stem: &str) -> Result<Campaign, SpecError> {
-    let err = |span: Option<Range<usize>>, message: String| SpecError { file: file.to_string(), line: span.map(|s| line_of(text, s.start)), message };
-    let spec: FileSpec = toml::from_str(text).map_err(|e| err(e.span(), e.message().trim().to_string()))?;
-    let name = match &spec.name {
-        Some(n) => {
-            let v = n.get_ref();
-            if v.is_empty() || v.starts_with('.') || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(err(Some(n.span()), format!("name {v:?}: use letters, digits, '-', '_' and '.' only")));
-            }
-            v.clone()
-        }
-        None => sanitize(stem),
-    };
+    let src = Source { text, file };
+    let spec: FileSpec = toml::from_str(text).map_err(|e| src.err(e.span(), e.message().trim().to_string()))?;
+    let name = campaign_name(&src, &spec.name, stem)?;
     let defaults = spec.defaults.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default();
     if let Some(s) = &defaults.seed {
-        return Err(err(Some(s.span()), "seed in [defaults]: put the campaign seed at the top of the file (a [[matrix]] block may fix its own)".into()));
+        return Err(src.err(Some(s.span()), "seed in [defaults]: put the campaign seed at the top of the file (a [[matrix]] block may fix its own)".into()));
     }
     if spec.matrix.is_empty() {
-        return Err(err(None, "no [[matrix]] block: a campaign needs at least one (targets, workloads, nemeses)".into()));
+        return Err(src.err(None, "no [[matrix]] block: a campaign needs at least one (targets, workloads, nemeses)".into()));
     }
     let mut cells = Vec::new();
     for block in &spec.matrix {
-        let b = block.get_ref();
-        let line = line_of(text, block.span().start);
-        let axis = |one: &One, many: &Many, d_one: &One, d_many: &Many, what: &str, plural: &str| -> Result<Vec<Located>, SpecError> {
-            let pick = |one: &One, many: &Many| -> Result<Option<Vec<Located>>, SpecError> {
-                match (one, many) {
-                    (Some(o), Some(_)) => Err(err(Some(o.span()), format!("both `{what}` and `{plural}`: give one"))),
-                    (Some(o), None) => Ok(Some(vec![(o.get_ref().clone(), o.span())])),
-                    (None, Some(m)) if m.get_ref().is_empty() => Err(err(Some(m.span()), format!("`{plural}` is empty"))),
-                    (None, Some(m)) => Ok(Some(m.get_ref().iter().map(|s| (s.get_ref().clone(), s.span())).collect())),
-                    (None, None) => Ok(None),
-                }
-            };
-            match pick(one, many)? {
-                Some(v) => Ok(v),
-                None => pick(d_one, d_many)?.ok_or_else(|| SpecError {
-                    file: file.to_string(),
-                    line: Some(line),
-                    message: format!("this [[matrix]] block has no {what}: set `{what}` or `{plural}` (here or in [defaults])"),
-                }),
+        BlockPlan::read(&src, block, &defaults, base)?.push_cells(&src, block.span(), &mut cells)?;
+    }
+    Ok(Campaign { name, seed: spec.seed.as_ref().map(|s| *s.get_ref()), cells })
+}
+
+/// The campaign text and the file it names, to locate errors.
+struct Source<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at the line where `span` starts (unlocated without a span).
+    fn err(&self, span: Option<Range<usize>>, message: String) -> SpecError {
+        SpecError { file: self.file.to_string(), line: span.map(|s| line_of(self.text, s.start)), message }
+    }
+
+    /// An error at `line`.
+    fn at_line(&self, line: usize, message: String) -> SpecError {
+        SpecError { file: self.file.to_string(), line: Some(line), message }
+    }
+}
+
+/// The file's `name`, checked, else the file's stem made a name.
+fn campaign_name(src: &Source, name: &Option<Spanned<String>>, stem: &str) -> Result<String, SpecError> {
+    match name {
+        Some(n) => {
+            let v = n.get_ref();
+            if v.is_empty() || v.starts_with('.') || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(src.err(Some(n.span()), format!("name {v:?}: use letters, digits, '-', '_' and '.' only")));
             }
-        };
-        let targets = axis(&b.target, &b.targets, &defaults.target, &defaults.targets, "target", "targets")?;
-        let workloads = axis(&b.workload, &b.workloads, &defaults.workload, &defaults.workloads, "workload", "workloads")?;
-        let nemeses = axis(&b.nemesis, &b.nemeses, &defaults.nemesis, &defaults.nemeses, "nemesis", "nemeses")?;
+            Ok(v.clone())
+        }
+        None => Ok(sanitize(stem)),
+    }
+}
+
+/// (flag, value, span) of a run option a cell sets.
+type Flag = (String, String, Range<usize>);
+
+/// One [[matrix]] block, validated, with [defaults] applied: what its cells are made of.
+struct BlockPlan {
+    line: usize,
+    /// The targets as written, with their spans.
+    targets: Vec<Located>,
+    /// The targets as cells run them (target files resolved).
+    resolved_targets: Vec<String>,
+    workloads: Vec<Located>,
+    nemeses: Vec<Located>,
+    /// The fault families of each nemesis, in `nemeses` order.
+    families: Vec<Vec<String>>,
+    repeats: u32,
+    fixed_seed: Option<u64>,
+    expect: Vec<String>,
+    flags: Vec<Flag>,
+}
+
+impl BlockPlan {
+    /// Reads and checks `block`, in the order its errors are reported.
+    fn read(src: &Source, block: &Spanned<Table>, defaults: &Table, base: &Path) -> Result<BlockPlan, SpecError> {
+        let b = block.get_ref();
+        let line = line_of(src.text, block.span().start);
+        let targets = axis(src, line, (&b.target, &b.targets), (&defaults.target, &defaults.targets), "target", "targets")?;
+        let workloads = axis(src, line, (&b.workload, &b.workloads), (&defaults.workload, &defaults.workloads), "workload", "workloads")?;
+        let nemeses = axis(src, line, (&b.nemesis, &b.nemeses), (&defaults.nemesis, &defaults.nemeses), "nemesis", "nemeses")?;
         let mut resolved_targets = Vec::new();
         for (t, span) in &targets {
-            resolved_targets.push(check_target(t, base).map_err(|m| err(Some(span.clone()), m))?);
+            resolved_targets.push(check_target(t, base).map_err(|m| src.err(Some(span.clone()), m))?);
         }
-        for (w, span) in &workloads {
-            if !faultline_workloads::NAMES.contains(&w.as_str()) {
-                return Err(err(Some(span.clone()), format!("unknown workload {w:?}: expected one of {}", faultline_workloads::NAMES.join(", "))));
-            }
-        }
-        let mut families = Vec::new();
-        for (n, span) in &nemeses {
-            let choices = parse_choices(n).map_err(|e| err(Some(span.clone()), format!("nemesis {n:?}: {e}")))?;
-            let mut f: Vec<String> = choices.iter().map(|c| c.family.as_str().to_string()).collect();
-            f.dedup();
-            families.push(f);
-        }
-        let repeats = pick(&b.repeats, &defaults.repeats);
-        let repeats_n = repeats.map_or(1, |r| *r.get_ref());
-        if !(1..=100).contains(&repeats_n) {
-            return Err(err(repeats.map(Spanned::span), format!("repeats must be between 1 and 100, got {repeats_n}")));
-        }
-        let expect = match pick(&b.expect, &defaults.expect) {
-            None => vec!["valid".to_string()],
-            Some(e) => {
-                let list = match e.get_ref() {
-                    OneOrMany::One(s) => vec![s.clone()],
-                    OneOrMany::Many(v) => v.clone(),
-                };
-                if list.is_empty() {
-                    return Err(err(Some(e.span()), "`expect` is empty".into()));
-                }
-                if let Some(bad) = list.iter().find(|x| !EXPECTATIONS.contains(&x.as_str())) {
-                    return Err(err(Some(e.span()), format!("unknown expectation {bad:?}: expected one of {}", EXPECTATIONS.join(", "))));
-                }
-                list
-            }
-        };
-        // (flag, value, span) of every run option the cell sets.
-        let mut flags: Vec<(String, String, Range<usize>)> = Vec::new();
-        macro_rules! opt {
-            ($field:ident, $flag:literal) => {
-                if let Some(v) = pick(&b.$field, &defaults.$field) {
-                    flags.push(($flag.to_string(), v.get_ref().to_string(), v.span()));
-                }
-            };
-        }
-        opt!(nodes, "nodes");
-        opt!(time_limit, "time-limit");
-        opt!(concurrency, "concurrency");
-        opt!(rate, "rate");
-        opt!(nemesis_interval, "nemesis-interval");
-        opt!(recovery, "recovery");
-        opt!(op_timeout_ms, "op-timeout-ms");
-        opt!(setup_timeout, "setup-timeout");
-        opt!(runtime, "runtime");
-        opt!(local_net, "local-net");
-        for (field, flag) in [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")] {
-            if let Some(v) = field {
-                for x in v.get_ref() {
-                    flags.push((flag.to_string(), x.clone(), v.span()));
-                }
-            }
-        }
-        if let Some(v) = pick(&b.target_opts, &defaults.target_opts) {
-            if let Some(bad) = v.get_ref().iter().find(|o| !o.contains('=')) {
-                return Err(err(Some(v.span()), format!("target option {bad:?}: expected KEY=VALUE")));
-            }
-        }
+        check_workloads(src, &workloads)?;
+        let families = fault_families(src, &nemeses)?;
+        let repeats = repeats(src, b, defaults)?;
+        let expect = expectations(src, b, defaults)?;
+        let flags = run_flags(src, b, defaults)?;
         let fixed_seed = b.seed.as_ref().map(|s| *s.get_ref());
-        for (ti, target) in resolved_targets.iter().enumerate() {
-            for (workload, _) in &workloads {
-                for (ni, (nemesis, _)) in nemeses.iter().enumerate() {
-                    for repeat in 1..=repeats_n {
+        Ok(BlockPlan { line, targets, resolved_targets, workloads, nemeses, families, repeats, fixed_seed, expect, flags })
+    }
+
+    /// Appends the block's cells (targets × workloads × nemeses × repeats), each checked by the
+    /// run's validation; `span` is the block's.
+    fn push_cells(&self, src: &Source, span: Range<usize>, cells: &mut Vec<CellPlan>) -> Result<(), SpecError> {
+        for (ti, target) in self.resolved_targets.iter().enumerate() {
+            for (workload, _) in &self.workloads {
+                for (ni, (nemesis, _)) in self.nemeses.iter().enumerate() {
+                    for repeat in 1..=self.repeats {
                         let cell = CellPlan {
                             target: target.clone(),
                             workload: workload.clone(),
                             nemesis: nemesis.clone(),
-                            fault_families: families[ni].clone(),
+                            fault_families: self.families[ni].clone(),
                             repeat,
-                            fixed_seed,
-                            expect: expect.clone(),
-                            flags: flags.iter().map(|(f, v, _)| (f.clone(), v.clone())).collect(),
-                            line,
+                            fixed_seed: self.fixed_seed,
+                            expect: self.expect.clone(),
+                            flags: self.flags.iter().map(|(f, v, _)| (f.clone(), v.clone())).collect(),
+                            line: self.line,
                         };
-                        // The run's own validation, on the exact flags the cell will run with.
-                        if let Err(e) = validate_run(&cell) {
-                            let span = flags.iter().find(|(f, _, _)| e.contains(&format!("--{f}"))).map(|x| x.2.clone());
-                            let span = span.or_else(|| (e.contains("target") || e.contains("--runtime")).then(|| targets[ti].1.clone()));
-                            return Err(SpecError {
-                                file: file.to_string(),
-                                line: Some(span.map_or(line, |s| line_of(text, s.start))),
-                                message: format!("cell {target}/{workload}/{nemesis}: {e}"),
-                            });
-                        }
+                        self.check_cell(src, &cell, &self.targets[ti].1)?;
                         cells.push(cell);
                         if cells.len() > CELLS_MAX {
-                            return Err(err(Some(block.span()), format!("more than {CELLS_MAX} cells")));
+                            return Err(src.err(Some(span), format!("more than {CELLS_MAX} cells")));
                         }
                     }
                 }
             }
         }
+        Ok(())
     }
-    Ok(Campaign { name, seed: spec.seed.as_ref().map(|s| *s.get_ref()), cells })
+
+    /// The run's own validation, on the exact flags the cell will run with, located at the
+    /// offending flag, else at the target (`target_span`), else at the block.
+    fn check_cell(&self, src: &Source, cell: &CellPlan, target_span: &Range<usize>) -> Result<(), SpecError> {
+        let Err(e) = validate_run(cell) else { return Ok(()) };
+        let span = self.flags.iter().find(|(f, _, _)| e.contains(&format!("--{f}"))).map(|x| x.2.clone());
+        let span = span.or_else(|| (e.contains("target") || e.contains("--runtime")).then(|| target_span.clone()));
+        let (target, workload, nemesis) = (&cell.target, &cell.workload, &cell.nemesis);
+        Err(SpecError {
+            file: src.file.to_string(),
+            line: Some(span.map_or(self.line, |s| line_of(src.text, s.start))),
+            message: format!("cell {target}/{workload}/{nemesis}: {e}"),
+        })
+    }
+}
+
+/// One axis of a block (`target`/`targets`, ...): the block's key, else [defaults]' key; it must
+/// be set in one of them. `line` is the block's.
+fn axis(src: &Source, line: usize, block: (&One, &Many), defaults: (&One, &Many), what: &str, plural: &str) -> Result<Vec<Located>, SpecError> {
+    match axis_values(src, block, what, plural)? {
+        Some(v) => Ok(v),
+        None => axis_values(src, defaults, what, plural)?
+            .ok_or_else(|| src.at_line(line, format!("this [[matrix]] block has no {what}: set `{what}` or `{plural}` (here or in [defaults])"))),
+    }
+}
+
+/// The values of an axis in one table (`None` if unset); both keys, or an empty list, are errors.
+fn axis_values(src: &Source, (one, many): (&One, &Many), what: &str, plural: &str) -> Result<Option<Vec<Located>>, SpecError> {
+    match (one, many) {
+        (Some(o), Some(_)) => Err(src.err(Some(o.span()), format!("both `{what}` and `{plural}`: give one"))),
+        (Some(o), None) => Ok(Some(vec![(o.get_ref().clone(), o.span())])),
+        (None, Some(m)) if m.get_ref().is_empty() => Err(src.err(Some(m.span()), format!("`{plural}` is empty"))),
+        (None, Some(m)) => Ok(Some(m.get_ref().iter().map(|s| (s.get_ref().clone(), s.span())).collect())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Every workload must be a known one.
+fn check_workloads(src: &Source, workloads: &[Located]) -> Result<(), SpecError> {
+    for (w, span) in workloads {
+        if !faultline_workloads::NAMES.contains(&w.as_str()) {
+            return Err(src.err(Some(span.clone()), format!("unknown workload {w:?}: expected one of {}", faultline_workloads::NAMES.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// The fault families of each nemesis, which must parse.
+fn fault_families(src: &Source, nemeses: &[Located]) -> Result<Vec<Vec<String>>, SpecError> {
+    let mut families = Vec::new();
+    for (n, span) in nemeses {
+        let choices = parse_choices(n).map_err(|e| src.err(Some(span.clone()), format!("nemesis {n:?}: {e}")))?;
+        let mut f: Vec<String> = choices.iter().map(|c| c.family.as_str().to_string()).collect();
+        f.dedup();
+        families.push(f);
+    }
+    Ok(families)
+}
+
+/// `repeats` (default 1), between 1 and 100.
+fn repeats(src: &Source, b: &Table, defaults: &Table) -> Result<u32, SpecError> {
+    let repeats = pick(&b.repeats, &defaults.repeats);
+    let repeats_n = repeats.map_or(1, |r| *r.get_ref());
+    if !(1..=100).contains(&repeats_n) {
+        return Err(src.err(repeats.map(Spanned::span), format!("repeats must be between 1 and 100, got {repeats_n}")));
+    }
+    Ok(repeats_n)
+}
+
+/// `expect` (default "valid"): a non-empty list of known outcomes.
+fn expectations(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<String>, SpecError> {
+    let Some(e) = pick(&b.expect, &defaults.expect) else { return Ok(vec!["valid".to_string()]) };
+    let list = match e.get_ref() {
+        OneOrMany::One(s) => vec![s.clone()],
+        OneOrMany::Many(v) => v.clone(),
+    };
+    if list.is_empty() {
+        return Err(src.err(Some(e.span()), "`expect` is empty".into()));
+    }
+    if let Some(bad) = list.iter().find(|x| !EXPECTATIONS.contains(&x.as_str())) {
+        return Err(src.err(Some(e.span()), format!("unknown expectation {bad:?}: expected one of {}", EXPECTATIONS.join(", "))));
+    }
+    Ok(list)
+}
+
+/// Every run option the cell sets, as (flag, value, span); target options must read KEY=VALUE.
+fn run_flags(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<Flag>, SpecError> {
+    let mut flags: Vec<Flag> = Vec::new();
+    macro_rules! opt {
+        ($field:ident, $flag:literal) => {
+            if let Some(v) = pick(&b.$field, &defaults.$field) {
+                flags.push(($flag.to_string(), v.get_ref().to_string(), v.span()));
+            }
+        };
+    }
+    opt!(nodes, "nodes");
+    opt!(time_limit, "time-limit");
+    opt!(concurrency, "concurrency");
+    opt!(rate, "rate");
+    opt!(nemesis_interval, "nemesis-interval");
+    opt!(recovery, "recovery");
+    opt!(op_timeout_ms, "op-timeout-ms");
+    opt!(setup_timeout, "setup-timeout");
+    opt!(runtime, "runtime");
+    opt!(local_net, "local-net");
+    for (field, flag) in [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")] {
+        if let Some(v) = field {
+            for x in v.get_ref() {
+                flags.push((flag.to_string(), x.clone(), v.span()));
+            }
+        }
+    }
+    if let Some(v) = pick(&b.target_opts, &defaults.target_opts) {
+        if let Some(bad) = v.get_ref().iter().find(|o| !o.contains('=')) {
+            return Err(src.err(Some(v.span()), format!("target option {bad:?}: expected KEY=VALUE")));
+        }
+    }
+    Ok(flags)
 }
 
 /// A singular axis key (`target`), its plural (`targets`), and a value with its span.

@@ -168,6 +168,39 @@ fn used_subnets(state_dir: &Path) -> Vec<u8> {
     used
 }
 
+/// A third octet X for the run's subnet that no address and no live run uses, searched from a
+/// random start (call under the state folder's lock).
+fn free_subnet(
+    state_dir: &Path,
+    rng: &mut impl Rng,
+    mechanism: NetMechanism,
+) -> Result<u8, RuntimeError> {
+    let used = used_subnets(state_dir);
+    let start: u8 = rng.random_range(1..=250);
+    (0..250u16)
+        .map(|i| ((u16::from(start) - 1 + i) % 250 + 1) as u8)
+        .find(|x| !used.contains(x))
+        .ok_or_else(|| RuntimeError::Unsupported {
+            mechanism: mechanism.as_str().into(),
+            what: "address allocation".into(),
+            why: "all 250 subnets 10.77.1-250.0/24 are in use".into(),
+        })
+}
+
+/// The nodes n1..nN: 10.77.X.(10+K) in namespaces, else 127.77.X.(10+K).
+fn node_specs(mechanism: NetMechanism, subnet: u8, opts: &LocalOptions) -> Vec<NodeSpec> {
+    (1..=opts.nodes)
+        .map(|k| NodeSpec {
+            id: format!("n{k}"),
+            ip: match mechanism {
+                NetMechanism::Netns => Ipv4Addr::new(10, 77, subnet, 10 + k as u8),
+                _ => Ipv4Addr::new(127, 77, subnet, 10 + k as u8),
+            },
+            port: opts.port,
+        })
+        .collect()
+}
+
 impl LocalRuntime {
     /// Creates the network for `opts.nodes` nodes (no processes yet). On error, whatever was
     /// created is removed again.
@@ -194,44 +227,9 @@ impl LocalRuntime {
             .write(true)
             .open(opts.state_dir.join(".lock"))?;
         lock.lock()?;
-        let used = used_subnets(&opts.state_dir);
-        let start: u8 = rng.random_range(1..=250);
-        let subnet = (0..250u16)
-            .map(|i| ((u16::from(start) - 1 + i) % 250 + 1) as u8)
-            .find(|x| !used.contains(x))
-            .ok_or_else(|| RuntimeError::Unsupported {
-                mechanism: mechanism.as_str().into(),
-                what: "address allocation".into(),
-                why: "all 250 subnets 10.77.1-250.0/24 are in use".into(),
-            })?;
-        let nodes: Vec<NodeSpec> = (1..=opts.nodes)
-            .map(|k| NodeSpec {
-                id: format!("n{k}"),
-                ip: match mechanism {
-                    NetMechanism::Netns => Ipv4Addr::new(10, 77, subnet, 10 + k as u8),
-                    _ => Ipv4Addr::new(127, 77, subnet, 10 + k as u8),
-                },
-                port: opts.port,
-            })
-            .collect();
-        let rt = LocalRuntime {
-            bridge: format!("{run_id}br"),
-            loopback_chain: format!("{run_id}in"),
-            loopback_out_chain: format!("{run_id}out"),
-            run_id: run_id.clone(),
-            mechanism,
-            nodes,
-            state_dir: opts.state_dir.clone(),
-            state: Mutex::new(RunState {
-                run_id,
-                harness_pid: std::process::id(),
-                harness_start: state::own_start_time(),
-                subnet,
-                ..RunState::default()
-            }),
-            procs: Mutex::new(HashMap::new()),
-            delays: Mutex::new(BTreeMap::new()),
-        };
+        let subnet = free_subnet(&opts.state_dir, &mut rng, mechanism)?;
+        let nodes = node_specs(mechanism, subnet, opts);
+        let rt = LocalRuntime::new(run_id, mechanism, nodes, subnet, &opts.state_dir);
         rt.save_state()?;
         drop(lock);
         let built = match mechanism {
@@ -244,6 +242,34 @@ impl LocalRuntime {
             return Err(e);
         }
         Ok(rt)
+    }
+
+    /// The runtime of a new run, its state not yet saved and its network not yet built.
+    fn new(
+        run_id: String,
+        mechanism: NetMechanism,
+        nodes: Vec<NodeSpec>,
+        subnet: u8,
+        state_dir: &Path,
+    ) -> LocalRuntime {
+        LocalRuntime {
+            bridge: format!("{run_id}br"),
+            loopback_chain: format!("{run_id}in"),
+            loopback_out_chain: format!("{run_id}out"),
+            run_id: run_id.clone(),
+            mechanism,
+            nodes,
+            state_dir: state_dir.to_path_buf(),
+            state: Mutex::new(RunState {
+                run_id,
+                harness_pid: std::process::id(),
+                harness_start: state::own_start_time(),
+                subnet,
+                ..RunState::default()
+            }),
+            procs: Mutex::new(HashMap::new()),
+            delays: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn save_state(&self) -> Result<(), RuntimeError> {
@@ -365,6 +391,136 @@ impl LocalRuntime {
             .get(id)
             .and_then(|p| p.child.as_ref())
             .map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    /// Every link of `faults` must join two nodes of this run.
+    fn check_links(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
+        for l in faults
+            .drop
+            .iter()
+            .chain(faults.loss.iter().map(|(l, _)| l))
+            .chain(faults.delay.iter().map(|(l, _)| l))
+        {
+            self.node(&l.from)?;
+            self.node(&l.to)?;
+        }
+        Ok(())
+    }
+
+    /// Without iptables: only "no fault" can be applied.
+    fn apply_net_none(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
+        if faults.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Unsupported {
+                mechanism: self.mechanism.as_str().into(),
+                what: "network faults".into(),
+                why: "the harness has no CAP_NET_ADMIN or no iptables, so it cannot filter packets".into(),
+            })
+        }
+    }
+
+    /// Loopback with iptables: the run's delay consumer, then its two host chains rewritten.
+    fn apply_net_loopback(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
+        let mut delays_ms: Vec<u64> = faults.delay.iter().map(|(_, ms)| *ms).collect();
+        delays_ms.sort();
+        delays_ms.dedup();
+        if delays_ms.len() > 1 {
+            return Err(RuntimeError::Unsupported {
+                mechanism: self.mechanism.as_str().into(),
+                what: "latency".into(),
+                why: format!("one delay at a time on loopback (one queue per run), asked for {delays_ms:?} ms"),
+            });
+        }
+        {
+            // Consumer first (--queue-bypass covers the gap anyway).
+            let mut delays = self.delays.lock().expect("delays lock");
+            let key = delays_ms.first().map(|ms| ("host".to_string(), *ms));
+            delays.retain(|k, _| Some(k) == key.as_ref());
+            if let Some(k) = key {
+                if let std::collections::btree_map::Entry::Vacant(slot) = delays.entry(k) {
+                    let ms = slot.key().1;
+                    slot.insert(DelayQueue::start(None, self.loopback_queue(), ms)?);
+                }
+            }
+        }
+        let rules = self.loopback_rules(faults)?;
+        cmd::run_with_stdin("iptables-restore", &["-w", "5", "--noflush"], Some(&rules))?;
+        Ok(())
+    }
+
+    /// The iptables-restore text of the loopback chains for `faults`.
+    fn loopback_rules(&self, faults: &NetFaults) -> Result<String, RuntimeError> {
+        let c = &self.loopback_chain;
+        let out = &self.loopback_out_chain;
+        let mut rules = format!("*filter\n-F {c}\n-F {out}\n");
+        for (l, _) in &faults.delay {
+            rules += &format!(
+                "-A {out} -s {} -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
+                self.ip_of(&l.from)?,
+                self.ip_of(&l.to)?,
+                self.loopback_queue()
+            );
+        }
+        for l in &faults.drop {
+            rules += &format!(
+                "-A {c} -s {} -d {} -j DROP\n",
+                self.ip_of(&l.from)?,
+                self.ip_of(&l.to)?
+            );
+        }
+        for (l, p) in &faults.loss {
+            rules += &format!(
+                "-A {c} -s {} -d {} -m statistic --mode random --probability {p:.4} -j DROP\n",
+                self.ip_of(&l.from)?,
+                self.ip_of(&l.to)?
+            );
+        }
+        rules += "COMMIT\n";
+        Ok(rules)
+    }
+
+    /// Namespaces: the delay consumers, then every node's chains rewritten (all nodes are
+    /// tried; the first error is returned).
+    fn apply_net_netns(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
+        let wanted: Vec<(String, u64)> = {
+            let mut w: Vec<(String, u64)> = faults
+                .delay
+                .iter()
+                .map(|(l, ms)| (l.from.clone(), *ms))
+                .collect();
+            w.sort();
+            w.dedup();
+            w
+        };
+        // Consumers first, so queued packets never wait on a missing consumer (and
+        // --queue-bypass covers the gap anyway).
+        let started = self.set_delays(&wanted);
+        let mut first_err = started.err();
+        for node in &self.nodes {
+            let ip_of = |n: &str| self.ip_of(n).map(|ip| ip.to_string());
+            let rules = netrules::restore_text(&node.id, faults, first_err.is_none(), ip_of)?;
+            let ns = self.netns_name(&node.id);
+            if let Err(e) = cmd::run_with_stdin(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &ns,
+                    "iptables-restore",
+                    "-w",
+                    "5",
+                    "--noflush",
+                ],
+                Some(&rules),
+            ) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if wanted.is_empty() {
+            self.delays.lock().expect("delays lock").clear();
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Sets the latency consumers to exactly `wanted` (node, delay ms) pairs.
@@ -508,119 +664,11 @@ impl Runtime for LocalRuntime {
     }
 
     fn apply_net(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
-        for l in faults
-            .drop
-            .iter()
-            .chain(faults.loss.iter().map(|(l, _)| l))
-            .chain(faults.delay.iter().map(|(l, _)| l))
-        {
-            self.node(&l.from)?;
-            self.node(&l.to)?;
-        }
+        self.check_links(faults)?;
         match self.mechanism {
-            NetMechanism::LoopbackNone => {
-                if faults.is_empty() {
-                    Ok(())
-                } else {
-                    Err(RuntimeError::Unsupported {
-                        mechanism: self.mechanism.as_str().into(),
-                        what: "network faults".into(),
-                        why: "the harness has no CAP_NET_ADMIN or no iptables, so it cannot filter packets".into(),
-                    })
-                }
-            }
-            NetMechanism::LoopbackIptables => {
-                let mut delays_ms: Vec<u64> = faults.delay.iter().map(|(_, ms)| *ms).collect();
-                delays_ms.sort();
-                delays_ms.dedup();
-                if delays_ms.len() > 1 {
-                    return Err(RuntimeError::Unsupported {
-                        mechanism: self.mechanism.as_str().into(),
-                        what: "latency".into(),
-                        why: format!("one delay at a time on loopback (one queue per run), asked for {delays_ms:?} ms"),
-                    });
-                }
-                {
-                    // Consumer first (--queue-bypass covers the gap anyway).
-                    let mut delays = self.delays.lock().expect("delays lock");
-                    let key = delays_ms.first().map(|ms| ("host".to_string(), *ms));
-                    delays.retain(|k, _| Some(k) == key.as_ref());
-                    if let Some(k) = key {
-                        if let std::collections::btree_map::Entry::Vacant(slot) = delays.entry(k) {
-                            let ms = slot.key().1;
-                            slot.insert(DelayQueue::start(None, self.loopback_queue(), ms)?);
-                        }
-                    }
-                }
-                let c = &self.loopback_chain;
-                let out = &self.loopback_out_chain;
-                let mut rules = format!("*filter\n-F {c}\n-F {out}\n");
-                for (l, _) in &faults.delay {
-                    rules += &format!(
-                        "-A {out} -s {} -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
-                        self.ip_of(&l.from)?,
-                        self.ip_of(&l.to)?,
-                        self.loopback_queue()
-                    );
-                }
-                for l in &faults.drop {
-                    rules += &format!(
-                        "-A {c} -s {} -d {} -j DROP\n",
-                        self.ip_of(&l.from)?,
-                        self.ip_of(&l.to)?
-                    );
-                }
-                for (l, p) in &faults.loss {
-                    rules += &format!(
-                        "-A {c} -s {} -d {} -m statistic --mode random --probability {p:.4} -j DROP\n",
-                        self.ip_of(&l.from)?,
-                        self.ip_of(&l.to)?
-                    );
-                }
-                rules += "COMMIT\n";
-                cmd::run_with_stdin("iptables-restore", &["-w", "5", "--noflush"], Some(&rules))?;
-                Ok(())
-            }
-            NetMechanism::Netns => {
-                let wanted: Vec<(String, u64)> = {
-                    let mut w: Vec<(String, u64)> = faults
-                        .delay
-                        .iter()
-                        .map(|(l, ms)| (l.from.clone(), *ms))
-                        .collect();
-                    w.sort();
-                    w.dedup();
-                    w
-                };
-                // Consumers first, so queued packets never wait on a missing consumer (and
-                // --queue-bypass covers the gap anyway).
-                let started = self.set_delays(&wanted);
-                let mut first_err = started.err();
-                for node in &self.nodes {
-                    let ip_of = |n: &str| self.ip_of(n).map(|ip| ip.to_string());
-                    let rules = netrules::restore_text(&node.id, faults, first_err.is_none(), ip_of)?;
-                    let ns = self.netns_name(&node.id);
-                    if let Err(e) = cmd::run_with_stdin(
-                        "ip",
-                        &[
-                            "netns",
-                            "exec",
-                            &ns,
-                            "iptables-restore",
-                            "-w",
-                            "5",
-                            "--noflush",
-                        ],
-                        Some(&rules),
-                    ) {
-                        first_err.get_or_insert(e);
-                    }
-                }
-                if wanted.is_empty() {
-                    self.delays.lock().expect("delays lock").clear();
-                }
-                first_err.map_or(Ok(()), Err)
-            }
+            NetMechanism::LoopbackNone => self.apply_net_none(faults),
+            NetMechanism::LoopbackIptables => self.apply_net_loopback(faults),
+            NetMechanism::Netns => self.apply_net_netns(faults),
         }
     }
 

@@ -180,6 +180,19 @@ pub struct CleanupReport {
 /// Removes everything recorded by `state` (processes first, then namespaces, links, rules,
 /// chains). Missing objects are fine. Returns what was removed and what failed.
 pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
+    kill_nodes(state, report);
+    kill_netns_processes(state, report);
+    wait_netns_empty(state);
+    delete_links(state, report);
+    delete_netns(state, report);
+    for rule in &state.host_rules {
+        delete_host_rule(rule, report);
+    }
+    delete_host_chains(state, report);
+}
+
+/// SIGKILLs (after a SIGCONT, for a paused one) every recorded node process still running.
+fn kill_nodes(state: &RunState, report: &mut CleanupReport) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     for (pid, marker) in &state.pids {
@@ -195,6 +208,12 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
             }
         }
     }
+}
+
+/// SIGKILLs every process inside the run's namespaces.
+fn kill_netns_processes(state: &RunState, report: &mut CleanupReport) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
     for ns in &state.netns {
         // Any process still inside the namespace (e.g. started by a killed harness mid-restart)
         // belongs to the run: kill it so the namespace can really go away.
@@ -208,7 +227,10 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
             }
         }
     }
-    // Wait (bounded) for killed processes to disappear before deleting their namespaces.
+}
+
+/// Waits (bounded) for killed processes to disappear before deleting their namespaces.
+fn wait_netns_empty(state: &RunState) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < deadline
         && state.netns.iter().any(|ns| {
@@ -219,6 +241,10 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Deletes the run's links (bridge, veths) that exist.
+fn delete_links(state: &RunState, report: &mut CleanupReport) {
     for link in &state.links {
         if link_exists(link) {
             match cmd::run("ip", &["link", "del", link]) {
@@ -227,6 +253,10 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
             }
         }
     }
+}
+
+/// Deletes the run's namespaces that exist.
+fn delete_netns(state: &RunState, report: &mut CleanupReport) {
     for ns in &state.netns {
         if netns_exists(ns) {
             match cmd::run("ip", &["netns", "del", ns]) {
@@ -235,27 +265,33 @@ pub fn remove_run(state: &RunState, report: &mut CleanupReport) {
             }
         }
     }
-    for rule in &state.host_rules {
-        let mut check: Vec<&str> = vec!["-w", "5", "-C"];
-        check.extend(rule.iter().map(String::as_str));
-        // Delete every copy (a rule inserted twice by a retried setup).
-        for _ in 0..8 {
-            if cmd::run("iptables", &check).is_err() {
+}
+
+/// Deletes a host iptables rule of the run, every copy of it.
+fn delete_host_rule(rule: &[String], report: &mut CleanupReport) {
+    let mut check: Vec<&str> = vec!["-w", "5", "-C"];
+    check.extend(rule.iter().map(String::as_str));
+    // Delete every copy (a rule inserted twice by a retried setup).
+    for _ in 0..8 {
+        if cmd::run("iptables", &check).is_err() {
+            break;
+        }
+        let mut del: Vec<&str> = vec!["-w", "5", "-D"];
+        del.extend(rule.iter().map(String::as_str));
+        match cmd::run("iptables", &del) {
+            Ok(_) => report
+                .removed
+                .push(format!("iptables rule {}", rule.join(" "))),
+            Err(e) => {
+                report.errors.push(e.to_string());
                 break;
-            }
-            let mut del: Vec<&str> = vec!["-w", "5", "-D"];
-            del.extend(rule.iter().map(String::as_str));
-            match cmd::run("iptables", &del) {
-                Ok(_) => report
-                    .removed
-                    .push(format!("iptables rule {}", rule.join(" "))),
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    break;
-                }
             }
         }
     }
+}
+
+/// Flushes and deletes the run's host iptables chains that exist.
+fn delete_host_chains(state: &RunState, report: &mut CleanupReport) {
     for chain in &state.host_chains {
         if cmd::run("iptables", &["-w", "5", "-L", chain, "-n"]).is_ok() {
             let flushed = cmd::run("iptables", &["-w", "5", "-F", chain]);

@@ -28,6 +28,9 @@
 //! * **Teardown** dumps each container's log into the run's `nodes/NODE.log`, runs
 //!   `docker-compose down` (containers, network and Docker's rules for it) and checks by label
 //!   that nothing is left.
+//!
+//! This file holds the runtime itself; [`image`] the image, [`compose`] the compose file,
+//! [`cleanup`] finding and removing what runs left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -42,6 +45,14 @@ use rand::Rng;
 use super::nfq_delay::DelayQueue;
 use super::state::{self, CleanupReport};
 use super::{netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
+
+mod cleanup;
+mod compose;
+mod image;
+
+pub use cleanup::{cleanup_leftovers, list_labelled, parse_labelled, remove_labelled, Labelled};
+use compose::{compose_text, container_name, service_for, Service};
+pub use image::{ensure_image, find_repo, source_hash, ImageReport};
 
 /// The image every run uses (the one docker-compose.yml's demo uses too).
 pub const IMAGE: &str = "faultline-node:local";
@@ -107,28 +118,6 @@ pub struct DockerRuntime {
     torn_down: Mutex<bool>,
     /// How the image was obtained (recorded in the harness log).
     pub image: ImageReport,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Service {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    data_dir: Option<PathBuf>,
-}
-
-/// What [`ensure_image`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ImageReport {
-    /// The image's label matched the sources.
-    UpToDate { hash: String },
-    /// The image was (re)built; why and in how many seconds.
-    Built {
-        hash: String,
-        reason: String,
-        seconds: f64,
-    },
-    /// No sources found: the existing image is used as it is.
-    NoSources { why: String },
 }
 
 fn err(line: impl Into<String>, message: impl Into<String>) -> RuntimeError {
@@ -312,305 +301,6 @@ pub fn engine_available() -> bool {
     .unwrap_or(false)
 }
 
-/// The repository to build the image from: `FAULTLINE_REPO`, else the source tree this harness
-/// was compiled from, if it still holds docker/Dockerfile.
-pub fn find_repo() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("FAULTLINE_REPO").map(PathBuf::from),
-        Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| {
-            p.join("docker/Dockerfile").is_file() && p.join("targets/node/Cargo.toml").is_file()
-        })
-        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
-}
-
-/// Files whose content decides the image: the node crate and the crate it depends on, the
-/// workspace manifest and lock file, the Dockerfile and the build script.
-fn image_inputs(repo: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut files: Vec<PathBuf> = [
-        "Cargo.toml",
-        "Cargo.lock",
-        "docker/Dockerfile",
-        "scripts/docker-image.sh",
-    ]
-    .iter()
-    .map(|f| repo.join(f))
-    .collect();
-    for krate in ["targets/node", "targets/protocols"] {
-        files.push(repo.join(krate).join("Cargo.toml"));
-        walk(&repo.join(krate).join("src"), &mut files);
-    }
-    files.sort();
-    files
-}
-
-/// A 64-bit FNV-1a hash (hex) over the relative path and content of every image input. Not a
-/// security measure: it only tells whether the image is older than the sources.
-pub fn source_hash(repo: &Path) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for f in image_inputs(repo) {
-        let rel = f
-            .strip_prefix(repo)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .into_owned();
-        feed(rel.as_bytes());
-        feed(&[0]);
-        match std::fs::read(&f) {
-            Ok(content) => {
-                feed(&(content.len() as u64).to_le_bytes());
-                feed(&content);
-            }
-            Err(_) => feed(b"<missing>"),
-        }
-    }
-    format!("{h:016x}")
-}
-
-/// The image's source-hash label; `Ok(None)` when the image does not exist.
-fn image_label() -> Result<Option<String>, RuntimeError> {
-    let fmt = format!("{{{{index .Config.Labels \"{LABEL_SOURCE_HASH}\"}}}}");
-    let out = run_bounded(
-        "docker",
-        &["image", "inspect", "-f", &fmt, IMAGE],
-        &[],
-        None,
-        DOCKER_CALL_TIMEOUT,
-        None,
-    )?;
-    if out.ok {
-        let v = out.stdout.trim();
-        // A missing label prints "<no value>".
-        Ok(Some(if v == "<no value>" {
-            String::new()
-        } else {
-            v.to_string()
-        }))
-    } else if out.stderr.contains("No such image") || out.stderr.contains("No such object") {
-        Ok(None)
-    } else {
-        Err(err(
-            format!("docker image inspect {IMAGE}"),
-            clean_stderr(&out.stderr),
-        ))
-    }
-}
-
-/// Makes sure [`IMAGE`] exists and was built from the current sources; rebuilds it with
-/// scripts/docker-image.sh (bounded by `timeout`, abandoned on `cancel`) when not.
-pub fn ensure_image(
-    repo: Option<&Path>,
-    timeout: Duration,
-    cancel: Option<&tokio::sync::watch::Receiver<bool>>,
-) -> Result<ImageReport, RuntimeError> {
-    let label = image_label()?;
-    let repo = match repo.map(Path::to_path_buf).or_else(find_repo) {
-        Some(r) => r,
-        None => {
-            return match label {
-                Some(_) => Ok(ImageReport::NoSources {
-                    why: "no faultline source tree found (set FAULTLINE_REPO); using the existing image as it is".into(),
-                }),
-                None => Err(RuntimeError::Unsupported {
-                    mechanism: "docker".into(),
-                    what: "the runtime".into(),
-                    why: format!(
-                        "image {IMAGE} does not exist and no source tree to build it from was found: \
-                         set FAULTLINE_REPO to the repository, or run scripts/docker-image.sh there"
-                    ),
-                }),
-            };
-        }
-    };
-    let hash = source_hash(&repo);
-    let reason = match &label {
-        Some(l) if *l == hash => return Ok(ImageReport::UpToDate { hash }),
-        Some(l) if l.is_empty() => "the image has no source-hash label".to_string(),
-        Some(l) => format!("the sources changed (image {l}, sources {hash})"),
-        None => "the image does not exist".to_string(),
-    };
-    tracing::info!("building {IMAGE}: {reason}");
-    eprintln!("faultline: building image {IMAGE} ({reason}); this may take minutes the first time");
-    let started = Instant::now();
-    let script = repo.join("scripts/docker-image.sh");
-    let script_s = script.to_string_lossy().into_owned();
-    // Build into the repository's own target folder unless the caller chose one.
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| repo.join("target").to_string_lossy().into_owned());
-    let out = run_bounded(
-        "bash",
-        &[&script_s],
-        &[
-            ("FAULTLINE_SOURCE_HASH", &hash),
-            ("CARGO_TARGET_DIR", &target_dir),
-        ],
-        Some(&repo),
-        timeout,
-        cancel,
-    )?;
-    if !out.ok {
-        let tail: Vec<&str> = out
-            .stderr
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(err(
-            format!("bash {script_s}"),
-            format!("image build failed ({}): {}", out.status, tail.join("\n")),
-        ));
-    }
-    match image_label()? {
-        Some(l) if l == hash => {
-            Ok(ImageReport::Built { hash, reason, seconds: started.elapsed().as_secs_f64() })
-        }
-        other => Err(err(
-            format!("bash {script_s}"),
-            format!("the built image carries source hash {other:?}, expected {hash}: did the sources change during the build?"),
-        )),
-    }
-}
-
-/// Quotes `s` as a YAML double-quoted scalar (JSON string syntax is valid YAML), with `$`
-/// doubled so docker-compose does not interpolate it.
-fn yq(s: &str) -> String {
-    serde_json::to_string(&s.replace('$', "$$")).expect("strings serialize")
-}
-
-/// The per-run compose file.
-fn compose_text(
-    run_id: &str,
-    harness_pid: u32,
-    subnet: u8,
-    nodes: &[NodeSpec],
-    services: &BTreeMap<String, Service>,
-) -> String {
-    let labels = |node: Option<&str>| {
-        let mut l = format!(
-            "{{{}: {}, {}: {}",
-            yq(LABEL_RUN),
-            yq(run_id),
-            yq(LABEL_HARNESS_PID),
-            yq(&harness_pid.to_string())
-        );
-        if let Some(n) = node {
-            l += &format!(", {}: {}", yq("faultline.node"), yq(n));
-        }
-        l + "}"
-    };
-    let mut y = format!(
-        "# Generated by `faultline run --runtime docker` for run {run_id}; removed at teardown.\n\
-         version: \"2.4\"\nservices:\n"
-    );
-    for n in nodes {
-        let Some(s) = services.get(&n.id) else {
-            continue;
-        };
-        y += &format!("  {}:\n", n.id);
-        y += &format!("    image: {}\n", yq(IMAGE));
-        y += &format!(
-            "    container_name: {}\n",
-            yq(&container_name(run_id, &n.id))
-        );
-        y += "    init: true\n    restart: \"no\"\n    stop_grace_period: \"1s\"\n";
-        y += &format!("    labels: {}\n", labels(Some(&n.id)));
-        let env: Vec<String> = s
-            .env
-            .iter()
-            .map(|(k, v)| format!("{}: {}", yq(k), yq(v)))
-            .collect();
-        y += &format!("    environment: {{{}}}\n", env.join(", "));
-        let args: Vec<String> = s.args.iter().map(|a| yq(a)).collect();
-        y += &format!("    command: [{}]\n", args.join(", "));
-        if let Some(d) = &s.data_dir {
-            y += &format!(
-                "    volumes: [{}]\n",
-                yq(&format!("{}:{CONTAINER_DATA_DIR}", d.display()))
-            );
-        }
-        y += &format!(
-            "    networks: {{net: {{ipv4_address: {}}}}}\n",
-            yq(&n.ip.to_string())
-        );
-    }
-    y += &format!(
-        "networks:\n  net:\n    internal: true\n    labels: {}\n    ipam:\n      config:\n        - subnet: {}\n",
-        labels(None),
-        yq(&format!("10.79.{subnet}.0/24"))
-    );
-    y
-}
-
-fn container_name(run_id: &str, node: &str) -> String {
-    format!("{PROJECT_PREFIX}{run_id}-{node}")
-}
-
-/// The launch's command line for the container: `--data-dir HOST` becomes `--data-dir /data`
-/// (the host folder is bind-mounted there). A host path docker cannot mount is an error.
-fn service_for(launch: &Launch) -> Result<Service, RuntimeError> {
-    if launch.program != Path::new(IMAGE_NODE_PATH) {
-        return Err(RuntimeError::Unsupported {
-            mechanism: "docker".into(),
-            what: format!("starting {}", launch.program.display()),
-            why: format!("the image {IMAGE} holds only {IMAGE_NODE_PATH} (the reference node)"),
-        });
-    }
-    let mut args = launch.args.clone();
-    let mut data_dir = None;
-    if let Some(i) = args.iter().position(|a| a == "--data-dir") {
-        let Some(host) = args.get(i + 1).cloned() else {
-            return Err(err(
-                "docker runtime",
-                "--data-dir without a value in the node's command line",
-            ));
-        };
-        let host = std::fs::canonicalize(&host)
-            .map_err(|e| err("docker runtime", format!("data dir {host}: {e}")))?;
-        if host.to_string_lossy().contains(':') {
-            return Err(err(
-                "docker runtime",
-                format!(
-                    "data dir {} holds ':', which a bind mount cannot express",
-                    host.display()
-                ),
-            ));
-        }
-        args[i + 1] = CONTAINER_DATA_DIR.into();
-        data_dir = Some(host);
-    }
-    Ok(Service {
-        args,
-        env: launch.env.clone(),
-        data_dir,
-    })
-}
-
 /// Third octets of 10.79.X.0/24 subnets in use by host addresses or Docker networks.
 fn used_subnets() -> Vec<u8> {
     let mut text = call("ip", &["-o", "-4", "addr", "show"]).unwrap_or_default();
@@ -638,6 +328,56 @@ fn used_subnets() -> Vec<u8> {
     used
 }
 
+/// The tools the runtime calls must exist and a Docker engine must answer.
+fn check_engine() -> Result<(), RuntimeError> {
+    for tool in ["docker", "docker-compose", "nsenter", "iptables-restore"] {
+        if !super::cmd::available(tool) {
+            return Err(RuntimeError::Unsupported {
+                mechanism: "docker".into(),
+                what: "the runtime".into(),
+                why: format!("`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"),
+            });
+        }
+    }
+    if !engine_available() {
+        return Err(RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: "the runtime".into(),
+            why: "no Docker engine answers `docker info` (is dockerd running?)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A third octet X for the run's 10.79.X.0/24 that nothing uses, searched from a random start.
+fn free_subnet(rng: &mut impl Rng) -> Result<u8, RuntimeError> {
+    let used = used_subnets();
+    let start: u16 = rng.random_range(1..=250);
+    (0..250u16)
+        .map(|i| ((start - 1 + i) % 250 + 1) as u8)
+        .find(|x| !used.contains(x))
+        .ok_or_else(|| RuntimeError::Unsupported {
+            mechanism: "docker".into(),
+            what: "address allocation".into(),
+            why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
+        })
+}
+
+/// Creates the run's compose folder `STATE_DIR/docker/RUN_ID/` with the harness pid file.
+fn create_compose_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, RuntimeError> {
+    let compose_dir = state_dir.join("docker").join(run_id);
+    // The compose file will hold the admin token: the folder is the owner's only.
+    crate::secret::private_dir(&compose_dir)
+        .and_then(|()| {
+            std::fs::write(
+                compose_dir.join(HARNESS_PID_FILE),
+                std::process::id().to_string(),
+            )
+        })
+        .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
+    Ok(compose_dir)
+}
+
 impl DockerRuntime {
     /// Checks the engine, makes sure the image is current, and picks the run's names and
     /// addresses. Containers are created by [`Runtime::start_nodes`].
@@ -646,22 +386,7 @@ impl DockerRuntime {
             opts.nodes >= 1 && opts.nodes <= 99,
             "node count checked by the caller"
         );
-        for tool in ["docker", "docker-compose", "nsenter", "iptables-restore"] {
-            if !super::cmd::available(tool) {
-                return Err(RuntimeError::Unsupported {
-                    mechanism: "docker".into(),
-                    what: "the runtime".into(),
-                    why: format!("`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"),
-                });
-            }
-        }
-        if !engine_available() {
-            return Err(RuntimeError::Unsupported {
-                mechanism: "docker".into(),
-                what: "the runtime".into(),
-                why: "no Docker engine answers `docker info` (is dockerd running?)".into(),
-            });
-        }
+        check_engine()?;
         let image = ensure_image(
             opts.repo.as_deref(),
             opts.build_timeout,
@@ -674,16 +399,7 @@ impl DockerRuntime {
             state::NAME_PREFIX,
             rng.random::<u32>() & 0x00ff_ffff
         );
-        let used = used_subnets();
-        let start: u16 = rng.random_range(1..=250);
-        let subnet = (0..250u16)
-            .map(|i| ((start - 1 + i) % 250 + 1) as u8)
-            .find(|x| !used.contains(x))
-            .ok_or_else(|| RuntimeError::Unsupported {
-                mechanism: "docker".into(),
-                what: "address allocation".into(),
-                why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
-            })?;
+        let subnet = free_subnet(&mut rng)?;
         let nodes: Vec<NodeSpec> = (1..=opts.nodes)
             .map(|k| NodeSpec {
                 id: format!("n{k}"),
@@ -691,16 +407,7 @@ impl DockerRuntime {
                 port: opts.port,
             })
             .collect();
-        let compose_dir = opts.state_dir.join("docker").join(&run_id);
-        // The compose file will hold the admin token: the folder is the owner's only.
-        crate::secret::private_dir(&compose_dir)
-            .and_then(|()| {
-                std::fs::write(
-                    compose_dir.join(HARNESS_PID_FILE),
-                    std::process::id().to_string(),
-                )
-            })
-            .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
+        let compose_dir = create_compose_dir(&opts.state_dir, &run_id)?;
         Ok(DockerRuntime {
             project: format!("{PROJECT_PREFIX}{run_id}"),
             run_id,
@@ -1192,212 +899,6 @@ impl Drop for DockerRuntime {
             let _ = self.teardown();
         }
     }
-}
-
-/// A Docker object labelled as a faultline run's.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Labelled {
-    pub id: String,
-    pub name: String,
-    pub run_id: String,
-    pub harness_pid: Option<u32>,
-}
-
-/// Parses `docker ps`/`docker network ls` lines `ID\tNAME\tRUN\tPID\tPROJECT`, keeping only
-/// objects that are ours on both counts: the run label is a run id (`fl` + 6 hex digits) and the
-/// compose project is `faultline-` + that run id.
-pub fn parse_labelled(text: &str) -> Vec<Labelled> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            let [id, name, run, pid, project] = f[..] else {
-                return None;
-            };
-            let run = run.trim();
-            let ours = state::is_ours(&format!("{run}x")).as_deref() == Some(run) && run.len() == 8;
-            if !ours || project.trim() != format!("{PROJECT_PREFIX}{run}") {
-                return None;
-            }
-            Some(Labelled {
-                id: id.trim().into(),
-                name: name.trim().trim_start_matches('/').into(),
-                run_id: run.into(),
-                harness_pid: pid.trim().parse().ok(),
-            })
-        })
-        .collect()
-}
-
-const LS_FORMAT: &str = "{{.ID}}\t{{.Names}}\t{{.Label \"faultline.run\"}}\t{{.Label \"faultline.harness-pid\"}}\t{{.Label \"com.docker.compose.project\"}}";
-const NET_FORMAT: &str = "{{.ID}}\t{{.Name}}\t{{.Label \"faultline.run\"}}\t{{.Label \"faultline.harness-pid\"}}\t{{.Label \"com.docker.compose.project\"}}";
-
-/// Containers and networks of faultline runs (all runs, or the run `only`).
-pub fn list_labelled(only: Option<&str>) -> Result<(Vec<Labelled>, Vec<Labelled>), RuntimeError> {
-    let filter = match only {
-        Some(r) => format!("label={LABEL_RUN}={r}"),
-        None => format!("label={LABEL_RUN}"),
-    };
-    let containers = parse_labelled(&call(
-        "docker",
-        &[
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--filter",
-            &filter,
-            "--format",
-            LS_FORMAT,
-        ],
-    )?);
-    let networks = parse_labelled(&call(
-        "docker",
-        &[
-            "network",
-            "ls",
-            "--no-trunc",
-            "--filter",
-            &filter,
-            "--format",
-            NET_FORMAT,
-        ],
-    )?);
-    Ok((containers, networks))
-}
-
-/// Removes every container and network labelled with `run_id` (containers first: a network
-/// with endpoints cannot go).
-pub fn remove_labelled(run_id: &str, report: &mut CleanupReport) {
-    let (containers, networks) = match list_labelled(Some(run_id)) {
-        Ok(x) => x,
-        Err(e) => {
-            report.errors.push(e.to_string());
-            return;
-        }
-    };
-    remove_objects(&containers, &networks, report);
-}
-
-fn remove_objects(containers: &[Labelled], networks: &[Labelled], report: &mut CleanupReport) {
-    for c in containers {
-        // A paused container cannot be removed by force in every Docker version: unpause first.
-        let _ = run_bounded(
-            "docker",
-            &["unpause", &c.id],
-            &[],
-            None,
-            DOCKER_CALL_TIMEOUT,
-            None,
-        );
-        match call("docker", &["rm", "-f", "-v", &c.id]) {
-            Ok(_) => report.removed.push(format!("container {}", c.name)),
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
-    for n in networks {
-        match call("docker", &["network", "rm", &n.id]) {
-            Ok(_) => report.removed.push(format!("network {}", n.name)),
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
-}
-
-/// `faultline cleanup`'s Docker part: removes the containers and networks of runs whose
-/// harness is gone (or also live ones with `force`), only of the runs in `only` when it is not
-/// empty, and their compose folders in
-/// `STATE_DIR/docker/`. Touches only objects labelled `faultline.run=RUN_ID` whose compose
-/// project is `faultline-RUN_ID`. No Docker engine = nothing to do. With `dry_run`, removes
-/// nothing and returns what it would remove.
-pub fn cleanup_leftovers(
-    state_dir: &Path,
-    only: &[String],
-    force: bool,
-    dry_run: bool,
-    report: &mut CleanupReport,
-) -> Vec<String> {
-    let mut planned = Vec::new();
-    let wanted = |run: &str| only.is_empty() || only.iter().any(|r| r == run);
-    let me = std::process::id();
-    // A harness is live when its pid runs a faultline program (a reused pid does not count).
-    let live = |pid: Option<u32>| {
-        pid.is_some_and(|p| p != me && state::cmdline(p).is_some_and(|c| c.contains("faultline")))
-    };
-    let mut runs: BTreeMap<String, (Vec<Labelled>, Vec<Labelled>, bool)> = BTreeMap::new();
-    if super::cmd::available("docker") && engine_available() {
-        match list_labelled(None) {
-            Ok((containers, networks)) => {
-                for c in containers.into_iter().filter(|c| wanted(&c.run_id)) {
-                    let e = runs.entry(c.run_id.clone()).or_default();
-                    e.2 |= live(c.harness_pid);
-                    e.0.push(c);
-                }
-                for n in networks.into_iter().filter(|n| wanted(&n.run_id)) {
-                    let e = runs.entry(n.run_id.clone()).or_default();
-                    e.2 |= live(n.harness_pid);
-                    e.1.push(n);
-                }
-            }
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
-    // Compose folders of runs with no object left (a run killed before `up`).
-    let compose_root = state_dir.join("docker");
-    let mut dirs: Vec<String> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&compose_root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 8
-                && state::is_ours(&format!("{name}x")).as_deref() == Some(name.as_str())
-                && wanted(&name)
-            {
-                dirs.push(name);
-            }
-        }
-    }
-    for (run, (containers, networks, is_live)) in &runs {
-        if *is_live && !force {
-            report.skipped_live.push(format!(
-                "docker run {run} (its harness is alive; use --force)"
-            ));
-            continue;
-        }
-        if dry_run {
-            for c in containers {
-                planned.push(format!("container {} (run {run})", c.name));
-            }
-            for n in networks {
-                planned.push(format!("network {} (run {run})", n.name));
-            }
-        } else {
-            remove_objects(containers, networks, report);
-        }
-    }
-    for run in dirs {
-        if runs.get(&run).is_some_and(|r| r.2 && !force) {
-            continue;
-        }
-        if !runs.contains_key(&run) && !force {
-            // No object left: the folder of a run that may be starting right now (between
-            // setup and `up`) looks the same; leave it unless its harness is gone.
-            let pid = std::fs::read_to_string(compose_root.join(&run).join(HARNESS_PID_FILE))
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok());
-            if live(pid) {
-                continue;
-            }
-        }
-        let path = compose_root.join(&run);
-        if dry_run {
-            planned.push(format!("compose folder {}", path.display()));
-        } else {
-            match std::fs::remove_dir_all(&path) {
-                Ok(()) => report
-                    .removed
-                    .push(format!("compose folder {}", path.display())),
-                Err(e) => report.errors.push(format!("{}: {e}", path.display())),
-            }
-        }
-    }
-    planned
 }
 
 #[cfg(test)]
