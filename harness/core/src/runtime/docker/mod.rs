@@ -33,7 +33,7 @@
 //! [`cleanup`] finding and removing what runs left.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,6 +44,7 @@ use rand::Rng;
 
 use super::nfq_delay::DelayQueue;
 use super::state::{self, CleanupReport};
+use super::cmd::{self, clean_stderr};
 use super::{netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
 mod cleanup;
@@ -127,84 +128,17 @@ fn err(line: impl Into<String>, message: impl Into<String>) -> RuntimeError {
     }
 }
 
-/// Output of a bounded command.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    status: String,
-}
-
-/// Runs `program args` with `env`, killing it (and its process group) after `timeout` or when
-/// `cancel` turns true. A hung dockerd must not hang the harness.
-fn run_bounded(
+/// The shared bounded subprocess helper ([`cmd::run_bounded`]) with the Docker runtime's
+/// arguments: a hung dockerd or build must not hang the harness.
+pub(super) fn run_bounded(
     program: &str,
     args: &[&str],
     env: &[(&str, &str)],
     cwd: Option<&Path>,
     timeout: Duration,
     cancel: Option<&tokio::sync::watch::Receiver<bool>>,
-) -> Result<Output, RuntimeError> {
-    let line = format!("{program} {}", args.join(" "));
-    tracing::debug!(target: "faultline::cmd", "{line}");
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    if let Some(d) = cwd {
-        command.current_dir(d);
-    }
-    // Own process group, so a timeout can end the build's cargo and docker children too, and a
-    // Ctrl-C on the terminal reaches only the harness.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| err(&line, format!("cannot start: {e}")))?;
-    let mut out_pipe = child.stdout.take().expect("stdout piped");
-    let mut err_pipe = child.stderr.take().expect("stderr piped");
-    // Readers on their own threads: a full pipe would otherwise block the child forever.
-    let out_t = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out_pipe.read_to_end(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err_pipe.read_to_end(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        let cancelled = cancel.is_some_and(|c| *c.borrow());
-        if started.elapsed() >= timeout || cancelled {
-            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait();
-            let why = if cancelled {
-                "cancelled".to_string()
-            } else {
-                format!("timed out after {:.0} s", timeout.as_secs_f64())
-            };
-            return Err(err(line, why));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(Output {
-        ok: status.success(),
-        stdout,
-        stderr,
-        status: status.to_string(),
-    })
+) -> Result<cmd::Output, RuntimeError> {
+    cmd::run_bounded(&cmd::Call { program, args, env, cwd, stdin: None, timeout, cancel })
 }
 
 /// [`run_bounded`] with [`DOCKER_CALL_TIMEOUT`]; a non-zero exit is an error quoting stderr.
@@ -219,15 +153,6 @@ fn call(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
     Ok(out.stdout)
 }
 
-fn clean_stderr(s: &str) -> String {
-    // iptables-nft repeats this warning once legacy tables exist; it is noise.
-    s.lines()
-        .filter(|l| !l.contains("iptables-legacy tables present"))
-        .collect::<Vec<_>>()
-        .join("; ")
-        .trim()
-        .to_string()
-}
 
 /// Runs `iptables-restore --noflush` inside the network namespace of host pid `pid`.
 fn ns_restore(pid: u32, rules: &str) -> Result<(), RuntimeError> {
