@@ -6,7 +6,6 @@
 //! The campaign runner (harness/cli) fills a [`CampaignRecord`]; everything a person reads is
 //! drawn from that record alone, so a campaign.json can be rendered again.
 
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
@@ -14,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use faultline_results::{Results, Verdict};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::html::{esc, truncate};
+use crate::html::truncate;
 use crate::ReportError;
 
 /// Values of results.json `consistency.strongest`, strongest first: the checker's hierarchy
@@ -241,13 +241,13 @@ pub fn write_all(dir: &Path, record: &CampaignRecord) -> Result<Vec<PathBuf>, Re
     Ok(vec![json_path, html_path, png])
 }
 
-fn badge(v: &str) -> String {
+fn badge(v: &str) -> Markup {
     let class = match v {
         "valid" | "invalid" | "unknown" => v,
         "error" => "invalid",
         _ => "other",
     };
-    format!(r#"<span class="verdict {class}">{}</span>"#, esc(v))
+    html! { span class={ "verdict " (class) } { (v) } }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -259,58 +259,61 @@ fn num(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// The link to a cell's report, when its run folder holds one.
-fn report_link(dir: &Path, c: &CellRecord, text: &str) -> String {
+fn report_link(dir: &Path, c: &CellRecord, inner: Markup) -> Markup {
     match &c.run_dir {
         Some(rd) if dir.join(rd).join("report.html").is_file() => {
-            format!(r#"<a class="report" href="{}/report.html">{}</a>"#, esc(rd), text)
+            html! { a class="report" href={ (rd) "/report.html" } { (inner) } }
         }
-        _ => text.to_string(),
+        _ => inner,
     }
 }
 
 /// Renders campaign.html; `dir` is the campaign folder (to link only reports that exist).
+/// Written with maud: every value of the record is escaped by the template engine.
 pub fn render_html(dir: &Path, r: &CampaignRecord) -> String {
-    let mut s = String::with_capacity(32 * 1024);
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — faultline campaign</title><style>{}{CAMPAIGN_CSS}</style></head><body>",
-        esc(&r.name),
-        crate::page::CSS
-    );
-    let status = match r.exit_code {
-        0 => "as expected",
-        1 => "mismatch",
-        _ => "error",
+    let (status, status_class) = match r.exit_code {
+        0 => ("as expected", "valid"),
+        1 => ("mismatch", "invalid"),
+        _ => ("error", "unknown"),
     };
-    let status_class = match r.exit_code {
-        0 => "valid",
-        1 => "invalid",
-        _ => "unknown",
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (r.name) " — faultline campaign" }
+                style { (PreEscaped(crate::page::CSS)) (PreEscaped(CAMPAIGN_CSS)) }
+            }
+            body {
+                h1 { "faultline campaign: " (r.name) " " span #status class={ "verdict " (status_class) } { (status) } }
+                p #summary { (r.summary) }
+                (summary_table(r))
+                (matrix(dir, r))
+                (comparison(r))
+                (cells(dir, r))
+                p.note { "Rendered by faultline-reports " (env!("CARGO_PKG_VERSION")) ". Each cell's run folder holds its own report.html, history and results." }
+                (PreEscaped(crate::page::SELF_CHECK))
+            }
+        }
     };
-    let _ = write!(
-        s,
-        r#"<h1>faultline campaign: {} <span id="status" class="verdict {status_class}">{status}</span></h1><p id="summary">{}</p>"#,
-        esc(&r.name),
-        esc(&r.summary)
-    );
-    s.push_str(r#"<table class="summary">"#);
-    crate::html::row(&mut s, "campaign file", &r.file);
-    crate::html::row(&mut s, "campaign seed", &r.seed.to_string());
-    crate::html::row(&mut s, "started", &r.started);
-    crate::html::row(&mut s, "elapsed", &format!("{:.1} s", r.elapsed_s));
-    crate::html::row(&mut s, "cells", &r.cells.len().to_string());
-    crate::html::row(&mut s, "exit code", &r.exit_code.to_string());
-    if r.interrupted {
-        crate::html::row(&mut s, "interrupted", "yes: the cells after the interrupted one did not run");
+    page.into_string() + "\n"
+}
+
+fn summary_table(r: &CampaignRecord) -> Markup {
+    let rows = [
+        ("campaign file", r.file.clone()),
+        ("campaign seed", r.seed.to_string()),
+        ("started", r.started.clone()),
+        ("elapsed", format!("{:.1} s", r.elapsed_s)),
+        ("cells", r.cells.len().to_string()),
+        ("exit code", r.exit_code.to_string()),
+    ];
+    html! {
+        table.summary {
+            @for (k, v) in &rows { tr { th { (k) } td { (v) } } }
+            @if r.interrupted { tr { th { "interrupted" } td { "yes: the cells after the interrupted one did not run" } } }
+        }
     }
-    s.push_str("</table>");
-    matrix(&mut s, dir, r);
-    comparison(&mut s, r);
-    cells(&mut s, dir, r);
-    let _ = write!(s, r#"<p class="note">Rendered by faultline-reports {}. Each cell's run folder holds its own report.html, history and results.</p>"#, env!("CARGO_PKG_VERSION"));
-    s.push_str(crate::page::SELF_CHECK);
-    s.push_str("</body></html>\n");
-    s
 }
 
 const CAMPAIGN_CSS: &str = r#"
@@ -320,8 +323,7 @@ tr.mismatch td{background:#fff3f3} code{font-size:11px;word-break:break-all}
 
 /// Targets down, (workload, nemesis) across; a cell shows each repeat's outcome, linked to its
 /// report, and the strongest model.
-fn matrix(s: &mut String, dir: &Path, r: &CampaignRecord) {
-    s.push_str(r#"<h2 id="matrix">Matrix</h2>"#);
+fn matrix(dir: &Path, r: &CampaignRecord) -> Markup {
     let mut targets: Vec<String> = Vec::new();
     let mut cols: Vec<(&str, &str)> = Vec::new();
     for c in &r.cells {
@@ -332,90 +334,96 @@ fn matrix(s: &mut String, dir: &Path, r: &CampaignRecord) {
             cols.push((&c.workload, &c.nemesis));
         }
     }
-    s.push_str(r#"<table class="matrix"><tr><th>target</th>"#);
-    for (w, n) in &cols {
-        let _ = write!(s, "<th>{}<br>{}</th>", esc(w), esc(n));
-    }
-    s.push_str("</tr>");
-    for t in &targets {
-        let _ = write!(s, "<tr><th>{}</th>", esc(t));
-        for (w, n) in &cols {
-            s.push_str(r#"<td class="cell">"#);
-            for c in r.cells.iter().filter(|c| c.system() == *t && c.workload == *w && c.nemesis == *n) {
-                let mark = if c.matched { "" } else { " ✗" };
-                let _ = write!(
-                    s,
-                    r#"<span title="{}">{}{mark}</span> <span class="model">{}</span>"#,
-                    esc(&c.id),
-                    report_link(dir, c, &badge(&c.outcome)),
-                    esc(&c.metrics.consistency)
-                );
+    let in_cell = |t: &str, w: &str, n: &str| -> Vec<&CellRecord> {
+        r.cells.iter().filter(|c| c.system() == t && c.workload == w && c.nemesis == n).collect()
+    };
+    html! {
+        h2 #matrix { "Matrix" }
+        table.matrix {
+            tr { th { "target" } @for (w, n) in &cols { th { (w) br; (n) } } }
+            @for t in &targets {
+                tr {
+                    th { (t) }
+                    @for (w, n) in &cols {
+                        td.cell {
+                            @for c in in_cell(t, w, n) {
+                                span title=(c.id) { (report_link(dir, c, badge(&c.outcome))) @if !c.matched { " ✗" } }
+                                " "
+                                span.model { (c.metrics.consistency) }
+                            }
+                        }
+                    }
+                }
             }
-            s.push_str("</td>");
         }
-        s.push_str("</tr>");
+        p.note { "✗: not the outcome the cell expects. Under each outcome, the strongest consistency model the run's history satisfied." }
     }
-    s.push_str(r#"</table><p class="note">✗: not the outcome the cell expects. Under each outcome, the strongest consistency model the run's history satisfied.</p>"#);
 }
 
-fn comparison(s: &mut String, r: &CampaignRecord) {
-    s.push_str(r#"<h2 id="comparison">Comparison</h2>"#);
-    s.push_str(r#"<figure><img class="plot" src="comparison.png" alt="comparison" width="900" height="520"><figcaption class="note">One point per target: availability during partitions (ok share of the operations completed during fault windows) against the strongest consistency model kept in every cell of that target.</figcaption></figure>"#);
-    s.push_str("<table><tr><th>target</th><th>availability during partitions</th><th>from</th><th>model kept</th><th>cells</th><th>strongest model per cell</th></tr>");
-    for t in &r.comparison {
-        let _ = write!(
-            s,
-            r#"<tr class="target"><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-            esc(&t.target),
-            pct(t.availability_during_partitions),
-            esc(&t.availability_from),
-            esc(&t.model_kept),
-            t.cells,
-            esc(&t.models.join(", "))
-        );
-    }
-    s.push_str("</table>");
+fn comparison(r: &CampaignRecord) -> Markup {
     let missing: Vec<&str> = r.comparison.iter().filter(|t| t.availability_during_partitions.is_none()).map(|t| t.target.as_str()).collect();
-    if !missing.is_empty() {
-        let _ = write!(s, r#"<p class="note">Not plotted (no operation completed during a fault window): {}.</p>"#, esc(&missing.join(", ")));
+    html! {
+        h2 #comparison { "Comparison" }
+        figure {
+            img.plot src="comparison.png" alt="comparison" width="900" height="520";
+            figcaption.note { "One point per target: availability during partitions (ok share of the operations completed during fault windows) against the strongest consistency model kept in every cell of that target." }
+        }
+        table {
+            tr { th { "target" } th { "availability during partitions" } th { "from" } th { "model kept" } th { "cells" } th { "strongest model per cell" } }
+            @for t in &r.comparison {
+                tr.target {
+                    td { (t.target) }
+                    td.num { (pct(t.availability_during_partitions)) }
+                    td { (t.availability_from) }
+                    td { (t.model_kept) }
+                    td.num { (t.cells) }
+                    td { (t.models.join(", ")) }
+                }
+            }
+        }
+        @if !missing.is_empty() {
+            p.note { "Not plotted (no operation completed during a fault window): " (missing.join(", ")) "." }
+        }
     }
 }
 
-fn cells(s: &mut String, dir: &Path, r: &CampaignRecord) {
-    s.push_str(r#"<h2 id="cells">Cells</h2><table class="cells"><tr><th>cell</th><th>outcome</th><th>expected</th><th>checkers</th><th>avail. during faults</th><th>ok ops/s</th><th>p50 ms</th><th>p99 ms</th><th>model</th><th>seed</th><th>time</th></tr>"#);
-    for c in &r.cells {
-        let checkers: Vec<String> = c.metrics.checkers.iter().map(|k| format!("{} {}", esc(&k.name), badge(&k.verdict.to_string()))).collect();
-        let _ = write!(
-            s,
-            r#"<tr class="cell-row{}" id="cell-{}"><td>{}<br><span class="note">{} · {} · {} · repeat {}</span></td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.1} s</td></tr>"#,
-            if c.matched { "" } else { " mismatch" },
-            esc(&c.id),
-            report_link(dir, c, &esc(&c.id)),
-            esc(&c.target),
-            esc(&c.workload),
-            esc(&c.nemesis),
-            c.repeat,
-            badge(&c.outcome),
-            esc(&c.expect.join(" or ")),
-            checkers.join("<br>"),
-            pct(c.metrics.availability_during_faults),
-            num(c.metrics.throughput_ok_per_s, 1),
-            num(c.metrics.latency_ok_p50_ms, 1),
-            num(c.metrics.latency_ok_p99_ms, 1),
-            esc(&c.metrics.consistency),
-            c.seed,
-            c.elapsed_s
-        );
-        let mut extra = format!(r#"<code>{}</code>"#, esc(&c.command));
-        if let Some(e) = &c.error {
-            let _ = write!(extra, r#"<br><span class="warn">{}</span>"#, esc(&truncate(e, 500)));
+fn cells(dir: &Path, r: &CampaignRecord) -> Markup {
+    html! {
+        h2 #cells { "Cells" }
+        table.cells {
+            tr {
+                @for h in ["cell", "outcome", "expected", "checkers", "avail. during faults", "ok ops/s", "p50 ms", "p99 ms", "model", "seed", "time"] { th { (h) } }
+            }
+            @for c in &r.cells { (cell_rows(dir, c)) }
         }
-        if let Some(l) = &c.log {
-            let _ = write!(extra, r#" <a href="{}">log</a>"#, esc(l));
-        }
-        let _ = write!(s, r#"<tr class="repro"><td colspan="11">{extra}</td></tr>"#);
     }
-    s.push_str("</table>");
+}
+
+/// A cell's row, and the row under it with the command that reproduces it.
+fn cell_rows(dir: &Path, c: &CellRecord) -> Markup {
+    let m = &c.metrics;
+    html! {
+        tr class={ "cell-row" @if !c.matched { " mismatch" } } id={ "cell-" (c.id) } {
+            td { (report_link(dir, c, html! { (c.id) })) br; span.note { (c.target) " · " (c.workload) " · " (c.nemesis) " · repeat " (c.repeat) } }
+            td { (badge(&c.outcome)) }
+            td { (c.expect.join(" or ")) }
+            td { @for (i, k) in m.checkers.iter().enumerate() { @if i > 0 { br; } (k.name) " " (badge(&k.verdict.to_string())) } }
+            td.num { (pct(m.availability_during_faults)) }
+            td.num { (num(m.throughput_ok_per_s, 1)) }
+            td.num { (num(m.latency_ok_p50_ms, 1)) }
+            td.num { (num(m.latency_ok_p99_ms, 1)) }
+            td { (m.consistency) }
+            td.num { (c.seed) }
+            td.num { (format!("{:.1} s", c.elapsed_s)) }
+        }
+        tr.repro {
+            td colspan="11" {
+                code { (c.command) }
+                @if let Some(e) = &c.error { br; span.warn { (truncate(e, 500)) } }
+                @if let Some(l) = &c.log { " " a href=(l) { "log" } }
+            }
+        }
+    }
 }
 
 /// comparison.png: x = availability during partitions (0–100 %), y = the model kept (ordinal,
