@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use faultline_results::{Results, Verdict};
 
-use crate::html::{esc, truncate};
+use crate::html::truncate;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use crate::ReportError;
 
 /// At most this many runs are listed (the newest).
@@ -207,68 +208,77 @@ pub fn list_campaigns(store: &Path) -> Vec<CampaignEntry> {
 /// The index page: runs (optionally only those with `verdict`), each linked to its report,
 /// then the campaigns, each linked to its campaign.html.
 pub fn index_html(store: &Path, runs: &[RunEntry], campaigns: &[CampaignEntry], verdict: Option<&str>) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>faultline runs</title><style>{}</style></head><body><h1>faultline runs <span class=\"note\">{}</span></h1>",
-        INDEX_CSS,
-        esc(&store.display().to_string())
-    );
     let count = |v: &str| runs.iter().filter(|r| r.verdict.as_str() == v).count();
-    s.push_str(r#"<p class="filters">Show: "#);
-    let _ = write!(s, r#"<a href="/"{}>all ({})</a>"#, if verdict.is_none() { r#" class="on""# } else { "" }, runs.len());
-    for v in ["valid", "invalid", "unknown", "none"] {
-        let on = if verdict == Some(v) { r#" class="on""# } else { "" };
-        let _ = write!(s, r#" · <a href="/?verdict={v}"{on}>{v} ({})</a>"#, count(v));
-    }
-    s.push_str("</p>");
     let shown: Vec<&RunEntry> = runs.iter().filter(|r| verdict.is_none_or(|v| r.verdict.as_str() == v)).collect();
-    if shown.is_empty() {
-        s.push_str(r#"<p class="note" id="empty">No runs.</p>"#);
-    } else {
-        s.push_str(r#"<table id="runs"><tr><th>run</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th>bugs</th><th>seed</th><th>files</th></tr>"#);
-        for r in shown {
-            let url = r.url();
-            let _ = write!(
-                s,
-                r#"<tr class="run {}"><td><a href="/{url}report.html">{}</a></td><td>{}</td><td><span class="verdict {}">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td class="bugs">{}</td><td class="num">{}</td><td><a href="/{url}history.jsonl">history</a> · <a href="/{url}results.json">results</a>{}</td></tr>"#,
-                r.verdict.as_str(),
-                esc(&r.stamp),
-                esc(&r.test),
-                r.verdict.as_str(),
-                r.verdict.as_str(),
-                esc(&truncate(r.target.as_deref().unwrap_or(""), 60)),
-                esc(&truncate(r.workload.as_deref().unwrap_or(""), 60)),
-                esc(&truncate(r.nemesis.as_deref().unwrap_or(""), 60)),
-                esc(&truncate(&r.bugs.join(" "), 60)),
-                r.seed.map(|s| s.to_string()).unwrap_or_default(),
-                if r.has_report { "" } else { r#" <span class="note">(report rendered on first view)</span>"# }
-            );
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "faultline runs" } style { (PreEscaped(INDEX_CSS)) } }
+            body {
+                h1 { "faultline runs " span.note { (store.display().to_string()) } }
+                p.filters {
+                    "Show: "
+                    a href="/" class=[verdict.is_none().then_some("on")] { "all (" (runs.len()) ")" }
+                    @for v in ["valid", "invalid", "unknown", "none"] {
+                        " · " a href={ "/?verdict=" (v) } class=[(verdict == Some(v)).then_some("on")] { (v) " (" (count(v)) ")" }
+                    }
+                }
+                @if shown.is_empty() { p.note #empty { "No runs." } } @else { (runs_table(&shown)) }
+                @if !campaigns.is_empty() { (campaigns_table(campaigns)) }
+            }
         }
-        s.push_str("</table>");
-    }
-    if !campaigns.is_empty() {
-        s.push_str(r#"<h2>Campaigns</h2><table id="campaigns"><tr><th>campaign</th><th>started</th><th>status</th><th>summary</th></tr>"#);
-        for c in campaigns {
-            let (class, status) = match c.exit_code {
-                Some(0) => ("valid", "as expected"),
-                Some(1) => ("invalid", "mismatch"),
-                Some(_) => ("unknown", "error"),
-                None => ("none", "unread"),
-            };
-            let _ = write!(
-                s,
-                r#"<tr class="campaign"><td><a href="/{}">{}</a></td><td>{}</td><td><span class="verdict {class}">{status}</span></td><td>{}</td></tr>"#,
-                c.url(),
-                esc(&c.name),
-                esc(&c.stamp),
-                esc(&truncate(&c.summary, 300))
-            );
+    };
+    page.into_string() + "\n"
+}
+
+/// One row per run, linked to its report, history and results.
+fn runs_table(shown: &[&RunEntry]) -> Markup {
+    html! {
+        table #runs {
+            tr { @for h in ["run", "test", "verdict", "target", "workload", "nemesis", "bugs", "seed", "files"] { th { (h) } } }
+            @for r in shown {
+                @let url = r.url();
+                tr class={ "run " (r.verdict.as_str()) } {
+                    td { a href={ "/" (url) "report.html" } { (r.stamp) } }
+                    td { (r.test) }
+                    td { span class={ "verdict " (r.verdict.as_str()) } { (r.verdict.as_str()) } }
+                    td { (truncate(r.target.as_deref().unwrap_or(""), 60)) }
+                    td { (truncate(r.workload.as_deref().unwrap_or(""), 60)) }
+                    td { (truncate(r.nemesis.as_deref().unwrap_or(""), 60)) }
+                    td.bugs { (truncate(&r.bugs.join(" "), 60)) }
+                    td.num { (r.seed.map(|s| s.to_string()).unwrap_or_default()) }
+                    td {
+                        a href={ "/" (url) "history.jsonl" } { "history" } " · " a href={ "/" (url) "results.json" } { "results" }
+                        @if !r.has_report { " " span.note { "(report rendered on first view)" } }
+                    }
+                }
+            }
         }
-        s.push_str("</table>");
     }
-    s.push_str("</body></html>\n");
-    s
+}
+
+/// One row per campaign, linked to its campaign.html.
+fn campaigns_table(campaigns: &[CampaignEntry]) -> Markup {
+    html! {
+        h2 { "Campaigns" }
+        table #campaigns {
+            tr { th { "campaign" } th { "started" } th { "status" } th { "summary" } }
+            @for c in campaigns {
+                @let (class, status) = match c.exit_code {
+                    Some(0) => ("valid", "as expected"),
+                    Some(1) => ("invalid", "mismatch"),
+                    Some(_) => ("unknown", "error"),
+                    None => ("none", "unread"),
+                };
+                tr.campaign {
+                    td { a href={ "/" (c.url()) } { (c.name) } }
+                    td { (c.stamp) }
+                    td { span class={ "verdict " (class) } { (status) } }
+                    td { (truncate(&c.summary, 300)) }
+                }
+            }
+        }
+    }
 }
 
 const INDEX_CSS: &str = r#"body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222}
