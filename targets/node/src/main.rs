@@ -7,6 +7,7 @@ mod api;
 mod available_role;
 mod clock;
 mod crdt_role;
+mod directory_role;
 mod driver;
 mod lb_role;
 mod leaderless;
@@ -399,7 +400,7 @@ async fn run() -> anyhow::Result<()> {
     }
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
-        RoleArg::Directory => return router_role::serve_directory(args.id.clone(), args.listen, args.admin_token.clone()).await,
+        RoleArg::Directory => return directory_role::serve_directory(args.id.clone(), args.listen, args.admin_token.clone()).await,
         RoleArg::Router => {
             let strategy: faultline_protocols::sharding::Strategy = args.sharding.parse().map_err(|e| anyhow::anyhow!("--sharding: {e}"))?;
             let mut groups = router_role::parse_groups(&args.shard_groups, &peers)?;

@@ -666,20 +666,21 @@ impl Router {
 
 // ------------------------------------------------------------------------- handlers
 
+/// The register request bodies the router and the directory node take.
 #[derive(Deserialize)]
-struct ReadBody {
-    key: String,
+pub(crate) struct ReadBody {
+    pub(crate) key: String,
 }
 #[derive(Deserialize)]
-struct WriteBody {
-    key: String,
-    value: i64,
+pub(crate) struct WriteBody {
+    pub(crate) key: String,
+    pub(crate) value: i64,
 }
 #[derive(Deserialize)]
-struct CasBody {
-    key: String,
-    from: i64,
-    to: i64,
+pub(crate) struct CasBody {
+    pub(crate) key: String,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
 }
 
 async fn kv_read(State(r): State<Shared>, body: Bytes) -> Response {
@@ -813,84 +814,6 @@ async fn admin_rebalance_wait(State(r): State<Shared>, headers: HeaderMap, body:
         Ok(v) => Json(v).into_response(),
         Err(m) => error(StatusCode::CONFLICT, "not-moved", true, None, m),
     }
-}
-
-// ------------------------------------------------------------------------- the directory node
-
-/// `--role directory`: the bug `single-directory`'s directory, a key/value map in one node's
-/// memory (no disk, no replica). Same `/kv/` API; honours the not-after header.
-pub async fn serve_directory(id: String, listen: SocketAddr, admin_token: String) -> anyhow::Result<()> {
-    struct Mem {
-        id: String,
-        token: String,
-        map: Mutex<BTreeMap<String, i64>>,
-        clock: NodeClock,
-    }
-    type M = Arc<Mem>;
-    fn expired(h: &HeaderMap) -> Option<Response> {
-        crate::server::expired(h).then(|| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request arrived after its not-after time"))
-    }
-    async fn read(State(m): State<M>, body: Bytes) -> Response {
-        let b: ReadBody = match parse(&body, r#"{"key": string}"#) {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        Json(json!({"value": m.map.lock().expect("map").get(&b.key)})).into_response()
-    }
-    async fn write(State(m): State<M>, h: HeaderMap, body: Bytes) -> Response {
-        let b: WriteBody = match parse(&body, r#"{"key": string, "value": integer}"#) {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        if let Some(r) = expired(&h) {
-            return r;
-        }
-        m.map.lock().expect("map").insert(b.key, b.value);
-        Json(json!({})).into_response()
-    }
-    async fn cas(State(m): State<M>, h: HeaderMap, body: Bytes) -> Response {
-        let b: CasBody = match parse(&body, r#"{"key": string, "from": integer, "to": integer}"#) {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        if let Some(r) = expired(&h) {
-            return r;
-        }
-        let mut map = m.map.lock().expect("map");
-        match map.get(&b.key) {
-            Some(&c) if c == b.from => {
-                map.insert(b.key, b.to);
-                Json(json!({})).into_response()
-            }
-            cur => error(StatusCode::CONFLICT, "cas-mismatch", true, None, format!("the key holds {cur:?}")),
-        }
-    }
-    async fn status(State(m): State<M>, h: HeaderMap) -> Response {
-        if let Err(e) = api::authorized(&m.token, &h) {
-            return e;
-        }
-        Json(json!({"id": m.id, "role": "directory", "state": "directory", "entries": m.map.lock().expect("map").len(), "clock": m.clock.view()})).into_response()
-    }
-    async fn clock(State(m): State<M>, h: HeaderMap, body: Bytes) -> Response {
-        if let Err(e) = api::authorized(&m.token, &h) {
-            return e;
-        }
-        api::set_clock(&m.clock, &body)
-    }
-    let m = Arc::new(Mem { id, token: admin_token, map: Mutex::new(BTreeMap::new()), clock: NodeClock::default() });
-    let app = axum::Router::new()
-        .route("/kv/read", post(read))
-        .route("/kv/write", post(write))
-        .route("/kv/cas", post(cas))
-        .route("/admin/status", get(status))
-        .route("/admin/clock", post(clock))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(m);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    tracing::info!(addr = %listen, "serving the directory (memory only)");
-    axum::serve(listener, app).await.context("HTTP server")?;
-    Ok(())
 }
 
 /// Parses `--shard-group` values (`n2+n3+n4`) against the peer list.
