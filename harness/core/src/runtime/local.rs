@@ -395,12 +395,7 @@ impl LocalRuntime {
 
     /// Every link of `faults` must join two nodes of this run.
     fn check_links(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
-        for l in faults
-            .drop
-            .iter()
-            .chain(faults.loss.iter().map(|(l, _)| l))
-            .chain(faults.delay.iter().map(|(l, _)| l))
-        {
+        for l in faults.links() {
             self.node(&l.from)?;
             self.node(&l.to)?;
         }

@@ -107,6 +107,11 @@ pub struct NetFaults {
 }
 
 impl NetFaults {
+    /// Every link the faults act on (cut, lossy or delayed).
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.drop.iter().chain(self.loss.iter().map(|(l, _)| l)).chain(self.delay.iter().map(|(l, _)| l))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.drop.is_empty() && self.loss.is_empty() && self.delay.is_empty()
     }

@@ -738,12 +738,7 @@ impl Runtime for DockerRuntime {
     }
 
     fn apply_net(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
-        for l in faults
-            .drop
-            .iter()
-            .chain(faults.loss.iter().map(|(l, _)| l))
-            .chain(faults.delay.iter().map(|(l, _)| l))
-        {
+        for l in faults.links() {
             self.node(&l.from)?;
             self.node(&l.to)?;
         }
