@@ -19,6 +19,7 @@ mod replicated;
 mod router_role;
 mod server;
 mod transport;
+mod txn_api;
 mod wal;
 
 use anyhow::{bail, Context};

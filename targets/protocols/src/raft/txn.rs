@@ -1,0 +1,261 @@
+//! Transactions of the Raft state machine (`Command::Txn`): what this module owns is checking a
+//! transaction's shape before it is proposed ([`validate`]) and applying a committed one
+//! ([`apply`]) atomically to the register map and the list map.
+//!
+//! A transaction is a list of micro-ops (append to a list, write a register, read either),
+//! applied in order as one log entry, so every replica applies it at the same point of the log
+//! and it is strict serializable with every other command. Reads see the transaction's own
+//! earlier writes. A key is either a list or a register: a transaction that would append to a
+//! register or write a list changes nothing and is answered [`Reply::TxnFailed`] (definite), as
+//! is one that would grow a list past [`LIST_LEN_MAX`].
+
+use super::types::{MicroOp, Reply, TxnValue};
+use std::collections::BTreeMap;
+
+/// Micro-ops per transaction at most.
+pub const TXN_OPS_MAX: usize = 16;
+/// Elements per list at most; an append beyond fails the transaction (definite).
+pub const LIST_LEN_MAX: usize = 10_000;
+
+/// Checks what can be checked without the state: 1 to [`TXN_OPS_MAX`] micro-ops, reads carry no
+/// value, and no key is both appended to and written in the same transaction.
+pub fn validate(ops: &[MicroOp]) -> Result<(), String> {
+    if ops.is_empty() || ops.len() > TXN_OPS_MAX {
+        return Err(format!(
+            "a transaction has 1 to {TXN_OPS_MAX} micro-ops, not {}",
+            ops.len()
+        ));
+    }
+    let mut kinds: BTreeMap<&str, &str> = BTreeMap::new();
+    for op in ops {
+        let kind = match op {
+            MicroOp::Append { .. } => "append",
+            MicroOp::Write { .. } => "w",
+            MicroOp::Read { value: Some(_), .. } => {
+                return Err(format!(
+                    "the read of {:?} carries a value; send null",
+                    op.key()
+                ))
+            }
+            MicroOp::Read { .. } => continue,
+        };
+        if let Some(prev) = kinds.insert(op.key(), kind) {
+            if prev != kind {
+                return Err(format!(
+                    "key {:?} is both appended to and written: a key is a list or a register",
+                    op.key()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The transaction's view: its own writes over the committed state.
+struct Overlay<'a> {
+    kv: &'a BTreeMap<String, i64>,
+    lists: &'a BTreeMap<String, Vec<i64>>,
+    regs_new: BTreeMap<String, i64>,
+    lists_new: BTreeMap<String, Vec<i64>>,
+}
+
+impl Overlay<'_> {
+    fn read(&self, key: &str) -> Option<TxnValue> {
+        if let Some(l) = self.lists_new.get(key).or_else(|| self.lists.get(key)) {
+            return Some(TxnValue::List(l.clone()));
+        }
+        self.regs_new
+            .get(key)
+            .or_else(|| self.kv.get(key))
+            .map(|v| TxnValue::Int(*v))
+    }
+
+    fn is_register(&self, key: &str) -> bool {
+        self.regs_new.contains_key(key) || self.kv.contains_key(key)
+    }
+
+    fn is_list(&self, key: &str) -> bool {
+        self.lists_new.contains_key(key) || self.lists.contains_key(key)
+    }
+
+    fn step(&mut self, op: &MicroOp) -> Result<MicroOp, String> {
+        Ok(match op {
+            MicroOp::Read { key, .. } => MicroOp::Read {
+                key: key.clone(),
+                value: self.read(key),
+            },
+            MicroOp::Append { key, value } => {
+                if self.is_register(key) {
+                    return Err(format!("key {key:?} holds a register; cannot append to it"));
+                }
+                if !self.lists_new.contains_key(key) {
+                    let base = self.lists.get(key).cloned().unwrap_or_default();
+                    self.lists_new.insert(key.clone(), base);
+                }
+                let list = self.lists_new.get_mut(key).expect("inserted above");
+                if list.len() >= LIST_LEN_MAX {
+                    return Err(format!(
+                        "the list at {key:?} holds {LIST_LEN_MAX} elements, the most it may"
+                    ));
+                }
+                list.push(*value);
+                op.clone()
+            }
+            MicroOp::Write { key, value } => {
+                if self.is_list(key) {
+                    return Err(format!(
+                        "key {key:?} holds a list; cannot write a register there"
+                    ));
+                }
+                self.regs_new.insert(key.clone(), *value);
+                op.clone()
+            }
+        })
+    }
+}
+
+/// Applies a committed transaction: all of it, or (on a key-kind clash or a full list) none of
+/// it. Deterministic, so every replica ends in the same state.
+pub fn apply(
+    kv: &mut BTreeMap<String, i64>,
+    lists: &mut BTreeMap<String, Vec<i64>>,
+    ops: &[MicroOp],
+) -> Reply {
+    let mut view = Overlay {
+        kv,
+        lists,
+        regs_new: BTreeMap::new(),
+        lists_new: BTreeMap::new(),
+    };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        match view.step(op) {
+            Ok(done) => out.push(done),
+            Err(reason) => return Reply::TxnFailed { reason },
+        }
+    }
+    let (regs_new, lists_new) = (view.regs_new, view.lists_new);
+    kv.extend(regs_new);
+    lists.extend(lists_new);
+    Reply::Txn { ops: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(k: &str, v: i64) -> MicroOp {
+        MicroOp::Append {
+            key: k.into(),
+            value: v,
+        }
+    }
+    fn write(k: &str, v: i64) -> MicroOp {
+        MicroOp::Write {
+            key: k.into(),
+            value: v,
+        }
+    }
+    fn read(k: &str) -> MicroOp {
+        MicroOp::Read {
+            key: k.into(),
+            value: None,
+        }
+    }
+    fn read_is(k: &str, v: Option<TxnValue>) -> MicroOp {
+        MicroOp::Read {
+            key: k.into(),
+            value: v,
+        }
+    }
+
+    #[test]
+    fn reads_see_own_earlier_writes_and_the_committed_state() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        let r = apply(
+            &mut kv,
+            &mut lists,
+            &[
+                read("x"),
+                append("x", 1),
+                read("x"),
+                write("y", 5),
+                read("y"),
+            ],
+        );
+        let want = vec![
+            read_is("x", None),
+            append("x", 1),
+            read_is("x", Some(TxnValue::List(vec![1]))),
+            write("y", 5),
+            read_is("y", Some(TxnValue::Int(5))),
+        ];
+        assert_eq!(r, Reply::Txn { ops: want });
+        let r = apply(&mut kv, &mut lists, &[append("x", 2), read("x"), read("y")]);
+        assert_eq!(
+            r,
+            Reply::Txn {
+                ops: vec![
+                    append("x", 2),
+                    read_is("x", Some(TxnValue::List(vec![1, 2]))),
+                    read_is("y", Some(TxnValue::Int(5)))
+                ]
+            }
+        );
+        assert_eq!(lists["x"], vec![1, 2]);
+        assert_eq!(kv["y"], 5);
+    }
+
+    #[test]
+    fn a_kind_clash_fails_the_whole_transaction_and_changes_nothing() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        assert!(matches!(
+            apply(&mut kv, &mut lists, &[append("l", 1), write("r", 1)]),
+            Reply::Txn { .. }
+        ));
+        let before = (kv.clone(), lists.clone());
+        let r = apply(
+            &mut kv,
+            &mut lists,
+            &[append("l", 2), write("z", 9), append("r", 3)],
+        );
+        assert!(
+            matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a register")),
+            "{r:?}"
+        );
+        let r = apply(&mut kv, &mut lists, &[write("l", 4)]);
+        assert!(
+            matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a list")),
+            "{r:?}"
+        );
+        assert_eq!((kv, lists), before);
+    }
+
+    #[test]
+    fn a_full_list_fails_the_append() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        lists.insert("l".to_string(), vec![0; LIST_LEN_MAX]);
+        let r = apply(&mut kv, &mut lists, &[append("l", 1)]);
+        assert!(
+            matches!(&r, Reply::TxnFailed { reason } if reason.contains("most it may")),
+            "{r:?}"
+        );
+        assert_eq!(lists["l"].len(), LIST_LEN_MAX);
+    }
+
+    #[test]
+    fn validate_bounds_the_shape() {
+        assert!(validate(&[]).unwrap_err().contains("1 to 16"));
+        assert!(validate(&vec![read("k"); TXN_OPS_MAX + 1])
+            .unwrap_err()
+            .contains("not 17"));
+        assert!(validate(&vec![read("k"); TXN_OPS_MAX]).is_ok());
+        assert!(validate(&[append("k", 1), write("k", 2)])
+            .unwrap_err()
+            .contains("both appended to and written"));
+        assert!(validate(&[read_is("k", Some(TxnValue::Int(1)))])
+            .unwrap_err()
+            .contains("send null"));
+        assert!(validate(&[append("k", 1), read("k"), append("k", 2), write("j", 1)]).is_ok());
+    }
+}
