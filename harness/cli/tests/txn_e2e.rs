@@ -105,3 +105,54 @@ fn a_role_without_transactions_is_refused_up_front() {
         "a run folder was created"
     );
 }
+
+/// `--bug txn-read-committed` (reads at proposal time, writes at apply) is caught with no
+/// fault within 3 seeds: the list-append checker names read skew (G-single) and rules out
+/// every model above read uncommitted.
+#[test]
+fn the_read_committed_bug_is_caught_as_g_single() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let mut seen = Vec::new();
+    for seed in ["1", "2", "3"] {
+        let store = Store::new();
+        let args = [
+            "--target",
+            "raft",
+            "--workload",
+            "list-append",
+            "--bug",
+            "txn-read-committed",
+            "--nemesis",
+            "none",
+            "--time-limit",
+            "15",
+            "--recovery",
+            "2",
+            "--seed",
+            seed,
+        ];
+        let out = run(store.path(), &args);
+        let r = results(store.path());
+        let c = txn_checker(&r, "list-append");
+        if c["verdict"] == "invalid" {
+            assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+            let d = &c["details"];
+            assert!(
+                d["anomaly_counts"]["G-single"].as_u64().unwrap_or(0) > 0,
+                "{d:#}"
+            );
+            assert!(c["reason"].as_str().unwrap().contains("G-single"), "{c:#}");
+            let also_not = d["also_not"].as_array().unwrap();
+            assert!(
+                also_not.contains(&serde_json::json!("serializable")),
+                "{d:#}"
+            );
+            return;
+        }
+        seen.push(format!("seed {seed}: {}", c["reason"]));
+    }
+    panic!("txn-read-committed not caught in 3 seeds: {seen:?}");
+}

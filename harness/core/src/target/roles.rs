@@ -76,7 +76,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
             ),
             TIMEOUT,
         ],
-        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term"],
+        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term", "txn-read-committed"],
     },
     RoleSpec {
         name: "paxos",
@@ -406,6 +406,6 @@ mod tests {
                 "{b} is listed twice"
             );
         }
-        assert_eq!(bugs.len(), 13, "{bugs:?}");
+        assert_eq!(bugs.len(), 14, "{bugs:?}");
     }
 }

@@ -78,8 +78,9 @@ impl Overlay<'_> {
         self.lists_new.contains_key(key) || self.lists.contains_key(key)
     }
 
-    fn step(&mut self, op: &MicroOp) -> Result<MicroOp, String> {
+    fn step(&mut self, op: &MicroOp, reads_fixed: bool) -> Result<MicroOp, String> {
         Ok(match op {
+            MicroOp::Read { .. } if reads_fixed => op.clone(),
             MicroOp::Read { key, .. } => MicroOp::Read {
                 key: key.clone(),
                 value: self.read(key),
@@ -114,12 +115,36 @@ impl Overlay<'_> {
     }
 }
 
+/// The planted bug `txn-read-committed`: the leader evaluates the transaction against its
+/// applied state when it proposes it (reads see that state and the transaction's own earlier
+/// writes) and returns the micro-ops with the reads filled in; applied with `reads_fixed`, the
+/// writes then land on whatever state the log has reached by then, unvalidated. Concurrent
+/// transactions thus read state that committed transactions have already changed: read skew
+/// (G-single) and lost updates. A transaction that would fail keeps its reads unfilled (it
+/// fails again at apply).
+pub fn read_at_proposal(
+    kv: &BTreeMap<String, i64>,
+    lists: &BTreeMap<String, Vec<i64>>,
+    ops: &[MicroOp],
+) -> Vec<MicroOp> {
+    let mut view = Overlay {
+        kv,
+        lists,
+        regs_new: BTreeMap::new(),
+        lists_new: BTreeMap::new(),
+    };
+    let filled: Result<Vec<MicroOp>, String> = ops.iter().map(|op| view.step(op, false)).collect();
+    filled.unwrap_or_else(|_| ops.to_vec())
+}
+
 /// Applies a committed transaction: all of it, or (on a key-kind clash or a full list) none of
-/// it. Deterministic, so every replica ends in the same state.
+/// it. Deterministic, so every replica ends in the same state. With `reads_fixed` (the bug
+/// above) reads keep the values the command carries.
 pub fn apply(
     kv: &mut BTreeMap<String, i64>,
     lists: &mut BTreeMap<String, Vec<i64>>,
     ops: &[MicroOp],
+    reads_fixed: bool,
 ) -> Reply {
     let mut view = Overlay {
         kv,
@@ -129,7 +154,7 @@ pub fn apply(
     };
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
-        match view.step(op) {
+        match view.step(op, reads_fixed) {
             Ok(done) => out.push(done),
             Err(reason) => return Reply::TxnFailed { reason },
         }
@@ -182,6 +207,7 @@ mod tests {
                 write("y", 5),
                 read("y"),
             ],
+            false,
         );
         let want = vec![
             read_is("x", None),
@@ -191,7 +217,12 @@ mod tests {
             read_is("y", Some(TxnValue::Int(5))),
         ];
         assert_eq!(r, Reply::Txn { ops: want });
-        let r = apply(&mut kv, &mut lists, &[append("x", 2), read("x"), read("y")]);
+        let r = apply(
+            &mut kv,
+            &mut lists,
+            &[append("x", 2), read("x"), read("y")],
+            false,
+        );
         assert_eq!(
             r,
             Reply::Txn {
@@ -210,7 +241,7 @@ mod tests {
     fn a_kind_clash_fails_the_whole_transaction_and_changes_nothing() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
         assert!(matches!(
-            apply(&mut kv, &mut lists, &[append("l", 1), write("r", 1)]),
+            apply(&mut kv, &mut lists, &[append("l", 1), write("r", 1)], false),
             Reply::Txn { .. }
         ));
         let before = (kv.clone(), lists.clone());
@@ -218,12 +249,13 @@ mod tests {
             &mut kv,
             &mut lists,
             &[append("l", 2), write("z", 9), append("r", 3)],
+            false,
         );
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a register")),
             "{r:?}"
         );
-        let r = apply(&mut kv, &mut lists, &[write("l", 4)]);
+        let r = apply(&mut kv, &mut lists, &[write("l", 4)], false);
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a list")),
             "{r:?}"
@@ -232,10 +264,43 @@ mod tests {
     }
 
     #[test]
+    fn the_read_committed_bug_reads_at_proposal_and_writes_at_apply() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        lists.insert("x".to_string(), vec![1]);
+        let txn = [read("x"), append("y", 7)];
+        let proposed = read_at_proposal(&kv, &lists, &txn);
+        assert_eq!(proposed[0], read_is("x", Some(TxnValue::List(vec![1]))));
+        // Another transaction commits in between; the fixed read does not see it.
+        apply(&mut kv, &mut lists, &[append("x", 2)], false);
+        let r = apply(&mut kv, &mut lists, &proposed, true);
+        assert_eq!(
+            r,
+            Reply::Txn {
+                ops: vec![read_is("x", Some(TxnValue::List(vec![1]))), append("y", 7)]
+            }
+        );
+        assert_eq!(
+            (lists["x"].clone(), lists["y"].clone()),
+            (vec![1, 2], vec![7])
+        );
+        // Without the bug the same command reads at apply.
+        let r = apply(&mut kv, &mut lists, &txn, false);
+        assert_eq!(
+            r,
+            Reply::Txn {
+                ops: vec![
+                    read_is("x", Some(TxnValue::List(vec![1, 2]))),
+                    append("y", 7)
+                ]
+            }
+        );
+    }
+
+    #[test]
     fn a_full_list_fails_the_append() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
         lists.insert("l".to_string(), vec![0; LIST_LEN_MAX]);
-        let r = apply(&mut kv, &mut lists, &[append("l", 1)]);
+        let r = apply(&mut kv, &mut lists, &[append("l", 1)], false);
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("most it may")),
             "{r:?}"

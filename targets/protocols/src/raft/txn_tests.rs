@@ -13,6 +13,7 @@ fn append_txn(key: &str, value: i64) -> Command {
         value: None,
     };
     Command::Txn {
+        reads_fixed: false,
         ops: vec![
             MicroOp::Append {
                 key: key.into(),

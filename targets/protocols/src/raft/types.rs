@@ -27,8 +27,14 @@ pub enum Command {
     Write { key: String, value: i64 },
     Cas { key: String, from: i64, to: i64 },
     /// A transaction: its micro-ops applied atomically, in order, as one entry (reads are
-    /// `value: None` here and filled in the [`Reply::Txn`]).
-    Txn { ops: Vec<MicroOp> },
+    /// `value: None` here and filled in the [`Reply::Txn`]). `reads_fixed` is the node's bug
+    /// `txn-read-committed`: the leader filled the reads in at proposal time from its applied
+    /// state, and apply keeps them instead of reading ([`super::txn::read_at_proposal`]).
+    Txn {
+        ops: Vec<MicroOp>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reads_fixed: bool,
+    },
 }
 
 /// One micro-op of a transaction (`POST /txn`, docs/node-api.md). A key holds either a list of
