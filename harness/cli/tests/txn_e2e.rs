@@ -106,15 +106,9 @@ fn a_role_without_transactions_is_refused_up_front() {
     );
 }
 
-/// `--bug txn-read-committed` (reads at proposal time, writes at apply) is caught with no
-/// fault within 3 seeds: the list-append checker names read skew (G-single) and rules out
-/// every model above read uncommitted.
-#[test]
-fn the_read_committed_bug_is_caught_as_g_single() {
-    if !is_root() {
-        eprintln!("skipped: needs root (network namespaces), as in CI");
-        return;
-    }
+/// Runs list-append with `bug` and no fault, seeds 1 to 3, until the checker finds the history
+/// invalid; asserts it names `anomaly`, rules out `ruled_out` and keeps `kept`.
+fn caught(bug: &str, anomaly: &str, ruled_out: &str, kept: &[&str]) {
     let mut seen = Vec::new();
     for seed in ["1", "2", "3"] {
         let store = Store::new();
@@ -124,7 +118,7 @@ fn the_read_committed_bug_is_caught_as_g_single() {
             "--workload",
             "list-append",
             "--bug",
-            "txn-read-committed",
+            bug,
             "--nemesis",
             "none",
             "--time-limit",
@@ -141,18 +135,52 @@ fn the_read_committed_bug_is_caught_as_g_single() {
             assert_eq!(out.status.code(), Some(1), "{}", show(&out));
             let d = &c["details"];
             assert!(
-                d["anomaly_counts"]["G-single"].as_u64().unwrap_or(0) > 0,
+                d["anomaly_counts"][anomaly].as_u64().unwrap_or(0) > 0,
                 "{d:#}"
             );
-            assert!(c["reason"].as_str().unwrap().contains("G-single"), "{c:#}");
-            let also_not = d["also_not"].as_array().unwrap();
-            assert!(
-                also_not.contains(&serde_json::json!("serializable")),
-                "{d:#}"
-            );
+            assert!(c["reason"].as_str().unwrap().contains(anomaly), "{c:#}");
+            let out_models: Vec<&serde_json::Value> = d["not"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(d["also_not"].as_array().unwrap())
+                .collect();
+            assert!(out_models.contains(&&serde_json::json!(ruled_out)), "{d:#}");
+            for k in kept {
+                assert!(
+                    !out_models.contains(&&serde_json::json!(k)),
+                    "{k} ruled out: {d:#}"
+                );
+            }
             return;
         }
         seen.push(format!("seed {seed}: {}", c["reason"]));
     }
-    panic!("txn-read-committed not caught in 3 seeds: {seen:?}");
+    panic!("{bug} not caught in 3 seeds: {seen:?}");
+}
+
+/// `--bug txn-read-committed` (reads at proposal time, writes at apply): read skew.
+#[test]
+fn the_read_committed_bug_is_caught_as_g_single() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    caught("txn-read-committed", "G-single", "serializable", &[]);
+}
+
+/// `--bug txn-snapshot` (snapshot reads, first committer wins): write skew, which rules out
+/// serializability but not snapshot isolation.
+#[test]
+fn the_snapshot_bug_is_caught_as_g2_item_with_snapshot_isolation_kept() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    caught(
+        "txn-snapshot",
+        "G2-item",
+        "serializable",
+        &["snapshot-isolation", "read-committed"],
+    );
 }

@@ -37,6 +37,9 @@ pub struct RaftHandle {
 pub struct TxnBugs {
     /// `txn-read-committed`: reads evaluated at proposal time ([`txn::read_at_proposal`]).
     pub read_committed: bool,
+    /// `txn-snapshot`: reads at proposal time plus first-committer-wins on the written keys
+    /// ([`txn::snapshot_at_proposal`]).
+    pub snapshot: bool,
 }
 
 pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration, txn_bugs: TxnBugs) -> RaftHandle {
@@ -80,8 +83,12 @@ impl Loop {
     /// node's applied state; a follower's proposal is refused by the core anyway.
     fn planted_txn_bug(&self, cmd: Command) -> Command {
         match cmd {
+            Command::Txn { ops, .. } if self.txn_bugs.snapshot => {
+                let (ops, unchanged) = txn::snapshot_at_proposal(self.raft.kv(), self.raft.lists(), &ops);
+                Command::Txn { ops, reads_fixed: true, unchanged }
+            }
             Command::Txn { ops, .. } if self.txn_bugs.read_committed => {
-                Command::Txn { ops: txn::read_at_proposal(self.raft.kv(), self.raft.lists(), &ops), reads_fixed: true }
+                Command::Txn { ops: txn::read_at_proposal(self.raft.kv(), self.raft.lists(), &ops), reads_fixed: true, unchanged: Vec::new() }
             }
             other => other,
         }

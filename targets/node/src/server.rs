@@ -150,7 +150,7 @@ async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 /// (docs/node-api.md); the leaderless roles answer 501.
 async fn txn(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     match crate::txn_api::parse_txn(&body) {
-        Ok(ops) => dispatch(&s, "txn", Op::Write(Command::Txn { ops, reads_fixed: false }), &headers, body).await,
+        Ok(ops) => dispatch(&s, "txn", Op::Write(Command::Txn { ops, reads_fixed: false, unchanged: Vec::new() }), &headers, body).await,
         Err(reason) => bad_request(reason),
     }
 }

@@ -865,7 +865,7 @@ impl Raft {
                     Reply::CasMismatch { current }
                 }
             }
-            Command::Txn { ops, reads_fixed } => super::txn::apply(&mut self.kv, &mut self.lists, ops, *reads_fixed),
+            Command::Txn { ops, reads_fixed, unchanged } => super::txn::apply(&mut self.kv, &mut self.lists, ops, *reads_fixed, unchanged),
         }
     }
 

@@ -9,7 +9,7 @@
 //! register or write a list changes nothing and is answered [`Reply::TxnFailed`] (definite), as
 //! is one that would grow a list past [`LIST_LEN_MAX`].
 
-use super::types::{MicroOp, Reply, TxnValue};
+use super::types::{KeyValue, MicroOp, Reply, TxnValue};
 use std::collections::BTreeMap;
 
 /// Micro-ops per transaction at most.
@@ -137,15 +137,57 @@ pub fn read_at_proposal(
     filled.unwrap_or_else(|_| ops.to_vec())
 }
 
-/// Applies a committed transaction: all of it, or (on a key-kind clash or a full list) none of
-/// it. Deterministic, so every replica ends in the same state. With `reads_fixed` (the bug
-/// above) reads keep the values the command carries.
+/// The planted bug `txn-snapshot`: snapshot isolation. Reads as [`read_at_proposal`] (the
+/// leader's applied state is the snapshot at the transaction's start), plus what each key the
+/// transaction writes held in that snapshot; at apply the transaction fails (definite) if any
+/// of them changed since: first committer wins. Values are unique and lists only grow, so a
+/// change is always seen. Two transactions that each read what the other writes both commit:
+/// write skew (G2-item), which snapshot isolation allows and serializability does not.
+pub fn snapshot_at_proposal(
+    kv: &BTreeMap<String, i64>,
+    lists: &BTreeMap<String, Vec<i64>>,
+    ops: &[MicroOp],
+) -> (Vec<MicroOp>, Vec<KeyValue>) {
+    let view = Overlay {
+        kv,
+        lists,
+        regs_new: BTreeMap::new(),
+        lists_new: BTreeMap::new(),
+    };
+    let mut written: Vec<KeyValue> = Vec::new();
+    for op in ops {
+        if matches!(op, MicroOp::Append { .. } | MicroOp::Write { .. })
+            && !written.iter().any(|w| w.key == op.key())
+        {
+            written.push(KeyValue {
+                key: op.key().to_string(),
+                value: view.read(op.key()),
+            });
+        }
+    }
+    (read_at_proposal(kv, lists, ops), written)
+}
+
+/// Applies a committed transaction: all of it, or (on a key-kind clash, a full list, or a key
+/// of `unchanged` that changed) none of it. Deterministic, so every replica ends in the same
+/// state. With `reads_fixed` (the bugs above) reads keep the values the command carries.
 pub fn apply(
     kv: &mut BTreeMap<String, i64>,
     lists: &mut BTreeMap<String, Vec<i64>>,
     ops: &[MicroOp],
     reads_fixed: bool,
+    unchanged: &[KeyValue],
 ) -> Reply {
+    let now = Overlay {
+        kv,
+        lists,
+        regs_new: BTreeMap::new(),
+        lists_new: BTreeMap::new(),
+    };
+    if let Some(c) = unchanged.iter().find(|c| now.read(&c.key) != c.value) {
+        let reason = format!("write-write conflict on {:?}: a transaction committed since the snapshot (first committer wins)", c.key);
+        return Reply::TxnFailed { reason };
+    }
     let mut view = Overlay {
         kv,
         lists,
@@ -208,6 +250,7 @@ mod tests {
                 read("y"),
             ],
             false,
+            &[],
         );
         let want = vec![
             read_is("x", None),
@@ -222,6 +265,7 @@ mod tests {
             &mut lists,
             &[append("x", 2), read("x"), read("y")],
             false,
+            &[],
         );
         assert_eq!(
             r,
@@ -241,7 +285,13 @@ mod tests {
     fn a_kind_clash_fails_the_whole_transaction_and_changes_nothing() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
         assert!(matches!(
-            apply(&mut kv, &mut lists, &[append("l", 1), write("r", 1)], false),
+            apply(
+                &mut kv,
+                &mut lists,
+                &[append("l", 1), write("r", 1)],
+                false,
+                &[]
+            ),
             Reply::Txn { .. }
         ));
         let before = (kv.clone(), lists.clone());
@@ -250,12 +300,13 @@ mod tests {
             &mut lists,
             &[append("l", 2), write("z", 9), append("r", 3)],
             false,
+            &[],
         );
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a register")),
             "{r:?}"
         );
-        let r = apply(&mut kv, &mut lists, &[write("l", 4)], false);
+        let r = apply(&mut kv, &mut lists, &[write("l", 4)], false, &[]);
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a list")),
             "{r:?}"
@@ -271,8 +322,8 @@ mod tests {
         let proposed = read_at_proposal(&kv, &lists, &txn);
         assert_eq!(proposed[0], read_is("x", Some(TxnValue::List(vec![1]))));
         // Another transaction commits in between; the fixed read does not see it.
-        apply(&mut kv, &mut lists, &[append("x", 2)], false);
-        let r = apply(&mut kv, &mut lists, &proposed, true);
+        apply(&mut kv, &mut lists, &[append("x", 2)], false, &[]);
+        let r = apply(&mut kv, &mut lists, &proposed, true, &[]);
         assert_eq!(
             r,
             Reply::Txn {
@@ -284,7 +335,7 @@ mod tests {
             (vec![1, 2], vec![7])
         );
         // Without the bug the same command reads at apply.
-        let r = apply(&mut kv, &mut lists, &txn, false);
+        let r = apply(&mut kv, &mut lists, &txn, false, &[]);
         assert_eq!(
             r,
             Reply::Txn {
@@ -297,10 +348,55 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_bug_allows_write_skew_and_lets_the_first_committer_win() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        // Write skew: each reads the key the other appends to, from the same snapshot.
+        let (t1, c1) = snapshot_at_proposal(&kv, &lists, &[read("x"), append("y", 1)]);
+        let (t2, c2) = snapshot_at_proposal(&kv, &lists, &[read("y"), append("x", 2)]);
+        assert!(matches!(
+            apply(&mut kv, &mut lists, &t1, true, &c1),
+            Reply::Txn { .. }
+        ));
+        let r = apply(&mut kv, &mut lists, &t2, true, &c2);
+        assert_eq!(
+            r,
+            Reply::Txn {
+                ops: vec![read_is("y", None), append("x", 2)]
+            }
+        );
+        // Two appends to one key from one snapshot: the second fails and changes nothing.
+        let (t3, c3) = snapshot_at_proposal(&kv, &lists, &[append("x", 3), read("x")]);
+        let (t4, c4) = snapshot_at_proposal(&kv, &lists, &[append("x", 4)]);
+        assert_eq!(
+            c3,
+            vec![KeyValue {
+                key: "x".into(),
+                value: Some(TxnValue::List(vec![2]))
+            }]
+        );
+        let r = apply(&mut kv, &mut lists, &t3, true, &c3);
+        assert_eq!(
+            r,
+            Reply::Txn {
+                ops: vec![
+                    append("x", 3),
+                    read_is("x", Some(TxnValue::List(vec![2, 3])))
+                ]
+            }
+        );
+        let r = apply(&mut kv, &mut lists, &t4, true, &c4);
+        assert!(
+            matches!(&r, Reply::TxnFailed { reason } if reason.contains("first committer wins")),
+            "{r:?}"
+        );
+        assert_eq!(lists["x"], vec![2, 3]);
+    }
+
+    #[test]
     fn a_full_list_fails_the_append() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
         lists.insert("l".to_string(), vec![0; LIST_LEN_MAX]);
-        let r = apply(&mut kv, &mut lists, &[append("l", 1)], false);
+        let r = apply(&mut kv, &mut lists, &[append("l", 1)], false, &[]);
         assert!(
             matches!(&r, Reply::TxnFailed { reason } if reason.contains("most it may")),
             "{r:?}"

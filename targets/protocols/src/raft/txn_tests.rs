@@ -14,6 +14,7 @@ fn append_txn(key: &str, value: i64) -> Command {
     };
     Command::Txn {
         reads_fixed: false,
+        unchanged: Vec::new(),
         ops: vec![
             MicroOp::Append {
                 key: key.into(),

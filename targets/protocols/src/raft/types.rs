@@ -30,10 +30,14 @@ pub enum Command {
     /// `value: None` here and filled in the [`Reply::Txn`]). `reads_fixed` is the node's bug
     /// `txn-read-committed`: the leader filled the reads in at proposal time from its applied
     /// state, and apply keeps them instead of reading ([`super::txn::read_at_proposal`]).
+    /// `unchanged` is the bug `txn-snapshot`: the written keys' values at proposal time; apply
+    /// fails the transaction if any changed since (first committer wins).
     Txn {
         ops: Vec<MicroOp>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reads_fixed: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unchanged: Vec<KeyValue>,
     },
 }
 
@@ -56,6 +60,13 @@ impl MicroOp {
             MicroOp::Append { key, .. } | MicroOp::Write { key, .. } | MicroOp::Read { key, .. } => key,
         }
     }
+}
+
+/// A key and what it held (`None`: never written).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Option<TxnValue>,
 }
 
 /// What a transactional read returns.
