@@ -184,3 +184,14 @@ fn the_snapshot_bug_is_caught_as_g2_item_with_snapshot_isolation_kept() {
         &["snapshot-isolation", "read-committed"],
     );
 }
+
+/// `--bug txn-dirty` (reads see unanswered transactions' writes, some of which then abort):
+/// aborted reads, which rule out read committed.
+#[test]
+fn the_dirty_bug_is_caught_as_g1a() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    caught("txn-dirty", "G1a", "read-committed", &[]);
+}

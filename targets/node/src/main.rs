@@ -73,6 +73,8 @@ enum BugArg {
     TxnReadCommitted,
     /// Transactions read a snapshot at proposal time; first committer wins (write skew).
     TxnSnapshot,
+    /// Transactions read writes of unanswered transactions, which may abort (G1a).
+    TxnDirty,
     /// paxos: the proposer ignores the accepted values in promises and uses its own cache.
     PaxosIgnoreAccepted,
     /// quorum: the textbook version: write to all and count, read the most common value; no
@@ -101,7 +103,7 @@ impl BugArg {
     /// depending on faultline-core would pull the harness's control plane into the static node.
     fn role(self) -> RoleArg {
         match self {
-            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm | BugArg::TxnReadCommitted | BugArg::TxnSnapshot => RoleArg::Raft,
+            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm | BugArg::TxnReadCommitted | BugArg::TxnSnapshot | BugArg::TxnDirty => RoleArg::Raft,
             BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
             BugArg::Naive => RoleArg::Quorum,
             BugArg::BadMerge => RoleArg::Crdt,
@@ -567,7 +569,7 @@ async fn run() -> anyhow::Result<()> {
     let forward_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?;
     let transport = transport::Transport::start(&args.id, &peers, peer_client);
     let clock = Arc::new(clock::NodeClock::default());
-    let txn_bugs = raft_role::TxnBugs { read_committed: has(BugArg::TxnReadCommitted), snapshot: has(BugArg::TxnSnapshot) };
+    let txn_bugs = raft_role::TxnBugs { read_committed: has(BugArg::TxnReadCommitted), snapshot: has(BugArg::TxnSnapshot), dirty: has(BugArg::TxnDirty) };
     let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms), txn_bugs);
 
     let state = Arc::new(server::AppState {

@@ -8,8 +8,8 @@ use crate::driver::{Driver, Wake};
 use crate::clock::NodeClock;
 use crate::transport::Transport;
 use crate::wal::Wal;
-use faultline_protocols::raft::{txn, Command, Config, Envelope, Raft, Ready, ReqId, Reply, Restore, Status};
-use std::collections::HashMap;
+use faultline_protocols::raft::{txn, Command, Config, Envelope, MicroOp, Raft, Ready, ReqId, Reply, Restore, Status};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,6 +40,9 @@ pub struct TxnBugs {
     /// `txn-snapshot`: reads at proposal time plus first-committer-wins on the written keys
     /// ([`txn::snapshot_at_proposal`]).
     pub snapshot: bool,
+    /// `txn-dirty`: reads see the writes of unanswered transactions too
+    /// ([`txn::dirty_at_proposal`]).
+    pub dirty: bool,
 }
 
 pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration, txn_bugs: TxnBugs) -> RaftHandle {
@@ -57,6 +60,8 @@ struct Loop {
     waiting: HashMap<ReqId, oneshot::Sender<Reply>>,
     next_req: ReqId,
     txn_bugs: TxnBugs,
+    /// `txn-dirty`: the writes of transactions proposed here and not yet answered, by request.
+    dirty_pending: BTreeMap<ReqId, Vec<MicroOp>>,
 }
 
 impl Loop {
@@ -70,6 +75,9 @@ impl Loop {
             Event::Propose { cmd, tx } => {
                 let cmd = self.planted_txn_bug(cmd);
                 let id = self.register(tx);
+                if let (true, Command::Txn { ops, .. }) = (self.txn_bugs.dirty, &cmd) {
+                    self.dirty_pending.insert(id, ops.clone()); // bounded like `waiting`
+                }
                 self.raft.propose(id, cmd);
             }
             Event::Read { key, tx } => {
@@ -83,6 +91,11 @@ impl Loop {
     /// node's applied state; a follower's proposal is refused by the core anyway.
     fn planted_txn_bug(&self, cmd: Command) -> Command {
         match cmd {
+            Command::Txn { ops, .. } if self.txn_bugs.dirty => {
+                let pending: Vec<&[MicroOp]> = self.dirty_pending.values().map(Vec::as_slice).collect();
+                let (ops, unchanged) = txn::dirty_at_proposal(self.raft.kv(), self.raft.lists(), &pending, &ops);
+                Command::Txn { ops, reads_fixed: true, unchanged }
+            }
             Command::Txn { ops, .. } if self.txn_bugs.snapshot => {
                 let (ops, unchanged) = txn::snapshot_at_proposal(self.raft.kv(), self.raft.lists(), &ops);
                 Command::Txn { ops, reads_fixed: true, unchanged }
@@ -126,6 +139,7 @@ impl Loop {
             self.transport.send(m);
         }
         for (id, reply) in rd.replies {
+            self.dirty_pending.remove(&id);
             if let Some(tx) = self.waiting.remove(&id) {
                 let _ = tx.send(reply); // the client may have timed out and gone
             }
@@ -135,7 +149,7 @@ impl Loop {
 
 #[allow(clippy::too_many_arguments)] // the task's collaborators, each distinct
 async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>, txn_bugs: TxnBugs) {
-    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0, txn_bugs };
+    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0, txn_bugs, dirty_pending: BTreeMap::new() };
     let mut driver = Driver::new(rx, Some(tick), EVENTS_PER_ITERATION_MAX);
     while let Some(wake) = driver.next().await {
         lp.raft.set_now_ms(clock.now_ms());

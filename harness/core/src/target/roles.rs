@@ -76,7 +76,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
             ),
             TIMEOUT,
         ],
-        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term", "txn-read-committed", "txn-snapshot"],
+        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term", "txn-read-committed", "txn-snapshot", "txn-dirty"],
     },
     RoleSpec {
         name: "paxos",
@@ -406,6 +406,6 @@ mod tests {
                 "{b} is listed twice"
             );
         }
-        assert_eq!(bugs.len(), 15, "{bugs:?}");
+        assert_eq!(bugs.len(), 16, "{bugs:?}");
     }
 }

@@ -168,6 +168,33 @@ pub fn snapshot_at_proposal(
     (read_at_proposal(kv, lists, ops), written)
 }
 
+/// The planted bug `txn-dirty`: reads at proposal time see the leader's applied state plus the
+/// writes of every transaction it proposed that has not been answered yet (`pending`, in
+/// proposal order), committed or not; first committer wins on the written keys as
+/// [`snapshot_at_proposal`] (against the applied state). A pending transaction that then fails
+/// its own check was read anyway: aborted reads (G1a).
+pub fn dirty_at_proposal(
+    kv: &BTreeMap<String, i64>,
+    lists: &BTreeMap<String, Vec<i64>>,
+    pending: &[&[MicroOp]],
+    ops: &[MicroOp],
+) -> (Vec<MicroOp>, Vec<KeyValue>) {
+    let (_, unchanged) = snapshot_at_proposal(kv, lists, ops);
+    let mut view = Overlay {
+        kv,
+        lists,
+        regs_new: BTreeMap::new(),
+        lists_new: BTreeMap::new(),
+    };
+    for op in pending.iter().flat_map(|p| p.iter()) {
+        if !matches!(op, MicroOp::Read { .. }) {
+            let _ = view.step(op, false); // a write that clashes is skipped, as apply would fail it
+        }
+    }
+    let filled: Result<Vec<MicroOp>, String> = ops.iter().map(|op| view.step(op, false)).collect();
+    (filled.unwrap_or_else(|_| ops.to_vec()), unchanged)
+}
+
 /// Applies a committed transaction: all of it, or (on a key-kind clash, a full list, or a key
 /// of `unchanged` that changed) none of it. Deterministic, so every replica ends in the same
 /// state. With `reads_fixed` (the bugs above) reads keep the values the command carries.
@@ -390,6 +417,27 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(lists["x"], vec![2, 3]);
+    }
+
+    #[test]
+    fn the_dirty_bug_reads_pending_writes_that_may_abort() {
+        let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
+        let first = [append("x", 1)];
+        let second = [append("x", 2)];
+        let (p1, c1) = dirty_at_proposal(&kv, &lists, &[], &first);
+        let (p2, c2) = dirty_at_proposal(&kv, &lists, &[&first], &second);
+        let (reader, _) = dirty_at_proposal(&kv, &lists, &[&first, &second], &[read("x")]);
+        assert_eq!(reader, vec![read_is("x", Some(TxnValue::List(vec![1, 2])))]);
+        assert!(matches!(
+            apply(&mut kv, &mut lists, &p1, true, &c1),
+            Reply::Txn { .. }
+        ));
+        // The second append aborts (first committer wins): the reader saw an aborted write.
+        assert!(matches!(
+            apply(&mut kv, &mut lists, &p2, true, &c2),
+            Reply::TxnFailed { .. }
+        ));
+        assert_eq!(lists["x"], vec![1]);
     }
 
     #[test]
