@@ -5,17 +5,22 @@
 //!   linearizability (cas-register model, per key).
 //! - [`set`]: adds of unique elements and reads, judged by set-full and convergence.
 //! - [`counter`]: adds of small deltas and reads, judged by counter bounds and convergence.
+//! - [`list_append`], [`rw_register`]: Elle's transactional workloads (shared parts in [`txn`]),
+//!   judged by the transactional isolation checker against strict serializability.
 
 pub mod counter;
+pub mod list_append;
 pub mod register;
+pub mod rw_register;
 pub mod set;
+pub mod txn;
 
 use std::sync::Arc;
 
 use faultline_core::workload::Workload;
 
 /// Workload names `faultline run --workload` accepts.
-pub const NAMES: &[&str] = &["register", "set", "counter"];
+pub const NAMES: &[&str] = &["register", "set", "counter", "list-append", "rw-register"];
 
 /// The workload called `name`, or an error listing the known ones.
 pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
@@ -23,6 +28,8 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
         "register" => Ok(Arc::new(register::Register::default())),
         "set" => Ok(Arc::new(set::SetWorkload::default())),
         "counter" => Ok(Arc::new(counter::CounterWorkload::default())),
+        "list-append" => Ok(Arc::new(list_append::ListAppend::default())),
+        "rw-register" => Ok(Arc::new(rw_register::RwRegister::default())),
         other => Err(format!(
             "unknown workload {other:?}: expected one of {}",
             NAMES.join(", ")

@@ -142,6 +142,16 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> boo
     }
 }
 
+/// The keys an operation touches (what the final phase reads): its `key`, or for a transaction
+/// (`f` `txn`, no key) the key of each `[f, key, value]` micro-op.
+fn op_keys(op: &Op) -> Vec<String> {
+    match (&op.key, op.value.as_array()) {
+        (Some(k), _) => vec![k.clone()],
+        (None, Some(micro)) if op.f == "txn" => micro.iter().filter_map(|m| m.get(1)?.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Invokes `op` as `process` on `node`, recording invoke and completion.
 #[allow(clippy::too_many_arguments)] // each is a distinct collaborator; a struct would only rename them
 async fn invoke_recorded(
@@ -154,8 +164,9 @@ async fn invoke_recorded(
     timeout: Duration,
 ) -> Completion {
     shared.max_process.fetch_max(process, Ordering::Relaxed);
-    if let Some(k) = &op.key {
-        shared.keys.lock().expect("keys lock").insert(k.clone());
+    let keys = op_keys(op);
+    if !keys.is_empty() {
+        shared.keys.lock().expect("keys lock").extend(keys);
     }
     shared.record(EventParts {
         kind: EventType::Invoke,
@@ -889,4 +900,18 @@ async fn final_phase(
         }
     }
     FinalReads { keys: keys.len(), ok, missed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_phase_learns_the_keys_of_transactions_too() {
+        let op = |f: &str, key: Option<&str>, value: serde_json::Value| Op { f: f.into(), key: key.map(String::from), value };
+        assert_eq!(op_keys(&op("write", Some("k1"), serde_json::json!(3))), vec!["k1"]);
+        let txn = op("txn", None, serde_json::json!([["append", "k2", 1], ["r", "k3", null], ["bad"]]));
+        assert_eq!(op_keys(&txn), vec!["k2", "k3"]);
+        assert!(op_keys(&op("add", None, serde_json::json!([["r", "k", null]]))).is_empty());
+    }
 }

@@ -20,6 +20,7 @@ mod replicated;
 mod router_role;
 mod server;
 mod transport;
+mod txn_api;
 mod wal;
 
 use anyhow::{bail, Context};
@@ -69,6 +70,12 @@ enum BugArg {
     Lease,
     /// Commit old-term entries by counting replicas (Raft paper, figure 8).
     CommitOldTerm,
+    /// Transactions read at proposal time, write at apply unvalidated (read skew, lost update).
+    TxnReadCommitted,
+    /// Transactions read a snapshot at proposal time; first committer wins (write skew).
+    TxnSnapshot,
+    /// Transactions read writes of unanswered transactions, which may abort (G1a).
+    TxnDirty,
     /// paxos: the proposer ignores the accepted values in promises and uses its own cache.
     PaxosIgnoreAccepted,
     /// quorum: the textbook version: write to all and count, read the most common value; no
@@ -97,7 +104,7 @@ impl BugArg {
     /// depending on faultline-core would pull the harness's control plane into the static node.
     fn role(self) -> RoleArg {
         match self {
-            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm => RoleArg::Raft,
+            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm | BugArg::TxnReadCommitted | BugArg::TxnSnapshot | BugArg::TxnDirty => RoleArg::Raft,
             BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
             BugArg::Naive => RoleArg::Quorum,
             BugArg::BadMerge => RoleArg::Crdt,
@@ -563,7 +570,8 @@ async fn run() -> anyhow::Result<()> {
     let forward_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?;
     let transport = transport::Transport::start(&args.id, &peers, peer_client);
     let clock = Arc::new(clock::NodeClock::default());
-    let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms));
+    let txn_bugs = raft_role::TxnBugs { read_committed: has(BugArg::TxnReadCommitted), snapshot: has(BugArg::TxnSnapshot), dirty: has(BugArg::TxnDirty) };
+    let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms), txn_bugs);
 
     let state = Arc::new(server::AppState {
         id: args.id.clone(),

@@ -8,8 +8,8 @@ use crate::driver::{Driver, Wake};
 use crate::clock::NodeClock;
 use crate::transport::Transport;
 use crate::wal::Wal;
-use faultline_protocols::raft::{Command, Config, Envelope, Raft, Ready, ReqId, Reply, Restore, Status};
-use std::collections::HashMap;
+use faultline_protocols::raft::{txn, Command, Config, Envelope, MicroOp, Raft, Ready, ReqId, Reply, Restore, Status};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,11 +32,24 @@ pub struct RaftHandle {
     pub status: watch::Receiver<Status>,
 }
 
-pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration) -> RaftHandle {
+/// The node's transaction bugs, applied by this runtime before proposing (docs/targets.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TxnBugs {
+    /// `txn-read-committed`: reads evaluated at proposal time ([`txn::read_at_proposal`]).
+    pub read_committed: bool,
+    /// `txn-snapshot`: reads at proposal time plus first-committer-wins on the written keys
+    /// ([`txn::snapshot_at_proposal`]).
+    pub snapshot: bool,
+    /// `txn-dirty`: reads see the writes of unanswered transactions too
+    /// ([`txn::dirty_at_proposal`]).
+    pub dirty: bool,
+}
+
+pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration, txn_bugs: TxnBugs) -> RaftHandle {
     let raft = Raft::new(cfg, restore);
     let (tx, rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (status_tx, status_rx) = watch::channel(raft.status());
-    tokio::spawn(run(raft, wal, transport, clock, tick, rx, status_tx));
+    tokio::spawn(run(raft, wal, transport, clock, tick, rx, status_tx, txn_bugs));
     RaftHandle { tx, status: status_rx }
 }
 
@@ -46,6 +59,9 @@ struct Loop {
     transport: Transport,
     waiting: HashMap<ReqId, oneshot::Sender<Reply>>,
     next_req: ReqId,
+    txn_bugs: TxnBugs,
+    /// `txn-dirty`: the writes of transactions proposed here and not yet answered, by request.
+    dirty_pending: BTreeMap<ReqId, Vec<MicroOp>>,
 }
 
 impl Loop {
@@ -57,13 +73,37 @@ impl Loop {
                 }
             }
             Event::Propose { cmd, tx } => {
+                let cmd = self.planted_txn_bug(cmd);
                 let id = self.register(tx);
+                if let (true, Command::Txn { ops, .. }) = (self.txn_bugs.dirty, &cmd) {
+                    self.dirty_pending.insert(id, ops.clone()); // bounded like `waiting`
+                }
                 self.raft.propose(id, cmd);
             }
             Event::Read { key, tx } => {
                 let id = self.register(tx);
                 self.raft.read(id, key);
             }
+        }
+    }
+
+    /// With `txn-read-committed`, a transaction proposed here carries reads taken now from this
+    /// node's applied state; a follower's proposal is refused by the core anyway.
+    fn planted_txn_bug(&self, cmd: Command) -> Command {
+        match cmd {
+            Command::Txn { ops, .. } if self.txn_bugs.dirty => {
+                let pending: Vec<&[MicroOp]> = self.dirty_pending.values().map(Vec::as_slice).collect();
+                let (ops, unchanged) = txn::dirty_at_proposal(self.raft.kv(), self.raft.lists(), &pending, &ops);
+                Command::Txn { ops, reads_fixed: true, unchanged }
+            }
+            Command::Txn { ops, .. } if self.txn_bugs.snapshot => {
+                let (ops, unchanged) = txn::snapshot_at_proposal(self.raft.kv(), self.raft.lists(), &ops);
+                Command::Txn { ops, reads_fixed: true, unchanged }
+            }
+            Command::Txn { ops, .. } if self.txn_bugs.read_committed => {
+                Command::Txn { ops: txn::read_at_proposal(self.raft.kv(), self.raft.lists(), &ops), reads_fixed: true, unchanged: Vec::new() }
+            }
+            other => other,
         }
     }
 
@@ -99,6 +139,7 @@ impl Loop {
             self.transport.send(m);
         }
         for (id, reply) in rd.replies {
+            self.dirty_pending.remove(&id);
             if let Some(tx) = self.waiting.remove(&id) {
                 let _ = tx.send(reply); // the client may have timed out and gone
             }
@@ -106,8 +147,9 @@ impl Loop {
     }
 }
 
-async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>) {
-    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0 };
+#[allow(clippy::too_many_arguments)] // the task's collaborators, each distinct
+async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>, txn_bugs: TxnBugs) {
+    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0, txn_bugs, dirty_pending: BTreeMap::new() };
     let mut driver = Driver::new(rx, Some(tick), EVENTS_PER_ITERATION_MAX);
     while let Some(wake) = driver.next().await {
         lp.raft.set_now_ms(clock.now_ms());

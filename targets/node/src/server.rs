@@ -76,6 +76,7 @@ pub fn router(state: Shared) -> Router {
         .route("/kv/read", post(kv_read))
         .route("/kv/write", post(kv_write))
         .route("/kv/cas", post(kv_cas))
+        .route("/txn", post(txn))
         .route("/admin/status", get(admin_status))
         .route("/admin/clock", post(admin_clock))
         .route("/peer/msg", post(peer_msg))
@@ -120,7 +121,7 @@ async fn kv_read(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     if let Err(r) = check_key(&b.key) {
         return r;
     }
-    dispatch(&s, "read", Op::Read(b.key), &headers, body).await
+    dispatch(&s, "kv/read", Op::Read(b.key), &headers, body).await
 }
 
 async fn kv_write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -131,7 +132,7 @@ async fn kv_write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     if let Err(r) = check_key(&b.key) {
         return r;
     }
-    dispatch(&s, "write", Op::Write(Command::Write { key: b.key, value: b.value }), &headers, body).await
+    dispatch(&s, "kv/write", Op::Write(Command::Write { key: b.key, value: b.value }), &headers, body).await
 }
 
 async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -142,7 +143,16 @@ async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     if let Err(r) = check_key(&b.key) {
         return r;
     }
-    dispatch(&s, "cas", Op::Write(Command::Cas { key: b.key, from: b.from, to: b.to }), &headers, body).await
+    dispatch(&s, "kv/cas", Op::Write(Command::Cas { key: b.key, from: b.from, to: b.to }), &headers, body).await
+}
+
+/// `POST /txn`: a transaction, run by the Raft role through its log as one command
+/// (docs/node-api.md); the leaderless roles answer 501.
+async fn txn(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    match crate::txn_api::parse_txn(&body) {
+        Ok(ops) => dispatch(&s, "txn", Op::Write(Command::Txn { ops, reads_fixed: false, unchanged: Vec::new() }), &headers, body).await,
+        Err(reason) => bad_request(reason),
+    }
 }
 
 /// Waits (bounded) until some leader is known; `None` if none by `until`.
@@ -209,6 +219,10 @@ async fn leaderless_dispatch(s: &AppState, role: &dyn KvRole, op: Op, deadline: 
         Op::Read(key) => ClientOp::Read { key },
         Op::Write(Command::Write { key, value }) => ClientOp::Write { key, value },
         Op::Write(Command::Cas { key, from, to }) => ClientOp::Cas { key, from, to },
+        Op::Write(Command::Txn { .. }) => {
+            let msg = format!("the {} role runs no transactions; only the raft role does", s.role_name);
+            return error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, None, msg);
+        }
         Op::Write(Command::Noop) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", true, None, "no-op is not a client operation"),
     };
     // The role bounds its own work by the deadline; this outer bound is a safety net.
@@ -253,12 +267,14 @@ fn reply_response(s: &AppState, reply: Reply) -> Response {
         Reply::NotLeader { leader } => not_leader(s, leader),
         Reply::Unavailable { reason } => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, reason),
         Reply::LostLeadership => error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "proposed, then leadership was lost before the outcome was known"),
+        Reply::Txn { ops } => (StatusCode::OK, Json(crate::txn_api::render(&ops))).into_response(),
+        Reply::TxnFailed { reason } => error(StatusCode::CONFLICT, "txn-failed", true, None, reason),
     }
 }
 
 /// One hop to the leader, bounded by the request's deadline; the leader's answer is relayed.
 async fn forward(s: &AppState, path: &str, leader: &NodeId, body: Bytes, deadline: Instant) -> Response {
-    api::forward_once(&s.forward_client, "leader", leader, s.peers.get(leader), &format!("kv/{path}"), body, deadline, s.request_timeout).await
+    api::forward_once(&s.forward_client, "leader", leader, s.peers.get(leader), path, body, deadline, s.request_timeout).await
 }
 
 // ------------------------------------------------------------------------- admin API

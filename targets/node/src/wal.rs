@@ -387,7 +387,7 @@ mod tests {
         {
             let (mut w, _, _) = Wal::open(dir.path(), false).expect("open");
             w.append(Some(&hs(1)), Some(1), &[e(1, 1, 1), e(2, 1, 2), e(3, 1, 3)]).expect("append");
-            let snap = Snapshot { index: 2, term: 1, kv: [("k".to_string(), 2)].into_iter().collect() };
+            let snap = Snapshot { index: 2, term: 1, kv: [("k".to_string(), 2)].into_iter().collect(), lists: Default::default() };
             w.save_snapshot(&snap, &hs(1), &[e(3, 1, 3)]).expect("snapshot");
             w.append(None, Some(4), &[e(4, 1, 4)]).expect("append after rewrite");
         }

@@ -325,6 +325,10 @@ mod tests {
         assert_eq!(c.for_data(DataType::Set).unwrap().data, DataType::Set);
         let err = c.for_data(DataType::Counter).err().expect("etcd has no counter client");
         assert!(err.contains("speaks register, set"), "{err}");
+        for d in [DataType::ListAppend, DataType::RwRegister] {
+            let err = c.for_data(d).err().expect("etcd runs no transactions here");
+            assert!(err.contains(&format!("no client for the {} workload", d.name())), "{err}");
+        }
     }
 
     #[test]

@@ -120,6 +120,12 @@ impl NodeHttp {
         Self::finish(self.http.post(url).json(body).send().await).await
     }
 
+    /// `POST http://ADDR/txn` with `{"ops": [...]}` (the raft role's transactions).
+    pub async fn txn(&self, addr: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("http://{addr}/txn");
+        Self::finish(self.http.post(url).json(body).send().await).await
+    }
+
     /// `GET /admin/status`.
     pub async fn status(&self, addr: &str) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/status");
@@ -159,7 +165,8 @@ impl NodeHttp {
     }
 }
 /// The reference node's client for one data type: registers through `/kv`, sets through
-/// `/set`, counters through `/counter` (docs/node-api.md). Which roles serve which API is the
+/// `/set`, counters through `/counter`, list-append and rw-register transactions through
+/// `/txn` (docs/node-api.md). Which roles serve which API is the
 /// role table's business; a role without the API answers 404, a definite fail.
 #[derive(Clone)]
 pub struct ReferenceClient {
@@ -221,6 +228,28 @@ impl ReferenceClient {
     }
 }
 
+/// A transaction (`f` `txn`, `value` its micro-ops): ok with the node's micro-ops (reads filled
+/// in); a definite error → fail, anything else → info, both with the invoked micro-ops. A 200
+/// whose `ops` do not match the invocation's shape may still have committed: info.
+async fn txn(http: &NodeHttp, addr: &str, node: &str, op: &Op) -> Completion {
+    if op.f != "txn" {
+        return Completion::fail(op.value.clone(), format!("unknown-op:{}", op.f), node);
+    }
+    match http.txn(addr, &json!({ "ops": op.value })).await {
+        Ok(answer) => match answer.get("ops") {
+            Some(Value::Array(done)) if same_shape(&op.value, done) => Completion::ok(Value::Array(done.clone()), node),
+            _ => Completion::info(op.value.clone(), "bad-answer", node),
+        },
+        Err(e) => error_outcome(op, e.definite, e.error, node),
+    }
+}
+
+/// Whether the answer's micro-ops are the invoked ones in order (same `f` and key each).
+fn same_shape(invoked: &Value, done: &[Value]) -> bool {
+    let Some(inv) = invoked.as_array() else { return false };
+    inv.len() == done.len() && inv.iter().zip(done).all(|(a, b)| a.get(0) == b.get(0) && a.get(1) == b.get(1))
+}
+
 impl Client for ReferenceClient {
     fn invoke<'a>(&'a self, addr: &'a str, node: &'a str, op: &'a Op) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
@@ -229,8 +258,35 @@ impl Client for ReferenceClient {
                 DataType::Register => self.register(addr, node, op, key).await,
                 DataType::Set => self.set(addr, node, op, key).await,
                 DataType::Counter => self.counter(addr, node, op, key).await,
+                DataType::ListAppend | DataType::RwRegister => txn(&self.http, addr, node, op).await,
             }
         })
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_counts_only_with_the_invoked_micro_ops_in_order() {
+        let inv = json!([["append", "k1", 3], ["r", "k1", null]]);
+        assert!(same_shape(&inv, json!([["append", "k1", 3], ["r", "k1", [3]]]).as_array().unwrap()));
+        assert!(!same_shape(&inv, json!([["append", "k1", 3]]).as_array().unwrap()));
+        assert!(!same_shape(&inv, json!([["r", "k1", [3]], ["append", "k1", 3]]).as_array().unwrap()));
+        assert!(!same_shape(&inv, json!([["append", "k2", 3], ["r", "k1", []]]).as_array().unwrap()));
+        assert!(!same_shape(&json!(null), &[]));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_fails_a_transaction_with_its_invoked_value() {
+        let http = NodeHttp::new(Duration::from_millis(300), "t").unwrap();
+        let op = Op { f: "txn".into(), key: None, value: json!([["w", "x", 1]]) };
+        // Nothing listens on port 1 of loopback: the connection is refused, never sent.
+        let c = txn(&http, "127.0.0.1:1", "n1", &op).await;
+        assert_eq!((c.kind, c.value), (faultline_checker::history::EventType::Fail, op.value.clone()));
+        let bad = Op { f: "read".into(), ..op };
+        assert_eq!(txn(&http, "127.0.0.1:1", "n1", &bad).await.error.as_deref(), Some("unknown-op:read"));
+    }
+}

@@ -82,6 +82,11 @@ pub enum DataType {
     Set,
     /// Integer counters per key: `add` (a delta), `read`.
     Counter,
+    /// Transactions over lists of integers: `f` `txn`, `value` a list of `["append", k, v]` and
+    /// `["r", k, null]` micro-ops (docs/history-format.md#transactions).
+    ListAppend,
+    /// Transactions over integer registers: `txn` of `["w", k, v]` and `["r", k, null]`.
+    RwRegister,
 }
 
 impl DataType {
@@ -90,6 +95,8 @@ impl DataType {
             DataType::Register => "register",
             DataType::Set => "set",
             DataType::Counter => "counter",
+            DataType::ListAppend => "list-append",
+            DataType::RwRegister => "rw-register",
         }
     }
 }

@@ -129,7 +129,18 @@ async fn call(c: &mut MultiplexedConnection, args: &[&str]) -> Result<Reply, Cal
     cmd.query_async::<Reply>(c).await.map_err(|e| classify(&e))
 }
 
+/// The data types the Redis client speaks (no transactions: MULTI/EXEC is not isolation).
+pub const REDIS_DATA_TYPES: [DataType; 3] = [DataType::Register, DataType::Set, DataType::Counter];
+
 impl RedisClient {
+    /// The same client for `data`; `Err` for a data type it does not speak.
+    pub fn for_data(&self, data: DataType) -> Result<RedisClient, String> {
+        if !REDIS_DATA_TYPES.contains(&data) {
+            return Err(super::unsupported("redis", data, &REDIS_DATA_TYPES));
+        }
+        Ok(RedisClient { data, ..self.clone() })
+    }
+
     /// The primary the sentinel at `sentinel_addr` names.
     async fn master_addr(&self, sentinel_addr: &str, conf: &SentinelConf) -> Result<String, CallError> {
         let mut c = connect(sentinel_addr, self.timeout).await?;
@@ -161,6 +172,7 @@ impl RedisClient {
             DataType::Register => register_cmd(&mut c, &key, op).await,
             DataType::Set => set_cmd(&mut c, &key, op).await,
             DataType::Counter => counter_cmd(&mut c, &key, op).await,
+            DataType::ListAppend | DataType::RwRegister => Err(CallError { definite: true, error: super::unsupported("redis", self.data, &REDIS_DATA_TYPES) }),
         }
     }
 
@@ -302,6 +314,16 @@ async fn counter_cmd(c: &mut MultiplexedConnection, key: &str, op: &Op) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_are_refused_with_the_types_redis_speaks() {
+        let c = RedisClient { timeout: Duration::from_millis(500), sentinel: None, data: DataType::Register };
+        assert_eq!(c.for_data(DataType::Counter).unwrap().data, DataType::Counter);
+        for d in [DataType::ListAppend, DataType::RwRegister] {
+            let Err(e) = c.for_data(d).map(|c| c.data) else { panic!("redis runs no transactions") };
+            assert!(e.contains(&format!("no client for the {} workload", d.name())) && e.contains("register, set, counter"), "{e}");
+        }
+    }
 
     #[test]
     fn replication_info_parses() {

@@ -349,7 +349,7 @@ impl Target for FileTarget {
         match &self.protocol {
             FileProtocol::Reference(http) => Ok(Arc::new(ReferenceClient { http: http.clone(), data })),
             FileProtocol::Etcd(c) => Ok(Arc::new(c.for_data(data)?)),
-            FileProtocol::Redis(c) => Ok(Arc::new(RedisClient { data, ..c.clone() })),
+            FileProtocol::Redis(c) => Ok(Arc::new(c.for_data(data)?)),
         }
     }
     fn name(&self) -> &str {

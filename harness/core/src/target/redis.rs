@@ -133,7 +133,7 @@ pub async fn redis_status(client: &RedisClient, addr: &str, peers_expected: u64)
 
 impl Target for RedisTarget {
     fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
-        Ok(Arc::new(RedisClient { data, ..self.client.clone() }))
+        Ok(Arc::new(self.client.for_data(data)?))
     }
     fn name(&self) -> &str {
         "redis"

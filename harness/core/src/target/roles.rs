@@ -61,7 +61,8 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "raft",
         leaderless: false,
         cas: true,
-        workloads: REGISTER,
+        // Transactions run through its log (`POST /txn`); no other role has them.
+        workloads: &["register", "list-append", "rw-register"],
         options: &[
             opt("read-mode", Domain::OneOf(&["read-index", "lease"])),
             opt("election-ms", MS),
@@ -75,7 +76,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
             ),
             TIMEOUT,
         ],
-        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term"],
+        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term", "txn-read-committed", "txn-snapshot", "txn-dirty"],
     },
     RoleSpec {
         name: "paxos",
@@ -386,6 +387,13 @@ mod tests {
         assert!(check_run(role("crdt").unwrap(), "counter", &[], &[]).is_ok());
         assert!(check_run(role("available").unwrap(), "counter", &[], &[]).is_err());
         assert!(check_run(role("primary-backup").unwrap(), "set", &[], &[]).is_ok());
+        for w in ["list-append", "rw-register"] {
+            assert!(check_run(role("raft").unwrap(), w, &[], &[]).is_ok());
+            for r in ROLE_SPECS.iter().filter(|r| r.name != "raft") {
+                let e = check_run(r, w, &[], &[]).unwrap_err();
+                assert!(e.contains(&format!("serves no {w} API")), "{}: {e}", r.name);
+            }
+        }
     }
 
     #[test]
@@ -398,6 +406,6 @@ mod tests {
                 "{b} is listed twice"
             );
         }
-        assert_eq!(bugs.len(), 13, "{bugs:?}");
+        assert_eq!(bugs.len(), 16, "{bugs:?}");
     }
 }

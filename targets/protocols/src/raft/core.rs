@@ -156,6 +156,8 @@ pub struct Raft {
     /// The latest snapshot (taken or installed), sent to followers behind the log's start.
     snapshot: Snapshot,
     kv: BTreeMap<String, i64>,
+    /// The list-append keys of transactions (`Command::Txn`).
+    lists: BTreeMap<String, Vec<i64>>,
     role: Role,
     leader: Option<NodeId>,
     commit: u64,
@@ -193,7 +195,7 @@ impl Raft {
     pub fn new(cfg: Config, restore: Restore) -> Self {
         assert!(cfg.peers.contains(&cfg.id), "peers must include this node");
         assert!(cfg.election_ticks > cfg.heartbeat_ticks, "election timeout must exceed heartbeat");
-        let snapshot = restore.snapshot.unwrap_or(Snapshot { index: 0, term: 0, kv: BTreeMap::new() });
+        let snapshot = restore.snapshot.unwrap_or(Snapshot { index: 0, term: 0, kv: BTreeMap::new(), lists: BTreeMap::new() });
         let entries: Vec<Entry> = restore.entries.into_iter().filter(|e| e.index > snapshot.index).collect();
         let log = RaftLog::new(snapshot.index, snapshot.term, entries);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -203,6 +205,7 @@ impl Raft {
             hs: restore.hard_state,
             log,
             kv: snapshot.kv.clone(),
+            lists: snapshot.lists.clone(),
             commit: snapshot.index,
             applied: snapshot.index,
             snapshot,
@@ -260,6 +263,10 @@ impl Raft {
     }
     pub fn kv(&self) -> &BTreeMap<String, i64> {
         &self.kv
+    }
+    /// The list-append keys (transactions).
+    pub fn lists(&self) -> &BTreeMap<String, Vec<i64>> {
+        &self.lists
     }
     /// What stable storage must hold now (hard state, the latest snapshot, the log after it):
     /// the runtime rewrites its log from this after persisting a snapshot.
@@ -712,6 +719,7 @@ impl Raft {
         let index = snap.index;
         self.log.compact_to(snap.index, snap.term);
         self.kv = snap.kv.clone();
+        self.lists = snap.lists.clone();
         self.commit = snap.index;
         self.applied = snap.index;
         self.snapshot = snap.clone();
@@ -857,13 +865,14 @@ impl Raft {
                     Reply::CasMismatch { current }
                 }
             }
+            Command::Txn { ops, reads_fixed, unchanged } => super::txn::apply(&mut self.kv, &mut self.lists, ops, *reads_fixed, unchanged),
         }
     }
 
     fn take_snapshot(&mut self) {
         let index = self.applied;
         let term = self.log.term(index).expect("applied entry is in the log");
-        let snap = Snapshot { index, term, kv: self.kv.clone() };
+        let snap = Snapshot { index, term, kv: self.kv.clone(), lists: self.lists.clone() };
         self.log.compact_to(index, term);
         self.snapshot = snap.clone();
         self.snapshot_out = Some(snap);

@@ -12,6 +12,7 @@
 
 mod core;
 mod log;
+pub mod txn;
 mod types;
 
 pub use self::core::{Bugs, Config, Raft, ReadMode, Restore, Role, Status};
@@ -22,3 +23,5 @@ pub use self::types::*;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

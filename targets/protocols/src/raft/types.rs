@@ -26,6 +26,55 @@ pub enum Command {
     Noop,
     Write { key: String, value: i64 },
     Cas { key: String, from: i64, to: i64 },
+    /// A transaction: its micro-ops applied atomically, in order, as one entry (reads are
+    /// `value: None` here and filled in the [`Reply::Txn`]). `reads_fixed` is the node's bug
+    /// `txn-read-committed`: the leader filled the reads in at proposal time from its applied
+    /// state, and apply keeps them instead of reading ([`super::txn::read_at_proposal`]).
+    /// `unchanged` is the bug `txn-snapshot`: the written keys' values at proposal time; apply
+    /// fails the transaction if any changed since (first committer wins).
+    Txn {
+        ops: Vec<MicroOp>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reads_fixed: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unchanged: Vec<KeyValue>,
+    },
+}
+
+/// One micro-op of a transaction (`POST /txn`, docs/node-api.md). A key holds either a list of
+/// integers (list-append) or an integer register (rw-register), never both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum MicroOp {
+    /// Append `value` to the list at `key` (created empty if absent).
+    Append { key: String, value: i64 },
+    /// Set the register `key` to `value`.
+    Write { key: String, value: i64 },
+    /// Read `key`: a list, a register, or `None` when the key was never written.
+    Read { key: String, value: Option<TxnValue> },
+}
+
+impl MicroOp {
+    pub fn key(&self) -> &str {
+        match self {
+            MicroOp::Append { key, .. } | MicroOp::Write { key, .. } | MicroOp::Read { key, .. } => key,
+        }
+    }
+}
+
+/// A key and what it held (`None`: never written).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Option<TxnValue>,
+}
+
+/// What a transactional read returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TxnValue {
+    Int(i64),
+    List(Vec<i64>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +90,9 @@ pub struct Snapshot {
     pub index: u64,
     pub term: u64,
     pub kv: BTreeMap<String, i64>,
+    /// The list-append keys (absent in snapshots written before transactions existed).
+    #[serde(default)]
+    pub lists: BTreeMap<String, Vec<i64>>,
 }
 
 /// Raft RPCs. Requests and responses are separate one-way messages, so the transport may lose,
@@ -100,6 +152,11 @@ pub enum Reply {
     Unavailable { reason: String },
     /// Indefinite: proposed, then this node lost leadership before learning the outcome.
     LostLeadership,
+    /// A committed transaction: its micro-ops with the reads filled in.
+    Txn { ops: Vec<MicroOp> },
+    /// Definite failure: the transaction was applied as a no-op (a key of the other kind, a
+    /// list at its length limit); `reason` says which.
+    TxnFailed { reason: String },
 }
 
 /// One step's output. The runtime must persist `snapshot`, then `hard_state` and `entries`
