@@ -15,17 +15,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let dir = keep.map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().join("run"));
     let t = Instant::now();
-    synthetic::write_run(&dir, &synthetic::Spec { ops, processes: 10, keys: 8, think_ns: 2_000_000, ..Default::default() })?;
+    synthetic::write_run(
+        &dir,
+        &synthetic::Spec { ops, processes: 10, keys: 8, think_ns: 2_000_000, ..Default::default() },
+    )?;
     let history_bytes = std::fs::metadata(dir.join("history.jsonl"))?.len();
     println!("generated {ops} ops ({history_bytes} bytes of history) in {:.2} s", t.elapsed().as_secs_f64());
     let mut times = Vec::new();
     for i in 0..runs.max(1) {
         let summary = render_run(&dir, &RenderOptions::default())?;
         let s = summary.elapsed.as_secs_f64();
-        println!("render {}: {:.3} s, verdict {}, {} ops, {} files, {} warnings", i + 1, s, summary.verdict.map_or_else(|| "none".to_string(), |v| v.to_string()), summary.ops, summary.files.len(), summary.warnings.len());
+        println!(
+            "render {}: {:.3} s, verdict {}, {} ops, {} files, {} warnings",
+            i + 1,
+            s,
+            summary.verdict.map_or_else(|| "none".to_string(), |v| v.to_string()),
+            summary.ops,
+            summary.files.len(),
+            summary.warnings.len()
+        );
         times.push(s);
     }
     times.sort_by(f64::total_cmp);
-    println!("min {:.3} s, median {:.3} s, max {:.3} s over {} renders", times[0], times[times.len() / 2], times[times.len() - 1], times.len());
+    println!(
+        "min {:.3} s, median {:.3} s, max {:.3} s over {} renders",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
     Ok(())
 }

@@ -91,7 +91,8 @@ impl CellRecord {
     /// The system under test as compared: the target, with its target options when it has any
     /// (`multi-primary resolve=vclock` is not the same system as `multi-primary`).
     pub fn system(&self) -> String {
-        let opts: Vec<&str> = self.options["target_opts"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let opts: Vec<&str> =
+            self.options["target_opts"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         if opts.is_empty() {
             self.target.clone()
         } else {
@@ -188,7 +189,8 @@ pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
                 .iter()
                 .filter(|c| c.system() == t && matches!(c.outcome.as_str(), "valid" | "invalid" | "unknown"))
                 .collect();
-            let partition_only = |c: &&&CellRecord| !c.fault_families.is_empty() && c.fault_families.iter().all(|f| f == "partition");
+            let partition_only =
+                |c: &&&CellRecord| !c.fault_families.is_empty() && c.fault_families.iter().all(|f| f == "partition");
             let sum = |cs: &[&&CellRecord]| {
                 let (mut ok, mut total) = (0u64, 0u64);
                 for c in cs {
@@ -234,7 +236,8 @@ pub fn write_all(dir: &Path, record: &CampaignRecord) -> Result<Vec<PathBuf>, Re
     let png = dir.join("comparison.png");
     let tmp = dir.join(".tmp-comparison.png");
     crate::plots::ensure_font();
-    comparison_png(&tmp, &record.comparison).map_err(|e| ReportError::Plot { path: png.clone(), message: e.to_string() })?;
+    comparison_png(&tmp, &record.comparison)
+        .map_err(|e| ReportError::Plot { path: png.clone(), message: e.to_string() })?;
     std::fs::rename(&tmp, &png).map_err(|e| ReportError::io(&png, e))?;
     let html_path = dir.join("campaign.html");
     crate::write_atomically(&html_path, render_html(dir, record).as_bytes())?;
@@ -361,7 +364,8 @@ fn matrix(dir: &Path, r: &CampaignRecord) -> Markup {
 }
 
 fn comparison(r: &CampaignRecord) -> Markup {
-    let missing: Vec<&str> = r.comparison.iter().filter(|t| t.availability_during_partitions.is_none()).map(|t| t.target.as_str()).collect();
+    let missing: Vec<&str> =
+        r.comparison.iter().filter(|t| t.availability_during_partitions.is_none()).map(|t| t.target.as_str()).collect();
     html! {
         h2 #comparison { "Comparison" }
         figure {
@@ -473,7 +477,9 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
         let style = crate::plots::font(14).color(&color);
         chart
             .draw_series(std::iter::once(
-                EmptyElement::at((p.x, p.y)) + Circle::new((0, 0), 6, color.filled()) + Text::new(label, (dx, p.dy), style),
+                EmptyElement::at((p.x, p.y))
+                    + Circle::new((0, 0), 6, color.filled())
+                    + Text::new(label, (dx, p.dy), style),
             ))?
             .label(p.names.join(", "))
             .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
@@ -557,7 +563,8 @@ fn layout(points: &[(String, f64, f64)]) -> Vec<Placed> {
             !over_points && !over_labels
         };
         let fitting: Vec<(i32, bool)> = SLOTS.iter().copied().filter(|&(_, l)| fits(l)).collect();
-        let (dy, left) = fitting.iter().copied().find(|&(dy, l)| free(dy, l)).or(fitting.first().copied()).unwrap_or(SLOTS[3]);
+        let (dy, left) =
+            fitting.iter().copied().find(|&(dy, l)| free(dy, l)).or(fitting.first().copied()).unwrap_or(SLOTS[3]);
         placed[k].dy = dy;
         placed[k].left = left;
     }
@@ -569,7 +576,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cell(target: &str, nemesis: &str, families: &[&str], outcome: &str, during: [u64; 3], model: &str) -> CellRecord {
+    fn cell(
+        target: &str,
+        nemesis: &str,
+        families: &[&str],
+        outcome: &str,
+        during: [u64; 3],
+        model: &str,
+    ) -> CellRecord {
         CellRecord {
             id: format!("{target}-{nemesis}"),
             target: target.into(),
@@ -612,9 +626,14 @@ mod tests {
         assert_eq!((m.latency_ok_p50_ms, m.latency_ok_p99_ms), (Some(4.5), Some(16.0)));
         assert_eq!(m.consistency, "sequential");
         // An older run: no consistency block, no latency; nothing invented.
-        let old = CellMetrics::from_results(&serde_json::from_value(json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}})).unwrap());
+        let old = CellMetrics::from_results(
+            &serde_json::from_value(json!({"latency": {"ok": {"count": 0, "p50_ms": 0.0}}})).unwrap(),
+        );
         assert_eq!(old.consistency, "unknown");
-        assert_eq!((old.latency_ok_p50_ms, old.throughput_ok_per_s, old.availability_during_faults), (None, None, None));
+        assert_eq!(
+            (old.latency_ok_p50_ms, old.throughput_ok_per_s, old.availability_during_faults),
+            (None, None, None)
+        );
     }
 
     #[test]
@@ -672,7 +691,10 @@ mod tests {
         vclock.metrics.consistency = "convergent".into();
         lww.options = json!({"nodes": 3.0});
         let c = compare(&[lww, vclock]);
-        assert_eq!(c.iter().map(|t| (t.target.as_str(), t.model_kept.as_str())).collect::<Vec<_>>(), [("multi-primary", "none"), ("multi-primary resolve=vclock", "convergent")]);
+        assert_eq!(
+            c.iter().map(|t| (t.target.as_str(), t.model_kept.as_str())).collect::<Vec<_>>(),
+            [("multi-primary", "none"), ("multi-primary resolve=vclock", "convergent")]
+        );
         assert_eq!(model_rank("linearizable"), Some(4));
         assert_eq!(model_rank("none"), Some(0));
         assert_eq!(model_rank("bogus"), None);
@@ -691,7 +713,13 @@ mod tests {
         b.run_dir = Some("runs/b/1".into()); // no report.html there
         b.error = Some(evil.into());
         b.matched = false;
-        let mut rec = CampaignRecord { name: evil.into(), summary: evil.into(), exit_code: 255, cells: vec![a, b], ..Default::default() };
+        let mut rec = CampaignRecord {
+            name: evil.into(),
+            summary: evil.into(),
+            exit_code: 255,
+            cells: vec![a, b],
+            ..Default::default()
+        };
         rec.comparison = compare(&rec.cells);
         let html = render_html(tmp.path(), &rec);
         assert!(!html.contains("<script>x"), "unescaped");
@@ -701,7 +729,8 @@ mod tests {
         assert_eq!(html.matches(r#"<tr class="target">"#).count(), 2);
         let files = write_all(tmp.path(), &rec).unwrap();
         assert_eq!(files.len(), 3);
-        let back: CampaignRecord = serde_json::from_slice(&std::fs::read(tmp.path().join("campaign.json")).unwrap()).unwrap();
+        let back: CampaignRecord =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("campaign.json")).unwrap()).unwrap();
         assert_eq!(back, rec);
         assert_eq!(&std::fs::read(tmp.path().join("comparison.png")).unwrap()[..4], b"\x89PNG");
     }

@@ -264,7 +264,13 @@ fn steps_skipped(ce: &Counterexample, partial: &[usize], ops: &Ops) -> usize {
 /// The ops drawn: the highlighted ones, then the ops of the same key that overlap the window
 /// `t0..=t1` and did not fail, at most `ops_max` in all (but every highlighted one); and
 /// whether that cap left some out.
-fn shown_ops(ce: &Counterexample, ops: &Ops, highlighted: &[usize], (t0, t1): (u64, u64), ops_max: usize) -> (Vec<usize>, bool) {
+fn shown_ops(
+    ce: &Counterexample,
+    ops: &Ops,
+    highlighted: &[usize],
+    (t0, t1): (u64, u64),
+    ops_max: usize,
+) -> (Vec<usize>, bool) {
     let end = ops.end_ns;
     let mut shown: Vec<usize> = highlighted.to_vec();
     let mut seen: HashSet<usize> = shown.iter().copied().collect();
@@ -307,7 +313,8 @@ impl Frame {
 
     /// The x of time `t`, clamped to the plot.
     fn x(&self, t: u64) -> f64 {
-        (self.left + (t as f64 - self.v0) / (self.v1 - self.v0) * (self.width - self.left - 10.0)).clamp(self.left, self.width - 10.0)
+        (self.left + (t as f64 - self.v0) / (self.v1 - self.v0) * (self.width - self.left - 10.0))
+            .clamp(self.left, self.width - 10.0)
     }
 
     /// An op's bar from invocation to completion, at least 3 pixels wide.
@@ -323,7 +330,13 @@ fn draw_process_rows(s: &mut String, f: &Frame, procs: &[u64]) {
     for (r, p) in procs.iter().enumerate() {
         let y = top + row_h * r as f64;
         let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, y + row_h * 0.6);
-        let _ = write!(s, r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##, width - 10.0, y + row_h, y + row_h);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            width - 10.0,
+            y + row_h,
+            y + row_h
+        );
     }
 }
 
@@ -357,7 +370,8 @@ fn draw_op_bar(s: &mut String, f: &Frame, ce: &Counterexample, ops: &Ops, procs:
     );
     let text = truncate(&label, ((x1 - x0) / 7.0).max(0.0) as usize);
     if x1 - x0 > 30.0 {
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
+        let _ =
+            write!(s, r#"<text x="{:.1}" y="{:.1}" class="oplbl">{}</text>"#, x0 + 4.0, y + row_h * 0.5, esc(&text));
     } else if ce.failing.contains(&i) {
         // The failing op is named even when its bar is too narrow for text: beside it.
         let label = truncate(&label, 40);
@@ -371,7 +385,13 @@ fn draw_op_bar(s: &mut String, f: &Frame, ce: &Counterexample, ops: &Ops, procs:
     }
     if let Some(n) = order {
         let cx = x0.max(x1 - 12.0);
-        let _ = write!(s, r#"<circle cx="{cx:.1}" cy="{:.1}" r="8" class="num"/><text x="{cx:.1}" y="{:.1}" class="numt">{}</text>"#, y - 1.0, y + 3.0, n + 1);
+        let _ = write!(
+            s,
+            r#"<circle cx="{cx:.1}" cy="{:.1}" r="8" class="num"/><text x="{cx:.1}" y="{:.1}" class="numt">{}</text>"#,
+            y - 1.0,
+            y + 3.0,
+            n + 1
+        );
     }
     if ce.failing.contains(&i) {
         let cx = x0.max(x1 - 12.0);
@@ -407,7 +427,16 @@ pub const STEPS_DRAWN_MAX: usize = 12;
 
 /// A time axis in seconds along y = `y`, with grid lines down to `y_end`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn axis(s: &mut String, v0: f64, v1: f64, left: f64, right: f64, y: f64, y_end: f64, x: &dyn Fn(u64) -> f64) {
+pub(crate) fn axis(
+    s: &mut String,
+    v0: f64,
+    v1: f64,
+    left: f64,
+    right: f64,
+    y: f64,
+    y_end: f64,
+    x: &dyn Fn(u64) -> f64,
+) {
     // Ticks in the unit that suits the span: s, ms or µs.
     let (unit, per) = match v1 - v0 {
         d if d >= 1e9 => ("s", 1e9),

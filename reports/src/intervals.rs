@@ -79,7 +79,12 @@ impl Faults {
             if starts.contains(&e.index) || paired_stop || unmatched.contains(&e.index) {
                 continue;
             }
-            out.instants.push(FaultInstant { f: e.f.clone(), time_ns: e.time, index: e.index, description: describe(&e.value) });
+            out.instants.push(FaultInstant {
+                f: e.f.clone(),
+                time_ns: e.time,
+                index: e.index,
+                description: describe(&e.value),
+            });
         }
         out
     }
@@ -191,7 +196,8 @@ fn describe_detail(detail: &serde_json::Map<String, serde_json::Value>, parts: &
         parts.push(n.to_string());
     }
     for (k, v) in detail {
-        if !["offset_ms", "strobe_period_ms", "leader", "links", "param", "note"].contains(&k.as_str()) && !v.is_null() {
+        if !["offset_ms", "strobe_period_ms", "leader", "links", "param", "note"].contains(&k.as_str()) && !v.is_null()
+        {
             parts.push(format!("{k}: {}", plain(v)));
         }
     }
@@ -265,7 +271,10 @@ mod tests {
         let f = Faults::from_events(&events, 1000);
         assert!(f.warnings.is_empty(), "{:?}", f.warnings);
         assert_eq!(f.intervals.len(), 2);
-        assert_eq!((f.intervals[0].kind.as_str(), f.intervals[0].start_ns, f.intervals[0].end_ns), ("partition", 100, 300));
+        assert_eq!(
+            (f.intervals[0].kind.as_str(), f.intervals[0].start_ns, f.intervals[0].end_ns),
+            ("partition", 100, 300)
+        );
         assert_eq!((f.intervals[1].kind.as_str(), f.intervals[1].start_ns, f.intervals[1].end_ns), ("kill", 150, 400));
         assert!(!f.intervals[0].open_ended);
         assert!(f.intervals[0].description.contains("n2"));
@@ -308,7 +317,8 @@ mod tests {
             nem(2, 30, "heal", json!({"ok": true})),
         ];
         let f = Faults::from_events(&events, 100);
-        let spans: Vec<(&str, u64, u64)> = f.intervals.iter().map(|i| (i.kind.as_str(), i.start_ns, i.end_ns)).collect();
+        let spans: Vec<(&str, u64, u64)> =
+            f.intervals.iter().map(|i| (i.kind.as_str(), i.start_ns, i.end_ns)).collect();
         assert_eq!(spans, vec![("kill", 20, 30)]);
         let windows = faultline_results::analysis::fault_windows(&events);
         assert_eq!(windows.len(), 1);
@@ -336,7 +346,10 @@ mod tests {
     fn harness_fault_values_read_as_text_not_json() {
         let v = json!({"applied": true, "detail": {"leader": null, "links": ["n1->n2", "n1->n3", "n2->n1", "n3->n1"], "param": 0.0},
             "error": null, "kind": "halves", "mechanism": "netns-iptables", "nodes": ["n1", "n2", "n3"]});
-        assert_eq!(describe(&v), "halves on n1, n2, n3 via netns-iptables; 4 links cut: n1->n2, n1->n3, n2->n1, n3->n1");
+        assert_eq!(
+            describe(&v),
+            "halves on n1, n2, n3 via netns-iptables; 4 links cut: n1->n2, n1->n3, n2->n1, n3->n1"
+        );
         let clock = json!({"applied": true, "kind": "bump", "nodes": ["n2"], "mechanism": "admin-api",
             "detail": {"offset_ms": -200, "strobe_period_ms": null}, "error": null});
         assert_eq!(describe(&clock), "bump on n2 via admin-api; clock offset -200 ms");

@@ -14,9 +14,9 @@ use crate::intervals::Faults;
 use crate::ops::{Op, Ops, Outcome};
 use crate::plots::PlotFile;
 use crate::run::RunData;
-use faultline_results::{CheckerResult, Counts, FaultRecord, Results, Verdict};
 use crate::stats::{self, WindowQuantiles};
 use crate::RenderOptions;
+use faultline_results::{CheckerResult, Counts, FaultRecord, Results, Verdict};
 
 /// Everything derived from a run before drawing.
 #[derive(Debug)]
@@ -49,7 +49,8 @@ impl Analysis {
         let rates = [Outcome::Ok, Outcome::Fail, Outcome::Info]
             .into_iter()
             .map(|out| {
-                let times: Vec<u64> = ops.ops.iter().filter(|o| o.outcome == out).filter_map(|o| o.complete_ns).collect();
+                let times: Vec<u64> =
+                    ops.ops.iter().filter(|o| o.outcome == out).filter_map(|o| o.complete_ns).collect();
                 (out, stats::rates(&times, window_ns, ops.end_ns))
             })
             .collect();
@@ -159,7 +160,8 @@ pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderO
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — faultline report</title><style>{CSS}</style></head><body>",
         esc(&name)
     );
-    let _ = write!(s, r#"<h1>faultline report: {} <span id="verdict">{}</span></h1>"#, esc(&name), verdict_badge(&verdict));
+    let _ =
+        write!(s, r#"<h1>faultline report: {} <span id="verdict">{}</span></h1>"#, esc(&name), verdict_badge(&verdict));
     summary(&mut s, run, a);
     let focus = checkers(&mut s, run, a, options);
     faults(&mut s, run, a);
@@ -232,7 +234,8 @@ fn summary_table(s: &mut String, run: &RunData, a: &Analysis) {
     for o in &a.ops.ops {
         *counts.entry(o.outcome).or_default() += 1;
     }
-    let parts: Vec<String> = Outcome::ALL.iter().filter_map(|o| counts.get(o).map(|c| format!("{c} {}", o.name()))).collect();
+    let parts: Vec<String> =
+        Outcome::ALL.iter().filter_map(|o| counts.get(o).map(|c| format!("{c} {}", o.name()))).collect();
     row(s, "operations", &format!("{} ({})", a.ops.ops.len(), parts.join(", ")));
     row(s, "run folder", &run.dir.display().to_string());
     s.push_str("</table>");
@@ -296,8 +299,16 @@ fn availability_table(s: &mut String, r: &Results) {
     let a = &r.availability;
     s.push_str(r#"<h3>Availability</h3><table id="availability">"#);
     row(s, "fault windows", &format!("{} ({:.1} s under faults)", a.fault_windows, a.fault_time_s));
-    row(s, "ok share during faults", &format!("{} ({})", pct(a.during_faults_ok_fraction), counts_text(&a.during_faults)));
-    row(s, "ok share outside faults", &format!("{} ({})", pct(a.outside_faults_ok_fraction), counts_text(&a.outside_faults)));
+    row(
+        s,
+        "ok share during faults",
+        &format!("{} ({})", pct(a.during_faults_ok_fraction), counts_text(&a.during_faults)),
+    );
+    row(
+        s,
+        "ok share outside faults",
+        &format!("{} ({})", pct(a.outside_faults_ok_fraction), counts_text(&a.outside_faults)),
+    );
     row(s, "ok before the first fault", &a.ok_before_first_fault.to_string());
     row(s, "ok after the last fault", &a.ok_after_last_fault.to_string());
     if a.faults_not_applied > 0 {
@@ -310,7 +321,9 @@ fn availability_table(s: &mut String, r: &Results) {
 /// results.json `ops`: invocations, completions and completions by operation.
 fn op_counts_table(s: &mut String, r: &Results) {
     let o = &r.ops;
-    s.push_str(r#"<h3>Operation counts</h3><table id="op-counts"><tr><th></th><th>ok</th><th>fail</th><th>info</th></tr>"#);
+    s.push_str(
+        r#"<h3>Operation counts</h3><table id="op-counts"><tr><th></th><th>ok</th><th>fail</th><th>info</th></tr>"#,
+    );
     let mut line = |label: &str, c: &Counts| {
         let _ = write!(
             s,
@@ -410,7 +423,12 @@ fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, opt
             let blocked = blocked
                 .map(|b| format!(" before {} returned", counterexample::op_label(&a.ops, &a.ops.ops[b])))
                 .unwrap_or_default();
-            let _ = write!(s, r#"<p class="note">Then, in state <code>{}</code>, no pending operation could take effect{}.</p>"#, esc(&state), esc(&blocked));
+            let _ = write!(
+                s,
+                r#"<p class="note">Then, in state <code>{}</code>, no pending operation could take effect{}.</p>"#,
+                esc(&state),
+                esc(&blocked)
+            );
         }
         if let Some(cands) = ce.candidates.get(pi).filter(|c| !c.is_empty()) {
             s.push_str("<table><tr><th>could have gone next</th><th>process</th><th>why not</th></tr>");
@@ -441,7 +459,11 @@ fn counterexample_section(s: &mut String, ce: &Counterexample, a: &Analysis, opt
     }
     if !ce.unresolved.is_empty() {
         let idx: Vec<String> = ce.unresolved.iter().take(20).map(u64::to_string).collect();
-        let _ = write!(s, r#"<p class="warn">The explanation names history indices not found in history.jsonl: {}.</p>"#, esc(&idx.join(", ")));
+        let _ = write!(
+            s,
+            r#"<p class="warn">The explanation names history indices not found in history.jsonl: {}.</p>"#,
+            esc(&idx.join(", "))
+        );
     }
 }
 
@@ -468,7 +490,12 @@ fn keys_not_valid(s: &mut String, name: &str, details: &Value) {
         return;
     }
     let of = d.keys.map(|n| format!(" of {n}")).unwrap_or_default();
-    let _ = write!(s, "<h3>{}: keys not valid ({}{of})</h3><table><tr><th>key</th><th>verdict</th><th>reason</th><th>ops</th></tr>", esc(name), d.not_valid_keys.len());
+    let _ = write!(
+        s,
+        "<h3>{}: keys not valid ({}{of})</h3><table><tr><th>key</th><th>verdict</th><th>reason</th><th>ops</th></tr>",
+        esc(name),
+        d.not_valid_keys.len()
+    );
     for k in d.not_valid_keys.iter().take(50) {
         let _ = write!(
             s,
@@ -544,7 +571,10 @@ fn faults(s: &mut String, run: &RunData, a: &Analysis) {
         }
         s.push_str("</table>");
         if a.faults.intervals.len() > TABLE_ROWS_MAX || a.faults.instants.len() > TABLE_ROWS_MAX {
-            let _ = write!(s, r#"<p class="note">Showing at most {TABLE_ROWS_MAX} intervals and {TABLE_ROWS_MAX} instants.</p>"#);
+            let _ = write!(
+                s,
+                r#"<p class="note">Showing at most {TABLE_ROWS_MAX} intervals and {TABLE_ROWS_MAX} instants.</p>"#
+            );
         }
     }
     if let Some(r) = run.results.as_ref().filter(|r| !r.faults.is_empty()) {
@@ -590,9 +620,15 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option
     let t0 = if lo == 0 { 0 } else { ops[0].invoke_ns };
     // Capped: the window ends at the last completion shown (an op never completed does not
     // stretch it; its bar is cut at the edge).
-    let t1 = if n < total { ops.iter().map(|o| o.complete_ns.unwrap_or(o.invoke_ns)).max().unwrap_or(end) } else { end }.max(t0 + 1);
+    let t1 =
+        if n < total { ops.iter().map(|o| o.complete_ns.unwrap_or(o.invoke_ns)).max().unwrap_or(end) } else { end }
+            .max(t0 + 1);
     if n < total {
-        let around = if lo > 0 || focus.is_some() { ", around the operation that could not be linearized (outlined in red)" } else { "" };
+        let around = if lo > 0 || focus.is_some() {
+            ", around the operation that could not be linearized (outlined in red)"
+        } else {
+            ""
+        };
         let _ = write!(
             s,
             r#"<p class="note" id="timeline-capped">Capped: showing operations {} to {} of {total} ({} to {}){around}; the plots above cover the whole run.</p>"#,
@@ -614,9 +650,19 @@ fn timeline(s: &mut String, a: &Analysis, options: &RenderOptions, focus: Option
         r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">"#
     );
     draw_fault_stripes(s, &f, a, procs.len());
-    counterexample::axis(s, t0 as f64, t1 as f64, f.left, width - 10.0, top - 4.0, top + row_h * procs.len() as f64, &|t| f.x(t));
+    counterexample::axis(
+        s,
+        t0 as f64,
+        t1 as f64,
+        f.left,
+        width - 10.0,
+        top - 4.0,
+        top + row_h * procs.len() as f64,
+        &|t| f.x(t),
+    );
     for (r, p) in procs.iter().enumerate() {
-        let _ = write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
+        let _ =
+            write!(s, r#"<text x="4" y="{:.1}" class="lbl">process {p}</text>"#, top + row_h * r as f64 + row_h * 0.75);
     }
     for (k, op) in ops.iter().enumerate() {
         draw_timeline_op(s, &f, a, &procs, op, focus == Some(lo + k));
@@ -654,7 +700,11 @@ fn timeline_legend(s: &mut String, a: &Analysis) {
         a.faults
             .kinds()
             .iter()
-            .map(|k| format!(r#"<span><i class="sw" style="background:{};opacity:.35"></i>fault: {}</span>"#, rgb_css(fault_rgb(k)), esc(k)))
+            .map(|k| format!(
+                r#"<span><i class="sw" style="background:{};opacity:.35"></i>fault: {}</span>"#,
+                rgb_css(fault_rgb(k)),
+                esc(k)
+            ))
             .collect::<String>()
     );
 }
@@ -713,7 +763,8 @@ fn raw_files(s: &mut String, run: &RunData) {
     s.push_str(r#"<h2 id="files">Files</h2><p class="note">In the run folder: <a href="history.jsonl">history.jsonl</a>, <a href="test.json">test.json</a>, <a href="results.json">results.json</a>.</p>"#);
     if let Some(t) = &run.test {
         let text = serde_json::to_string_pretty(t).unwrap_or_default();
-        let _ = write!(s, "<details><summary>test.json</summary><pre>{}</pre></details>", esc(&truncate(&text, 50_000)));
+        let _ =
+            write!(s, "<details><summary>test.json</summary><pre>{}</pre></details>", esc(&truncate(&text, 50_000)));
     }
 }
 
@@ -822,9 +873,13 @@ mod tests {
     fn timeline_says_when_capped() {
         let mut h = String::new();
         for i in 0..50u64 {
-            h.push_str(&json!({"index":2*i,"time":10*i,"type":"invoke","process":i % 3,"f":"read","value":null}).to_string());
+            h.push_str(
+                &json!({"index":2*i,"time":10*i,"type":"invoke","process":i % 3,"f":"read","value":null}).to_string(),
+            );
             h.push('\n');
-            h.push_str(&json!({"index":2*i+1,"time":10*i+5,"type":"ok","process":i % 3,"f":"read","value":1}).to_string());
+            h.push_str(
+                &json!({"index":2*i+1,"time":10*i+5,"type":"ok","process":i % 3,"f":"read","value":1}).to_string(),
+            );
             h.push('\n');
         }
         let run = run_with(json!({}), json!({}), &h);

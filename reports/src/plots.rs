@@ -69,7 +69,8 @@ pub fn write_all(dir: &Path, a: &Analysis) -> Result<Vec<PlotFile>, ReportError>
     if completed {
         plots.push((
             "latency-raw.png",
-            "Latency of every operation by kind (colour) and outcome (● ok, × fail, ▲ info), log scale; faults shaded.".into(),
+            "Latency of every operation by kind (colour) and outcome (● ok, × fail, ▲ info), log scale; faults shaded."
+                .into(),
             Box::new(|p| latency_raw(p, a)),
         ));
         plots.push((
@@ -82,7 +83,10 @@ pub fn write_all(dir: &Path, a: &Analysis) -> Result<Vec<PlotFile>, ReportError>
         ));
         plots.push((
             "rate.png",
-            format!("Throughput by outcome (completions per second, {} windows); faults shaded.", crate::html::duration(a.window_ns)),
+            format!(
+                "Throughput by outcome (completions per second, {} windows); faults shaded.",
+                crate::html::duration(a.window_ns)
+            ),
             Box::new(|p| rate(p, a)),
         ));
     }
@@ -91,7 +95,11 @@ pub fn write_all(dir: &Path, a: &Analysis) -> Result<Vec<PlotFile>, ReportError>
             ClockSource::ResultsSamples => "offsets sampled from the nodes (results.json)",
             ClockSource::NemesisEvents => "offsets commanded by the nemesis (history)",
         };
-        plots.push(("clock-skew.png", format!("Clock offset per node: {source}; faults shaded."), Box::new(|p| clock_skew(p, a))));
+        plots.push((
+            "clock-skew.png",
+            format!("Clock offset per node: {source}; faults shaded."),
+            Box::new(|p| clock_skew(p, a)),
+        ));
     }
     for name in ["latency-raw.png", "latency-quantiles.png", "rate.png", "clock-skew.png"] {
         if !plots.iter().any(|p| p.0 == name) {
@@ -135,7 +143,10 @@ where
         let (r, g, b) = fault_rgb(&kind);
         let color = RGBColor(r, g, b);
         let rects = a.faults.intervals.iter().filter(|iv| iv.kind == kind).map(move |iv| {
-            Rectangle::new([(secs(iv.start_ns), y0), (secs(iv.end_ns.max(iv.start_ns + 1_000_000)), y1)], color.mix(0.18).filled())
+            Rectangle::new(
+                [(secs(iv.start_ns), y0), (secs(iv.end_ns.max(iv.start_ns + 1_000_000)), y1)],
+                color.mix(0.18).filled(),
+            )
         });
         chart
             .draw_series(rects)?
@@ -171,7 +182,8 @@ pub(crate) fn font(size: u32) -> FontDesc<'static> {
 fn latency_raw(path: &Path, a: &Analysis) -> DrawResult {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let lat_ms: Vec<f64> = a.ops.ops.iter().filter_map(|o| o.latency_ns()).map(|l| (l as f64 / 1e6).max(1e-3)).collect();
+    let lat_ms: Vec<f64> =
+        a.ops.ops.iter().filter_map(|o| o.latency_ns()).map(|l| (l as f64 / 1e6).max(1e-3)).collect();
     let lo = lat_ms.iter().copied().fold(f64::INFINITY, f64::min).max(1e-3);
     let hi = lat_ms.iter().copied().fold(0.0, f64::max);
     let (y0, y1) = decades(lo, hi);
@@ -196,20 +208,30 @@ fn latency_raw(path: &Path, a: &Analysis) -> DrawResult {
     for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
         for (fi, fname) in a.ops.fs.iter().enumerate() {
             let color = F_COLORS[fi % F_COLORS.len()];
-            let pts = a.ops.ops.iter().filter(|o| o.f == fi && o.outcome == outcome).filter_map(|o| {
-                o.latency_ns().map(|l| (secs(o.invoke_ns), (l as f64 / 1e6).max(1e-3)))
-            });
+            let pts = a
+                .ops
+                .ops
+                .iter()
+                .filter(|o| o.f == fi && o.outcome == outcome)
+                .filter_map(|o| o.latency_ns().map(|l| (secs(o.invoke_ns), (l as f64 / 1e6).max(1e-3))));
             let mut any = false;
-            let anno = match outcome {
-                Outcome::Ok => chart.draw_series(pts.inspect(|_| any = true).map(|p| Circle::new(p, radius, color.mix(0.7).filled())))?,
-                Outcome::Fail => chart.draw_series(pts.inspect(|_| any = true).map(|p| Cross::new(p, 3, color.stroke_width(1))))?,
-                _ => chart.draw_series(pts.inspect(|_| any = true).map(|p| TriangleMarker::new(p, 4, color.filled())))?,
-            };
+            let anno =
+                match outcome {
+                    Outcome::Ok => chart.draw_series(
+                        pts.inspect(|_| any = true).map(|p| Circle::new(p, radius, color.mix(0.7).filled())),
+                    )?,
+                    Outcome::Fail => chart
+                        .draw_series(pts.inspect(|_| any = true).map(|p| Cross::new(p, 3, color.stroke_width(1))))?,
+                    _ => chart
+                        .draw_series(pts.inspect(|_| any = true).map(|p| TriangleMarker::new(p, 4, color.filled())))?,
+                };
             if any {
                 let label = format!("{} {}", crate::html::truncate(fname, 20), outcome.name());
                 match outcome {
                     Outcome::Ok => anno.label(label).legend(move |(x, y)| Circle::new((x + 7, y), 3, color.filled())),
-                    Outcome::Fail => anno.label(label).legend(move |(x, y)| Cross::new((x + 7, y), 4, color.stroke_width(2))),
+                    Outcome::Fail => {
+                        anno.label(label).legend(move |(x, y)| Cross::new((x + 7, y), 4, color.stroke_width(2)))
+                    }
                     _ => anno.label(label).legend(move |(x, y)| TriangleMarker::new((x + 7, y), 4, color.filled())),
                 };
             }
@@ -351,7 +373,6 @@ fn clock_skew(path: &Path, a: &Analysis) -> DrawResult {
 #[cfg(test)]
 mod tests {
     use super::decades;
-
 
     #[test]
     fn log_ranges_span_whole_decades() {

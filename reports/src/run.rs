@@ -84,21 +84,13 @@ pub fn parse_history(text: &str, path: &Path) -> (Vec<Event>, Vec<String>) {
                 if bad <= HISTORY_WARNINGS_MAX {
                     let last = i + 1 == line_count && !ends_with_newline;
                     let why = if last { " (truncated last line: did the run crash?)" } else { "" };
-                    warnings.push(format!(
-                        "{}:{}: skipped, not a history event: {err}{why}",
-                        path.display(),
-                        i + 1
-                    ));
+                    warnings.push(format!("{}:{}: skipped, not a history event: {err}{why}", path.display(), i + 1));
                 }
             }
         }
     }
     if bad > HISTORY_WARNINGS_MAX {
-        warnings.push(format!(
-            "{}: {} more bad lines skipped",
-            path.display(),
-            bad - HISTORY_WARNINGS_MAX
-        ));
+        warnings.push(format!("{}: {} more bad lines skipped", path.display(), bad - HISTORY_WARNINGS_MAX));
     }
     (events, warnings)
 }

@@ -46,7 +46,9 @@ struct Shared {
 impl Server {
     /// Binds `addr` to serve the store at `store`.
     pub fn bind(store: &Path, addr: SocketAddr) -> std::io::Result<Server> {
-        let root = store.canonicalize().map_err(|e| std::io::Error::new(e.kind(), format!("store {}: {e}", store.display())))?;
+        let root = store
+            .canonicalize()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("store {}: {e}", store.display())))?;
         if !root.is_dir() {
             return Err(std::io::Error::other(format!("store {} is not a directory", store.display())));
         }
@@ -101,7 +103,8 @@ async fn serve(server: Server) -> std::io::Result<()> {
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body.into()).into_response()
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body.into())
+        .into_response()
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
@@ -124,8 +127,10 @@ fn answer(shared: &Shared, path: &str, query: &str) -> Response {
         let verdict = verdict.and_then(percent_decode);
         return match store::list_runs(&shared.root) {
             Ok(runs) => {
-                let html = store::index_html(&shared.root, &runs, &store::list_campaigns(&shared.root), verdict.as_deref());
-                ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html).into_response()
+                let html =
+                    store::index_html(&shared.root, &runs, &store::list_campaigns(&shared.root), verdict.as_deref());
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+                    .into_response()
             }
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         };
@@ -147,7 +152,10 @@ fn respond_file(shared: &Shared, file: &Path) -> Response {
                 let _guard = shared.render_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if needs_render(run_dir) {
                     if let Err(e) = render_run(run_dir, &RenderOptions::default()) {
-                        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render {}: {e}\n", run_dir.display()));
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("cannot render {}: {e}\n", run_dir.display()),
+                        );
                     }
                 }
             }

@@ -78,11 +78,7 @@ pub fn rates(times_ns: &[u64], width_ns: u64, end_ns: u64) -> Vec<(u64, f64)> {
         counts[w] += 1;
     }
     let per_s = 1e9 / width_ns as f64;
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(w, c)| (w as u64 * width_ns + width_ns / 2, c as f64 * per_s))
-        .collect()
+    counts.into_iter().enumerate().map(|(w, c)| (w as u64 * width_ns + width_ns / 2, c as f64 * per_s)).collect()
 }
 
 #[cfg(test)]

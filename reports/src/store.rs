@@ -9,8 +9,8 @@ use serde_json::Value;
 use faultline_results::{Results, Verdict};
 
 use crate::html::truncate;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
 use crate::ReportError;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// At most this many runs are listed (the newest).
 pub const RUNS_MAX: usize = 10_000;
@@ -121,18 +121,19 @@ fn entry(test: String, stamp: String, dir: PathBuf) -> RunEntry {
             None => (RunStatus::Unread, None),
         },
     };
-    let test_json = std::fs::read_to_string(dir.join("test.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let test_json =
+        std::fs::read_to_string(dir.join("test.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
     let options = test_json.as_ref().and_then(|t| t.get("options"));
     let field = |name: &str| -> Option<String> {
-        [test_json.as_ref(), options].into_iter().flatten().find_map(|v| v.get(name).filter(|x| !x.is_null())).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
+        [test_json.as_ref(), options].into_iter().flatten().find_map(|v| v.get(name).filter(|x| !x.is_null())).map(
+            |v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        )
     };
-    let bugs: Vec<String> = options
-        .and_then(|o| o.get("bugs"))
-        .and_then(|b| serde_json::from_value(b.clone()).ok())
-        .unwrap_or_default();
+    let bugs: Vec<String> =
+        options.and_then(|o| o.get("bugs")).and_then(|b| serde_json::from_value(b.clone()).ok()).unwrap_or_default();
     // A results.json without a repro line was not written by a run (its seed is a default).
     let seed = results
         .filter(|r| !r.repro.is_empty())
@@ -184,7 +185,10 @@ pub fn list_campaigns(store: &Path) -> Vec<CampaignEntry> {
         for st in stamps.flatten() {
             let stamp = st.file_name().to_string_lossy().into_owned();
             let json = st.path().join("campaign.json");
-            if hidden_or_latest(&stamp) || !st.file_type().is_ok_and(|t| t.is_dir()) || !st.path().join("campaign.html").is_file() {
+            if hidden_or_latest(&stamp)
+                || !st.file_type().is_ok_and(|t| t.is_dir())
+                || !st.path().join("campaign.html").is_file()
+            {
                 continue;
             }
             let record = std::fs::metadata(&json)
@@ -304,7 +308,12 @@ mod tests {
     fn lists_runs_newest_first_and_filters_by_verdict() {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path();
-        make_run(store, "reg", "20261126T090000", Some(r#"{"verdict":"valid","seed":3,"repro":"faultline run --seed 3"}"#));
+        make_run(
+            store,
+            "reg",
+            "20261126T090000",
+            Some(r#"{"verdict":"valid","seed":3,"repro":"faultline run --seed 3"}"#),
+        );
         std::fs::write(
             store.join("reg/20261126T090000/test.json"),
             r#"{"target":"raft","seed":3,"options":{"bugs":["stale-read"],"seed":3}}"#,
@@ -319,7 +328,12 @@ mod tests {
         let names: Vec<(&str, &str)> = runs.iter().map(|r| (r.stamp.as_str(), r.verdict.as_str())).collect();
         assert_eq!(
             names,
-            vec![("20261126T100000", "invalid"), ("20261126T090000", "valid"), ("20261126T080000", "none"), ("20261126T070000", "unread")]
+            vec![
+                ("20261126T100000", "invalid"),
+                ("20261126T090000", "valid"),
+                ("20261126T080000", "none"),
+                ("20261126T070000", "unread")
+            ]
         );
         assert_eq!(runs[1].target.as_deref(), Some("raft"));
         assert_eq!((runs[1].seed, runs[1].bugs.clone()), (Some(3), vec!["stale-read".to_string()]));
@@ -337,7 +351,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path();
         assert!(list_campaigns(store).is_empty());
-        for (stamp, json) in [("20261126T100000", Some(r#"{"exit_code": 1, "summary": "2 cells <b>"}"#)), ("20261126T110000", None)] {
+        for (stamp, json) in
+            [("20261126T100000", Some(r#"{"exit_code": 1, "summary": "2 cells <b>"}"#)), ("20261126T110000", None)]
+        {
             let d = store.join("campaigns/cmp").join(stamp);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("campaign.html"), "x").unwrap();
@@ -347,12 +363,17 @@ mod tests {
         }
         std::fs::create_dir_all(store.join("campaigns/cmp/20261126T120000")).unwrap(); // no page yet
         let c = list_campaigns(store);
-        assert_eq!(c.iter().map(|x| (x.stamp.as_str(), x.exit_code)).collect::<Vec<_>>(), [("20261126T110000", None), ("20261126T100000", Some(1))]);
+        assert_eq!(
+            c.iter().map(|x| (x.stamp.as_str(), x.exit_code)).collect::<Vec<_>>(),
+            [("20261126T110000", None), ("20261126T100000", Some(1))]
+        );
         // The campaigns folder is not mistaken for a test of runs.
         assert!(list_runs(store).unwrap().is_empty());
         let html = index_html(store, &[], &c, None);
         assert!(html.contains(r#"href="/campaigns/cmp/20261126T100000/campaign.html""#));
-        assert!(html.contains(r#"<span class="verdict invalid">mismatch</span>"#) && html.contains("2 cells &lt;b&gt;"));
+        assert!(
+            html.contains(r#"<span class="verdict invalid">mismatch</span>"#) && html.contains("2 cells &lt;b&gt;")
+        );
     }
 
     #[test]
@@ -372,7 +393,10 @@ mod tests {
         };
         let html = index_html(Path::new("/s"), &[r], &[], None);
         assert!(!html.contains("<t>") && !html.contains("<b>") && !html.contains("<x>"));
-        assert!(html.contains(r#"<td class="bugs">stale-read &lt;x&gt;</td><td class="num">42</td>"#), "bugs and seed shown: {html}");
+        assert!(
+            html.contains(r#"<td class="bugs">stale-read &lt;x&gt;</td><td class="num">42</td>"#),
+            "bugs and seed shown: {html}"
+        );
         assert!(html.contains("/%3Ct%3E/s/report.html"));
     }
 }

@@ -61,7 +61,10 @@ pub fn write_run(dir: &Path, spec: &Spec) -> std::io::Result<()> {
     push_nemesis_events(&mut raw, spec, fifth, partition, kill);
     push_client_ops(&mut raw, spec, partition, kill);
     let events = write_history(dir, raw.raw)?;
-    let repro = format!("faultline run --target synthetic --workload register --nemesis partition,kill,clock --seed {}", spec.seed);
+    let repro = format!(
+        "faultline run --target synthetic --workload register --nemesis partition,kill,clock --seed {}",
+        spec.seed
+    );
     let test = json!({
         "name": "synthetic-register",
         "seed": spec.seed,
@@ -149,7 +152,13 @@ fn push_client_ops(raw: &mut RawEvents, spec: &Spec, partition: (u64, u64), kill
         let result = if f == "read" && outcome == "ok" { json!(rng.below(5)) } else { value.clone() };
         let mut done = json!({"type": outcome, "process": p, "f": f, "key": key, "value": result, "node": format!("n{}", 1 + p % 3)});
         if outcome != "ok" {
-            done["error"] = json!(if outcome == "info" { "timeout" } else if f == "cas" { "cas-mismatch" } else { "unavailable" });
+            done["error"] = json!(if outcome == "info" {
+                "timeout"
+            } else if f == "cas" {
+                "cas-mismatch"
+            } else {
+                "unavailable"
+            });
         }
         raw.push(t + latency, done);
         next_ns[slot] = t + latency + spec.think_ns / 2 + rng.below(spec.think_ns);
@@ -185,10 +194,18 @@ fn write_history(dir: &Path, mut raw: Vec<Raw>) -> std::io::Result<Vec<serde_jso
 /// An invalid verdict whose explanation (in the checker's `Explanation` JSON form) names a real
 /// read as the op that could not be linearized and the three ok operations on its key that
 /// complete before it as the longest partial linearization. Synthetic: not checked.
-fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &str, partition: (u64, u64), kill: (u64, u64)) -> Value {
+fn results_json(
+    events: &[serde_json::Map<String, Value>],
+    spec: &Spec,
+    repro: &str,
+    partition: (u64, u64),
+    kill: (u64, u64),
+) -> Value {
     let explanation = synthetic_explanation(ops_by_key(events));
     let verdict = if explanation.is_some() { Verdict::Invalid } else { Verdict::Valid };
-    let reason = explanation.as_ref().map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or("")));
+    let reason = explanation
+        .as_ref()
+        .map(|e| format!("not linearizable: key {:?} (synthetic)", e["key"].as_str().unwrap_or("")));
     let results = Results {
         verdict,
         seed: spec.seed,
@@ -208,7 +225,10 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
             outside_faults_ok_fraction: Some(0.99),
             ..Availability::default()
         },
-        faults: vec![fault_record("partition", "halves", &["n1", "n2", "n3"], partition), fault_record("kill", "one", &["n2"], kill)],
+        faults: vec![
+            fault_record("partition", "halves", &["n1", "n2", "n3"], partition),
+            fault_record("kill", "one", &["n2"], kill),
+        ],
         ..Results::default()
     };
     serde_json::to_value(results).unwrap_or(Value::Null)
@@ -216,28 +236,34 @@ fn results_json(events: &[serde_json::Map<String, Value>], spec: &Spec, repro: &
 
 /// The client operations of `events`, paired invocation with completion, per key (an op never
 /// completed is left out).
-fn ops_by_key(events: &[serde_json::Map<String, Value>]) -> std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>> {
+fn ops_by_key(
+    events: &[serde_json::Map<String, Value>],
+) -> std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>> {
     use faultline_checker::explain::OpRef;
     use faultline_checker::history::{Event, EventType, Process};
-    let parsed: Vec<Event> = events.iter().filter_map(|e| serde_json::from_value(Value::Object(e.clone())).ok()).collect();
+    let parsed: Vec<Event> =
+        events.iter().filter_map(|e| serde_json::from_value(Value::Object(e.clone())).ok()).collect();
     // Pair into OpRefs per key.
     let mut open: std::collections::HashMap<u64, OpRef> = Default::default();
     let mut by_key: std::collections::BTreeMap<String, Vec<OpRef>> = Default::default();
     for e in &parsed {
         let Process::Client(p) = e.process else { continue };
         if e.kind == EventType::Invoke {
-            open.insert(p, OpRef {
-                process: e.process,
-                f: e.f.clone(),
-                kind: EventType::Info,
-                value_in: e.value.clone(),
-                value_out: Value::Null,
-                error: None,
-                call_index: e.index,
-                return_index: None,
-                call_time: e.time,
-                return_time: None,
-            });
+            open.insert(
+                p,
+                OpRef {
+                    process: e.process,
+                    f: e.f.clone(),
+                    kind: EventType::Info,
+                    value_in: e.value.clone(),
+                    value_out: Value::Null,
+                    error: None,
+                    call_index: e.index,
+                    return_index: None,
+                    call_time: e.time,
+                    return_time: None,
+                },
+            );
         } else if let Some(mut op) = open.remove(&p) {
             op.kind = e.kind;
             op.value_out = e.value.clone();
@@ -254,7 +280,9 @@ fn ops_by_key(events: &[serde_json::Map<String, Value>]) -> std::collections::BT
 /// "could not be linearized", the (up to) three ok operations completing before it invoked as
 /// the partial linearization, and the (up to) two operations invoked after it while it ran as
 /// candidates. `None` when that key has no such read.
-fn synthetic_explanation(by_key: std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>>) -> Option<Value> {
+fn synthetic_explanation(
+    by_key: std::collections::BTreeMap<String, Vec<faultline_checker::explain::OpRef>>,
+) -> Option<Value> {
     use faultline_checker::history::EventType;
     // Built as JSON (not the checker's struct literal) so that this generator does not break
     // when the checker adds fields; readers ignore what they do not know.
@@ -262,10 +290,14 @@ fn synthetic_explanation(by_key: std::collections::BTreeMap<String, Vec<faultlin
         ops.sort_by_key(|o| o.call_index);
         let failed = (ops.len() / 2..ops.len()).find(|&i| ops[i].f == "read" && ops[i].kind == EventType::Ok)?;
         let ret = ops[failed].call_time;
-        let mut before: Vec<usize> =
-            (0..failed).rev().filter(|&i| ops[i].kind == EventType::Ok && ops[i].return_time.is_some_and(|t| t < ret)).take(3).collect();
+        let mut before: Vec<usize> = (0..failed)
+            .rev()
+            .filter(|&i| ops[i].kind == EventType::Ok && ops[i].return_time.is_some_and(|t| t < ret))
+            .take(3)
+            .collect();
         before.reverse();
-        let steps: Vec<Value> = before.iter().map(|&i| json!({"op": i, "state_after": ops[i].value_in.to_string()})).collect();
+        let steps: Vec<Value> =
+            before.iter().map(|&i| json!({"op": i, "state_after": ops[i].value_in.to_string()})).collect();
         let candidates: Vec<Value> = (failed + 1..ops.len())
             .filter(|&i| ops[i].call_time < ops[failed].return_time.unwrap_or(u64::MAX))
             .take(2)

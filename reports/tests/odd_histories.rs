@@ -21,8 +21,10 @@ fn render(dir: &Path, history: &str, results: Option<&str>) -> String {
 fn zero_latency_ops_at_time_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let h = concat!(
-        r#"{"index":0,"time":0,"type":"invoke","process":0,"f":"read","value":null}"#, "\n",
-        r#"{"index":1,"time":0,"type":"ok","process":0,"f":"read","value":null}"#, "\n",
+        r#"{"index":0,"time":0,"type":"invoke","process":0,"f":"read","value":null}"#,
+        "\n",
+        r#"{"index":1,"time":0,"type":"ok","process":0,"f":"read","value":null}"#,
+        "\n",
     );
     render(tmp.path(), h, None);
     assert!(tmp.path().join("latency-raw.png").is_file());
@@ -34,11 +36,18 @@ fn huge_times_and_a_fault_that_never_ends() {
     let big = u64::MAX / 4;
     let h = format!(
         "{}\n{}\n{}\n",
-        format_args!(r#"{{"index":0,"time":{},"type":"info","process":"nemesis","f":"start-kill","value":null}}"#, big - 10),
+        format_args!(
+            r#"{{"index":0,"time":{},"type":"info","process":"nemesis","f":"start-kill","value":null}}"#,
+            big - 10
+        ),
         format_args!(r#"{{"index":1,"time":{},"type":"invoke","process":7,"f":"write","value":1}}"#, big - 5),
         format_args!(r#"{{"index":2,"time":{big},"type":"info","process":7,"f":"write","value":1,"error":"timeout"}}"#),
     );
-    let html = render(tmp.path(), &h, Some(r#"{"verdict":"unknown","checkers":"not a list","clock":[{"node":"n1","time_ns":-5,"offset_ms":1e300}]}"#));
+    let html = render(
+        tmp.path(),
+        &h,
+        Some(r#"{"verdict":"unknown","checkers":"not a list","clock":[{"node":"n1","time_ns":-5,"offset_ms":1e300}]}"#),
+    );
     assert!(html.contains("(never stopped)"));
 }
 
@@ -46,13 +55,24 @@ fn huge_times_and_a_fault_that_never_ends() {
 fn completions_before_invocations_and_wrong_value_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let h = concat!(
-        r#"{"index":0,"time":50,"type":"ok","process":1,"f":"read","value":{"deep":[1,{"x":"<y>"}]}}"#, "\n",
-        r#"{"index":1,"time":40,"type":"invoke","process":1,"f":"read","value":null}"#, "\n",
-        r#"{"index":2,"time":30,"type":"ok","process":1,"f":"read","value":"s"}"#, "\n",
-        r#"{"index":3,"time":20,"type":"info","process":"nemesis","f":"stop-partition","value":null}"#, "\n",
-        r#"{"index":4,"time":10,"type":"info","process":"nemesis","f":"start-clock","value":{"offsets_ms":{"n1":"x","n2":-3}}}"#, "\n",
+        r#"{"index":0,"time":50,"type":"ok","process":1,"f":"read","value":{"deep":[1,{"x":"<y>"}]}}"#,
+        "\n",
+        r#"{"index":1,"time":40,"type":"invoke","process":1,"f":"read","value":null}"#,
+        "\n",
+        r#"{"index":2,"time":30,"type":"ok","process":1,"f":"read","value":"s"}"#,
+        "\n",
+        r#"{"index":3,"time":20,"type":"info","process":"nemesis","f":"stop-partition","value":null}"#,
+        "\n",
+        r#"{"index":4,"time":10,"type":"info","process":"nemesis","f":"start-clock","value":{"offsets_ms":{"n1":"x","n2":-3}}}"#,
+        "\n",
     );
-    let html = render(tmp.path(), h, Some(r#"{"verdict":"invalid","checkers":[{"name":"linearizable","verdict":"invalid","details":{"explanation":{"ops":[{"call_index":1}],"failed_op":7,"longest":[{"steps":[{"op":99}]}]}}}]}"#));
+    let html = render(
+        tmp.path(),
+        h,
+        Some(
+            r#"{"verdict":"invalid","checkers":[{"name":"linearizable","verdict":"invalid","details":{"explanation":{"ops":[{"call_index":1}],"failed_op":7,"longest":[{"steps":[{"op":99}]}]}}}]}"#,
+        ),
+    );
     assert!(!html.contains("<y>"));
     assert!(tmp.path().join("clock-skew.png").is_file(), "n2 was skewed");
 }

@@ -9,9 +9,9 @@ use faultline_checker::hierarchy::{self, Model, ModelResult, ModelVerdict};
 use faultline_checker::history::Event;
 use faultline_checker::Verdict;
 
+use faultline_core::checker::{checker, Checker};
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
-use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -36,13 +36,7 @@ pub struct CounterWorkload {
 
 impl Default for CounterWorkload {
     fn default() -> Self {
-        CounterWorkload {
-            keys: 2,
-            read_pct: 40,
-            negative_pct: 20,
-            delta_max: 5,
-            consistency: Consistency::Eventual,
-        }
+        CounterWorkload { keys: 2, read_pct: 40, negative_pct: 20, delta_max: 5, consistency: Consistency::Eventual }
     }
 }
 
@@ -55,21 +49,13 @@ impl Generator for CounterGen {
     fn next_op(&mut self) -> Option<Op> {
         let key = format!("c{}", self.rng.random_range(0..self.shape.keys.max(1)));
         if self.rng.random_range(0..100u32) < self.shape.read_pct {
-            return Some(Op {
-                f: "read".into(),
-                key: Some(key),
-                value: Value::Null,
-            });
+            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
         }
         let mut d = self.rng.random_range(1..=self.shape.delta_max.max(1));
         if self.rng.random_range(0..100u32) < self.shape.negative_pct {
             d = -d;
         }
-        Some(Op {
-            f: "add".into(),
-            key: Some(key),
-            value: json!(d),
-        })
+        Some(Op { f: "add".into(), key: Some(key), value: json!(d) })
     }
 }
 
@@ -79,10 +65,7 @@ impl Workload for CounterWorkload {
     }
 
     fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
-        Box::new(CounterGen {
-            shape: self.clone(),
-            rng: rng_for(seed, "counter", worker),
-        })
+        Box::new(CounterGen { shape: self.clone(), rng: rng_for(seed, "counter", worker) })
     }
 
     fn data_type(&self) -> DataType {
@@ -103,8 +86,12 @@ impl Workload for CounterWorkload {
     fn consistency(&self, events: &[Event], checkers: &[CheckerResult]) -> hierarchy::Consistency {
         let lin = check_counter(events, Consistency::Linearizable);
         let lin = match lin.verdict {
-            Verdict::Invalid => ModelResult::new(Model::Linearizable, ModelVerdict::Invalid, lin.reason.unwrap_or_default()),
-            Verdict::Unknown => ModelResult::new(Model::Linearizable, ModelVerdict::Unknown, lin.reason.unwrap_or_default()),
+            Verdict::Invalid => {
+                ModelResult::new(Model::Linearizable, ModelVerdict::Invalid, lin.reason.unwrap_or_default())
+            }
+            Verdict::Unknown => {
+                ModelResult::new(Model::Linearizable, ModelVerdict::Unknown, lin.reason.unwrap_or_default())
+            }
             Verdict::Valid => ModelResult::new(
                 Model::Linearizable,
                 ModelVerdict::NotChecked,
@@ -117,8 +104,16 @@ impl Workload for CounterWorkload {
                 ModelResult::new(Model::Session, ModelVerdict::Invalid, why),
             ),
             None => (
-                ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "no sequential-consistency checker for counters (every read within what all the adds allow)"),
-                ModelResult::new(Model::Session, ModelVerdict::NotChecked, "no session checker for counters (every read within what all the adds allow)"),
+                ModelResult::new(
+                    Model::Sequential,
+                    ModelVerdict::NotChecked,
+                    "no sequential-consistency checker for counters (every read within what all the adds allow)",
+                ),
+                ModelResult::new(
+                    Model::Session,
+                    ModelVerdict::NotChecked,
+                    "no session checker for counters (every read within what all the adds allow)",
+                ),
             ),
         };
         hierarchy::Consistency::from_models(vec![lin, seq, session, convergent(checkers, "counter")])
@@ -189,21 +184,10 @@ mod tests {
         assert_eq!(ops(3, 1), ops(3, 1));
         assert_ne!(ops(3, 1), ops(3, 2));
         let all = ops(5, 0);
-        let adds: Vec<i64> = all
-            .iter()
-            .filter(|o| o.f == "add")
-            .map(|o| o.value.as_i64().unwrap())
-            .collect();
-        assert!(
-            (1000..1400).contains(&adds.len()),
-            "about 60% adds: {}",
-            adds.len()
-        );
+        let adds: Vec<i64> = all.iter().filter(|o| o.f == "add").map(|o| o.value.as_i64().unwrap()).collect();
+        assert!((1000..1400).contains(&adds.len()), "about 60% adds: {}", adds.len());
         let neg = adds.iter().filter(|d| **d < 0).count();
-        assert!(
-            neg * 100 / adds.len() >= 14 && neg * 100 / adds.len() <= 26,
-            "about 20% negative: {neg}"
-        );
+        assert!(neg * 100 / adds.len() >= 14 && neg * 100 / adds.len() <= 26, "about 20% negative: {neg}");
         assert!(adds.iter().all(|d| *d != 0 && d.abs() <= 5));
     }
 
@@ -239,21 +223,13 @@ mod tests {
             ev(4, Ok, 9, "read", json!(1), "n1"),
         ];
         let r = check_all(&CounterWorkload::default().checkers(), &History::of(&h));
-        assert_eq!(
-            (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
-            ("valid", "valid"),
-            "{r:?}"
-        );
+        assert_eq!((r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()), ("valid", "valid"), "{r:?}");
         let c = CounterWorkload::default().consistency(&h, &r);
         assert_eq!(c.strongest, hierarchy::Strongest::Convergent, "{c:?}");
         h[4].value = json!(2); // the bad-merge echo
         let r = check_all(&CounterWorkload::default().checkers(), &History::of(&h));
         assert_eq!(r[0].verdict, Verdict::Invalid);
-        assert!(
-            r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"),
-            "{:?}",
-            r[0].reason
-        );
+        assert!(r[0].reason.as_deref().unwrap().contains("allowed [1, 1]"), "{:?}", r[0].reason);
         // Over any bound a linearizable counter allows, and not a converged state.
         let c = CounterWorkload::default().consistency(&h, &r);
         assert_eq!(c.model(Model::Linearizable).unwrap().verdict, ModelVerdict::Invalid);

@@ -30,9 +30,6 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
         "counter" => Ok(Arc::new(counter::CounterWorkload::default())),
         "list-append" => Ok(Arc::new(list_append::ListAppend::default())),
         "rw-register" => Ok(Arc::new(rw_register::RwRegister::default())),
-        other => Err(format!(
-            "unknown workload {other:?}: expected one of {}",
-            NAMES.join(", ")
-        )),
+        other => Err(format!("unknown workload {other:?}: expected one of {}", NAMES.join(", "))),
     }
 }

@@ -22,9 +22,7 @@ pub struct ListAppend {
 
 impl Default for ListAppend {
     fn default() -> Self {
-        ListAppend {
-            shape: TxnShape::new(TxnModel::ListAppend),
-        }
+        ListAppend { shape: TxnShape::new(TxnModel::ListAppend) }
     }
 }
 
@@ -46,9 +44,7 @@ impl Workload for ListAppend {
     }
 
     fn checkers(&self) -> Vec<Box<dyn Checker>> {
-        vec![checker("list-append", |h| {
-            txn_result("list-append", TxnModel::ListAppend, h.events)
-        })]
+        vec![checker("list-append", |h| txn_result("list-append", TxnModel::ListAppend, h.events))]
     }
 
     /// The ladder of results.json is single-object; the transactional verdict is the checker's.
@@ -91,18 +87,8 @@ mod tests {
             ev(3, Ok, 1, json!([["append", "y", 2], ["r", "x", [1]]])),
         ];
         let r = check_all(&ListAppend::default().checkers(), &History::of(&good));
-        assert_eq!(
-            (r[0].name.as_str(), r[0].verdict),
-            ("list-append", Verdict::Valid),
-            "{r:?}"
-        );
-        assert!(
-            r[0].reason
-                .as_deref()
-                .unwrap()
-                .contains("2 transactions (2 ok"),
-            "{r:?}"
-        );
+        assert_eq!((r[0].name.as_str(), r[0].verdict), ("list-append", Verdict::Valid), "{r:?}");
+        assert!(r[0].reason.as_deref().unwrap().contains("2 transactions (2 ok"), "{r:?}");
         let mut bad = good.clone();
         bad[1] = ev(1, Invoke, 1, json!([["append", "y", 2], ["r", "x", null]]));
         bad[2] = ev(2, Ok, 0, json!([["append", "x", 1], ["r", "y", []]]));
@@ -110,23 +96,8 @@ mod tests {
         let r = check_all(&ListAppend::default().checkers(), &History::of(&bad));
         assert_eq!(r[0].verdict, Verdict::Invalid, "{r:?}");
         let reason = r[0].reason.as_deref().unwrap();
-        assert!(
-            reason.contains("G2-item") && reason.contains("ruled out: "),
-            "{reason}"
-        );
-        assert!(
-            r[0].details["not"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty()),
-            "{}",
-            r[0].details
-        );
-        assert!(
-            r[0].details["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("x")),
-            "{}",
-            r[0].details
-        );
+        assert!(reason.contains("G2-item") && reason.contains("ruled out: "), "{reason}");
+        assert!(r[0].details["not"].as_array().is_some_and(|a| !a.is_empty()), "{}", r[0].details);
+        assert!(r[0].details["text"].as_str().is_some_and(|t| t.contains("x")), "{}", r[0].details);
     }
 }

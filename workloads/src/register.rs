@@ -34,9 +34,9 @@ use faultline_checker::sequential::check_sequential;
 use faultline_checker::session::check_session;
 use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
 
+use faultline_core::checker::{checker, Checker};
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
-use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -106,11 +106,7 @@ impl Generator for RegisterGen {
             self.last_written = Some((key.clone(), fresh));
             ("cas", json!([from, fresh]))
         };
-        Some(Op {
-            f: f.into(),
-            key: Some(key),
-            value,
-        })
+        Some(Op { f: f.into(), key: Some(key), value })
     }
 }
 
@@ -135,13 +131,7 @@ impl Workload for Register {
     }
 
     fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        keys.iter()
-            .map(|k| Op {
-                f: "read".into(),
-                key: Some(k.clone()),
-                value: Value::Null,
-            })
-            .collect()
+        keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }).collect()
     }
 
     fn final_ops_on_every_node(&self) -> bool {
@@ -170,15 +160,8 @@ fn linearizable(events: &[Event], check_time_limit_s: u64) -> CheckerResult {
         ..CheckOptions::default()
     };
     let report = check_linearizable(events, ModelKind::CasRegister, &opts);
-    let not_valid: Vec<_> = report
-        .keys
-        .iter()
-        .filter(|k| k.verdict != Verdict::Valid)
-        .collect();
-    let ok_reads = events
-        .iter()
-        .filter(|e| e.kind == EventType::Ok && e.f == "read" && !e.value.is_null())
-        .count();
+    let not_valid: Vec<_> = report.keys.iter().filter(|k| k.verdict != Verdict::Valid).collect();
+    let ok_reads = events.iter().filter(|e| e.kind == EventType::Ok && e.f == "read" && !e.value.is_null()).count();
     let details = json!({
         "model": report.model.name(),
         "keys": report.keys.len(),
@@ -192,12 +175,7 @@ fn linearizable(events: &[Event], check_time_limit_s: u64) -> CheckerResult {
         "explanation": report.explanation,
         "text": report.to_text(),
     });
-    CheckerResult {
-        name: "linearizable".into(),
-        verdict: report.verdict,
-        reason: report.reason.clone(),
-        details,
-    }
+    CheckerResult { name: "linearizable".into(), verdict: report.verdict, reason: report.reason.clone(), details }
 }
 
 /// A weak model's report as a hierarchy entry.
@@ -232,7 +210,8 @@ pub fn register_consistency(events: &[Event], checkers: &[CheckerResult], opts: 
             models.push(ModelResult::new(Model::Session, ModelVerdict::NotChecked, "implied by sequential (per key)"));
         } else {
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            let session = check_session(events, ModelKind::CasRegister, &CheckOptions { time_limit: left, ..opts.clone() });
+            let session =
+                check_session(events, ModelKind::CasRegister, &CheckOptions { time_limit: left, ..opts.clone() });
             models.push(entry(Model::Session, &session, "every process reads its writes, and its reads never go back"));
         }
     }
@@ -268,7 +247,10 @@ fn register_convergence(events: &[Event]) -> (Verdict, String) {
         }
         let name = k.key.clone().unwrap_or_default();
         if common.is_null() && acknowledged {
-            return (Verdict::Invalid, format!("key {name:?}: every node reads nil after heal although writes were acknowledged"));
+            return (
+                Verdict::Invalid,
+                format!("key {name:?}: every node reads nil after heal although writes were acknowledged"),
+            );
         }
         if !common.is_null() && !written.contains(&common.to_string()) {
             return (Verdict::Invalid, format!("key {name:?}: every node reads {common}, which no write wrote"));
@@ -394,11 +376,7 @@ mod tests {
         ];
         let r = check_all(&w.checkers(), &History::of(&stale));
         assert_eq!(r[0].verdict, Verdict::Invalid);
-        assert!(
-            r[0].reason.as_deref().unwrap().contains("k0"),
-            "{:?}",
-            r[0].reason
-        );
+        assert!(r[0].reason.as_deref().unwrap().contains("k0"), "{:?}", r[0].reason);
     }
 
     fn on(node: &str, mut e: Event) -> Event {

@@ -21,9 +21,7 @@ pub struct RwRegister {
 
 impl Default for RwRegister {
     fn default() -> Self {
-        RwRegister {
-            shape: TxnShape::new(TxnModel::RwRegister),
-        }
+        RwRegister { shape: TxnShape::new(TxnModel::RwRegister) }
     }
 }
 
@@ -45,9 +43,7 @@ impl Workload for RwRegister {
     }
 
     fn checkers(&self) -> Vec<Box<dyn Checker>> {
-        vec![checker("rw-register", |h| {
-            txn_result("rw-register", TxnModel::RwRegister, h.events)
-        })]
+        vec![checker("rw-register", |h| txn_result("rw-register", TxnModel::RwRegister, h.events))]
     }
 
     /// The ladder of results.json is single-object; the transactional verdict is the checker's.
@@ -83,14 +79,7 @@ mod tests {
         let mut g = RwRegister::default().generator(4, 1, 3);
         for _ in 0..200 {
             let op = g.next_op().unwrap();
-            assert!(
-                op.value
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|m| m[0] == "w" || m[0] == "r"),
-                "{op:?}"
-            );
+            assert!(op.value.as_array().unwrap().iter().all(|m| m[0] == "w" || m[0] == "r"), "{op:?}");
         }
         use EventType::*;
         // Both read x = 1 and both wrote it: a lost update.
@@ -103,20 +92,9 @@ mod tests {
             ev(5, Ok, 2, json!([["r", "x", 1], ["w", "x", 3]])),
         ];
         let r = check_all(&RwRegister::default().checkers(), &History::of(&h));
-        assert_eq!(
-            (r[0].name.as_str(), r[0].verdict),
-            ("rw-register", Verdict::Invalid),
-            "{r:?}"
-        );
-        assert!(
-            r[0].reason.as_deref().unwrap().contains("lost-update"),
-            "{:?}",
-            r[0].reason
-        );
+        assert_eq!((r[0].name.as_str(), r[0].verdict), ("rw-register", Verdict::Invalid), "{r:?}");
+        assert!(r[0].reason.as_deref().unwrap().contains("lost-update"), "{:?}", r[0].reason);
         let ok = &h[..2];
-        assert_eq!(
-            check_all(&RwRegister::default().checkers(), &History::of(ok))[0].verdict,
-            Verdict::Valid
-        );
+        assert_eq!(check_all(&RwRegister::default().checkers(), &History::of(ok))[0].verdict, Verdict::Valid);
     }
 }

@@ -14,9 +14,9 @@ use faultline_checker::session::check_grow_only_set;
 use faultline_checker::set_full::check_set;
 use faultline_checker::Verdict;
 
+use faultline_core::checker::{checker, Checker};
 use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
-use faultline_core::checker::{checker, Checker};
 use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -36,10 +36,7 @@ pub struct SetWorkload {
 
 impl Default for SetWorkload {
     fn default() -> Self {
-        SetWorkload {
-            keys: 2,
-            read_pct: 30,
-        }
+        SetWorkload { keys: 2, read_pct: 30 }
     }
 }
 
@@ -54,22 +51,14 @@ impl Generator for SetGen {
     fn next_op(&mut self) -> Option<Op> {
         let key = format!("s{}", self.rng.random_range(0..self.shape.keys.max(1)));
         if self.rng.random_range(0..100u32) < self.shape.read_pct {
-            return Some(Op {
-                f: "read".into(),
-                key: Some(key),
-                value: Value::Null,
-            });
+            return Some(Op { f: "read".into(), key: Some(key), value: Value::Null });
         }
         if self.next >= ELEMENTS_PER_WORKER {
             return None; // bounded: no element may repeat
         }
         let e = self.worker as i64 * ELEMENTS_PER_WORKER + self.next;
         self.next += 1;
-        Some(Op {
-            f: "add".into(),
-            key: Some(key),
-            value: json!(e),
-        })
+        Some(Op { f: "add".into(), key: Some(key), value: json!(e) })
     }
 }
 
@@ -80,13 +69,7 @@ pub const FINAL_READ_ROUNDS: usize = 2;
 /// Every key read [`FINAL_READ_ROUNDS`] times, round after round (each read on every node).
 pub(crate) fn final_reads(keys: &[String]) -> Vec<Op> {
     (0..FINAL_READ_ROUNDS)
-        .flat_map(|_| {
-            keys.iter().map(|k| Op {
-                f: "read".into(),
-                key: Some(k.clone()),
-                value: Value::Null,
-            })
-        })
+        .flat_map(|_| keys.iter().map(|k| Op { f: "read".into(), key: Some(k.clone()), value: Value::Null }))
         .collect()
 }
 
@@ -107,7 +90,11 @@ pub(crate) fn convergence_result(events: &[Event]) -> CheckerResult {
 pub(crate) fn convergent(checkers: &[CheckerResult], own: &str) -> ModelResult {
     let pick = |name: &str| checkers.iter().find(|c| c.name == name);
     let (Some(conv), Some(mine)) = (pick("convergence"), pick(own)) else {
-        return ModelResult::new(Model::Convergent, ModelVerdict::NotChecked, format!("no convergence or {own} result"));
+        return ModelResult::new(
+            Model::Convergent,
+            ModelVerdict::NotChecked,
+            format!("no convergence or {own} result"),
+        );
     };
     let both = [conv, mine];
     let verdict = if both.iter().any(|c| c.verdict == Verdict::Invalid) {
@@ -135,12 +122,7 @@ impl Workload for SetWorkload {
     }
 
     fn generator(&self, seed: u64, worker: u64, _concurrency: usize) -> Box<dyn Generator> {
-        Box::new(SetGen {
-            shape: self.clone(),
-            rng: rng_for(seed, "set", worker),
-            worker,
-            next: 0,
-        })
+        Box::new(SetGen { shape: self.clone(), rng: rng_for(seed, "set", worker), worker, next: 0 })
     }
 
     fn data_type(&self) -> DataType {
@@ -178,10 +160,16 @@ impl Workload for SetWorkload {
                 )
             });
         }
-        models.push(ModelResult::new(Model::Sequential, ModelVerdict::NotChecked, "no sequential-consistency checker for sets"));
+        models.push(ModelResult::new(
+            Model::Sequential,
+            ModelVerdict::NotChecked,
+            "no sequential-consistency checker for sets",
+        ));
         let session = check_grow_only_set(events);
         let reason = match session.verdict {
-            Verdict::Valid => "every process's reads contain its own acknowledged adds and its earlier reads".to_string(),
+            Verdict::Valid => {
+                "every process's reads contain its own acknowledged adds and its earlier reads".to_string()
+            }
             _ => session.reason.clone().unwrap_or_default(),
         };
         models.push(ModelResult::new(Model::Session, session.verdict, reason));
@@ -219,12 +207,7 @@ fn set_full(events: &[Event]) -> CheckerResult {
                 )),
             );
         }
-        CheckerResult {
-            name: "set-full".into(),
-            verdict: r.verdict,
-            reason: r.reason.clone(),
-            details,
-        }
+        CheckerResult { name: "set-full".into(), verdict: r.verdict, reason: r.reason.clone(), details }
     }
 }
 
@@ -248,11 +231,7 @@ mod tests {
         for w in 0..4 {
             for o in ops(9, w, 500) {
                 match o.f.as_str() {
-                    "add" => assert!(
-                        all.insert(o.value.as_i64().unwrap()),
-                        "duplicate element {}",
-                        o.value
-                    ),
+                    "add" => assert!(all.insert(o.value.as_i64().unwrap()), "duplicate element {}", o.value),
                     "read" => reads += 1,
                     f => panic!("unexpected op {f}"),
                 }
@@ -300,11 +279,7 @@ mod tests {
             ev(6, Ok, 9, "read", json!([5]), "n2"),
         ];
         let r = check_all(&SetWorkload::default().checkers(), &History::of(&good));
-        assert_eq!(
-            (r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()),
-            ("valid", "valid"),
-            "{r:?}"
-        );
+        assert_eq!((r[0].verdict.to_string().as_str(), r[1].verdict.to_string().as_str()), ("valid", "valid"), "{r:?}");
         // On the ladder: nothing decides linearizability or sequential consistency for sets;
         // session and convergent hold.
         use faultline_checker::hierarchy::Strongest;
@@ -315,22 +290,9 @@ mod tests {
         let mut bad = good.clone();
         bad[6].value = json!([]);
         let r = check_all(&SetWorkload::default().checkers(), &History::of(&bad));
-        assert_eq!(
-            (r[0].name.as_str(), r[0].verdict.to_string().as_str()),
-            ("set-full", "invalid")
-        );
-        assert!(
-            r[0].reason
-                .as_deref()
-                .unwrap()
-                .contains("1 acknowledged but missing"),
-            "{:?}",
-            r[0].reason
-        );
-        assert_eq!(
-            (r[1].name.as_str(), r[1].verdict.to_string().as_str()),
-            ("convergence", "invalid")
-        );
+        assert_eq!((r[0].name.as_str(), r[0].verdict.to_string().as_str()), ("set-full", "invalid"));
+        assert!(r[0].reason.as_deref().unwrap().contains("1 acknowledged but missing"), "{:?}", r[0].reason);
+        assert_eq!((r[1].name.as_str(), r[1].verdict.to_string().as_str()), ("convergence", "invalid"));
         // The lost element refutes linearizability; p9 read it on n1 and then not on n2
         // (monotonic reads), which refutes session and so sequential; no convergence.
         let c = SetWorkload::default().consistency(&bad, &r);

@@ -51,13 +51,7 @@ pub struct TxnShape {
 
 impl TxnShape {
     pub fn new(model: TxnModel) -> TxnShape {
-        TxnShape {
-            model,
-            active_keys: 10,
-            writes_per_key: 32,
-            ops_max: 4,
-            read_pct: 50,
-        }
+        TxnShape { model, active_keys: 10, writes_per_key: 32, ops_max: 4, read_pct: 50 }
     }
 
     /// The micro-op name of a write in this model.
@@ -74,9 +68,7 @@ impl TxnShape {
         let ops_mean = (1 + self.ops_max.max(1)) as f64 / 2.0;
         let writes_per_txn = ops_mean * f64::from(100 - self.read_pct.min(100)) / 100.0;
         let total = (self.writes_per_key * self.active_keys.max(1)) as f64;
-        (total / (concurrency.max(1) as f64 * writes_per_txn.max(0.1)))
-            .ceil()
-            .max(1.0) as u64
+        (total / (concurrency.max(1) as f64 * writes_per_txn.max(0.1))).ceil().max(1.0) as u64
     }
 
     pub fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
@@ -108,10 +100,7 @@ impl Generator for TxnGen {
         let n = self.rng.random_range(1..=self.shape.ops_max.max(1));
         let mut ops = Vec::with_capacity(n);
         for _ in 0..n {
-            let key = format!(
-                "k{}",
-                generation * active + self.rng.random_range(0..active)
-            );
+            let key = format!("k{}", generation * active + self.rng.random_range(0..active));
             if self.rng.random_range(0..100u32) < self.shape.read_pct {
                 ops.push(json!(["r", key, null]));
             } else {
@@ -123,11 +112,7 @@ impl Generator for TxnGen {
                 ops.push(json!([self.shape.write_f(), key, v]));
             }
         }
-        Some(Op {
-            f: "txn".into(),
-            key: None,
-            value: Value::Array(ops),
-        })
+        Some(Op { f: "txn".into(), key: None, value: Value::Array(ops) })
     }
 }
 
@@ -144,17 +129,8 @@ pub fn final_reads(keys: &[String]) -> Vec<Op> {
 
 /// The transactional checker `name` over `model`, judged against strict serializability.
 pub fn txn_result(name: &str, model: TxnModel, events: &[Event]) -> CheckerResult {
-    let r = check(
-        events,
-        model,
-        ConsistencyModel::StrictSerializable,
-        &TxnOptions::default(),
-    );
-    let counts: Vec<String> = r
-        .anomaly_counts
-        .iter()
-        .map(|(k, n)| format!("{k} ×{n}"))
-        .collect();
+    let r = check(events, model, ConsistencyModel::StrictSerializable, &TxnOptions::default());
+    let counts: Vec<String> = r.anomaly_counts.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
     let reason = match r.verdict {
         Verdict::Valid if counts.is_empty() => format!(
             "{} transactions ({} ok, {} info, {} fail): no anomaly; strict serializable",
@@ -163,23 +139,14 @@ pub fn txn_result(name: &str, model: TxnModel, events: &[Event]) -> CheckerResul
         _ => {
             let ruled: Vec<&str> = r.not.iter().map(|m| m.name()).collect();
             let why = r.reason.clone().unwrap_or_default();
-            format!(
-                "{why}; anomalies: {}; ruled out: {}",
-                counts.join(", "),
-                ruled.join(", ")
-            )
+            format!("{why}; anomalies: {}; ruled out: {}", counts.join(", "), ruled.join(", "))
         }
     };
     let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut details {
         m.insert("text".into(), json!(r.to_text()));
     }
-    CheckerResult {
-        name: name.into(),
-        verdict: r.verdict,
-        reason: Some(reason),
-        details,
-    }
+    CheckerResult { name: name.into(), verdict: r.verdict, reason: Some(reason), details }
 }
 
 #[cfg(test)]
@@ -202,20 +169,14 @@ mod tests {
         for w in 0..5 {
             for t in txns(&shape, 3, w, 600) {
                 let ops = t.value.as_array().unwrap();
-                assert!(
-                    (1..=4).contains(&ops.len()) && t.f == "txn" && t.key.is_none(),
-                    "{t:?}"
-                );
+                assert!((1..=4).contains(&ops.len()) && t.f == "txn" && t.key.is_none(), "{t:?}");
                 for op in ops {
                     micro += 1;
                     let key = op[1].as_str().unwrap().to_string();
                     match op[0].as_str().unwrap() {
                         "r" => reads += usize::from(op[2].is_null()),
                         "append" => {
-                            assert!(
-                                values.insert(op[2].as_i64().unwrap()),
-                                "value repeated: {op}"
-                            );
+                            assert!(values.insert(op[2].as_i64().unwrap()), "value repeated: {op}");
                             *writes_per_key.entry(key).or_default() += 1;
                         }
                         f => panic!("unexpected micro-op {f}"),
@@ -223,17 +184,10 @@ mod tests {
                 }
             }
         }
-        assert!(
-            (micro * 4 / 10..micro * 6 / 10).contains(&reads),
-            "about half reads: {reads} of {micro}"
-        );
+        assert!((micro * 4 / 10..micro * 6 / 10).contains(&reads), "about half reads: {reads} of {micro}");
         // Keys rotate: many keys in all, each written about 32 times (5 workers in step).
         let most = writes_per_key.values().max().copied().unwrap();
-        assert!(
-            writes_per_key.len() > 50 && most <= 64,
-            "{} keys, at most {most} writes",
-            writes_per_key.len()
-        );
+        assert!(writes_per_key.len() > 50 && most <= 64, "{} keys, at most {most} writes", writes_per_key.len());
     }
 
     #[test]
@@ -241,14 +195,9 @@ mod tests {
         let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
         let ops = final_reads(&keys);
         assert_eq!(ops.len(), 3);
-        let read: Vec<&str> = ops
-            .iter()
-            .flat_map(|o| o.value.as_array().unwrap())
-            .map(|m| m[1].as_str().unwrap())
-            .collect();
+        let read: Vec<&str> =
+            ops.iter().flat_map(|o| o.value.as_array().unwrap()).map(|m| m[1].as_str().unwrap()).collect();
         assert_eq!(read, keys.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(ops
-            .iter()
-            .all(|o| o.value.as_array().unwrap().len() <= FINAL_READS_PER_TXN));
+        assert!(ops.iter().all(|o| o.value.as_array().unwrap().len() <= FINAL_READS_PER_TXN));
     }
 }

@@ -17,8 +17,11 @@ use faultline_checker::{check_linearizable, CheckOptions, ModelKind, Verdict};
 
 fn load(dir: &Path, file: &str) -> (Vec<faultline_checker::history::Event>, ModelKind) {
     let text = std::fs::read_to_string(dir.join(file)).expect("readable corpus file");
-    let (format, model) =
-        if file.starts_with("kv/") { (Format::PorcupineKv, ModelKind::Kv) } else { (Format::PorcupineEtcd, ModelKind::CasRegister) };
+    let (format, model) = if file.starts_with("kv/") {
+        (Format::PorcupineKv, ModelKind::Kv)
+    } else {
+        (Format::PorcupineEtcd, ModelKind::CasRegister)
+    };
     (format.parse(&text).expect("corpus parses").events, model)
 }
 
@@ -136,7 +139,10 @@ fn main() {
         n += 1;
         println!("{}\t{:.3} ms", cols[0], best.as_secs_f64() * 1e3);
     }
-    println!("TOTAL {n} files: {:.1} ms (best of {repeat} per file), {wrong} wrong verdicts", total.as_secs_f64() * 1e3);
+    println!(
+        "TOTAL {n} files: {:.1} ms (best of {repeat} per file), {wrong} wrong verdicts",
+        total.as_secs_f64() * 1e3
+    );
 }
 
 /// A linearizable cas-register history like a harness run's: `procs` clients, each op takes

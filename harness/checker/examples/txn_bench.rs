@@ -97,11 +97,7 @@ impl Db {
     /// latest state when strict) plus its own appends; snapshot isolation aborts it when
     /// another transaction appended to one of its keys since the snapshot. `None` = aborted.
     fn apply(&mut self, body: &[(bool, usize, u64)]) -> Option<Value> {
-        let lag = if self.mode == Mode::Strict {
-            0
-        } else {
-            self.rng.random_range(0..=STALE_LAG_MAX)
-        };
+        let lag = if self.mode == Mode::Strict { 0 } else { self.rng.random_range(0..=STALE_LAG_MAX) };
         let mut mine: Vec<(usize, u64)> = Vec::new();
         let mut ops: Vec<Value> = Vec::new();
         for &(append, k, v) in body {
@@ -120,13 +116,7 @@ impl Db {
         }
         self.committed += 1;
         for &(k, v) in &mine {
-            if !self
-                .log
-                .iter()
-                .rev()
-                .take_while(|e| e.0 == self.committed)
-                .any(|e| e.1 == k)
-            {
+            if !self.log.iter().rev().take_while(|e| e.0 == self.committed).any(|e| e.1 == k) {
                 self.log.push((self.committed, k, self.lists[k].len()));
             }
             self.lists[k].push(v);
@@ -151,15 +141,7 @@ fn event(index: usize, kind: EventType, p: usize, value: Value) -> Event {
 
 fn invocation(body: &[(bool, usize, u64)]) -> Value {
     Value::Array(
-        body.iter()
-            .map(|&(a, k, v)| {
-                if a {
-                    json!(["append", k, v])
-                } else {
-                    json!(["r", k, null])
-                }
-            })
-            .collect(),
+        body.iter().map(|&(a, k, v)| if a { json!(["append", k, v]) } else { json!(["r", k, null]) }).collect(),
     )
 }
 
@@ -208,10 +190,8 @@ fn main() {
         Some("snapshot") => Mode::Snapshot,
         _ => Mode::Strict,
     };
-    let model: ConsistencyModel = args
-        .get(3)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(ConsistencyModel::StrictSerializable);
+    let model: ConsistencyModel =
+        args.get(3).and_then(|s| s.parse().ok()).unwrap_or(ConsistencyModel::StrictSerializable);
     let t0 = Instant::now();
     let events = generate(n, seed, mode);
     let generated = t0.elapsed();
@@ -219,11 +199,7 @@ fn main() {
         std::fs::write(out, faultline_checker::jsonl::to_string(&events)).expect("history written");
     }
     let t1 = Instant::now();
-    let opts = TxnOptions {
-        time_limit: None,
-        memory_limit_bytes: None,
-        ..TxnOptions::default()
-    };
+    let opts = TxnOptions { time_limit: None, memory_limit_bytes: None, ..TxnOptions::default() };
     let r = check(&events, TxnModel::ListAppend, model, &opts);
     let checked = t1.elapsed();
     println!(
@@ -241,10 +217,7 @@ fn main() {
         "verdict {} for {model}; not {:?}, also not {:?}; undecided {:?}",
         r.verdict, r.not, r.also_not, r.undecided
     );
-    println!(
-        "edges {:?}; {} nontrivial components, largest {} txns",
-        r.edges, r.components, r.largest_component
-    );
+    println!("edges {:?}; {} nontrivial components, largest {} txns", r.edges, r.components, r.largest_component);
     println!("anomalies {:?}", r.anomaly_counts);
     if let Some(reason) = r.reason {
         println!("reason: {reason}");

@@ -77,7 +77,12 @@ pub fn client_ops(events: &[Event]) -> Result<Vec<ClientOp>, HistoryError> {
         match e.kind {
             EventType::Invoke => {
                 if let Some(&i) = open.get(&p) {
-                    return Err(err(pos, e, "a completion of the open invocation first", format!("a second invocation by process {p} (open: event {})", ops[i].index)));
+                    return Err(err(
+                        pos,
+                        e,
+                        "a completion of the open invocation first",
+                        format!("a second invocation by process {p} (open: event {})", ops[i].index),
+                    ));
                 }
                 open.insert(p, ops.len());
                 ops.push(ClientOp {
@@ -97,11 +102,21 @@ pub fn client_ops(events: &[Event]) -> Result<Vec<ClientOp>, HistoryError> {
             }
             kind => {
                 let Some(i) = open.remove(&p) else {
-                    return Err(err(pos, e, "an invocation before its completion", format!("a {kind:?} by process {p} with nothing open")));
+                    return Err(err(
+                        pos,
+                        e,
+                        "an invocation before its completion",
+                        format!("a {kind:?} by process {p} with nothing open"),
+                    ));
                 };
                 let op = &mut ops[i];
                 if op.f != e.f {
-                    return Err(err(pos, e, &format!("f = {:?} (as invoked at event {})", op.f, op.index), format!("{:?}", e.f)));
+                    return Err(err(
+                        pos,
+                        e,
+                        &format!("f = {:?} (as invoked at event {})", op.f, op.index),
+                        format!("{:?}", e.f),
+                    ));
                 }
                 op.complete_ns = Some(e.time);
                 op.outcome = match kind {
@@ -240,19 +255,22 @@ fn final_reads_by_key(ops: &[ClientOp], read_f: &str) -> FinalReads {
     for o in ops.iter().filter(|o| o.is_final && o.f == read_f && o.outcome == Outcome::Ok) {
         let Some(node) = &o.node else { continue };
         let t = o.complete_ns.unwrap_or(o.invoke_ns);
-        by_key
-            .entry(o.key.clone())
-            .or_default()
-            .entry(node.clone())
-            .or_default()
-            .push(NodeValue { node: node.clone(), value: canonical(&o.value), time_ns: t });
+        by_key.entry(o.key.clone()).or_default().entry(node.clone()).or_default().push(NodeValue {
+            node: node.clone(),
+            value: canonical(&o.value),
+            time_ns: t,
+        });
     }
     by_key
 }
 
 /// One key's verdict from its final reads per node: invalid when the nodes' last reads differ,
 /// unknown when a node of `nodes` has none, else valid.
-fn key_convergence(key: Option<String>, reads: &BTreeMap<String, Vec<NodeValue>>, nodes: &BTreeSet<String>) -> KeyConvergence {
+fn key_convergence(
+    key: Option<String>,
+    reads: &BTreeMap<String, Vec<NodeValue>>,
+    nodes: &BTreeSet<String>,
+) -> KeyConvergence {
     let missing: Vec<String> = nodes.iter().filter(|n| !reads.contains_key(*n)).cloned().collect();
     // The last ok final read is the node's final state.
     let finals: Vec<NodeValue> = reads.values().filter_map(|r| r.last().cloned()).collect();
@@ -270,7 +288,12 @@ fn key_convergence(key: Option<String>, reads: &BTreeMap<String, Vec<NodeValue>>
 
 /// Moves `settled_ns` up to where each node's reads settled on `common`, and `diverged_ns` up
 /// to the last read before that which returned another value.
-fn settle_times(reads: &BTreeMap<String, Vec<NodeValue>>, common: &Value, settled_ns: &mut u64, diverged_ns: &mut Option<u64>) {
+fn settle_times(
+    reads: &BTreeMap<String, Vec<NodeValue>>,
+    common: &Value,
+    settled_ns: &mut u64,
+    diverged_ns: &mut Option<u64>,
+) {
     for rs in reads.values() {
         // The first read of the node's trailing run of reads of the common value.
         let run_start = rs.iter().rposition(|r| r.value != *common).map_or(0, |i| i + 1);
@@ -287,10 +310,30 @@ mod tests {
     use serde_json::json;
 
     pub(crate) fn ev(index: u64, kind: EventType, p: u64, f: &str, key: &str, value: Value, node: &str) -> Event {
-        Event { index, time: index * 1_000_000, kind, process: Process::Client(p), f: f.into(), key: Some(key.into()), value, error: None, node: Some(node.into()) }
+        Event {
+            index,
+            time: index * 1_000_000,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some(key.into()),
+            value,
+            error: None,
+            node: Some(node.into()),
+        }
     }
     fn heal(index: u64) -> Event {
-        Event { index, time: index * 1_000_000, kind: EventType::Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None }
+        Event {
+            index,
+            time: index * 1_000_000,
+            kind: EventType::Info,
+            process: Process::Nemesis,
+            f: "heal".into(),
+            key: None,
+            value: json!({}),
+            error: None,
+            node: None,
+        }
     }
 
     /// A history: one add per node, then final reads returning `finals[i]` at node i (`None`:
@@ -328,10 +371,14 @@ mod tests {
             for b in &choices {
                 for c in &choices {
                     let finals = vec![a.clone(), b.clone(), c.clone()];
-                    let present: Vec<String> = finals.iter().flatten().map(|v| match v {
-                        Value::Array(_) => "set12".to_string(),
-                        v => v.to_string(),
-                    }).collect();
+                    let present: Vec<String> = finals
+                        .iter()
+                        .flatten()
+                        .map(|v| match v {
+                            Value::Array(_) => "set12".to_string(),
+                            v => v.to_string(),
+                        })
+                        .collect();
                     let distinct: BTreeSet<&String> = present.iter().collect();
                     let want = if distinct.len() > 1 {
                         Verdict::Invalid
@@ -395,11 +442,17 @@ mod tests {
         let r = check_convergence(&h, "read");
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("event 0"));
-        let h = vec![ev(0, EventType::Invoke, 1, "read", "k", Value::Null, "n0"), ev(1, EventType::Ok, 1, "read", "k", json!(1), "n0")];
+        let h = vec![
+            ev(0, EventType::Invoke, 1, "read", "k", Value::Null, "n0"),
+            ev(1, EventType::Ok, 1, "read", "k", json!(1), "n0"),
+        ];
         let r = check_convergence(&h, "read");
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("heal"));
-        let h = vec![ev(0, EventType::Invoke, 1, "read", "k", Value::Null, "n0"), ev(1, EventType::Ok, 1, "add", "k", json!(1), "n0")];
+        let h = vec![
+            ev(0, EventType::Invoke, 1, "read", "k", Value::Null, "n0"),
+            ev(1, EventType::Ok, 1, "add", "k", json!(1), "n0"),
+        ];
         assert!(client_ops(&h).unwrap_err().to_string().contains("event 1"));
     }
 }

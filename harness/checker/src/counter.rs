@@ -72,7 +72,12 @@ pub struct CounterReport {
 }
 
 fn int(op: &ClientOp, v: &serde_json::Value, what: &str) -> Result<i64, HistoryError> {
-    v.as_i64().ok_or_else(|| HistoryError { position: op.position, index: op.index, expected: format!("{what}: an integer"), found: v.to_string() })
+    v.as_i64().ok_or_else(|| HistoryError {
+        position: op.position,
+        index: op.index,
+        expected: format!("{what}: an integer"),
+        found: v.to_string(),
+    })
 }
 
 /// `(lower, upper)` for `read` given the key's adds `(op, delta)`.
@@ -108,11 +113,21 @@ fn bounds(read: &ClientOp, settled: bool, adds: &[(&ClientOp, i64)], consistency
 pub fn check_counter(events: &[crate::history::Event], consistency: Consistency) -> CounterReport {
     match try_check_counter(events, consistency) {
         Ok(r) => r,
-        Err(e) => CounterReport { verdict: Verdict::Unknown, reason: Some(format!("malformed history: {e}")), consistency, reads: 0, bad_reads: 0, keys: vec![] },
+        Err(e) => CounterReport {
+            verdict: Verdict::Unknown,
+            reason: Some(format!("malformed history: {e}")),
+            consistency,
+            reads: 0,
+            bad_reads: 0,
+            keys: vec![],
+        },
     }
 }
 
-pub fn try_check_counter(events: &[crate::history::Event], consistency: Consistency) -> Result<CounterReport, HistoryError> {
+pub fn try_check_counter(
+    events: &[crate::history::Event],
+    consistency: Consistency,
+) -> Result<CounterReport, HistoryError> {
     let ops = client_ops(events)?;
     let mut by_key: BTreeMap<Option<String>, Vec<&ClientOp>> = BTreeMap::new();
     for o in &ops {
@@ -126,7 +141,11 @@ pub fn try_check_counter(events: &[crate::history::Event], consistency: Consiste
 }
 
 /// Judges every ok read of one key against the key's adds.
-fn check_key(key: Option<String>, ops: Vec<&ClientOp>, consistency: Consistency) -> Result<CounterKeyReport, HistoryError> {
+fn check_key(
+    key: Option<String>,
+    ops: Vec<&ClientOp>,
+    consistency: Consistency,
+) -> Result<CounterKeyReport, HistoryError> {
     let mut adds = Vec::new();
     let mut reads = Vec::new();
     for o in ops {
@@ -151,15 +170,34 @@ fn check_key(key: Option<String>, ops: Vec<&ClientOp>, consistency: Consistency)
         if *v < lower || *v > upper {
             bad += 1;
             if examples.len() < LISTED_MAX {
-                examples.push(BadRead { index: r.index, node: r.node.clone(), is_final: r.is_final, value: *v, lower, upper });
+                examples.push(BadRead {
+                    index: r.index,
+                    node: r.node.clone(),
+                    is_final: r.is_final,
+                    value: *v,
+                    lower,
+                    upper,
+                });
             }
         }
     }
-    let sum = |o: Outcome| adds.iter().filter(|(a, _)| a.outcome == o).map(|(_, d)| *d as i128).sum::<i128>().clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+    let sum = |o: Outcome| {
+        adds.iter()
+            .filter(|(a, _)| a.outcome == o)
+            .map(|(_, d)| *d as i128)
+            .sum::<i128>()
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    };
     Ok(CounterKeyReport {
         key,
         // No ok read of the key: nothing was judged, so never "valid".
-        verdict: if bad > 0 { Verdict::Invalid } else if reads.is_empty() { Verdict::Unknown } else { Verdict::Valid },
+        verdict: if bad > 0 {
+            Verdict::Invalid
+        } else if reads.is_empty() {
+            Verdict::Unknown
+        } else {
+            Verdict::Valid
+        },
         reads: reads.len(),
         final_reads: reads.iter().filter(|(r, _)| r.is_final).count(),
         bad_reads: bad,
@@ -234,15 +272,38 @@ mod tests {
         }
         let mut ops = Vec::new();
         for _ in 0..rng.random_range(0..7) {
-            let d: i64 = if unit { if rng.random_bool(0.7) { 1 } else { -1 } } else { rng.random_range(-3..6) };
+            let d: i64 = if unit {
+                if rng.random_bool(0.7) {
+                    1
+                } else {
+                    -1
+                }
+            } else {
+                rng.random_range(-3..6)
+            };
             let start = rng.random_range(0..50);
-            let kind = [EventType::Ok, EventType::Ok, EventType::Info, EventType::Fail, EventType::Invoke][rng.random_range(0..5)];
-            ops.push(Op { f: "add", start, end: start + rng.random_range(1..20), kind, value: json!(d), done: Some(json!(d)) });
+            let kind = [EventType::Ok, EventType::Ok, EventType::Info, EventType::Fail, EventType::Invoke]
+                [rng.random_range(0..5)];
+            ops.push(Op {
+                f: "add",
+                start,
+                end: start + rng.random_range(1..20),
+                kind,
+                value: json!(d),
+                done: Some(json!(d)),
+            });
         }
         for _ in 0..rng.random_range(1..5) {
             let start = rng.random_range(0..80);
             let v = rng.random_range(-6..12);
-            ops.push(Op { f: "read", start, end: start + rng.random_range(1..20), kind: EventType::Ok, value: Value::Null, done: Some(json!(v)) });
+            ops.push(Op {
+                f: "read",
+                start,
+                end: start + rng.random_range(1..20),
+                kind: EventType::Ok,
+                value: Value::Null,
+                done: Some(json!(v)),
+            });
         }
         // Points in time: (time, order, op index, is_start).
         let mut points: Vec<(u64, usize, bool)> = Vec::new();
@@ -259,11 +320,32 @@ mod tests {
         for (t, i, start) in points {
             if !healed && t > heal_at {
                 healed = true;
-                h.push(Event { index: h.len() as u64, time: heal_at, kind: EventType::Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None });
+                h.push(Event {
+                    index: h.len() as u64,
+                    time: heal_at,
+                    kind: EventType::Info,
+                    process: Process::Nemesis,
+                    f: "heal".into(),
+                    key: None,
+                    value: json!({}),
+                    error: None,
+                    node: None,
+                });
             }
             let o = &ops[i];
-            let (kind, value) = if start { (EventType::Invoke, o.value.clone()) } else { (o.kind, o.done.clone().unwrap()) };
-            h.push(Event { index: h.len() as u64, time: t, kind, process: Process::Client(i as u64), f: o.f.into(), key: Some("c".into()), value, error: None, node: Some("n1".into()) });
+            let (kind, value) =
+                if start { (EventType::Invoke, o.value.clone()) } else { (o.kind, o.done.clone().unwrap()) };
+            h.push(Event {
+                index: h.len() as u64,
+                time: t,
+                kind,
+                process: Process::Client(i as u64),
+                f: o.f.into(),
+                key: Some("c".into()),
+                value,
+                error: None,
+                node: Some("n1".into()),
+            });
         }
         h
     }
@@ -272,14 +354,16 @@ mod tests {
     fn oracle_verdict(h: &[Event], consistency: Consistency) -> Verdict {
         let ops = client_ops(h).unwrap();
         let adds: Vec<&ClientOp> = ops.iter().filter(|o| o.f == "add").collect();
-        let last_final = ops.iter().filter(|o| o.f == "read" && o.outcome == Outcome::Ok && o.is_final).map(|o| o.index).max();
+        let last_final =
+            ops.iter().filter(|o| o.f == "read" && o.outcome == Outcome::Ok && o.is_final).map(|o| o.index).max();
         for r in ops.iter().filter(|o| o.f == "read" && o.outcome == Outcome::Ok) {
             let (mut forced, mut maybe) = (0, Vec::new());
             for a in &adds {
                 let d = a.invoke_value.as_i64().unwrap();
                 let completed_before = a.outcome == Outcome::Ok && a.complete_ns.unwrap() < r.invoke_ns;
                 // Every op of these histories is on node n1: the last final read is its last.
-                let must = completed_before && (consistency == Consistency::Linearizable || Some(r.index) == last_final);
+                let must =
+                    completed_before && (consistency == Consistency::Linearizable || Some(r.index) == last_final);
                 if must {
                     forced += d;
                 } else if a.outcome != Outcome::Fail && a.invoke_ns < r.complete_ns.unwrap() {
@@ -319,7 +403,12 @@ mod tests {
                 let got = try_check_counter(&h, c).unwrap().verdict;
                 if got == Verdict::Invalid {
                     invalid += 1;
-                    assert_eq!(oracle_verdict(&h, c), Verdict::Invalid, "{c:?}: {}", serde_json::to_string(&h).unwrap());
+                    assert_eq!(
+                        oracle_verdict(&h, c),
+                        Verdict::Invalid,
+                        "{c:?}: {}",
+                        serde_json::to_string(&h).unwrap()
+                    );
                 }
             }
         }
@@ -327,7 +416,17 @@ mod tests {
     }
 
     fn ev(index: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {
-        Event { index, time: index, kind, process: Process::Client(p), f: f.into(), key: Some("c".into()), value, error: None, node: Some(node.into()) }
+        Event {
+            index,
+            time: index,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("c".into()),
+            value,
+            error: None,
+            node: Some(node.into()),
+        }
     }
 
     #[test]
@@ -343,7 +442,17 @@ mod tests {
         let lin = try_check_counter(&h, Consistency::Linearizable).unwrap();
         assert_eq!(lin.verdict, Verdict::Invalid);
         assert!(lin.reason.unwrap().contains("allowed [2, 2]"));
-        h.push(Event { index: 4, time: 4, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None });
+        h.push(Event {
+            index: 4,
+            time: 4,
+            kind: Info,
+            process: Process::Nemesis,
+            f: "heal".into(),
+            key: None,
+            value: json!({}),
+            error: None,
+            node: None,
+        });
         h.push(ev(5, Invoke, 2, "read", Value::Null, "n2"));
         h.push(ev(6, Ok, 2, "read", json!(0), "n2"));
         let r = try_check_counter(&h, Consistency::Eventual).unwrap();

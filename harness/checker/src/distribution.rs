@@ -42,12 +42,7 @@ pub struct DistributionOptions {
 
 impl Default for DistributionOptions {
     fn default() -> Self {
-        DistributionOptions {
-            grace_ns: 2_000_000_000,
-            tolerance: 0.05,
-            z: 4.0,
-            samples_min: 50,
-        }
+        DistributionOptions { grace_ns: 2_000_000_000, tolerance: 0.05, z: 4.0, samples_min: 50 }
     }
 }
 
@@ -122,17 +117,9 @@ fn tally_ok_ops<'w>(
     windows: &[(u64, u64)],
     opts: DistributionOptions,
 ) -> Tally<'w> {
-    let near_fault = |t: u64| {
-        windows
-            .iter()
-            .any(|&(s, e)| t >= s && t <= e.saturating_add(opts.grace_ns))
-    };
+    let near_fault = |t: u64| windows.iter().any(|&(s, e)| t >= s && t <= e.saturating_add(opts.grace_ns));
     let mut invoked: BTreeMap<Process, u64> = BTreeMap::new();
-    let mut tally = Tally {
-        ok_by_node: BTreeMap::new(),
-        counted: BTreeMap::new(),
-        excluded: 0,
-    };
+    let mut tally = Tally { ok_by_node: BTreeMap::new(), counted: BTreeMap::new(), excluded: 0 };
     for e in events.iter().filter(|e| e.process != Process::Nemesis) {
         if e.kind == EventType::Invoke {
             invoked.insert(e.process, e.time);
@@ -151,11 +138,8 @@ fn tally_ok_ops<'w>(
         };
         // An operation that overlaps a fault window or its grace is not counted, whether it
         // began or ended there (a window lying wholly inside the operation counts as touching).
-        let overlaps = |s: u64, t: u64| {
-            windows
-                .iter()
-                .any(|&(ws, we)| s <= we.saturating_add(opts.grace_ns) && t >= ws)
-        };
+        let overlaps =
+            |s: u64, t: u64| windows.iter().any(|&(ws, we)| s <= we.saturating_add(opts.grace_ns) && t >= ws);
         let touched = match start {
             Some(s) => overlaps(s, e.time),
             None => near_fault(e.time),
@@ -182,22 +166,10 @@ fn backend_shares(
     weights
         .iter()
         .map(|(id, w)| {
-            let expected = if total_weight > 0.0 {
-                f64::from(*w) / total_weight
-            } else {
-                0.0
-            };
+            let expected = if total_weight > 0.0 { f64::from(*w) / total_weight } else { 0.0 };
             let count = counted.get(id.as_str()).copied().unwrap_or(0);
-            let observed = if samples > 0 {
-                count as f64 / samples as f64
-            } else {
-                0.0
-            };
-            let sigma = if samples > 0 {
-                (expected * (1.0 - expected) / samples as f64).sqrt()
-            } else {
-                f64::INFINITY
-            };
+            let observed = if samples > 0 { count as f64 / samples as f64 } else { 0.0 };
+            let sigma = if samples > 0 { (expected * (1.0 - expected) / samples as f64).sqrt() } else { f64::INFINITY };
             let allowed = opts.tolerance.max(opts.z * sigma);
             BackendShare {
                 backend: id.clone(),
@@ -251,13 +223,7 @@ fn judge_shares(
     if off.is_empty() {
         (Verdict::Valid, None)
     } else {
-        (
-            Verdict::Invalid,
-            Some(format!(
-                "the distribution does not follow the weights: {}",
-                off.join("; ")
-            )),
-        )
+        (Verdict::Invalid, Some(format!("the distribution does not follow the weights: {}", off.join("; "))))
     }
 }
 
@@ -281,11 +247,7 @@ mod tests {
                     key: Some("k".into()),
                     value: Value::Null,
                     error: None,
-                    node: Some(if kind == EventType::Invoke {
-                        "n1".into()
-                    } else {
-                        n.to_string()
-                    }),
+                    node: Some(if kind == EventType::Invoke { "n1".into() } else { n.to_string() }),
                 });
             }
         }
@@ -293,36 +255,21 @@ mod tests {
     }
 
     fn weights(w: &[u32]) -> Vec<(String, u32)> {
-        w.iter()
-            .enumerate()
-            .map(|(i, w)| (format!("b{i}"), *w))
-            .collect()
+        w.iter().enumerate().map(|(i, w)| (format!("b{i}"), *w)).collect()
     }
 
     /// The pick sequence repeated `rounds` times.
     fn repeat(seq: &[&'static str], rounds: usize) -> Vec<&'static str> {
-        seq.iter()
-            .copied()
-            .cycle()
-            .take(seq.len() * rounds)
-            .collect()
+        seq.iter().copied().cycle().take(seq.len() * rounds).collect()
     }
 
     #[test]
     fn smooth_weighted_shares_are_valid() {
         let h = served(&repeat(&["b0", "b0", "b1", "b0", "b2", "b0", "b0"], 30));
-        let r = check_distribution(
-            &h,
-            &weights(&[5, 1, 1]),
-            &[],
-            DistributionOptions::default(),
-        );
+        let r = check_distribution(&h, &weights(&[5, 1, 1]), &[], DistributionOptions::default());
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
         assert_eq!(r.samples, 210);
-        assert_eq!(
-            r.backends.iter().map(|b| b.count).collect::<Vec<_>>(),
-            vec![150, 30, 30]
-        );
+        assert_eq!(r.backends.iter().map(|b| b.count).collect::<Vec<_>>(), vec![150, 30, 30]);
     }
 
     #[test]
@@ -331,28 +278,16 @@ mod tests {
         let mut seq = vec!["b0"; 66];
         seq.extend(["b1", "b1", "b2", "b2"]);
         let h = served(&repeat(&seq, 3));
-        let r = check_distribution(
-            &h,
-            &weights(&[5, 1, 1]),
-            &[],
-            DistributionOptions::default(),
-        );
+        let r = check_distribution(&h, &weights(&[5, 1, 1]), &[], DistributionOptions::default());
         assert_eq!(r.verdict, Verdict::Invalid);
         let why = r.reason.unwrap();
-        assert!(
-            why.contains("b0 served 94.3%") && why.contains("promises 71.4%"),
-            "{why}"
-        );
+        assert!(why.contains("b0 served 94.3%") && why.contains("promises 71.4%"), "{why}");
         // Equal weights (round robin) with the naive 20:6:4 per 30.
         let mut seq = vec!["b0"; 20];
         seq.extend(vec!["b1"; 6]);
         seq.extend(vec!["b2"; 4]);
-        let r = check_distribution(
-            &served(&repeat(&seq, 5)),
-            &weights(&[1, 1, 1]),
-            &[],
-            DistributionOptions::default(),
-        );
+        let r =
+            check_distribution(&served(&repeat(&seq, 5)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
         assert_eq!(r.verdict, Verdict::Invalid);
     }
 
@@ -362,23 +297,15 @@ mod tests {
         let mut seq = vec!["b0"; 34];
         seq.extend(vec!["b1"; 33]);
         seq.extend(vec!["b2"; 33]);
-        let r = check_distribution(
-            &served(&repeat(&seq, 4)),
-            &weights(&[1, 1, 1]),
-            &[],
-            DistributionOptions::default(),
-        );
+        let r =
+            check_distribution(&served(&repeat(&seq, 4)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
         // 45:30:25 over 1000 operations: b0 is 11.7 points over, beyond max(5, 4σ = 6).
         let mut seq = vec!["b0"; 45];
         seq.extend(vec!["b1"; 30]);
         seq.extend(vec!["b2"; 25]);
-        let r = check_distribution(
-            &served(&repeat(&seq, 10)),
-            &weights(&[1, 1, 1]),
-            &[],
-            DistributionOptions::default(),
-        );
+        let r =
+            check_distribution(&served(&repeat(&seq, 10)), &weights(&[1, 1, 1]), &[], DistributionOptions::default());
         assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
     }
 
@@ -389,15 +316,9 @@ mod tests {
         nodes.extend(repeat(&["b0", "b1"], 100));
         let h = served(&nodes);
         let w = weights(&[1, 1]);
-        let opts = DistributionOptions {
-            grace_ns: 500_000_000,
-            ..Default::default()
-        };
+        let opts = DistributionOptions { grace_ns: 500_000_000, ..Default::default() };
         // Without the window the skew is seen...
-        assert_eq!(
-            check_distribution(&h, &w, &[], opts).verdict,
-            Verdict::Invalid
-        );
+        assert_eq!(check_distribution(&h, &w, &[], opts).verdict, Verdict::Invalid);
         // ...with it (0..500 ms, grace to 1 s: ops 0..=100 touch it) only the fair part counts.
         let r = check_distribution(&h, &w, &[(0, 500_000_000)], opts);
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
@@ -412,9 +333,6 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("only 3 ok operations"));
         assert_eq!(r.ok_by_node["stale-cache"], 1);
-        assert_eq!(
-            check_distribution(&h, &[], &[], DistributionOptions::default()).verdict,
-            Verdict::Unknown
-        );
+        assert_eq!(check_distribution(&h, &[], &[], DistributionOptions::default()).verdict, Verdict::Unknown);
     }
 }

@@ -205,7 +205,11 @@ impl Reader<'_> {
                 self.pos += 1;
                 let items = self.seq(b'}', depth)?;
                 if items.len() % 2 != 0 {
-                    return Err(ParseError::new(line, "a map with an even number of forms", format!("{} forms", items.len())));
+                    return Err(ParseError::new(
+                        line,
+                        "a map with an even number of forms",
+                        format!("{} forms", items.len()),
+                    ));
                 }
                 let mut it = items.into_iter();
                 let mut m = Vec::new();
@@ -275,7 +279,9 @@ impl Reader<'_> {
                         b'r' => out.push(b'\r'),
                         b'"' | b'\\' => out.push(e),
                         other => {
-                            return Err(self.err("a string escape \\n \\t \\r \\\" or \\\\", format!("\\{}", other as char)));
+                            return Err(
+                                self.err("a string escape \\n \\t \\r \\\" or \\\\", format!("\\{}", other as char))
+                            );
                         }
                     }
                 }
@@ -298,10 +304,17 @@ fn atom(tok: &str) -> Result<Edn, &'static str> {
         "nil" => Ok(Edn::Nil),
         "true" => Ok(Edn::Bool(true)),
         "false" => Ok(Edn::Bool(false)),
-        _ if tok.starts_with(':') => if tok.len() > 1 { Ok(Edn::Keyword(tok[1..].to_string())) } else { Err("a keyword name after ':'") },
+        _ if tok.starts_with(':') => {
+            if tok.len() > 1 {
+                Ok(Edn::Keyword(tok[1..].to_string()))
+            } else {
+                Err("a keyword name after ':'")
+            }
+        }
         _ => {
             let b = tok.as_bytes();
-            let numeric = b[0].is_ascii_digit() || (b.len() > 1 && matches!(b[0], b'-' | b'+') && b[1].is_ascii_digit());
+            let numeric =
+                b[0].is_ascii_digit() || (b.len() > 1 && matches!(b[0], b'-' | b'+') && b[1].is_ascii_digit());
             if numeric {
                 return number(tok);
             }
@@ -425,13 +438,18 @@ mod tests {
     #[test]
     fn big_numbers_are_quoted_as_written_not_as_a_float_or_nil() {
         let e = read_all("{:value 18446744073709551616}").unwrap_err();
-        assert_eq!((e.expected.as_str(), e.found.as_str()), ("an integer within 64 bits (-2^63 to 2^63-1)", "\"18446744073709551616\""));
+        assert_eq!(
+            (e.expected.as_str(), e.found.as_str()),
+            ("an integer within 64 bits (-2^63 to 2^63-1)", "\"18446744073709551616\"")
+        );
         let huge = "9".repeat(100_000);
         let e = read_all(&format!("{{:value {huge}}}")).unwrap_err();
         assert!(e.found.starts_with("\"999") && e.found.chars().count() < 70, "{e}");
         let e = read_all("{:value 1e400}").unwrap_err();
         assert_eq!(e.expected, "a finite number");
-        assert_eq!(read_all("[-9223372036854775808 9223372036854775807N 1.5M]").unwrap()[0].1,
-            Edn::Vector(vec![Edn::Int(i64::MIN), Edn::Int(i64::MAX), Edn::Float(1.5)]));
+        assert_eq!(
+            read_all("[-9223372036854775808 9223372036854775807N 1.5M]").unwrap()[0].1,
+            Edn::Vector(vec![Edn::Int(i64::MIN), Edn::Int(i64::MAX), Edn::Float(1.5)])
+        );
     }
 }

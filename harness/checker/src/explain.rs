@@ -150,7 +150,15 @@ pub(crate) fn report_text(r: &LinearizabilityReport) -> String {
     let _ = writeln!(
         t,
         "{} ({} model, {} keys, {} ops: {} ok, {} fail, {} info; {} nemesis events; {:.1} ms)",
-        r.verdict, r.model, r.keys.len(), r.ops_total, r.ops_ok, r.ops_fail, r.ops_info, r.nemesis_events, r.elapsed_ms
+        r.verdict,
+        r.model,
+        r.keys.len(),
+        r.ops_total,
+        r.ops_ok,
+        r.ops_fail,
+        r.ops_info,
+        r.nemesis_events,
+        r.elapsed_ms
     );
     if let Some(reason) = &r.reason {
         let _ = writeln!(t, "{reason}");

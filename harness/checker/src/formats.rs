@@ -141,8 +141,9 @@ fn parse_porcupine_etcd(text: &str) -> Result<Parsed, ParseError> {
             other => return Err(ParseError::new(line_no, "an f :read, :write or :cas", excerpt(other))),
         };
         let raw_value = toks[6..].join(" ");
-        let v = etcd_value(&raw_value)
-            .ok_or_else(|| ParseError::new(line_no, "a value: nil, an integer, [from to] or a keyword", excerpt(&raw_value)))?;
+        let v = etcd_value(&raw_value).ok_or_else(|| {
+            ParseError::new(line_no, "a value: nil, an integer, [from to] or a keyword", excerpt(&raw_value))
+        })?;
         let int_or_nil = |v: &Edn| matches!(v, Edn::Nil | Edn::Int(_));
         let shape_ok = match (&v, f) {
             (Edn::Keyword(_), _) => kind != EventType::Invoke && kind != EventType::Ok,
@@ -233,7 +234,9 @@ fn parse_edn_ops(text: &str) -> Result<Parsed, ParseError> {
         };
         // Jepsen puts the reason of an info/fail in :value at times (:timed-out).
         let value = match field("value") {
-            Some(Edn::Keyword(k)) if process != Process::Nemesis && kind != EventType::Invoke && kind != EventType::Ok => {
+            Some(Edn::Keyword(k))
+                if process != Process::Nemesis && kind != EventType::Invoke && kind != EventType::Ok =>
+            {
                 error.get_or_insert_with(|| k.clone());
                 Value::Null
             }
@@ -281,7 +284,8 @@ mod tests {
             assert!(e.len() < 600, "{format}: {} bytes", e.len());
             assert!(!e.chars().any(|c| c.is_control()), "{format}: {e:?}");
         }
-        let edn = "{:process 0, :type :invoke, :f \"\u{1b}]0;pwned\u{7}\", :value 1}\n{:process 1, :type \"\u{1b}[2J\"}";
+        let edn =
+            "{:process 0, :type :invoke, :f \"\u{1b}]0;pwned\u{7}\", :value 1}\n{:process 1, :type \"\u{1b}[2J\"}";
         let e = Format::JepsenEdn.parse(edn).unwrap_err().to_string();
         assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
     }

@@ -178,7 +178,8 @@ impl Consistency {
                 if m.model.implies(weaker) && matches!(m.verdict, ModelVerdict::Unknown | ModelVerdict::NotChecked) {
                     let was = format!("{}: {}", m.verdict.name(), m.reason);
                     m.verdict = ModelVerdict::Invalid;
-                    m.reason = format!("{} is invalid and {} implies it (on its own: {was})", weaker.name(), m.model.name());
+                    m.reason =
+                        format!("{} is invalid and {} implies it (on its own: {was})", weaker.name(), m.model.name());
                 }
             }
         }
@@ -190,7 +191,10 @@ impl Consistency {
                     .map(|r| format!("{} {}", r.model.name(), r.verdict.name()))
                     .collect();
                 if !undecided.is_empty() {
-                    let note = format!(" (stronger models not decided: {}; the history may satisfy them too)", undecided.join(", "));
+                    let note = format!(
+                        " (stronger models not decided: {}; the history may satisfy them too)",
+                        undecided.join(", ")
+                    );
                     models[i].reason.push_str(&note);
                 }
                 models[i].model.into()
@@ -203,7 +207,9 @@ impl Consistency {
 
     /// Every model `not-checked` for `reason`: strongest `unknown`.
     pub fn not_checked(reason: &str) -> Consistency {
-        Consistency::from_models(Model::ALL.iter().map(|&m| ModelResult::new(m, ModelVerdict::NotChecked, reason)).collect())
+        Consistency::from_models(
+            Model::ALL.iter().map(|&m| ModelResult::new(m, ModelVerdict::NotChecked, reason)).collect(),
+        )
     }
 
     pub fn model(&self, m: Model) -> Option<&ModelResult> {

@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn nemesis_process_is_a_string() {
-        let line = r#"{"index":0,"time":0,"type":"info","process":"nemesis","f":"start-partition","value":{"kind":"halves"}}"#;
+        let line =
+            r#"{"index":0,"time":0,"type":"info","process":"nemesis","f":"start-partition","value":{"kind":"halves"}}"#;
         let e: Event = serde_json::from_str(line).unwrap();
         assert_eq!(e.process, Process::Nemesis);
         let bad = r#"{"index":0,"time":0,"type":"info","process":"bob","f":"x","value":null}"#;

@@ -30,6 +30,7 @@
 //! [`txn`] checks transaction histories (list-append, rw-register) for isolation anomalies as
 //! Elle does, and places them on the transactional map read-uncommitted ... strict-serializable.
 
+mod cache;
 pub mod convergence;
 pub mod counter;
 pub mod distribution;
@@ -42,14 +43,13 @@ pub mod jsonl;
 pub mod model;
 pub mod oracle;
 pub mod orders;
+mod prepare;
+mod search;
 pub mod sequential;
 pub mod session;
 pub mod set_full;
 pub mod shard_balance;
 pub mod txn;
-mod cache;
-mod prepare;
-mod search;
 mod witness;
 mod zones;
 
@@ -215,11 +215,7 @@ impl LinearizabilityReport {
 /// Checks a history for linearizability against `model`. Never panics on bad input: a
 /// malformed history gives `unknown` with the reason (use [`try_check_linearizable`] to get
 /// the error instead).
-pub fn check_linearizable(
-    events: &[history::Event],
-    model: ModelKind,
-    opts: &CheckOptions,
-) -> LinearizabilityReport {
+pub fn check_linearizable(events: &[history::Event], model: ModelKind, opts: &CheckOptions) -> LinearizabilityReport {
     match try_check_linearizable(events, model, opts) {
         Ok(r) => r,
         Err(e) => LinearizabilityReport {

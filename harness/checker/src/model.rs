@@ -11,8 +11,8 @@
 //! describes what the operation does *if* it takes effect. A `cas` that would not match is then
 //! simply "not taken effect", which the search covers by not linearizing it.
 
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

@@ -139,9 +139,7 @@ fn apply(model: ModelKind, state: &Value, op: &Op) -> Option<Value> {
             s.dedup();
             Some(Value::from(s))
         }
-        (ModelKind::Set, "read") => {
-            (!definite || sorted_set(&op.output) == sorted_set(state)).then(|| state.clone())
-        }
+        (ModelKind::Set, "read") => (!definite || sorted_set(&op.output) == sorted_set(state)).then(|| state.clone()),
         _ => None,
     }
 }
@@ -205,9 +203,10 @@ fn dfs_sequential(ops: &[Op], done: &mut [bool], state: &Value, model: ModelKind
         return true;
     }
     for i in 0..ops.len() {
-        let waits = ops.iter().zip(done.iter()).any(|(o, &d)| {
-            !d && o.ret.is_some() && o.process == ops[i].process && o.call < ops[i].call
-        });
+        let waits = ops
+            .iter()
+            .zip(done.iter())
+            .any(|(o, &d)| !d && o.ret.is_some() && o.process == ops[i].process && o.call < ops[i].call);
         if done[i] || waits {
             continue;
         }

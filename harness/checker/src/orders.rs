@@ -149,7 +149,9 @@ impl Stop {
         match self {
             Stop::Cancelled => format!("not finished: stopped because another key is not {what}"),
             Stop::Time => format!("time limit reached after {steps} steps ({configurations} configurations explored)"),
-            Stop::Memory => format!("memory limit reached after {steps} steps ({configurations} configurations explored)"),
+            Stop::Memory => {
+                format!("memory limit reached after {steps} steps ({configurations} configurations explored)")
+            }
         }
     }
 }
@@ -238,7 +240,9 @@ pub(crate) fn register_keys(events: &[Event], model: ModelKind) -> Result<Vec<Re
         .keys
         .into_iter()
         .map(|k| {
-            let ModelOps::Register { values, ops } = k.model else { unreachable!("register models prepare register ops") };
+            let ModelOps::Register { values, ops } = k.model else {
+                unreachable!("register models prepare register ops")
+            };
             RegKey {
                 key: k.key,
                 completed: k.spans.iter().map(|s| s.ret.is_some()).collect(),
@@ -283,7 +287,13 @@ pub(crate) fn check_keys(
     let keys = match register_keys(events, model) {
         Ok(k) => k,
         Err(e) => {
-            return OrderReport { model: name.into(), verdict: Verdict::Unknown, reason: Some(e), keys: vec![], elapsed_ms: 0.0 }
+            return OrderReport {
+                model: name.into(),
+                verdict: Verdict::Unknown,
+                reason: Some(e),
+                keys: vec![],
+                elapsed_ms: 0.0,
+            }
         }
     };
     let budget = Budget {
@@ -473,7 +483,8 @@ pub(crate) fn run_search<S: OrderSearch>(s: &mut S, memo: &mut Memo, stats: &mut
         match s.enter(state, memo, &mut key)? {
             Enter::Success => {
                 // The path: each frame's applied move (the one before `next`).
-                stats.witness = Some(frames.iter().filter(|f| f.applied.is_some()).map(|f| f.moves[f.next - 1].1).collect());
+                stats.witness =
+                    Some(frames.iter().filter(|f| f.applied.is_some()).map(|f| f.moves[f.next - 1].1).collect());
                 return Ok(true);
             }
             Enter::Dead => {}

@@ -195,10 +195,8 @@ pub(crate) fn prepare_from(events: &[Event], model: ModelKind, initial: Option<i
         let b = by_key.entry(op.invoke.key.clone()).or_insert_with(|| KeyBuilder::new(model).starting_at(initial));
         b.add(op)?;
     }
-    let mut keys: Vec<KeyHistory> = by_key
-        .into_iter()
-        .map(|(key, b)| KeyHistory { key, ops: b.refs, spans: b.spans, model: b.model })
-        .collect();
+    let mut keys: Vec<KeyHistory> =
+        by_key.into_iter().map(|(key, b)| KeyHistory { key, ops: b.refs, spans: b.spans, model: b.model }).collect();
     keys.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Prepared { keys, counts })
 }
@@ -303,7 +301,11 @@ impl KeyBuilder {
                 }
             }
             _ => {
-                let expected = if cas_allowed { "f: read, write or cas" } else { "f: read or write (cas needs --model cas-register)" };
+                let expected = if cas_allowed {
+                    "f: read, write or cas"
+                } else {
+                    "f: read or write (cas needs --model cas-register)"
+                };
                 return Err(o.bad_f(expected));
             }
         };
@@ -356,7 +358,8 @@ impl KeyBuilder {
                 if !o.definite {
                     None
                 } else {
-                    let mut v = ints(o.out_value).ok_or_else(|| o.bad_output("a set read value: an array of integers"))?;
+                    let mut v =
+                        ints(o.out_value).ok_or_else(|| o.bad_output("a set read value: an array of integers"))?;
                     v.sort_unstable();
                     v.dedup();
                     Some(SetOp::Read(Arc::from(v)))

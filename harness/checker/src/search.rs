@@ -224,7 +224,12 @@ fn explain_dead_end<M: SearchModel>(d: &DeadEnd, spans: &[Span], twins: &[u32], 
         };
         candidates.push(Candidate { op, why });
     }
-    PartialLinearization { steps, blocked_op: d.blocked as usize, final_state: shorten(model.describe_state(state)), candidates }
+    PartialLinearization {
+        steps,
+        blocked_op: d.blocked as usize,
+        final_state: shorten(model.describe_state(state)),
+        candidates,
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -553,7 +558,8 @@ impl<'a, M: SearchModel> Search<'a, M> {
         // dropping one that changes nothing from a linearization leaves a linearization
         // (no op sees a difference, and it need not take effect), and the symmetry
         // breaking still applies to what is left (it keeps the sequence of effects).
-        let Some(next_state) = self.model.refine(next_state, &self.bits).filter(|&s| s != self.state || definite) else {
+        let Some(next_state) = self.model.refine(next_state, &self.bits).filter(|&s| s != self.state || definite)
+        else {
             self.bits[op / 64] &= !(1 << (op % 64));
             return Tried::Next;
         };

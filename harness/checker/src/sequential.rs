@@ -34,8 +34,7 @@ use rustc_hash::FxHashMap;
 
 use crate::model::{ModelKind, RegOp};
 use crate::orders::{
-    self, compared, is_observer, step, written, Budget, Memo, OrderReport, Outcome, RegKey, SearchStats, Stop,
-    DEAD,
+    self, compared, is_observer, step, written, Budget, Memo, OrderReport, Outcome, RegKey, SearchStats, Stop, DEAD,
 };
 use crate::CheckOptions;
 
@@ -231,7 +230,10 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
         best: None,
         completed_total,
     };
-    let mut stats = SearchStats { processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(), ..Default::default() };
+    let mut stats = SearchStats {
+        processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        ..Default::default()
+    };
     let mut memo = Memo::new(budget);
     let outcome = orders::run_search(&mut s, &mut memo, &mut stats);
     stats.configurations = memo.len() as u64;

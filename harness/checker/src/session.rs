@@ -42,8 +42,7 @@ use rustc_hash::FxHashMap;
 
 use crate::model::{ModelKind, RegOp};
 use crate::orders::{
-    self, compared, is_observer, step, written, Budget, Memo, OrderReport, Outcome, RegKey, SearchStats, Stop,
-    DEAD,
+    self, compared, is_observer, step, written, Budget, Memo, OrderReport, Outcome, RegKey, SearchStats, Stop, DEAD,
 };
 use crate::CheckOptions;
 
@@ -255,7 +254,10 @@ fn search_key(k: &RegKey, budget: &Budget) -> (Outcome, SearchStats) {
         writers_left,
         best: None,
     };
-    let mut stats = SearchStats { processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(), ..Default::default() };
+    let mut stats = SearchStats {
+        processes: k.process.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        ..Default::default()
+    };
     let mut memo = Memo::new(budget);
     let outcome = orders::run_search(&mut s, &mut memo, &mut stats);
     stats.configurations = memo.len() as u64;
@@ -388,7 +390,11 @@ pub fn check_grow_only_set(events: &[crate::history::Event]) -> OrderReport {
     }
     let bad: Vec<&OrderKeyReport> = keys.iter().filter(|k| k.verdict == Verdict::Invalid).collect();
     let reason = bad.first().map(|k| {
-        format!("not read-your-writes and monotonic reads: key {:?}: {}", k.key.clone().unwrap_or_default(), k.reason.clone().unwrap_or_default())
+        format!(
+            "not read-your-writes and monotonic reads: key {:?}: {}",
+            k.key.clone().unwrap_or_default(),
+            k.reason.clone().unwrap_or_default()
+        )
     });
     let verdict = if bad.is_empty() { Verdict::Valid } else { Verdict::Invalid };
     report(verdict, reason, keys)
@@ -426,13 +432,18 @@ fn grow_only_set_key(
                 }
             }
             "read" => {
-                let Some(read) = o.value.as_array().and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<BTreeSet<i64>>>())
+                let Some(read) =
+                    o.value.as_array().and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<BTreeSet<i64>>>())
                 else {
-                    return Err(format!("malformed history: event {}: a set read's value is not an array of integers", o.index));
+                    return Err(format!(
+                        "malformed history: event {}: a set read's value is not an array of integers",
+                        o.index
+                    ));
                 };
                 if problem.is_none() {
                     if let Some(e) = read.iter().find(|e| !possible.contains(e)) {
-                        problem = Some(format!("read at event {} (p{}) has {e}, which no add added", o.index, o.process));
+                        problem =
+                            Some(format!("read at event {} (p{}) has {e}, which no add added", o.index, o.process));
                     } else if let Some(e) = m.iter().find(|e| !read.contains(e)) {
                         problem = Some(format!(
                             "read at event {} (p{}) lacks {e}, which the same process added or read before (read-your-writes / monotonic reads)",

@@ -113,7 +113,12 @@ impl Read<'_> {
 }
 
 fn int(op: &ClientOp, v: &Value, what: &str) -> Result<i64, HistoryError> {
-    v.as_i64().ok_or_else(|| HistoryError { position: op.position, index: op.index, expected: format!("{what}: an integer"), found: v.to_string() })
+    v.as_i64().ok_or_else(|| HistoryError {
+        position: op.position,
+        index: op.index,
+        expected: format!("{what}: an integer"),
+        found: v.to_string(),
+    })
 }
 
 fn elements(op: &ClientOp) -> Result<Vec<i64>, HistoryError> {
@@ -139,7 +144,11 @@ struct Adds {
     info: bool,
 }
 
-fn check_key(key: &Option<String>, ops: &[&ClientOp], nodes: &BTreeSet<String>) -> Result<(SetKeyReport, Vec<u64>), HistoryError> {
+fn check_key(
+    key: &Option<String>,
+    ops: &[&ClientOp],
+    nodes: &BTreeSet<String>,
+) -> Result<(SetKeyReport, Vec<u64>), HistoryError> {
     let (adds, reads) = adds_and_reads(ops)?;
     // The last ok final read of each node.
     let mut finals: BTreeMap<&str, &Read> = BTreeMap::new();
@@ -328,7 +337,11 @@ pub fn try_check_set(events: &[crate::history::Event]) -> Result<SetReport, Hist
     let sum = |s: ElementStatus| keys.iter().map(|k| k.counts.get(&s).copied().unwrap_or(0)).sum::<usize>();
     let verdict = keys.iter().fold(Verdict::Valid, |v, k| v.combine(k.verdict));
     let mut reason = keys.iter().find(|k| k.verdict == verdict && verdict != Verdict::Valid).map(|k| {
-        format!("key {:?}: {}", k.key.clone().unwrap_or_else(|| "(no key)".into()), k.reason.clone().unwrap_or_default())
+        format!(
+            "key {:?}: {}",
+            k.key.clone().unwrap_or_else(|| "(no key)".into()),
+            k.reason.clone().unwrap_or_default()
+        )
     });
     // No successful operation: nothing was judged, so never "valid".
     let verdict = if verdict == Verdict::Valid && !ops.iter().any(|o| o.outcome == Outcome::Ok) {
@@ -338,9 +351,14 @@ pub fn try_check_set(events: &[crate::history::Event]) -> Result<SetReport, Hist
         verdict
     };
     let adds: Vec<&&ClientOp> = by_key.values().flatten().filter(|o| o.f == "add").collect();
-    let attempted = adds.iter().filter_map(|o| o.invoke_value.as_i64().map(|e| (o.key.clone(), e))).collect::<BTreeSet<_>>().len();
-    let acknowledged =
-        adds.iter().filter(|o| o.outcome == Outcome::Ok).filter_map(|o| o.invoke_value.as_i64().map(|e| (o.key.clone(), e))).collect::<BTreeSet<_>>().len();
+    let attempted =
+        adds.iter().filter_map(|o| o.invoke_value.as_i64().map(|e| (o.key.clone(), e))).collect::<BTreeSet<_>>().len();
+    let acknowledged = adds
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok)
+        .filter_map(|o| o.invoke_value.as_i64().map(|e| (o.key.clone(), e)))
+        .collect::<BTreeSet<_>>()
+        .len();
     Ok(SetReport {
         verdict,
         reason,
@@ -356,7 +374,6 @@ pub fn try_check_set(events: &[crate::history::Event]) -> Result<SetReport, Hist
         keys,
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -388,7 +405,17 @@ mod tests {
         fn push(&mut self, kind: EventType, p: u64, f: &str, value: Value, node: usize) {
             self.t += 1_000_000;
             let node = Some(format!("n{node}"));
-            self.h.push(Event { index: self.h.len() as u64, time: self.t, kind, process: Process::Client(p), f: f.into(), key: Some("s".into()), value, error: None, node });
+            self.h.push(Event {
+                index: self.h.len() as u64,
+                time: self.t,
+                kind,
+                process: Process::Client(p),
+                f: f.into(),
+                key: Some("s".into()),
+                value,
+                error: None,
+                node,
+            });
         }
     }
 
@@ -456,7 +483,17 @@ mod tests {
             }
         }
         sim.t += 1_000_000;
-        sim.h.push(Event { index: sim.h.len() as u64, time: sim.t, kind: EventType::Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None });
+        sim.h.push(Event {
+            index: sim.h.len() as u64,
+            time: sim.t,
+            kind: EventType::Info,
+            process: Process::Nemesis,
+            f: "heal".into(),
+            key: None,
+            value: json!({}),
+            error: None,
+            node: None,
+        });
         // Quiescence: full exchange, except an element withheld from one replica.
         let all: BTreeSet<i64> = replicas.iter().flatten().copied().collect();
         for r in replicas.iter_mut() {
@@ -525,7 +562,17 @@ mod tests {
     }
 
     fn e(index: u64, ms: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {
-        Event { index, time: ms * 1_000_000, kind, process: Process::Client(p), f: f.into(), key: Some("s".into()), value, error: None, node: Some(node.into()) }
+        Event {
+            index,
+            time: ms * 1_000_000,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("s".into()),
+            value,
+            error: None,
+            node: Some(node.into()),
+        }
     }
 
     #[test]
@@ -538,7 +585,17 @@ mod tests {
             e(3, 30, Ok, 1, "read", json!([]), "n2"), // stale: 20 ms after the ack
             e(4, 40, Invoke, 1, "read", Value::Null, "n2"),
             e(5, 50, Ok, 1, "read", json!([7]), "n2"),
-            Event { index: 6, time: 60_000_000, kind: Info, process: Process::Nemesis, f: "heal".into(), key: None, value: json!({}), error: None, node: None },
+            Event {
+                index: 6,
+                time: 60_000_000,
+                kind: Info,
+                process: Process::Nemesis,
+                f: "heal".into(),
+                key: None,
+                value: json!({}),
+                error: None,
+                node: None,
+            },
             e(7, 70, Invoke, 5, "read", Value::Null, "n1"),
             e(8, 80, Ok, 5, "read", json!([7]), "n1"),
             e(9, 90, Invoke, 6, "read", Value::Null, "n2"),

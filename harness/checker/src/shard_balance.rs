@@ -47,7 +47,13 @@ pub fn check(counts: &[u64]) -> Balance {
     let (verdict, reason) = if counts.len() < 2 {
         (Verdict::Valid, "one shard: nothing to balance".to_string())
     } else if bound >= 1.0 {
-        (Verdict::Valid, format!("not judged: {keys} keys over {} shards are too few (the bound {bound:.2} is at least 1)", counts.len()))
+        (
+            Verdict::Valid,
+            format!(
+                "not judged: {keys} keys over {} shards are too few (the bound {bound:.2} is at least 1)",
+                counts.len()
+            ),
+        )
     } else if max_share > bound {
         (
             Verdict::Invalid,
@@ -59,7 +65,10 @@ pub fn check(counts: &[u64]) -> Balance {
             ),
         )
     } else {
-        (Verdict::Valid, format!("largest share {:.0}% of {keys} keys, within the bound {:.0}%", max_share * 100.0, bound * 100.0))
+        (
+            Verdict::Valid,
+            format!("largest share {:.0}% of {keys} keys, within the bound {:.0}%", max_share * 100.0, bound * 100.0),
+        )
     };
     Balance { verdict, reason, keys, shares, max_share, bound }
 }

@@ -69,7 +69,11 @@ fn time_budget_ends_in_unknown_with_reason() {
     let mut h = Vec::new();
     hard_key(&mut h, "h", 16, 0);
     let started = Instant::now();
-    let r = check_linearizable(&h, ModelKind::Register, &CheckOptions { time_limit: Some(Duration::from_millis(300)), ..opts() });
+    let r = check_linearizable(
+        &h,
+        ModelKind::Register,
+        &CheckOptions { time_limit: Some(Duration::from_millis(300)), ..opts() },
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "stopped near its budget: {:?}", started.elapsed());
     assert_eq!(r.verdict, Verdict::Unknown);
     let reason = r.reason.unwrap();

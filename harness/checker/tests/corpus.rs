@@ -81,7 +81,11 @@ fn every_corpus_history_gets_its_expected_verdict() {
 #[test]
 fn c50_bad_every_key_decided_and_explained() {
     let row = Row { file: "kv/c50-bad.txt".into(), model: "kv_append".into(), expected: "not_linearizable".into() };
-    let opts = CheckOptions { time_limit: Some(Duration::from_secs(60)), stop_on_first_invalid: false, ..CheckOptions::default() };
+    let opts = CheckOptions {
+        time_limit: Some(Duration::from_secs(60)),
+        stop_on_first_invalid: false,
+        ..CheckOptions::default()
+    };
     let r = check_file(&row, &opts);
     assert_eq!(r.keys.len(), 10);
     for k in &r.keys {

@@ -20,9 +20,7 @@ use proptest::test_runner::{Config, TestRunner};
 const BUDGET: Duration = Duration::from_secs(2);
 
 fn seeds(format: Format) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join(format.name());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(format.name());
     let mut out: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
@@ -43,33 +41,20 @@ fn check_one(format: Format, text: &str) {
             );
             for w in p.warnings.iter().filter(|w| w.contains("truncated")) {
                 let lines: Vec<&str> = text.lines().collect();
-                let last = lines
-                    .iter()
-                    .rposition(|l| !l.trim().is_empty())
-                    .map_or(0, |i| i + 1);
-                assert!(
-                    w.starts_with(&format!("{last}:")),
-                    "{format}: dropped a line that is not the last: {w}"
-                );
+                let last = lines.iter().rposition(|l| !l.trim().is_empty()).map_or(0, |i| i + 1);
+                assert!(w.starts_with(&format!("{last}:")), "{format}: dropped a line that is not the last: {w}");
             }
         }
         Err(e) => {
             let lines = text.split('\n').count().max(1);
-            assert!(
-                e.line >= 1 && e.line <= lines,
-                "{format}: line {} of {lines}: {e}",
-                e.line
-            );
+            assert!(e.line >= 1 && e.line <= lines, "{format}: line {} of {lines}: {e}", e.line);
             for part in [&e.expected, &e.found] {
                 assert!(
                     part.chars().count() <= QUOTED_CHARS_MAX + 1,
                     "{format}: {} chars quoted",
                     part.chars().count()
                 );
-                assert!(
-                    !part.chars().any(char::is_control),
-                    "{format}: control character in {part:?}"
-                );
+                assert!(!part.chars().any(char::is_control), "{format}: control character in {part:?}");
             }
         }
     }
@@ -113,18 +98,8 @@ fn fuzz(format: Format) {
     for s in &seeds {
         check_one(format, s);
     }
-    let strategy = (
-        0..seeds.len(),
-        any::<u8>(),
-        any::<usize>(),
-        any::<char>(),
-        junk(),
-    );
-    let mut runner = TestRunner::new(Config {
-        cases: 128,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let strategy = (0..seeds.len(), any::<u8>(), any::<usize>(), any::<char>(), junk());
+    let mut runner = TestRunner::new(Config { cases: 128, failure_persistence: None, ..Config::default() });
     let deadline = Instant::now() + BUDGET;
     while Instant::now() < deadline {
         runner

@@ -135,27 +135,36 @@ fn simulate_with_info(
     let mut invoked = 0;
     // Ops whose completion was info but may still take effect later.
     let mut lingering: Vec<(String, String, Value)> = Vec::new();
-    let push = |events: &mut Vec<Event>, kind, process, f: &str, key: Option<&str>, value: Value, error: Option<&str>| {
-        let i = events.len() as u64;
-        events.push(Event {
-            index: i,
-            time: i * 10,
-            kind,
-            process,
-            f: f.to_string(),
-            key: key.map(str::to_string),
-            value,
-            error: error.map(str::to_string),
-            node: None,
-        });
-    };
+    let push =
+        |events: &mut Vec<Event>, kind, process, f: &str, key: Option<&str>, value: Value, error: Option<&str>| {
+            let i = events.len() as u64;
+            events.push(Event {
+                index: i,
+                time: i * 10,
+                kind,
+                process,
+                f: f.to_string(),
+                key: key.map(str::to_string),
+                value,
+                error: error.map(str::to_string),
+                node: None,
+            });
+        };
     for _ in 0..200 {
         let all_idle = flight.iter().all(Option::is_none);
         if invoked == ops_total && all_idle {
             break;
         }
         if rng.random_bool(0.05) {
-            push(&mut events, EventType::Info, Process::Nemesis, "start-partition", None, json!({"kind": "halves"}), None);
+            push(
+                &mut events,
+                EventType::Info,
+                Process::Nemesis,
+                "start-partition",
+                None,
+                json!({"kind": "halves"}),
+                None,
+            );
         }
         if !lingering.is_empty() && rng.random_bool(0.2) {
             let (f, key, input) = lingering.swap_remove(rng.random_range(0..lingering.len()));
@@ -206,16 +215,30 @@ fn simulate_with_info(
                 let applied = if op.f == "cas" && rng.random_bool(0.15) { !applied } else { applied };
                 if !applied {
                     // A cas whose compare failed.
-                    push(&mut events, EventType::Fail, who, &op.f, Some(&op.key), op.input.clone(), Some("cas-mismatch"));
+                    push(
+                        &mut events,
+                        EventType::Fail,
+                        who,
+                        &op.f,
+                        Some(&op.key),
+                        op.input.clone(),
+                        Some("cas-mismatch"),
+                    );
                     continue;
                 }
                 // Corrupt some outputs.
                 if rng.random_bool(0.25) {
                     out = match model {
                         ModelKind::Register | ModelKind::CasRegister if op.f == "read" => {
-                            if rng.random_bool(0.2) { Value::Null } else { json!(rng.random_range(0..3)) }
+                            if rng.random_bool(0.2) {
+                                Value::Null
+                            } else {
+                                json!(rng.random_range(0..3))
+                            }
                         }
-                        ModelKind::Kv if op.f == "get" => json!(["", "x", "y", "xy", "yx", "xx"][rng.random_range(0..6)]),
+                        ModelKind::Kv if op.f == "get" => {
+                            json!(["", "x", "y", "xy", "yx", "xx"][rng.random_range(0..6)])
+                        }
                         ModelKind::Set if op.f == "read" => {
                             let n = rng.random_range(0..3);
                             json!((0..n).map(|_| rng.random_range(0..3)).collect::<Vec<i64>>())

@@ -64,7 +64,9 @@ proptest! {
 
 #[test]
 fn the_valid_inputs_parse() {
-    for (format, text) in [(Format::Jsonl, JSONL), (Format::PorcupineEtcd, ETCD), (Format::PorcupineKv, KV), (Format::JepsenEdn, EDN)] {
+    for (format, text) in
+        [(Format::Jsonl, JSONL), (Format::PorcupineEtcd, ETCD), (Format::PorcupineKv, KV), (Format::JepsenEdn, EDN)]
+    {
         let p = format.parse(text).unwrap_or_else(|e| panic!("{format}: {e}"));
         assert!(p.events.len() >= 2, "{format}");
     }

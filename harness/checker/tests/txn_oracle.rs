@@ -118,13 +118,7 @@ fn simulate(g: &mut Gen, level: Level, n: usize, procs: u64, list: bool) -> (Vec
         let p = g.rng.random_range(0..procs as usize);
         let Some(o) = open[p].as_mut() else {
             if recs.len() < n {
-                recs.push(Rec {
-                    process: p as u64,
-                    ops: g.body(),
-                    status: St::Ok,
-                    invoke: clock,
-                    complete: None,
-                });
+                recs.push(Rec { process: p as u64, ops: g.body(), status: St::Ok, invoke: clock, complete: None });
                 clock += 1;
                 let keys = g.keys;
                 open[p] = Some(Open {
@@ -140,15 +134,9 @@ fn simulate(g: &mut Gen, level: Level, n: usize, procs: u64, list: bool) -> (Vec
         };
         let rec = &mut recs[o.rec];
         if level == Level::ReadCommitted && o.step == 0 {
-            let written: Vec<usize> = rec
-                .ops
-                .iter()
-                .filter_map(|op| if let Op::W(k, _) = op { Some(*k) } else { None })
-                .collect();
-            if written
-                .iter()
-                .any(|k| locks[*k].is_some_and(|holder| holder != p))
-            {
+            let written: Vec<usize> =
+                rec.ops.iter().filter_map(|op| if let Op::W(k, _) = op { Some(*k) } else { None }).collect();
+            if written.iter().any(|k| locks[*k].is_some_and(|holder| holder != p)) {
                 continue;
             }
             for k in written {
@@ -182,16 +170,9 @@ fn step(level: Level, o: &mut Open, rec: &mut Rec, state: &mut State, list: bool
             o.step += 1;
         }
         Level::Snapshot | Level::ReadCommitted => {
-            let base = if level == Level::Snapshot {
-                &o.snapshot
-            } else {
-                &*state
-            };
-            let mut view: State = base
-                .iter()
-                .zip(&o.buffer)
-                .map(|(b, mine)| b.iter().chain(mine).copied().collect())
-                .collect();
+            let base = if level == Level::Snapshot { &o.snapshot } else { &*state };
+            let mut view: State =
+                base.iter().zip(&o.buffer).map(|(b, mine)| b.iter().chain(mine).copied().collect()).collect();
             let before: Vec<usize> = view.iter().map(Vec::len).collect();
             run(&mut rec.ops[o.step..o.step + 1], &mut view, list);
             for (k, l) in view.into_iter().enumerate() {
@@ -220,11 +201,8 @@ fn finish(
         Level::Dirty => {
             if outcome < 2 {
                 // Abort: take back the appends (a register keeps the dirty value).
-                let mine: Vec<i64> = rec
-                    .ops
-                    .iter()
-                    .filter_map(|op| if let Op::W(_, v) = op { Some(*v) } else { None })
-                    .collect();
+                let mine: Vec<i64> =
+                    rec.ops.iter().filter_map(|op| if let Op::W(_, v) = op { Some(*v) } else { None }).collect();
                 if list {
                     for l in state.iter_mut() {
                         l.retain(|v| !mine.contains(v));
@@ -255,13 +233,7 @@ fn finish(
 /// completions interleaved at random (each process sequential).
 fn shuffled(g: &mut Gen, n: usize, procs: u64, list: bool) -> (Vec<Rec>, State) {
     let mut recs: Vec<Rec> = (0..n)
-        .map(|i| Rec {
-            process: i as u64 % procs,
-            ops: g.body(),
-            status: St::Ok,
-            invoke: 0,
-            complete: None,
-        })
+        .map(|i| Rec { process: i as u64 % procs, ops: g.body(), status: St::Ok, invoke: 0, complete: None })
         .collect();
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -279,9 +251,8 @@ fn shuffled(g: &mut Gen, n: usize, procs: u64, list: bool) -> (Vec<Rec>, State) 
         }
         run(&mut recs[i].ops, &mut state, list);
     }
-    let mut queues: Vec<Vec<usize>> = (0..procs)
-        .map(|p| (0..n).filter(|i| recs[*i].process == p).rev().collect())
-        .collect();
+    let mut queues: Vec<Vec<usize>> =
+        (0..procs).map(|p| (0..n).filter(|i| recs[*i].process == p).rev().collect()).collect();
     let mut opened: Vec<Option<usize>> = vec![None; procs as usize];
     let mut clock = 0;
     while queues.iter().any(|q| !q.is_empty()) || opened.iter().any(Option::is_some) {
@@ -309,16 +280,8 @@ fn history(g: &mut Gen, level: Level, list: bool) -> Vec<Rec> {
         _ => simulate(g, level, n, procs, list),
     };
     let end = recs.iter().filter_map(|r| r.complete).max().unwrap_or(0) + 1;
-    let ops = (0..g.keys)
-        .map(|k| Op::R(k, Some(read_of(&state, k, list))))
-        .collect();
-    recs.push(Rec {
-        process: procs,
-        ops,
-        status: St::Ok,
-        invoke: end,
-        complete: Some(end + 1),
-    });
+    let ops = (0..g.keys).map(|k| Op::R(k, Some(read_of(&state, k, list)))).collect();
+    recs.push(Rec { process: procs, ops, status: St::Ok, invoke: end, complete: Some(end + 1) });
     recs
 }
 
@@ -329,13 +292,7 @@ fn plant(g: &mut Gen, recs: &mut [Rec]) {
         .iter()
         .enumerate()
         .filter(|(_, r)| r.status == St::Ok)
-        .flat_map(|(i, r)| {
-            r.ops
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| matches!(o, Op::R(..)))
-                .map(move |(j, _)| (i, j))
-        })
+        .flat_map(|(i, r)| r.ops.iter().enumerate().filter(|(_, o)| matches!(o, Op::R(..))).map(move |(j, _)| (i, j)))
         .collect();
     if reads.is_empty() {
         return;
@@ -428,10 +385,7 @@ fn search(
     state: &State,
     dead: &mut HashSet<(u32, State)>,
 ) -> bool {
-    let all_ok = recs
-        .iter()
-        .enumerate()
-        .all(|(i, r)| r.status != St::Ok || placed & (1 << i) != 0);
+    let all_ok = recs.iter().enumerate().all(|(i, r)| r.status != St::Ok || placed & (1 << i) != 0);
     if all_ok {
         return true;
     }
@@ -459,9 +413,7 @@ fn search(
         for op in &r.ops {
             match op {
                 Op::W(k, v) => next[*k].push(*v),
-                Op::R(k, Some(seen)) if r.status == St::Ok => {
-                    fits &= *seen == read_of(&next, *k, list)
-                }
+                Op::R(k, Some(seen)) if r.status == St::Ok => fits &= *seen == read_of(&next, *k, list),
                 Op::R(..) => {}
             }
         }
@@ -479,29 +431,15 @@ fn verdict_ok(recs: &[Rec], model: TxnModel, m: ConsistencyModel, list: bool) ->
     r.verdict == Verdict::Valid
 }
 
-const LEVELS: [Level; 5] = [
-    Level::Strict,
-    Level::Shuffled,
-    Level::Snapshot,
-    Level::ReadCommitted,
-    Level::Dirty,
-];
+const LEVELS: [Level; 5] = [Level::Strict, Level::Shuffled, Level::Snapshot, Level::ReadCommitted, Level::Dirty];
 
 /// Runs `cases` histories per level (half with a planted anomaly); returns per level how
 /// many the oracle found serializable, strict serializable, and how many cases ran.
 fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, usize)> {
-    let model = if list {
-        TxnModel::ListAppend
-    } else {
-        TxnModel::RwRegister
-    };
+    let model = if list { TxnModel::ListAppend } else { TxnModel::RwRegister };
     let mut tally = Vec::new();
     for (li, level) in LEVELS.into_iter().enumerate() {
-        let mut g = Gen {
-            rng: ChaCha8Rng::seed_from_u64(seed + li as u64),
-            keys: 2,
-            next_value: 0,
-        };
+        let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed + li as u64), keys: 2, next_value: 0 };
         let (mut ser, mut strict, mut caught) = (0, 0, 0);
         for case in 0..cases {
             g.keys = g.rng.random_range(1..=3);
@@ -513,12 +451,7 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
             let want_session = oracle(&recs, g.keys, list, Respect::Process);
             let want_strict = oracle(&recs, g.keys, list, Respect::RealTime);
             let got_ser = verdict_ok(&recs, model, ConsistencyModel::Serializable, list);
-            let got_session = verdict_ok(
-                &recs,
-                model,
-                ConsistencyModel::StrongSessionSerializable,
-                list,
-            );
+            let got_session = verdict_ok(&recs, model, ConsistencyModel::StrongSessionSerializable, list);
             let got_strict = verdict_ok(&recs, model, ConsistencyModel::StrictSerializable, list);
             let shown = || serde_json::to_string(&events(&recs, list)).unwrap_or_default();
             if list {
@@ -528,41 +461,22 @@ fn run_cases(list: bool, cases: usize, seed: u64) -> Vec<(Level, usize, usize, u
                     "strong session serializable, {level:?} case {case}: {}",
                     shown()
                 );
-                assert_eq!(
-                    got_ser,
-                    want_ser,
-                    "serializable, {level:?} case {case}: {}",
-                    shown()
-                );
-                assert_eq!(
-                    got_strict,
-                    want_strict,
-                    "strict serializable, {level:?} case {case}: {}",
-                    shown()
-                );
+                assert_eq!(got_ser, want_ser, "serializable, {level:?} case {case}: {}", shown());
+                assert_eq!(got_strict, want_strict, "strict serializable, {level:?} case {case}: {}", shown());
             } else {
-                assert!(
-                    got_session || !want_session,
-                    "unsound session verdict, {level:?} case {case}: {}",
-                    shown()
-                );
-                assert!(
-                    got_ser || !want_ser,
-                    "unsound serializable verdict, {level:?} case {case}: {}",
-                    shown()
-                );
-                assert!(
-                    got_strict || !want_strict,
-                    "unsound strict verdict, {level:?} case {case}: {}",
-                    shown()
-                );
+                assert!(got_session || !want_session, "unsound session verdict, {level:?} case {case}: {}", shown());
+                assert!(got_ser || !want_ser, "unsound serializable verdict, {level:?} case {case}: {}", shown());
+                assert!(got_strict || !want_strict, "unsound strict verdict, {level:?} case {case}: {}", shown());
             }
             ser += want_ser as usize;
             strict += want_strict as usize;
             caught += !got_ser as usize;
         }
         if !list {
-            eprintln!("rw-register {level:?}: {} of {cases} not serializable, the checker ruled out {caught}", cases - ser);
+            eprintln!(
+                "rw-register {level:?}: {} of {cases} not serializable, the checker ruled out {caught}",
+                cases - ser
+            );
         }
         tally.push((level, ser, strict, cases));
     }
@@ -578,10 +492,7 @@ fn list_append_verdicts_equal_the_oracle() {
         assert!(*ser > 0 && *strict < *n, "{level:?}: {tally:?}");
     }
     let (_, ser, strict, n) = tally[1];
-    assert!(
-        strict < ser && ser < n,
-        "shuffled histories: some serializable, not all strict: {tally:?}"
-    );
+    assert!(strict < ser && ser < n, "shuffled histories: some serializable, not all strict: {tally:?}");
 }
 
 #[test]
@@ -599,46 +510,23 @@ fn rw_register_verdicts_are_sound() {
 #[test]
 fn each_level_keeps_its_model_and_shows_its_anomalies() {
     let expect: [(Level, ConsistencyModel, &[&str]); 3] = [
-        (
-            Level::Snapshot,
-            ConsistencyModel::SnapshotIsolation,
-            &["G2-item"],
-        ),
-        (
-            Level::ReadCommitted,
-            ConsistencyModel::ReadCommitted,
-            &["G-single", "lost-update"],
-        ),
-        (
-            Level::Dirty,
-            ConsistencyModel::ReadUncommitted,
-            &["G1a", "G1b"],
-        ),
+        (Level::Snapshot, ConsistencyModel::SnapshotIsolation, &["G2-item"]),
+        (Level::ReadCommitted, ConsistencyModel::ReadCommitted, &["G-single", "lost-update"]),
+        (Level::Dirty, ConsistencyModel::ReadUncommitted, &["G1a", "G1b"]),
     ];
     for (list, model) in [(true, TxnModel::ListAppend), (false, TxnModel::RwRegister)] {
         for (li, (level, keeps, shows)) in expect.iter().enumerate() {
-            let mut g = Gen {
-                rng: ChaCha8Rng::seed_from_u64(500 + li as u64),
-                keys: 2,
-                next_value: 0,
-            };
+            let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(500 + li as u64), keys: 2, next_value: 0 };
             let mut seen: HashSet<String> = HashSet::new();
             for case in 0..1500 {
                 g.keys = g.rng.random_range(1..=3);
                 let recs = history(&mut g, *level, list);
                 let r = check(&events(&recs, list), model, *keeps, &TxnOptions::default());
                 let kept = r.verdict == Verdict::Valid || *level == Level::Dirty;
-                assert!(
-                    kept,
-                    "{level:?} case {case} judged below {keeps}: {}",
-                    r.to_text()
-                );
+                assert!(kept, "{level:?} case {case} judged below {keeps}: {}", r.to_text());
                 seen.extend(r.anomaly_counts.keys().cloned());
             }
-            assert!(
-                shows.iter().any(|s| seen.contains(*s)),
-                "{model:?} {level:?}: none of {shows:?} in {seen:?}"
-            );
+            assert!(shows.iter().any(|s| seen.contains(*s)), "{model:?} {level:?}: none of {shows:?} in {seen:?}");
         }
     }
 }
@@ -652,11 +540,7 @@ fn junk(rng: &mut ChaCha8Rng, depth: u32) -> Value {
         3 => json!(1.5),
         4 => json!(["append", "r", "w", "x"][rng.random_range(0..4)]),
         5 => json!(true),
-        _ => Value::Array(
-            (0..rng.random_range(0..4))
-                .map(|_| junk(rng, depth - 1))
-                .collect(),
-        ),
+        _ => Value::Array((0..rng.random_range(0..4)).map(|_| junk(rng, depth - 1)).collect()),
     }
 }
 
@@ -664,11 +548,7 @@ fn junk(rng: &mut ChaCha8Rng, depth: u32) -> Value {
 /// completions dropped or swapped) give a report or an input error, never a panic.
 #[test]
 fn corrupted_histories_never_panic() {
-    let mut g = Gen {
-        rng: ChaCha8Rng::seed_from_u64(900),
-        keys: 2,
-        next_value: 0,
-    };
+    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(900), keys: 2, next_value: 0 };
     let mut errors = 0;
     for case in 0..3000 {
         let list = case % 2 == 0;
@@ -693,20 +573,10 @@ fn corrupted_histories_never_panic() {
                 }
             }
         }
-        let model = if list {
-            TxnModel::ListAppend
-        } else {
-            TxnModel::RwRegister
-        };
-        for m in [
-            ConsistencyModel::ReadCommitted,
-            ConsistencyModel::StrictSerializable,
-        ] {
+        let model = if list { TxnModel::ListAppend } else { TxnModel::RwRegister };
+        for m in [ConsistencyModel::ReadCommitted, ConsistencyModel::StrictSerializable] {
             let r = check(&ev, model, m, &TxnOptions::default());
-            errors += r
-                .reason
-                .as_deref()
-                .is_some_and(|s| s.starts_with("malformed")) as usize;
+            errors += r.reason.as_deref().is_some_and(|s| s.starts_with("malformed")) as usize;
         }
     }
     assert!(errors > 0, "some corruptions must be input errors");

@@ -86,7 +86,9 @@ fn simulate(seed: u64, model: ModelKind, shape: Shape) -> Vec<Event> {
                 let (f, input) = match rng.random_range(0..if cas { 3 } else { 2 }) {
                     0 => ("read", Value::Null),
                     1 => ("write", val(&mut rng)),
-                    _ => ("cas", json!([if rng.random_bool(0.2) { Value::Null } else { val(&mut rng) }, val(&mut rng)])),
+                    _ => {
+                        ("cas", json!([if rng.random_bool(0.2) { Value::Null } else { val(&mut rng) }, val(&mut rng)]))
+                    }
                 };
                 push(&mut events, EventType::Invoke, pid[p], f, &key, input.clone(), None);
                 flight[p] = Some(InFlight { f, key, input });
@@ -294,7 +296,11 @@ fn sequential_history(ops: &[(u64, &str, Value, Option<Value>)]) -> Vec<Event> {
 
 fn verdicts(h: &[Event]) -> (Verdict, Verdict, Verdict) {
     let lin = faultline_checker::check_linearizable(h, ModelKind::CasRegister, &opts()).verdict;
-    (lin, check_sequential(h, ModelKind::CasRegister, &opts()).verdict, check_session(h, ModelKind::CasRegister, &opts()).verdict)
+    (
+        lin,
+        check_sequential(h, ModelKind::CasRegister, &opts()).verdict,
+        check_session(h, ModelKind::CasRegister, &opts()).verdict,
+    )
 }
 
 use Verdict::{Invalid, Valid};
@@ -302,7 +308,11 @@ use Verdict::{Invalid, Valid};
 #[test]
 fn a_stale_read_by_another_process_is_sequential_but_not_linearizable() {
     // p0 writes 1 then 2; p1, later in real time, reads 1.
-    let h = sequential_history(&[(0, "write", json!(1), Some(json!(1))), (0, "write", json!(2), Some(json!(2))), (1, "read", Value::Null, Some(json!(1)))]);
+    let h = sequential_history(&[
+        (0, "write", json!(1), Some(json!(1))),
+        (0, "write", json!(2), Some(json!(2))),
+        (1, "read", Value::Null, Some(json!(1))),
+    ]);
     assert_eq!(verdicts(&h), (Invalid, Valid, Valid));
 }
 
@@ -367,7 +377,11 @@ fn session_allows_what_sequential_forbids_across_processes() {
 #[test]
 fn a_cas_reads_the_value_just_before_its_write_and_an_indeterminate_one_is_optional() {
     // p0: cas nil→1 ok; p1 reads 1 then reads nil: not monotonic (nil is only at position 0).
-    let h = sequential_history(&[(0, "cas", json!([null, 1]), Some(json!([null, 1]))), (1, "read", Value::Null, Some(json!(1))), (1, "read", Value::Null, Some(Value::Null))]);
+    let h = sequential_history(&[
+        (0, "cas", json!([null, 1]), Some(json!([null, 1]))),
+        (1, "read", Value::Null, Some(json!(1))),
+        (1, "read", Value::Null, Some(Value::Null)),
+    ]);
     assert_eq!(verdicts(&h), (Invalid, Invalid, Invalid));
     // An indeterminate write explains a read; leaving it out explains none of 7.
     let h = sequential_history(&[(0, "write", json!(7), None), (1, "read", Value::Null, Some(json!(7)))]);
@@ -395,7 +409,8 @@ fn malformed_or_non_register_histories_are_unknown_with_a_reason() {
         error: None,
         node: None,
     }];
-    for r in [check_sequential(&h, ModelKind::CasRegister, &opts()), check_session(&h, ModelKind::CasRegister, &opts())] {
+    for r in [check_sequential(&h, ModelKind::CasRegister, &opts()), check_session(&h, ModelKind::CasRegister, &opts())]
+    {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("event 0"));
     }
@@ -444,17 +459,24 @@ fn two_orders(n: u64) -> Vec<Event> {
 #[test]
 fn exhausted_budgets_end_in_unknown_with_the_reason() {
     let unbounded = CheckOptions { time_limit: None, memory_limit_bytes: None, threads: 1, ..CheckOptions::default() };
-    for (name, check) in [("sequential", check_sequential as fn(&[Event], ModelKind, &CheckOptions) -> _), ("session", check_session)] {
+    for (name, check) in
+        [("sequential", check_sequential as fn(&[Event], ModelKind, &CheckOptions) -> _), ("session", check_session)]
+    {
         let h = if name == "sequential" { cyclic(12) } else { two_orders(11) };
         let full = check(&h, ModelKind::CasRegister, &unbounded);
         assert_eq!(full.verdict, Verdict::Invalid, "{name}: {:?}", full.reason);
         let steps = full.keys[0].steps;
-        eprintln!("{name}: invalid after {steps} steps, {} configurations, {:.1} ms", full.keys[0].configurations, full.elapsed_ms);
+        eprintln!(
+            "{name}: invalid after {steps} steps, {} configurations, {:.1} ms",
+            full.keys[0].configurations, full.elapsed_ms
+        );
         assert!(steps > 2048, "{name}: the instance must outlast a budget check ({steps} steps)");
-        let timed = check(&h, ModelKind::CasRegister, &CheckOptions { time_limit: Some(Duration::ZERO), ..unbounded.clone() });
+        let timed =
+            check(&h, ModelKind::CasRegister, &CheckOptions { time_limit: Some(Duration::ZERO), ..unbounded.clone() });
         assert_eq!(timed.verdict, Verdict::Unknown, "{name}");
         assert!(timed.reason.as_deref().unwrap().contains("time limit"), "{name}: {:?}", timed.reason);
-        let small = check(&h, ModelKind::CasRegister, &CheckOptions { memory_limit_bytes: Some(4096), ..unbounded.clone() });
+        let small =
+            check(&h, ModelKind::CasRegister, &CheckOptions { memory_limit_bytes: Some(4096), ..unbounded.clone() });
         assert_eq!(small.verdict, Verdict::Unknown, "{name}");
         assert!(small.reason.as_deref().unwrap().contains("memory limit"), "{name}: {:?}", small.reason);
     }
@@ -471,7 +493,17 @@ fn set_history(seed: u64) -> Vec<Event> {
     let mut h: Vec<Event> = Vec::new();
     let push = |h: &mut Vec<Event>, kind, p: u64, f: &str, v: Value| {
         let i = h.len() as u64;
-        h.push(Event { index: i, time: i, kind, process: Process::Client(p), f: f.into(), key: Some("s".into()), value: v, error: None, node: None });
+        h.push(Event {
+            index: i,
+            time: i,
+            kind,
+            process: Process::Client(p),
+            f: f.into(),
+            key: Some("s".into()),
+            value: v,
+            error: None,
+            node: None,
+        });
     };
     for i in 0..rng.random_range(1..10) {
         let p = rng.random_range(0..procs);
@@ -517,7 +549,16 @@ fn set_session_oracle(h: &[Event]) -> bool {
     for (i, e) in h.iter().enumerate() {
         if e.kind == EventType::Invoke {
             let done = h[i + 1..].iter().find(|c| c.process == e.process).expect("completed");
-            ops.push((match e.process { Process::Client(p) => p, _ => unreachable!() }, e.f.as_str(), done.kind, &e.value, &done.value));
+            ops.push((
+                match e.process {
+                    Process::Client(p) => p,
+                    _ => unreachable!(),
+                },
+                e.f.as_str(),
+                done.kind,
+                &e.value,
+                &done.value,
+            ));
         }
     }
     let elements = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>();
@@ -548,12 +589,21 @@ fn grow_only_set_session_agrees_with_its_pairwise_definition() {
         let h = set_history(seed);
         let want = set_session_oracle(&h);
         let got = faultline_checker::session::check_grow_only_set(&h);
-        assert_eq!(got.verdict, verdict(want), "seed {seed}: {:?}\n{}", got.reason, faultline_checker::jsonl::to_string(&h));
-        if want { valid += 1 } else { invalid += 1 }
+        assert_eq!(
+            got.verdict,
+            verdict(want),
+            "seed {seed}: {:?}\n{}",
+            got.reason,
+            faultline_checker::jsonl::to_string(&h)
+        );
+        if want {
+            valid += 1
+        } else {
+            invalid += 1
+        }
     }
     assert!(valid >= 500 && invalid >= 500, "{valid} valid, {invalid} invalid");
 }
-
 
 /// Larger histories (up to 12 processes and 150 operations on one key) than the oracles take:
 /// no crash, every search ends within its budget, every valid verdict's witness meets the
@@ -564,14 +614,24 @@ fn larger_histories_end_within_budget_and_respect_the_hierarchy() {
     let budget = CheckOptions { time_limit: Some(Duration::from_secs(2)), threads: 1, ..CheckOptions::default() };
     let (mut unknown, mut n) = (0, 0);
     for seed in 0..16u64 {
-        for shape in [Shape { procs_max: 12, ops_min: 60, ops_max: 150, anomaly: 0.02, ..USUAL }, Shape { procs_max: 12, ops_min: 60, ops_max: 150, anomaly: 0.1, ..REORDER }] {
+        for shape in [
+            Shape { procs_max: 12, ops_min: 60, ops_max: 150, anomaly: 0.02, ..USUAL },
+            Shape { procs_max: 12, ops_min: 60, ops_max: 150, anomaly: 0.1, ..REORDER },
+        ] {
             let h = simulate(seed, ModelKind::CasRegister, shape);
             let lin = faultline_checker::check_linearizable(&h, ModelKind::CasRegister, &budget);
             let seq = check_sequential(&h, ModelKind::CasRegister, &budget);
             let ses = check_session(&h, ModelKind::CasRegister, &budget);
             eprintln!(
                 "seed {seed} reorder {}: {} events; lin {} {:.0} ms, seq {} {:.0} ms, session {} {:.0} ms",
-                shape.reorder, h.len(), lin.verdict, lin.elapsed_ms, seq.verdict, seq.elapsed_ms, ses.verdict, ses.elapsed_ms
+                shape.reorder,
+                h.len(),
+                lin.verdict,
+                lin.elapsed_ms,
+                seq.verdict,
+                seq.elapsed_ms,
+                ses.verdict,
+                ses.elapsed_ms
             );
             for r in [&seq, &ses] {
                 assert!(r.elapsed_ms < 4_000.0, "seed {seed}: {} took {:.0} ms on a 2 s budget", r.model, r.elapsed_ms);
@@ -610,7 +670,18 @@ fn seen_ops(events: &[Event]) -> BTreeMap<u64, Seen> {
         let Process::Client(p) = e.process else { continue };
         if e.kind == EventType::Invoke {
             open.insert(p, e.index);
-            ops.insert(e.index, Seen { process: p, key: e.key.clone(), f: e.f.clone(), input: e.value.clone(), output: Value::Null, completed: false, mismatch: false });
+            ops.insert(
+                e.index,
+                Seen {
+                    process: p,
+                    key: e.key.clone(),
+                    f: e.f.clone(),
+                    input: e.value.clone(),
+                    output: Value::Null,
+                    completed: false,
+                    mismatch: false,
+                },
+            );
         } else if let Some(i) = open.remove(&p) {
             let op = ops.get_mut(&i).unwrap();
             match e.kind {
@@ -634,7 +705,12 @@ fn seen_ops(events: &[Event]) -> BTreeMap<u64, Seen> {
 }
 
 /// Every completed op of `key` appears exactly once in `witness`, and nothing else does.
-fn covers(ops: &BTreeMap<u64, Seen>, key: &Option<String>, witness: &[u64], needed: impl Fn(&Seen) -> bool) -> Result<(), String> {
+fn covers(
+    ops: &BTreeMap<u64, Seen>,
+    key: &Option<String>,
+    witness: &[u64],
+    needed: impl Fn(&Seen) -> bool,
+) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for i in witness {
         let op = ops.get(i).ok_or(format!("witness has {i}, not an op that can matter"))?;
@@ -663,7 +739,9 @@ fn verify_sequential(events: &[Event], key: &Option<String>, witness: &[u64]) ->
             }
         }
         match (op.f.as_str(), op.mismatch) {
-            ("read", _) if op.output != state => return Err(format!("read {i} → {} where the value is {state}", op.output)),
+            ("read", _) if op.output != state => {
+                return Err(format!("read {i} → {} where the value is {state}", op.output))
+            }
             ("read", _) => {}
             ("write", _) => state = op.input.clone(),
             ("cas", true) if state == op.input[0] => return Err(format!("mismatch {i} where the value is its from")),
@@ -713,7 +791,8 @@ fn verify_session(events: &[Event], key: &Option<String>, witness: &[u64]) -> Re
             (f, _) => return Err(format!("unexpected f {f}")),
         }
     }
-    let processes: std::collections::BTreeSet<u64> = ops.values().filter(|o| o.key == *key).map(|o| o.process).collect();
+    let processes: std::collections::BTreeSet<u64> =
+        ops.values().filter(|o| o.key == *key).map(|o| o.process).collect();
     for p in processes {
         let mut low = 0usize;
         for (i, op) in ops.iter().filter(|(_, o)| o.key == *key && o.process == p) {
@@ -759,9 +838,16 @@ fn check_witnesses(events: &[Event], r: &faultline_checker::orders::OrderReport)
 /// an op, and one serving a read at the wrong value.
 #[test]
 fn witness_verifiers_reject_bad_orders() {
-    let h = sequential_history(&[(0, "write", json!(1), Some(json!(1))), (0, "write", json!(2), Some(json!(2))), (1, "read", Value::Null, Some(json!(1)))]);
+    let h = sequential_history(&[
+        (0, "write", json!(1), Some(json!(1))),
+        (0, "write", json!(2), Some(json!(2))),
+        (1, "read", Value::Null, Some(json!(1))),
+    ]);
     let key = Some("k".to_string());
-    for (name, r) in [("sequential", check_sequential(&h, ModelKind::CasRegister, &opts())), ("session", check_session(&h, ModelKind::CasRegister, &opts()))] {
+    for (name, r) in [
+        ("sequential", check_sequential(&h, ModelKind::CasRegister, &opts())),
+        ("session", check_session(&h, ModelKind::CasRegister, &opts())),
+    ] {
         assert_eq!(r.verdict, Verdict::Valid, "{name}");
         check_witnesses(&h, &r).unwrap();
         let w = r.keys[0].witness.clone().unwrap();

@@ -73,7 +73,8 @@ fn cell_ids(cells: &[CellPlan]) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let target = Path::new(&c.target).file_stem().map_or(c.target.clone(), |s| s.to_string_lossy().into_owned());
+            let target =
+                Path::new(&c.target).file_stem().map_or(c.target.clone(), |s| s.to_string_lossy().into_owned());
             let id = format!("{:0width$}-{}-{}-{}-r{}", i + 1, target, c.workload, c.nemesis, c.repeat);
             let id = campaign_spec::sanitize(&id);
             id.chars().take(120).collect()
@@ -107,7 +108,12 @@ fn create_campaign_dir(store: &Path, name: &str) -> anyhow::Result<PathBuf> {
     anyhow::bail!("more than 1000 campaigns named {name} in one second under {}", parent.display())
 }
 
-async fn run_campaign(args: &CampaignArgs, campaign: campaign_spec::Campaign, seed: u64, ids: Vec<String>) -> anyhow::Result<u8> {
+async fn run_campaign(
+    args: &CampaignArgs,
+    campaign: campaign_spec::Campaign,
+    seed: u64,
+    ids: Vec<String>,
+) -> anyhow::Result<u8> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let dir = create_campaign_dir(&args.store, &campaign.name)?;
@@ -224,10 +230,18 @@ async fn run_and_judge_cell(
     let mut interrupted = false;
     let (code, problem) = match result {
         Ok(CellEnd::Exited(code)) => (code, None),
-        Ok(CellEnd::TimedOut(code, after)) => (code, Some(format!("stopped after {:.0} s: the cell ran past its time budget", after.as_secs_f64()))),
+        Ok(CellEnd::TimedOut(code, after)) => {
+            (code, Some(format!("stopped after {:.0} s: the cell ran past its time budget", after.as_secs_f64())))
+        }
         Ok(CellEnd::Interrupted(code)) => {
             interrupted = true;
-            (code, Some("interrupted (Ctrl-C or SIGTERM): the run was stopped, healed and judged on what it had recorded".to_string()))
+            (
+                code,
+                Some(
+                    "interrupted (Ctrl-C or SIGTERM): the run was stopped, healed and judged on what it had recorded"
+                        .to_string(),
+                ),
+            )
         }
         Err(e) => (None, Some(format!("could not run the cell: {e:#}"))),
     };
@@ -238,7 +252,14 @@ async fn run_and_judge_cell(
 
 /// Fills in a finished cell's run folder, metrics (from its results.json), outcome (from its
 /// exit `code`, an error when there was a `problem`), error and whether it matched.
-fn judge_cell(rec: &mut CellRecord, code: Option<i32>, problem: Option<String>, dir: &Path, runs: &Path, log_rel: &str) {
+fn judge_cell(
+    rec: &mut CellRecord,
+    code: Option<i32>,
+    problem: Option<String>,
+    dir: &Path,
+    runs: &Path,
+    log_rel: &str,
+) {
     rec.run_dir = find_run_dir(&runs.join(&rec.id)).map(|p| p.strip_prefix(dir).unwrap_or(&p).display().to_string());
     let results: Option<Results> = rec
         .run_dir
@@ -293,7 +314,12 @@ fn options_json(plan: &CellPlan) -> Value {
             let v = if let Ok(n) = value.parse::<u64>() {
                 Value::from(n)
             } else {
-                value.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::String(value.clone()))
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or_else(|| Value::String(value.clone()))
             };
             m.insert(key, v);
         }
@@ -385,13 +411,18 @@ async fn run_cell(
         _ = interrupt.recv() => {}
         _ = term.recv() => {}
     }
-    eprintln!("\nfaultline: interrupted; stopping the current cell (it heals and tears down), then writing the campaign");
+    eprintln!(
+        "\nfaultline: interrupted; stopping the current cell (it heals and tears down), then writing the campaign"
+    );
     let status = stop_child(&mut child, pid).await?;
     Ok(CellEnd::Interrupted(status.and_then(code)))
 }
 
 /// SIGTERM (the run heals, tears down and analyses), then SIGKILL after the grace period.
-async fn stop_child(child: &mut tokio::process::Child, pid: Option<u32>) -> anyhow::Result<Option<std::process::ExitStatus>> {
+async fn stop_child(
+    child: &mut tokio::process::Child,
+    pid: Option<u32>,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
     if let Some(pid) = pid {
         let _ = faultline_core::runtime::state::send_signal(pid, "TERM");
     }
@@ -407,7 +438,9 @@ async fn stop_child(child: &mut tokio::process::Child, pid: Option<u32>) -> anyh
 
 /// The cell's phases (with the run's defaults) plus a margin.
 fn cell_budget(plan: &CellPlan) -> Duration {
-    let flag = |name: &str, default: f64| plan.flags.iter().find(|(f, _)| f == name).and_then(|(_, v)| v.parse::<f64>().ok()).unwrap_or(default);
+    let flag = |name: &str, default: f64| {
+        plan.flags.iter().find(|(f, _)| f == name).and_then(|(_, v)| v.parse::<f64>().ok()).unwrap_or(default)
+    };
     let secs = flag("time-limit", 60.0) + flag("setup-timeout", 30.0) + flag("recovery", 5.0) + 30.0 /* final reads */;
     Duration::from_secs_f64(secs) + CELL_MARGIN
 }
@@ -462,7 +495,12 @@ fn print_table(r: &CampaignRecord) {
     let mut t = Builder::default();
     t.push_record(["target", "avail. during partitions", "model kept", "cells"]);
     for x in &r.comparison {
-        t.push_record([x.target.clone(), pct(x.availability_during_partitions), x.model_kept.clone(), x.cells.to_string()]);
+        t.push_record([
+            x.target.clone(),
+            pct(x.availability_during_partitions),
+            x.model_kept.clone(),
+            x.cells.to_string(),
+        ]);
     }
     println!("{}", t.build().with(tabled::settings::Style::rounded()));
     for c in r.cells.iter().filter(|c| c.error.is_some()) {
@@ -489,7 +527,11 @@ mod tests {
         assert_eq!(exit_code(&[cell("valid", &["valid"]), cell("invalid", &["invalid"])], false), 0);
         assert_eq!(exit_code(&[cell("valid", &["valid"]), cell("error", &["error"])], false), 0, "an expected error");
         assert_eq!(exit_code(&[cell("valid", &["valid"]), cell("unknown", &["valid"])], false), 1);
-        assert_eq!(exit_code(&[cell("invalid", &["valid"]), cell("error", &["valid"])], false), 255, "a harness error wins");
+        assert_eq!(
+            exit_code(&[cell("invalid", &["valid"]), cell("error", &["valid"])], false),
+            255,
+            "a harness error wins"
+        );
         assert_eq!(exit_code(&[cell("valid", &["valid"])], true), 255, "interrupted");
     }
 
@@ -508,7 +550,15 @@ mod tests {
         };
         let ids = cell_ids(&[plan("raft", "partition:isolate-leader", 1), plan("/x/my target.toml", "clock", 2)]);
         assert_eq!(ids, ["01-raft-register-partition-isolate-leader-r1", "02-my-target-register-clock-r2"]);
-        let o = options_json(&CellPlan { flags: vec![("nodes".into(), "3".into()), ("bug".into(), "a".into()), ("bug".into(), "b".into()), ("runtime".into(), "local".into())], ..plan("raft", "none", 1) });
+        let o = options_json(&CellPlan {
+            flags: vec![
+                ("nodes".into(), "3".into()),
+                ("bug".into(), "a".into()),
+                ("bug".into(), "b".into()),
+                ("runtime".into(), "local".into()),
+            ],
+            ..plan("raft", "none", 1)
+        });
         assert_eq!(o, serde_json::json!({"nodes": 3, "bugs": ["a", "b"], "runtime": "local"}));
     }
 }

@@ -175,7 +175,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Parses and validates the campaign file at `path`.
 pub fn load(path: &Path) -> Result<Campaign, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError { file: file.clone(), line: None, message: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        file: file.clone(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "campaign".into());
     parse(&text, &file, &base, &stem)
@@ -188,10 +192,16 @@ pub fn parse(text: &str, file: &str, base: &Path, stem: &str) -> Result<Campaign
     let name = campaign_name(&src, &spec.name, stem)?;
     let defaults = spec.defaults.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default();
     if let Some(s) = &defaults.seed {
-        return Err(src.err(Some(s.span()), "seed in [defaults]: put the campaign seed at the top of the file (a [[matrix]] block may fix its own)".into()));
+        return Err(src.err(
+            Some(s.span()),
+            "seed in [defaults]: put the campaign seed at the top of the file (a [[matrix]] block may fix its own)"
+                .into(),
+        ));
     }
     if spec.matrix.is_empty() {
-        return Err(src.err(None, "no [[matrix]] block: a campaign needs at least one (targets, workloads, nemeses)".into()));
+        return Err(
+            src.err(None, "no [[matrix]] block: a campaign needs at least one (targets, workloads, nemeses)".into())
+        );
     }
     let mut cells = Vec::new();
     for block in &spec.matrix {
@@ -223,7 +233,8 @@ fn campaign_name(src: &Source, name: &Option<Spanned<String>>, stem: &str) -> Re
     match name {
         Some(n) => {
             let v = n.get_ref();
-            if v.is_empty() || v.starts_with('.') || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if v.is_empty() || v.starts_with('.') || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 return Err(src.err(Some(n.span()), format!("name {v:?}: use letters, digits, '-', '_' and '.' only")));
             }
             Ok(v.clone())
@@ -257,9 +268,18 @@ impl BlockPlan {
     fn read(src: &Source, block: &Spanned<Table>, defaults: &Table, base: &Path) -> Result<BlockPlan, SpecError> {
         let b = block.get_ref();
         let line = line_of(src.text, block.span().start);
-        let targets = axis(src, line, (&b.target, &b.targets), (&defaults.target, &defaults.targets), "target", "targets")?;
-        let workloads = axis(src, line, (&b.workload, &b.workloads), (&defaults.workload, &defaults.workloads), "workload", "workloads")?;
-        let nemeses = axis(src, line, (&b.nemesis, &b.nemeses), (&defaults.nemesis, &defaults.nemeses), "nemesis", "nemeses")?;
+        let targets =
+            axis(src, line, (&b.target, &b.targets), (&defaults.target, &defaults.targets), "target", "targets")?;
+        let workloads = axis(
+            src,
+            line,
+            (&b.workload, &b.workloads),
+            (&defaults.workload, &defaults.workloads),
+            "workload",
+            "workloads",
+        )?;
+        let nemeses =
+            axis(src, line, (&b.nemesis, &b.nemeses), (&defaults.nemesis, &defaults.nemeses), "nemesis", "nemeses")?;
         let mut resolved_targets = Vec::new();
         for (t, span) in &targets {
             resolved_targets.push(check_target(t, base).map_err(|m| src.err(Some(span.clone()), m))?);
@@ -270,7 +290,18 @@ impl BlockPlan {
         let expect = expectations(src, b, defaults)?;
         let flags = run_flags(src, b, defaults)?;
         let fixed_seed = b.seed.as_ref().map(|s| *s.get_ref());
-        Ok(BlockPlan { line, targets, resolved_targets, workloads, nemeses, families, repeats, fixed_seed, expect, flags })
+        Ok(BlockPlan {
+            line,
+            targets,
+            resolved_targets,
+            workloads,
+            nemeses,
+            families,
+            repeats,
+            fixed_seed,
+            expect,
+            flags,
+        })
     }
 
     /// Appends the block's cells (targets × workloads × nemeses × repeats), each checked by the
@@ -320,16 +351,32 @@ impl BlockPlan {
 
 /// One axis of a block (`target`/`targets`, ...): the block's key, else [defaults]' key; it must
 /// be set in one of them. `line` is the block's.
-fn axis(src: &Source, line: usize, block: (&One, &Many), defaults: (&One, &Many), what: &str, plural: &str) -> Result<Vec<Located>, SpecError> {
+fn axis(
+    src: &Source,
+    line: usize,
+    block: (&One, &Many),
+    defaults: (&One, &Many),
+    what: &str,
+    plural: &str,
+) -> Result<Vec<Located>, SpecError> {
     match axis_values(src, block, what, plural)? {
         Some(v) => Ok(v),
-        None => axis_values(src, defaults, what, plural)?
-            .ok_or_else(|| src.at_line(line, format!("this [[matrix]] block has no {what}: set `{what}` or `{plural}` (here or in [defaults])"))),
+        None => axis_values(src, defaults, what, plural)?.ok_or_else(|| {
+            src.at_line(
+                line,
+                format!("this [[matrix]] block has no {what}: set `{what}` or `{plural}` (here or in [defaults])"),
+            )
+        }),
     }
 }
 
 /// The values of an axis in one table (`None` if unset); both keys, or an empty list, are errors.
-fn axis_values(src: &Source, (one, many): (&One, &Many), what: &str, plural: &str) -> Result<Option<Vec<Located>>, SpecError> {
+fn axis_values(
+    src: &Source,
+    (one, many): (&One, &Many),
+    what: &str,
+    plural: &str,
+) -> Result<Option<Vec<Located>>, SpecError> {
     match (one, many) {
         (Some(o), Some(_)) => Err(src.err(Some(o.span()), format!("both `{what}` and `{plural}`: give one"))),
         (Some(o), None) => Ok(Some(vec![(o.get_ref().clone(), o.span())])),
@@ -343,7 +390,10 @@ fn axis_values(src: &Source, (one, many): (&One, &Many), what: &str, plural: &st
 fn check_workloads(src: &Source, workloads: &[Located]) -> Result<(), SpecError> {
     for (w, span) in workloads {
         if !faultline_workloads::NAMES.contains(&w.as_str()) {
-            return Err(src.err(Some(span.clone()), format!("unknown workload {w:?}: expected one of {}", faultline_workloads::NAMES.join(", "))));
+            return Err(src.err(
+                Some(span.clone()),
+                format!("unknown workload {w:?}: expected one of {}", faultline_workloads::NAMES.join(", ")),
+            ));
         }
     }
     Ok(())
@@ -382,7 +432,8 @@ fn expectations(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<String>
         return Err(src.err(Some(e.span()), "`expect` is empty".into()));
     }
     if let Some(bad) = list.iter().find(|x| !EXPECTATIONS.contains(&x.as_str())) {
-        return Err(src.err(Some(e.span()), format!("unknown expectation {bad:?}: expected one of {}", EXPECTATIONS.join(", "))));
+        return Err(src
+            .err(Some(e.span()), format!("unknown expectation {bad:?}: expected one of {}", EXPECTATIONS.join(", "))));
     }
     Ok(list)
 }
@@ -407,7 +458,9 @@ fn run_flags(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<Flag>, Spe
     opt!(setup_timeout, "setup-timeout");
     opt!(runtime, "runtime");
     opt!(local_net, "local-net");
-    for (field, flag) in [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")] {
+    for (field, flag) in
+        [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")]
+    {
         if let Some(v) = field {
             for x in v.get_ref() {
                 flags.push((flag.to_string(), x.clone(), v.span()));
@@ -441,11 +494,17 @@ fn check_target(t: &str, base: &Path) -> Result<String, String> {
         let p = PathBuf::from(t);
         let p = if p.is_absolute() { p } else { base.join(p) };
         if !p.is_file() {
-            return Err(format!("target file {} not found (relative paths are read from the campaign file's folder)", p.display()));
+            return Err(format!(
+                "target file {} not found (relative paths are read from the campaign file's folder)",
+                p.display()
+            ));
         }
         return Ok(p.display().to_string());
     }
-    Err(format!("unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml", roles::names().collect::<Vec<_>>().join(", ")))
+    Err(format!(
+        "unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml",
+        roles::names().collect::<Vec<_>>().join(", ")
+    ))
 }
 
 #[derive(Parser)]
@@ -458,7 +517,9 @@ struct RunWords {
 fn validate_run(cell: &CellPlan) -> Result<(), String> {
     let words = cell.run_words(0);
     let args = RunWords::try_parse_from(std::iter::once("run".to_string()).chain(words))
-        .map_err(|e| e.render().to_string().lines().next().unwrap_or("bad flags").trim_start_matches("error: ").to_string())?
+        .map_err(|e| {
+            e.render().to_string().lines().next().unwrap_or("bad flags").trim_start_matches("error: ").to_string()
+        })?
         .run;
     crate::run::validate(&args).map(|_| ()).map_err(|e| format!("{e:#}"))
 }
@@ -519,7 +580,10 @@ expect = ["invalid", "unknown"]
         assert_eq!(first.expect, ["valid"]);
         assert_eq!(first.fault_families, ["partition"]);
         let crdt = c.cells.last().unwrap();
-        assert_eq!(crdt.flags, vec![("nodes".into(), "5".into()), ("time-limit".into(), "8".into()), ("bug".into(), "bad-merge".into())]);
+        assert_eq!(
+            crdt.flags,
+            vec![("nodes".into(), "5".into()), ("time-limit".into(), "8".into()), ("bug".into(), "bad-merge".into())]
+        );
         assert_eq!(crdt.expect, ["invalid", "unknown"]);
         assert_eq!(crdt.line, 11);
         // Seeds: derived, stable per (target, workload, nemesis, repeat), different across cells.
@@ -530,12 +594,17 @@ expect = ["invalid", "unknown"]
         assert_eq!(uniq.len(), seeds.len());
         assert_eq!(c.cells[0].seed(7), c.cells[0].seed(7));
         assert_ne!(c.cells[0].seed(7), c.cells[0].seed(8));
-        assert_eq!(crdt.run_words(5)[..8], ["--target", "crdt", "--workload", "set", "--nemesis", "partition", "--seed", "5"]);
+        assert_eq!(
+            crdt.run_words(5)[..8],
+            ["--target", "crdt", "--workload", "set", "--nemesis", "partition", "--seed", "5"]
+        );
     }
 
     #[test]
     fn a_fixed_seed_counts_up_with_the_repeats() {
-        let c = parse_ok("[[matrix]]\ntarget = \"raft\"\nworkload = \"register\"\nnemesis = \"none\"\nseed = 40\nrepeats = 3\n");
+        let c = parse_ok(
+            "[[matrix]]\ntarget = \"raft\"\nworkload = \"register\"\nnemesis = \"none\"\nseed = 40\nrepeats = 3\n",
+        );
         assert_eq!(c.cells.iter().map(|x| x.seed(1)).collect::<Vec<_>>(), [40, 41, 42]);
     }
 
@@ -543,9 +612,21 @@ expect = ["invalid", "unknown"]
     fn errors_name_the_line_of_the_bad_key() {
         let base = "[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\nnemeses = [\"partition\"]\n";
         let cases: &[(&str, usize, &str)] = &[
-            ("[[matrix]]\ntargets = [\"raft\", \"zookeeper\"]\nworkloads = [\"register\"]\nnemeses = [\"none\"]\n", 2, "unknown target \"zookeeper\""),
-            ("[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"queue\"]\nnemeses = [\"none\"]\n", 3, "unknown workload \"queue\""),
-            ("[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\nnemeses = [\"flood\"]\n", 4, "nemesis \"flood\""),
+            (
+                "[[matrix]]\ntargets = [\"raft\", \"zookeeper\"]\nworkloads = [\"register\"]\nnemeses = [\"none\"]\n",
+                2,
+                "unknown target \"zookeeper\"",
+            ),
+            (
+                "[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"queue\"]\nnemeses = [\"none\"]\n",
+                3,
+                "unknown workload \"queue\"",
+            ),
+            (
+                "[[matrix]]\ntargets = [\"raft\"]\nworkloads = [\"register\"]\nnemeses = [\"flood\"]\n",
+                4,
+                "nemesis \"flood\"",
+            ),
             (&format!("{base}nodes = 0\n"), 5, "--nodes must be between 1 and 20"),
             (&format!("{base}time-limit = -3\n"), 5, "--time-limit"),
             (&format!("{base}bugs = [\"sloppy\"]\n"), 5, "unknown --bug \"sloppy\""),
@@ -558,7 +639,11 @@ expect = ["invalid", "unknown"]
             ("[defaults]\nseed = 3\n[[matrix]]\n", 2, "seed in [defaults]"),
             ("name = \"a b\"\n[[matrix]]\n", 1, "name \"a b\""),
             ("[[matrix]]\ntargets = [\"raft\"\n", 2, ""),
-            ("[[matrix]]\ntarget = \"missing.toml\"\nworkload = \"register\"\nnemesis = \"none\"\n", 2, "target file /nonexistent/missing.toml not found"),
+            (
+                "[[matrix]]\ntarget = \"missing.toml\"\nworkload = \"register\"\nnemesis = \"none\"\n",
+                2,
+                "target file /nonexistent/missing.toml not found",
+            ),
         ];
         for (text, line, needle) in cases {
             let e = parse_err(text);

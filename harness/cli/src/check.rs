@@ -17,8 +17,10 @@ use faultline_checker::{try_check_linearizable, CheckOptions, ModelKind};
 use crate::{check_input, EXIT_ERROR};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 255 error (bad input or usage).\n\
-The history format is described in docs/history-format.md.")]
+#[command(
+    after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 255 error (bad input or usage).\n\
+The history format is described in docs/history-format.md."
+)]
 pub struct CheckArgs {
     /// The model: register, cas-register, kv or set [default: kv for porcupine-kv, else
     /// cas-register]; or list-append or rw-register for transaction histories.
@@ -157,7 +159,10 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         initial_value: args.initial_value,
         ..CheckOptions::default()
     };
-    anyhow::ensure!(!args.models || args.initial_value.is_none(), "--models takes registers starting at null: drop --initial-value");
+    anyhow::ensure!(
+        !args.models || args.initial_value.is_none(),
+        "--models takes registers starting at null: drop --initial-value"
+    );
     anyhow::ensure!(
         !args.models || matches!(model, ModelKind::Register | ModelKind::CasRegister),
         "--models places register histories only (--model register or cas-register), not {model}"

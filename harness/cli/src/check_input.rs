@@ -73,10 +73,7 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 /// The text of the regular file `path`, at most `limit` bytes of UTF-8.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, InputError> {
     // O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Err(InputError::NotRegular(kind_of(meta.file_type())));
@@ -92,9 +89,7 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, InputError> {
     }
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        InputError::NotUtf8 {
-            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
-        }
+        InputError::NotUtf8 { line: valid.iter().filter(|&&b| b == b'\n').count() + 1 }
     })
 }
 
@@ -108,22 +103,12 @@ mod tests {
             read_text(Path::new("/dev/zero"), 1 << 20),
             Err(InputError::NotRegular("a character device"))
         ));
-        assert!(matches!(
-            read_text(Path::new("/dev/null"), 1 << 20),
-            Err(InputError::NotRegular(_))
-        ));
+        assert!(matches!(read_text(Path::new("/dev/null"), 1 << 20), Err(InputError::NotRegular(_))));
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("f");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let t = std::time::Instant::now();
-        assert!(matches!(
-            read_text(&fifo, 1 << 20),
-            Err(InputError::NotRegular("a FIFO"))
-        ));
+        assert!(matches!(read_text(&fifo, 1 << 20), Err(InputError::NotRegular("a FIFO"))));
         assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 
@@ -133,14 +118,8 @@ mod tests {
         let f = d.path().join("h");
         std::fs::write(&f, "x".repeat(1000)).unwrap();
         assert_eq!(read_text(&f, 1000).unwrap().len(), 1000);
-        assert!(matches!(
-            read_text(&f, 999),
-            Err(InputError::TooBig { limit: 999 })
-        ));
+        assert!(matches!(read_text(&f, 999), Err(InputError::TooBig { limit: 999 })));
         std::fs::write(&f, b"ok\n\xff").unwrap();
-        assert!(matches!(
-            read_text(&f, 1000),
-            Err(InputError::NotUtf8 { line: 2 })
-        ));
+        assert!(matches!(read_text(&f, 1000), Err(InputError::NotUtf8 { line: 2 })));
     }
 }

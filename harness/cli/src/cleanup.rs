@@ -41,21 +41,12 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     // Rules first so chains can be deleted; a state's host_rules already lists its own.
     let all: Vec<RunState> = dead.into_iter().chain(orphans.into_values()).collect();
     // Docker runs: containers and networks labelled faultline.run (docs/docker.md).
-    let docker_planned = faultline_core::runtime::docker::cleanup_leftovers(
-        &dir,
-        &args.runs,
-        args.force,
-        args.dry_run,
-        &mut report,
-    );
+    let docker_planned =
+        faultline_core::runtime::docker::cleanup_leftovers(&dir, &args.runs, args.force, args.dry_run, &mut report);
     for p in &docker_planned {
         println!("would remove {p}");
     }
-    if all.is_empty()
-        && docker_planned.is_empty()
-        && report.removed.is_empty()
-        && report.errors.is_empty()
-    {
+    if all.is_empty() && docker_planned.is_empty() && report.removed.is_empty() && report.errors.is_empty() {
         println!("faultline cleanup: nothing to remove");
     }
     remove_runs(&all, &dir, args.dry_run, &mut report);
@@ -74,22 +65,12 @@ fn check_run_ids(runs: &[String]) -> anyhow::Result<()> {
 
 /// Splits the recorded runs into the ids of those whose harness still lives (left alone, noted
 /// in `report`, unless `force`) and those to remove.
-fn split_live(
-    states: Vec<RunState>,
-    force: bool,
-    report: &mut CleanupReport,
-) -> (Vec<String>, Vec<RunState>) {
+fn split_live(states: Vec<RunState>, force: bool, report: &mut CleanupReport) -> (Vec<String>, Vec<RunState>) {
     let mut live_ids = Vec::new();
     let mut dead = Vec::new();
     for s in states {
-        if s.harness_pid != std::process::id()
-            && state::harness_alive(s.harness_pid, s.harness_start)
-            && !force
-        {
-            report.skipped_live.push(format!(
-                "{} (harness pid {} is alive; use --force)",
-                s.run_id, s.harness_pid
-            ));
+        if s.harness_pid != std::process::id() && state::harness_alive(s.harness_pid, s.harness_start) && !force {
+            report.skipped_live.push(format!("{} (harness pid {} is alive; use --force)", s.run_id, s.harness_pid));
             live_ids.push(s.run_id.clone());
         } else {
             dead.push(s);
@@ -142,10 +123,7 @@ fn orphan<'a>(
     if skip.contains(&id) || !wanted(&id) {
         return None;
     }
-    Some(orphans.entry(id.clone()).or_insert_with(|| RunState {
-        run_id: id,
-        ..RunState::default()
-    }))
+    Some(orphans.entry(id.clone()).or_insert_with(|| RunState { run_id: id, ..RunState::default() }))
 }
 
 /// Removes each run (or, when `dry_run`, says what would go); a run's state file goes only

@@ -25,7 +25,11 @@ pub const EXIT_UNKNOWN: u8 = 2;
 pub const EXIT_ERROR: u8 = 255;
 
 #[derive(Parser, Debug)]
-#[command(name = "faultline", version, about = "Jepsen-style fault injection: run a cluster under faults, record the history, check it.")]
+#[command(
+    name = "faultline",
+    version,
+    about = "Jepsen-style fault injection: run a cluster under faults, record the history, check it."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

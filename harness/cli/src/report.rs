@@ -16,10 +16,7 @@ pub struct ReportArgs {
 }
 
 pub fn main(args: ReportArgs) -> anyhow::Result<u8> {
-    let options = faultline_reports::RenderOptions {
-        timeline_ops_max: args.timeline_ops_max,
-        ..Default::default()
-    };
+    let options = faultline_reports::RenderOptions { timeline_ops_max: args.timeline_ops_max, ..Default::default() };
     let summary = faultline_reports::render_run(&args.run_dir, &options)
         .with_context(|| format!("cannot render the report of {}", args.run_dir.display()))?;
     for w in summary.warnings.iter().take(10) {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use faultline_checker::hierarchy::{Consistency, Model};
 use faultline_core::client::http::NodeHttp;
 use faultline_core::nemesis::{parse_choices, replay, Choice, Schedule};
 use faultline_core::progress::Progress;
@@ -20,12 +21,11 @@ use faultline_core::runtime::state::state_dir;
 use faultline_core::runtime::Runtime;
 use faultline_core::store::RunDir;
 use faultline_core::target::lb::LbStats;
-use faultline_core::target::{external, lb, Target};
-use faultline_core::workload::Workload;
-use faultline_checker::hierarchy::{Consistency, Model};
-use faultline_results::{Counts, Results};
 use faultline_core::target::reference::ReferenceTarget;
 use faultline_core::target::roles::{self, RoleSpec};
+use faultline_core::target::{external, lb, Target};
+use faultline_core::workload::Workload;
+use faultline_results::{Counts, Results};
 use serde_json::{json, Value};
 
 use crate::EXIT_ERROR;
@@ -116,7 +116,10 @@ pub struct RunArgs {
 }
 
 /// The register workload's shape from `base` and the --active-keys/--ops-per-key flags.
-fn register_shape(args: &RunArgs, base: faultline_workloads::register::Register) -> faultline_workloads::register::Register {
+fn register_shape(
+    args: &RunArgs,
+    base: faultline_workloads::register::Register,
+) -> faultline_workloads::register::Register {
     faultline_workloads::register::Register {
         active_keys: args.active_keys.unwrap_or(base.active_keys),
         ops_per_key: args.ops_per_key.unwrap_or(base.ops_per_key),
@@ -144,9 +147,7 @@ fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
         PathBuf::from(p)
     } else {
         let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
-        exe.parent()
-            .map(|d| d.join("faultline-node"))
-            .unwrap_or_else(|| PathBuf::from("faultline-node"))
+        exe.parent().map(|d| d.join("faultline-node")).unwrap_or_else(|| PathBuf::from("faultline-node"))
     };
     if !candidate.is_file() {
         bail!(
@@ -262,7 +263,8 @@ fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
 
 /// Every number within its bound (so that nothing downstream overflows or waits forever).
 fn check_ranges(a: &RunArgs) -> anyhow::Result<()> {
-    let secs = |v: f64, lo: f64, hi: f64, lo_open: bool| v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
+    let secs =
+        |v: f64, lo: f64, hi: f64, lo_open: bool| v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
     if !(1..=20).contains(&a.nodes) {
         bail!("--nodes must be between 1 and 20, got {}", a.nodes);
     }
@@ -299,7 +301,8 @@ fn check_shape(a: &RunArgs, role_options: &[(String, String)]) -> anyhow::Result
     if a.target == "router" {
         // The cluster's shape is the target's (router, shard groups): refuse sizes it cannot use.
         let ids: Vec<String> = (1..=a.nodes).map(|i| format!("n{i}")).collect();
-        faultline_core::target::router::topology(&ids, a.bugs.iter().any(|b| b == "single-directory")).map_err(anyhow::Error::msg)?;
+        faultline_core::target::router::topology(&ids, a.bugs.iter().any(|b| b == "single-directory"))
+            .map_err(anyhow::Error::msg)?;
         if a.runtime == "docker" {
             bail!("--target router runs on --runtime local only");
         }
@@ -317,14 +320,8 @@ fn replay_schedule(p: &Path, a: &RunArgs) -> anyhow::Result<replay::Loaded> {
 
 pub(crate) fn rand_seed() -> u64 {
     // Only the choice of seed is random; everything after derives from it.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    faultline_core::generator::derive_seed(
-        t.as_nanos() as u64,
-        "seed",
-        u64::from(std::process::id()),
-    ) % 1_000_000_000
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    faultline_core::generator::derive_seed(t.as_nanos() as u64, "seed", u64::from(std::process::id())) % 1_000_000_000
 }
 
 /// The command that reproduces the run: every flag that shapes it, seed included.
@@ -379,9 +376,7 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
 
 /// `s` as one shell word: unchanged when it is plain, else single-quoted.
 pub(crate) fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./:,+=@%-".contains(c));
     if plain {
         s.to_string()
     } else {
@@ -390,12 +385,9 @@ pub(crate) fn shell_quote(s: &str) -> String {
 }
 
 fn init_log(path: &Path) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,faultline=debug,faultline_core=debug")
-        });
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,faultline=debug,faultline_core=debug"));
     // A second run in the same process (tests) keeps the first subscriber: ignore the error.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
@@ -415,10 +407,7 @@ const USERNS_ENV: &str = "FAULTLINE_USERNS";
 /// apply are reported as not applied.
 fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
     use faultline_core::runtime::local::has_net_admin;
-    if args.runtime != "local"
-        || args.local_net != "auto"
-        || has_net_admin()
-        || std::env::var_os(USERNS_ENV).is_some()
+    if args.runtime != "local" || args.local_net != "auto" || has_net_admin() || std::env::var_os(USERNS_ENV).is_some()
     {
         return Ok(None);
     }
@@ -433,12 +422,8 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
         return Ok(None);
     }
     let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
-    eprintln!(
-        "faultline: no CAP_NET_ADMIN; re-running inside an unprivileged user and network namespace"
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    eprintln!("faultline: no CAP_NET_ADMIN; re-running inside an unprivileged user and network namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // `unshare` without --fork execs faultline: the child's pid is the harness's.
         let mut child = tokio::process::Command::new("unshare")
@@ -476,10 +461,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(code) = rerun_in_userns(&args)? {
         return Ok(code);
     }
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     tokio_rt.block_on(run_async(args, plan))
 }
 
@@ -543,7 +525,11 @@ fn watch_signals(cancel_tx: tokio::sync::watch::Sender<bool>) -> tokio::task::Jo
 }
 
 /// Where the nodes live: the per-run Docker project or the local namespaces (created here).
-async fn build_runtime(args: &RunArgs, plan: &Plan, cancel: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Arc<dyn Runtime>> {
+async fn build_runtime(
+    args: &RunArgs,
+    plan: &Plan,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Arc<dyn Runtime>> {
     let runtime: Arc<dyn Runtime> = if args.runtime == "docker" {
         let opts = faultline_core::runtime::docker::DockerOptions {
             nodes: args.nodes,
@@ -556,8 +542,11 @@ async fn build_runtime(args: &RunArgs, plan: &Plan, cancel: tokio::sync::watch::
         let setup = tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts));
         Arc::new(setup.await?.context("docker runtime setup")?)
     } else {
-        let local = LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
-        Arc::new(tokio::task::spawn_blocking(move || LocalRuntime::setup(&local)).await?.context("local runtime setup")?)
+        let local =
+            LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
+        Arc::new(
+            tokio::task::spawn_blocking(move || LocalRuntime::setup(&local)).await?.context("local runtime setup")?,
+        )
     };
     tracing::info!(
         "runtime {}: mechanism {}, run id {}, nodes {:?}",
@@ -603,7 +592,10 @@ fn report_outcome(outcome: &runner::RunOutcome, run_dir: &RunDir, repro: &str) -
     // verdict's exit code: warn and point at `faultline report`.
     match faultline_reports::render_run(run_dir.dir(), &Default::default()) {
         Ok(r) => println!("report: {}", r.files[0].display()),
-        Err(e) => eprintln!("faultline: warning: report not written ({e}); try `faultline report {}`", run_dir.dir().display()),
+        Err(e) => eprintln!(
+            "faultline: warning: report not written ({e}); try `faultline report {}`",
+            run_dir.dir().display()
+        ),
     }
     for e in &outcome.errors {
         eprintln!("faultline: {e}");
@@ -698,11 +690,7 @@ fn workload_for(args: &RunArgs, plan: &Plan) -> anyhow::Result<Arc<dyn Workload>
 
 /// The live line: elapsed time, ok/fail/info counts, phase and active faults. indicatif draws
 /// nothing when stderr is not a terminal.
-fn progress_line(
-    progress: Arc<Progress>,
-    time_limit: f64,
-    quiet: bool,
-) -> tokio::task::JoinHandle<()> {
+fn progress_line(progress: Arc<Progress>, time_limit: f64, quiet: bool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
             return;
@@ -731,11 +719,7 @@ fn progress_line(
                 }
                 _ => String::new(),
             };
-            let faults = if s.active_faults.is_empty() {
-                "none".to_string()
-            } else {
-                s.active_faults.join(", ")
-            };
+            let faults = if s.active_faults.is_empty() { "none".to_string() } else { s.active_faults.join(", ") };
             bar.set_message(format!(
                 "{}{main} | ok {} fail {} info {} | faults: {faults}",
                 s.phase, s.ok, s.fail, s.info
@@ -799,10 +783,7 @@ fn verdict_table(results: &Results, dir: &Path) -> tabled::Table {
             format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", l.p50_ms, l.p99_ms, l.max_ms),
         ]);
     }
-    summary.push_record([
-        "runtime".to_string(),
-        format!("{} ({})", results.runtime.kind, results.runtime.mechanism),
-    ]);
+    summary.push_record(["runtime".to_string(), format!("{} ({})", results.runtime.kind, results.runtime.mechanism)]);
     summary.push_record(["run folder".to_string(), dir.display().to_string()]);
     summary.build()
 }
@@ -819,11 +800,7 @@ pub fn consistency_table(c: &Consistency) -> String {
     ]);
     for m in &c.models {
         let model = if m.model == Model::Sequential { m.model.label() } else { m.model.name() };
-        b.push_record([
-            model.to_string(),
-            m.verdict.name().to_string(),
-            truncate(&m.reason, 100),
-        ]);
+        b.push_record([model.to_string(), m.verdict.name().to_string(), truncate(&m.reason, 100)]);
     }
     b.build().with(tabled::settings::Style::rounded()).to_string()
 }
@@ -843,7 +820,18 @@ fn backend_table(results: &Results, stats: &Value) -> Option<String> {
         .map(|s| s.backends)
         .unwrap_or_default();
     let mut t = Builder::default();
-    t.push_record(["backend", "weight", "picks", "ok", "errors", "refused", "drops", "readmits", "healthy", "share (expected)"]);
+    t.push_record([
+        "backend",
+        "weight",
+        "picks",
+        "ok",
+        "errors",
+        "refused",
+        "drops",
+        "readmits",
+        "healthy",
+        "share (expected)",
+    ]);
     for b in &stats.backends {
         let share = shares
             .iter()
@@ -902,9 +890,7 @@ mod tests {
     }
 
     fn parse(words: &[&str]) -> RunArgs {
-        Wrap::try_parse_from(std::iter::once("run").chain(words.iter().copied()))
-            .unwrap()
-            .run
+        Wrap::try_parse_from(std::iter::once("run").chain(words.iter().copied())).unwrap().run
     }
 
     fn plan(a: &RunArgs, seed: u64) -> Plan {
@@ -948,29 +934,10 @@ mod tests {
         assert_eq!(&words[..2], ["faultline", "run"]);
         let b = parse(&words[2..]);
         assert_eq!(b.seed, Some(1234));
+        assert_eq!(parse_choices(&b.nemesis).unwrap(), parse_choices(&a.nemesis).unwrap());
         assert_eq!(
-            parse_choices(&b.nemesis).unwrap(),
-            parse_choices(&a.nemesis).unwrap()
-        );
-        assert_eq!(
-            (
-                b.nodes,
-                b.concurrency,
-                b.rate,
-                b.time_limit,
-                b.nemesis_interval,
-                b.recovery,
-                b.port
-            ),
-            (
-                a.nodes,
-                a.concurrency,
-                a.rate,
-                a.time_limit,
-                a.nemesis_interval,
-                a.recovery,
-                a.port
-            )
+            (b.nodes, b.concurrency, b.rate, b.time_limit, b.nemesis_interval, b.recovery, b.port),
+            (a.nodes, a.concurrency, a.rate, a.time_limit, a.nemesis_interval, a.recovery, a.port)
         );
         assert_eq!(
             (b.bugs, b.local_net, b.target, b.workload, b.runtime),

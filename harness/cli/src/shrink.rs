@@ -85,12 +85,8 @@ pub fn ddmin(items: &[usize], fails: &mut dyn FnMut(&[usize]) -> Option<bool>) -
         }
         if parts.len() > 2 {
             for i in 0..parts.len() {
-                let rest: Vec<usize> = parts
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .flat_map(|(_, p)| p.iter().copied())
-                    .collect();
+                let rest: Vec<usize> =
+                    parts.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, p)| p.iter().copied()).collect();
                 match fails(&rest) {
                     None => break 'outer,
                     Some(true) => {
@@ -111,37 +107,24 @@ pub fn ddmin(items: &[usize], fails: &mut dyn FnMut(&[usize]) -> Option<bool>) -
 }
 
 fn read_json(p: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
 }
 
 impl Search {
     fn open(run_dir: &Path, budget: usize) -> anyhow::Result<Search> {
-        let run_dir = std::fs::canonicalize(run_dir)
-            .with_context(|| format!("no run folder {}", run_dir.display()))?;
+        let run_dir = std::fs::canonicalize(run_dir).with_context(|| format!("no run folder {}", run_dir.display()))?;
         let results = read_json(&run_dir.join("results.json"))?;
         if results["verdict"] != "invalid" {
-            bail!(
-                "{} ended {}, not invalid: there is no failure to shrink",
-                run_dir.display(),
-                results["verdict"]
-            );
+            bail!("{} ended {}, not invalid: there is no failure to shrink", run_dir.display(), results["verdict"]);
         }
         let test = read_json(&run_dir.join("test.json"))?;
-        let schedule: Schedule = serde_json::from_value(test["schedule"].clone())
-            .context("test.json has no schedule")?;
+        let schedule: Schedule =
+            serde_json::from_value(test["schedule"].clone()).context("test.json has no schedule")?;
         let options = test["options"].clone();
-        let num = |k: &str| {
-            options[k]
-                .as_f64()
-                .with_context(|| format!("test.json options lack {k}"))
-        };
-        let store = run_dir
-            .parent()
-            .and_then(Path::parent)
-            .context("a run folder lies in STORE/<test>/")?
-            .to_path_buf();
+        let num = |k: &str| options[k].as_f64().with_context(|| format!("test.json options lack {k}"));
+        let store =
+            run_dir.parent().and_then(Path::parent).context("a run folder lies in STORE/<test>/")?.to_path_buf();
         Ok(Search {
             name: format!("{}-shrink", test["name"].as_str().unwrap_or("run")),
             seed: test["seed"].as_u64().context("test.json has no seed")?,
@@ -180,19 +163,11 @@ impl Search {
             }
         }
         for (flag, key) in [("--bug", "bugs"), ("--target-opt", "target_opts")] {
-            for v in o[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for v in o[key].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 a.extend([flag.into(), v.into()]);
             }
         }
-        if let Some(b) = o["node_bin"]
-            .as_str()
-            .filter(|b| !b.is_empty() && o["runtime"] == "local")
-        {
+        if let Some(b) = o["node_bin"].as_str().filter(|b| !b.is_empty() && o["runtime"] == "local") {
             a.extend(["--node-bin".into(), b.into()]);
         }
         a
@@ -208,11 +183,7 @@ impl Search {
         std::fs::create_dir_all(&dir)?;
         let sched = Schedule {
             name: format!("shrink of {}", self.schedule.name),
-            faults: shape
-                .windows
-                .iter()
-                .map(|&i| self.schedule.faults[i].clone())
-                .collect(),
+            faults: shape.windows.iter().map(|&i| self.schedule.faults[i].clone()).collect(),
         };
         let sched_file = dir.join(format!("attempt-{k}.schedule.json"));
         std::fs::write(&sched_file, serde_json::to_string_pretty(&sched)?)?;
@@ -241,19 +212,10 @@ impl Search {
             shape.time_limit,
             shape.concurrency
         );
-        let out = Command::new(std::env::current_exe()?)
-            .args(&args)
-            .output()?;
-        let log = [
-            out.stdout.as_slice(),
-            b"\n--- stderr ---\n",
-            out.stderr.as_slice(),
-        ]
-        .concat();
+        let out = Command::new(std::env::current_exe()?).args(&args).output()?;
+        let log = [out.stdout.as_slice(), b"\n--- stderr ---\n", out.stderr.as_slice()].concat();
         std::fs::write(dir.join(format!("attempt-{k}.log")), log)?;
-        let run = list_dirs(&test_dir)
-            .into_iter()
-            .find(|d| !before.contains(d));
+        let run = list_dirs(&test_dir).into_iter().find(|d| !before.contains(d));
         let code = out.status.code();
         let failed = code == Some(i32::from(EXIT_INVALID));
         let repro = run
@@ -261,18 +223,9 @@ impl Search {
             .and_then(|d| read_json(&d.join("test.json")).ok())
             .and_then(|t| t["repro"].as_str().map(String::from))
             .unwrap_or_else(|| {
-                format!(
-                    "faultline {}",
-                    args.iter()
-                        .map(|s| shell_quote(s))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
+                format!("faultline {}", args.iter().map(|s| shell_quote(s)).collect::<Vec<_>>().join(" "))
             });
-        eprintln!(
-            "faultline shrink: attempt {k}: exit {code:?}{}",
-            if failed { " (invalid: kept)" } else { "" }
-        );
+        eprintln!("faultline shrink: attempt {k}: exit {code:?}{}", if failed { " (invalid: kept)" } else { "" });
         self.attempts.push(json!({
             "attempt": k, "tried": what, "windows": shape.windows, "time_limit": shape.time_limit,
             "concurrency": shape.concurrency, "schedule_file": sched_file, "run_dir": run,
@@ -290,12 +243,7 @@ impl Search {
 /// The sub-folders of `dir` (none when it does not exist).
 fn list_dirs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir() && !p.is_symlink())
-                .collect()
-        })
+        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect())
         .unwrap_or_default()
 }
 
@@ -304,18 +252,11 @@ fn search(s: &mut Search) -> anyhow::Result<Shape> {
     let o = &s.options;
     let mut cur = Shape {
         windows: (0..s.schedule.faults.len()).collect(),
-        time_limit: o["time_limit"]
-            .as_f64()
-            .context("test.json options lack time_limit")?,
-        concurrency: o["concurrency"]
-            .as_u64()
-            .context("test.json options lack concurrency")?,
+        time_limit: o["time_limit"].as_f64().context("test.json options lack time_limit")?,
+        concurrency: o["concurrency"].as_u64().context("test.json options lack concurrency")?,
     };
     if !cur.windows.is_empty() {
-        let none = Shape {
-            windows: vec![],
-            ..cur.clone()
-        };
+        let none = Shape { windows: vec![], ..cur.clone() };
         if s.attempt(&none, "no fault")? == Some(true) {
             cur = none;
         }
@@ -324,15 +265,11 @@ fn search(s: &mut Search) -> anyhow::Result<Shape> {
         let mut err = None;
         let base = cur.clone();
         let kept = ddmin(&base.windows, &mut |w| {
-            let shape = Shape {
-                windows: w.to_vec(),
-                ..base.clone()
-            };
-            s.attempt(&shape, "a subset of the windows")
-                .unwrap_or_else(|e| {
-                    err = Some(e);
-                    None
-                })
+            let shape = Shape { windows: w.to_vec(), ..base.clone() };
+            s.attempt(&shape, "a subset of the windows").unwrap_or_else(|e| {
+                err = Some(e);
+                None
+            })
         });
         if let Some(e) = err {
             return Err(e);
@@ -340,30 +277,20 @@ fn search(s: &mut Search) -> anyhow::Result<Shape> {
         // ddmin keeps a subset only once a run of it ended invalid.
         cur.windows = kept;
     }
-    let last_end = cur
-        .windows
-        .iter()
-        .map(|&i| s.schedule.faults[i].end_s)
-        .fold(0.0, f64::max);
+    let last_end = cur.windows.iter().map(|&i| s.schedule.faults[i].end_s).fold(0.0, f64::max);
     let shorter = if cur.windows.is_empty() {
         (cur.time_limit / 2.0).max(MIN_TIME_LIMIT_S)
     } else {
         (last_end + s.interval).ceil().max(MIN_TIME_LIMIT_S)
     };
     if shorter < cur.time_limit {
-        let t = Shape {
-            time_limit: shorter,
-            ..cur.clone()
-        };
+        let t = Shape { time_limit: shorter, ..cur.clone() };
         if s.attempt(&t, "a shorter time limit")? == Some(true) {
             cur = t;
         }
     }
     while cur.concurrency > 1 {
-        let c = Shape {
-            concurrency: cur.concurrency / 2,
-            ..cur.clone()
-        };
+        let c = Shape { concurrency: cur.concurrency / 2, ..cur.clone() };
         match s.attempt(&c, "fewer clients")? {
             Some(true) => cur = c,
             _ => break,
@@ -397,12 +324,7 @@ pub fn main(args: ShrinkArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(s.run_dir.join("shrink"))?;
     std::fs::write(&out, serde_json::to_string_pretty(&summary)?)?;
     result?;
-    println!(
-        "runs: {} of {} (every attempt: {})",
-        s.attempts.len(),
-        s.budget,
-        out.display()
-    );
+    println!("runs: {} of {} (every attempt: {})", s.attempts.len(), s.budget, out.display());
     match best {
         Some((shape, dir, repro)) => {
             println!(
@@ -416,10 +338,7 @@ pub fn main(args: ShrinkArgs) -> anyhow::Result<u8> {
         }
         None => {
             println!("not shrunk: no smaller attempt ended invalid; the run itself is the smallest found");
-            let repro = read_json(&s.run_dir.join("test.json"))?["repro"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
+            let repro = read_json(&s.run_dir.join("test.json"))?["repro"].as_str().unwrap_or("").to_string();
             println!("reproduce: {repro}");
         }
     }
@@ -430,11 +349,7 @@ pub fn main(args: ShrinkArgs) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
-    fn run_ddmin(
-        n: usize,
-        fails_if: impl Fn(&[usize]) -> bool,
-        budget: usize,
-    ) -> (Vec<usize>, usize) {
+    fn run_ddmin(n: usize, fails_if: impl Fn(&[usize]) -> bool, budget: usize) -> (Vec<usize>, usize) {
         let items: Vec<usize> = (0..n).collect();
         let mut used = 0;
         let got = ddmin(&items, &mut |w| {

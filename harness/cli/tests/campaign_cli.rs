@@ -61,13 +61,15 @@ fn the_shipped_campaigns_are_valid_and_dry_run_lists_their_cells_with_seeds() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("campaign smoke (seed 11): 3 cells"), "{stdout}");
     // Each cell's command carries the cell's own seed, derived from the campaign's.
-    let seeds: Vec<&str> = stdout.lines().filter_map(|l| l.split(" --seed ").nth(1)).filter_map(|r| r.split_whitespace().next()).collect();
+    let seeds: Vec<&str> =
+        stdout.lines().filter_map(|l| l.split(" --seed ").nth(1)).filter_map(|r| r.split_whitespace().next()).collect();
     assert_eq!(seeds.len(), 3, "{stdout}");
     assert!(seeds.iter().all(|s| *s != "11"), "cell seeds derive from the campaign seed: {seeds:?}");
     // --seed changes every derived seed; the same seed gives the same cells.
     let again = faultline(&["campaign", repo().join("campaigns/smoke.toml").to_str().unwrap(), "--dry-run"]);
     assert_eq!(again.stdout, out.stdout, "a dry run is deterministic");
-    let other = faultline(&["campaign", repo().join("campaigns/smoke.toml").to_str().unwrap(), "--dry-run", "--seed", "12"]);
+    let other =
+        faultline(&["campaign", repo().join("campaigns/smoke.toml").to_str().unwrap(), "--dry-run", "--seed", "12"]);
     assert_ne!(other.stdout, out.stdout);
 }
 
@@ -87,5 +89,8 @@ fn compare_toml_covers_every_reference_role_under_partitions_and_clock_skew() {
             assert!(found, "campaigns/compare.toml has no cell of role {role} under {nemesis}: add a [[matrix]] block for it\n{stdout}");
         }
     }
-    assert!(stdout.contains("--target crdt --workload set") && stdout.contains("--target crdt --workload counter"), "{stdout}");
+    assert!(
+        stdout.contains("--target crdt --workload set") && stdout.contains("--target crdt --workload counter"),
+        "{stdout}"
+    );
 }

@@ -20,7 +20,8 @@ fn smoke() -> PathBuf {
 
 fn campaign_dir(store: &Path) -> PathBuf {
     let parent = store.join("campaigns/smoke");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent).expect("campaign folder").flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&parent).expect("campaign folder").flatten().map(|e| e.path()).collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().unwrap()
 }
@@ -43,7 +44,13 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
     assert!(elapsed < Duration::from_secs(90), "the smoke campaign took {elapsed:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The terminal table: every cell, then the per-target comparison.
-    for needle in ["01-raft-register-none-r1", "02-raft-register-partition-r1", "03-crdt-set-partition-r1", "avail. during partitions", "exit 0"] {
+    for needle in [
+        "01-raft-register-none-r1",
+        "02-raft-register-partition-r1",
+        "03-crdt-set-partition-r1",
+        "avail. during partitions",
+        "exit 0",
+    ] {
         assert!(stdout.contains(needle), "{needle:?} not in the output:\n{stdout}");
     }
     let dir = campaign_dir(store.path());
@@ -55,13 +62,24 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
 
     // The cell that cannot get ready: an error with its reason, expected, and the campaign went on.
     let bad = &cells[0];
-    assert_eq!((bad["outcome"].as_str(), bad["matched"].as_bool(), bad["exit_code"].as_i64()), (Some("error"), Some(true), Some(255)), "{bad:#}");
+    assert_eq!(
+        (bad["outcome"].as_str(), bad["matched"].as_bool(), bad["exit_code"].as_i64()),
+        (Some("error"), Some(true), Some(255)),
+        "{bad:#}"
+    );
     assert!(bad["error"].as_str().unwrap().contains("not ready"), "{bad:#}");
 
     for (cell, target, workload) in [(&cells[1], "raft", "register"), (&cells[2], "crdt", "set")] {
         let what = format!("{cell:#}");
-        assert_eq!((cell["target"].as_str(), cell["workload"].as_str(), cell["nemesis"].as_str()), (Some(target), Some(workload), Some("partition")));
-        assert_eq!((cell["outcome"].as_str(), cell["matched"].as_bool(), cell["exit_code"].as_i64()), (Some("valid"), Some(true), Some(0)), "{what}");
+        assert_eq!(
+            (cell["target"].as_str(), cell["workload"].as_str(), cell["nemesis"].as_str()),
+            (Some(target), Some(workload), Some("partition"))
+        );
+        assert_eq!(
+            (cell["outcome"].as_str(), cell["matched"].as_bool(), cell["exit_code"].as_i64()),
+            (Some("valid"), Some(true), Some(0)),
+            "{what}"
+        );
         assert_eq!(cell["fault_families"], serde_json::json!(["partition"]));
         assert_eq!(cell["options"]["nodes"], 3);
         assert_eq!(cell["options"]["time_limit"], 6);
@@ -69,7 +87,8 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
         let seed = cell["seed"].as_u64().unwrap();
         assert!(cell["command"].as_str().unwrap().contains(&format!("--seed {seed} ")), "{what}");
         let run_dir = dir.join(cell["run_dir"].as_str().expect("run folder recorded"));
-        let results: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap()).unwrap();
+        let results: Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap()).unwrap();
         assert_eq!(results["seed"].as_u64(), Some(seed));
         assert!(run_dir.join("report.html").is_file(), "the run's report");
         // Metrics are the run's own figures.
@@ -94,7 +113,11 @@ fn smoke_campaign_runs_every_cell_carries_on_past_a_failing_one_and_reports() {
     let url = report_support::file_url(&dir.join("campaign.html"));
     let (dom, console) = report_support::chromium_run(&url, "--dump-dom");
     assert!(console.is_empty(), "console messages in campaign.html:\n{}", console.join("\n"));
-    assert!(dom.contains(r#"data-selfcheck="ok""#) && dom.contains(r#"data-images-loaded="1""#), "self-check: {}", &dom[..dom.len().min(3000)]);
+    assert!(
+        dom.contains(r#"data-selfcheck="ok""#) && dom.contains(r#"data-images-loaded="1""#),
+        "self-check: {}",
+        &dom[..dom.len().min(3000)]
+    );
     assert!(dom.contains(r#"<span id="status" class="verdict valid">as expected</span>"#), "campaign status");
     assert!(dom.matches(r#"<span class="verdict valid">valid</span>"#).count() >= 2, "the valid cells' verdicts");
     assert!(dom.contains(r#"<span class="verdict invalid">error</span>"#), "the failing cell's outcome");
@@ -153,7 +176,11 @@ fn sigint_stops_the_campaign_after_the_current_cell_heals_and_records_what_ran()
     faultline_core::runtime::state::send_signal(child.id(), "INT").unwrap();
     let out = report_support::wait_bounded(child, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(255), "an interrupted campaign is an error\n{}", show(&out));
-    assert!(processes_with(run_dir.to_str().unwrap()).is_empty(), "node processes left: {:?}", processes_with(run_dir.to_str().unwrap()));
+    assert!(
+        processes_with(run_dir.to_str().unwrap()).is_empty(),
+        "node processes left: {:?}",
+        processes_with(run_dir.to_str().unwrap())
+    );
     let dir = campaign_dir(store.path());
     let c: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("campaign.json")).unwrap()).unwrap();
     assert_eq!(c["interrupted"], true);

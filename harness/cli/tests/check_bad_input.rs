@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 const FORMATS: [&str; 4] = ["jsonl", "porcupine-etcd", "porcupine-kv", "jepsen-edn"];
 
 fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
+    Command::new(env!("CARGO_BIN_EXE_faultline")).args(args).output().expect("faultline runs")
 }
 
 fn check(format: &str, file: &Path, extra: &[&str]) -> (i32, String, Duration) {
@@ -22,11 +19,7 @@ fn check(format: &str, file: &Path, extra: &[&str]) -> (i32, String, Duration) {
     args.extend_from_slice(extra);
     args.push(file.to_str().unwrap());
     let o = faultline(&args);
-    (
-        o.status.code().expect("exited"),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        t.elapsed(),
-    )
+    (o.status.code().expect("exited"), String::from_utf8_lossy(&o.stderr).into_owned(), t.elapsed())
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -39,29 +32,13 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn a_fifo_or_a_device_does_not_hang_or_read_forever() {
     let d = tempfile::tempdir().unwrap();
     let fifo = d.path().join("fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for format in FORMATS {
-        for file in [
-            fifo.as_path(),
-            Path::new("/dev/zero"),
-            Path::new("/dev/null"),
-        ] {
+        for file in [fifo.as_path(), Path::new("/dev/zero"), Path::new("/dev/null")] {
             let (code, err, took) = check(format, file, &[]);
             assert_eq!(code, 255, "{format} {}: {err}", file.display());
-            assert!(
-                err.contains("not a regular file"),
-                "{format} {}: {err}",
-                file.display()
-            );
-            assert!(
-                took < Duration::from_secs(2),
-                "{format} {}: {took:?}",
-                file.display()
-            );
+            assert!(err.contains("not a regular file"), "{format} {}: {err}", file.display());
+            assert!(took < Duration::from_secs(2), "{format} {}: {took:?}", file.display());
         }
     }
 }
@@ -90,10 +67,7 @@ fn garbage_or_empty_input_is_an_error_not_a_valid_history() {
         for format in FORMATS {
             let (code, err, _) = check(format, &f, &[]);
             assert_eq!(code, 255, "{format} {name}: {err}");
-            assert!(
-                err.contains(&format!("{}:1: expected", f.display())),
-                "{format} {name}: {err}"
-            );
+            assert!(err.contains(&format!("{}:1: expected", f.display())), "{format} {name}: {err}");
         }
     }
     // A truncated last line after valid events stays a warning.
@@ -113,19 +87,12 @@ fn error_messages_quote_at_most_a_few_hundred_escaped_characters() {
         "x".repeat(5 << 20)
     );
     let f = write(d.path(), "long", long.as_bytes());
-    let edn = write(
-        d.path(),
-        "num.edn",
-        b"{:type :invoke, :f :write, :value 18446744073709551616, :process 0}\n",
-    );
+    let edn = write(d.path(), "num.edn", b"{:type :invoke, :f :write, :value 18446744073709551616, :process 0}\n");
     for format in FORMATS {
         let (code, err, _) = check(format, &f, &[]);
         assert_eq!(code, 255, "{format}");
         assert!(err.len() < 1000, "{format}: {} bytes on stderr", err.len());
-        assert!(
-            !err.trim_end().chars().any(char::is_control),
-            "{format}: {err:?}"
-        );
+        assert!(!err.trim_end().chars().any(char::is_control), "{format}: {err:?}");
     }
     let (code, err, _) = check("jepsen-edn", &edn, &[]);
     assert_eq!(code, 255, "{err}");
@@ -156,12 +123,7 @@ fn hard_history() -> String {
             ev("invoke", n + r, "read", "null".into());
         }
         for (r, (a, b)) in pairs.iter().enumerate() {
-            ev(
-                "ok",
-                n + r as u64,
-                "read",
-                if step == 0 { a } else { b }.to_string(),
-            );
+            ev("ok", n + r as u64, "read", if step == 0 { a } else { b }.to_string());
         }
     }
     for p in 0..n {
@@ -176,22 +138,8 @@ fn models_keeps_to_the_time_limit_of_the_whole_invocation() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "hard.jsonl", hard_history().as_bytes());
     let t = Instant::now();
-    let o = faultline(&[
-        "check",
-        "--models",
-        "--time-limit",
-        "2",
-        f.to_str().unwrap(),
-    ]);
+    let o = faultline(&["check", "--models", "--time-limit", "2", f.to_str().unwrap()]);
     let took = t.elapsed();
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(
-        took < Duration::from_millis(3500),
-        "--time-limit 2 with --models took {took:?}"
-    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(took < Duration::from_millis(3500), "--time-limit 2 with --models took {took:?}");
 }

@@ -149,7 +149,11 @@ fn assert_error(o: &Output, file: &Path, line: usize, expected: &str) {
 #[test]
 fn malformed_jsonl_names_file_and_line() {
     let d = tempfile::tempdir().unwrap();
-    let text = format!("{}{{\"index\":9,\"time\":1,\"type\":\"ok\",\"process\":2}}\n{}", history(1), ev(10, "invoke", 3, "read", "null"));
+    let text = format!(
+        "{}{{\"index\":9,\"time\":1,\"type\":\"ok\",\"process\":2}}\n{}",
+        history(1),
+        ev(10, "invoke", 3, "read", "null")
+    );
     let f = write(d.path(), "h.jsonl", &text);
     assert_error(&faultline(&["check", f.to_str().unwrap()]), &f, 6, "a history event");
 }
@@ -174,7 +178,8 @@ fn semantic_errors_name_the_line_of_the_event() {
 #[test]
 fn malformed_porcupine_etcd_names_file_and_line() {
     let d = tempfile::tempdir().unwrap();
-    let f = write(d.path(), "e.log", "INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:read\t[1\n");
+    let f =
+        write(d.path(), "e.log", "INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:read\t[1\n");
     assert_error(&faultline(&["check", "--format", "porcupine-etcd", f.to_str().unwrap()]), &f, 2, "a value");
 }
 
@@ -186,7 +191,12 @@ fn malformed_porcupine_kv_names_file_and_line() {
         "kv.txt",
         "{:process 0, :type :invoke, :f :get, :key \"1\", :value nil}\n{:process 0, :type :ok, :f :get, :key \"1\" :value}\n",
     );
-    assert_error(&faultline(&["check", "--format", "porcupine-kv", f.to_str().unwrap()]), &f, 2, "a map with an even number");
+    assert_error(
+        &faultline(&["check", "--format", "porcupine-kv", f.to_str().unwrap()]),
+        &f,
+        2,
+        "a map with an even number",
+    );
 }
 
 #[test]

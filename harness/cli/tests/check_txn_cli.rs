@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
+    Command::new(env!("CARGO_BIN_EXE_faultline")).args(args).output().expect("faultline runs")
 }
 
 fn code(o: &Output) -> i32 {
@@ -32,27 +29,11 @@ fn line(index: u64, kind: &str, process: u64, value: &str) -> String {
 
 /// Write skew: both read x and y empty, each appends to one; then a read of both.
 fn write_skew() -> String {
-    line(
-        0,
-        "invoke",
-        0,
-        r#"[["r","x",null],["r","y",null],["append","x",1]]"#,
-    ) + &line(
-        1,
-        "invoke",
-        1,
-        r#"[["r","x",null],["r","y",null],["append","y",1]]"#,
-    ) + &line(
-        2,
-        "ok",
-        0,
-        r#"[["r","x",[]],["r","y",[]],["append","x",1]]"#,
-    ) + &line(
-        3,
-        "ok",
-        1,
-        r#"[["r","x",null],["r","y",null],["append","y",1]]"#,
-    ) + &line(4, "invoke", 2, r#"[["r","x",null],["r","y",null]]"#)
+    line(0, "invoke", 0, r#"[["r","x",null],["r","y",null],["append","x",1]]"#)
+        + &line(1, "invoke", 1, r#"[["r","x",null],["r","y",null],["append","y",1]]"#)
+        + &line(2, "ok", 0, r#"[["r","x",[]],["r","y",[]],["append","x",1]]"#)
+        + &line(3, "ok", 1, r#"[["r","x",null],["r","y",null],["append","y",1]]"#)
+        + &line(4, "invoke", 2, r#"[["r","x",null],["r","y",null]]"#)
         + &line(5, "ok", 2, r#"[["r","x",[1]],["r","y",[1]]]"#)
 }
 
@@ -64,33 +45,12 @@ fn write_skew_rules_out_serializable_but_not_snapshot_isolation() {
     let o = faultline(&["check", "--model", "list-append", f]);
     assert_eq!(code(&o), 1, "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    assert!(
-        out.starts_with("invalid (list-append model, judged as strict-serializable)"),
-        "{out}"
-    );
+    assert!(out.starts_with("invalid (list-append model, judged as strict-serializable)"), "{out}");
     assert!(out.contains("ruled out: repeatable-read"), "{out}");
-    assert!(
-        out.contains("T2 read y = [] before T3's append of 1 to y, which T2 did not see"),
-        "{out}"
-    );
-    let o = faultline(&[
-        "check",
-        "--model",
-        "list-append",
-        "--consistency-model",
-        "snapshot-isolation",
-        f,
-    ]);
+    assert!(out.contains("T2 read y = [] before T3's append of 1 to y, which T2 did not see"), "{out}");
+    let o = faultline(&["check", "--model", "list-append", "--consistency-model", "snapshot-isolation", f]);
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
-    let o = faultline(&[
-        "check",
-        "--model",
-        "list-append",
-        "--json",
-        "--consistency-model",
-        "serializable",
-        f,
-    ]);
+    let o = faultline(&["check", "--model", "list-append", "--json", "--consistency-model", "serializable", f]);
     assert_eq!(code(&o), 1);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
     assert_eq!(v["verdict"], "invalid");
@@ -117,27 +77,15 @@ const ELLE_DEMO: &str = "; Elle's README demo history\n\
 fn elle_demo_history_is_g1c() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "h.edn", ELLE_DEMO);
-    let args = [
-        "check",
-        "--format",
-        "jepsen-edn",
-        "--model",
-        "list-append",
-        "--json",
-        f.to_str().unwrap(),
-    ];
+    let args = ["check", "--format", "jepsen-edn", "--model", "list-append", "--json", f.to_str().unwrap()];
     let o = faultline(&args);
     assert_eq!(code(&o), 1, "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
     assert_eq!(v["anomaly_counts"], serde_json::json!({"G1c": 1}));
     assert_eq!(v["not"], serde_json::json!(["read-committed"]));
     assert_eq!(v["txns_info"], 1);
-    let kinds: Vec<&str> = v["anomalies"][0]["cycle"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> =
+        v["anomalies"][0]["cycle"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.len(), 2);
     assert!(kinds.contains(&"wr") && kinds.contains(&"ww"), "{kinds:?}");
     let o = faultline(&[
@@ -162,20 +110,10 @@ fn rw_register_history() {
         + &line(2, "ok", 0, r#"[["w","x",1],["w","y",1]]"#)
         + &line(3, "ok", 1, r#"[["r","x",1],["r","y",null]]"#);
     let f = write(d.path(), "h.jsonl", &h);
-    let o = faultline(&[
-        "check",
-        "--model",
-        "rw-register",
-        "--consistency-model",
-        "read-committed",
-        f.to_str().unwrap(),
-    ]);
+    let o =
+        faultline(&["check", "--model", "rw-register", "--consistency-model", "read-committed", f.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
-    assert!(
-        text(&o.stdout).contains("G-single: 1"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(text(&o.stdout).contains("G-single: 1"), "{}", text(&o.stdout));
     let o = faultline(&["check", "--model", "rw-register", f.to_str().unwrap()]);
     assert_eq!(code(&o), 1, "{}", text(&o.stdout));
 }
@@ -195,11 +133,7 @@ fn exhausted_budget_exits_2() {
         f.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 2, "{}", text(&o.stdout));
-    assert!(
-        text(&o.stdout).contains("time limit"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(text(&o.stdout).contains("time limit"), "{}", text(&o.stdout));
 }
 
 #[test]
@@ -210,51 +144,15 @@ fn bad_input_exits_255_with_line_and_quote() {
     let o = faultline(&["check", "--model", "list-append", f.to_str().unwrap()]);
     assert_eq!(code(&o), 255);
     let err = text(&o.stderr);
-    assert!(
-        err.contains("h.jsonl:7: expected a written value: an integer, found `\\\"seven\\\"`"),
-        "{err}"
-    );
+    assert!(err.contains("h.jsonl:7: expected a written value: an integer, found `\\\"seven\\\"`"), "{err}");
     let f = write(d.path(), "h.edn", "{:type :invoke, :process 0, :f :txn, :value [[:append :x 1]]}\n{:type :ok, :process 0, :f :txn, :value [[:append :x 2]]}\n");
-    let o = faultline(&[
-        "check",
-        "--format",
-        "jepsen-edn",
-        "--model",
-        "list-append",
-        f.to_str().unwrap(),
-    ]);
+    let o = faultline(&["check", "--format", "jepsen-edn", "--model", "list-append", f.to_str().unwrap()]);
     assert_eq!(code(&o), 255);
-    assert!(
-        text(&o.stderr).contains("h.edn:2: expected the invoked micro-ops"),
-        "{}",
-        text(&o.stderr)
-    );
-    let o = faultline(&[
-        "check",
-        "--model",
-        "register",
-        "--consistency-model",
-        "serializable",
-        f.to_str().unwrap(),
-    ]);
+    assert!(text(&o.stderr).contains("h.edn:2: expected the invoked micro-ops"), "{}", text(&o.stderr));
+    let o = faultline(&["check", "--model", "register", "--consistency-model", "serializable", f.to_str().unwrap()]);
     assert_eq!(code(&o), 255);
-    assert!(
-        text(&o.stderr).contains("transaction histories only"),
-        "{}",
-        text(&o.stderr)
-    );
-    let o = faultline(&[
-        "check",
-        "--model",
-        "list-append",
-        "--consistency-model",
-        "acid",
-        f.to_str().unwrap(),
-    ]);
+    assert!(text(&o.stderr).contains("transaction histories only"), "{}", text(&o.stderr));
+    let o = faultline(&["check", "--model", "list-append", "--consistency-model", "acid", f.to_str().unwrap()]);
     assert_eq!(code(&o), 255);
-    assert!(
-        text(&o.stderr).contains("unknown consistency model"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(text(&o.stderr).contains("unknown consistency model"), "{}", text(&o.stderr));
 }

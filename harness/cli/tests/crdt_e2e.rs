@@ -57,11 +57,7 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let r = results(store.path());
     assert_eq!(r["verdict"], "valid", "{r:#}");
     assert!(
-        r["faults"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|f| f["applied"] == true && f["fault"] == "partition"),
+        r["faults"].as_array().unwrap().iter().all(|f| f["applied"] == true && f["fault"] == "partition"),
         "{:#}",
         r["faults"]
     );
@@ -69,18 +65,8 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     assert_eq!(set["verdict"], "valid");
     let d = &set["details"];
     assert!(d["acknowledged"].as_u64().unwrap() > 100, "{d:#}");
-    assert_eq!(
-        (
-            d["lost"].as_u64(),
-            d["unexpected"].as_u64(),
-            d["divergent"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0))
-    );
-    assert_eq!(
-        d["ok"], d["acknowledged"],
-        "no indeterminate adds expected on an available store: {d:#}"
-    );
+    assert_eq!((d["lost"].as_u64(), d["unexpected"].as_u64(), d["divergent"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(d["ok"], d["acknowledged"], "no indeterminate adds expected on an available store: {d:#}");
     assert!(d["visibility"]["n"].as_u64().unwrap() > 100);
     let conv = checker(&r, "convergence");
     assert_eq!(conv["verdict"], "valid");
@@ -90,19 +76,11 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let c = &r["consistency"];
     assert_eq!(c["strongest"], "session", "{c:#}");
     assert_eq!(c["models"][3]["verdict"], "valid", "{c:#}");
-    assert!(
-        r["final_reads"]["missed"].as_array().unwrap().is_empty(),
-        "{:#}",
-        r["final_reads"]
-    );
+    assert!(r["final_reads"]["missed"].as_array().unwrap().is_empty(), "{:#}", r["final_reads"]);
 
     // Every node read every set after the heal.
     let h = history(store.path());
-    let heal = h
-        .iter()
-        .find(|e| e.process == Process::Nemesis && e.f == "heal")
-        .unwrap()
-        .index;
+    let heal = h.iter().find(|e| e.process == Process::Nemesis && e.f == "heal").unwrap().index;
     let finals: BTreeSet<(String, String)> = h
         .iter()
         .filter(|e| e.index > heal && e.kind == EventType::Ok && e.f == "read")
@@ -111,10 +89,7 @@ fn set_under_partitions_is_valid_with_final_reads_from_every_node() {
     let keys: BTreeSet<String> = h.iter().filter_map(|e| e.key.clone()).collect();
     for k in &keys {
         for n in ["n1", "n2", "n3"] {
-            assert!(
-                finals.contains(&(k.clone(), n.to_string())),
-                "no final read of {k} on {n}: {finals:?}"
-            );
+            assert!(finals.contains(&(k.clone(), n.to_string())), "no final read of {k} on {n}: {finals:?}");
         }
     }
     let run_id = r["runtime"]["run_id"].as_str().unwrap();
@@ -210,26 +185,16 @@ fn bad_merge_is_found_invalid_within_bounded_seeded_attempts() {
             ],
         );
         let code = out.status.code();
-        assert!(
-            matches!(code, Some(0..=2)),
-            "harness failure: {}",
-            show(&out)
-        );
+        assert!(matches!(code, Some(0..=2)), "harness failure: {}", show(&out));
         let r = results(store.path());
         if code == Some(1) {
             assert_eq!(r["verdict"], "invalid");
             let c = checker(&r, "counter");
             assert_eq!(c["verdict"], "invalid", "{c:#}");
-            assert!(
-                c["reason"].as_str().unwrap().contains("out of bounds"),
-                "{c:#}"
-            );
+            assert!(c["reason"].as_str().unwrap().contains("out of bounds"), "{c:#}");
             let conv = checker(&r, "convergence");
             assert_eq!(conv["verdict"], "invalid", "{conv:#}");
-            assert!(
-                conv["reason"].as_str().unwrap().contains("disagree"),
-                "{conv:#}"
-            );
+            assert!(conv["reason"].as_str().unwrap().contains("disagree"), "{conv:#}");
             return;
         }
         seen.push((seed, r["verdict"].clone()));

@@ -17,9 +17,7 @@ fn seeds_with(family: Family, kind: &str, n: usize) -> Vec<String> {
     (1..1000u64)
         .filter(|&seed| {
             let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 15.0, 3.0);
-            s.faults
-                .iter()
-                .any(|f| f.spec.family == family && f.spec.kind == kind)
+            s.faults.iter().any(|f| f.spec.family == family && f.spec.kind == kind)
         })
         .take(n)
         .map(|s| s.to_string())
@@ -50,10 +48,7 @@ fn the_default_schedule_catches_stale_read() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let seen = caught(
-        "stale-read",
-        &seeds_with(Family::Partition, "isolate-leader", 5),
-    );
+    let seen = caught("stale-read", &seeds_with(Family::Partition, "isolate-leader", 5));
     eprintln!("stale-read: {seen:?}");
 }
 
@@ -63,10 +58,7 @@ fn the_default_schedule_catches_lease() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let seen = caught(
-        "lease",
-        &seeds_with(Family::Clock, "skew-isolate-leader", 5),
-    );
+    let seen = caught("lease", &seeds_with(Family::Clock, "skew-isolate-leader", 5));
     eprintln!("lease: {seen:?}");
 }
 
@@ -82,12 +74,7 @@ fn a_correct_raft_stays_valid_under_the_default_schedule() {
     args.extend(["--seed", seed]);
     let out = run(store.path(), &args);
     let r = results(store.path());
-    let lin = r["checkers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "linearizable")
-        .unwrap();
+    let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
     assert_eq!(lin["verdict"], "valid", "{}\n{r:#}", show(&out));
     assert!(matches!(out.status.code(), Some(0 | 2)), "{}", show(&out));
 }

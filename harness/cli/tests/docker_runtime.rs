@@ -22,14 +22,8 @@ const DELAY_MS: u64 = 300;
 
 fn pid_of(rt: &DockerRuntime, node: &str) -> u32 {
     let name = format!("faultline-{}-{node}", rt.run_id());
-    let out = Command::new("docker")
-        .args(["inspect", "-f", "{{.State.Pid}}", &name])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a running container has a pid")
+    let out = Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a running container has a pid")
 }
 
 /// Milliseconds a TCP connect from `from_pid`'s namespace to `to` took; `None` if it did not
@@ -38,16 +32,7 @@ fn connect_ms(from_pid: u32, to: &NodeSpec) -> Option<f64> {
     let script = format!("exec 3<>/dev/tcp/{}/{}", to.ip, to.port);
     let t = Instant::now();
     let st = Command::new("nsenter")
-        .args([
-            "-t",
-            &from_pid.to_string(),
-            "-n",
-            "timeout",
-            "1",
-            "bash",
-            "-c",
-            &script,
-        ])
+        .args(["-t", &from_pid.to_string(), "-n", "timeout", "1", "bash", "-c", &script])
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
@@ -55,17 +40,12 @@ fn connect_ms(from_pid: u32, to: &NodeSpec) -> Option<f64> {
 }
 
 fn link(from: &str, to: &str) -> Link {
-    Link {
-        from: from.into(),
-        to: to.into(),
-    }
+    Link { from: from.into(), to: to.into() }
 }
 
 fn ns_rules(pid: u32) -> String {
-    let out = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "iptables", "-w", "5", "-S"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "iptables", "-w", "5", "-S"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -91,10 +71,7 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
         let ip = nodes[0].ip.to_string();
         format!("{}.", ip.rsplit_once('.').unwrap().0)
     };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let http = NodeHttp::new(Duration::from_millis(700), "test-token").unwrap();
     let target = ReferenceTarget {
         role: "raft".into(),
@@ -111,20 +88,14 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
         .map(|n| {
             let data = tmp.path().join(&n.id);
             std::fs::create_dir_all(&data).unwrap();
-            (
-                n.id.clone(),
-                target.launch(n, &nodes, &data, &tmp.path().join(format!("{}.log", n.id))),
-            )
+            (n.id.clone(), target.launch(n, &nodes, &data, &tmp.path().join(format!("{}.log", n.id))))
         })
         .collect();
     rt.start_nodes(&launches).expect("containers start");
     let answers = |n: &NodeSpec| tokio.block_on(http.status(&n.addr())).is_ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !nodes.iter().all(answers) {
-        assert!(
-            Instant::now() < deadline,
-            "cluster did not answer the host within 30 s"
-        );
+        assert!(Instant::now() < deadline, "cluster did not answer the host within 30 s");
         std::thread::sleep(Duration::from_millis(100));
     }
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
@@ -133,17 +104,10 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     assert_eq!(status["id"], "n3");
     let p1 = pid_of(&rt, "n1");
     let p3 = pid_of(&rt, "n3");
-    assert!(
-        connect_ms(p1, n2).is_some() && connect_ms(p3, n1).is_some(),
-        "baseline connectivity"
-    );
+    assert!(connect_ms(p1, n2).is_some() && connect_ms(p3, n1).is_some(), "baseline connectivity");
 
     // Partition n1 | n2 (both ways).
-    rt.apply_net(&NetFaults {
-        drop: vec![link("n1", "n2"), link("n2", "n1")],
-        ..NetFaults::default()
-    })
-    .unwrap();
+    rt.apply_net(&NetFaults { drop: vec![link("n1", "n2"), link("n2", "n1")], ..NetFaults::default() }).unwrap();
     assert_eq!(connect_ms(p1, n2), None, "n1 -> n2 must be cut");
     assert!(connect_ms(p1, n3).is_some(), "n1 -> n3 stays");
     assert!(connect_ms(p3, n2).is_some(), "n3 -> n2 stays");
@@ -158,48 +122,22 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     assert!(rt.is_running("n2"));
     let p2 = pid_of(&rt, "n2");
     assert_ne!(p2, old_p2, "a restarted container has a new init process");
-    assert!(
-        ns_rules(p2).contains(&format!("-A FAULTLINE-IN -s {}/32 -j DROP", n1.ip)),
-        "{}",
-        ns_rules(p2)
-    );
-    assert_eq!(
-        connect_ms(p1, n2),
-        None,
-        "the partition survives n2's restart"
-    );
+    assert!(ns_rules(p2).contains(&format!("-A FAULTLINE-IN -s {}/32 -j DROP", n1.ip)), "{}", ns_rules(p2));
+    assert_eq!(connect_ms(p1, n2), None, "the partition survives n2's restart");
     assert!(connect_ms(p3, n2).is_some(), "n3 -> n2 after the restart");
     // Only our chains were added; Docker's DNS rules in the nat table are intact.
     let nat = Command::new("nsenter")
-        .args([
-            "-t",
-            &p2.to_string(),
-            "-n",
-            "iptables",
-            "-w",
-            "5",
-            "-t",
-            "nat",
-            "-S",
-        ])
+        .args(["-t", &p2.to_string(), "-n", "iptables", "-w", "5", "-t", "nat", "-S"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&nat.stdout).contains("DOCKER_OUTPUT"),
-        "{}",
-        String::from_utf8_lossy(&nat.stdout)
-    );
+    assert!(String::from_utf8_lossy(&nat.stdout).contains("DOCKER_OUTPUT"), "{}", String::from_utf8_lossy(&nat.stdout));
 
     rt.heal_net().unwrap();
     assert!(connect_ms(p1, n2).is_some(), "healed");
     assert!(!ns_rules(p2).contains("-j DROP"), "{}", ns_rules(p2));
 
     // Loss with probability 1 drops everything from n3 to n1.
-    rt.apply_net(&NetFaults {
-        loss: vec![(link("n3", "n1"), 1.0)],
-        ..NetFaults::default()
-    })
-    .unwrap();
+    rt.apply_net(&NetFaults { loss: vec![(link("n3", "n1"), 1.0)], ..NetFaults::default() }).unwrap();
     assert_eq!(connect_ms(p3, n1), None, "loss 1.0 drops n3 -> n1");
     assert!(ns_rules(p1).contains("statistic"), "{}", ns_rules(p1));
     rt.heal_net().unwrap();
@@ -208,30 +146,17 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     // Latency: packets from n1 to n2 are held DELAY_MS.
     let base = connect_ms(p1, n2).unwrap();
     assert!(base < DELAY_MS as f64, "baseline connect {base:.0} ms");
-    rt.apply_net(&NetFaults {
-        delay: vec![(link("n1", "n2"), DELAY_MS)],
-        ..NetFaults::default()
-    })
-    .unwrap();
+    rt.apply_net(&NetFaults { delay: vec![(link("n1", "n2"), DELAY_MS)], ..NetFaults::default() }).unwrap();
     let delayed = connect_ms(p1, n2).expect("delayed, not dropped");
-    assert!(
-        delayed >= DELAY_MS as f64,
-        "connect took {delayed:.0} ms under a {DELAY_MS} ms delay"
-    );
+    assert!(delayed >= DELAY_MS as f64, "connect took {delayed:.0} ms under a {DELAY_MS} ms delay");
     let other = connect_ms(p1, n3).unwrap();
-    assert!(
-        other < DELAY_MS as f64,
-        "n1 -> n3 is not delayed ({other:.0} ms)"
-    );
+    assert!(other < DELAY_MS as f64, "n1 -> n3 is not delayed ({other:.0} ms)");
     // After n1 restarts, its new namespace gets the queue rule and a new consumer.
     rt.kill_node("n1").unwrap();
     rt.start_node("n1", &launches[0].1).unwrap();
     let p1 = pid_of(&rt, "n1");
     let delayed = connect_ms(p1, n2).expect("delayed after the restart, not dropped");
-    assert!(
-        delayed >= DELAY_MS as f64,
-        "after n1's restart, connect took {delayed:.0} ms"
-    );
+    assert!(delayed >= DELAY_MS as f64, "after n1's restart, connect took {delayed:.0} ms");
     rt.heal_net().unwrap();
     let healed = connect_ms(p1, n2).unwrap();
     assert!(healed < DELAY_MS as f64, "healed connect {healed:.0} ms");
@@ -256,14 +181,7 @@ fn faults_act_on_traffic_between_containers_and_survive_restarts() {
     let left = docker_leftovers(rt.run_id(), &subnet);
     // docker_leftovers looks in the default state folder; this test used its own.
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(
-        !state.path().join("docker").join(rt.run_id()).exists(),
-        "compose folder removed"
-    );
+    assert!(!state.path().join("docker").join(rt.run_id()).exists(), "compose folder removed");
     let log = std::fs::read_to_string(tmp.path().join("n2.log")).unwrap();
-    assert_eq!(
-        log.matches("starting raft node").count(),
-        2,
-        "n2's log holds both of its lives:\n{log}"
-    );
+    assert_eq!(log.matches("starting raft node").count(), 2, "n2's log holds both of its lives:\n{log}");
 }

@@ -30,10 +30,7 @@ const ARGS: &[&str] = &[
 
 /// (f, key, value) of each worker's invocations in the main phase, in order (worker = process
 /// mod concurrency).
-fn ops_by_worker(
-    store: &std::path::Path,
-    concurrency: u64,
-) -> BTreeMap<u64, Vec<(String, Option<String>, Value)>> {
+fn ops_by_worker(store: &std::path::Path, concurrency: u64) -> BTreeMap<u64, Vec<(String, Option<String>, Value)>> {
     let mut by: BTreeMap<u64, Vec<(String, Option<String>, Value)>> = BTreeMap::new();
     let text = std::fs::read_to_string(store.join("latest/history.jsonl")).unwrap();
     for line in text.lines() {
@@ -75,50 +72,24 @@ fn same_seed_same_verdict_schedule_and_operations_in_both_runtimes() {
     let local_s = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let out_d = docker_support::run_docker(docker.path(), ARGS);
-    eprintln!(
-        "local run {local_s:.1} s (with the node build), docker run {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let (rl, rd) = (
-        run_support::results(local.path()),
-        docker_support::results(docker.path()),
-    );
-    assert!(
-        matches!(out_l.status.code(), Some(0..=2)),
-        "local: {}",
-        run_support::show(&out_l)
-    );
-    assert!(
-        matches!(out_d.status.code(), Some(0..=2)),
-        "docker: {}",
-        docker_support::show(&out_d)
-    );
+    eprintln!("local run {local_s:.1} s (with the node build), docker run {:.1} s", t.elapsed().as_secs_f64());
+    let (rl, rd) = (run_support::results(local.path()), docker_support::results(docker.path()));
+    assert!(matches!(out_l.status.code(), Some(0..=2)), "local: {}", run_support::show(&out_l));
+    assert!(matches!(out_d.status.code(), Some(0..=2)), "docker: {}", docker_support::show(&out_d));
     assert_eq!(rl["runtime"]["kind"], "local");
     assert_eq!(rd["runtime"]["kind"], "docker");
 
     // The verdicts, checker by checker.
-    assert_eq!(
-        rl["verdict"], rd["verdict"],
-        "local {:#}\ndocker {:#}",
-        rl["checkers"], rd["checkers"]
-    );
+    assert_eq!(rl["verdict"], rd["verdict"], "local {:#}\ndocker {:#}", rl["checkers"], rd["checkers"]);
     let verdicts = |r: &Value| -> Vec<(String, String)> {
-        r["checkers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["name"].to_string(), c["verdict"].to_string()))
-            .collect()
+        r["checkers"].as_array().unwrap().iter().map(|c| (c["name"].to_string(), c["verdict"].to_string())).collect()
     };
     assert_eq!(verdicts(&rl), verdicts(&rd));
     assert_eq!(out_l.status.code(), out_d.status.code());
 
     // The seeded schedule, and what each window did (nodes aside: `leader` kinds depend on the
     // election).
-    let (tl, td) = (
-        docker_support::test_json(local.path()),
-        docker_support::test_json(docker.path()),
-    );
+    let (tl, td) = (docker_support::test_json(local.path()), docker_support::test_json(docker.path()));
     assert_eq!(tl["schedule"], td["schedule"]);
     assert_eq!(tl["schedule"]["faults"].as_array().unwrap().len(), 6);
     let windows = |r: &Value| -> Vec<(String, String, bool, String)> {
@@ -133,12 +104,7 @@ fn same_seed_same_verdict_schedule_and_operations_in_both_runtimes() {
                     "docker-pause" => "sigstop",
                     m => m,
                 };
-                (
-                    f["fault"].to_string(),
-                    f["kind"].to_string(),
-                    f["applied"] == true,
-                    m.to_string(),
-                )
+                (f["fault"].to_string(), f["kind"].to_string(), f["applied"] == true, m.to_string())
             })
             .collect()
     };
@@ -152,37 +118,19 @@ fn same_seed_same_verdict_schedule_and_operations_in_both_runtimes() {
     assert_eq!(windows(&rl), windows(&rd));
     // A window the harness could not apply (majorities-ring cuts nothing among 3 nodes) fails
     // the same way in both; the others were applied in both.
-    let errors = |r: &Value| -> Vec<String> {
-        r["faults"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["error"].to_string())
-            .collect()
-    };
+    let errors =
+        |r: &Value| -> Vec<String> { r["faults"].as_array().unwrap().iter().map(|f| f["error"].to_string()).collect() };
     assert_eq!(errors(&rl), errors(&rd));
-    assert!(
-        windows(&rd).iter().filter(|w| w.2).count() >= 4,
-        "{:#}",
-        rd["faults"]
-    );
+    assert!(windows(&rd).iter().filter(|w| w.2).count() >= 4, "{:#}", rd["faults"]);
 
     // Each worker issued the same operations, as far as both got.
-    let (ol, od) = (
-        ops_by_worker(local.path(), 5),
-        ops_by_worker(docker.path(), 5),
-    );
+    let (ol, od) = (ops_by_worker(local.path(), 5), ops_by_worker(docker.path(), 5));
     assert_eq!(ol.keys().collect::<Vec<_>>(), od.keys().collect::<Vec<_>>());
     let mut compared = 0;
     for (w, l) in &ol {
         let d = &od[w];
         let n = l.len().min(d.len());
-        assert!(
-            n >= 5,
-            "worker {w}: {} local vs {} docker ops",
-            l.len(),
-            d.len()
-        );
+        assert!(n >= 5, "worker {w}: {} local vs {} docker ops", l.len(), d.len());
         assert_eq!(l[..n], d[..n], "worker {w} diverged");
         compared += n;
     }

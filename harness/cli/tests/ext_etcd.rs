@@ -16,16 +16,16 @@ use run_support::*;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn require_etcd() {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file()))
-        .unwrap_or(false);
-    assert!(found, "etcd is not installed: run scripts/setup-external.sh (Debian's etcd-server 3.4) before these tests");
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file())).unwrap_or(false);
+    assert!(
+        found,
+        "etcd is not installed: run scripts/setup-external.sh (Debian's etcd-server 3.4) before these tests"
+    );
 }
 
 fn etcd_run(store: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "--target", "etcd", "--nodes", "3", "--port", "2379", "--recovery", "2",
-    ];
+    let mut args = vec!["--target", "etcd", "--nodes", "3", "--port", "2379", "--recovery", "2"];
     args.extend_from_slice(extra);
     run(store, &args)
 }
@@ -46,8 +46,20 @@ fn linearizable_ops_under_partitions_are_valid_and_clock_skew_is_reported_unavai
             // Kinds that cut links among 3 members. An election after the leader is cut off
             // took up to 2.5 s here (split votes at 1 s election timeouts): 5 s windows leave
             // time for operations to succeed inside the window (else availability is unknown).
-            "--nemesis", "partition:halves+isolate-one,clock", "--concurrency", "5", "--rate", "60",
-            "--time-limit", "23", "--nemesis-interval", "5", "--op-timeout-ms", "1000", "--seed", "5",
+            "--nemesis",
+            "partition:halves+isolate-one,clock",
+            "--concurrency",
+            "5",
+            "--rate",
+            "60",
+            "--time-limit",
+            "23",
+            "--nemesis-interval",
+            "5",
+            "--op-timeout-ms",
+            "1000",
+            "--seed",
+            "5",
         ],
     );
     assert!(started.elapsed().as_secs() <= 40, "run took {:?}", started.elapsed());
@@ -89,9 +101,20 @@ fn serializable_reads_are_caught_stale_within_three_seeded_runs() {
         let out = etcd_run(
             store.path(),
             &[
-                "--target-opt", "reads=serializable", "--nemesis", "partition:isolate-one+isolate-leader",
-                "--concurrency", "6", "--rate", "100", "--time-limit", "12", "--nemesis-interval", "3",
-                "--seed", seed,
+                "--target-opt",
+                "reads=serializable",
+                "--nemesis",
+                "partition:isolate-one+isolate-leader",
+                "--concurrency",
+                "6",
+                "--rate",
+                "100",
+                "--time-limit",
+                "12",
+                "--nemesis-interval",
+                "3",
+                "--seed",
+                seed,
             ],
         );
         let code = out.status.code();
@@ -128,13 +151,30 @@ fn the_set_workload_runs_on_etcd_and_a_counter_workload_is_refused() {
     let out = etcd_run(store.path(), &["--workload", "counter", "--time-limit", "5", "--seed", "1"]);
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no client for the counter workload") && stderr.contains("speaks register, set"), "{stderr}");
+    assert!(
+        stderr.contains("no client for the counter workload") && stderr.contains("speaks register, set"),
+        "{stderr}"
+    );
 
     let out = etcd_run(
         store.path(),
         &[
-            "--workload", "set", "--nemesis", "partition:halves+isolate-one", "--concurrency", "5", "--rate", "60",
-            "--time-limit", "14", "--nemesis-interval", "4", "--op-timeout-ms", "1000", "--seed", "3",
+            "--workload",
+            "set",
+            "--nemesis",
+            "partition:halves+isolate-one",
+            "--concurrency",
+            "5",
+            "--rate",
+            "60",
+            "--time-limit",
+            "14",
+            "--nemesis-interval",
+            "4",
+            "--op-timeout-ms",
+            "1000",
+            "--seed",
+            "3",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

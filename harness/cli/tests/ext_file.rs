@@ -17,9 +17,8 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn require(program: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false);
     assert!(found, "{program} is not installed: run scripts/setup-external.sh before these tests");
 }
 
@@ -35,9 +34,28 @@ fn the_etcd_example_file_runs_valid_and_refuses_faults_it_does_not_list() {
     let out = run(
         store.path(),
         &[
-            "--target", file.to_str().unwrap(), "--nodes", "3", "--nemesis", "partition:halves+isolate-one,clock",
-            "--concurrency", "5", "--rate", "60", "--time-limit", "23", "--nemesis-interval", "5", "--recovery", "2",
-            "--op-timeout-ms", "1000", "--port", "2379", "--seed", "7",
+            "--target",
+            file.to_str().unwrap(),
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition:halves+isolate-one,clock",
+            "--concurrency",
+            "5",
+            "--rate",
+            "60",
+            "--time-limit",
+            "23",
+            "--nemesis-interval",
+            "5",
+            "--recovery",
+            "2",
+            "--op-timeout-ms",
+            "1000",
+            "--port",
+            "2379",
+            "--seed",
+            "7",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -68,7 +86,18 @@ fn the_faultline_node_example_file_runs_valid() {
     let file = example("faultline-node-raft.toml");
     let out = Command::new(faultline())
         .args(["run", "--target", file.to_str().unwrap(), "--nodes", "3", "--nemesis", "partition,clock"])
-        .args(["--concurrency", "5", "--rate", "60", "--time-limit", "8", "--nemesis-interval", "1.5", "--recovery", "1"])
+        .args([
+            "--concurrency",
+            "5",
+            "--rate",
+            "60",
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "1.5",
+            "--recovery",
+            "1",
+        ])
         .args(["--seed", "8", "--quiet", "--store", store.path().to_str().unwrap()])
         .env("PATH", path)
         .output()
@@ -89,11 +118,16 @@ fn a_bad_target_file_is_refused_with_its_line() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(example("etcd.toml")).unwrap().replace("\"--name\", \"{id}\"", "\"--name\", \"{node}\"");
+    let text = std::fs::read_to_string(example("etcd.toml"))
+        .unwrap()
+        .replace("\"--name\", \"{id}\"", "\"--name\", \"{node}\"");
     std::fs::write(&bad, text).unwrap();
     let store = Store::new();
     let out = run(store.path(), &["--target", bad.to_str().unwrap(), "--nodes", "3", "--time-limit", "2"]);
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:") && stderr.contains("{node}") && stderr.contains("expected one of"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:") && stderr.contains("{node}") && stderr.contains("expected one of"),
+        "{stderr}"
+    );
 }

@@ -13,9 +13,8 @@ mod run_support;
 use run_support::*;
 
 fn require(program: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false);
     assert!(found, "{program} is not installed: run scripts/setup-external.sh (Debian's redis-server and redis-sentinel) before these tests");
 }
 
@@ -34,9 +33,26 @@ fn isolating_the_primary_loses_acknowledged_writes_within_three_seeded_runs() {
         let out = run(
             store.path(),
             &[
-                "--target", "redis", "--nodes", "3", "--nemesis", "partition:isolate-leader", "--concurrency", "5",
-                "--rate", "60", "--time-limit", "18", "--nemesis-interval", "7", "--recovery", "3", "--port", "6379",
-                "--seed", seed,
+                "--target",
+                "redis",
+                "--nodes",
+                "3",
+                "--nemesis",
+                "partition:isolate-leader",
+                "--concurrency",
+                "5",
+                "--rate",
+                "60",
+                "--time-limit",
+                "18",
+                "--nemesis-interval",
+                "7",
+                "--recovery",
+                "3",
+                "--port",
+                "6379",
+                "--seed",
+                seed,
             ],
         );
         assert!(started.elapsed().as_secs() <= 60, "run took {:?}", started.elapsed());
@@ -61,7 +77,10 @@ fn isolating_the_primary_loses_acknowledged_writes_within_three_seeded_runs() {
             assert_eq!(lin["verdict"], "invalid", "{lin:#}");
             let run_id = r["runtime"]["run_id"].as_str().unwrap();
             assert!(leftovers(run_id).is_empty(), "{:?}", leftovers(run_id));
-            assert!(processes_with(run_dir.to_str().unwrap()).is_empty(), "a redis-server or sentinel outlived the run");
+            assert!(
+                processes_with(run_dir.to_str().unwrap()).is_empty(),
+                "a redis-server or sentinel outlived the run"
+            );
             return;
         }
     }
@@ -80,8 +99,24 @@ fn without_faults_redis_through_sentinel_is_linearizable() {
     let out = run(
         store.path(),
         &[
-            "--target", "redis", "--nodes", "3", "--nemesis", "none", "--concurrency", "5", "--rate", "80",
-            "--time-limit", "6", "--recovery", "1", "--port", "6379", "--seed", "4",
+            "--target",
+            "redis",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "none",
+            "--concurrency",
+            "5",
+            "--rate",
+            "80",
+            "--time-limit",
+            "6",
+            "--recovery",
+            "1",
+            "--port",
+            "6379",
+            "--seed",
+            "4",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -106,8 +141,26 @@ fn the_set_and_counter_workloads_run_on_redis() {
         let out = run(
             store.path(),
             &[
-                "--target", "redis", "--nodes", "3", "--workload", workload, "--nemesis", "none", "--concurrency", "4",
-                "--rate", "50", "--time-limit", "6", "--recovery", "2", "--port", "6379", "--seed", "2",
+                "--target",
+                "redis",
+                "--nodes",
+                "3",
+                "--workload",
+                workload,
+                "--nemesis",
+                "none",
+                "--concurrency",
+                "4",
+                "--rate",
+                "50",
+                "--time-limit",
+                "6",
+                "--recovery",
+                "2",
+                "--port",
+                "6379",
+                "--seed",
+                "2",
             ],
         );
         let r = results(store.path());

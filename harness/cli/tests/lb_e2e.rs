@@ -13,47 +13,20 @@ use serde_json::Value;
 /// Runs `faultline run --target lb` with `extra` flags; returns the exit code and results.json.
 fn lb_run(extra: &[&str]) -> (Option<i32>, Value, Store) {
     let store = Store::new();
-    let mut args = vec![
-        "--target",
-        "lb",
-        "--concurrency",
-        "10",
-        "--rate",
-        "100",
-        "--recovery",
-        "1.5",
-    ];
+    let mut args = vec!["--target", "lb", "--concurrency", "10", "--rate", "100", "--recovery", "1.5"];
     args.extend_from_slice(extra);
     let out = run(store.path(), &args);
-    assert!(
-        matches!(out.status.code(), Some(0..=2)),
-        "harness failure: {}",
-        show(&out)
-    );
+    assert!(matches!(out.status.code(), Some(0..=2)), "harness failure: {}", show(&out));
     let r = results(store.path());
     (out.status.code(), r, store)
 }
 
 /// 4 nodes (n1 balances over n2..n4, a Raft cluster), one window killing the Raft leader.
-const BACKEND_KILL: &[&str] = &[
-    "--nodes",
-    "4",
-    "--nemesis",
-    "kill:leader",
-    "--time-limit",
-    "10",
-    "--nemesis-interval",
-    "2.5",
-    "--seed",
-    "1",
-];
+const BACKEND_KILL: &[&str] =
+    &["--nodes", "4", "--nemesis", "kill:leader", "--time-limit", "10", "--nemesis-interval", "2.5", "--seed", "1"];
 
 fn checker<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
-    r["checkers"]
-        .as_array()
-        .expect("checkers")
-        .iter()
-        .find(|c| c["name"] == name)
+    r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == name)
 }
 
 fn backends(r: &Value) -> Vec<Value> {
@@ -74,10 +47,7 @@ fn killed(r: &Value) -> Vec<String> {
         .collect();
     out.dedup();
     assert!(!out.is_empty(), "no kill applied: {:#}", r["faults"]);
-    assert!(
-        !out.contains(&"n1".to_string()),
-        "kill:leader hit the balancer: {out:?}"
-    );
+    assert!(!out.contains(&"n1".to_string()), "kill:leader hit the balancer: {out:?}");
     out
 }
 
@@ -86,25 +56,13 @@ fn assert_valid_under_kill(code: Option<i32>, r: &Value, strategy: &str) {
     assert_eq!(code, Some(0), "{strategy}: not valid: {:#}", r["checkers"]);
     assert_eq!(r["target_stats"]["strategy"], strategy);
     let bs = backends(r);
-    assert_eq!(
-        bs.iter()
-            .map(|b| b["id"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>(),
-        ["n2", "n3", "n4"]
-    );
+    assert_eq!(bs.iter().map(|b| b["id"].as_str().unwrap().to_string()).collect::<Vec<_>>(), ["n2", "n3", "n4"]);
     for b in &bs {
-        assert!(
-            b["ok"].as_u64().unwrap() > 0,
-            "{strategy}: backend {} served nothing: {b:#}",
-            b["id"]
-        );
+        assert!(b["ok"].as_u64().unwrap() > 0, "{strategy}: backend {} served nothing: {b:#}", b["id"]);
     }
     assert_eq!(r["target_stats"]["stale_served"], 0);
     killed(r);
-    assert!(
-        r["availability"]["during_faults"]["ok"].as_u64().unwrap() > 0,
-        "{strategy}: nothing ok during the kill"
-    );
+    assert!(r["availability"]["during_faults"]["ok"].as_u64().unwrap() > 0, "{strategy}: nothing ok during the kill");
 }
 
 #[test]
@@ -120,18 +78,9 @@ fn round_robin_is_valid_under_a_backend_kill_and_health_checks_drop_and_readmit_
     // The killed backend was dropped by the health checks and re-admitted after its restart.
     let stats = &r["target_stats"];
     for id in killed(&r) {
-        let b = backends(&r)
-            .into_iter()
-            .find(|b| b["id"] == id.as_str())
-            .expect("killed backend in stats");
-        assert!(
-            b["drops"].as_u64().unwrap() >= 1,
-            "{id} never dropped: {b:#}"
-        );
-        assert!(
-            b["readmits"].as_u64().unwrap() >= 1,
-            "{id} never re-admitted: {b:#}"
-        );
+        let b = backends(&r).into_iter().find(|b| b["id"] == id.as_str()).expect("killed backend in stats");
+        assert!(b["drops"].as_u64().unwrap() >= 1, "{id} never dropped: {b:#}");
+        assert!(b["readmits"].as_u64().unwrap() >= 1, "{id} never re-admitted: {b:#}");
         assert_eq!(b["healthy"], true, "{id} not healthy at the end: {b:#}");
         let changes: Vec<&str> = stats["health_events"]
             .as_array()
@@ -144,10 +93,7 @@ fn round_robin_is_valid_under_a_backend_kill_and_health_checks_drop_and_readmit_
         assert_eq!(changes.last(), Some(&"readmitted"), "{changes:?}");
     }
     for b in backends(&r) {
-        assert_eq!(
-            b["healthy"], true,
-            "not every backend in rotation at the end: {b:#}"
-        );
+        assert_eq!(b["healthy"], true, "not every backend in rotation at the end: {b:#}");
     }
 }
 
@@ -175,47 +121,22 @@ fn weighted_follows_the_weights_and_naive_weighted_is_caught() {
         return;
     }
     let mut args = BACKEND_KILL.to_vec();
-    args.extend([
-        "--target-opt",
-        "strategy=weighted",
-        "--target-opt",
-        "weights=5,1,1",
-    ]);
+    args.extend(["--target-opt", "strategy=weighted", "--target-opt", "weights=5,1,1"]);
     let (code, r, _s) = lb_run(&args);
     assert_valid_under_kill(code, &r, "weighted");
     let dist = checker(&r, "lb-distribution").expect("lb-distribution");
     assert_eq!(dist["verdict"], "valid", "{dist:#}");
     let heavy = &dist["details"]["backends"][0];
-    assert_eq!(
-        (heavy["backend"].as_str(), heavy["weight"].as_u64()),
-        (Some("n2"), Some(5))
-    );
-    assert!(
-        (heavy["observed"].as_f64().unwrap() - 5.0 / 7.0).abs() < 0.06,
-        "{dist:#}"
-    );
+    assert_eq!((heavy["backend"].as_str(), heavy["weight"].as_u64()), (Some("n2"), Some(5)));
+    assert!((heavy["observed"].as_f64().unwrap() - 5.0 / 7.0).abs() < 0.06, "{dist:#}");
 
     args.extend(["--bug", "naive-weighted"]);
     let (code, r, _s) = lb_run(&args);
-    assert_eq!(
-        code,
-        Some(1),
-        "naive-weighted not caught: {:#}",
-        r["checkers"]
-    );
+    assert_eq!(code, Some(1), "naive-weighted not caught: {:#}", r["checkers"]);
     let dist = checker(&r, "lb-distribution").expect("lb-distribution");
     assert_eq!(dist["verdict"], "invalid", "{dist:#}");
-    assert!(
-        dist["reason"]
-            .as_str()
-            .unwrap()
-            .contains("does not follow the weights"),
-        "{dist:#}"
-    );
-    assert!(
-        dist["details"]["backends"][0]["observed"].as_f64().unwrap() > 0.85,
-        "{dist:#}"
-    );
+    assert!(dist["reason"].as_str().unwrap().contains("does not follow the weights"), "{dist:#}");
+    assert!(dist["details"]["backends"][0]["observed"].as_f64().unwrap() > 0.85, "{dist:#}");
     assert_eq!(checker(&r, "linearizable").unwrap()["verdict"], "valid");
 }
 
@@ -232,16 +153,7 @@ fn stale_cache_breaks_linearizability_when_no_backend_is_up_and_the_control_is_v
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let flags = [
-        "--nodes",
-        "2",
-        "--nemesis",
-        "kill:leader,clock",
-        "--time-limit",
-        "15",
-        "--nemesis-interval",
-        "1.5",
-    ];
+    let flags = ["--nodes", "2", "--nemesis", "kill:leader,clock", "--time-limit", "15", "--nemesis-interval", "1.5"];
     let mut seen = Vec::new();
     let mut caught = false;
     for seed in ["1", "2", "3"] {
@@ -253,78 +165,41 @@ fn stale_cache_breaks_linearizability_when_no_backend_is_up_and_the_control_is_v
             "seed {seed}: no stale read served: {:#}",
             r["target_stats"]
         );
-        let stale_reads = history(s.path())
-            .iter()
-            .filter(|e| e.node.as_deref() == Some("stale-cache") && e.f == "read")
-            .count();
-        assert!(
-            stale_reads > 0,
-            "seed {seed}: no read recorded as answered by the stale cache"
-        );
+        let stale_reads =
+            history(s.path()).iter().filter(|e| e.node.as_deref() == Some("stale-cache") && e.f == "read").count();
+        assert!(stale_reads > 0, "seed {seed}: no read recorded as answered by the stale cache");
         let lin = checker(&r, "linearizable").unwrap();
         if code == Some(1) {
             assert_eq!(lin["verdict"], "invalid", "{lin:#}");
-            assert!(
-                lin["reason"].as_str().unwrap().contains("not linearizable"),
-                "{lin:#}"
-            );
+            assert!(lin["reason"].as_str().unwrap().contains("not linearizable"), "{lin:#}");
             caught = true;
             break;
         }
-        seen.push(format!(
-            "seed {seed}: {} ({stale_reads} stale reads)",
-            r["verdict"]
-        ));
+        seen.push(format!("seed {seed}: {} ({stale_reads} stale reads)", r["verdict"]));
     }
     assert!(caught, "the stale cache was never caught: {seen:?}");
 
     let mut control = flags.to_vec();
     control.extend(["--seed", "1"]);
     let (code, r, _s) = lb_run(&control);
-    assert_eq!(
-        code,
-        Some(0),
-        "control without the stale cache not valid: {:#}",
-        r["checkers"]
-    );
+    assert_eq!(code, Some(0), "control without the stale cache not valid: {:#}", r["checkers"]);
     assert_eq!(r["target_stats"]["stale_served"], 0);
-    assert!(
-        r["target_stats"]["no_backend"].as_u64().unwrap() > 0,
-        "the outage was not seen"
-    );
+    assert!(r["target_stats"]["no_backend"].as_u64().unwrap() > 0, "the outage was not seen");
 }
 
 #[test]
 fn bad_lb_options_are_usage_errors() {
     let store = Store::new();
     for (flags, says) in [
-        (
-            vec!["--target-opt", "strategy=random"],
-            "expected one of round-robin",
-        ),
-        (
-            vec![
-                "--target-opt",
-                "strategy=weighted",
-                "--target-opt",
-                "weights=5,1",
-            ],
-            "expected 3 comma-separated",
-        ),
+        (vec!["--target-opt", "strategy=random"], "expected one of round-robin"),
+        (vec!["--target-opt", "strategy=weighted", "--target-opt", "weights=5,1"], "expected 3 comma-separated"),
         (vec!["--bug", "naive-weighted"], "strategy=weighted"),
-        (
-            vec!["--target-opt", "colour=blue"],
-            "is not an option of role lb",
-        ),
+        (vec!["--target-opt", "colour=blue"], "is not an option of role lb"),
     ] {
         let mut args = vec!["--target", "lb", "--nodes", "4", "--time-limit", "1"];
         args.extend(flags);
         let out = run(store.path(), &args);
         assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(says),
-            "{}",
-            show(&out)
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{}", show(&out));
     }
 }

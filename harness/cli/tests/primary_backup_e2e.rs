@@ -16,7 +16,12 @@ use run_support::*;
 use serde_json::Value;
 
 fn checker<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} checker in {r:#}"))
+    r["checkers"]
+        .as_array()
+        .expect("checkers")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} checker in {r:#}"))
 }
 
 /// One run of `args` with `seed`: exit code, results.json and the store (kept on failure).
@@ -34,14 +39,32 @@ fn attempt(args: &[&str], seed: u64) -> (i32, Value, Store) {
 }
 
 fn isolate_leader_applied(r: &Value) -> bool {
-    r["faults"].as_array().expect("faults").iter().any(|f| f["fault"] == "partition" && f["kind"] == "isolate-leader" && f["applied"] == true)
+    r["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .any(|f| f["fault"] == "partition" && f["kind"] == "isolate-leader" && f["applied"] == true)
 }
 
 /// The set workload under leader isolation. The 300 ms request timeout keeps workers cycling
 /// while sync-mode writes wait for the cut-off backup, so reads during the fault happen too.
 const SET_ISOLATE_LEADER: &[&str] = &[
-    "--workload", "set", "--nemesis", "partition:isolate-leader", "--time-limit", "12", "--nemesis-interval", "3", "--recovery", "1",
-    "--concurrency", "10", "--rate", "200", "--target-opt", "request-timeout-ms=300",
+    "--workload",
+    "set",
+    "--nemesis",
+    "partition:isolate-leader",
+    "--time-limit",
+    "12",
+    "--nemesis-interval",
+    "3",
+    "--recovery",
+    "1",
+    "--concurrency",
+    "10",
+    "--rate",
+    "200",
+    "--target-opt",
+    "request-timeout-ms=300",
 ];
 
 /// Runs `args` with seeds 1..=3 until set-full finds acknowledged adds lost; panics otherwise.
@@ -102,13 +125,24 @@ fn sync_replication_under_the_same_schedule_loses_no_acknowledged_add() {
     let set = checker(&r, "set-full");
     assert_eq!(set["verdict"], "valid", "{set:#}");
     let d = &set["details"];
-    assert_eq!((d["lost"].as_u64(), d["divergent"].as_u64(), d["unexpected"].as_u64()), (Some(0), Some(0), Some(0)), "{d:#}");
-    assert!(d["acknowledged"].as_u64().expect("acknowledged") > 100, "the run must acknowledge adds to mean anything: {d:#}");
+    assert_eq!(
+        (d["lost"].as_u64(), d["divergent"].as_u64(), d["unexpected"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "{d:#}"
+    );
+    assert!(
+        d["acknowledged"].as_u64().expect("acknowledged") > 100,
+        "the run must acknowledge adds to mean anything: {d:#}"
+    );
     assert_eq!(checker(&r, "convergence")["verdict"], "valid");
     // Sync writes stall while the primary is cut off; if no operation at all completed during
     // the fault window, the availability checker says unknown (exit 2): that is the trade-off,
     // not a loss. Measured: exit 0 for seeds 1, 2, 3.
-    let others_ok = r["checkers"].as_array().expect("checkers").iter().all(|c| c["verdict"] == "valid" || c["name"] == "availability");
+    let others_ok = r["checkers"]
+        .as_array()
+        .expect("checkers")
+        .iter()
+        .all(|c| c["verdict"] == "valid" || c["name"] == "availability");
     assert!(code == 0 || (code == 2 && others_ok), "exit {code}: {:#}", r["checkers"]);
 }
 
@@ -117,8 +151,22 @@ fn sync_replication_under_the_same_schedule_loses_no_acknowledged_add() {
 /// (a false failover, split brain) in one of four runs, and then reads on the primary are not
 /// linearizable either; this test is about replica staleness alone.
 const REGISTER_LATENCY: &[&str] = &[
-    "--workload", "register", "--nemesis", "latency", "--time-limit", "10", "--nemesis-interval", "3", "--recovery", "1", "--concurrency",
-    "10", "--rate", "200", "--target-opt", "election-ms=1500",
+    "--workload",
+    "register",
+    "--nemesis",
+    "latency",
+    "--time-limit",
+    "10",
+    "--nemesis-interval",
+    "3",
+    "--recovery",
+    "1",
+    "--concurrency",
+    "10",
+    "--rate",
+    "200",
+    "--target-opt",
+    "election-ms=1500",
 ];
 
 /// Measured (these flags, one run at a time): with `read-from=replica` seeds 1, 2, 3 were not

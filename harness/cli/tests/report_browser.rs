@@ -18,7 +18,10 @@ fn report_of_an_invalid_run_renders_with_its_verdicts_and_counterexample() {
     let out = run(&["report", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let dom = rendered_report(&dir);
-    assert!(dom.contains(r#"<span id="verdict"><span class="verdict invalid">invalid</span></span>"#), "overall verdict not shown");
+    assert!(
+        dom.contains(r#"<span id="verdict"><span class="verdict invalid">invalid</span></span>"#),
+        "overall verdict not shown"
+    );
     assert_eq!(dom.matches(r#"<tr class="checker">"#).count(), 2, "one row per checker");
     assert!(dom.contains(r#"<span class="verdict valid">valid</span>"#), "the valid checker's verdict");
     assert!(dom.contains(r#"data-images-loaded="4""#), "all four plots loaded");
@@ -43,7 +46,11 @@ fn report_of_a_crashed_run_renders_without_errors() {
 #[test]
 fn served_index_and_report_render_in_the_browser() {
     let tmp = tempfile::tempdir().unwrap();
-    synthetic::write_run(&tmp.path().join("register/20261126T100000"), &synthetic::Spec { ops: 500, ..Default::default() }).unwrap();
+    synthetic::write_run(
+        &tmp.path().join("register/20261126T100000"),
+        &synthetic::Spec { ops: 500, ..Default::default() },
+    )
+    .unwrap();
     write_crashed_run(&tmp.path().join("crashed/20261126T090000"));
     let s = Served::start(tmp.path());
     let (dom, console) = chromium_run(&format!("{}/?verdict=invalid", s.base), "--dump-dom");

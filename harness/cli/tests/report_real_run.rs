@@ -14,8 +14,22 @@ fn report_of_a_real_run_shows_its_verdicts_faults_and_counterexample() {
     let out = run_support::run(
         store.path(),
         &[
-            "--nodes", "3", "--time-limit", "8", "--nemesis", "partition:isolate-leader", "--nemesis-interval", "2",
-            "--rate", "200", "--recovery", "1", "--seed", "5", "--bug", "stale-read",
+            "--nodes",
+            "3",
+            "--time-limit",
+            "8",
+            "--nemesis",
+            "partition:isolate-leader",
+            "--nemesis-interval",
+            "2",
+            "--rate",
+            "200",
+            "--recovery",
+            "1",
+            "--seed",
+            "5",
+            "--bug",
+            "stale-read",
         ],
     );
     assert!(matches!(out.status.code(), Some(0..=2)), "run failed:\n{}", run_support::show(&out));
@@ -37,7 +51,10 @@ fn report_of_a_real_run_shows_its_verdicts_faults_and_counterexample() {
     // The partitions of the run are in the history, so the page lists them.
     assert!(dom.contains("partition"), "faults not shown");
     if verdict == "invalid" {
-        assert!(dom.contains(r#"id="counterexample""#) && dom.contains("could not be linearized"), "counterexample missing");
+        assert!(
+            dom.contains(r#"id="counterexample""#) && dom.contains("could not be linearized"),
+            "counterexample missing"
+        );
     }
     screenshot(&file_url(&latest.join("report.html")), "report-real-run.png");
 }

@@ -15,9 +15,24 @@ fn faulty_run(target: &str, seed: u64) -> (Value, Vec<String>) {
     let out = run(
         store.path(),
         &[
-            "--target", target, "--nodes", "3", "--nemesis", "partition,kill", "--time-limit", "10",
-            "--nemesis-interval", "2", "--recovery", "1", "--concurrency", "10", "--rate", "100",
-            "--seed", &seed.to_string(),
+            "--target",
+            target,
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition,kill",
+            "--time-limit",
+            "10",
+            "--nemesis-interval",
+            "2",
+            "--recovery",
+            "1",
+            "--concurrency",
+            "10",
+            "--rate",
+            "100",
+            "--seed",
+            &seed.to_string(),
         ],
     );
     let r = results(store.path());
@@ -27,7 +42,13 @@ fn faulty_run(target: &str, seed: u64) -> (Value, Vec<String>) {
 }
 
 fn applied_faults(r: &Value) -> Vec<String> {
-    r["faults"].as_array().expect("faults").iter().filter(|f| f["applied"] == true).map(|f| format!("{}:{}", f["fault"], f["kind"])).collect()
+    r["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter(|f| f["applied"] == true)
+        .map(|f| format!("{}:{}", f["fault"], f["kind"]))
+        .collect()
 }
 
 #[test]
@@ -70,7 +91,12 @@ fn caught_within(what: &str, attempts: u64, args: &[&str]) {
         assert!(matches!(code, Some(0..=2)), "harness failure: {}", show(&out));
         let r = results(store.path());
         if code == Some(1) {
-            let lin = r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == "linearizable").expect("linearizable checker");
+            let lin = r["checkers"]
+                .as_array()
+                .expect("checkers")
+                .iter()
+                .find(|c| c["name"] == "linearizable")
+                .expect("linearizable checker");
             assert_eq!(lin["verdict"], "invalid", "{lin:#}");
             assert!(lin["reason"].as_str().unwrap_or("").contains("not linearizable"), "{lin:#}");
             // The consistency ladder places the run below linearizable.
@@ -97,8 +123,24 @@ fn paxos_ignore_accepted_bug_is_found_invalid_within_bounded_seeded_attempts() {
         "paxos-ignore-accepted",
         2,
         &[
-            "--target", "paxos", "--bug", "paxos-ignore-accepted", "--nodes", "3", "--nemesis", "partition,kill",
-            "--time-limit", "8", "--nemesis-interval", "2", "--recovery", "1", "--concurrency", "10", "--rate", "100",
+            "--target",
+            "paxos",
+            "--bug",
+            "paxos-ignore-accepted",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition,kill",
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "2",
+            "--recovery",
+            "1",
+            "--concurrency",
+            "10",
+            "--rate",
+            "100",
         ],
     );
 }
@@ -115,8 +157,22 @@ fn quorum_naive_bug_is_found_invalid_within_bounded_seeded_attempts() {
         return;
     }
     let flags = [
-        "--target", "quorum", "--nodes", "3", "--nemesis", "loss", "--time-limit", "12", "--nemesis-interval", "3",
-        "--recovery", "1", "--concurrency", "30", "--rate", "300",
+        "--target",
+        "quorum",
+        "--nodes",
+        "3",
+        "--nemesis",
+        "loss",
+        "--time-limit",
+        "12",
+        "--nemesis-interval",
+        "3",
+        "--recovery",
+        "1",
+        "--concurrency",
+        "30",
+        "--rate",
+        "300",
     ];
     let mut bugged = flags.to_vec();
     bugged.extend(["--bug", "naive"]);
@@ -127,5 +183,11 @@ fn quorum_naive_bug_is_found_invalid_within_bounded_seeded_attempts() {
     let mut args = flags.to_vec();
     args.extend(["--seed", "1"]);
     let out = run(store.path(), &args);
-    assert_eq!(out.status.code(), Some(0), "ABD under loss not valid: {}\n{:#}", show(&out), results(store.path())["checkers"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ABD under loss not valid: {}\n{:#}",
+        show(&out),
+        results(store.path())["checkers"]
+    );
 }

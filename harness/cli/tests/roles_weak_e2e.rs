@@ -14,7 +14,12 @@ use run_support::*;
 use serde_json::Value;
 
 fn checker<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} checker: {r:#}"))
+    r["checkers"]
+        .as_array()
+        .expect("checkers")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} checker: {r:#}"))
 }
 
 fn applied(r: &Value) -> usize {
@@ -24,8 +29,24 @@ fn applied(r: &Value) -> usize {
 /// Partitions that always cut something among 3 leaderless nodes (a bare `partition` may
 /// draw `majorities-ring`, which cuts nothing among 3, or `isolate-leader`, not applied).
 const AVAILABLE_SET: &[&str] = &[
-    "--target", "available", "--workload", "set", "--nemesis", "partition:halves+isolate-one", "--nodes", "3",
-    "--concurrency", "6", "--rate", "80", "--time-limit", "8", "--nemesis-interval", "1.5", "--recovery", "1",
+    "--target",
+    "available",
+    "--workload",
+    "set",
+    "--nemesis",
+    "partition:halves+isolate-one",
+    "--nodes",
+    "3",
+    "--concurrency",
+    "6",
+    "--rate",
+    "80",
+    "--time-limit",
+    "8",
+    "--nemesis-interval",
+    "1.5",
+    "--recovery",
+    "1",
 ];
 
 /// Attempts before a bug test gives up (each run about 10 s).
@@ -99,9 +120,26 @@ fn available_register_under_partitions_is_not_linearizable() {
         let out = run(
             store.path(),
             &[
-                "--target", "available", "--workload", "register", "--nemesis", "partition:halves+isolate-one", "--nodes", "3",
-                "--concurrency", "6", "--rate", "80", "--time-limit", "8", "--nemesis-interval", "1.5", "--recovery", "1",
-                "--seed", &s,
+                "--target",
+                "available",
+                "--workload",
+                "register",
+                "--nemesis",
+                "partition:halves+isolate-one",
+                "--nodes",
+                "3",
+                "--concurrency",
+                "6",
+                "--rate",
+                "80",
+                "--time-limit",
+                "8",
+                "--nemesis-interval",
+                "1.5",
+                "--recovery",
+                "1",
+                "--seed",
+                &s,
             ],
         );
         let code = out.status.code();
@@ -123,8 +161,24 @@ fn available_register_under_partitions_is_not_linearizable() {
 /// The set workload on multi-primary with one clock fault (bump or strobe of a seeded offset
 /// on a seeded subset of nodes).
 const MULTI_PRIMARY_CLOCK: &[&str] = &[
-    "--target", "multi-primary", "--workload", "set", "--nemesis", "clock", "--nodes", "3", "--concurrency", "6",
-    "--rate", "80", "--time-limit", "8", "--nemesis-interval", "2", "--recovery", "1",
+    "--target",
+    "multi-primary",
+    "--workload",
+    "set",
+    "--nemesis",
+    "clock",
+    "--nodes",
+    "3",
+    "--concurrency",
+    "6",
+    "--rate",
+    "80",
+    "--time-limit",
+    "8",
+    "--nemesis-interval",
+    "2",
+    "--recovery",
+    "1",
 ];
 
 /// Measured with these flags, LWW: seeds 1–8 all invalid (46 to 253 acknowledged adds lost per
@@ -145,7 +199,11 @@ fn multi_primary_lww_loses_acknowledged_adds_under_clock_skew_and_vclock_loses_n
     let out = run(store.path(), &args);
     assert_eq!(out.status.code(), Some(1), "LWW under clock skew not invalid: {}", show(&out));
     let r = results(store.path());
-    assert!(r["faults"].as_array().unwrap().iter().any(|f| f["applied"] == true && f["fault"] == "clock"), "{:#}", r["faults"]);
+    assert!(
+        r["faults"].as_array().unwrap().iter().any(|f| f["applied"] == true && f["fault"] == "clock"),
+        "{:#}",
+        r["faults"]
+    );
     let set = checker(&r, "set-full");
     assert_eq!(set["verdict"], "invalid", "{set:#}");
     assert!(set["details"]["lost"].as_u64().unwrap_or(0) > 0, "{set:#}");
@@ -165,7 +223,12 @@ fn multi_primary_lww_loses_acknowledged_adds_under_clock_skew_and_vclock_loses_n
     assert!(set["details"]["acknowledged"].as_u64().unwrap_or(0) > 50, "{set:#}");
     // Same schedule: the same faults on the same nodes with the same offsets.
     let sched = |r: &Value| -> Vec<(Value, Value, Value)> {
-        r["faults"].as_array().unwrap().iter().map(|f| (f["kind"].clone(), f["nodes"].clone(), f["detail"]["offset_ms"].clone())).collect()
+        r["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["kind"].clone(), f["nodes"].clone(), f["detail"]["offset_ms"].clone()))
+            .collect()
     };
     assert_eq!(sched(&r), sched(&r2));
 }

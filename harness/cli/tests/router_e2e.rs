@@ -13,7 +13,12 @@ use run_support::*;
 use serde_json::Value;
 
 fn checker<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checkers"].as_array().expect("checkers").iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} checker: {:#}", r["checkers"]))
+    r["checkers"]
+        .as_array()
+        .expect("checkers")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} checker: {:#}", r["checkers"]))
 }
 
 fn router_run(extra: &[&str]) -> (std::process::Output, Value) {
@@ -28,7 +33,18 @@ fn router_run(extra: &[&str]) -> (std::process::Output, Value) {
 fn faulty(sharding: &str) {
     let opt = format!("sharding={sharding}");
     let (out, r) = router_run(&[
-        "--target-opt", &opt, "--nemesis", "partition,kill", "--time-limit", "10", "--nemesis-interval", "2", "--rate", "100", "--seed", "1",
+        "--target-opt",
+        &opt,
+        "--nemesis",
+        "partition,kill",
+        "--time-limit",
+        "10",
+        "--nemesis-interval",
+        "2",
+        "--rate",
+        "100",
+        "--seed",
+        "1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{sharding}: {}\n{:#}", show(&out), r["checkers"]);
     assert_eq!(checker(&r, "linearizable")["verdict"], "valid");
@@ -69,7 +85,18 @@ fn rebalance_under_load_stays_linearizable() {
     for sharding in ["range", "directory"] {
         let opt = format!("sharding={sharding}");
         let (out, r) = router_run(&[
-            "--target-opt", &opt, "--nemesis", "rebalance,kill", "--time-limit", "10", "--nemesis-interval", "1", "--rate", "150", "--seed", "2",
+            "--target-opt",
+            &opt,
+            "--nemesis",
+            "rebalance,kill",
+            "--time-limit",
+            "10",
+            "--nemesis-interval",
+            "1",
+            "--rate",
+            "150",
+            "--seed",
+            "2",
         ]);
         assert_eq!(out.status.code(), Some(0), "{sharding}: {}\n{:#}", show(&out), r["checkers"]);
         let moves: Vec<&Value> = r["faults"].as_array().unwrap().iter().filter(|f| f["fault"] == "rebalance").collect();
@@ -86,7 +113,23 @@ fn rebalance_under_load_stays_linearizable() {
     }
     // Other targets refuse the fault with a reason (recorded, never pretended).
     let store = Store::new();
-    let out = run(store.path(), &["--target", "raft", "--nodes", "3", "--nemesis", "rebalance", "--time-limit", "4", "--nemesis-interval", "1", "--recovery", "0"]);
+    let out = run(
+        store.path(),
+        &[
+            "--target",
+            "raft",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "rebalance",
+            "--time-limit",
+            "4",
+            "--nemesis-interval",
+            "1",
+            "--recovery",
+            "0",
+        ],
+    );
     let r = results(store.path());
     assert_ne!(out.status.code(), Some(255), "{}", show(&out));
     let f = &r["faults"][0];
@@ -103,7 +146,18 @@ fn unsafe_move_is_caught_and_the_safe_move_is_not() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let flags = ["--target-opt", "sharding=range", "--nemesis", "rebalance", "--time-limit", "10", "--nemesis-interval", "1", "--rate", "200"];
+    let flags = [
+        "--target-opt",
+        "sharding=range",
+        "--nemesis",
+        "rebalance",
+        "--time-limit",
+        "10",
+        "--nemesis-interval",
+        "1",
+        "--rate",
+        "200",
+    ];
     let mut seen = Vec::new();
     let mut caught = false;
     for seed in ["1", "2"] {
@@ -134,7 +188,8 @@ fn naive_hash_is_caught_by_shard_balance_and_the_mixed_hash_is_not() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let flags = ["--target-opt", "sharding=hash", "--nemesis", "none", "--time-limit", "15", "--rate", "300", "--seed", "3"];
+    let flags =
+        ["--target-opt", "sharding=hash", "--nemesis", "none", "--time-limit", "15", "--rate", "300", "--seed", "3"];
     let mut bugged = flags.to_vec();
     bugged.extend(["--bug", "naive-hash"]);
     let (out, r) = router_run(&bugged);
@@ -154,7 +209,12 @@ fn naive_hash_is_caught_by_shard_balance_and_the_mixed_hash_is_not() {
 fn seed_killing(ix: usize, nodes: usize, time_limit: f64, interval: f64) -> u64 {
     let choices = parse_choices("kill:one").unwrap();
     (1..1000u64)
-        .find(|&s| Schedule::generate_choices(s, &choices, nodes, time_limit, interval).faults.first().is_some_and(|f| f.spec.order[0] == ix))
+        .find(|&s| {
+            Schedule::generate_choices(s, &choices, nodes, time_limit, interval)
+                .faults
+                .first()
+                .is_some_and(|f| f.spec.order[0] == ix)
+        })
         .expect("some seed kills that node first")
 }
 
@@ -169,10 +229,29 @@ fn single_directory_loses_availability_when_its_node_dies() {
     }
     let seed = seed_killing(1, 8, 16.0, 6.0).to_string();
     let flags = [
-        "--target", "router", "--nodes", "8", "--target-opt", "sharding=directory", "--nemesis", "kill:one", "--time-limit", "16",
-        "--nemesis-interval", "6", "--recovery", "1", "--concurrency", "10", "--rate", "200", "--seed", &seed,
+        "--target",
+        "router",
+        "--nodes",
+        "8",
+        "--target-opt",
+        "sharding=directory",
+        "--nemesis",
+        "kill:one",
+        "--time-limit",
+        "16",
+        "--nemesis-interval",
+        "6",
+        "--recovery",
+        "1",
+        "--concurrency",
+        "10",
+        "--rate",
+        "200",
+        "--seed",
+        &seed,
     ];
-    let during = |r: &Value| r["availability"]["during_faults_ok_fraction"].as_f64().expect("ok fraction during faults");
+    let during =
+        |r: &Value| r["availability"]["during_faults_ok_fraction"].as_f64().expect("ok fraction during faults");
     let store = Store::new();
     let mut bugged = flags.to_vec();
     bugged.extend(["--bug", "single-directory"]);

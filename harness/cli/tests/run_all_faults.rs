@@ -14,9 +14,7 @@ fn seed_with_every_family() -> u64 {
     (1..1000)
         .find(|&seed| {
             let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 13.0, 1.0);
-            Family::GENERAL
-                .iter()
-                .all(|f| s.faults.iter().any(|w| w.spec.family == *f))
+            Family::GENERAL.iter().all(|f| s.faults.iter().any(|w| w.spec.family == *f))
         })
         .expect("some seed draws every family")
 }
@@ -53,18 +51,11 @@ fn every_fault_family_is_applied_and_recorded() {
     let r = results(store.path());
     assert_eq!(out.status.code(), Some(0), "{}\n{r:#}", show(&out));
     let faults = r["faults"].as_array().unwrap();
-    let mut families: Vec<&str> = faults
-        .iter()
-        .map(|f| f["fault"].as_str().unwrap())
-        .collect();
+    let mut families: Vec<&str> = faults.iter().map(|f| f["fault"].as_str().unwrap()).collect();
     families.sort();
     families.dedup();
     assert_eq!(faults.len(), 8, "0.5 s + 1.5 s a window, ending by 12.5 s");
-    assert_eq!(
-        families,
-        ["clock", "kill", "latency", "loss", "partition", "pause"],
-        "{faults:#?}"
-    );
+    assert_eq!(families, ["clock", "kill", "latency", "loss", "partition", "pause"], "{faults:#?}");
     for f in faults {
         assert_eq!(f["applied"], true, "{f:#}");
         assert!(f["stop_error"].is_null(), "{f:#}");
@@ -77,23 +68,14 @@ fn every_fault_family_is_applied_and_recorded() {
         };
         // skew-isolate-leader sets a clock and cuts links: `admin-api+netns-iptables`.
         let got = f["mechanism"].as_str().unwrap();
-        assert!(
-            got == want || (want == "admin-api" && got.starts_with(want)),
-            "{f:#}"
-        );
+        assert!(got == want || (want == "admin-api" && got.starts_with(want)), "{f:#}");
     }
-    assert!(
-        !r["clock"].as_array().unwrap().is_empty(),
-        "no clock offsets recorded"
-    );
+    assert!(!r["clock"].as_array().unwrap().is_empty(), "no clock offsets recorded");
     let h = history(store.path());
     for fam in ["partition", "kill", "pause", "clock", "loss", "latency"] {
         for edge in ["start", "stop"] {
             let f = format!("{edge}-{fam}");
-            assert!(
-                h.iter().any(|e| e.process == Process::Nemesis && e.f == f),
-                "no {f} event"
-            );
+            assert!(h.iter().any(|e| e.process == Process::Nemesis && e.f == f), "no {f} event");
         }
     }
     assert_eq!(r["verdict"], "valid");

@@ -43,24 +43,12 @@ fn stale_read_bug_is_found_invalid_within_bounded_seeded_attempts() {
         );
         let r = results(store.path());
         let code = out.status.code();
-        assert!(
-            matches!(code, Some(0..=2)),
-            "harness failure: {}",
-            show(&out)
-        );
+        assert!(matches!(code, Some(0..=2)), "harness failure: {}", show(&out));
         if code == Some(1) {
             assert_eq!(r["verdict"], "invalid");
-            let lin = r["checkers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == "linearizable")
-                .unwrap();
+            let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
             assert_eq!(lin["verdict"], "invalid");
-            assert!(
-                lin["reason"].as_str().unwrap().contains("not linearizable"),
-                "{lin:#}"
-            );
+            assert!(lin["reason"].as_str().unwrap().contains("not linearizable"), "{lin:#}");
             // The consistency ladder places the run below linearizable.
             let c = &r["consistency"];
             assert_ne!(c["strongest"], "linearizable", "{c:#}");

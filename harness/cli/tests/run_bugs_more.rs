@@ -30,11 +30,7 @@ fn attempt(bug: Option<&str>, seed: u64, args: &[&str]) -> (i32, Value, Store) {
     }
     let out = run(store.path(), &all);
     let code = out.status.code();
-    assert!(
-        matches!(code, Some(0..=2)),
-        "harness failure ({all:?}): {}",
-        show(&out)
-    );
+    assert!(matches!(code, Some(0..=2)), "harness failure ({all:?}): {}", show(&out));
     let r = results(store.path());
     (code.unwrap(), r, store)
 }
@@ -65,12 +61,7 @@ fn applied_faults(r: &Value, fault: &str, kind: &str) -> usize {
 /// Runs `seeds` with `bug` until one is judged invalid by the linearizability checker, then
 /// the same seed without the bug, which must be valid. `check_faults` asserts the schedule
 /// really happened in each run.
-fn caught_with_control(
-    bug: &str,
-    args: &[&str],
-    seeds: &[u64],
-    check_faults: impl Fn(&Value, &Store),
-) {
+fn caught_with_control(bug: &str, args: &[&str], seeds: &[u64], check_faults: impl Fn(&Value, &Store)) {
     if !is_root() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
@@ -86,20 +77,11 @@ fn caught_with_control(
         assert_eq!(r["verdict"], "invalid");
         let lin = checker(&r, "linearizable");
         assert_eq!(lin["verdict"], "invalid", "{lin:#}");
-        assert!(
-            lin["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("not linearizable"),
-            "{lin:#}"
-        );
+        assert!(lin["reason"].as_str().unwrap_or("").contains("not linearizable"), "{lin:#}");
         // Control: the same seed gives the same faults and operations; only the bug differs.
         let (code, r, store) = attempt(None, seed, args);
         check_faults(&r, &store);
-        assert_eq!(
-            code, 0,
-            "control (seed {seed} without --bug {bug}) not valid: {r:#}"
-        );
+        assert_eq!(code, 0, "control (seed {seed} without --bug {bug}) not valid: {r:#}");
         eprintln!("--bug {bug}: seed {seed} invalid, without the bug valid (before: {seen:?})");
         return;
     }
@@ -182,24 +164,15 @@ fn lease_reads_go_stale_when_the_isolated_leaders_clock_is_set_back() {
         ],
         &[1, 2, 3],
         |r, store| {
-            assert!(
-                applied_faults(r, "clock", "skew-isolate-leader") >= 1,
-                "{r:#}"
-            );
+            assert!(applied_faults(r, "clock", "skew-isolate-leader") >= 1, "{r:#}");
             // The history records the overlapping fault like any other: start and stop
             // events of the clock nemesis naming the isolated leader and the set-back.
             let h = history(store.path());
-            let starts: Vec<_> = h
-                .iter()
-                .filter(|e| e.f == "start-clock")
-                .map(|e| &e.value)
-                .collect();
+            let starts: Vec<_> = h.iter().filter(|e| e.f == "start-clock").map(|e| &e.value).collect();
             assert!(
                 starts.iter().any(|v| v["kind"] == "skew-isolate-leader"
                     && v["applied"] == true
-                    && v["detail"]["offset_ms"]
-                        .as_i64()
-                        .is_some_and(|o| o <= -5000)
+                    && v["detail"]["offset_ms"].as_i64().is_some_and(|o| o <= -5000)
                     && v["detail"]["leader"].is_string()),
                 "{starts:?}"
             );

@@ -16,16 +16,10 @@ fn ops_by_worker(
     let mut by = BTreeMap::new();
     let h = history(store);
     // Final reads come after the heal and are not the workers' own.
-    let heal = h
-        .iter()
-        .find(|e| e.f == "heal")
-        .map(|e| e.time)
-        .unwrap_or(u64::MAX);
+    let heal = h.iter().find(|e| e.f == "heal").map(|e| e.time).unwrap_or(u64::MAX);
     for e in h.into_iter().filter(|e| e.time < heal) {
         if let (Process::Client(p), EventType::Invoke) = (e.process, e.kind) {
-            by.entry(p % concurrency)
-                .or_insert_with(Vec::new)
-                .push((e.f, e.key, e.value));
+            by.entry(p % concurrency).or_insert_with(Vec::new).push((e.f, e.key, e.value));
         }
     }
     by
@@ -61,15 +55,9 @@ fn same_seed_gives_the_same_ops_and_schedule() {
         a.extend(["--seed", seed]);
         let out = run(store.path(), &a);
         assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-        let test: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(store.path().join("latest/test.json")).unwrap(),
-        )
-        .unwrap();
-        (
-            ops_by_worker(store.path(), 4),
-            test["schedule"].clone(),
-            store,
-        )
+        let test: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(store.path().join("latest/test.json")).unwrap()).unwrap();
+        (ops_by_worker(store.path(), 4), test["schedule"].clone(), store)
     };
     let (a, sched_a, _sa) = run_with("77");
     let (b, sched_b, _sb) = run_with("77");
@@ -83,11 +71,7 @@ fn same_seed_gives_the_same_ops_and_schedule() {
         let n = x.len().min(y.len());
         assert!(n >= 20, "worker {w} ran only {n} ops");
         assert_eq!(x[..n], y[..n], "worker {w}: same seed, different ops");
-        assert_ne!(
-            x[..n],
-            c[&w][..n.min(c[&w].len())],
-            "worker {w}: different seeds, same ops"
-        );
+        assert_ne!(x[..n], c[&w][..n.min(c[&w].len())], "worker {w}: different seeds, same ops");
     }
 }
 
@@ -123,20 +107,9 @@ fn no_successful_operation_during_faults_is_flagged_unknown() {
     let r = results(store.path());
     assert_eq!(out.status.code(), Some(2), "{}\n{r:#}", show(&out));
     assert_eq!(r["verdict"], "unknown");
-    let avail = r["checkers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "availability")
-        .unwrap();
+    let avail = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "availability").unwrap();
     assert_eq!(avail["verdict"], "unknown");
-    assert!(
-        avail["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no operation succeeded during"),
-        "{avail:#}"
-    );
+    assert!(avail["reason"].as_str().unwrap().contains("no operation succeeded during"), "{avail:#}");
     assert_eq!(r["availability"]["during_faults"]["ok"], 0);
     assert!(r["availability"]["outside_faults"]["ok"].as_u64().unwrap() > 0);
 }

@@ -39,10 +39,7 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(took.as_secs_f64() <= 20.0, "run took {took:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("reproduce: faultline run") && stdout.contains("--seed 11"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("reproduce: faultline run") && stdout.contains("--seed 11"), "{stdout}");
     // The run draws its own report.
     let latest = store.path().join("latest");
     for f in ["report.html", "latency-raw.png", "latency-quantiles.png", "rate.png"] {
@@ -54,26 +51,11 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
     assert_eq!(r["verdict"], "valid", "{r:#}");
     assert_eq!(r["runtime"]["mechanism"], "netns");
     let faults = r["faults"].as_array().unwrap();
-    assert_eq!(
-        faults.len(),
-        2,
-        "two fault windows in 8 s at 1.5 s: {faults:#?}"
-    );
-    let families: Vec<&str> = faults
-        .iter()
-        .map(|f| f["fault"].as_str().unwrap())
-        .collect();
-    assert!(
-        families.contains(&"partition") && families.contains(&"kill"),
-        "{families:?}"
-    );
+    assert_eq!(faults.len(), 2, "two fault windows in 8 s at 1.5 s: {faults:#?}");
+    let families: Vec<&str> = faults.iter().map(|f| f["fault"].as_str().unwrap()).collect();
+    assert!(families.contains(&"partition") && families.contains(&"kill"), "{families:?}");
     assert!(faults.iter().all(|f| f["applied"] == true), "{faults:#?}");
-    let lin = r["checkers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "linearizable")
-        .unwrap();
+    let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
     assert_eq!(lin["verdict"], "valid");
     // On the consistency ladder: linearizable, the weaker models implied, and every node's
     // final read of every key equal.
@@ -87,12 +69,7 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
         .collect();
     assert_eq!(
         models,
-        [
-            ("linearizable", "valid"),
-            ("sequential", "not-checked"),
-            ("session", "not-checked"),
-            ("convergent", "valid")
-        ],
+        [("linearizable", "valid"), ("sequential", "not-checked"), ("session", "not-checked"), ("convergent", "valid")],
         "{c:#}"
     );
     assert!(stdout.contains("consistency (strongest: linearizable)"), "{stdout}");
@@ -102,44 +79,19 @@ fn raft_under_partitions_and_kills_is_valid_with_ok_ops_before_during_and_after_
     let h = history(store.path());
     let nem: Vec<_> = h.iter().filter(|e| e.process == Process::Nemesis).collect();
     let first_start = nem.iter().find(|e| e.f.starts_with("start-")).unwrap().time;
-    let last_stop = nem
-        .iter()
-        .filter(|e| e.f.starts_with("stop-"))
-        .map(|e| e.time)
-        .max()
-        .unwrap();
+    let last_stop = nem.iter().filter(|e| e.f.starts_with("stop-")).map(|e| e.time).max().unwrap();
     let heal = nem.iter().find(|e| e.f == "heal").unwrap().time;
-    let oks: Vec<u64> = h
-        .iter()
-        .filter(|e| e.process != Process::Nemesis && e.kind == EventType::Ok)
-        .map(|e| e.time)
-        .collect();
-    assert!(
-        oks.iter().any(|&t| t < first_start),
-        "no ok before the first fault"
-    );
-    assert!(
-        oks.iter().any(|&t| t > last_stop && t < heal),
-        "no ok after the last fault in the main phase"
-    );
+    let oks: Vec<u64> =
+        h.iter().filter(|e| e.process != Process::Nemesis && e.kind == EventType::Ok).map(|e| e.time).collect();
+    assert!(oks.iter().any(|&t| t < first_start), "no ok before the first fault");
+    assert!(oks.iter().any(|&t| t > last_stop && t < heal), "no ok after the last fault in the main phase");
     assert!(oks.iter().any(|&t| t > heal), "no ok final read");
     assert!(r["availability"]["during_faults"]["ok"].as_u64().unwrap() > 0);
-    assert!(
-        r["final_reads"]["missed"].as_array().unwrap().is_empty(),
-        "{:#}",
-        r["final_reads"]
-    );
+    assert!(r["final_reads"]["missed"].as_array().unwrap().is_empty(), "{:#}", r["final_reads"]);
 
     // Store layout.
     let dir = store.path().join("latest");
-    for f in [
-        "test.json",
-        "history.jsonl",
-        "results.json",
-        "harness.log",
-        "nodes/n1.log",
-        "nodes/n5.log",
-    ] {
+    for f in ["test.json", "history.jsonl", "results.json", "harness.log", "nodes/n1.log", "nodes/n5.log"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let test: serde_json::Value =

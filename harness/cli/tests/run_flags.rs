@@ -7,11 +7,7 @@ use std::process::Command;
 use run_support::*;
 
 fn run_raw(args: &[&str]) -> std::process::Output {
-    Command::new(faultline())
-        .arg("run")
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(faultline()).arg("run").args(args).output().unwrap()
 }
 
 fn assert_error(args: &[&str], needle: &str) {
@@ -22,47 +18,26 @@ fn assert_error(args: &[&str], needle: &str) {
     let out = run_raw(&all);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "{args:?}: {}", show(&out));
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}:\n{stderr}"
-    );
+    assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{stderr}");
     // Rejected before setup: no run folder was made.
-    assert!(
-        !store.path().join("latest").exists(),
-        "{args:?} created a run folder"
-    );
+    assert!(!store.path().join("latest").exists(), "{args:?} created a run folder");
 }
 
 #[test]
 fn unknown_target_workload_runtime_and_nemesis_are_named() {
-    assert_error(
-        &["--target", "mongodb"],
-        "unknown target \"mongodb\": expected one of raft",
-    );
+    assert_error(&["--target", "mongodb"], "unknown target \"mongodb\": expected one of raft");
     assert_error(&["--workload", "bank"], "unknown workload \"bank\"");
     assert_error(&["--runtime", "k8s"], "unknown runtime \"k8s\"");
-    assert_error(
-        &["--nemesis", "partition,flood"],
-        "unknown nemesis \"flood\"",
-    );
-    assert_error(
-        &["--nemesis", "kill:everyone"],
-        "unknown kill kind \"everyone\"",
-    );
+    assert_error(&["--nemesis", "partition,flood"], "unknown nemesis \"flood\"");
+    assert_error(&["--nemesis", "kill:everyone"], "unknown kill kind \"everyone\"");
     assert_error(&["--bug", "typo"], "unknown --bug \"typo\"");
-    assert_error(
-        &["--local-net", "wifi"],
-        "unknown network mechanism \"wifi\"",
-    );
+    assert_error(&["--local-net", "wifi"], "unknown network mechanism \"wifi\"");
 }
 
 #[test]
 fn out_of_range_numbers_are_refused() {
     assert_error(&["--nodes", "0"], "--nodes must be between 1 and 20");
-    assert_error(
-        &["--concurrency", "0"],
-        "--concurrency must be between 1 and 1000",
-    );
+    assert_error(&["--concurrency", "0"], "--concurrency must be between 1 and 1000");
     assert_error(&["--rate=-5"], "--rate must be");
     assert_error(&["--time-limit", "0"], "--time-limit must be");
     assert_error(&["--nemesis-interval", "0"], "--nemesis-interval must be");
@@ -75,10 +50,7 @@ fn unparsable_flags_and_missing_node_binary_exit_255() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'five'"));
     let out = run_raw(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert_error(
-        &["--node-bin", "/nonexistent/faultline-node"],
-        "node binary /nonexistent/faultline-node not found",
-    );
+    assert_error(&["--node-bin", "/nonexistent/faultline-node"], "node binary /nonexistent/faultline-node not found");
 }
 
 #[test]
@@ -148,11 +120,7 @@ fn a_node_that_exits_at_startup_is_a_harness_failure() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("exited during setup (see nodes/n"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited during setup (see nodes/n"), "{}", show(&out));
     let r = results(store.path());
     assert_eq!(r["setup_failed"], true);
     assert!(leftovers(r["runtime"]["run_id"].as_str().unwrap()).is_empty());

@@ -22,39 +22,15 @@ fn stderr(o: &Output) -> String {
 }
 
 const BAD: &[(&[&str], &str)] = &[
-    (
-        &["--target", "paxos", "--bug", "lease"],
-        "--bug lease is a bug of role raft, not of --target paxos",
-    ),
-    (
-        &["--target-opt", "read-mode=bogus"],
-        "--target-opt read-mode=bogus: expected one of read-index, lease",
-    ),
-    (
-        &["--target-opt", "election-ms=0"],
-        "--target-opt election-ms=0: expected an integer",
-    ),
+    (&["--target", "paxos", "--bug", "lease"], "--bug lease is a bug of role raft, not of --target paxos"),
+    (&["--target-opt", "read-mode=bogus"], "--target-opt read-mode=bogus: expected one of read-index, lease"),
+    (&["--target-opt", "election-ms=0"], "--target-opt election-ms=0: expected an integer"),
     (&["--port", "0"], "--port must be in [1, 65535]"),
-    (
-        &["--target", "nonexistent.toml"],
-        "--target nonexistent.toml: cannot read the target file",
-    ),
-    (
-        &["--target", "raft", "--workload", "set"],
-        "--target raft serves no set API",
-    ),
-    (
-        &["--target", "raft", "--workload", "counter"],
-        "--target raft serves no counter API",
-    ),
-    (
-        &["--target", "lb", "--bug", "naive-weighted"],
-        "add --target-opt strategy=weighted",
-    ),
-    (
-        &["--target", "etcd", "--bug", "stale-read"],
-        "planted bugs are the reference roles'",
-    ),
+    (&["--target", "nonexistent.toml"], "--target nonexistent.toml: cannot read the target file"),
+    (&["--target", "raft", "--workload", "set"], "--target raft serves no set API"),
+    (&["--target", "raft", "--workload", "counter"], "--target raft serves no counter API"),
+    (&["--target", "lb", "--bug", "naive-weighted"], "add --target-opt strategy=weighted"),
+    (&["--target", "etcd", "--bug", "stale-read"], "planted bugs are the reference roles'"),
 ];
 
 #[test]
@@ -62,15 +38,7 @@ fn bad_options_exit_255_at_once_with_one_line_and_create_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (store, state) = (d.path().join("store"), d.path().join("state"));
     for (flags, message) in BAD {
-        let mut args = vec![
-            "run",
-            "--store",
-            store.to_str().unwrap(),
-            "--time-limit",
-            "2",
-            "--nodes",
-            "3",
-        ];
+        let mut args = vec!["run", "--store", store.to_str().unwrap(), "--time-limit", "2", "--nodes", "3"];
         args.extend_from_slice(flags);
         let (o, took) = faultline(&args, &state);
         let err = stderr(&o);
@@ -78,10 +46,7 @@ fn bad_options_exit_255_at_once_with_one_line_and_create_nothing() {
         assert!(took < Duration::from_secs(1), "{flags:?} took {took:?}");
         assert!(err.contains(message), "{flags:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{flags:?}: {err}");
-        assert!(
-            !store.exists() && !state.exists(),
-            "{flags:?} created a folder"
-        );
+        assert!(!store.exists() && !state.exists(), "{flags:?} created a folder");
     }
 }
 
@@ -91,17 +56,7 @@ fn an_error_is_printed_once() {
     let file = d.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let store = file.join("store");
-    let args = [
-        "run",
-        "--store",
-        store.to_str().unwrap(),
-        "--nodes",
-        "1",
-        "--nemesis",
-        "none",
-        "--time-limit",
-        "1",
-    ];
+    let args = ["run", "--store", store.to_str().unwrap(), "--nodes", "1", "--nemesis", "none", "--time-limit", "1"];
     let (o, _) = faultline(&args, &d.path().join("state"));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(255), "{err}");
@@ -118,12 +73,7 @@ fn a_campaign_with_a_bad_cell_is_refused_before_any_cell_runs() {
                 [[matrix]]\ntarget = \"paxos\"\nworkload = \"register\"\nbugs = [\"lease\"]\n";
     std::fs::write(&file, text).unwrap();
     for dry in [true, false] {
-        let mut args = vec![
-            "campaign",
-            file.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-        ];
+        let mut args = vec!["campaign", file.to_str().unwrap(), "--store", store.to_str().unwrap()];
         if dry {
             args.push("--dry-run");
         }
@@ -132,8 +82,7 @@ fn a_campaign_with_a_bad_cell_is_refused_before_any_cell_runs() {
         assert_eq!(o.status.code(), Some(255), "{err}");
         assert!(took < Duration::from_secs(1), "took {took:?}");
         assert!(
-            err.contains(&format!("{}:14:", file.display()))
-                && err.contains("--bug lease is a bug of role raft"),
+            err.contains(&format!("{}:14:", file.display())) && err.contains("--bug lease is a bug of role raft"),
             "{err}"
         );
         assert!(!store.exists() && !state.exists(), "a cell ran");

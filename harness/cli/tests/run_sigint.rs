@@ -38,12 +38,7 @@ fn interrupted_run_cleans_up(signal: &str, seed: u64) {
             &seed.to_string(),
             "--quiet",
         ])
-        .args([
-            "--store",
-            store.path().to_str().unwrap(),
-            "--node-bin",
-            node.to_str().unwrap(),
-        ])
+        .args(["--store", store.path().to_str().unwrap(), "--node-bin", node.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -59,57 +54,27 @@ fn interrupted_run_cleans_up(signal: &str, seed: u64) {
         assert!(Instant::now() < deadline, "no fault started within 30 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let test: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(store.path().join("latest/test.json")).unwrap(),
-    )
-    .unwrap();
+    let test: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.path().join("latest/test.json")).unwrap()).unwrap();
     let run_id = test["runtime"]["run_id"].as_str().unwrap().to_string();
-    assert!(
-        !leftovers(&run_id).is_empty(),
-        "the run should have created its network"
-    );
+    assert!(!leftovers(&run_id).is_empty(), "the run should have created its network");
     let interrupted = Instant::now();
     faultline_core::runtime::state::send_signal(child.id(), signal).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(15),
-        "shutdown took {:?}",
-        interrupted.elapsed()
-    );
+    assert!(interrupted.elapsed() < Duration::from_secs(15), "shutdown took {:?}", interrupted.elapsed());
     // Interrupted: the verdict is never plainly valid (unknown unless a violation was seen).
-    assert!(
-        matches!(out.status.code(), Some(1) | Some(2)),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
-        "{}",
-        show(&out)
-    );
+    assert!(matches!(out.status.code(), Some(1) | Some(2)), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"), "{}", show(&out));
 
-    assert!(
-        leftovers(&run_id).is_empty(),
-        "left behind: {:?}",
-        leftovers(&run_id)
-    );
+    assert!(leftovers(&run_id).is_empty(), "left behind: {:?}", leftovers(&run_id));
     let dir = store.path().join("latest").canonicalize().unwrap();
-    assert!(
-        processes_with(dir.to_str().unwrap()).is_empty(),
-        "{:?}",
-        processes_with(dir.to_str().unwrap())
-    );
+    assert!(processes_with(dir.to_str().unwrap()).is_empty(), "{:?}", processes_with(dir.to_str().unwrap()));
     let state = std::path::Path::new("/run/faultline").join(format!("{run_id}.json"));
     assert!(!state.exists(), "state file {state:?} left behind");
 
     let r = results(store.path());
     assert_eq!(r["interrupted"], true);
-    let lin = r["checkers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "linearizable")
-        .unwrap();
+    let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
     assert_eq!(lin["verdict"], "valid", "{lin:#}");
     assert!(r["ops"]["completed"]["ok"].as_u64().unwrap() > 0);
     // The partial history parses and ends with the heal.
@@ -120,10 +85,5 @@ fn interrupted_run_cleans_up(signal: &str, seed: u64) {
         faultline_checker::ModelKind::CasRegister,
         &faultline_checker::CheckOptions::default(),
     );
-    assert_eq!(
-        checked.verdict,
-        faultline_checker::Verdict::Valid,
-        "{:?}",
-        checked.reason
-    );
+    assert_eq!(checked.verdict, faultline_checker::Verdict::Valid, "{:?}", checked.reason);
 }

@@ -72,8 +72,7 @@ fn unprivileged_run_falls_back_to_loopback_in_a_user_namespace() {
     ])
     .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("re-running inside an unprivileged user and network namespace"),
+        String::from_utf8_lossy(&out.stderr).contains("re-running inside an unprivileged user and network namespace"),
         "{}",
         show(&out)
     );
@@ -82,24 +81,14 @@ fn unprivileged_run_falls_back_to_loopback_in_a_user_namespace() {
     assert_eq!(r["runtime"]["mechanism"], "loopback-iptables");
     assert_eq!(r["runtime"]["userns"], true);
     let faults = r["faults"].as_array().unwrap();
-    let partition = faults
-        .iter()
-        .find(|f| f["fault"] == "partition")
-        .expect("a partition window");
+    let partition = faults.iter().find(|f| f["fault"] == "partition").expect("a partition window");
     assert_eq!(partition["applied"], true, "{partition:#}");
-    let latency = faults
-        .iter()
-        .find(|f| f["fault"] == "latency")
-        .expect("a latency window");
+    let latency = faults.iter().find(|f| f["fault"] == "latency").expect("a latency window");
     assert_eq!(latency["applied"], true, "{latency:#}");
     assert_eq!(latency["mechanism"], "loopback-iptables-nfqueue");
     assert_eq!(r["faults_not_applied"], 0);
     let dir = store.path().join("latest").canonicalize().unwrap();
-    assert!(
-        processes_with(dir.to_str().unwrap()).is_empty(),
-        "{:?}",
-        processes_with(dir.to_str().unwrap())
-    );
+    assert!(processes_with(dir.to_str().unwrap()).is_empty(), "{:?}", processes_with(dir.to_str().unwrap()));
 }
 
 #[test]
@@ -133,41 +122,18 @@ fn without_a_packet_filter_network_faults_are_reported_not_applied() {
         ],
     );
     let r = results(store.path());
-    assert!(
-        matches!(out.status.code(), Some(0) | Some(2)),
-        "{}\n{r:#}",
-        show(&out)
-    );
+    assert!(matches!(out.status.code(), Some(0) | Some(2)), "{}\n{r:#}", show(&out));
     assert_eq!(r["runtime"]["mechanism"], "loopback-none");
     let faults = r["faults"].as_array().unwrap();
-    let partition = faults
-        .iter()
-        .find(|f| f["fault"] == "partition")
-        .expect("a partition window");
+    let partition = faults.iter().find(|f| f["fault"] == "partition").expect("a partition window");
     assert_eq!(partition["applied"], false);
-    assert!(
-        partition["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot filter packets"),
-        "{partition:#}"
-    );
-    let kill = faults
-        .iter()
-        .find(|f| f["fault"] == "kill")
-        .expect("a kill window");
-    assert_eq!(
-        kill["applied"], true,
-        "process faults need no packet filter"
-    );
+    assert!(partition["error"].as_str().unwrap().contains("cannot filter packets"), "{partition:#}");
+    let kill = faults.iter().find(|f| f["fault"] == "kill").expect("a kill window");
+    assert_eq!(kill["applied"], true, "process faults need no packet filter");
     assert_eq!(r["faults_not_applied"], 1);
     // The history says so too: the partition's start event carries applied: false.
     let h = history(store.path());
     let start = h.iter().find(|e| e.f == "start-partition").unwrap();
     assert_eq!(start.value["applied"], false);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 not applied"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 not applied"), "{}", show(&out));
 }

@@ -30,11 +30,7 @@ fn forty_slow_connections_do_not_starve_a_normal_request() {
         let mut closed = 0;
         for _ in 0..6 {
             std::thread::sleep(Duration::from_secs(2));
-            closed = slow
-                .iter_mut()
-                .map(|c| c.write_all(b"X-Slow: 1\r\n").is_err())
-                .filter(|&failed| failed)
-                .count();
+            closed = slow.iter_mut().map(|c| c.write_all(b"X-Slow: 1\r\n").is_err()).filter(|&failed| failed).count();
         }
         closed
     });
@@ -43,13 +39,7 @@ fn forty_slow_connections_do_not_starve_a_normal_request() {
     let (code, _, body) = s.get("/");
     let took = t.elapsed();
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        took < Duration::from_secs(2),
-        "a normal request waited {took:?} behind {SLOW} slow ones"
-    );
+    assert!(took < Duration::from_secs(2), "a normal request waited {took:?} behind {SLOW} slow ones");
     let closed = trickle.join().unwrap();
-    assert_eq!(
-        closed, SLOW,
-        "the server kept slow connections 12 s, past its head deadline"
-    );
+    assert_eq!(closed, SLOW, "the server kept slow connections 12 s, past its head deadline");
 }

@@ -50,14 +50,8 @@ fn valid_run(workload: &str, nemesis: &str, seed: &str, ok_min: u64) {
     // The dependency graph is not trivial: transactions did observe each other.
     assert!(d["edges"]["wr"].as_u64().unwrap() > 100, "{d:#}");
     let fr = &r["final_reads"];
-    assert!(
-        fr["keys"].as_u64().unwrap() >= 10 && fr["missed"] == serde_json::json!([]),
-        "{fr:#}"
-    );
-    assert!(
-        r["faults"].as_array().is_some_and(|f| !f.is_empty()),
-        "no fault applied: {r:#}"
-    );
+    assert!(fr["keys"].as_u64().unwrap() >= 10 && fr["missed"] == serde_json::json!([]), "{fr:#}");
+    assert!(r["faults"].as_array().is_some_and(|f| !f.is_empty()), "no fault applied: {r:#}");
 }
 
 #[test]
@@ -82,28 +76,15 @@ fn rw_register_on_raft_is_valid_under_partitions_and_kills() {
 fn a_role_without_transactions_is_refused_up_front() {
     let store = Store::new();
     let out = Command::new(faultline())
-        .args([
-            "run",
-            "--target",
-            "paxos",
-            "--workload",
-            "list-append",
-            "--store",
-        ])
+        .args(["run", "--target", "paxos", "--workload", "list-append", "--store"])
         .arg(store.path())
         .output()
         .expect("faultline runs");
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--target paxos serves no list-append API"),
-        "{err}"
-    );
+    assert!(err.contains("--target paxos serves no list-append API"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        !store.path().join("paxos-list-append").exists(),
-        "a run folder was created"
-    );
+    assert!(!store.path().join("paxos-list-append").exists(), "a run folder was created");
 }
 
 /// Runs list-append with `bug` and no fault, seeds 1 to 3, until the checker finds the history
@@ -134,23 +115,13 @@ fn caught(bug: &str, anomaly: &str, ruled_out: &str, kept: &[&str]) {
         if c["verdict"] == "invalid" {
             assert_eq!(out.status.code(), Some(1), "{}", show(&out));
             let d = &c["details"];
-            assert!(
-                d["anomaly_counts"][anomaly].as_u64().unwrap_or(0) > 0,
-                "{d:#}"
-            );
+            assert!(d["anomaly_counts"][anomaly].as_u64().unwrap_or(0) > 0, "{d:#}");
             assert!(c["reason"].as_str().unwrap().contains(anomaly), "{c:#}");
-            let out_models: Vec<&serde_json::Value> = d["not"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .chain(d["also_not"].as_array().unwrap())
-                .collect();
+            let out_models: Vec<&serde_json::Value> =
+                d["not"].as_array().unwrap().iter().chain(d["also_not"].as_array().unwrap()).collect();
             assert!(out_models.contains(&&serde_json::json!(ruled_out)), "{d:#}");
             for k in kept {
-                assert!(
-                    !out_models.contains(&&serde_json::json!(k)),
-                    "{k} ruled out: {d:#}"
-                );
+                assert!(!out_models.contains(&&serde_json::json!(k)), "{k} ruled out: {d:#}");
             }
             return;
         }
@@ -177,12 +148,7 @@ fn the_snapshot_bug_is_caught_as_g2_item_with_snapshot_isolation_kept() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    caught(
-        "txn-snapshot",
-        "G2-item",
-        "serializable",
-        &["snapshot-isolation", "read-committed"],
-    );
+    caught("txn-snapshot", "G2-item", "serializable", &["snapshot-isolation", "read-committed"]);
 }
 
 /// `--bug txn-dirty` (reads see unanswered transactions' writes, some of which then abort):

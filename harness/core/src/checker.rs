@@ -88,7 +88,9 @@ mod tests {
     fn a_panicking_checker_is_unknown_and_the_others_still_judge() {
         let list = vec![
             checker("boom", |_| panic!("index out of range")),
-            checker("fine", |h| CheckerResult::new("ignored", Verdict::Valid, Some(format!("{} events", h.events.len())))),
+            checker("fine", |h| {
+                CheckerResult::new("ignored", Verdict::Valid, Some(format!("{} events", h.events.len())))
+            }),
         ];
         let r = check_all(&list, &History::of(&[]));
         assert_eq!(r.len(), 2);

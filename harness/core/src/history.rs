@@ -18,10 +18,7 @@ use faultline_checker::history::{Event, EventType, Process};
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("cannot write history file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("history writer lock poisoned")]
     Poisoned,
 }
@@ -55,27 +52,14 @@ pub struct HistoryWriter {
 impl HistoryWriter {
     /// Creates (truncates) `path` and starts the test clock now.
     pub fn create(path: &Path) -> Result<Self, HistoryError> {
-        let file = File::create(path).map_err(|source| HistoryError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(Self::from_writer(
-            Box::new(BufWriter::new(file)),
-            path.display().to_string(),
-        ))
+        let file =
+            File::create(path).map_err(|source| HistoryError::Io { path: path.display().to_string(), source })?;
+        Ok(Self::from_writer(Box::new(BufWriter::new(file)), path.display().to_string()))
     }
 
     /// A writer over any sink (tests use this to observe flushes).
     pub fn from_writer(out: Box<dyn Write + Send>, name: String) -> Self {
-        HistoryWriter {
-            inner: Mutex::new(Inner {
-                out,
-                next_index: 0,
-                written: 0,
-            }),
-            start: Instant::now(),
-            path: name,
-        }
+        HistoryWriter { inner: Mutex::new(Inner { out, next_index: 0, written: 0 }), start: Instant::now(), path: name }
     }
 
     /// Nanoseconds since the test began.
@@ -105,10 +89,7 @@ impl HistoryWriter {
         };
         let mut line = serde_json::to_vec(&event).expect("an Event always serializes");
         line.push(b'\n');
-        let io = |source| HistoryError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io = |source| HistoryError::Io { path: self.path.clone(), source };
         inner.out.write_all(&line).map_err(io)?;
         inner.out.flush().map_err(io)?;
         inner.next_index += 1;
@@ -168,19 +149,13 @@ mod tests {
         let w = HistoryWriter::from_writer(Box::new(probe.clone()), "probe".into());
         w.record(parts("read", EventType::Invoke)).unwrap();
         let flushed = String::from_utf8(probe.flushed.lock().unwrap().clone()).unwrap();
-        assert!(
-            probe.pending.lock().unwrap().is_empty(),
-            "bytes left unflushed"
-        );
+        assert!(probe.pending.lock().unwrap().is_empty(), "bytes left unflushed");
         assert_eq!(flushed.lines().count(), 1);
         assert!(flushed.ends_with('\n'));
         w.record(parts("read", EventType::Ok)).unwrap();
         let flushed = String::from_utf8(probe.flushed.lock().unwrap().clone()).unwrap();
         assert_eq!(flushed.lines().count(), 2);
-        let events: Vec<Event> = flushed
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events: Vec<Event> = flushed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(events[0].index, 0);
         assert_eq!(events[1].index, 1);
         assert!(events[0].time <= events[1].time);
@@ -206,10 +181,7 @@ mod tests {
     #[test]
     fn concurrent_writers_produce_dense_ordered_indexes() {
         let probe = FlushProbe::default();
-        let w = Arc::new(HistoryWriter::from_writer(
-            Box::new(probe.clone()),
-            "probe".into(),
-        ));
+        let w = Arc::new(HistoryWriter::from_writer(Box::new(probe.clone()), "probe".into()));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let w = w.clone();
@@ -224,10 +196,7 @@ mod tests {
             h.join().unwrap();
         }
         let text = String::from_utf8(probe.flushed.lock().unwrap().clone()).unwrap();
-        let events: Vec<Event> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events: Vec<Event> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(events.len(), 400);
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.index, i as u64);

@@ -29,10 +29,7 @@ impl Progress {
         *self.phase.lock().expect("phase lock") = phase.to_string();
     }
     pub fn fault_started(&self, label: &str) {
-        self.active
-            .lock()
-            .expect("active lock")
-            .push(label.to_string());
+        self.active.lock().expect("active lock").push(label.to_string());
     }
     pub fn fault_stopped(&self, label: &str) {
         let mut a = self.active.lock().expect("active lock");

@@ -27,9 +27,7 @@ use crate::checker::{check_all, History};
 use crate::client::{Client, Completion, Op};
 use crate::generator::{Pacer, ProcessIds};
 use crate::history::{EventParts, HistoryWriter};
-use crate::nemesis::{
-    nemesis_for, Applied, Choice, ClockSample, Family, Nemesis, NemesisCtx, Schedule,
-};
+use crate::nemesis::{nemesis_for, Applied, Choice, ClockSample, Family, Nemesis, NemesisCtx, Schedule};
 use crate::progress::Progress;
 use crate::runtime::{Launch, Runtime};
 use crate::store::RunDir;
@@ -147,7 +145,9 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> boo
 fn op_keys(op: &Op) -> Vec<String> {
     match (&op.key, op.value.as_array()) {
         (Some(k), _) => vec![k.clone()],
-        (None, Some(micro)) if op.f == "txn" => micro.iter().filter_map(|m| m.get(1)?.as_str().map(String::from)).collect(),
+        (None, Some(micro)) if op.f == "txn" => {
+            micro.iter().filter_map(|m| m.get(1)?.as_str().map(String::from)).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -179,11 +179,7 @@ async fn invoke_recorded(
     });
     let addr = runtime.client_addr(node).unwrap_or_default();
     // The HTTP client has its own timeout; this outer bound guards against anything else.
-    let completion = match tokio::time::timeout(
-        timeout + Duration::from_secs(1),
-        client.invoke(&addr, node, op),
-    )
-    .await
+    let completion = match tokio::time::timeout(timeout + Duration::from_secs(1), client.invoke(&addr, node, op)).await
     {
         Ok(c) => c,
         Err(_) => Completion::info(op.value.clone(), "harness-timeout", node),
@@ -244,9 +240,7 @@ async fn worker(
                 procs.retire();
             }
             // A node that refuses connections is down: try the next one.
-            EventType::Fail if c.error.as_deref() == Some("connect") => {
-                node_ix = (node_ix + 1) % nodes.len()
-            }
+            EventType::Fail if c.error.as_deref() == Some("connect") => node_ix = (node_ix + 1) % nodes.len(),
             _ => {}
         }
     }
@@ -276,16 +270,9 @@ async fn nemesis_task(
         let label = format!("{fam}:{}", s.spec.kind);
         if applied.applied {
             shared.progress.fault_started(&label);
-            tracing::info!(
-                "start {label} on {:?} via {}",
-                applied.nodes,
-                applied.mechanism
-            );
+            tracing::info!("start {label} on {:?} via {}", applied.nodes, applied.mechanism);
         } else {
-            tracing::warn!(
-                "fault {label} NOT applied: {}",
-                applied.error.as_deref().unwrap_or("?")
-            );
+            tracing::warn!("fault {label} NOT applied: {}", applied.error.as_deref().unwrap_or("?"));
         }
         let start_ns = shared.history.now_ns();
         shared.nemesis_event(
@@ -306,8 +293,7 @@ async fn nemesis_task(
             detail: applied.detail.clone(),
         };
         let until = started + Duration::from_secs_f64(s.end_s);
-        let finished =
-            sleep_or_cancel(until.saturating_duration_since(Instant::now()), &mut cancel).await;
+        let finished = sleep_or_cancel(until.saturating_duration_since(Instant::now()), &mut cancel).await;
         if finished {
             let stopped = nem.stop(&ctx, &s.spec, &applied).await;
             rec.end_ns = Some(shared.history.now_ns());
@@ -349,11 +335,7 @@ async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
                 let time_ns = (ctx.now_ns)();
                 if let Ok(mut s) = ctx.clock_samples.lock() {
                     if s.len() < crate::nemesis::clock::SAMPLES_MAX {
-                        s.push(ClockSample {
-                            time_ns,
-                            node,
-                            offset_ms,
-                        });
+                        s.push(ClockSample { time_ns, node, offset_ms });
                     }
                 }
             }
@@ -374,10 +356,7 @@ async fn wait_ready(
     while started.elapsed() < timeout {
         for n in runtime.nodes() {
             if !runtime.is_running(&n.id) {
-                return Err(format!(
-                    "node {} exited during setup (see nodes/{}.log)",
-                    n.id, n.id
-                ));
+                return Err(format!("node {} exited during setup (see nodes/{}.log)", n.id, n.id));
             }
         }
         let mut statuses = Vec::with_capacity(runtime.nodes().len());
@@ -392,10 +371,7 @@ async fn wait_ready(
             return Err("cancelled during setup".into());
         }
     }
-    Err(format!(
-        "cluster not ready within {:.0} s: {last}",
-        timeout.as_secs_f64()
-    ))
+    Err(format!("cluster not ready within {:.0} s: {last}", timeout.as_secs_f64()))
 }
 
 /// Runs one test. Never returns without having torn the runtime down.
@@ -558,10 +534,8 @@ async fn setup(r: &mut RunState) -> Option<Cluster> {
     // The nodes clients address: every node, or a target's front (router, load balancer).
     let client_nodes = target.client_nodes(runtime.nodes());
     if client_nodes.is_empty() || client_nodes.iter().any(|c| !runtime.nodes().iter().any(|n| &n.id == c)) {
-        r.errors.push(format!(
-            "setup: target {} names client nodes {client_nodes:?} outside the cluster",
-            target.name()
-        ));
+        r.errors
+            .push(format!("setup: target {} names client nodes {client_nodes:?} outside the cluster", target.name()));
         return None;
     }
     Some(Cluster { launches, client_nodes: Arc::new(client_nodes) })
@@ -663,11 +637,8 @@ async fn main_phase(
 
 /// Records nodes that stopped running on their own (not killed by a fault still in force).
 fn note_crashed_nodes(r: &mut RunState, faults: &[FaultRecord]) {
-    let killed: BTreeSet<&String> = faults
-        .iter()
-        .filter(|f| f.fault == "kill" && f.end_ns.is_none())
-        .flat_map(|f| f.nodes.iter())
-        .collect();
+    let killed: BTreeSet<&String> =
+        faults.iter().filter(|f| f.fault == "kill" && f.end_ns.is_none()).flat_map(|f| f.nodes.iter()).collect();
     let runtime = &r.inputs.runtime;
     let crashed: Vec<String> = runtime
         .nodes()
@@ -845,13 +816,7 @@ async fn final_phase(
     nodes: &[String],
     cancel: &mut watch::Receiver<bool>,
 ) -> FinalReads {
-    let keys: Vec<String> = shared
-        .keys
-        .lock()
-        .expect("keys lock")
-        .iter()
-        .cloned()
-        .collect();
+    let keys: Vec<String> = shared.keys.lock().expect("keys lock").iter().cloned().collect();
     let ops = workload.final_ops(&keys);
     let deadline = Instant::now() + cfg.final_read_timeout;
     let mut process = shared.max_process.load(Ordering::Relaxed) + 1;
@@ -859,9 +824,7 @@ async fn final_phase(
     let mut node_ix = 0usize;
     // (op, the node it must run on, if pinned): every node in turn when the workload asks.
     let pinned: Vec<(&Op, Option<usize>)> = if workload.final_ops_on_every_node() {
-        ops.iter()
-            .flat_map(|op| (0..nodes.len()).map(move |n| (op, Some(n))))
-            .collect()
+        ops.iter().flat_map(|op| (0..nodes.len()).map(move |n| (op, Some(n)))).collect()
     } else {
         ops.iter().map(|op| (op, None)).collect()
     };
@@ -908,7 +871,11 @@ mod tests {
 
     #[test]
     fn the_final_phase_learns_the_keys_of_transactions_too() {
-        let op = |f: &str, key: Option<&str>, value: serde_json::Value| Op { f: f.into(), key: key.map(String::from), value };
+        let op = |f: &str, key: Option<&str>, value: serde_json::Value| Op {
+            f: f.into(),
+            key: key.map(String::from),
+            value,
+        };
         assert_eq!(op_keys(&op("write", Some("k1"), serde_json::json!(3))), vec!["k1"]);
         let txn = op("txn", None, serde_json::json!([["append", "k2", 1], ["r", "k3", null], ["bad"]]));
         assert_eq!(op_keys(&txn), vec!["k2", "k3"]);

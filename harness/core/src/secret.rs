@@ -23,30 +23,20 @@ pub struct EntropyError(String);
 /// A fresh admin token: `fl-` and 64 hex digits from the OS's entropy (getrandom).
 pub fn admin_token() -> Result<String, EntropyError> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|e| EntropyError(e.to_string()))?;
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|e| EntropyError(e.to_string()))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("fl-{hex}"))
 }
 
 /// Creates `dir` and its missing parents with mode 0700 (what exists is left as it is).
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// Writes `bytes` to `path`, readable and writable by the owner only (0600) from the moment the
 /// file exists; an existing file is truncated and its mode narrowed too.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)?;
     f.flush()
@@ -80,9 +70,6 @@ mod tests {
         std::fs::write(&f, "old").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&f, b"new").unwrap();
-        assert_eq!(
-            (mode(&f), std::fs::read_to_string(&f).unwrap().as_str()),
-            (0o600, "new")
-        );
+        assert_eq!((mode(&f), std::fs::read_to_string(&f).unwrap().as_str()), (0o600, "new"));
     }
 }

@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 pub enum StoreError {
     // The cause is in the message and not a `source`: `{:#}` would print it twice.
     #[error("{what} {path}: {cause}")]
-    Io {
-        what: &'static str,
-        path: String,
-        cause: std::io::Error,
-    },
+    Io { what: &'static str, path: String, cause: std::io::Error },
     #[error("bad test name {0:?}: use letters, digits, '-', '_' and '.' only")]
     BadName(String),
     #[error("cannot serialize {0}: {1}")]
@@ -36,15 +32,9 @@ pub struct RunDir {
 impl RunDir {
     /// Creates `store/<name>/<timestamp>` (with `-2`, `-3`, ... when two runs start in the same
     /// second), its `nodes/` folder, and points `store/latest` at it.
-    pub fn create(
-        store: &Path,
-        name: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Self, StoreError> {
+    pub fn create(store: &Path, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Self, StoreError> {
         if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             || name.starts_with('.')
             || name == "latest"
         {
@@ -56,11 +46,7 @@ impl RunDir {
         // Bounded: at most 1000 runs of one test in the same second.
         let mut dir = None;
         for n in 1..=1000u32 {
-            let leaf = if n == 1 {
-                stamp.clone()
-            } else {
-                format!("{stamp}-{n}")
-            };
+            let leaf = if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") };
             let candidate = parent.join(&leaf);
             match std::fs::create_dir(&candidate) {
                 Ok(()) => {
@@ -78,10 +64,7 @@ impl RunDir {
         })?;
         let nodes = dir.join("nodes");
         std::fs::create_dir(&nodes).map_err(io("cannot create", &nodes))?;
-        let run = RunDir {
-            root: store.to_path_buf(),
-            dir,
-        };
+        let run = RunDir { root: store.to_path_buf(), dir };
         run.point_latest()?;
         Ok(run)
     }
@@ -93,27 +76,14 @@ impl RunDir {
 
     /// Opens an existing run folder (for tests and re-analysis).
     pub fn open(dir: &Path) -> Self {
-        let root = dir
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        RunDir {
-            root,
-            dir: dir.to_path_buf(),
-        }
+        let root = dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        RunDir { root, dir: dir.to_path_buf() }
     }
 
     /// Atomically replaces `store/latest` with a relative symlink to this run.
     fn point_latest(&self) -> Result<(), StoreError> {
-        let rel = self
-            .dir
-            .strip_prefix(&self.root)
-            .unwrap_or(&self.dir)
-            .to_path_buf();
-        let tmp = self
-            .root
-            .join(format!(".latest.tmp.{}", std::process::id()));
+        let rel = self.dir.strip_prefix(&self.root).unwrap_or(&self.dir).to_path_buf();
+        let tmp = self.root.join(format!(".latest.tmp.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&rel, &tmp).map_err(io("cannot create symlink", &tmp))?;
         let latest = self.root.join("latest");
@@ -171,20 +141,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path().join("store");
         let run = RunDir::create(&store, "raft-register", t(1)).unwrap();
-        assert_eq!(
-            run.dir(),
-            store.join("raft-register").join("20261126T080001")
-        );
+        assert_eq!(run.dir(), store.join("raft-register").join("20261126T080001"));
         assert!(run.nodes_dir().is_dir());
         assert_eq!(run.node_log("n1"), run.dir().join("nodes/n1.log"));
         assert_eq!(run.history().file_name().unwrap(), "history.jsonl");
         let latest = std::fs::read_link(store.join("latest")).unwrap();
         assert_eq!(latest, PathBuf::from("raft-register/20261126T080001"));
-        run.write_json("results.json", &serde_json::json!({"verdict": "valid"}))
-            .unwrap();
+        run.write_json("results.json", &serde_json::json!({"verdict": "valid"})).unwrap();
         let back: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(store.join("latest/results.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(store.join("latest/results.json")).unwrap()).unwrap();
         assert_eq!(back["verdict"], "valid");
     }
 

@@ -151,9 +151,7 @@ pub fn latencies(events: &[Event]) -> BTreeMap<String, Latency> {
                 EventType::Fail => "fail",
                 _ => "info",
             };
-            by.entry(key.into())
-                .or_default()
-                .push(e.time.saturating_sub(t0));
+            by.entry(key.into()).or_default().push(e.time.saturating_sub(t0));
         }
     }
     by.into_iter().map(|(k, v)| (k, latency_of(v))).collect()
@@ -181,7 +179,13 @@ pub fn fault_windows_of(events: &[Event]) -> FaultWindows {
         let close = |w: &mut Window| w.end_ns = e.time.max(w.start_ns);
         if let Some(fam) = e.f.strip_prefix("start-") {
             if e.value.get("applied").and_then(|v| v.as_bool()) != Some(false) {
-                out.windows.push(Window { f: fam.into(), start_ns: e.time, end_ns: e.time, start_index: e.index, open_ended: false });
+                out.windows.push(Window {
+                    f: fam.into(),
+                    start_ns: e.time,
+                    end_ns: e.time,
+                    start_index: e.index,
+                    open_ended: false,
+                });
                 open.push(out.windows.len() - 1);
             }
         } else if let Some(fam) = e.f.strip_prefix("stop-") {
@@ -214,39 +218,21 @@ pub fn fault_windows(events: &[Event]) -> Vec<Window> {
 /// fault window.
 pub fn availability(events: &[Event]) -> Availability {
     let windows = fault_windows(events);
-    let mut a = Availability {
-        fault_windows: windows.len(),
-        ..Availability::default()
-    };
-    a.fault_time_s = windows
-        .iter()
-        .map(|w| (w.end_ns - w.start_ns) as f64 / 1e9)
-        .sum();
-    for e in events
-        .iter()
-        .filter(|e| e.process == Process::Nemesis && e.f.starts_with("start-"))
-    {
+    let mut a = Availability { fault_windows: windows.len(), ..Availability::default() };
+    a.fault_time_s = windows.iter().map(|w| (w.end_ns - w.start_ns) as f64 / 1e9).sum();
+    for e in events.iter().filter(|e| e.process == Process::Nemesis && e.f.starts_with("start-")) {
         if e.value.get("applied").and_then(|v| v.as_bool()) == Some(false) {
             a.faults_not_applied += 1;
             if a.first_refusal.is_none() {
-                let why = e
-                    .value
-                    .get("error")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("no reason recorded");
+                let why = e.value.get("error").and_then(|v| v.as_str()).unwrap_or("no reason recorded");
                 a.first_refusal = Some(format!("{}: {why}", e.f.trim_start_matches("start-")));
             }
         }
     }
     let first = windows.iter().map(|w| w.start_ns).min();
     let last = windows.iter().map(|w| w.end_ns).max();
-    for e in events
-        .iter()
-        .filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke)
-    {
-        let inside = windows
-            .iter()
-            .any(|w| e.time >= w.start_ns && e.time <= w.end_ns);
+    for e in events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke) {
+        let inside = windows.iter().any(|w| e.time >= w.start_ns && e.time <= w.end_ns);
         if inside {
             a.during_faults.add(e.kind);
         } else {
@@ -273,10 +259,7 @@ pub fn availability(events: &[Event]) -> Availability {
 pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult {
     let details = json!(a);
     let (verdict, reason) = if stats.completed.ok == 0 {
-        (
-            Verdict::Unknown,
-            Some("no operation succeeded in the whole run".to_string()),
-        )
+        (Verdict::Unknown, Some("no operation succeeded in the whole run".to_string()))
     } else if a.fault_windows == 0 && a.faults_not_applied > 0 {
         (
             Verdict::Unknown,
@@ -297,12 +280,7 @@ pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult 
     } else {
         (Verdict::Valid, None)
     };
-    CheckerResult {
-        name: "availability".into(),
-        verdict,
-        reason,
-        details,
-    }
+    CheckerResult { name: "availability".into(), verdict, reason, details }
 }
 
 /// Combines checker verdicts: any invalid → invalid; else any unknown → unknown; else valid.
@@ -321,25 +299,8 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn ev(
-        index: u64,
-        time: u64,
-        kind: EventType,
-        process: Process,
-        f: &str,
-        value: Value,
-    ) -> Event {
-        Event {
-            index,
-            time,
-            kind,
-            process,
-            f: f.into(),
-            key: None,
-            value,
-            error: None,
-            node: None,
-        }
+    fn ev(index: u64, time: u64, kind: EventType, process: Process, f: &str, value: Value) -> Event {
+        Event { index, time, kind, process, f: f.into(), key: None, value, error: None, node: None }
     }
 
     fn history() -> Vec<Event> {
@@ -348,27 +309,13 @@ mod tests {
         vec![
             ev(0, 10, Invoke, c(0), "read", Value::Null),
             ev(1, 20, Ok, c(0), "read", json!(1)),
-            ev(
-                2,
-                30,
-                Info,
-                Process::Nemesis,
-                "start-partition",
-                json!({"applied": true}),
-            ),
+            ev(2, 30, Info, Process::Nemesis, "start-partition", json!({"applied": true})),
             ev(3, 40, Invoke, c(0), "write", json!(2)),
             ev(4, 50, Fail, c(0), "write", json!(2)),
             ev(5, 55, Invoke, c(1), "write", json!(3)),
             ev(6, 60, Ok, c(1), "write", json!(3)),
             ev(7, 70, Info, Process::Nemesis, "stop-partition", json!({})),
-            ev(
-                8,
-                75,
-                Info,
-                Process::Nemesis,
-                "start-latency",
-                json!({"applied": false}),
-            ),
+            ev(8, 75, Info, Process::Nemesis, "start-latency", json!({"applied": false})),
             ev(9, 80, Invoke, c(0), "read", Value::Null),
             ev(10, 90, Info, c(0), "read", Value::Null),
             ev(11, 95, Invoke, c(10), "read", Value::Null),
@@ -381,23 +328,9 @@ mod tests {
         let h = history();
         let s = op_stats(&h);
         assert_eq!(s.invoked, 5);
-        assert_eq!(
-            s.completed,
-            Counts {
-                ok: 2,
-                fail: 1,
-                info: 1
-            }
-        );
+        assert_eq!(s.completed, Counts { ok: 2, fail: 1, info: 1 });
         assert_eq!(s.unfinished, 1);
-        assert_eq!(
-            s.by_f["write"],
-            Counts {
-                ok: 1,
-                fail: 1,
-                info: 0
-            }
-        );
+        assert_eq!(s.by_f["write"], Counts { ok: 1, fail: 1, info: 0 });
         let w = fault_windows(&h);
         assert_eq!(
             w,
@@ -411,22 +344,8 @@ mod tests {
             "unapplied latency opens no window"
         );
         let a = availability(&h);
-        assert_eq!(
-            a.during_faults,
-            Counts {
-                ok: 1,
-                fail: 1,
-                info: 0
-            }
-        );
-        assert_eq!(
-            a.outside_faults,
-            Counts {
-                ok: 1,
-                fail: 0,
-                info: 1
-            }
-        );
+        assert_eq!(a.during_faults, Counts { ok: 1, fail: 1, info: 0 });
+        assert_eq!(a.outside_faults, Counts { ok: 1, fail: 0, info: 1 });
         assert_eq!(a.ok_before_first_fault, 1);
         assert_eq!(a.ok_after_last_fault, 0);
         assert_eq!(availability_checker(&a, &s).verdict, Verdict::Valid);
@@ -440,19 +359,12 @@ mod tests {
         let r = availability_checker(&a, &op_stats(&h));
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.reason.unwrap().contains("no operation succeeded during"));
-        let lin_ok = CheckerResult {
-            name: "linearizable".into(),
-            verdict: Verdict::Valid,
-            reason: None,
-            details: Value::Null,
-        };
+        let lin_ok =
+            CheckerResult { name: "linearizable".into(), verdict: Verdict::Valid, reason: None, details: Value::Null };
         let avail = availability_checker(&a, &op_stats(&h));
         assert_eq!(combine(&[lin_ok.clone(), avail]), Verdict::Unknown);
         assert_eq!(combine(std::slice::from_ref(&lin_ok)), Verdict::Valid);
-        let bad = CheckerResult {
-            verdict: Verdict::Invalid,
-            ..lin_ok
-        };
+        let bad = CheckerResult { verdict: Verdict::Invalid, ..lin_ok };
         assert_eq!(combine(&[bad]), Verdict::Invalid);
     }
 
@@ -473,15 +385,15 @@ mod tests {
         let r = availability_checker(&a, &op_stats(&h));
         assert_eq!(r.verdict, Verdict::Unknown);
         let why = r.reason.unwrap();
-        assert!(why.contains("none of the 1 scheduled faults was applied (latency: the target cannot take latency)"), "{why}");
+        assert!(
+            why.contains("none of the 1 scheduled faults was applied (latency: the target cannot take latency)"),
+            "{why}"
+        );
         // One refused fault beside an applied one is reported, not a reason for unknown.
         let h = history();
         let a = availability(&h);
         assert_eq!((a.fault_windows, a.faults_not_applied), (1, 1));
-        assert_eq!(
-            availability_checker(&a, &op_stats(&h)).verdict,
-            Verdict::Valid
-        );
+        assert_eq!(availability_checker(&a, &op_stats(&h)).verdict, Verdict::Valid);
         assert_eq!(combine(&[]), Verdict::Unknown);
     }
 
@@ -496,10 +408,7 @@ mod tests {
         assert_eq!(l["info"].count, 1);
         let many: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
         let p = latency_of(many);
-        assert_eq!(
-            (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms),
-            (50.0, 95.0, 99.0, 100.0)
-        );
+        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms), (50.0, 95.0, 99.0, 100.0));
         assert_eq!(latency_of(vec![]), Latency::default());
     }
 
@@ -507,25 +416,12 @@ mod tests {
     fn heal_closes_every_open_window() {
         use EventType::*;
         let h = vec![
-            ev(
-                0,
-                5,
-                Info,
-                Process::Nemesis,
-                "start-kill",
-                json!({"applied": true}),
-            ),
+            ev(0, 5, Info, Process::Nemesis, "start-kill", json!({"applied": true})),
             ev(1, 9, Info, Process::Nemesis, "heal", json!({})),
         ];
         assert_eq!(
             fault_windows(&h),
-            vec![Window {
-                f: "kill".into(),
-                start_ns: 5,
-                end_ns: 9,
-                start_index: 0,
-                open_ended: false,
-            }]
+            vec![Window { f: "kill".into(), start_ns: 5, end_ns: 9, start_index: 0, open_ended: false }]
         );
     }
 
@@ -533,10 +429,21 @@ mod tests {
     fn two_windows_of_one_family_both_count_and_a_stop_closes_both() {
         use EventType::*;
         let nem = |i, t, f: &str| ev(i, t, Info, Process::Nemesis, f, json!({"applied": true}));
-        let h = vec![nem(0, 5, "start-pause"), nem(1, 7, "start-pause"), nem(2, 9, "stop-pause"), nem(3, 11, "stop-kill"), nem(4, 20, "start-clock"), nem(5, 30, "start-kill")];
+        let h = vec![
+            nem(0, 5, "start-pause"),
+            nem(1, 7, "start-pause"),
+            nem(2, 9, "stop-pause"),
+            nem(3, 11, "stop-kill"),
+            nem(4, 20, "start-clock"),
+            nem(5, 30, "start-kill"),
+        ];
         let fw = fault_windows_of(&h);
-        let spans: Vec<(&str, u64, u64, bool)> = fw.windows.iter().map(|w| (w.f.as_str(), w.start_ns, w.end_ns, w.open_ended)).collect();
-        assert_eq!(spans, vec![("pause", 5, 9, false), ("pause", 7, 9, false), ("clock", 20, 30, true), ("kill", 30, 30, true)]);
+        let spans: Vec<(&str, u64, u64, bool)> =
+            fw.windows.iter().map(|w| (w.f.as_str(), w.start_ns, w.end_ns, w.open_ended)).collect();
+        assert_eq!(
+            spans,
+            vec![("pause", 5, 9, false), ("pause", 7, 9, false), ("clock", 20, 30, true), ("kill", 30, 30, true)]
+        );
         assert_eq!(fw.unmatched_stops, vec![3], "stop-kill with no kill open");
     }
 }

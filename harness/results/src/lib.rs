@@ -37,12 +37,7 @@ pub struct CheckerResult {
 impl CheckerResult {
     /// A result with no details.
     pub fn new(name: &str, verdict: Verdict, reason: Option<String>) -> CheckerResult {
-        CheckerResult {
-            name: name.to_string(),
-            verdict,
-            reason,
-            details: Value::Null,
-        }
+        CheckerResult { name: name.to_string(), verdict, reason, details: Value::Null }
     }
 }
 

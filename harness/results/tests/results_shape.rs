@@ -13,10 +13,7 @@ fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
-                let (va, vb) = (
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                );
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
                 if x.contains_key(k) != y.contains_key(k) {
                     out.push(format!("{path}/{k}: present in only one"));
                 } else {
@@ -44,11 +41,7 @@ fn a_results_json_from_before_the_type_round_trips_field_by_field() {
     let after = serde_json::to_value(&typed).unwrap();
     let mut diffs = Vec::new();
     differences("", &before, &after, &mut diffs);
-    assert!(
-        diffs.is_empty(),
-        "results.json changed shape:\n{}",
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "results.json changed shape:\n{}", diffs.join("\n"));
 }
 
 #[test]
@@ -66,18 +59,9 @@ fn the_comparison_finds_a_changed_field() {
 #[test]
 fn a_partial_or_older_results_json_loads_with_defaults_and_a_wrong_type_is_an_error() {
     let r = Results::from_json(r#"{"verdict": "invalid", "interrupted": true}"#).unwrap();
-    assert_eq!(
-        (r.verdict, r.interrupted, r.checkers.len()),
-        (Verdict::Invalid, true, 0)
-    );
-    assert_eq!(
-        Results::from_json("{}").unwrap().verdict,
-        Verdict::Unknown,
-        "no verdict is never valid"
-    );
-    let e = Results::from_json(r#"{"verdict": "maybe"}"#)
-        .unwrap_err()
-        .to_string();
+    assert_eq!((r.verdict, r.interrupted, r.checkers.len()), (Verdict::Invalid, true, 0));
+    assert_eq!(Results::from_json("{}").unwrap().verdict, Verdict::Unknown, "no verdict is never valid");
+    let e = Results::from_json(r#"{"verdict": "maybe"}"#).unwrap_err().to_string();
     assert!(e.contains("maybe") || e.contains("variant"), "{e}");
     assert!(Results::from_json(r#"{"seed": "seven"}"#).is_err());
 }

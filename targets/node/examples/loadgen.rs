@@ -73,7 +73,14 @@ struct Tally {
     errors: u64,
 }
 
-async fn client(args: std::sync::Arc<Args>, idx: usize, http: reqwest::Client, start: Instant, warm_until: Instant, end: Instant) -> Tally {
+async fn client(
+    args: std::sync::Arc<Args>,
+    idx: usize,
+    http: reqwest::Client,
+    start: Instant,
+    warm_until: Instant,
+    end: Instant,
+) -> Tally {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1000).wrapping_add(idx as u64));
     let ep = &args.endpoints[idx % args.endpoints.len()];
     let mut t = Tally::default();
@@ -86,9 +93,10 @@ async fn client(args: std::sync::Arc<Args>, idx: usize, http: reqwest::Client, s
             (System::Faultline, true) => (format!("http://{ep}/kv/read"), json!({"key": key})),
             (System::Faultline, false) => (format!("http://{ep}/kv/write"), json!({"key": key, "value": value})),
             (System::Etcd, true) => (format!("http://{ep}/v3/kv/range"), json!({"key": base64(key.as_bytes())})),
-            (System::Etcd, false) => {
-                (format!("http://{ep}/v3/kv/put"), json!({"key": base64(key.as_bytes()), "value": base64(value.to_string().as_bytes())}))
-            }
+            (System::Etcd, false) => (
+                format!("http://{ep}/v3/kv/put"),
+                json!({"key": base64(key.as_bytes()), "value": base64(value.to_string().as_bytes())}),
+            ),
         };
         let t0 = Instant::now();
         let ok = match http.post(&url).json(&body).send().await {
@@ -182,7 +190,9 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
+        {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

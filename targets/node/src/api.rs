@@ -22,7 +22,13 @@ pub const KEY_BYTES_MAX: usize = 256;
 pub const BODY_BYTES_MAX: usize = 64 << 20;
 
 /// The documented error body: `{"error", "definite", "leader", "message"}`.
-pub fn error(status: StatusCode, code: &str, definite: bool, leader: Option<String>, message: impl Into<String>) -> Response {
+pub fn error(
+    status: StatusCode,
+    code: &str,
+    definite: bool,
+    leader: Option<String>,
+    message: impl Into<String>,
+) -> Response {
     let body = json!({"error": code, "definite": definite, "leader": leader, "message": message.into()});
     (status, Json(body)).into_response()
 }
@@ -117,7 +123,13 @@ pub fn authorized(token: &str, headers: &HeaderMap) -> Result<(), Response> {
     let want = format!("Bearer {token}");
     match headers.get(header::AUTHORIZATION) {
         Some(v) if constant_time_eq(v.as_bytes(), want.as_bytes()) => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", true, None, "missing or wrong admin token (header Authorization: Bearer TOKEN)")),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            true,
+            None,
+            "missing or wrong admin token (header Authorization: Bearer TOKEN)",
+        )),
     }
 }
 
@@ -145,10 +157,11 @@ struct ClockBody {
 
 /// `POST /admin/clock` after the token check: set or reset the node clock, answer its view.
 pub fn set_clock(clock: &NodeClock, body: &[u8]) -> Response {
-    let b: ClockBody = match parse(body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let b: ClockBody =
+        match parse(body, r#"{"offset_ms": integer, "drift_ppm": number} (both optional) or {"reset": true}"#) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
     if b.reset == Some(true) {
         if b.offset_ms.is_some() || b.drift_ppm.is_some() {
             return bad_request("reset: cannot be combined with offset_ms or drift_ppm");
@@ -198,7 +211,13 @@ pub async fn forward_once(
     request_timeout: Duration,
 ) -> Response {
     let Some(addr) = addr else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("{what} {id} is not a known member"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            format!("{what} {id} is not a known member"),
+        );
     };
     let left = deadline.saturating_duration_since(Instant::now());
     let res = client
@@ -213,7 +232,13 @@ pub async fn forward_once(
         Ok(r) => r,
         // Not connected: the request never reached that node.
         Err(e) if e.is_connect() => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("cannot reach the {what} {id} at {addr}: {e}"))
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                true,
+                None,
+                format!("cannot reach the {what} {id} at {addr}: {e}"),
+            )
         }
         Err(_) => return timeout(request_timeout),
     };

@@ -45,7 +45,12 @@ impl Core for Replica {
 pub async fn run(mut cfg: replicated::Config<Entry>) -> anyhow::Result<()> {
     let replica = match replicated::load::<Replica>(&cfg.data_dir, cfg.role)? {
         Some(r) if r.me == cfg.id => r,
-        Some(r) => anyhow::bail!("{}: the state belongs to node {:?}, not {:?}", replicated::state_path(&cfg.data_dir, cfg.role).display(), r.me, cfg.id),
+        Some(r) => anyhow::bail!(
+            "{}: the state belongs to node {:?}, not {:?}",
+            replicated::state_path(&cfg.data_dir, cfg.role).display(),
+            r.me,
+            cfg.id
+        ),
         None => Replica::new(&cfg.id),
     };
     tracing::info!(id = %cfg.id, slots = replica.slots.len(), bugs = ?cfg.bug_names, "starting available node");
@@ -55,7 +60,9 @@ pub async fn run(mut cfg: replicated::Config<Entry>) -> anyhow::Result<()> {
             return Err("the entry's kind does not match its slot".into());
         }
         match e {
-            Entry::Register { stamp, .. } if !members.contains(&stamp.node) => Err(format!("writer {:?} is not a member", stamp.node)),
+            Entry::Register { stamp, .. } if !members.contains(&stamp.node) => {
+                Err(format!("writer {:?} is not a member", stamp.node))
+            }
             _ => Ok(()),
         }
     });

@@ -50,7 +50,11 @@ impl NodeClock {
 
     fn view_of(s: &ClockState) -> ClockView {
         let drift_ms = s.drift_ppm * 1e-6 * s.drift_since.elapsed().as_secs_f64() * 1000.0;
-        ClockView { offset_ms: s.offset_ms, drift_ppm: s.drift_ppm, now_ms: system_ms().saturating_add(s.offset_ms).saturating_add(drift_ms as i64) }
+        ClockView {
+            offset_ms: s.offset_ms,
+            drift_ppm: s.drift_ppm,
+            now_ms: system_ms().saturating_add(s.offset_ms).saturating_add(drift_ms as i64),
+        }
     }
 
     /// `now_ms = system_ms + offset_ms + drift_ppm × 1e-6 × (monotonic ms since the drift was set)`.
@@ -104,6 +108,9 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let ahead = c.now_ms() - system_ms();
         let elapsed = system_ms() - t0;
-        assert!(ahead >= 80 && ahead as f64 <= 0.5 * elapsed as f64 + 20.0, "drift ahead by {ahead} ms after {elapsed} ms");
+        assert!(
+            ahead >= 80 && ahead as f64 <= 0.5 * elapsed as f64 + 20.0,
+            "drift ahead by {ahead} ms after {elapsed} ms"
+        );
     }
 }

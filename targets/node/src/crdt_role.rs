@@ -19,9 +19,11 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::driver::{Driver, Wake};
-use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, DeltaBody, ElementBody, KeyBody, WriteBody};
+use crate::api::{
+    self, bad_request, body, error, not_found, parse, DeltaBody, ElementBody, KeyBody, WriteBody, BODY_BYTES_MAX,
+};
 use crate::clock::NodeClock;
+use crate::driver::{Driver, Wake};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -65,13 +67,31 @@ pub struct CrdtConfig {
 
 /// A request to the replica task.
 enum Job {
-    SetAdd { key: String, element: i64 },
-    SetRemove { key: String, element: i64 },
-    SetRead { key: String },
-    CounterAdd { key: String, delta: i64 },
-    CounterRead { key: String },
-    RegWrite { key: String, value: i64 },
-    RegRead { key: String },
+    SetAdd {
+        key: String,
+        element: i64,
+    },
+    SetRemove {
+        key: String,
+        element: i64,
+    },
+    SetRead {
+        key: String,
+    },
+    CounterAdd {
+        key: String,
+        delta: i64,
+    },
+    CounterRead {
+        key: String,
+    },
+    RegWrite {
+        key: String,
+        value: i64,
+    },
+    RegRead {
+        key: String,
+    },
     /// A peer's state.
     Merge(Box<Store>),
 }
@@ -108,7 +128,8 @@ fn load(dir: &Path, bugs: Bugs) -> anyhow::Result<Store> {
     let path = dir.join(STATE_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let mut s: Store = serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt CRDT state", path.display()))?;
+            let mut s: Store =
+                serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt CRDT state", path.display()))?;
             // The bug flag is configuration, not state: re-apply it.
             let loaded = std::mem::take(&mut s);
             let mut store = Store::new(bugs);
@@ -134,7 +155,15 @@ fn persist(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The replica task: applies batches, persists, answers, publishes state for gossip.
-async fn replica(id: String, dir: PathBuf, mut store: Store, clock: Arc<NodeClock>, rx: mpsc::Receiver<Req>, outbox: watch::Sender<Arc<Bytes>>, gossip: Duration) {
+async fn replica(
+    id: String,
+    dir: PathBuf,
+    mut store: Store,
+    clock: Arc<NodeClock>,
+    rx: mpsc::Receiver<Req>,
+    outbox: watch::Sender<Arc<Bytes>>,
+    gossip: Duration,
+) {
     let mut driver = Driver::new(rx, Some(gossip), BATCH_MAX);
     // Merged peer state not yet on disk, and when the state was last persisted.
     let mut merged_unsaved = false;
@@ -216,7 +245,13 @@ async fn save(dir: &Path, store: &Store) {
 
 /// Posts the latest published state to one peer whenever it changes; a failed post is
 /// dropped (the next round carries a newer state anyway).
-async fn gossip_sender(peer: String, url: String, client: reqwest::Client, mut rx: watch::Receiver<Arc<Bytes>>, sent: Arc<AtomicU64>) {
+async fn gossip_sender(
+    peer: String,
+    url: String,
+    client: reqwest::Client,
+    mut rx: watch::Receiver<Arc<Bytes>>,
+    sent: Arc<AtomicU64>,
+) {
     let mut failures: u64 = 0;
     while rx.changed().await.is_ok() {
         let body = rx.borrow_and_update().clone();
@@ -260,7 +295,13 @@ pub async fn run(cfg: CrdtConfig) -> anyhow::Result<()> {
         }
         let mut rx = outbox.subscribe();
         rx.mark_unchanged();
-        tokio::spawn(gossip_sender(peer.clone(), format!("http://{addr}/peer/crdt"), cfg.peer_client.clone(), rx, gossip_sent.clone()));
+        tokio::spawn(gossip_sender(
+            peer.clone(),
+            format!("http://{addr}/peer/crdt"),
+            cfg.peer_client.clone(),
+            rx,
+            gossip_sent.clone(),
+        ));
     }
     tokio::spawn(replica(cfg.id.clone(), cfg.data_dir.clone(), store, clock.clone(), rx, outbox, cfg.gossip));
     let shared = Arc::new(Shared {
@@ -274,7 +315,8 @@ pub async fn run(cfg: CrdtConfig) -> anyhow::Result<()> {
         merges: AtomicU64::new(0),
         gossip_sent,
     });
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, "serving");
     axum::serve(listener, router(shared)).await.context("HTTP server")?;
     Ok(())
@@ -304,7 +346,13 @@ fn router(s: St) -> Router {
 async fn submit(s: &Shared, job: Job) -> Result<Answer, Response> {
     let (tx, rx) = oneshot::channel();
     if s.queue.try_send(Req { job, tx: Some(tx) }).is_err() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full"));
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "node overloaded: request queue full",
+        ));
     }
     match tokio::time::timeout(s.request_timeout, rx).await {
         Ok(Ok(a)) => Ok(a),
@@ -327,8 +375,6 @@ fn answer(a: Result<Answer, Response>) -> Response {
         Err(r) => r,
     }
 }
-
-
 
 async fn set_add(State(s): State<St>, body: Bytes) -> Response {
     let b = body!(ElementBody, body, r#"{"key": string, "element": integer}"#);
@@ -366,7 +412,13 @@ async fn kv_write(State(s): State<St>, body: Bytes) -> Response {
 }
 
 async fn kv_cas() -> Response {
-    error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, None, "the crdt role has no compare-and-set: its registers are last-writer-wins")
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        "unsupported",
+        true,
+        None,
+        "the crdt role has no compare-and-set: its registers are last-writer-wins",
+    )
 }
 
 // ------------------------------------------------------------------------- peers
@@ -388,7 +440,9 @@ async fn peer_crdt(State(s): State<St>, body: Bytes) -> Response {
     s.merges.fetch_add(1, Ordering::Relaxed);
     match s.queue.try_send(Req { job: Job::Merge(Box::new(g.state)), tx: None }) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request queue full; state dropped"),
+        Err(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request queue full; state dropped")
+        }
     }
 }
 

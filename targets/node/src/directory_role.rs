@@ -31,7 +31,15 @@ pub async fn serve_directory(id: String, listen: SocketAddr, admin_token: String
     }
     type M = Arc<Mem>;
     fn expired(h: &HeaderMap) -> Option<Response> {
-        crate::server::expired(h).then(|| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request arrived after its not-after time"))
+        crate::server::expired(h).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                true,
+                None,
+                "request arrived after its not-after time",
+            )
+        })
     }
     async fn read(State(m): State<M>, body: Bytes) -> Response {
         let b: ReadBody = match parse(&body, r#"{"key": string}"#) {
@@ -95,4 +103,3 @@ pub async fn serve_directory(id: String, listen: SocketAddr, admin_token: String
     axum::serve(listener, app).await.context("HTTP server")?;
     Ok(())
 }
-

@@ -34,9 +34,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faultline_protocols::lb::{
-    may_retry, AttemptFailure, Balancer, Bugs, Strategy, Thresholds, Transition,
-};
+use faultline_protocols::lb::{may_retry, AttemptFailure, Balancer, Bugs, Strategy, Thresholds, Transition};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -135,10 +133,7 @@ type Shared = Arc<Lb>;
 
 pub async fn run(cfg: LbConfig) -> anyhow::Result<()> {
     let balancer = Balancer::new(
-        cfg.backends
-            .iter()
-            .map(|(id, _, w)| (id.clone(), *w))
-            .collect(),
+        cfg.backends.iter().map(|(id, _, w)| (id.clone(), *w)).collect(),
         cfg.strategy,
         cfg.thresholds,
         cfg.bugs,
@@ -172,30 +167,18 @@ pub async fn run(cfg: LbConfig) -> anyhow::Result<()> {
         client_slots: tokio::sync::Semaphore::new(CLIENT_REQUESTS_MAX),
     });
     tokio::spawn(health_loop(lb.clone()));
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, strategy = cfg.strategy.as_str(), backends = ?lb.ids, weights = ?lb.weights, stale_cache = cfg.stale_cache, "serving as load balancer");
-    axum::serve(listener, router(lb))
-        .await
-        .context("HTTP server")?;
+    axum::serve(listener, router(lb)).await.context("HTTP server")?;
     Ok(())
 }
 
 fn router(lb: Shared) -> Router {
     Router::new()
-        .route(
-            "/kv/{op}",
-            post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "kv", p, b)),
-        )
-        .route(
-            "/set/{op}",
-            post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "set", p, b)),
-        )
-        .route(
-            "/counter/{op}",
-            post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "counter", p, b)),
-        )
+        .route("/kv/{op}", post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "kv", p, b)))
+        .route("/set/{op}", post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "set", p, b)))
+        .route("/counter/{op}", post(|s: State<Shared>, p: Path<String>, b: Bytes| proxy(s, "counter", p, b)))
         .route("/admin/status", get(admin_status))
         .route("/admin/clock", post(admin_clock))
         .fallback(not_found)
@@ -263,19 +246,10 @@ fn relay(status: StatusCode, body: Bytes, backend: &str) -> Response {
 
 /// `{"key": "..."}` of a request body, if it has one.
 fn key_of(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(body)
-        .ok()?
-        .get("key")?
-        .as_str()
-        .map(String::from)
+    serde_json::from_slice::<Value>(body).ok()?.get("key")?.as_str().map(String::from)
 }
 
-async fn proxy(
-    State(lb): State<Shared>,
-    api: &'static str,
-    Path(op): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn proxy(State(lb): State<Shared>, api: &'static str, Path(op): Path<String>, body: Bytes) -> Response {
     let Ok(_slot) = lb.client_slots.try_acquire() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -304,10 +278,7 @@ async fn proxy(
         let outcome = attempt(&lb, ix, &path, body.clone(), deadline).await;
         lb.balancer.lock().expect("balancer lock").release(ix);
         match outcome {
-            Attempt::Answered {
-                status,
-                body: answer,
-            } => {
+            Attempt::Answered { status, body: answer } => {
                 {
                     let mut c = lb.counters.lock().expect("counters lock");
                     if status.is_success() {
@@ -340,17 +311,16 @@ async fn proxy(
                 c[ix].indefinite += 1;
                 drop(c);
                 // May have executed: never retried, and the client must treat it as unknown.
-                let what = if f == AttemptFailure::Timeout {
-                    "timed out"
-                } else {
-                    "broke"
-                };
+                let what = if f == AttemptFailure::Timeout { "timed out" } else { "broke" };
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "timeout",
                     false,
                     None,
-                    format!("the request to backend {} {what} after it may have been sent; it may or may not take effect", lb.ids[ix]),
+                    format!(
+                        "the request to backend {} {what} after it may have been sent; it may or may not take effect",
+                        lb.ids[ix]
+                    ),
                 );
             }
         }
@@ -360,10 +330,8 @@ async fn proxy(
             let cached = lb.cache.lock().expect("cache lock").get(&key).cloned();
             if let Some(v) = cached {
                 lb.stale_served.fetch_add(1, Ordering::Relaxed);
-                let mut r = Json(json!({"value": v, "stale": true, "backend": STALE_BACKEND}))
-                    .into_response();
-                r.headers_mut()
-                    .insert(BACKEND_HEADER, HeaderValue::from_static(STALE_BACKEND));
+                let mut r = Json(json!({"value": v, "stale": true, "backend": STALE_BACKEND})).into_response();
+                r.headers_mut().insert(BACKEND_HEADER, HeaderValue::from_static(STALE_BACKEND));
                 return r;
             }
         }
@@ -375,29 +343,17 @@ async fn proxy(
     let msg = if refused.is_empty() {
         "no healthy backend".to_string()
     } else {
-        format!(
-            "no backend accepted the connection (tried {})",
-            refused.join(", ")
-        )
+        format!("no backend accepted the connection (tried {})", refused.join(", "))
     };
     // Never sent to any backend: certainly not executed.
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        true,
-        None,
-        msg,
-    )
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, msg)
 }
 
 /// Keeps the value of a successful read answer in the stale cache (bounded by
 /// [`CACHE_KEYS_MAX`]).
 fn remember(lb: &Lb, request: &[u8], answer: &[u8]) {
     let Some(key) = key_of(request) else { return };
-    let Some(value) = serde_json::from_slice::<Value>(answer)
-        .ok()
-        .and_then(|v| v.get("value").cloned())
-    else {
+    let Some(value) = serde_json::from_slice::<Value>(answer).ok().and_then(|v| v.get("value").cloned()) else {
         return;
     };
     let mut cache = lb.cache.lock().expect("cache lock");
@@ -466,13 +422,7 @@ async fn admin_status(State(lb): State<Shared>, headers: HeaderMap) -> Response 
     }
     let (strategy, views) = {
         let b = lb.balancer.lock().expect("balancer lock");
-        (
-            b.strategy(),
-            b.backends()
-                .iter()
-                .map(|x| (x.health.healthy, x.in_flight))
-                .collect::<Vec<_>>(),
-        )
+        (b.strategy(), b.backends().iter().map(|x| (x.health.healthy, x.in_flight)).collect::<Vec<_>>())
     };
     let counters = lb.counters.lock().expect("counters lock").clone();
     let backends: Vec<Value> = (0..lb.ids.len())

@@ -12,6 +12,7 @@
 //! - [`Peers`]: the RPC fan-out to every member (the local store directly, others over HTTP with
 //!   sockets bound to the node's address), each call bounded by the request's deadline.
 
+use crate::driver::{Driver, Wake};
 use axum::body::Bytes;
 use faultline_protocols::raft::NodeId;
 use serde::de::DeserializeOwned;
@@ -27,7 +28,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use crate::driver::{Driver, Wake};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -44,7 +44,9 @@ pub enum ClientOp {
 pub enum RoleReply {
     Value(Option<i64>),
     Done,
-    CasMismatch { current: Option<i64> },
+    CasMismatch {
+        current: Option<i64>,
+    },
     /// 503, definite: the operation certainly did not take effect.
     Unavailable(String),
     /// 504, indefinite: it may or may not take effect.
@@ -91,7 +93,9 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub enum LogError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: corrupt record at byte offset {offset}: {reason} (and more data follows, so this is not a torn tail)")]
+    #[error(
+        "{path}: corrupt record at byte offset {offset}: {reason} (and more data follows, so this is not a torn tail)"
+    )]
     Corrupt { path: PathBuf, offset: u64, reason: String },
 }
 
@@ -226,7 +230,8 @@ impl DurableLog {
         frame::<V>(&Record::Reserve { upto: reserved }, &mut out);
         for (key, state) in keys {
             // Serialize by reference: Record owns its fields, so frame a borrowed copy.
-            let payload = serde_json::to_vec(&serde_json::json!({"rec": "put", "key": key, "state": state})).expect("records serialize");
+            let payload = serde_json::to_vec(&serde_json::json!({"rec": "put", "key": key, "state": state}))
+                .expect("records serialize");
             out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
             out.extend_from_slice(&payload);
@@ -362,7 +367,11 @@ where
     M::Resp: DeserializeOwned,
 {
     pub fn new(me: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, client: reqwest::Client, local: Store<M>) -> Self {
-        let urls = peers.iter().filter(|(id, _)| **id != me).map(|(id, a)| (id.clone(), format!("http://{a}/peer/rpc"))).collect();
+        let urls = peers
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, a)| (id.clone(), format!("http://{a}/peer/rpc")))
+            .collect();
         Peers { me, members: peers.keys().cloned().collect(), urls, client, local }
     }
 

@@ -104,7 +104,13 @@ impl BugArg {
     /// depending on faultline-core would pull the harness's control plane into the static node.
     fn role(self) -> RoleArg {
         match self {
-            BugArg::NoFsync | BugArg::StaleRead | BugArg::Lease | BugArg::CommitOldTerm | BugArg::TxnReadCommitted | BugArg::TxnSnapshot | BugArg::TxnDirty => RoleArg::Raft,
+            BugArg::NoFsync
+            | BugArg::StaleRead
+            | BugArg::Lease
+            | BugArg::CommitOldTerm
+            | BugArg::TxnReadCommitted
+            | BugArg::TxnSnapshot
+            | BugArg::TxnDirty => RoleArg::Raft,
             BugArg::PaxosIgnoreAccepted => RoleArg::Paxos,
             BugArg::Naive => RoleArg::Quorum,
             BugArg::BadMerge => RoleArg::Crdt,
@@ -235,7 +241,12 @@ struct Args {
 }
 
 /// The lb role's settings from the command line (every one refused for other roles).
-fn lb_config(args: &Args, local_ip: Option<std::net::IpAddr>, request_timeout: Duration, bug_names: Vec<String>) -> anyhow::Result<Option<lb_role::LbConfig>> {
+fn lb_config(
+    args: &Args,
+    local_ip: Option<std::net::IpAddr>,
+    request_timeout: Duration,
+    bug_names: Vec<String>,
+) -> anyhow::Result<Option<lb_role::LbConfig>> {
     let given: Vec<&str> = [
         ("--backends", !args.backends.is_empty()),
         ("--strategy", args.strategy.is_some()),
@@ -260,13 +271,20 @@ fn lb_config(args: &Args, local_ip: Option<std::net::IpAddr>, request_timeout: D
     if args.backends.is_empty() {
         bail!("--backends: --role lb needs at least one backend ID=IP:PORT");
     }
-    let backends = parse_peers(&args.backends).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--peers", "--backends")))?;
+    let backends = parse_peers(&args.backends)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--peers", "--backends")))?;
     // parse_peers sorts by id; keep the order as given (weights follow it).
-    let order: Vec<String> = args.backends.iter().filter_map(|s| s.split_once('=').map(|(id, _)| id.to_string())).collect();
+    let order: Vec<String> =
+        args.backends.iter().filter_map(|s| s.split_once('=').map(|(id, _)| id.to_string())).collect();
     if !args.weights.is_empty() && args.weights.len() != order.len() {
-        bail!("--weights: {} weights for {} backends; give one per backend, in --backends order", args.weights.len(), order.len());
+        bail!(
+            "--weights: {} weights for {} backends; give one per backend, in --backends order",
+            args.weights.len(),
+            order.len()
+        );
     }
-    let strategy: faultline_protocols::lb::Strategy = args.strategy.as_deref().unwrap_or("round-robin").parse().map_err(|e| anyhow::anyhow!("--strategy: {e}"))?;
+    let strategy: faultline_protocols::lb::Strategy =
+        args.strategy.as_deref().unwrap_or("round-robin").parse().map_err(|e| anyhow::anyhow!("--strategy: {e}"))?;
     let naive = args.bugs.contains(&BugArg::NaiveWeighted);
     if naive && strategy != faultline_protocols::lb::Strategy::Weighted {
         bail!("--bug naive-weighted: replaces the weighted strategy; it needs --strategy weighted");
@@ -332,7 +350,8 @@ fn parse_peers(specs: &[String]) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>>
         if id.is_empty() {
             bail!("--peers: `{spec}` has an empty id");
         }
-        let addr: SocketAddr = addr.parse().with_context(|| format!("--peers: `{addr}` (in `{spec}`) is not IP:PORT"))?;
+        let addr: SocketAddr =
+            addr.parse().with_context(|| format!("--peers: `{addr}` (in `{spec}`) is not IP:PORT"))?;
         if peers.insert(id.to_string(), addr).is_some() {
             bail!("--peers: id `{id}` listed twice");
         }
@@ -379,8 +398,13 @@ async fn run() -> anyhow::Result<()> {
         bail!("--admin-token: must not be empty");
     }
     // Timers count whole ticks, so compare them in ticks.
-    let (heartbeat_ticks, election_ticks) = (args.heartbeat_ms / args.tick_ms.max(1), args.election_ms / args.tick_ms.max(1));
-    if args.tick_ms == 0 || heartbeat_ticks == 0 || election_ticks <= heartbeat_ticks || election_ticks > u32::MAX as u64 / 2 {
+    let (heartbeat_ticks, election_ticks) =
+        (args.heartbeat_ms / args.tick_ms.max(1), args.election_ms / args.tick_ms.max(1));
+    if args.tick_ms == 0
+        || heartbeat_ticks == 0
+        || election_ticks <= heartbeat_ticks
+        || election_ticks > u32::MAX as u64 / 2
+    {
         bail!(
             "timing: need 0 < --tick-ms <= --heartbeat-ms < --election-ms, at least one tick apart (got {} ms, {} ms, {} ms)",
             args.tick_ms,
@@ -391,11 +415,18 @@ async fn run() -> anyhow::Result<()> {
     let has = |b: BugArg| args.bugs.contains(&b);
     for b in &args.bugs {
         if std::mem::discriminant(&b.role()) != std::mem::discriminant(&args.role) {
-            bail!("--bug {}: applies to --role {:?}, not {:?}", b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(), b.role(), args.role);
+            bail!(
+                "--bug {}: applies to --role {:?}, not {:?}",
+                b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+                b.role(),
+                args.role
+            );
         }
     }
-    let read_mode = if args.read_mode == ReadModeArg::Lease || has(BugArg::Lease) { ReadMode::Lease } else { ReadMode::ReadIndex };
-    let mut bug_names: Vec<String> = args.bugs.iter().map(|b| b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()).collect();
+    let read_mode =
+        if args.read_mode == ReadModeArg::Lease || has(BugArg::Lease) { ReadMode::Lease } else { ReadMode::ReadIndex };
+    let mut bug_names: Vec<String> =
+        args.bugs.iter().map(|b| b.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()).collect();
     bug_names.sort();
     let local_ip = (!args.listen.ip().is_unspecified()).then(|| args.listen.ip());
     let request_timeout = Duration::from_millis(args.request_timeout_ms);
@@ -407,13 +438,21 @@ async fn run() -> anyhow::Result<()> {
     }
     let leaderless: Option<(&'static str, Arc<dyn leaderless::KvRole>)> = match args.role {
         RoleArg::Raft => None,
-        RoleArg::Directory => return directory_role::serve_directory(args.id.clone(), args.listen, args.admin_token.clone()).await,
+        RoleArg::Directory => {
+            return directory_role::serve_directory(args.id.clone(), args.listen, args.admin_token.clone()).await
+        }
         RoleArg::Router => {
-            let strategy: faultline_protocols::sharding::Strategy = args.sharding.parse().map_err(|e| anyhow::anyhow!("--sharding: {e}"))?;
+            let strategy: faultline_protocols::sharding::Strategy =
+                args.sharding.parse().map_err(|e| anyhow::anyhow!("--sharding: {e}"))?;
             let mut groups = router_role::parse_groups(&args.shard_groups, &peers)?;
-            let hash = if has(BugArg::NaiveHash) { faultline_protocols::sharding::HashFn::NaiveSum } else { faultline_protocols::sharding::HashFn::Mixed };
-            let sharding = faultline_protocols::sharding::Sharding::new(strategy, groups.len(), hash, args.split_points.clone())
-                .map_err(|e| anyhow::anyhow!("--sharding/--split-points: {e}"))?;
+            let hash = if has(BugArg::NaiveHash) {
+                faultline_protocols::sharding::HashFn::NaiveSum
+            } else {
+                faultline_protocols::sharding::HashFn::Mixed
+            };
+            let sharding =
+                faultline_protocols::sharding::Sharding::new(strategy, groups.len(), hash, args.split_points.clone())
+                    .map_err(|e| anyhow::anyhow!("--sharding/--split-points: {e}"))?;
             let directory = match (&args.directory_node, has(BugArg::SingleDirectory)) {
                 (Some(d), true) => {
                     let addr = *peers.get(d).with_context(|| format!("--directory-node {d} is not in --peers"))?;
@@ -445,7 +484,8 @@ async fn run() -> anyhow::Result<()> {
                 bail!("--gossip-ms: must be at least 1");
             }
             let gossip = Duration::from_millis(args.gossip_ms);
-            let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+            let peer_client =
+                transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
             return crdt_role::run(crdt_role::CrdtConfig {
                 id: args.id.clone(),
                 listen: args.listen,
@@ -464,7 +504,8 @@ async fn run() -> anyhow::Result<()> {
             if args.anti_entropy_ms == 0 {
                 bail!("--anti-entropy-ms: must be at least 1");
             }
-            let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+            let peer_client =
+                transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
             // A macro, not a closure: the config's entry type differs per role.
             macro_rules! cfg {
                 ($role:expr) => {
@@ -476,7 +517,8 @@ async fn run() -> anyhow::Result<()> {
                         data_dir: args.data_dir.clone(),
                         admin_token: args.admin_token.clone(),
                         bug_names: bug_names.clone(),
-                        anti_entropy: (!has(BugArg::NoAntiEntropy)).then(|| Duration::from_millis(args.anti_entropy_ms)),
+                        anti_entropy: (!has(BugArg::NoAntiEntropy))
+                            .then(|| Duration::from_millis(args.anti_entropy_ms)),
                         request_timeout,
                         peer_client: peer_client.clone(),
                         // Each role sets its own.
@@ -510,19 +552,33 @@ async fn run() -> anyhow::Result<()> {
                 heartbeat_ticks: heartbeat_ticks as u32,
                 failover_ticks: election_ticks as u32,
                 request_timeout,
-                peer_client: transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?,
+                peer_client: transport::bound_client(
+                    local_ip,
+                    transport::PEER_CONNECT_TIMEOUT,
+                    transport::PEER_REQUEST_TIMEOUT,
+                )?,
                 forward_client: transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?,
             })
             .await;
         }
         RoleArg::Paxos => {
-            let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
+            let client =
+                transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
             let bugs = faultline_protocols::paxos::Bugs { ignore_accepted: has(BugArg::PaxosIgnoreAccepted) };
-            Some(("paxos", paxos_role::start(args.id.clone(), &peers, &args.data_dir, client, bugs).context("opening the data directory")?))
+            Some((
+                "paxos",
+                paxos_role::start(args.id.clone(), &peers, &args.data_dir, client, bugs)
+                    .context("opening the data directory")?,
+            ))
         }
         RoleArg::Quorum => {
-            let client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
-            Some(("quorum", quorum_role::start(args.id.clone(), &peers, &args.data_dir, client, has(BugArg::Naive)).context("opening the data directory")?))
+            let client =
+                transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, leaderless::PEER_RPC_TIMEOUT)?;
+            Some((
+                "quorum",
+                quorum_role::start(args.id.clone(), &peers, &args.data_dir, client, has(BugArg::Naive))
+                    .context("opening the data directory")?,
+            ))
         }
     };
     if let Some((role_name, role)) = leaderless {
@@ -539,7 +595,8 @@ async fn run() -> anyhow::Result<()> {
             bugs: bug_names,
             client_slots: tokio::sync::Semaphore::new(server::CLIENT_REQUESTS_MAX),
         });
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(addr = %args.listen, role = role_name, "serving");
         axum::serve(listener, server::router(state)).await.context("HTTP server")?;
         return Ok(());
@@ -550,10 +607,15 @@ async fn run() -> anyhow::Result<()> {
     cfg.election_ticks = election_ticks as u32;
     cfg.seed = args.seed.unwrap_or_else(|| seed_from_id(&args.id));
     cfg.read_mode = read_mode;
-    cfg.bugs = Bugs { stale_read: has(BugArg::StaleRead), commit_old_term: has(BugArg::CommitOldTerm), no_fsync: has(BugArg::NoFsync) };
+    cfg.bugs = Bugs {
+        stale_read: has(BugArg::StaleRead),
+        commit_old_term: has(BugArg::CommitOldTerm),
+        no_fsync: has(BugArg::NoFsync),
+    };
     cfg.snapshot_entries = args.snapshot_entries.max(1);
 
-    let (wal, restore, scan) = wal::Wal::open(&args.data_dir, has(BugArg::NoFsync)).context("opening the data directory")?;
+    let (wal, restore, scan) =
+        wal::Wal::open(&args.data_dir, has(BugArg::NoFsync)).context("opening the data directory")?;
     tracing::info!(
         id = %args.id,
         listen = %args.listen,
@@ -566,12 +628,18 @@ async fn run() -> anyhow::Result<()> {
         "starting raft node"
     );
 
-    let peer_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
+    let peer_client =
+        transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, transport::PEER_REQUEST_TIMEOUT)?;
     let forward_client = transport::bound_client(local_ip, transport::PEER_CONNECT_TIMEOUT, request_timeout)?;
     let transport = transport::Transport::start(&args.id, &peers, peer_client);
     let clock = Arc::new(clock::NodeClock::default());
-    let txn_bugs = raft_role::TxnBugs { read_committed: has(BugArg::TxnReadCommitted), snapshot: has(BugArg::TxnSnapshot), dirty: has(BugArg::TxnDirty) };
-    let handle = raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms), txn_bugs);
+    let txn_bugs = raft_role::TxnBugs {
+        read_committed: has(BugArg::TxnReadCommitted),
+        snapshot: has(BugArg::TxnSnapshot),
+        dirty: has(BugArg::TxnDirty),
+    };
+    let handle =
+        raft_role::spawn(cfg, wal, restore, transport, clock.clone(), Duration::from_millis(args.tick_ms), txn_bugs);
 
     let state = Arc::new(server::AppState {
         id: args.id.clone(),
@@ -586,7 +654,8 @@ async fn run() -> anyhow::Result<()> {
         bugs: bug_names,
         client_slots: tokio::sync::Semaphore::new(server::CLIENT_REQUESTS_MAX),
     });
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %args.listen, "serving");
     axum::serve(listener, server::router(state)).await.context("HTTP server")?;
     Ok(())

@@ -49,9 +49,16 @@ impl Core for Replica {
 
 pub async fn run(mut cfg: replicated::Config<Entry>, resolve: Resolve) -> anyhow::Result<()> {
     let replica = match replicated::load::<Replica>(&cfg.data_dir, cfg.role)? {
-        Some(r) if r.me != cfg.id => anyhow::bail!("{}: the state belongs to node {:?}, not {:?}", replicated::state_path(&cfg.data_dir, cfg.role).display(), r.me, cfg.id),
+        Some(r) if r.me != cfg.id => anyhow::bail!(
+            "{}: the state belongs to node {:?}, not {:?}",
+            replicated::state_path(&cfg.data_dir, cfg.role).display(),
+            r.me,
+            cfg.id
+        ),
         // Versions of one mode mean nothing in the other.
-        Some(r) if r.resolve != resolve => anyhow::bail!("--resolve {}: the data directory holds a {} replica", resolve.name(), r.resolve.name()),
+        Some(r) if r.resolve != resolve => {
+            anyhow::bail!("--resolve {}: the data directory holds a {} replica", resolve.name(), r.resolve.name())
+        }
         Some(r) => r,
         None => Replica::new(&cfg.id, resolve),
     };

@@ -11,9 +11,13 @@
 //! Local requests on the same key take turns (a per-key lock) so that one node's own clients do
 //! not duel; conflicts between nodes bump the ballot and back off for a random, growing delay.
 
-use crate::leaderless::{check_key, lock, BoxFuture, ClientOp, DurableLog, KvRole, Machine, PeerError, Peers, RoleReply, Store};
+use crate::leaderless::{
+    check_key, lock, BoxFuture, ClientOp, DurableLog, KvRole, Machine, PeerError, Peers, RoleReply, Store,
+};
 use axum::body::Bytes;
-use faultline_protocols::paxos::{Acceptor, AcceptorKey, Ballot, Bugs, Change, Outcome, Progress, Proposer, Request, Response, Round};
+use faultline_protocols::paxos::{
+    Acceptor, AcceptorKey, Ballot, Bugs, Change, Outcome, Progress, Proposer, Request, Response, Round,
+};
 use faultline_protocols::raft::NodeId;
 use rand::Rng;
 use serde_json::{json, Map, Value};
@@ -62,7 +66,13 @@ pub struct PaxosRole {
 }
 
 /// Opens the acceptor's log in `data_dir` and starts the role.
-pub fn start(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, data_dir: &Path, client: reqwest::Client, bugs: Bugs) -> anyhow::Result<Arc<PaxosRole>> {
+pub fn start(
+    id: NodeId,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    data_dir: &Path,
+    client: reqwest::Client,
+    bugs: Bugs,
+) -> anyhow::Result<Arc<PaxosRole>> {
     let (log, restored) = DurableLog::open::<AcceptorKey>(data_dir, "paxos.log")?;
     tracing::info!(id = %id, keys = restored.keys.len(), reserved = restored.reserved, records = restored.records, bugs = ?bugs, "starting paxos node");
     let keys_restored = restored.keys.len();
@@ -170,7 +180,10 @@ impl PaxosRole {
                 Progress::Failed { seen, accept_sent } => {
                     let identity = matches!(change, Change::Read) || round_was_identity(&round);
                     if accept_sent && !identity {
-                        return RoleReply::Timeout("accept sent but no majority accepted in time; the operation may or may not take effect".into());
+                        return RoleReply::Timeout(
+                            "accept sent but no majority accepted in time; the operation may or may not take effect"
+                                .into(),
+                        );
                     }
                     match seen {
                         Some(s) => {
@@ -179,7 +192,10 @@ impl PaxosRole {
                             above = Some(s);
                         }
                         None if Instant::now() < deadline => {
-                            return unavailable(format!("no majority of {} acceptors answered", self.peers.members.len()));
+                            return unavailable(format!(
+                                "no majority of {} acceptors answered",
+                                self.peers.members.len()
+                            ));
                         }
                         None => break,
                     }
@@ -214,7 +230,8 @@ impl KvRole for PaxosRole {
 
     fn peer(&self, body: Bytes) -> BoxFuture<'_, Result<Value, PeerError>> {
         Box::pin(async move {
-            let req: Request = serde_json::from_slice(&body).map_err(|e| PeerError::Bad(format!("request body: {e}; expected a paxos prepare or accept")))?;
+            let req: Request = serde_json::from_slice(&body)
+                .map_err(|e| PeerError::Bad(format!("request body: {e}; expected a paxos prepare or accept")))?;
             let (Request::Prepare { key, .. } | Request::Accept { key, .. }) = &req;
             check_key(key).map_err(PeerError::Bad)?;
             match self.peers.local.apply(req).await {

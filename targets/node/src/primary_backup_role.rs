@@ -18,9 +18,11 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::driver::{Driver, Wake};
-use crate::api::{self, bad_request, body, error, not_found, parse, BODY_BYTES_MAX, CasBody, ElementBody, KeyBody, WriteBody};
+use crate::api::{
+    self, bad_request, body, error, not_found, parse, CasBody, ElementBody, KeyBody, WriteBody, BODY_BYTES_MAX,
+};
 use crate::clock::NodeClock;
+use crate::driver::{Driver, Wake};
 use crate::server::NO_FORWARD_HEADER;
 use crate::transport::Transport;
 use anyhow::Context;
@@ -30,7 +32,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faultline_protocols::primary_backup::{Command, Config, Entry, Envelope, Epoch, Node, Persist, Reply, ReqId, Restore, Snapshot, Status};
+use faultline_protocols::primary_backup::{
+    Command, Config, Entry, Envelope, Epoch, Node, Persist, Reply, ReqId, Restore, Snapshot, Status,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -151,7 +155,8 @@ impl StateLog {
                 torn_at = Some(off);
                 break;
             }
-            let rec: Record = serde_json::from_slice(&bytes[off + 8..end]).map_err(|e| corrupt(format!("checksum ok but payload unreadable: {e}")))?;
+            let rec: Record = serde_json::from_slice(&bytes[off + 8..end])
+                .map_err(|e| corrupt(format!("checksum ok but payload unreadable: {e}")))?;
             replay(&mut restore, rec).map_err(corrupt)?;
             off = end;
         }
@@ -178,7 +183,10 @@ impl StateLog {
                     // Whatever was queued before is part of the rewritten state.
                     out.clear();
                     let mut whole = Vec::new();
-                    frame(&Record::Rewrite { epoch: epoch.clone(), snapshot: snapshot.clone(), entries: entries.clone() }, &mut whole);
+                    frame(
+                        &Record::Rewrite { epoch: epoch.clone(), snapshot: snapshot.clone(), entries: entries.clone() },
+                        &mut whole,
+                    );
                     let tmp = self.path.with_extension("tmp");
                     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
                     f.write_all(&whole).map_err(io_err(&tmp))?;
@@ -365,7 +373,8 @@ pub async fn run(cfg: PbConfig) -> anyhow::Result<()> {
         bug_names: cfg.bug_names.clone(),
         client_slots: tokio::sync::Semaphore::new(CLIENT_REQUESTS_MAX),
     });
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, "serving");
     axum::serve(listener, router(shared)).await.context("HTTP server")?;
     Ok(())
@@ -385,8 +394,6 @@ fn router(s: St) -> Router {
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(s)
 }
-
-
 
 enum Op {
     Read { key: String, set: bool },
@@ -426,7 +433,13 @@ fn timeout(s: &Shared) -> Response {
 /// from a backup one hop to the primary it knows.
 async fn client(s: &Shared, path: &str, op: Op, headers: &HeaderMap, body: Bytes) -> Response {
     let Ok(_slot) = s.client_slots.try_acquire() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"),
+        );
     };
     let deadline = Instant::now() + s.request_timeout;
     let no_forward = headers.get(NO_FORWARD_HEADER).is_some_and(|v| v.as_bytes() == b"1");
@@ -436,11 +449,25 @@ async fn client(s: &Shared, path: &str, op: Op, headers: &HeaderMap, body: Bytes
         Op::Update(cmd) => Event::Propose { cmd, tx },
     };
     if s.tx.try_send(ev).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "node overloaded: request queue full",
+        );
     }
     let reply = match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "request dropped by the node task"),
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "lost-leadership",
+                false,
+                None,
+                "request dropped by the node task",
+            )
+        }
         Err(_) => return timeout(s),
     };
     match reply {
@@ -457,17 +484,45 @@ async fn client(s: &Shared, path: &str, op: Op, headers: &HeaderMap, body: Bytes
         Reply::NotPrimary { primary: Some(p) } if !no_forward => forward(s, path, &p, body, deadline).await,
         Reply::NotPrimary { primary: Some(p) } => {
             let addr = s.peers.get(&p).map(|a| a.to_string());
-            error(StatusCode::MISDIRECTED_REQUEST, "not-leader", true, addr, format!("not the primary; the primary is {p}"))
+            error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not-leader",
+                true,
+                addr,
+                format!("not the primary; the primary is {p}"),
+            )
         }
-        Reply::NotPrimary { primary: None } => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "no primary known (waiting for a failover)"),
+        Reply::NotPrimary { primary: None } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "no primary known (waiting for a failover)",
+        ),
         Reply::Unavailable { reason } => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, reason),
-        Reply::LostPrimacy => error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "logged, then this node stopped being the primary before the write was acknowledged"),
+        Reply::LostPrimacy => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "lost-leadership",
+            false,
+            None,
+            "logged, then this node stopped being the primary before the write was acknowledged",
+        ),
     }
 }
 
 /// One hop to the primary, bounded by the request's deadline; its answer is relayed.
 async fn forward(s: &Shared, path: &str, primary: &str, body: Bytes, deadline: Instant) -> Response {
-    api::forward_once(&s.forward_client, "primary", primary, s.peers.get(primary), path, body, deadline, s.request_timeout).await
+    api::forward_once(
+        &s.forward_client,
+        "primary",
+        primary,
+        s.peers.get(primary),
+        path,
+        body,
+        deadline,
+        s.request_timeout,
+    )
+    .await
 }
 
 async fn peer_msg(State(s): State<St>, body: Bytes) -> Response {
@@ -480,7 +535,9 @@ async fn peer_msg(State(s): State<St>, body: Bytes) -> Response {
     }
     match s.tx.try_send(Event::Peer(envs)) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped"),
+        Err(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped")
+        }
     }
 }
 
@@ -535,7 +592,8 @@ mod tests {
         {
             let (mut log, r) = StateLog::open(dir.path()).expect("open");
             assert_eq!(r.entries.len(), 0);
-            log.persist(&[Persist::Epoch(e1.clone()), Persist::Entries(vec![entry(1, 10), entry(2, 20)])]).expect("persist");
+            log.persist(&[Persist::Epoch(e1.clone()), Persist::Entries(vec![entry(1, 10), entry(2, 20)])])
+                .expect("persist");
             // An entry at an index already on disk replaces it and what follows.
             log.persist(&[Persist::Entries(vec![entry(2, 21), entry(3, 30)])]).expect("persist");
         }
@@ -575,8 +633,12 @@ mod tests {
             log.persist(&[Persist::Entries(vec![entry(1, 10), entry(2, 20)])]).expect("persist");
             let mut snapshot = Snapshot { index: 5, epoch: e2.clone(), data: Default::default() };
             snapshot.data.kv.insert("k".into(), 50);
-            log.persist(&[Persist::Entries(vec![entry(3, 30)]), Persist::Rewrite { epoch: e2.clone(), snapshot, entries: vec![entry(6, 60)] }, Persist::Entries(vec![entry(7, 70)])])
-                .expect("persist");
+            log.persist(&[
+                Persist::Entries(vec![entry(3, 30)]),
+                Persist::Rewrite { epoch: e2.clone(), snapshot, entries: vec![entry(6, 60)] },
+                Persist::Entries(vec![entry(7, 70)]),
+            ])
+            .expect("persist");
         }
         let (_, r) = StateLog::open(dir.path()).expect("reopen");
         assert_eq!(r.epoch, e2);

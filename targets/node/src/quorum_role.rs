@@ -18,9 +18,13 @@
 //! asks every node in turn and returns the most common value if a majority agree, with no
 //! versions and no write-back.
 
-use crate::leaderless::{check_key, BoxFuture, ClientOp, DurableLog, KvRole, Machine, PeerError, Peers, RoleReply, Store};
+use crate::leaderless::{
+    check_key, BoxFuture, ClientOp, DurableLog, KvRole, Machine, PeerError, Peers, RoleReply, Store,
+};
 use axum::body::Bytes;
-use faultline_protocols::quorum::{highest, naive_read, next_version, write_back_needed, Call, CallState, Replica, Request, Response, Stored};
+use faultline_protocols::quorum::{
+    highest, naive_read, next_version, write_back_needed, Call, CallState, Replica, Request, Response, Stored,
+};
 use faultline_protocols::raft::NodeId;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -58,7 +62,13 @@ pub struct QuorumRole {
     keys_restored: usize,
 }
 
-pub fn start(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, data_dir: &Path, client: reqwest::Client, naive: bool) -> anyhow::Result<Arc<QuorumRole>> {
+pub fn start(
+    id: NodeId,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    data_dir: &Path,
+    client: reqwest::Client,
+    naive: bool,
+) -> anyhow::Result<Arc<QuorumRole>> {
     let (mut log, restored) = DurableLog::open::<Stored>(data_dir, "quorum.log")?;
     let epoch = restored.reserved + 1;
     anyhow::ensure!(epoch < 1 << 31, "boot epoch {epoch} out of range");
@@ -66,7 +76,14 @@ pub fn start(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, data_dir: &Path, 
     tracing::info!(id = %id, keys = restored.keys.len(), records = restored.records, naive, "starting quorum node");
     let keys_restored = restored.keys.len();
     let store = Store::spawn(Replica::restore(restored.keys), log, epoch);
-    Ok(Arc::new(QuorumRole { peers: Peers::new(id, peers, client, store), epoch, write_seq: AtomicU64::new(0), naive, write_backs: AtomicU64::new(0), keys_restored }))
+    Ok(Arc::new(QuorumRole {
+        peers: Peers::new(id, peers, client, store),
+        epoch,
+        write_seq: AtomicU64::new(0),
+        naive,
+        write_backs: AtomicU64::new(0),
+        keys_restored,
+    }))
 }
 
 enum Phase {
@@ -107,21 +124,30 @@ impl QuorumRole {
     async fn write(&self, key: String, value: i64, deadline: Instant) -> RoleReply {
         let got = match self.call_majority(&Request::Get { key: key.clone() }, deadline).await {
             Phase::Quorum(c) => c,
-            Phase::NoQuorum(a, n) => return RoleReply::Unavailable(format!("only {a} of {n} replicas answered; a majority is needed (nothing was written)")),
+            Phase::NoQuorum(a, n) => {
+                return RoleReply::Unavailable(format!(
+                    "only {a} of {n} replicas answered; a majority is needed (nothing was written)"
+                ))
+            }
         };
         let n = self.write_seq.fetch_add(1, Ordering::Relaxed);
         assert!(n < 1 << 32, "more than 2^32 writes in one boot");
-        let stored = Stored { version: next_version(got.stored(), &self.peers.me, self.epoch << 32 | n), value: Some(value) };
+        let stored =
+            Stored { version: next_version(got.stored(), &self.peers.me, self.epoch << 32 | n), value: Some(value) };
         match self.call_majority(&Request::Set { key, stored }, deadline).await {
             Phase::Quorum(_) => RoleReply::Done,
-            Phase::NoQuorum(a, n) => RoleReply::Timeout(format!("the value reached {a} of {n} replicas, not a majority; it may or may not take effect")),
+            Phase::NoQuorum(a, n) => RoleReply::Timeout(format!(
+                "the value reached {a} of {n} replicas, not a majority; it may or may not take effect"
+            )),
         }
     }
 
     async fn read(&self, key: String, deadline: Instant) -> RoleReply {
         let got = match self.call_majority(&Request::Get { key: key.clone() }, deadline).await {
             Phase::Quorum(c) => c,
-            Phase::NoQuorum(a, n) => return RoleReply::Unavailable(format!("only {a} of {n} replicas answered; a majority is needed")),
+            Phase::NoQuorum(a, n) => {
+                return RoleReply::Unavailable(format!("only {a} of {n} replicas answered; a majority is needed"))
+            }
         };
         let answers = got.stored();
         let h = highest(answers.iter().copied());
@@ -156,7 +182,10 @@ impl QuorumRole {
         if ok >= self.peers.majority() {
             RoleReply::Done
         } else {
-            RoleReply::Unavailable(format!("failed to achieve consistency: {ok} of {} nodes acknowledged", self.peers.members.len()))
+            RoleReply::Unavailable(format!(
+                "failed to achieve consistency: {ok} of {} nodes acknowledged",
+                self.peers.members.len()
+            ))
         }
     }
 
@@ -170,7 +199,9 @@ impl QuorumRole {
         }
         match naive_read(&values, self.peers.majority()) {
             Some(v) => RoleReply::Value(v),
-            None => RoleReply::Unavailable(format!("failed to achieve consistency: no value held by a majority among {values:?}")),
+            None => RoleReply::Unavailable(format!(
+                "failed to achieve consistency: no value held by a majority among {values:?}"
+            )),
         }
     }
 }
@@ -179,7 +210,9 @@ impl KvRole for QuorumRole {
     fn client(&self, op: ClientOp, deadline: Instant) -> BoxFuture<'_, RoleReply> {
         Box::pin(async move {
             match op {
-                ClientOp::Cas { .. } => RoleReply::Unsupported("the quorum role (ABD) has no compare-and-set: it needs consensus; use --role paxos or raft".into()),
+                ClientOp::Cas { .. } => RoleReply::Unsupported(
+                    "the quorum role (ABD) has no compare-and-set: it needs consensus; use --role paxos or raft".into(),
+                ),
                 ClientOp::Write { key, value } if self.naive => self.naive_write(key, value, deadline).await,
                 ClientOp::Read { key } if self.naive => self.naive_read(key, deadline).await,
                 ClientOp::Write { key, value } => self.write(key, value, deadline).await,
@@ -190,7 +223,8 @@ impl KvRole for QuorumRole {
 
     fn peer(&self, body: Bytes) -> BoxFuture<'_, Result<Value, PeerError>> {
         Box::pin(async move {
-            let req: Request = serde_json::from_slice(&body).map_err(|e| PeerError::Bad(format!("request body: {e}; expected a quorum get, set or put")))?;
+            let req: Request = serde_json::from_slice(&body)
+                .map_err(|e| PeerError::Bad(format!("request body: {e}; expected a quorum get, set or put")))?;
             let (Request::Get { key } | Request::Set { key, .. } | Request::Put { key, .. }) = &req;
             check_key(key).map_err(PeerError::Bad)?;
             match self.peers.local.apply(req).await {

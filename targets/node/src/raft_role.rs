@@ -4,11 +4,11 @@
 //! first, then send messages, then answer clients. Batching many events per fsync is what gives
 //! group commit.
 
-use crate::driver::{Driver, Wake};
 use crate::clock::NodeClock;
+use crate::driver::{Driver, Wake};
 use crate::transport::Transport;
 use crate::wal::Wal;
-use faultline_protocols::raft::{txn, Command, Config, Envelope, MicroOp, Raft, Ready, ReqId, Reply, Restore, Status};
+use faultline_protocols::raft::{txn, Command, Config, Envelope, MicroOp, Raft, Ready, Reply, ReqId, Restore, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +45,15 @@ pub struct TxnBugs {
     pub dirty: bool,
 }
 
-pub fn spawn(cfg: Config, wal: Wal, restore: Restore, transport: Transport, clock: Arc<NodeClock>, tick: Duration, txn_bugs: TxnBugs) -> RaftHandle {
+pub fn spawn(
+    cfg: Config,
+    wal: Wal,
+    restore: Restore,
+    transport: Transport,
+    clock: Arc<NodeClock>,
+    tick: Duration,
+    txn_bugs: TxnBugs,
+) -> RaftHandle {
     let raft = Raft::new(cfg, restore);
     let (tx, rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (status_tx, status_rx) = watch::channel(raft.status());
@@ -100,9 +108,11 @@ impl Loop {
                 let (ops, unchanged) = txn::snapshot_at_proposal(self.raft.kv(), self.raft.lists(), &ops);
                 Command::Txn { ops, reads_fixed: true, unchanged }
             }
-            Command::Txn { ops, .. } if self.txn_bugs.read_committed => {
-                Command::Txn { ops: txn::read_at_proposal(self.raft.kv(), self.raft.lists(), &ops), reads_fixed: true, unchanged: Vec::new() }
-            }
+            Command::Txn { ops, .. } if self.txn_bugs.read_committed => Command::Txn {
+                ops: txn::read_at_proposal(self.raft.kv(), self.raft.lists(), &ops),
+                reads_fixed: true,
+                unchanged: Vec::new(),
+            },
             other => other,
         }
     }
@@ -148,8 +158,18 @@ impl Loop {
 }
 
 #[allow(clippy::too_many_arguments)] // the task's collaborators, each distinct
-async fn run(raft: Raft, wal: Wal, transport: Transport, clock: Arc<NodeClock>, tick: Duration, rx: mpsc::Receiver<Event>, status_tx: watch::Sender<Status>, txn_bugs: TxnBugs) {
-    let mut lp = Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0, txn_bugs, dirty_pending: BTreeMap::new() };
+async fn run(
+    raft: Raft,
+    wal: Wal,
+    transport: Transport,
+    clock: Arc<NodeClock>,
+    tick: Duration,
+    rx: mpsc::Receiver<Event>,
+    status_tx: watch::Sender<Status>,
+    txn_bugs: TxnBugs,
+) {
+    let mut lp =
+        Loop { raft, wal, transport, waiting: HashMap::new(), next_req: 0, txn_bugs, dirty_pending: BTreeMap::new() };
     let mut driver = Driver::new(rx, Some(tick), EVENTS_PER_ITERATION_MAX);
     while let Some(wake) = driver.next().await {
         lp.raft.set_now_ms(clock.now_ms());

@@ -22,9 +22,11 @@
 
 #![allow(clippy::result_large_err)] // handlers bail out with a ready `Response`
 
-use crate::driver::{Driver, Wake};
-use crate::api::{self, bad_request, body, check_key, error, not_found, parse, BODY_BYTES_MAX, ElementBody, KeyBody, WriteBody};
+use crate::api::{
+    self, bad_request, body, check_key, error, not_found, parse, ElementBody, KeyBody, WriteBody, BODY_BYTES_MAX,
+};
 use crate::clock::NodeClock;
+use crate::driver::{Driver, Wake};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -102,7 +104,9 @@ pub fn state_path(dir: &Path, role: &str) -> PathBuf {
 pub fn load<T: DeserializeOwned>(dir: &Path, role: &str) -> anyhow::Result<Option<T>> {
     let path = state_path(dir, role);
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt {role} state", path.display()))?)),
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt {role} state", path.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -210,7 +214,8 @@ async fn replica<C: Core>(
                     let (batch, next) = core.batch_after(cursor.as_ref(), ANTI_ENTROPY_ITEMS_MAX);
                     cursor = next;
                     if !batch.is_empty() {
-                        let bytes = serde_json::to_vec(&Outgoing { from: &id, entries: &batch }).expect("entries serialize");
+                        let bytes =
+                            serde_json::to_vec(&Outgoing { from: &id, entries: &batch }).expect("entries serialize");
                         ae_outbox.send_replace(Arc::new(Bytes::from(bytes)));
                         counters.anti_entropy_rounds.fetch_add(1, Ordering::Relaxed);
                     }
@@ -269,7 +274,14 @@ async fn replica<C: Core>(
 
 /// Posts pushed entries to one peer, up to [`PUSH_BATCH_MAX`] per request; a failed post
 /// drops its batch.
-async fn push_sender<E: Serialize>(me: String, peer: String, url: String, client: reqwest::Client, mut rx: mpsc::Receiver<(Slot, E)>, counters: Arc<Counters>) {
+async fn push_sender<E: Serialize>(
+    me: String,
+    peer: String,
+    url: String,
+    client: reqwest::Client,
+    mut rx: mpsc::Receiver<(Slot, E)>,
+    counters: Arc<Counters>,
+) {
     let mut failures: u64 = 0;
     let mut buf = Vec::with_capacity(PUSH_BATCH_MAX);
     while rx.recv_many(&mut buf, PUSH_BATCH_MAX).await > 0 {
@@ -294,7 +306,12 @@ async fn push_sender<E: Serialize>(me: String, peer: String, url: String, client
 }
 
 /// Posts the latest anti-entropy batch to one peer whenever a new one is published.
-async fn anti_entropy_sender(url: String, client: reqwest::Client, mut rx: watch::Receiver<Arc<Bytes>>, counters: Arc<Counters>) {
+async fn anti_entropy_sender(
+    url: String,
+    client: reqwest::Client,
+    mut rx: watch::Receiver<Arc<Bytes>>,
+    counters: Arc<Counters>,
+) {
     while rx.changed().await.is_ok() {
         let body = rx.borrow_and_update().clone();
         let r = client.post(&url).header(header::CONTENT_TYPE, "application/json").body((*body).clone()).send().await;
@@ -319,14 +336,32 @@ pub async fn run<C: Core>(cfg: Config<C::Entry>, core: C) -> anyhow::Result<()> 
         let url = format!("http://{addr}/peer/entries");
         let (ptx, prx) = mpsc::channel(PUSH_QUEUE_MAX);
         pushes.push(ptx);
-        tokio::spawn(push_sender(cfg.id.clone(), peer.clone(), url.clone(), cfg.peer_client.clone(), prx, counters.clone()));
+        tokio::spawn(push_sender(
+            cfg.id.clone(),
+            peer.clone(),
+            url.clone(),
+            cfg.peer_client.clone(),
+            prx,
+            counters.clone(),
+        ));
         let mut arx = ae_outbox.subscribe();
         arx.mark_unchanged();
         tokio::spawn(anti_entropy_sender(url, cfg.peer_client.clone(), arx, counters.clone()));
     }
     let (status_tx, status_rx) = watch::channel(core.status());
     let path = state_path(&cfg.data_dir, cfg.role);
-    tokio::spawn(replica(cfg.id.clone(), path, core, clock.clone(), rx, pushes, ae_outbox, cfg.anti_entropy, counters.clone(), status_tx));
+    tokio::spawn(replica(
+        cfg.id.clone(),
+        path,
+        core,
+        clock.clone(),
+        rx,
+        pushes,
+        ae_outbox,
+        cfg.anti_entropy,
+        counters.clone(),
+        status_tx,
+    ));
     let shared = Arc::new(Shared {
         role: cfg.role,
         id: cfg.id.clone(),
@@ -341,7 +376,8 @@ pub async fn run<C: Core>(cfg: Config<C::Entry>, core: C) -> anyhow::Result<()> 
         counters,
         status: status_rx,
     });
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, role = cfg.role, "serving");
     axum::serve(listener, router(shared)).await.context("HTTP server")?;
     Ok(())
@@ -366,7 +402,13 @@ fn router<E: DeserializeOwned + Send + Sync + 'static>(s: St<E>) -> Router {
 async fn submit<E>(s: &Shared<E>, job: Job<E>) -> Response {
     let (tx, rx) = oneshot::channel();
     if s.queue.try_send(Req { job, tx: Some(tx) }).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "node overloaded: request queue full",
+        );
     }
     match tokio::time::timeout(s.request_timeout, rx).await {
         Ok(Ok(Answer::Done)) => Json(json!({})).into_response(),
@@ -382,8 +424,6 @@ async fn submit<E>(s: &Shared<E>, job: Job<E>) -> Response {
         ),
     }
 }
-
-
 
 async fn kv_read<E>(State(s): State<St<E>>, body: Bytes) -> Response {
     let b = body!(KeyBody, body, r#"{"key": string}"#);
@@ -441,7 +481,9 @@ async fn peer_entries<E: DeserializeOwned>(State(s): State<St<E>>, body: Bytes) 
     s.counters.merges_received.fetch_add(1, Ordering::Relaxed);
     match s.queue.try_send(Req { job: Job::Merge(m.entries), tx: None }) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request queue full; entries dropped"),
+        Err(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request queue full; entries dropped")
+        }
     }
 }
 

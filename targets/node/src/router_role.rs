@@ -160,9 +160,21 @@ fn unix_ms(t: SystemTime) -> u128 {
 pub async fn run(cfg: RouterConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let log_path = cfg.data_dir.join(KEYS_LOG);
-    let seen: BTreeSet<String> = std::fs::read_to_string(&log_path).unwrap_or_default().lines().filter(|l| !l.is_empty()).map(String::from).collect();
-    let keys_log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
-    let mut b = reqwest::Client::builder().connect_timeout(crate::transport::PEER_CONNECT_TIMEOUT).tcp_nodelay(true).no_proxy()
+    let seen: BTreeSet<String> = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let keys_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(crate::transport::PEER_CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .no_proxy()
         // No pooling: a pooled connection to a node killed meanwhile would turn a request that
         // was never sent into one whose outcome is unknown.
         .pool_max_idle_per_host(0);
@@ -170,7 +182,8 @@ pub async fn run(cfg: RouterConfig) -> anyhow::Result<()> {
         b = b.local_address(ip);
     }
     let http = b.build()?;
-    let group = |nodes: Vec<(String, SocketAddr)>| Group { nodes, hint: AtomicU64::new(0), needs_fence: AtomicBool::new(true) };
+    let group =
+        |nodes: Vec<(String, SocketAddr)>| Group { nodes, hint: AtomicU64::new(0), needs_fence: AtomicBool::new(true) };
     let groups: Vec<Group> = cfg.groups.iter().cloned().map(group).collect();
     let dir = match &cfg.directory {
         DirectoryHome::Group0 => group(cfg.groups[0].clone()),
@@ -229,7 +242,10 @@ impl Router {
     async fn call(&self, g: &Group, path: &str, body: &Value, deadline: Instant, read: bool) -> Outcome {
         let n = g.nodes.len();
         let mut ix = g.hint.load(Ordering::Relaxed) as usize % n;
-        let mut last = Outcome::Definite(StatusCode::SERVICE_UNAVAILABLE, err_body("unavailable", true, "no attempt made (deadline)"));
+        let mut last = Outcome::Definite(
+            StatusCode::SERVICE_UNAVAILABLE,
+            err_body("unavailable", true, "no attempt made (deadline)"),
+        );
         let mut unknown: Option<String> = None;
         for attempt in 0..(2 * n + 2) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -254,7 +270,10 @@ impl Router {
             let resp = match res {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
-                    last = Outcome::Definite(StatusCode::SERVICE_UNAVAILABLE, err_body("unavailable", true, &format!("cannot reach {id} at {addr}")));
+                    last = Outcome::Definite(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        err_body("unavailable", true, &format!("cannot reach {id} at {addr}")),
+                    );
                     ix = (ix + 1) % n;
                     continue;
                 }
@@ -285,9 +304,15 @@ impl Router {
             let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             match code {
                 "not-leader" => {
-                    let leader = v.get("leader").and_then(Value::as_str).and_then(|a| g.nodes.iter().position(|(_, x)| x.to_string() == a));
+                    let leader = v
+                        .get("leader")
+                        .and_then(Value::as_str)
+                        .and_then(|a| g.nodes.iter().position(|(_, x)| x.to_string() == a));
                     ix = leader.unwrap_or((ix + 1) % n);
-                    last = Outcome::Definite(StatusCode::SERVICE_UNAVAILABLE, err_body("unavailable", true, &format!("{id}: not the leader")));
+                    last = Outcome::Definite(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        err_body("unavailable", true, &format!("{id}: not the leader")),
+                    );
                 }
                 "cas-mismatch" | "bad-request" => return Outcome::Definite(status, v),
                 _ if definite => {
@@ -298,12 +323,20 @@ impl Router {
                     unknown = Some(format!("{id}: {code}"));
                     ix = (ix + 1) % n;
                 }
-                _ => return Outcome::Unknown(format!("{id}: {code} {}", v.get("message").and_then(Value::as_str).unwrap_or(""))),
+                _ => {
+                    return Outcome::Unknown(format!(
+                        "{id}: {code} {}",
+                        v.get("message").and_then(Value::as_str).unwrap_or("")
+                    ))
+                }
             }
         }
         match (read, unknown) {
             // A read that never got an answer changed nothing either way.
-            (true, Some(u)) => Outcome::Definite(StatusCode::SERVICE_UNAVAILABLE, err_body("unavailable", true, &format!("no answer for the read: {u}"))),
+            (true, Some(u)) => Outcome::Definite(
+                StatusCode::SERVICE_UNAVAILABLE,
+                err_body("unavailable", true, &format!("no answer for the read: {u}")),
+            ),
             _ => last,
         }
     }
@@ -345,7 +378,9 @@ impl Router {
         }
         match self.call(g, "read", &json!({"key": key}), deadline, true).await {
             Outcome::Ok(v) => Ok(v.get("value").and_then(Value::as_i64)),
-            Outcome::Definite(_, b) => Err(b.get("message").and_then(Value::as_str).unwrap_or("read refused").to_string()),
+            Outcome::Definite(_, b) => {
+                Err(b.get("message").and_then(Value::as_str).unwrap_or("read refused").to_string())
+            }
             Outcome::Unknown(m) => Err(m),
         }
     }
@@ -360,7 +395,9 @@ impl Router {
     }
 
     fn frozen(&self, i: &Inner, key: &str) -> bool {
-        i.frozen_keys.contains(key) || (self.cfg.sharding.strategy == Strategy::Range && i.frozen_ranges.contains(&self.cfg.sharding.ranges.range_of(key)))
+        i.frozen_keys.contains(key)
+            || (self.cfg.sharding.strategy == Strategy::Range
+                && i.frozen_ranges.contains(&self.cfg.sharding.ranges.range_of(key)))
     }
 
     fn entry_known(&self, i: &Inner, key: &str) -> bool {
@@ -412,7 +449,8 @@ impl Router {
         // Persisted before the key's first request goes out: a range move after a restart must
         // know every key that may hold a value.
         let mut f = self.keys_log.lock().expect("keys log lock");
-        tokio::task::block_in_place(|| writeln!(f, "{key}").and_then(|_| f.sync_data())).map_err(|e| format!("cannot record the key: {e}"))?;
+        tokio::task::block_in_place(|| writeln!(f, "{key}").and_then(|_| f.sync_data()))
+            .map_err(|e| format!("cannot record the key: {e}"))?;
         i.seen.insert(key.to_string());
         Ok(())
     }
@@ -431,14 +469,28 @@ impl Router {
             };
             if frozen {
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "the key is being moved between shards; try again"));
+                    return Err(error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        true,
+                        None,
+                        "the key is being moved between shards; try again",
+                    ));
                 }
                 continue;
             }
             let entry = self.entry_key(key).expect("known unless an entry exists");
             match self.read_after_fence(&self.dir, &entry, deadline).await {
                 Ok(o) => self.learn(key, o),
-                Err(m) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("directory unavailable: {m}"))),
+                Err(m) => {
+                    return Err(error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        true,
+                        None,
+                        format!("directory unavailable: {m}"),
+                    ))
+                }
             }
         }
     }
@@ -449,7 +501,13 @@ impl Router {
         }
         // Bounded: beyond this many client requests in flight, refuse at once.
         let Ok(_slot) = self.client_slots.try_acquire() else {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {} client requests in flight", crate::server::CLIENT_REQUESTS_MAX));
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                true,
+                None,
+                format!("more than {} client requests in flight", crate::server::CLIENT_REQUESTS_MAX),
+            );
         };
         let deadline = Instant::now() + self.cfg.request_timeout;
         if let Err(m) = self.note_key(&key) {
@@ -470,7 +528,13 @@ impl Router {
         match self.call(&self.groups[shard], path, &body, deadline, path == "read").await {
             Outcome::Ok(v) => (StatusCode::OK, Json(v)).into_response(),
             Outcome::Definite(status, v) => (status, Json(v)).into_response(),
-            Outcome::Unknown(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", false, None, format!("shard {shard}: outcome unknown ({m})")),
+            Outcome::Unknown(m) => error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                false,
+                None,
+                format!("shard {shard}: outcome unknown ({m})"),
+            ),
         }
     }
 }
@@ -496,7 +560,9 @@ impl Router {
         };
         let probes: Vec<String> = match s.strategy {
             Strategy::Directory => recent.clone(),
-            _ => (0..s.ranges.count()).map(|r| if r == 0 { String::new() } else { s.ranges.split[r - 1].clone() }).collect(),
+            _ => (0..s.ranges.count())
+                .map(|r| if r == 0 { String::new() } else { s.ranges.split[r - 1].clone() })
+                .collect(),
         };
         for k in &probes {
             let known_now = self.entry_known(&self.inner.lock().expect("router lock"), k);
@@ -539,7 +605,11 @@ impl Router {
         loop {
             let done = self.move_done.notified();
             if let Some(rec) = self.inner.lock().expect("router lock").moves.iter().find(|r| r["id"] == id).cloned() {
-                return if rec["ok"] == true { Ok(rec) } else { Err(rec["error"].as_str().unwrap_or("move failed").to_string()) };
+                return if rec["ok"] == true {
+                    Ok(rec)
+                } else {
+                    Err(rec["error"].as_str().unwrap_or("move failed").to_string())
+                };
             }
             if tokio::time::timeout_at(until, done).await.is_err() {
                 return Err(format!("move {id} not finished within {} s", timeout.as_secs()));
@@ -595,7 +665,10 @@ impl Router {
         let mut copy_unknown = false;
         let mut copied = Vec::new();
         for key in keys {
-            let v = self.read_after_fence(src, &key, deadline).await.map_err(|e| format!("reading {key} from shard {}: {e}", m.from()))?;
+            let v = self
+                .read_after_fence(src, &key, deadline)
+                .await
+                .map_err(|e| format!("reading {key} from shard {}: {e}", m.from()))?;
             let Some(v) = v else { continue }; // never written: nothing to carry
             let mut done = false;
             for _ in 0..STEP_ATTEMPTS_MAX {
@@ -626,7 +699,9 @@ impl Router {
             Move::Key { key, .. } => format!("__router/dir/key/{key}"),
             Move::Range { range, .. } => format!("__router/dir/range/{range}"),
         };
-        let flip = self.call(&self.dir, "write", &json!({"key": entry, "value": m.to() as i64}), Instant::now() + t, false).await;
+        let flip = self
+            .call(&self.dir, "write", &json!({"key": entry, "value": m.to() as i64}), Instant::now() + t, false)
+            .await;
         let flipped = match flip {
             Outcome::Ok(_) => true,
             Outcome::Definite(_, b) => return Err(format!("directory refused the new owner: {b}")),
@@ -659,7 +734,9 @@ impl Router {
             i.version
         };
         // Informational (the entries are what routing reads); best effort.
-        let _ = self.call(&self.dir, "write", &json!({"key": VERSION_KEY, "value": version as i64}), Instant::now() + t, false).await;
+        let _ = self
+            .call(&self.dir, "write", &json!({"key": VERSION_KEY, "value": version as i64}), Instant::now() + t, false)
+            .await;
         Ok(copied)
     }
 }
@@ -817,7 +894,10 @@ async fn admin_rebalance_wait(State(r): State<Shared>, headers: HeaderMap, body:
 }
 
 /// Parses `--shard-group` values (`n2+n3+n4`) against the peer list.
-pub fn parse_groups(specs: &[String], peers: &BTreeMap<String, SocketAddr>) -> anyhow::Result<Vec<Vec<(String, SocketAddr)>>> {
+pub fn parse_groups(
+    specs: &[String],
+    peers: &BTreeMap<String, SocketAddr>,
+) -> anyhow::Result<Vec<Vec<(String, SocketAddr)>>> {
     let mut seen = BTreeSet::new();
     let mut groups = Vec::new();
     for spec in specs {
@@ -843,8 +923,11 @@ mod tests {
 
     #[test]
     fn groups_parse_against_peers() {
-        let peers: BTreeMap<String, SocketAddr> =
-            ["n2", "n3", "n4"].iter().enumerate().map(|(i, n)| (n.to_string(), format!("10.0.0.{}:8080", i + 2).parse().unwrap())).collect();
+        let peers: BTreeMap<String, SocketAddr> = ["n2", "n3", "n4"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), format!("10.0.0.{}:8080", i + 2).parse().unwrap()))
+            .collect();
         let g = parse_groups(&["n2+n3".into(), "n4".into()], &peers).unwrap();
         assert_eq!(g.len(), 2);
         assert_eq!(g[0][1].0, "n3");

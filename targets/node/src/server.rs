@@ -88,7 +88,6 @@ pub fn router(state: Shared) -> Router {
 
 // ------------------------------------------------------------------------- errors
 
-
 // ------------------------------------------------------------------------- client API
 
 #[derive(Deserialize)]
@@ -111,7 +110,6 @@ enum Op {
     Read(String),
     Write(Command),
 }
-
 
 async fn kv_read(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let b: ReadBody = match parse(&body, r#"{"key": string}"#) {
@@ -150,7 +148,16 @@ async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 /// (docs/node-api.md); the leaderless roles answer 501.
 async fn txn(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     match crate::txn_api::parse_txn(&body) {
-        Ok(ops) => dispatch(&s, "txn", Op::Write(Command::Txn { ops, reads_fixed: false, unchanged: Vec::new() }), &headers, body).await,
+        Ok(ops) => {
+            dispatch(
+                &s,
+                "txn",
+                Op::Write(Command::Txn { ops, reads_fixed: false, unchanged: Vec::new() }),
+                &headers,
+                body,
+            )
+            .await
+        }
         Err(reason) => bad_request(reason),
     }
 }
@@ -172,7 +179,13 @@ async fn known_leader(raft: &RaftHandle, until: Instant) -> Option<NodeId> {
 async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: Bytes) -> Response {
     // Bounded: beyond this many client requests in flight on this node, refuse at once.
     let Ok(_slot) = s.client_slots.try_acquire() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            format!("more than {CLIENT_REQUESTS_MAX} client requests in flight"),
+        );
     };
     let deadline = Instant::now() + s.request_timeout;
     let raft = match &s.backend {
@@ -182,18 +195,26 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
     let no_forward = headers.get(NO_FORWARD_HEADER).is_some_and(|v| v.as_bytes() == b"1");
     let leader = known_leader(raft, (Instant::now() + LEADER_WAIT_MAX).min(deadline)).await;
     let Some(leader) = leader else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "no leader known (election in progress or no quorum reachable)");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "no leader known (election in progress or no quorum reachable)",
+        );
     };
     if leader != s.id {
-        return if no_forward {
-            not_leader(s, Some(leader))
-        } else {
-            forward(s, path, &leader, body, deadline).await
-        };
+        return if no_forward { not_leader(s, Some(leader)) } else { forward(s, path, &leader, body, deadline).await };
     }
     // Checked just before the proposal enters the Raft task's queue (nothing awaits in between).
     if expired(headers) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "request arrived after its not-after time; not proposed");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "request arrived after its not-after time; not proposed",
+        );
     }
     let (tx, rx) = oneshot::channel();
     let ev = match op {
@@ -201,11 +222,25 @@ async fn dispatch(s: &AppState, path: &str, op: Op, headers: &HeaderMap, body: B
         Op::Write(cmd) => Event::Propose { cmd, tx },
     };
     if raft.tx.try_send(ev).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "node overloaded: request queue full");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            true,
+            None,
+            "node overloaded: request queue full",
+        );
     }
     let reply = match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "request dropped by the Raft task"),
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "lost-leadership",
+                false,
+                None,
+                "request dropped by the Raft task",
+            )
+        }
         Err(_) => return timeout(s),
     };
     match reply {
@@ -223,7 +258,9 @@ async fn leaderless_dispatch(s: &AppState, role: &dyn KvRole, op: Op, deadline: 
             let msg = format!("the {} role runs no transactions; only the raft role does", s.role_name);
             return error(StatusCode::NOT_IMPLEMENTED, "unsupported", true, None, msg);
         }
-        Op::Write(Command::Noop) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", true, None, "no-op is not a client operation"),
+        Op::Write(Command::Noop) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", true, None, "no-op is not a client operation")
+        }
     };
     // The role bounds its own work by the deadline; this outer bound is a safety net.
     let reply = match tokio::time::timeout_at(deadline + Duration::from_millis(100), role.client(op, deadline)).await {
@@ -266,7 +303,13 @@ fn reply_response(s: &AppState, reply: Reply) -> Response {
         }
         Reply::NotLeader { leader } => not_leader(s, leader),
         Reply::Unavailable { reason } => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, reason),
-        Reply::LostLeadership => error(StatusCode::INTERNAL_SERVER_ERROR, "lost-leadership", false, None, "proposed, then leadership was lost before the outcome was known"),
+        Reply::LostLeadership => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "lost-leadership",
+            false,
+            None,
+            "proposed, then leadership was lost before the outcome was known",
+        ),
         Reply::Txn { ops } => (StatusCode::OK, Json(crate::txn_api::render(&ops))).into_response(),
         Reply::TxnFailed { reason } => error(StatusCode::CONFLICT, "txn-failed", true, None, reason),
     }
@@ -274,7 +317,8 @@ fn reply_response(s: &AppState, reply: Reply) -> Response {
 
 /// One hop to the leader, bounded by the request's deadline; the leader's answer is relayed.
 async fn forward(s: &AppState, path: &str, leader: &NodeId, body: Bytes, deadline: Instant) -> Response {
-    api::forward_once(&s.forward_client, "leader", leader, s.peers.get(leader), path, body, deadline, s.request_timeout).await
+    api::forward_once(&s.forward_client, "leader", leader, s.peers.get(leader), path, body, deadline, s.request_timeout)
+        .await
 }
 
 // ------------------------------------------------------------------------- admin API
@@ -344,8 +388,12 @@ async fn peer_msg(State(s): State<Shared>, body: Bytes) -> Response {
     };
     match raft.tx.try_send(Event::Peer(envs)) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(mpsc::error::TrySendError::Full(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped"),
-        Err(mpsc::error::TrySendError::Closed(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "raft task stopped"),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "event queue full; messages dropped")
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true, None, "raft task stopped")
+        }
     }
 }
 

@@ -40,7 +40,11 @@ pub struct Transport<E: Addressed = Envelope> {
 }
 
 /// An HTTP client whose sockets are bound to `local` (the node's own address).
-pub fn bound_client(local: Option<std::net::IpAddr>, connect: Duration, request: Duration) -> anyhow::Result<reqwest::Client> {
+pub fn bound_client(
+    local: Option<std::net::IpAddr>,
+    connect: Duration,
+    request: Duration,
+) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect)
         .timeout(request)

@@ -12,27 +12,19 @@ use serde_json::{json, Value};
 pub const TXN_BODY_BYTES_MAX: usize = 64 << 10;
 
 /// The shape a body must have, quoted in every 400.
-pub const TXN_SHAPE: &str =
-    r#"{"ops": [["append", key, integer] | ["w", key, integer] | ["r", key, null], ...]}"#;
+pub const TXN_SHAPE: &str = r#"{"ops": [["append", key, integer] | ["w", key, integer] | ["r", key, null], ...]}"#;
 
 /// Parses `{"ops": [[f, key, value], ...]}`; `Err` is the 400's reason.
 pub fn parse_txn(body: &[u8]) -> Result<Vec<MicroOp>, String> {
     if body.len() > TXN_BODY_BYTES_MAX {
-        return Err(format!(
-            "body of {} bytes; a transaction has at most {TXN_BODY_BYTES_MAX}",
-            body.len()
-        ));
+        return Err(format!("body of {} bytes; a transaction has at most {TXN_BODY_BYTES_MAX}", body.len()));
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("invalid JSON ({e}); expected {TXN_SHAPE}"))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON ({e}); expected {TXN_SHAPE}"))?;
     let Some(Value::Array(raw)) = v.get("ops") else {
         return Err(format!("no \"ops\" array; expected {TXN_SHAPE}"));
     };
     if raw.is_empty() || raw.len() > TXN_OPS_MAX {
-        return Err(format!(
-            "a transaction has 1 to {TXN_OPS_MAX} micro-ops, not {}",
-            raw.len()
-        ));
+        return Err(format!("a transaction has 1 to {TXN_OPS_MAX} micro-ops, not {}", raw.len()));
     }
     let ops = raw
         .iter()
@@ -49,19 +41,10 @@ fn micro_op(m: &Value) -> Result<MicroOp, String> {
     };
     let key = match key {
         Value::String(k) if !k.is_empty() && k.len() <= KEY_BYTES_MAX => k.clone(),
-        Value::String(k) => {
-            return Err(format!(
-                "key: {} bytes; a key has 1 to {KEY_BYTES_MAX}",
-                k.len()
-            ))
-        }
+        Value::String(k) => return Err(format!("key: {} bytes; a key has 1 to {KEY_BYTES_MAX}", k.len())),
         _ => return Err("key: expected a string".into()),
     };
-    let int = || {
-        value
-            .as_i64()
-            .ok_or_else(|| format!("{f}: expected an integer value, found {value}"))
-    };
+    let int = || value.as_i64().ok_or_else(|| format!("{f}: expected an integer value, found {value}"));
     match f.as_str() {
         Some("append") => Ok(MicroOp::Append { key, value: int()? }),
         Some("w") => Ok(MicroOp::Write { key, value: int()? }),
@@ -77,14 +60,8 @@ pub fn render(ops: &[MicroOp]) -> Value {
         MicroOp::Append { key, value } => json!(["append", key, value]),
         MicroOp::Write { key, value } => json!(["w", key, value]),
         MicroOp::Read { key, value: None } => json!(["r", key, null]),
-        MicroOp::Read {
-            key,
-            value: Some(TxnValue::Int(v)),
-        } => json!(["r", key, v]),
-        MicroOp::Read {
-            key,
-            value: Some(TxnValue::List(l)),
-        } => json!(["r", key, l]),
+        MicroOp::Read { key, value: Some(TxnValue::Int(v)) } => json!(["r", key, v]),
+        MicroOp::Read { key, value: Some(TxnValue::List(l)) } => json!(["r", key, l]),
     };
     json!({ "ops": ops.iter().map(one).collect::<Vec<_>>() })
 }
@@ -95,34 +72,15 @@ mod tests {
 
     #[test]
     fn parses_the_documented_body_and_renders_the_answer() {
-        let ops = parse_txn(br#"{"ops": [["append", "k", 3], ["r", "k", null], ["w", "j", 5]]}"#)
-            .unwrap();
-        assert_eq!(
-            ops[0],
-            MicroOp::Append {
-                key: "k".into(),
-                value: 3
-            }
-        );
-        assert_eq!(
-            ops[2],
-            MicroOp::Write {
-                key: "j".into(),
-                value: 5
-            }
-        );
+        let ops = parse_txn(br#"{"ops": [["append", "k", 3], ["r", "k", null], ["w", "j", 5]]}"#).unwrap();
+        assert_eq!(ops[0], MicroOp::Append { key: "k".into(), value: 3 });
+        assert_eq!(ops[2], MicroOp::Write { key: "j".into(), value: 5 });
         let done = vec![
             ops[0].clone(),
-            MicroOp::Read {
-                key: "k".into(),
-                value: Some(TxnValue::List(vec![3])),
-            },
+            MicroOp::Read { key: "k".into(), value: Some(TxnValue::List(vec![3])) },
             ops[2].clone(),
         ];
-        assert_eq!(
-            render(&done),
-            json!({"ops": [["append", "k", 3], ["r", "k", [3]], ["w", "j", 5]]})
-        );
+        assert_eq!(render(&done), json!({"ops": [["append", "k", 3], ["r", "k", [3]], ["w", "j", 5]]}));
     }
 
     #[test]
@@ -131,31 +89,20 @@ mod tests {
             (b"nope", "invalid JSON"),
             (br#"{"ops": 3}"#, "no \"ops\" array"),
             (br#"{"ops": []}"#, "1 to 16 micro-ops"),
-            (
-                br#"{"ops": [["append", "k"]]}"#,
-                "ops[0]: expected a [f, key, value]",
-            ),
+            (br#"{"ops": [["append", "k"]]}"#, "ops[0]: expected a [f, key, value]"),
             (br#"{"ops": [["append", "", 1]]}"#, "ops[0]: key: 0 bytes"),
             (br#"{"ops": [["append", 7, 1]]}"#, "key: expected a string"),
             (br#"{"ops": [["append", "k", 1.5]]}"#, "expected an integer"),
             (br#"{"ops": [["r", "k", 1]]}"#, "expected null"),
             (br#"{"ops": [["cas", "k", 1]]}"#, "f: expected"),
-            (
-                br#"{"ops": [["append", "k", 1], ["w", "k", 2]]}"#,
-                "both appended to and written",
-            ),
+            (br#"{"ops": [["append", "k", 1], ["w", "k", 2]]}"#, "both appended to and written"),
         ];
         for (body, want) in cases {
             let e = parse_txn(body).unwrap_err();
             assert!(e.contains(want), "{}: {e}", String::from_utf8_lossy(body));
         }
-        let many = format!(
-            r#"{{"ops": [{}]}}"#,
-            vec![r#"["r", "k", null]"#; 17].join(",")
-        );
+        let many = format!(r#"{{"ops": [{}]}}"#, vec![r#"["r", "k", null]"#; 17].join(","));
         assert!(parse_txn(many.as_bytes()).unwrap_err().contains("not 17"));
-        assert!(parse_txn(&vec![b' '; TXN_BODY_BYTES_MAX + 1])
-            .unwrap_err()
-            .contains("at most"));
+        assert!(parse_txn(&vec![b' '; TXN_BODY_BYTES_MAX + 1]).unwrap_err().contains("at most"));
     }
 }

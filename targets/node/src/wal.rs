@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 pub enum WalError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: corrupt record at byte offset {offset}: {reason} (and more data follows, so this is not a torn tail)")]
+    #[error(
+        "{path}: corrupt record at byte offset {offset}: {reason} (and more data follows, so this is not a torn tail)"
+    )]
     Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -34,7 +36,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
 enum Record {
     HardState(HardState),
     /// Truncate the log to indices `< first_index`, then append `entries` (starting there).
-    Entries { first_index: u64, entries: Vec<Entry> },
+    Entries {
+        first_index: u64,
+        entries: Vec<Entry>,
+    },
 }
 
 /// Largest record accepted when reading: anything bigger is a corrupt length field.
@@ -99,7 +104,11 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, Scan), WalError> {
         if len > RECORD_BYTES_MAX {
             // No append writes such a length, so this is corruption, not a torn write (a torn
             // write leaves a prefix of what was written, or zeros where nothing arrived).
-            return Err(WalError::Corrupt { path: path.to_path_buf(), offset: off as u64, reason: format!("record length {len} exceeds {RECORD_BYTES_MAX}") });
+            return Err(WalError::Corrupt {
+                path: path.to_path_buf(),
+                offset: off as u64,
+                reason: format!("record length {len} exceeds {RECORD_BYTES_MAX}"),
+            });
         }
         if end > bytes.len() {
             // Length runs past the end: a torn append.
@@ -116,7 +125,11 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, Scan), WalError> {
         match serde_json::from_slice::<Record>(payload) {
             Ok(r) => recs.push(r),
             Err(e) => {
-                return Err(WalError::Corrupt { path: path.to_path_buf(), offset: off as u64, reason: format!("checksum ok but payload unreadable: {e}") })
+                return Err(WalError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: off as u64,
+                    reason: format!("checksum ok but payload unreadable: {e}"),
+                })
             }
         }
         info.records += 1;
@@ -173,13 +186,24 @@ impl Wal {
                     if let Some(first) = entries.first().map(|e| e.index) {
                         let last = entries.last().map(|e| e.index).unwrap_or(0);
                         if first_index > last + 1 {
-                            return Err(WalError::Invalid { path: wal_path, reason: format!("entries record starts at {first_index} after last index {last}: a gap") });
+                            return Err(WalError::Invalid {
+                                path: wal_path,
+                                reason: format!(
+                                    "entries record starts at {first_index} after last index {last}: a gap"
+                                ),
+                            });
                         }
                         entries.truncate(first_index.saturating_sub(first) as usize);
                     }
                     for (i, e) in new.iter().enumerate() {
                         if e.index != first_index + i as u64 {
-                            return Err(WalError::Invalid { path: wal_path, reason: format!("entries record at {first_index} holds index {} at position {i}", e.index) });
+                            return Err(WalError::Invalid {
+                                path: wal_path,
+                                reason: format!(
+                                    "entries record at {first_index} holds index {} at position {i}",
+                                    e.index
+                                ),
+                            });
                         }
                     }
                     entries.extend(new);
@@ -190,7 +214,10 @@ impl Wal {
         entries.retain(|e| e.index > snap_index);
         if let Some(first) = entries.first() {
             if first.index != snap_index + 1 {
-                return Err(WalError::Invalid { path: wal_path, reason: format!("log starts at {} but the snapshot ends at {snap_index}", first.index) });
+                return Err(WalError::Invalid {
+                    path: wal_path,
+                    reason: format!("log starts at {} but the snapshot ends at {snap_index}", first.index),
+                });
             }
         }
         if let Some(at) = info.torn_at {
@@ -203,12 +230,25 @@ impl Wal {
         if !no_fsync {
             fsync_dir(dir)?; // the file's directory entry must survive too
         }
-        let wal = Wal { dir: dir.to_path_buf(), wal_path, file, no_fsync, buf: Vec::new(), last_flush: Instant::now(), bytes_since_rewrite: 0 };
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            wal_path,
+            file,
+            no_fsync,
+            buf: Vec::new(),
+            last_flush: Instant::now(),
+            bytes_since_rewrite: 0,
+        };
         Ok((wal, Restore { hard_state, snapshot, entries }, info))
     }
 
     /// Appends a hard-state change and/or log entries (truncating from `first_index`), durably.
-    pub fn append(&mut self, hs: Option<&HardState>, first_index: Option<u64>, entries: &[Entry]) -> Result<(), WalError> {
+    pub fn append(
+        &mut self,
+        hs: Option<&HardState>,
+        first_index: Option<u64>,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
         let mut out = Vec::new();
         if let Some(first_index) = first_index {
             frame(&Record::Entries { first_index, entries: entries.to_vec() }, &mut out);
@@ -387,7 +427,12 @@ mod tests {
         {
             let (mut w, _, _) = Wal::open(dir.path(), false).expect("open");
             w.append(Some(&hs(1)), Some(1), &[e(1, 1, 1), e(2, 1, 2), e(3, 1, 3)]).expect("append");
-            let snap = Snapshot { index: 2, term: 1, kv: [("k".to_string(), 2)].into_iter().collect(), lists: Default::default() };
+            let snap = Snapshot {
+                index: 2,
+                term: 1,
+                kv: [("k".to_string(), 2)].into_iter().collect(),
+                lists: Default::default(),
+            };
             w.save_snapshot(&snap, &hs(1), &[e(3, 1, 3)]).expect("snapshot");
             w.append(None, Some(4), &[e(4, 1, 4)]).expect("append after rewrite");
         }

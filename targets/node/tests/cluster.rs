@@ -74,7 +74,8 @@ async fn acknowledged_writes_survive_a_kill9_of_every_node() {
             let mut acked = Vec::new();
             for i in 0..60 {
                 let key = format!("t{t}-{i}");
-                let r = http.post(format!("http://{addr}/kv/write")).json(&json!({"key": key, "value": i})).send().await;
+                let r =
+                    http.post(format!("http://{addr}/kv/write")).json(&json!({"key": key, "value": i})).send().await;
                 if let Ok(r) = r {
                     if r.status().as_u16() == 200 {
                         acked.push((key, i));
@@ -181,16 +182,40 @@ async fn admin_calls_need_the_token_and_the_clock_can_be_skewed() {
     assert_eq!(r.status().as_u16(), 401);
 
     let st = c.status(0).await.expect("status");
-    assert_eq!((st["id"].as_str(), st["role"].as_str(), st["state"].as_str()), (Some("n1"), Some("raft"), Some("leader")));
+    assert_eq!(
+        (st["id"].as_str(), st["role"].as_str(), st["state"].as_str()),
+        (Some("n1"), Some("raft"), Some("leader"))
+    );
     let before = st["clock"]["now_ms"].as_i64().expect("now_ms");
-    let r = c.http.post(format!("{base}/admin/clock")).bearer_auth(TOKEN).json(&json!({"offset_ms": -60000, "drift_ppm": 100.0})).send().await.expect("clock");
+    let r = c
+        .http
+        .post(format!("{base}/admin/clock"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"offset_ms": -60000, "drift_ppm": 100.0}))
+        .send()
+        .await
+        .expect("clock");
     assert_eq!(r.status().as_u16(), 200);
     let v: serde_json::Value = r.json().await.expect("json");
     assert_eq!((v["offset_ms"].as_i64(), v["drift_ppm"].as_f64()), (Some(-60000), Some(100.0)));
     assert!(v["now_ms"].as_i64().expect("now") < before - 50_000, "the clock moved back a minute: {v}");
-    let r = c.http.post(format!("{base}/admin/clock")).bearer_auth(TOKEN).json(&json!({"offset_ms": "x"})).send().await.expect("clock");
+    let r = c
+        .http
+        .post(format!("{base}/admin/clock"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"offset_ms": "x"}))
+        .send()
+        .await
+        .expect("clock");
     assert_eq!(r.status().as_u16(), 400);
-    let r = c.http.post(format!("{base}/admin/clock")).bearer_auth(TOKEN).json(&json!({"reset": true})).send().await.expect("clock");
+    let r = c
+        .http
+        .post(format!("{base}/admin/clock"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reset": true}))
+        .send()
+        .await
+        .expect("clock");
     let v: serde_json::Value = r.json().await.expect("json");
     assert_eq!((v["offset_ms"].as_i64(), v["drift_ppm"].as_f64()), (Some(0), Some(0.0)));
 }

@@ -39,16 +39,29 @@ impl Crdt {
 
     fn command(&self, i: usize) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline-node"));
-        cmd.args(["--role", "crdt", "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i], "--peers", &self.peers])
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("n{}", i + 1)))
-            .args(["--admin-token", TOKEN])
-            .args(&self.extra);
+        cmd.args([
+            "--role",
+            "crdt",
+            "--id",
+            &format!("n{}", i + 1),
+            "--listen",
+            &self.addrs[i],
+            "--peers",
+            &self.peers,
+        ])
+        .arg("--data-dir")
+        .arg(self.dir.path().join(format!("n{}", i + 1)))
+        .args(["--admin-token", TOKEN])
+        .args(&self.extra);
         cmd
     }
 
     fn spawn(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("n{}.log", i + 1))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{}.log", i + 1)))
+            .unwrap();
         self.children[i] = Some(self.command(i).stdout(Stdio::null()).stderr(log).spawn().unwrap());
     }
 
@@ -68,7 +81,9 @@ impl Crdt {
                     let code = r.status().as_u16();
                     return (code, r.json().await.unwrap_or(Value::Null));
                 }
-                Err(e) if e.is_connect() && Instant::now() < until => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) if e.is_connect() && Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("POST {path} to n{}: {e}", i + 1),
             }
         }
@@ -94,7 +109,10 @@ impl Crdt {
             if all {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < timeout, "no convergence on {path} {key} within {timeout:?}: {seen:?}, want {want}");
+            assert!(
+                started.elapsed() < timeout,
+                "no convergence on {path} {key} within {timeout:?}: {seen:?}, want {want}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -162,7 +180,16 @@ async fn bad_merge_overcounts_as_gossip_echoes_states_back() {
     let a = c.ok(0, "/counter/read", json!({"key": "c"})).await["value"].as_i64().unwrap();
     let b = c.ok(1, "/counter/read", json!({"key": "c"})).await["value"].as_i64().unwrap();
     assert!(a > 1 && b > 1, "one add of 1 reads {a} on n1 and {b} on n2");
-    let st: Value = c.http.get(format!("http://{}/admin/status", c.addrs[0])).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let st: Value = c
+        .http
+        .get(format!("http://{}/admin/status", c.addrs[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(st["bugs"], json!(["bad-merge"]));
 }
 
@@ -180,20 +207,52 @@ async fn bad_input_gets_the_documented_errors() {
     assert_eq!((code, v["error"].as_str(), v["definite"].as_bool()), (501, Some("unsupported"), Some(true)), "{v}");
     let (code, v) = c.post(0, "/nope", json!({})).await;
     assert_eq!((code, v["error"].as_str()), (404, Some("not-found")));
-    let (code, v) = c.post(0, "/peer/crdt", json!({"from": "stranger", "state": {"sets": {}, "counters": {}, "registers": {}}})).await;
+    let (code, v) = c
+        .post(0, "/peer/crdt", json!({"from": "stranger", "state": {"sets": {}, "counters": {}, "registers": {}}}))
+        .await;
     assert_eq!(code, 400, "{v}");
     let r = c.http.get(format!("http://{}/admin/status", c.addrs[0])).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let st: Value = c.http.get(format!("http://{}/admin/status", c.addrs[0])).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
-    assert_eq!((st["role"].as_str(), st["state"].as_str(), &st["leader"]), (Some("crdt"), Some("replica"), &Value::Null), "{st}");
+    let st: Value = c
+        .http
+        .get(format!("http://{}/admin/status", c.addrs[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (st["role"].as_str(), st["state"].as_str(), &st["leader"]),
+        (Some("crdt"), Some("replica"), &Value::Null),
+        "{st}"
+    );
     // LWW timestamps come from the node clock: the admin clock API works here too.
-    let v: Value = c.http.post(format!("http://{}/admin/clock", c.addrs[0])).bearer_auth(TOKEN).json(&json!({"offset_ms": -1000})).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .http
+        .post(format!("http://{}/admin/clock", c.addrs[0]))
+        .bearer_auth(TOKEN)
+        .json(&json!({"offset_ms": -1000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["offset_ms"], -1000);
 }
 
 #[test]
 fn a_bug_of_another_role_is_refused() {
-    let c = Crdt { addrs: vec![format!("127.33.64.1:{PORT}")], peers: format!("n1=127.33.64.1:{PORT}"), extra: vec!["--bug".into(), "no-fsync".into()], children: vec![None], dir: tempfile::tempdir().unwrap(), http: reqwest::Client::new() };
+    let c = Crdt {
+        addrs: vec![format!("127.33.64.1:{PORT}")],
+        peers: format!("n1=127.33.64.1:{PORT}"),
+        extra: vec!["--bug".into(), "no-fsync".into()],
+        children: vec![None],
+        dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+    };
     let out = c.command(0).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -12,7 +12,10 @@ async fn a_three_node_cluster_answers_on_every_node_with_one_register_per_key() 
     let mut c = Cluster::start("paxos", 1, 3, &[]);
     c.wait_up().await;
     let st = c.status(0).await.expect("status");
-    assert_eq!((st["role"].clone(), st["state"].clone(), st["leader"].clone()), (json!("paxos"), json!("proposer"), json!(null)));
+    assert_eq!(
+        (st["role"].clone(), st["state"].clone(), st["leader"].clone()),
+        (json!("paxos"), json!("proposer"), json!(null))
+    );
     assert_eq!(c.read(0, "k").await, (200, json!({"value": null})));
     assert_eq!(c.write(0, "k", 3).await, (200, json!({})));
     assert_eq!(c.read(1, "k").await, (200, json!({"value": 3})));
@@ -75,7 +78,11 @@ async fn a_killed_node_does_not_stop_a_majority_and_acceptor_state_survives_rest
     c.kill9(1);
     let t0 = Instant::now();
     let (code, body) = c.write(0, "k", 9).await;
-    assert_eq!((code, body["error"].clone(), body["definite"].clone()), (503, json!("unavailable"), json!(true)), "{body}");
+    assert_eq!(
+        (code, body["error"].clone(), body["definite"].clone()),
+        (503, json!("unavailable"), json!(true)),
+        "{body}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     // Everything back: the last chosen value, 7, and never the failed 9.
     c.spawn(1);
@@ -104,5 +111,9 @@ async fn malformed_requests_get_400_and_wrong_flags_are_refused() {
     // A bug of another role is refused at start.
     let out = c.command(0).args(["--bug", "naive"]).output().expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("applies to --role"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("applies to --role"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -41,7 +41,10 @@ async fn the_first_primary_serves_and_backups_forward_or_answer_421() {
     c.wait_up().await;
     assert_eq!(primary(&c, None).await, 0, "n1 is ranked first at first boot");
     let st = c.status(1).await.expect("status");
-    assert_eq!((st["role"].clone(), st["state"].clone(), st["leader"].clone(), st["sync"].clone(), st["read_from"].clone()), (json!("primary-backup"), json!("backup"), json!("n1"), json!(false), json!("primary")));
+    assert_eq!(
+        (st["role"].clone(), st["state"].clone(), st["leader"].clone(), st["sync"].clone(), st["read_from"].clone()),
+        (json!("primary-backup"), json!("backup"), json!("n1"), json!(false), json!("primary"))
+    );
     assert_eq!(c.write(1, "k", 3).await, (200, json!({})), "forwarded to n1");
     assert_eq!(c.read(2, "k").await, (200, json!({"value": 3})));
     assert_eq!(c.cas(0, "k", 3, 4).await, (200, json!({})));
@@ -50,7 +53,10 @@ async fn the_first_primary_serves_and_backups_forward_or_answer_421() {
     assert_eq!(post(&c, 1, "/set/add", json!({"key": "s", "element": 7}), false).await, (200, json!({})));
     assert_eq!(post(&c, 2, "/set/read", json!({"key": "s"}), false).await, (200, json!({"elements": [7]})));
     let (code, v) = post(&c, 1, "/kv/write", json!({"key": "k", "value": 9}), true).await;
-    assert_eq!((code, v["error"].clone(), v["definite"].clone(), v["leader"].clone()), (421, json!("not-leader"), json!(true), json!(c.addrs[0])));
+    assert_eq!(
+        (code, v["error"].clone(), v["definite"].clone(), v["leader"].clone()),
+        (421, json!("not-leader"), json!(true), json!(c.addrs[0]))
+    );
     // Replication reached the backups' own copies.
     let st = c.status(2).await.expect("status");
     assert!(st["applied_index"].as_u64() >= Some(3), "{st}");
@@ -120,8 +126,28 @@ async fn malformed_requests_get_400_replica_reads_are_local_and_options_are_chec
     let out = c.command(0).args(["--sync", "maybe"]).output().expect("run");
     assert!(!out.status.success());
     let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_faultline-node"));
-    other.args(["--role", "raft", "--id", "n1", "--listen", "127.34.53.9:1", "--peers", "n1=127.34.53.9:1", "--admin-token", TOKEN, "--sync", "true"]).arg("--data-dir").arg(c.dir.path().join("x"));
+    other
+        .args([
+            "--role",
+            "raft",
+            "--id",
+            "n1",
+            "--listen",
+            "127.34.53.9:1",
+            "--peers",
+            "n1=127.34.53.9:1",
+            "--admin-token",
+            TOKEN,
+            "--sync",
+            "true",
+        ])
+        .arg("--data-dir")
+        .arg(c.dir.path().join("x"));
     let out = other.output().expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("primary-backup only"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("primary-backup only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

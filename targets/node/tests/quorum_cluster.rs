@@ -12,7 +12,10 @@ async fn a_three_node_cluster_answers_on_every_node_and_refuses_cas() {
     let mut c = Cluster::start("quorum", 11, 3, &[]);
     c.wait_up().await;
     let st = c.status(1).await.expect("status");
-    assert_eq!((st["role"].clone(), st["state"].clone(), st["mode"].clone()), (json!("quorum"), json!("replica"), json!("abd")));
+    assert_eq!(
+        (st["role"].clone(), st["state"].clone(), st["mode"].clone()),
+        (json!("quorum"), json!("replica"), json!("abd"))
+    );
     assert_eq!(c.read(0, "k").await, (200, json!({"value": null})));
     assert_eq!(c.write(0, "k", 3).await, (200, json!({})));
     assert_eq!(c.read(1, "k").await, (200, json!({"value": 3})));
@@ -40,7 +43,11 @@ async fn a_killed_node_does_not_stop_a_majority_and_a_minority_is_unavailable() 
     c.kill9(1);
     let t0 = Instant::now();
     let (code, body) = c.write(2, "k", 9).await;
-    assert_eq!((code, body["error"].clone(), body["definite"].clone()), (503, json!("unavailable"), json!(true)), "{body}");
+    assert_eq!(
+        (code, body["error"].clone(), body["definite"].clone()),
+        (503, json!("unavailable"), json!(true)),
+        "{body}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     assert_eq!(c.read(2, "k").await.0, 503);
     c.spawn(0);

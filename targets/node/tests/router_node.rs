@@ -31,10 +31,13 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = format!("n{}", i + 1);
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline-node"));
-            cmd.args(["--id", &id, "--listen", addr, "--admin-token", TOKEN]).arg("--data-dir").arg(dir.path().join(&id));
+            cmd.args(["--id", &id, "--listen", addr, "--admin-token", TOKEN])
+                .arg("--data-dir")
+                .arg(dir.path().join(&id));
             match i {
                 0 => {
-                    cmd.args(["--role", "router", "--peers", &all, "--shard-group", "n2", "--shard-group", "n3"]).args(router_args);
+                    cmd.args(["--role", "router", "--peers", &all, "--shard-group", "n2", "--shard-group", "n3"])
+                        .args(router_args);
                     if single_directory {
                         cmd.args(["--bug", "single-directory", "--directory-node", "n4"]);
                     }
@@ -49,7 +52,8 @@ impl Cluster {
             let log = std::fs::File::create(dir.path().join(format!("{id}.log"))).unwrap();
             children.push(Some(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap()));
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(25)).pool_max_idle_per_host(0).build().unwrap();
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(25)).pool_max_idle_per_host(0).build().unwrap();
         Cluster { addrs, children, _dir: dir, http }
     }
 
@@ -70,7 +74,9 @@ impl Cluster {
                     let code = r.status().as_u16();
                     return (code, r.json().await.unwrap_or(Value::Null));
                 }
-                Err(e) if e.is_connect() && Instant::now() < until => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) if e.is_connect() && Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("POST {path}: {e}"),
             }
         }
@@ -89,7 +95,8 @@ impl Cluster {
     }
 
     async fn shards(&self) -> Value {
-        let r = self.http.get(format!("http://{}/admin/shards", self.addrs[0])).bearer_auth(TOKEN).send().await.unwrap();
+        let r =
+            self.http.get(format!("http://{}/admin/shards", self.addrs[0])).bearer_auth(TOKEN).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         r.json().await.unwrap()
     }

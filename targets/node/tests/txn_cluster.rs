@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 async fn txn(c: &Cluster, i: usize, ops: Value) -> (u16, Value) {
-    c.post_raw(i, "/txn", &json!({ "ops": ops }).to_string())
-        .await
+    c.post_raw(i, "/txn", &json!({ "ops": ops }).to_string()).await
 }
 
 /// Retries on every running node until the transaction commits (or panics after 15 s).
@@ -32,48 +31,22 @@ async fn txn_eventually(c: &Cluster, alive: &[usize], ops: Value) -> Value {
 async fn transactions_are_atomic_forwarded_validated_and_survive_leader_kill9() {
     let mut c = Cluster::start("raft", 171, 3, &[]);
     c.wait_up().await;
-    let first = txn_eventually(
-        &c,
-        &[0, 1, 2],
-        json!([
-            ["append", "x", 1],
-            ["r", "x", null],
-            ["w", "y", 7],
-            ["r", "y", null]
-        ]),
-    )
-    .await;
-    assert_eq!(
-        first,
-        json!({"ops": [["append", "x", 1], ["r", "x", [1]], ["w", "y", 7], ["r", "y", 7]]})
-    );
+    let first =
+        txn_eventually(&c, &[0, 1, 2], json!([["append", "x", 1], ["r", "x", null], ["w", "y", 7], ["r", "y", null]]))
+            .await;
+    assert_eq!(first, json!({"ops": [["append", "x", 1], ["r", "x", [1]], ["w", "y", 7], ["r", "y", 7]]}));
     // Every node answers (followers forward to the leader).
     for (i, v) in [(0, 2), (1, 3), (2, 4)] {
         let (code, ans) = txn(&c, i, json!([["append", "x", v], ["r", "x", null]])).await;
         assert_eq!(code, 200, "n{}: {ans}", i + 1);
-        assert_eq!(
-            ans["ops"][1][2].as_array().unwrap().last(),
-            Some(&json!(v)),
-            "{ans}"
-        );
+        assert_eq!(ans["ops"][1][2].as_array().unwrap().last(), Some(&json!(v)), "{ans}");
     }
     let (code, ans) = txn(&c, 0, json!([["r", "nobody", null]])).await;
-    assert_eq!(
-        (code, &ans),
-        (200, &json!({"ops": [["r", "nobody", null]]}))
-    );
+    assert_eq!((code, &ans), (200, &json!({"ops": [["r", "nobody", null]]})));
     // Bad bodies: 400 with the reason; a key of the other kind: definite 409, nothing applied.
-    let (code, ans) = c
-        .post_raw(0, "/txn", r#"{"ops": [["append", "x", "one"]]}"#)
-        .await;
+    let (code, ans) = c.post_raw(0, "/txn", r#"{"ops": [["append", "x", "one"]]}"#).await;
     assert_eq!(code, 400, "{ans}");
-    assert!(
-        ans["message"]
-            .as_str()
-            .unwrap()
-            .contains("expected an integer"),
-        "{ans}"
-    );
+    assert!(ans["message"].as_str().unwrap().contains("expected an integer"), "{ans}");
     let (code, ans) = txn(&c, 1, json!([["append", "z", 1], ["append", "y", 8]])).await;
     assert_eq!(
         (code, ans["error"].as_str(), ans["definite"].as_bool()),
@@ -81,11 +54,7 @@ async fn transactions_are_atomic_forwarded_validated_and_survive_leader_kill9() 
         "{ans}"
     );
     let (_, ans) = txn(&c, 2, json!([["r", "z", null]])).await;
-    assert_eq!(
-        ans["ops"][0][2],
-        Value::Null,
-        "the failed transaction's append was not applied"
-    );
+    assert_eq!(ans["ops"][0][2], Value::Null, "the failed transaction's append was not applied");
 
     acked_appends_survive_a_leader_kill9(&mut c).await;
 }
@@ -99,20 +68,14 @@ async fn acked_appends_survive_a_leader_kill9(c: &mut Cluster) {
             acked.push(v);
         }
     }
-    let leader = (0..3)
-        .find(|&i| is_leader(c, i))
-        .expect("some node is the leader");
+    let leader = (0..3).find(|&i| is_leader(c, i)).expect("some node is the leader");
     c.kill9(leader);
     let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let ans = txn_eventually(c, &alive, json!([["append", "x", 100], ["r", "x", null]])).await;
     let list: Vec<i64> = serde_json::from_value(ans["ops"][1][2].clone()).unwrap();
     acked.push(100);
     for v in &acked {
-        assert_eq!(
-            list.iter().filter(|x| *x == v).count(),
-            1,
-            "acknowledged append {v} in {list:?}"
-        );
+        assert_eq!(list.iter().filter(|x| *x == v).count(), 1, "acknowledged append {v} in {list:?}");
     }
     c.spawn(leader);
 }
@@ -133,11 +96,5 @@ async fn a_role_without_transactions_answers_501() {
         (501, Some("unsupported"), Some(true)),
         "{ans}"
     );
-    assert!(
-        ans["message"]
-            .as_str()
-            .unwrap()
-            .contains("only the raft role"),
-        "{ans}"
-    );
+    assert!(ans["message"].as_str().unwrap().contains("only the raft role"), "{ans}");
 }

@@ -64,7 +64,11 @@ async fn available_writes_survive_kill9_of_every_node_and_a_restarted_node_catch
         assert_eq!(ok(&c, i, "/kv/read", json!({"key": "k"})).await, json!({"value": 2}), "n{}", i + 1);
     }
     let st = c.status(0).await.expect("status");
-    assert_eq!((st["role"].as_str(), st["state"].as_str(), st["leader"].is_null()), (Some("available"), Some("replica"), true), "{st}");
+    assert_eq!(
+        (st["role"].as_str(), st["state"].as_str(), st["leader"].is_null()),
+        (Some("available"), Some("replica"), true),
+        "{st}"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +148,14 @@ async fn lww_loses_an_add_made_on_a_node_whose_clock_is_behind_and_vclock_keeps_
     for (net, mode, want) in [(45u8, "lww", json!([1])), (46, "vclock", json!([1, 2]))] {
         let mut c = Cluster::start("multi-primary", net, 2, &["--resolve", mode]);
         c.wait_up().await;
-        let r = c.http.post(format!("http://{}/admin/clock", c.addrs[1])).bearer_auth(TOKEN).json(&json!({"offset_ms": -10_000})).send().await.expect("clock");
+        let r = c
+            .http
+            .post(format!("http://{}/admin/clock", c.addrs[1]))
+            .bearer_auth(TOKEN)
+            .json(&json!({"offset_ms": -10_000}))
+            .send()
+            .await
+            .expect("clock");
         assert_eq!(r.status().as_u16(), 200);
         ok(&c, 0, "/set/add", json!({"key": "s", "element": 1})).await;
         wait_for(&c, 1, "/set/read", "s", &json!({"elements": [1]}), Duration::from_secs(5)).await;
@@ -199,7 +210,18 @@ async fn bad_input_gets_the_documented_errors_and_the_node_keeps_serving() {
     c.kill9(0);
     let node = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline-node"))
-            .args(["--role", "multi-primary", "--id", "n1", "--listen", &c.addrs[0], "--peers", &format!("n1={}", c.addrs[0]), "--admin-token", TOKEN])
+            .args([
+                "--role",
+                "multi-primary",
+                "--id",
+                "n1",
+                "--listen",
+                &c.addrs[0],
+                "--peers",
+                &format!("n1={}", c.addrs[0]),
+                "--admin-token",
+                TOKEN,
+            ])
             .arg("--data-dir")
             .arg(c.dir.path().join("n1"))
             .args(extra)

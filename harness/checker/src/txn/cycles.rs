@@ -50,8 +50,7 @@ pub(crate) fn shape(g: &Graph, cycle: &[usize]) -> CycleShape {
         1 => CycleShape::GSingle,
         _ => {
             let n = kinds.len();
-            let adjacent =
-                (0..n).any(|i| kinds[i] == EdgeKind::Rw && kinds[(i + 1) % n] == EdgeKind::Rw);
+            let adjacent = (0..n).any(|i| kinds[i] == EdgeKind::Rw && kinds[(i + 1) % n] == EdgeKind::Rw);
             if adjacent {
                 CycleShape::G2Item
             } else {
@@ -97,12 +96,7 @@ impl Search<'_> {
     fn components(&mut self, mask: u8) -> Sccs {
         let s = sccs(self.g, mask);
         self.members = s.nontrivial.iter().map(|_| Vec::new()).collect();
-        let slot: rustc_hash::FxHashMap<u32, usize> = s
-            .nontrivial
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| (c, i))
-            .collect();
+        let slot: rustc_hash::FxHashMap<u32, usize> = s.nontrivial.iter().enumerate().map(|(i, &c)| (c, i)).collect();
         for (n, c) in s.comp.iter().enumerate() {
             if let Some(&i) = slot.get(c) {
                 self.members[i].push(n as u32);
@@ -134,10 +128,7 @@ impl Search<'_> {
             let Some(&first) = self.inner_edges(&s, i, through).first() else {
                 continue;
             };
-            if let Some(cycle) =
-                self.bfs
-                    .cycle_through(self.g, first, mask, &s.comp, s.nontrivial[i])
-            {
+            if let Some(cycle) = self.bfs.cycle_through(self.g, first, mask, &s.comp, s.nontrivial[i]) {
                 let kind = AnomalyKind::cycle(shape(self.g, &cycle), CycleScope::Data);
                 self.found.cycles.push((kind, cycle));
             }
@@ -152,13 +143,9 @@ impl Search<'_> {
             }
             let c = s.nontrivial[i];
             let rws = self.inner_edges(&s, i, RW);
-            let mut witness = self.per_rw_edge(&rws, |bfs, g, first| {
-                bfs.cycle_through(g, first, WW | WR, &s.comp, c)
-            });
+            let mut witness = self.per_rw_edge(&rws, |bfs, g, first| bfs.cycle_through(g, first, WW | WR, &s.comp, c));
             if let Ok(None) = witness {
-                witness = self.per_rw_edge(&rws, |bfs, g, first| {
-                    bfs.nonadjacent_cycle(g, first, &s.comp, c)
-                });
+                witness = self.per_rw_edge(&rws, |bfs, g, first| bfs.nonadjacent_cycle(g, first, &s.comp, c));
             }
             let witness = match witness {
                 Ok(Some(cycle)) => Some(cycle),
@@ -166,8 +153,7 @@ impl Search<'_> {
                     if witness.is_err() {
                         self.found.g_single_undecided += 1;
                     }
-                    rws.first()
-                        .and_then(|&first| self.bfs.cycle_through(self.g, first, DATA, &s.comp, c))
+                    rws.first().and_then(|&first| self.bfs.cycle_through(self.g, first, DATA, &s.comp, c))
                 }
             };
             if let Some(cycle) = witness {
@@ -207,10 +193,7 @@ impl Search<'_> {
                 base.comp[e.from as usize] != base.comp[e.to as usize]
             });
             let Some(first) = crossing else { continue };
-            if let Some(cycle) =
-                self.bfs
-                    .cycle_through(self.g, first, mask, &s.comp, s.nontrivial[i])
-            {
+            if let Some(cycle) = self.bfs.cycle_through(self.g, first, mask, &s.comp, s.nontrivial[i]) {
                 let kind = AnomalyKind::cycle(shape(self.g, &cycle), scope);
                 self.found.cycles.push((kind, cycle));
             }

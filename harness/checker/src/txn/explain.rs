@@ -20,10 +20,7 @@ fn show(v: i64) -> String {
 /// What `txn` first read of `key`, as the history shows it.
 fn first_read(t: &Txns, txn: u32, key: u32, model: TxnModel) -> String {
     let found = t.txns[txn as usize].mops.iter().find_map(|m| match m {
-        Mop::Read {
-            key: k,
-            value: Some(v),
-        } if *k == key => Some(v.clone()),
+        Mop::Read { key: k, value: Some(v) } if *k == key => Some(v.clone()),
         _ => None,
     });
     match (model, found) {
@@ -40,19 +37,19 @@ pub(crate) fn edge_text(t: &Txns, model: TxnModel, e: &Edge) -> String {
     let key = t.keys.get(e.key as usize).map_or("", String::as_str);
     match (e.kind, model) {
         (EdgeKind::Ww, TxnModel::ListAppend) => {
-            format!("{a} appended {} to {key}, and {b}'s append of {} comes right after it in {key}'s order", e.prev, e.value)
-        }
-        (EdgeKind::Ww, TxnModel::RwRegister)
-            if first_read(t, e.to, e.key, model) == show(e.prev) =>
-        {
             format!(
-                "{b} read {key} = {} (written by {a}) and then wrote {}, the next version",
-                show(e.prev),
-                e.value
+                "{a} appended {} to {key}, and {b}'s append of {} comes right after it in {key}'s order",
+                e.prev, e.value
             )
         }
+        (EdgeKind::Ww, TxnModel::RwRegister) if first_read(t, e.to, e.key, model) == show(e.prev) => {
+            format!("{b} read {key} = {} (written by {a}) and then wrote {}, the next version", show(e.prev), e.value)
+        }
         (EdgeKind::Ww, TxnModel::RwRegister) => {
-            format!("{a} read {key} = nil and wrote {}, its first version, so {b}'s write of {} came later", e.prev, e.value)
+            format!(
+                "{a} read {key} = nil and wrote {}, its first version, so {b}'s write of {} came later",
+                e.prev, e.value
+            )
         }
         (EdgeKind::Wr, TxnModel::ListAppend) => {
             format!(
@@ -70,16 +67,10 @@ pub(crate) fn edge_text(t: &Txns, model: TxnModel, e: &Edge) -> String {
             e.value
         ),
         (EdgeKind::Rw, TxnModel::RwRegister) if e.prev == NIL => {
-            format!(
-                "{a} read {key} = nil, the initial version, so it came before {b}'s write of {}",
-                e.value
-            )
+            format!("{a} read {key} = nil, the initial version, so it came before {b}'s write of {}", e.value)
         }
         (EdgeKind::Rw, TxnModel::RwRegister) => {
-            format!(
-                "{a} read {key} = {}, which {b} also read and then overwrote with {}",
-                e.prev, e.value
-            )
+            format!("{a} read {key} = {}, which {b} also read and then overwrote with {}", e.prev, e.value)
         }
         (EdgeKind::Process, _) => format!("{a} completed before {b} began, on the same process"),
         (EdgeKind::Realtime, _) => format!("{a} completed before {b} was invoked (real time)"),
@@ -102,8 +93,7 @@ pub(crate) fn report_text(r: &TxnReport) -> String {
     if let Some(reason) = &r.reason {
         s += &format!("{reason}\n");
     }
-    let names =
-        |ms: &[super::ConsistencyModel]| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
+    let names = |ms: &[super::ConsistencyModel]| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
     if !r.not.is_empty() {
         s += &format!("ruled out: {}", names(&r.not));
         if !r.also_not.is_empty() {
@@ -117,14 +107,7 @@ pub(crate) fn report_text(r: &TxnReport) -> String {
     for a in &r.anomalies {
         s += &format!("\n{}: {}\n", a.kind.name(), a.description);
         for (i, e) in a.cycle.iter().flatten().enumerate() {
-            s += &format!(
-                "  {}. T{} -{}-> T{}: {}\n",
-                i + 1,
-                e.from,
-                e.kind.name(),
-                e.to,
-                e.explanation
-            );
+            s += &format!("  {}. T{} -{}-> T{}: {}\n", i + 1, e.from, e.kind.name(), e.to, e.explanation);
         }
     }
     if r.verdict == Verdict::Valid {

@@ -67,14 +67,7 @@ pub(crate) struct Edge {
 
 impl Edge {
     pub fn new(from: usize, to: usize, kind: EdgeKind, key: u32, value: i64, prev: i64) -> Edge {
-        Edge {
-            from: from as u32,
-            to: to as u32,
-            kind,
-            key,
-            value,
-            prev,
-        }
+        Edge { from: from as u32, to: to as u32, kind, key, value, prev }
     }
 
     pub fn order(from: usize, to: usize, kind: EdgeKind) -> Edge {
@@ -101,11 +94,7 @@ impl Graph {
         for i in 0..nodes {
             start[i + 1] += start[i];
         }
-        Graph {
-            nodes,
-            start,
-            edges,
-        }
+        Graph { nodes, start, edges }
     }
 
     pub fn out(&self, n: usize) -> std::ops::Range<usize> {
@@ -135,10 +124,7 @@ pub(crate) fn sccs(g: &Graph, mask: u8) -> Sccs {
             t.search_from(root);
         }
     }
-    Sccs {
-        comp: t.comp,
-        nontrivial: t.nontrivial,
-    }
+    Sccs { comp: t.comp, nontrivial: t.nontrivial }
 }
 
 /// The state of Tarjan's algorithm over the edges of `g` whose kind is in `mask`.
@@ -236,14 +222,7 @@ impl<'g> Tarjan<'g> {
             self.low[p] = self.low[p].min(self.low[v]);
         }
         if self.low[v] == self.index[v] {
-            pop_component(
-                v,
-                &mut self.stack,
-                &mut self.on_stack,
-                &mut self.comp,
-                self.comps,
-                &mut self.nontrivial,
-            );
+            pop_component(v, &mut self.stack, &mut self.on_stack, &mut self.comp, self.comps, &mut self.nontrivial);
             self.comps += 1;
         }
     }
@@ -297,14 +276,7 @@ impl Bfs {
 
     /// The shortest cycle that begins with edge `first` and continues over edges of kinds in
     /// `mask` whose both ends are in component `c` of `comp`: the edge indices, in order.
-    pub fn cycle_through(
-        &mut self,
-        g: &Graph,
-        first: usize,
-        mask: u8,
-        comp: &[u32],
-        c: u32,
-    ) -> Option<Vec<usize>> {
+    pub fn cycle_through(&mut self, g: &Graph, first: usize, mask: u8, comp: &[u32], c: u32) -> Option<Vec<usize>> {
         let (a, b) = (g.edges[first].from as usize, g.edges[first].to as usize);
         self.round += 1;
         self.queue.clear();
@@ -347,13 +319,7 @@ impl Bfs {
     /// Breadth-first over (transaction, was the last edge rw) states; when the shortest such
     /// walk repeats a transaction it is not a cycle, and the answer is `None` (so this search
     /// is sound, not complete).
-    pub fn nonadjacent_cycle(
-        &mut self,
-        g: &Graph,
-        first: usize,
-        comp: &[u32],
-        c: u32,
-    ) -> Option<Vec<usize>> {
+    pub fn nonadjacent_cycle(&mut self, g: &Graph, first: usize, comp: &[u32], c: u32) -> Option<Vec<usize>> {
         let (a, b) = (g.edges[first].from as usize, g.edges[first].to as usize);
         let n = g.nodes;
         self.stamp.resize(2 * n, 0);
@@ -392,13 +358,7 @@ impl Bfs {
 
     /// The edges from `start` to `goal` by parent pointers, after `first`, if no transaction
     /// repeats.
-    fn simple_cycle(
-        &self,
-        g: &Graph,
-        first: usize,
-        goal: usize,
-        start: usize,
-    ) -> Option<Vec<usize>> {
+    fn simple_cycle(&self, g: &Graph, first: usize, goal: usize, start: usize) -> Option<Vec<usize>> {
         let mut path = vec![];
         let mut seen = rustc_hash::FxHashSet::default();
         seen.insert(g.edges[first].from);
@@ -422,30 +382,14 @@ mod tests {
     use super::*;
 
     fn g(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Graph {
-        Graph::new(
-            n,
-            edges
-                .iter()
-                .map(|&(a, b, k)| Edge::order(a, b, k))
-                .collect(),
-        )
+        Graph::new(n, edges.iter().map(|&(a, b, k)| Edge::order(a, b, k)).collect())
     }
 
     #[test]
     fn components_and_cycles() {
         use EdgeKind::*;
         // 0 -> 1 -> 2 -> 0 (ww, wr, rw), 2 -> 3, 3 alone; 4 <-> 5 by process only.
-        let gr = g(
-            6,
-            &[
-                (0, 1, Ww),
-                (1, 2, Wr),
-                (2, 0, Rw),
-                (2, 3, Ww),
-                (4, 5, Process),
-                (5, 4, Process),
-            ],
-        );
+        let gr = g(6, &[(0, 1, Ww), (1, 2, Wr), (2, 0, Rw), (2, 3, Ww), (4, 5, Process), (5, 4, Process)]);
         let s = sccs(&gr, DATA);
         assert_eq!(s.nontrivial.len(), 1);
         assert_eq!(s.comp[0], s.comp[2]);
@@ -455,9 +399,7 @@ mod tests {
         assert!(ww_only.nontrivial.is_empty());
         let first = gr.edges.iter().position(|e| e.kind == Rw).unwrap();
         let c = s.comp[0];
-        let cyc = Bfs::new(6)
-            .cycle_through(&gr, first, DATA, &s.comp, c)
-            .unwrap();
+        let cyc = Bfs::new(6).cycle_through(&gr, first, DATA, &s.comp, c).unwrap();
         let kinds: Vec<EdgeKind> = cyc.iter().map(|&i| gr.edges[i].kind).collect();
         assert_eq!(kinds, vec![Rw, Ww, Wr]);
         assert_eq!(sccs(&gr, PROC).nontrivial.len(), 1);
@@ -466,14 +408,11 @@ mod tests {
     #[test]
     fn a_long_ring_needs_no_recursion() {
         let n = 300_000;
-        let edges: Vec<(usize, usize, EdgeKind)> =
-            (0..n).map(|i| (i, (i + 1) % n, EdgeKind::Rw)).collect();
+        let edges: Vec<(usize, usize, EdgeKind)> = (0..n).map(|i| (i, (i + 1) % n, EdgeKind::Rw)).collect();
         let gr = g(n, &edges);
         let s = sccs(&gr, DATA);
         assert_eq!(s.nontrivial.len(), 1);
-        let cyc = Bfs::new(n)
-            .cycle_through(&gr, 0, DATA, &s.comp, s.comp[0])
-            .unwrap();
+        let cyc = Bfs::new(n).cycle_through(&gr, 0, DATA, &s.comp, s.comp[0]).unwrap();
         assert_eq!(cyc.len(), n);
     }
 }

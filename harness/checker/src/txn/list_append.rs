@@ -51,10 +51,7 @@ impl Ctx<'_> {
     }
 
     fn anomaly(&mut self, kind: AnomalyKind, txns: &[u32], key: u32, description: String) {
-        let labels = txns
-            .iter()
-            .map(|&i| self.t.txns[i as usize].label)
-            .collect();
+        let labels = txns.iter().map(|&i| self.t.txns[i as usize].label).collect();
         self.out.anomalies.push(Anomaly {
             kind,
             txns: labels,
@@ -86,9 +83,7 @@ pub(crate) fn infer(t: &Txns, edge_cap: usize) -> Result<Inferred, TxnInputError
             internal(&mut cx, i);
         }
     }
-    let orders: Vec<Option<(Vec<i64>, bool)>> = (0..t.keys.len() as u32)
-        .map(|k| version_order(&mut cx, k))
-        .collect();
+    let orders: Vec<Option<(Vec<i64>, bool)>> = (0..t.keys.len() as u32).map(|k| version_order(&mut cx, k)).collect();
     for (k, o) in orders.iter().enumerate() {
         if let Some((order, compatible)) = o {
             key_edges(&mut cx, k as u32, order, *compatible);
@@ -111,18 +106,14 @@ fn writers(t: &Txns) -> Result<FxHashMap<(u32, i64), Writer>, TxnInputError> {
                 continue;
             };
             let intermediate = last.get(&key) != Some(&value);
-            if let Some(prev) = w.insert(
-                (key, value),
-                Writer {
-                    txn: i as u32,
-                    intermediate,
-                    seen: false,
-                },
-            ) {
+            if let Some(prev) = w.insert((key, value), Writer { txn: i as u32, intermediate, seen: false }) {
                 return Err(TxnInputError {
                     position: txn.invoke_pos,
                     index: 0, // filled in by the caller, which has the events
-                    expected: format!("values unique per key (list-append): {value} was appended to {} by T{} already", t.keys[key as usize], t.txns[prev.txn as usize].label),
+                    expected: format!(
+                        "values unique per key (list-append): {value} was appended to {} by T{} already",
+                        t.keys[key as usize], t.txns[prev.txn as usize].label
+                    ),
                     found: format!("`[\"append\", {:?}, {value}]` again", t.keys[key as usize]),
                 });
             }
@@ -150,7 +141,11 @@ fn internal(cx: &mut Ctx<'_>, i: usize) {
         let mine = own.get(&key).map_or(&[][..], Vec::as_slice);
         let mut ext_len = None;
         if !list.ends_with(mine) {
-            let d = format!("T{label} read {name} = {} after appending {} to it, which the read does not end with", fmt_list(list), fmt_list(mine));
+            let d = format!(
+                "T{label} read {name} = {} after appending {} to it, which the read does not end with",
+                fmt_list(list),
+                fmt_list(mine)
+            );
             cx.anomaly(AnomalyKind::Internal, &[i as u32], key, d);
         } else {
             let seen = &list[..list.len() - mine.len()];
@@ -166,11 +161,7 @@ fn internal(cx: &mut Ctx<'_>, i: usize) {
                 Some(_) => {}
             }
         }
-        cx.reads[key as usize].push(Read {
-            txn: i as u32,
-            mop: mi as u32,
-            ext_len,
-        });
+        cx.reads[key as usize].push(Read { txn: i as u32, mop: mi as u32, ext_len });
     }
 }
 
@@ -202,11 +193,8 @@ fn version_order(cx: &mut Ctx<'_>, k: u32) -> Option<(Vec<i64>, bool)> {
         check_elements(cx, k, r);
     }
     check_elements(cx, k, longest);
-    let seen: Vec<i64> = if compatible {
-        order.clone()
-    } else {
-        reads.iter().flat_map(|r| cx.list(r).to_vec()).collect()
-    };
+    let seen: Vec<i64> =
+        if compatible { order.clone() } else { reads.iter().flat_map(|r| cx.list(r).to_vec()).collect() };
     for v in seen {
         if let Some(w) = cx.writers.get_mut(&(k, v)) {
             w.seen = true;
@@ -232,8 +220,7 @@ fn key_edges(cx: &mut Ctx<'_>, k: u32, order: &[i64], compatible: bool) {
     for r in reads.iter().filter(|r| r.ext_len.is_some_and(|l| l > 0)) {
         let v = cx.list(r)[r.ext_len.unwrap_or(0) as usize - 1];
         if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
-            cx.out
-                .push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
+            cx.out.push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
         }
     }
 }
@@ -269,22 +256,16 @@ fn check_elements(cx: &mut Ctx<'_>, k: u32, r: &Read) {
 /// G1a (a read holding a failed transaction's append) and G1b (a read ending in a value its
 /// writer later overwrote with another append to the same key).
 fn dirty_reads(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
-    let aborted = order.iter().position(|v| {
-        cx.writers
-            .get(&(k, *v))
-            .is_some_and(|w| cx.t.txns[w.txn as usize].status == Status::Fail)
-    });
+    let aborted = order
+        .iter()
+        .position(|v| cx.writers.get(&(k, *v)).is_some_and(|w| cx.t.txns[w.txn as usize].status == Status::Fail));
     for r in reads {
         let list = cx.list(r).to_vec();
-        let bad = aborted
-            .filter(|&p| p < list.len() && order.starts_with(&list))
-            .or_else(|| {
-                list.iter().position(|v| {
-                    cx.writers
-                        .get(&(k, *v))
-                        .is_some_and(|w| cx.t.txns[w.txn as usize].status == Status::Fail)
-                })
-            });
+        let bad = aborted.filter(|&p| p < list.len() && order.starts_with(&list)).or_else(|| {
+            list.iter().position(|v| {
+                cx.writers.get(&(k, *v)).is_some_and(|w| cx.t.txns[w.txn as usize].status == Status::Fail)
+            })
+        });
         if let Some(p) = bad {
             let w = cx.writers[&(k, list[p])].txn;
             let d = format!(
@@ -298,11 +279,7 @@ fn dirty_reads(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
             cx.anomaly(AnomalyKind::G1a, &[r.txn, w], k, d);
         }
         let Some(last) = list.last() else { continue };
-        if let Some(w) = cx
-            .writers
-            .get(&(k, *last))
-            .filter(|w| w.intermediate && w.txn != r.txn)
-        {
+        if let Some(w) = cx.writers.get(&(k, *last)).filter(|w| w.intermediate && w.txn != r.txn) {
             let wt = w.txn;
             let d = format!("{} read {} = {}, ending in {last}, which {} appended but followed with another append to {} in the same transaction", cx.name(r.txn), cx.t.keys[k as usize], fmt_list(&list), cx.name(wt), cx.t.keys[k as usize]);
             cx.anomaly(AnomalyKind::G1b, &[r.txn, wt], k, d);
@@ -311,10 +288,7 @@ fn dirty_reads(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
 }
 
 fn node(cx: &Ctx<'_>, k: u32, v: i64) -> Option<u32> {
-    cx.writers
-        .get(&(k, v))
-        .filter(|w| cx.out.included[w.txn as usize])
-        .map(|w| w.txn)
+    cx.writers.get(&(k, v)).filter(|w| cx.out.included[w.txn as usize]).map(|w| w.txn)
 }
 
 /// ww edges between the writers of consecutive elements of the version order.
@@ -322,14 +296,7 @@ fn version_edges(cx: &mut Ctx<'_>, k: u32, order: &[i64]) {
     for pair in order.windows(2) {
         if let (Some(a), Some(b)) = (node(cx, k, pair[0]), node(cx, k, pair[1])) {
             if a != b {
-                cx.out.push(Edge::new(
-                    a as usize,
-                    b as usize,
-                    EdgeKind::Ww,
-                    k,
-                    pair[1],
-                    pair[0],
-                ));
+                cx.out.push(Edge::new(a as usize, b as usize, EdgeKind::Ww, k, pair[1], pair[0]));
             }
         }
     }
@@ -344,14 +311,12 @@ fn read_edges(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
         if len > 0 {
             let v = order[len as usize - 1];
             if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
-                cx.out
-                    .push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
+                cx.out.push(Edge::new(w as usize, r.txn as usize, EdgeKind::Wr, k, v, 0));
             }
         }
         if let Some(&v) = order.get(len as usize) {
             if let Some(w) = node(cx, k, v).filter(|&w| w != r.txn) {
-                cx.out
-                    .push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
+                cx.out.push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
             }
         }
     }
@@ -362,12 +327,8 @@ fn read_edges(cx: &mut Ctx<'_>, k: u32, reads: &[Read], order: &[i64]) {
         .map(|(w, v)| (w.txn, v))
         .collect();
     for (w, v) in unseen {
-        for r in reads
-            .iter()
-            .filter(|r| r.ext_len == Some(longest_ext) && r.txn != w)
-        {
-            cx.out
-                .push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
+        for r in reads.iter().filter(|r| r.ext_len == Some(longest_ext) && r.txn != w) {
+            cx.out.push(Edge::new(r.txn as usize, w as usize, EdgeKind::Rw, k, v, 0));
         }
     }
 }
@@ -377,18 +338,12 @@ fn lost_updates(cx: &mut Ctx<'_>, k: u32, reads: &[Read]) {
     let mut by_version: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     for r in reads {
         let Some(len) = r.ext_len else { continue };
-        let appends = cx.t.txns[r.txn as usize]
-            .mops
-            .iter()
-            .any(|m| matches!(m, Mop::Write { key, .. } if *key == k));
+        let appends = cx.t.txns[r.txn as usize].mops.iter().any(|m| matches!(m, Mop::Write { key, .. } if *key == k));
         if appends {
             by_version.entry(len).or_default().push(r.txn);
         }
     }
-    let mut groups: Vec<(u32, Vec<u32>)> = by_version
-        .into_iter()
-        .filter(|(_, g)| g.len() > 1)
-        .collect();
+    let mut groups: Vec<(u32, Vec<u32>)> = by_version.into_iter().filter(|(_, g)| g.len() > 1).collect();
     groups.sort_unstable();
     for (len, g) in groups {
         let r = reads

@@ -66,9 +66,7 @@ impl std::str::FromStr for TxnModel {
         match s {
             "list-append" => Ok(TxnModel::ListAppend),
             "rw-register" => Ok(TxnModel::RwRegister),
-            _ => Err(format!(
-                "unknown transaction model \"{s}\": expected list-append or rw-register"
-            )),
+            _ => Err(format!("unknown transaction model \"{s}\": expected list-append or rw-register")),
         }
     }
 }
@@ -185,13 +183,7 @@ pub(crate) struct Inferred {
 
 impl Inferred {
     fn new(n: usize, edge_cap: usize) -> Inferred {
-        Inferred {
-            edges: Vec::new(),
-            anomalies: Vec::new(),
-            included: vec![false; n],
-            edge_cap,
-            overflow: false,
-        }
+        Inferred { edges: Vec::new(), anomalies: Vec::new(), included: vec![false; n], edge_cap, overflow: false }
     }
 
     pub fn push(&mut self, e: Edge) {
@@ -214,12 +206,7 @@ pub(crate) fn fmt_list(l: &[i64]) -> String {
 
 /// Checks a transaction history against `consistency_model`. Never panics on bad input: a
 /// malformed history gives `unknown` with the reason ([`try_check`] returns the error).
-pub fn check(
-    events: &[Event],
-    model: TxnModel,
-    consistency_model: ConsistencyModel,
-    opts: &TxnOptions,
-) -> TxnReport {
+pub fn check(events: &[Event], model: TxnModel, consistency_model: ConsistencyModel, opts: &TxnOptions) -> TxnReport {
     try_check(events, model, consistency_model, opts).unwrap_or_else(|e| TxnReport {
         verdict: Verdict::Unknown,
         reason: Some(format!("malformed history: {e}")),
@@ -256,21 +243,15 @@ pub fn try_check(
         e
     };
     let t = parse::transactions(events, model)?;
-    let edge_cap = opts.memory_limit_bytes.map_or(usize::MAX, |m| {
-        usize::try_from(m / EDGE_BYTES).unwrap_or(usize::MAX)
-    });
+    let edge_cap =
+        opts.memory_limit_bytes.map_or(usize::MAX, |m| usize::try_from(m / EDGE_BYTES).unwrap_or(usize::MAX));
     let mut inferred = match model {
         TxnModel::ListAppend => list_append::infer(&t, edge_cap),
         TxnModel::RwRegister => register::infer(&t, edge_cap),
     }
     .map_err(fill_index)?;
     session_edges(&t, &mut inferred);
-    let Inferred {
-        edges,
-        anomalies: mut found,
-        overflow,
-        ..
-    } = inferred;
+    let Inferred { edges, anomalies: mut found, overflow, .. } = inferred;
     let mut report = empty_report(&t, model, consistency_model);
     let mut why_undecided = None;
     if overflow {
@@ -361,18 +342,13 @@ fn finish(report: &mut TxnReport, mut found: Vec<Anomaly>, why_undecided: Option
     report.anomaly_counts = per_kind.into_iter().map(|(k, n)| (k.name(), n)).collect();
     let m = report.consistency_model;
     let ruled_out = not.contains(&m) || also_not.contains(&m);
-    report
-        .undecided
-        .retain(|u| !not.contains(u) && !also_not.contains(u));
+    report.undecided.retain(|u| !not.contains(u) && !also_not.contains(u));
     report.not = not;
     report.also_not = also_not;
     if ruled_out {
         report.verdict = Verdict::Invalid;
-        let kinds: Vec<String> = kinds
-            .iter()
-            .filter(|k| k.proscribed_by().iter().any(|p| m.implies(*p)))
-            .map(|k| k.name())
-            .collect();
+        let kinds: Vec<String> =
+            kinds.iter().filter(|k| k.proscribed_by().iter().any(|p| m.implies(*p))).map(|k| k.name()).collect();
         report.reason = Some(format!("not {m}: {}", kinds.join(", ")));
     } else if report.undecided.contains(&m) {
         report.verdict = Verdict::Unknown;
@@ -383,13 +359,7 @@ fn finish(report: &mut TxnReport, mut found: Vec<Anomaly>, why_undecided: Option
     }
 }
 
-fn cycle_anomaly(
-    t: &Txns,
-    model: TxnModel,
-    g: &Graph,
-    kind: AnomalyKind,
-    cycle: &[usize],
-) -> Anomaly {
+fn cycle_anomaly(t: &Txns, model: TxnModel, g: &Graph, kind: AnomalyKind, cycle: &[usize]) -> Anomaly {
     let edges: Vec<CycleEdge> = cycle
         .iter()
         .map(|&i| {
@@ -406,19 +376,9 @@ fn cycle_anomaly(
     let txns: Vec<u64> = edges.iter().map(|e| e.from).collect();
     let names: Vec<String> = txns.iter().map(|l| format!("T{l}")).collect();
     let kinds: Vec<&str> = edges.iter().map(|e| e.kind.name()).collect();
-    let description = format!(
-        "a cycle of {} transactions ({}) over {} edges",
-        txns.len(),
-        names.join(", "),
-        kinds.join(", ")
-    );
-    Anomaly {
-        kind,
-        txns,
-        key: None,
-        description,
-        cycle: Some(edges),
-    }
+    let description =
+        format!("a cycle of {} transactions ({}) over {} edges", txns.len(), names.join(", "), kinds.join(", "));
+    Anomaly { kind, txns, key: None, description, cycle: Some(edges) }
 }
 
 /// Process-order and real-time edges between the transactions in the graph (`included`).

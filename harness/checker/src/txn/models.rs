@@ -99,10 +99,7 @@ pub struct UnknownConsistencyModel(pub String);
 impl std::str::FromStr for ConsistencyModel {
     type Err = UnknownConsistencyModel;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ConsistencyModel::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| UnknownConsistencyModel(s.to_string()))
+        ConsistencyModel::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| UnknownConsistencyModel(s.to_string()))
     }
 }
 
@@ -177,10 +174,7 @@ pub(crate) enum CycleScope {
 
 impl AnomalyKind {
     pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
     }
 
     pub(crate) fn cycle(shape: CycleShape, scope: CycleScope) -> AnomalyKind {
@@ -211,13 +205,9 @@ impl AnomalyKind {
         use AnomalyKind::*;
         use ConsistencyModel as M;
         match self {
-            G0 | Internal | GarbageRead | DuplicateElements | IncompatibleOrder => {
-                &[M::ReadUncommitted]
-            }
+            G0 | Internal | GarbageRead | DuplicateElements | IncompatibleOrder => &[M::ReadUncommitted],
             G1a | G1b | G1c => &[M::ReadCommitted],
-            GSingle | GNonadjacent | LostUpdate | NonRepeatableRead => {
-                &[M::RepeatableRead, M::SnapshotIsolation]
-            }
+            GSingle | GNonadjacent | LostUpdate | NonRepeatableRead => &[M::RepeatableRead, M::SnapshotIsolation],
             G2Item => &[M::RepeatableRead],
             G0Process | G1cProcess | GSingleProcess | GNonadjacentProcess | G2ItemProcess => {
                 &[M::StrongSessionSerializable]
@@ -231,19 +221,11 @@ impl AnomalyKind {
 
 /// The models the anomalies rule out: (`not`, the weakest ones; `also_not`, those implied).
 pub fn ruled_out(anomalies: &[AnomalyKind]) -> (Vec<ConsistencyModel>, Vec<ConsistencyModel>) {
-    let direct: Vec<ConsistencyModel> = anomalies
-        .iter()
-        .flat_map(|a| a.proscribed_by().iter().copied())
-        .collect();
-    let out: Vec<ConsistencyModel> = ConsistencyModel::ALL
-        .into_iter()
-        .filter(|m| direct.iter().any(|d| m.implies(*d)))
-        .collect();
-    let not: Vec<ConsistencyModel> = out
-        .iter()
-        .copied()
-        .filter(|m| !out.iter().any(|o| o != m && m.implies(*o)))
-        .collect();
+    let direct: Vec<ConsistencyModel> = anomalies.iter().flat_map(|a| a.proscribed_by().iter().copied()).collect();
+    let out: Vec<ConsistencyModel> =
+        ConsistencyModel::ALL.into_iter().filter(|m| direct.iter().any(|d| m.implies(*d))).collect();
+    let not: Vec<ConsistencyModel> =
+        out.iter().copied().filter(|m| !out.iter().any(|o| o != m && m.implies(*o))).collect();
     let also_not = out.into_iter().filter(|m| !not.contains(m)).collect();
     (not, also_not)
 }
@@ -258,14 +240,7 @@ mod tests {
         assert_eq!(ruled_out(&[]), (vec![], vec![]));
         let (not, also) = ruled_out(&[AnomalyKind::G2Item]);
         assert_eq!(not, vec![M::RepeatableRead]);
-        assert_eq!(
-            also,
-            vec![
-                M::Serializable,
-                M::StrongSessionSerializable,
-                M::StrictSerializable
-            ]
-        );
+        assert_eq!(also, vec![M::Serializable, M::StrongSessionSerializable, M::StrictSerializable]);
         let (not, also) = ruled_out(&[AnomalyKind::GSingle, AnomalyKind::G2ItemRealtime]);
         assert_eq!(not, vec![M::RepeatableRead, M::SnapshotIsolation]);
         assert_eq!(also.len(), 3);
@@ -274,15 +249,9 @@ mod tests {
         assert_eq!(also.len(), 5);
         let (not, _) = ruled_out(&[AnomalyKind::GSingleRealtime]);
         assert_eq!(not, vec![M::StrictSerializable]);
-        assert_eq!(
-            ruled_out(&[AnomalyKind::Internal]).0,
-            vec![M::ReadUncommitted]
-        );
+        assert_eq!(ruled_out(&[AnomalyKind::Internal]).0, vec![M::ReadUncommitted]);
         assert_eq!(AnomalyKind::GSingleProcess.name(), "G-single-process");
-        assert_eq!(
-            "snapshot-isolation".parse::<M>().unwrap(),
-            M::SnapshotIsolation
-        );
+        assert_eq!("snapshot-isolation".parse::<M>().unwrap(), M::SnapshotIsolation);
         assert!("si".parse::<M>().is_err());
     }
 }

@@ -84,12 +84,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, pos: usize, expected: impl Into<String>, found: String) -> TxnInputError {
-        TxnInputError {
-            position: pos,
-            index: self.events[pos].index,
-            expected: expected.into(),
-            found,
-        }
+        TxnInputError { position: pos, index: self.events[pos].index, expected: expected.into(), found }
     }
 
     fn key(&mut self, pos: usize, v: &Value) -> Result<u32, TxnInputError> {
@@ -110,11 +105,7 @@ impl Ctx<'_> {
     /// An integer value; `i64::MIN` is refused (the checkers use it for "never written").
     fn int(&self, pos: usize, v: &Value, what: &str) -> Result<i64, TxnInputError> {
         match v.as_i64() {
-            Some(i64::MIN) => Err(self.err(
-                pos,
-                format!("{what}: an integer above {}", i64::MIN),
-                quote(v),
-            )),
+            Some(i64::MIN) => Err(self.err(pos, format!("{what}: an integer above {}", i64::MIN), quote(v))),
             Some(i) => Ok(i),
             None => Err(self.err(pos, format!("{what}: an integer"), quote(v))),
         }
@@ -124,15 +115,12 @@ impl Ctx<'_> {
         match (self.model, v) {
             (_, Value::Null) => Ok(Vec::new()),
             (TxnModel::RwRegister, v) => Ok(vec![self.int(pos, v, "a register read")?]),
-            (TxnModel::ListAppend, Value::Array(items)) => items
-                .iter()
-                .map(|x| self.int(pos, x, "a list element"))
-                .collect(),
-            (TxnModel::ListAppend, other) => Err(self.err(
-                pos,
-                "a list-append read: null or an array of integers",
-                quote(other),
-            )),
+            (TxnModel::ListAppend, Value::Array(items)) => {
+                items.iter().map(|x| self.int(pos, x, "a list element")).collect()
+            }
+            (TxnModel::ListAppend, other) => {
+                Err(self.err(pos, "a list-append read: null or an array of integers", quote(other)))
+            }
         }
     }
 
@@ -149,19 +137,12 @@ impl Ctx<'_> {
         match f.as_str() {
             Some("r") => {
                 let key = self.key(pos, k)?;
-                let value = if with_reads {
-                    Some(self.read_value(pos, x)?)
-                } else {
-                    None
-                };
+                let value = if with_reads { Some(self.read_value(pos, x)?) } else { None };
                 Ok(Mop::Read { key, value })
             }
             Some(w) if w == write_f => {
                 let key = self.key(pos, k)?;
-                Ok(Mop::Write {
-                    key,
-                    value: self.int(pos, x, "a written value")?,
-                })
+                Ok(Mop::Write { key, value: self.int(pos, x, "a written value")? })
             }
             _ => Err(self.err(pos, expected, quote(v))),
         }
@@ -178,12 +159,7 @@ impl Ctx<'_> {
 
 /// Pairs invocations with completions and reads every transaction.
 pub(crate) fn transactions(events: &[Event], model: TxnModel) -> Result<Txns, TxnInputError> {
-    let mut cx = Ctx {
-        events,
-        model,
-        key_ids: FxHashMap::default(),
-        keys: Vec::new(),
-    };
+    let mut cx = Ctx { events, model, key_ids: FxHashMap::default(), keys: Vec::new() };
     let mut txns: Vec<Txn> = Vec::new();
     let mut open: FxHashMap<u64, usize> = FxHashMap::default();
     let mut nemesis_events = 0;
@@ -193,19 +169,11 @@ pub(crate) fn transactions(events: &[Event], model: TxnModel) -> Result<Txns, Tx
             continue;
         };
         if e.f != "txn" {
-            return Err(cx.err(
-                pos,
-                "f \"txn\" (a transaction history)",
-                quote(&Value::String(e.f.clone())),
-            ));
+            return Err(cx.err(pos, "f \"txn\" (a transaction history)", quote(&Value::String(e.f.clone()))));
         }
         if e.kind == EventType::Invoke {
             if open.contains_key(&p) {
-                return Err(cx.err(
-                    pos,
-                    format!("a completion of process {p}'s open transaction"),
-                    "an invoke".into(),
-                ));
+                return Err(cx.err(pos, format!("a completion of process {p}'s open transaction"), "an invoke".into()));
             }
             let mops = cx.mops(pos, false)?;
             open.insert(p, txns.len());
@@ -221,19 +189,11 @@ pub(crate) fn transactions(events: &[Event], model: TxnModel) -> Result<Txns, Tx
             continue;
         }
         let Some(t) = open.remove(&p) else {
-            return Err(cx.err(
-                pos,
-                format!("an invoke by process {p} before its completion"),
-                quote(&e.value),
-            ));
+            return Err(cx.err(pos, format!("an invoke by process {p} before its completion"), quote(&e.value)));
         };
         complete(&mut cx, &mut txns[t], pos)?;
     }
-    Ok(Txns {
-        txns,
-        keys: cx.keys,
-        nemesis_events,
-    })
+    Ok(Txns { txns, keys: cx.keys, nemesis_events })
 }
 
 fn complete(cx: &mut Ctx<'_>, txn: &mut Txn, pos: usize) -> Result<(), TxnInputError> {
@@ -251,9 +211,7 @@ fn complete(cx: &mut Ctx<'_>, txn: &mut Txn, pos: usize) -> Result<(), TxnInputE
     let done = cx.mops(pos, true)?;
     let same_shape = done.len() == txn.mops.len()
         && done.iter().zip(&txn.mops).all(|(a, b)| match (a, b) {
-            (Mop::Write { key: k1, value: v1 }, Mop::Write { key: k2, value: v2 }) => {
-                k1 == k2 && v1 == v2
-            }
+            (Mop::Write { key: k1, value: v1 }, Mop::Write { key: k2, value: v2 }) => k1 == k2 && v1 == v2,
             (Mop::Read { key: k1, .. }, Mop::Read { key: k2, .. }) => k1 == k2,
             _ => false,
         });

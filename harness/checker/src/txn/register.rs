@@ -45,10 +45,7 @@ fn show(v: i64) -> String {
 
 impl Ctx<'_> {
     fn anomaly(&mut self, kind: AnomalyKind, txns: &[u32], key: u32, description: String) {
-        let labels = txns
-            .iter()
-            .map(|&i| self.t.txns[i as usize].label)
-            .collect();
+        let labels = txns.iter().map(|&i| self.t.txns[i as usize].label).collect();
         self.out.anomalies.push(Anomaly {
             kind,
             txns: labels,
@@ -116,17 +113,14 @@ fn writers(t: &Txns) -> Result<FxHashMap<(u32, i64), Writer>, TxnInputError> {
                 continue;
             };
             let intermediate = last.get(&key) != Some(&value);
-            if let Some(prev) = w.insert(
-                (key, value),
-                Writer {
-                    txn: i as u32,
-                    intermediate,
-                },
-            ) {
+            if let Some(prev) = w.insert((key, value), Writer { txn: i as u32, intermediate }) {
                 return Err(TxnInputError {
                     position: txn.invoke_pos,
                     index: 0, // filled in by the caller, which has the events
-                    expected: format!("values unique per key (rw-register): {value} was written to {} by T{} already", t.keys[key as usize], t.txns[prev.txn as usize].label),
+                    expected: format!(
+                        "values unique per key (rw-register): {value} was written to {} by T{} already",
+                        t.keys[key as usize], t.txns[prev.txn as usize].label
+                    ),
                     found: format!("`[\"w\", {:?}, {value}]` again", t.keys[key as usize]),
                 });
             }
@@ -148,21 +142,11 @@ fn internal(cx: &mut Ctx<'_>, i: usize) {
                 wrote.insert(*key, *value);
                 continue;
             }
-            Mop::Read { key, value } => (
-                *key,
-                value
-                    .as_deref()
-                    .and_then(|l| l.first().copied())
-                    .unwrap_or(NIL),
-            ),
+            Mop::Read { key, value } => (*key, value.as_deref().and_then(|l| l.first().copied()).unwrap_or(NIL)),
         };
         if let Some(&w) = wrote.get(&key) {
             if w != v {
-                let d = format!(
-                    "T{label} read {} = {} after writing {w} to it",
-                    cx.key(key),
-                    show(v)
-                );
+                let d = format!("T{label} read {} = {} after writing {w} to it", cx.key(key), show(v));
                 cx.anomaly(AnomalyKind::Internal, &[i as u32], key, d);
             }
             continue;
@@ -187,10 +171,7 @@ fn internal(cx: &mut Ctx<'_>, i: usize) {
 }
 
 fn writes_key(cx: &Ctx<'_>, txn: u32, k: u32) -> bool {
-    cx.t.txns[txn as usize]
-        .mops
-        .iter()
-        .any(|m| matches!(m, Mop::Write { key, .. } if *key == k))
+    cx.t.txns[txn as usize].mops.iter().any(|m| matches!(m, Mop::Write { key, .. } if *key == k))
 }
 
 fn written_by(cx: &Ctx<'_>, txn: u32, k: u32) -> i64 {
@@ -224,24 +205,14 @@ fn reads_of_key(cx: &mut Ctx<'_>, k: u32, writes: &[(u32, i64)]) {
 /// a wr edge from its writer.
 fn observed(cx: &mut Ctx<'_>, k: u32, r: u32, v: i64) {
     let Some(w) = cx.writers.get(&(k, v)) else {
-        let d = format!(
-            "{} read {} = {v}, but no transaction wrote {v} to {}",
-            cx.name(r),
-            cx.key(k),
-            cx.key(k)
-        );
+        let d = format!("{} read {} = {v}, but no transaction wrote {v} to {}", cx.name(r), cx.key(k), cx.key(k));
         cx.anomaly(AnomalyKind::GarbageRead, &[r], k, d);
         return;
     };
     let (wt, intermediate) = (w.txn, w.intermediate);
     match cx.t.txns[wt as usize].status {
         Status::Fail => {
-            let d = format!(
-                "{} read {} = {v}, written by {}, which failed",
-                cx.name(r),
-                cx.key(k),
-                cx.name(wt)
-            );
+            let d = format!("{} read {} = {v}, written by {}, which failed", cx.name(r), cx.key(k), cx.name(wt));
             cx.anomaly(AnomalyKind::G1a, &[r, wt], k, d);
         }
         _ if wt == r => {}
@@ -255,26 +226,17 @@ fn observed(cx: &mut Ctx<'_>, k: u32, r: u32, v: i64) {
                 );
                 cx.anomaly(AnomalyKind::G1b, &[r, wt], k, d);
             }
-            cx.out
-                .push(Edge::new(wt as usize, r as usize, EdgeKind::Wr, k, v, 0));
+            cx.out.push(Edge::new(wt as usize, r as usize, EdgeKind::Wr, k, v, 0));
         }
     }
 }
 
 /// The rw edges of a read of the initial `nil`, and the ww and rw edges of a transaction that
 /// read `k` = `v` and then wrote `k` (see the module docs).
-fn version_edges(
-    cx: &mut Ctx<'_>,
-    k: u32,
-    r: u32,
-    v: i64,
-    writes: &[(u32, i64)],
-    readers: &FxHashMap<i64, Vec<u32>>,
-) {
+fn version_edges(cx: &mut Ctx<'_>, k: u32, r: u32, v: i64, writes: &[(u32, i64)], readers: &FxHashMap<i64, Vec<u32>>) {
     if v == NIL {
         for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
-            cx.out
-                .push(Edge::new(r as usize, w as usize, EdgeKind::Rw, k, wv, NIL));
+            cx.out.push(Edge::new(r as usize, w as usize, EdgeKind::Rw, k, wv, NIL));
         }
     }
     if !writes_key(cx, r, k) {
@@ -283,47 +245,20 @@ fn version_edges(
     let mine = written_by(cx, r, k);
     if v == NIL {
         for &(w, wv) in writes.iter().filter(|(w, _)| *w != r) {
-            cx.out
-                .push(Edge::new(r as usize, w as usize, EdgeKind::Ww, k, wv, mine));
+            cx.out.push(Edge::new(r as usize, w as usize, EdgeKind::Ww, k, wv, mine));
         }
-    } else if let Some(w) = cx
-        .writers
-        .get(&(k, v))
-        .filter(|w| w.txn != r && cx.out.included[w.txn as usize])
-    {
-        cx.out.push(Edge::new(
-            w.txn as usize,
-            r as usize,
-            EdgeKind::Ww,
-            k,
-            mine,
-            v,
-        ));
+    } else if let Some(w) = cx.writers.get(&(k, v)).filter(|w| w.txn != r && cx.out.included[w.txn as usize]) {
+        cx.out.push(Edge::new(w.txn as usize, r as usize, EdgeKind::Ww, k, mine, v));
     }
     for &other in readers.get(&v).into_iter().flatten().filter(|&&o| o != r) {
-        cx.out.push(Edge::new(
-            other as usize,
-            r as usize,
-            EdgeKind::Rw,
-            k,
-            mine,
-            v,
-        ));
+        cx.out.push(Edge::new(other as usize, r as usize, EdgeKind::Rw, k, mine, v));
     }
 }
 
 fn lost_updates(cx: &mut Ctx<'_>, k: u32, readers: &FxHashMap<i64, Vec<u32>>) {
     let mut groups: Vec<(i64, Vec<u32>)> = readers
         .iter()
-        .map(|(&v, rs)| {
-            (
-                v,
-                rs.iter()
-                    .copied()
-                    .filter(|&r| writes_key(cx, r, k))
-                    .collect::<Vec<u32>>(),
-            )
-        })
+        .map(|(&v, rs)| (v, rs.iter().copied().filter(|&r| writes_key(cx, r, k)).collect::<Vec<u32>>()))
         .filter(|(_, g)| g.len() > 1)
         .collect();
     groups.sort_unstable();

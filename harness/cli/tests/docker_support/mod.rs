@@ -22,10 +22,8 @@ fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Uid:")
-                    .map(|r| r.split_whitespace().nth(1).unwrap_or("1").to_string())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("1").to_string()))
         })
         .is_some_and(|u| u == "0")
 }
@@ -40,12 +38,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// True when the Docker tests can run here; otherwise says why (the skip message) and the test
 /// returns early, passing. Makes the image current (once per binary).
 pub fn docker_ready() -> bool {
-    let tools = ["docker", "docker-compose"].iter().all(|t| {
-        Command::new(t)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let tools = ["docker", "docker-compose"]
+        .iter()
+        .all(|t| Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()));
     if !tools || !docker::engine_available() {
         println!("docker engine not available: skipped");
         eprintln!("docker engine not available: skipped");
@@ -59,8 +54,7 @@ pub fn docker_ready() -> bool {
     static IMAGE: Once = Once::new();
     IMAGE.call_once(|| {
         let t = Instant::now();
-        let report = docker::ensure_image(None, Duration::from_secs(900), None)
-            .expect("the node image builds");
+        let report = docker::ensure_image(None, Duration::from_secs(900), None).expect("the node image builds");
         eprintln!("image: {report:?} ({:.1} s)", t.elapsed().as_secs_f64());
     });
     true
@@ -111,15 +105,8 @@ pub fn show(out: &Output) -> String {
 }
 
 fn lines(program: &str, args: &[&str]) -> Vec<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.trim().is_empty())
-        .collect()
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
 }
 
 /// Everything of run `run_id` that is still there: containers and networks carrying its label,
@@ -128,27 +115,14 @@ pub fn docker_leftovers(run_id: &str, subnet_prefix: &str) -> Vec<String> {
     let filter = format!("label=faultline.run={run_id}");
     let mut found: Vec<String> = Vec::new();
     found.extend(
-        lines(
-            "docker",
-            &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
-        )
-        .into_iter()
-        .map(|l| format!("container {l}")),
+        lines("docker", &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])
+            .into_iter()
+            .map(|l| format!("container {l}")),
     );
     found.extend(
-        lines(
-            "docker",
-            &[
-                "network",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                "{{.Name}}",
-            ],
-        )
-        .into_iter()
-        .map(|l| format!("network {l}")),
+        lines("docker", &["network", "ls", "--filter", &filter, "--format", "{{.Name}}"])
+            .into_iter()
+            .map(|l| format!("network {l}")),
     );
     for table in ["filter", "nat"] {
         for l in lines("iptables", &["-w", "5", "-t", table, "-S"]) {
@@ -157,9 +131,7 @@ pub fn docker_leftovers(run_id: &str, subnet_prefix: &str) -> Vec<String> {
             }
         }
     }
-    let dir = faultline_core::runtime::state::state_dir()
-        .join("docker")
-        .join(run_id);
+    let dir = faultline_core::runtime::state::state_dir().join("docker").join(run_id);
     if dir.exists() {
         found.push(format!("compose folder {}", dir.display()));
     }
@@ -168,9 +140,7 @@ pub fn docker_leftovers(run_id: &str, subnet_prefix: &str) -> Vec<String> {
 
 /// `10.79.X.` of a run, from test.json's node addresses.
 pub fn subnet_prefix(test: &serde_json::Value) -> String {
-    let ip = test["runtime"]["nodes"][0]["ip"]
-        .as_str()
-        .expect("test.json names the nodes' addresses");
+    let ip = test["runtime"]["nodes"][0]["ip"].as_str().expect("test.json names the nodes' addresses");
     let mut parts: Vec<&str> = ip.split('.').collect();
     parts.pop();
     format!("{}.", parts.join("."))
@@ -181,10 +151,7 @@ pub fn wait_containers_of(pid: u32, n: usize, timeout: Duration) -> Vec<String> 
     let filter = format!("label=faultline.harness-pid={pid}");
     let started = Instant::now();
     loop {
-        let names = lines(
-            "docker",
-            &["ps", "--filter", &filter, "--format", "{{.Names}}"],
-        );
+        let names = lines("docker", &["ps", "--filter", &filter, "--format", "{{.Names}}"]);
         if names.len() >= n || started.elapsed() > timeout {
             return names;
         }

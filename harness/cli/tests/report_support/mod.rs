@@ -15,12 +15,8 @@ pub fn faultline() -> Command {
 
 /// Runs `faultline ARGS`, bounded to 120 s.
 pub fn run(args: &[&str]) -> Output {
-    let child = faultline()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("faultline binary starts");
+    let child =
+        faultline().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("faultline binary starts");
     wait_bounded(child, Duration::from_secs(120))
 }
 
@@ -134,11 +130,7 @@ pub fn request(base: &str, method: &str, path: &str) -> (u16, String, Vec<u8>) {
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let body = raw[split + 4..].to_vec();
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    let ctype = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Type: "))
-        .unwrap_or("")
-        .to_string();
+    let ctype = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).unwrap_or("").to_string();
     (status, ctype, body)
 }
 
@@ -213,7 +205,10 @@ pub fn file_url(p: &Path) -> String {
 pub fn rendered_report(dir: &Path) -> String {
     let (dom, console) = chromium_run(&file_url(&dir.join("report.html")), "--dump-dom");
     assert!(console.is_empty(), "console messages in {}:\n{}", dir.display(), console.join("\n"));
-    assert!(dom.contains(r#"data-selfcheck="ok""#), "the page's self-check did not pass:\n{}", &dom[..dom.len().min(2000)]);
+    assert!(
+        dom.contains(r#"data-selfcheck="ok""#),
+        "the page's self-check did not pass:\n{}",
+        &dom[..dom.len().min(2000)]
+    );
     dom
 }
-

@@ -77,10 +77,8 @@ fn nix_euid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Uid:")
-                    .map(|r| r.split_whitespace().nth(1).unwrap_or("1").to_string())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("1").to_string()))
         })
         .and_then(|u| u.parse().ok())
         .unwrap_or(1)
@@ -92,29 +90,19 @@ pub fn run(store: &Path, args: &[&str]) -> Output {
     Command::new(faultline())
         .arg("run")
         .args(args)
-        .args([
-            "--store",
-            store.to_str().unwrap(),
-            "--node-bin",
-            node.to_str().unwrap(),
-            "--quiet",
-        ])
+        .args(["--store", store.to_str().unwrap(), "--node-bin", node.to_str().unwrap(), "--quiet"])
         .output()
         .expect("faultline starts")
 }
 
 pub fn results(store: &Path) -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(store.join("latest/results.json")).expect("results.json written");
+    let text = std::fs::read_to_string(store.join("latest/results.json")).expect("results.json written");
     serde_json::from_str(&text).expect("results.json is JSON")
 }
 
 pub fn history(store: &Path) -> Vec<faultline_checker::history::Event> {
-    let text =
-        std::fs::read_to_string(store.join("latest/history.jsonl")).expect("history.jsonl written");
-    faultline_checker::jsonl::parse(&text)
-        .expect("history parses")
-        .events
+    let text = std::fs::read_to_string(store.join("latest/history.jsonl")).expect("history.jsonl written");
+    faultline_checker::jsonl::parse(&text).expect("history parses").events
 }
 
 pub fn show(out: &Output) -> String {
@@ -181,12 +169,7 @@ pub struct Store(Option<tempfile::TempDir>);
 
 impl Store {
     pub fn new() -> Self {
-        Store(Some(
-            tempfile::Builder::new()
-                .prefix("faultline-test-")
-                .tempdir()
-                .expect("temp dir"),
-        ))
+        Store(Some(tempfile::Builder::new().prefix("faultline-test-").tempdir().expect("temp dir")))
     }
     pub fn path(&self) -> &Path {
         self.0.as_ref().expect("store present").path()

@@ -232,7 +232,9 @@ impl EtcdClient {
                 }
             }
             "cas" => {
-                let (Some(from), Some(to)) = (op.value.get(0).and_then(Value::as_i64), op.value.get(1).and_then(Value::as_i64)) else {
+                let (Some(from), Some(to)) =
+                    (op.value.get(0).and_then(Value::as_i64), op.value.get(1).and_then(Value::as_i64))
+                else {
                     return Completion::fail(op.value.clone(), "bad-op: cas value must be [from, to]", node);
                 };
                 let body = json!({
@@ -259,7 +261,10 @@ impl EtcdClient {
         Ok(EtcdStatus {
             member_id: member_id.to_string(),
             leader_id: leader_id.to_string(),
-            raft_term: v.get("raftTerm").and_then(u64_field).or_else(|| v.pointer("/header/raft_term").and_then(u64_field)),
+            raft_term: v
+                .get("raftTerm")
+                .and_then(u64_field)
+                .or_else(|| v.pointer("/header/raft_term").and_then(u64_field)),
             version: v.get("version").and_then(Value::as_str).unwrap_or("").to_string(),
         })
     }

@@ -42,31 +42,16 @@ impl NodeHttp {
             .pool_max_idle_per_host(0)
             .no_proxy()
             .build()?;
-        Ok(NodeHttp {
-            http,
-            admin_token: admin_token.into(),
-        })
+        Ok(NodeHttp { http, admin_token: admin_token.into() })
     }
 
     fn classify(e: &reqwest::Error) -> CallError {
         if e.is_connect() {
-            CallError {
-                definite: true,
-                error: "connect".into(),
-                message: e.to_string(),
-            }
+            CallError { definite: true, error: "connect".into(), message: e.to_string() }
         } else if e.is_timeout() {
-            CallError {
-                definite: false,
-                error: "timeout".into(),
-                message: e.to_string(),
-            }
+            CallError { definite: false, error: "timeout".into(), message: e.to_string() }
         } else {
-            CallError {
-                definite: false,
-                error: "connection".into(),
-                message: e.to_string(),
-            }
+            CallError { definite: false, error: "connection".into(), message: e.to_string() }
         }
     }
 
@@ -79,25 +64,14 @@ impl NodeHttp {
             return Ok(json);
         }
         // Without a well-formed error body we cannot know whether the op happened.
-        let definite = json
-            .get("definite")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let definite = json.get("definite").and_then(Value::as_bool).unwrap_or(false);
         let error = json
             .get("error")
             .and_then(Value::as_str)
             .map(String::from)
             .unwrap_or_else(|| format!("http-{}", status.as_u16()));
-        let message = json
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        Err(CallError {
-            definite,
-            error,
-            message,
-        })
+        let message = json.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        Err(CallError { definite, error, message })
     }
 
     /// `POST http://ADDR/kv/<call>` with `body`.
@@ -129,19 +103,18 @@ impl NodeHttp {
     /// `GET /admin/status`.
     pub async fn status(&self, addr: &str) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/status");
-        Self::finish(
-            self.http
-                .get(url)
-                .bearer_auth(&self.admin_token)
-                .send()
-                .await,
-        )
-        .await
+        Self::finish(self.http.get(url).bearer_auth(&self.admin_token).send().await).await
     }
 
     /// `GET /admin/<path>` (no body) or `POST` with `body`, bounded by `timeout` instead of the
     /// client's: admin calls such as a router's rebalance outlast an operation's timeout.
-    pub async fn admin(&self, addr: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Value, CallError> {
+    pub async fn admin(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/{path}");
         let req = match body {
             Some(b) => self.http.post(url).json(b),
@@ -153,15 +126,7 @@ impl NodeHttp {
     /// `POST /admin/clock` with `body` (`{"offset_ms": ..}` or `{"reset": true}`).
     pub async fn clock(&self, addr: &str, body: &Value) -> Result<Value, CallError> {
         let url = format!("http://{addr}/admin/clock");
-        Self::finish(
-            self.http
-                .post(url)
-                .bearer_auth(&self.admin_token)
-                .json(body)
-                .send()
-                .await,
-        )
-        .await
+        Self::finish(self.http.post(url).bearer_auth(&self.admin_token).json(body).send().await).await
     }
 }
 /// The reference node's client for one data type: registers through `/kv`, sets through
@@ -184,7 +149,8 @@ impl ReferenceClient {
         };
         match self.http.kv(addr, &op.f, &body).await {
             Ok(answer) => {
-                let value = if op.f == "read" { answer.get("value").cloned().unwrap_or(Value::Null) } else { op.value.clone() };
+                let value =
+                    if op.f == "read" { answer.get("value").cloned().unwrap_or(Value::Null) } else { op.value.clone() };
                 // A load balancer names the backend that served the request (the `lb` role's
                 // `backend` field); its distribution is judged from this.
                 let served_by = answer.get("backend").and_then(Value::as_str).unwrap_or(node);
@@ -263,7 +229,6 @@ impl Client for ReferenceClient {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

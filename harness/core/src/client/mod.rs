@@ -47,28 +47,13 @@ pub struct Completion {
 
 impl Completion {
     pub fn ok(value: serde_json::Value, node: &str) -> Self {
-        Completion {
-            kind: EventType::Ok,
-            value,
-            error: None,
-            node: Some(node.into()),
-        }
+        Completion { kind: EventType::Ok, value, error: None, node: Some(node.into()) }
     }
     pub fn fail(value: serde_json::Value, error: impl Into<String>, node: &str) -> Self {
-        Completion {
-            kind: EventType::Fail,
-            value,
-            error: Some(error.into()),
-            node: Some(node.into()),
-        }
+        Completion { kind: EventType::Fail, value, error: Some(error.into()), node: Some(node.into()) }
     }
     pub fn info(value: serde_json::Value, error: impl Into<String>, node: &str) -> Self {
-        Completion {
-            kind: EventType::Info,
-            value,
-            error: Some(error.into()),
-            node: Some(node.into()),
-        }
+        Completion { kind: EventType::Info, value, error: Some(error.into()), node: Some(node.into()) }
     }
 }
 

@@ -76,7 +76,9 @@ pub struct ReplicationInfo {
 
 /// Parses the text of `INFO replication`.
 pub fn parse_replication(text: &str) -> ReplicationInfo {
-    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()));
+    let field = |k: &str| {
+        text.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+    };
     ReplicationInfo {
         role: field("role").unwrap_or_default(),
         link_up: field("master_link_status").as_deref() == Some("up"),
@@ -172,7 +174,9 @@ impl RedisClient {
             DataType::Register => register_cmd(&mut c, &key, op).await,
             DataType::Set => set_cmd(&mut c, &key, op).await,
             DataType::Counter => counter_cmd(&mut c, &key, op).await,
-            DataType::ListAppend | DataType::RwRegister => Err(CallError { definite: true, error: super::unsupported("redis", self.data, &REDIS_DATA_TYPES) }),
+            DataType::ListAppend | DataType::RwRegister => {
+                Err(CallError { definite: true, error: super::unsupported("redis", self.data, &REDIS_DATA_TYPES) })
+            }
         }
     }
 
@@ -208,7 +212,10 @@ impl RedisClient {
         let saddr = format!("{ip}:{}", conf.port);
         let fut = async {
             let mut c = connect(&saddr, self.timeout).await.map_err(|e| format!("sentinel {}", e.error))?;
-            match call(&mut c, &["SENTINEL", "master", &conf.master]).await.map_err(|e| format!("sentinel: {}", e.error))? {
+            match call(&mut c, &["SENTINEL", "master", &conf.master])
+                .await
+                .map_err(|e| format!("sentinel: {}", e.error))?
+            {
                 Reply::Array(items) => sentinel_fields(&items),
                 other => Err(format!("sentinel: unexpected reply {other:?}")),
             }
@@ -321,7 +328,10 @@ mod tests {
         assert_eq!(c.for_data(DataType::Counter).unwrap().data, DataType::Counter);
         for d in [DataType::ListAppend, DataType::RwRegister] {
             let Err(e) = c.for_data(d).map(|c| c.data) else { panic!("redis runs no transactions") };
-            assert!(e.contains(&format!("no client for the {} workload", d.name())) && e.contains("register, set, counter"), "{e}");
+            assert!(
+                e.contains(&format!("no client for the {} workload", d.name())) && e.contains("register, set, counter"),
+                "{e}"
+            );
         }
     }
 

@@ -46,15 +46,8 @@ pub struct Pacer {
 impl Pacer {
     /// `rate` is the target total ops/s of all `concurrency` workers; 0 means no pause.
     pub fn new(seed: u64, worker: u64, rate: f64, concurrency: usize) -> Self {
-        let mean = if rate > 0.0 {
-            Duration::from_secs_f64(concurrency as f64 / rate)
-        } else {
-            Duration::ZERO
-        };
-        Pacer {
-            mean,
-            rng: rng_for(seed, "pacer", worker),
-        }
+        let mean = if rate > 0.0 { Duration::from_secs_f64(concurrency as f64 / rate) } else { Duration::ZERO };
+        Pacer { mean, rng: rng_for(seed, "pacer", worker) }
     }
 
     /// The pause before the next op: uniform in [0.5, 1.5) × mean.
@@ -76,10 +69,7 @@ pub struct ProcessIds {
 impl ProcessIds {
     pub fn new(worker: u64, concurrency: u64) -> Self {
         assert!(worker < concurrency, "worker index within concurrency");
-        ProcessIds {
-            current: worker,
-            concurrency,
-        }
+        ProcessIds { current: worker, concurrency }
     }
     pub fn current(&self) -> u64 {
         self.current
@@ -111,14 +101,9 @@ mod tests {
         let db: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
         assert_eq!(da, db);
         // 10 workers at 100 ops/s: 100 ms mean, every delay within [50, 150) ms.
-        assert!(da
-            .iter()
-            .all(|d| *d >= Duration::from_millis(50) && *d < Duration::from_millis(150)));
+        assert!(da.iter().all(|d| *d >= Duration::from_millis(50) && *d < Duration::from_millis(150)));
         let mean = da.iter().sum::<Duration>() / 200;
-        assert!(
-            mean > Duration::from_millis(90) && mean < Duration::from_millis(110),
-            "{mean:?}"
-        );
+        assert!(mean > Duration::from_millis(90) && mean < Duration::from_millis(110), "{mean:?}");
         assert!(da.windows(2).any(|w| w[0] != w[1]), "no jitter");
         assert_eq!(Pacer::new(1, 0, 0.0, 10).next_delay(), Duration::ZERO);
     }

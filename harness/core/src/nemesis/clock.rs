@@ -47,11 +47,7 @@ pub struct ClockNemesis {
 fn sample(ctx_samples: &Arc<Mutex<Vec<ClockSample>>>, now: u64, node: &str, offset_ms: i64) {
     if let Ok(mut s) = ctx_samples.lock() {
         if s.len() < SAMPLES_MAX {
-            s.push(ClockSample {
-                time_ns: now,
-                node: node.into(),
-                offset_ms,
-            });
+            s.push(ClockSample { time_ns: now, node: node.into(), offset_ms });
         }
     }
 }
@@ -62,11 +58,7 @@ pub fn clock_nodes(ordered: &[String]) -> Vec<String> {
         return vec![];
     }
     // The permutation's first index seeds the subset size (deterministic per schedule).
-    let k = 1 + ordered[0]
-        .trim_start_matches('n')
-        .parse::<usize>()
-        .unwrap_or(1)
-        % ordered.len();
+    let k = 1 + ordered[0].trim_start_matches('n').parse::<usize>().unwrap_or(1) % ordered.len();
     ordered[..k].to_vec()
 }
 
@@ -115,10 +107,7 @@ impl ClockNemesis {
             Ok(l) if !l.is_empty() => l,
             Ok(_) => {
                 let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
-                return not_applied(
-                    "a lone node has no one to be cut off from".into(),
-                    vec![leader],
-                );
+                return not_applied("a lone node has no one to be cut off from".into(), vec![leader]);
             }
             Err(e) => {
                 let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
@@ -126,10 +115,7 @@ impl ClockNemesis {
             }
         };
         *self.isolating.lock().expect("isolating lock") = true;
-        let faults = NetFaults {
-            drop: links.clone(),
-            ..NetFaults::default()
-        };
+        let faults = NetFaults { drop: links.clone(), ..NetFaults::default() };
         if let Err(e) = ctx.runtime.apply_net(&faults) {
             let _ = ctx.runtime.heal_net();
             let _ = Self::set_all(ctx, std::slice::from_ref(&leader), None).await;
@@ -183,10 +169,8 @@ impl Nemesis for ClockNemesis {
                 let target = ctx.target.clone();
                 let samples = ctx.clock_samples.clone();
                 let now_ns = ctx.now_ns.clone();
-                let addrs: Vec<(String, String)> = nodes
-                    .iter()
-                    .filter_map(|id| ctx.runtime.client_addr(id).ok().map(|a| (id.clone(), a)))
-                    .collect();
+                let addrs: Vec<(String, String)> =
+                    nodes.iter().filter_map(|id| ctx.runtime.client_addr(id).ok().map(|a| (id.clone(), a))).collect();
                 let handle = tokio::spawn(async move {
                     let mut on = false;
                     loop {
@@ -206,11 +190,7 @@ impl Nemesis for ClockNemesis {
                 applied: errors.is_empty() && !nodes.is_empty(),
                 nodes,
                 mechanism: "admin-api".into(),
-                error: if errors.is_empty() {
-                    None
-                } else {
-                    Some(errors.join("; "))
-                },
+                error: if errors.is_empty() { None } else { Some(errors.join("; ")) },
                 detail: json!({ "offset_ms": offset, "strobe_period_ms": if spec.kind == "strobe" { Some(STROBE_PERIOD_MS) } else { None } }),
             }
         })

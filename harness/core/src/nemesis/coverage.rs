@@ -57,9 +57,7 @@ pub const MAX_WINDOWS: usize = 100_000;
 /// (`all`, or the same families listed bare).
 pub fn is_default(choices: &[Choice]) -> bool {
     choices.len() == Family::GENERAL.len()
-        && Family::GENERAL
-            .iter()
-            .all(|f| choices.iter().any(|c| c.family == *f && c.kinds.is_empty()))
+        && Family::GENERAL.iter().all(|f| choices.iter().any(|c| c.family == *f && c.kinds.is_empty()))
 }
 
 /// Whether a (family, kind) pair can act on this cluster.
@@ -87,17 +85,11 @@ pub fn generate(
     assert!(interval_s > 0.0, "interval checked by the caller");
     let mut rng = rng_for(seed, "nemesis-coverage", 0);
     let keep = |(f, k): &(Family, &str)| supported(*f) && usable(*f, k, nodes, has_leader);
-    let wave = if has_leader {
-        LEADER_WAVE
-    } else {
-        LEADERLESS_WAVE
-    };
+    let wave = if has_leader { LEADER_WAVE } else { LEADERLESS_WAVE };
     // A target that can move shards (a router under range or directory sharding) also gets a
     // move under load: what its own bugs need.
-    let rebalance =
-        supported(Family::Rebalance).then_some((Family::Rebalance, rebalance::KIND_MOVE));
-    let mut first: Vec<(Family, &str)> =
-        wave.iter().copied().chain(rebalance).filter(keep).collect();
+    let rebalance = supported(Family::Rebalance).then_some((Family::Rebalance, rebalance::KIND_MOVE));
+    let mut first: Vec<(Family, &str)> = wave.iter().copied().chain(rebalance).filter(keep).collect();
     first.shuffle(&mut rng);
     first.reverse(); // drawn with pop(): the shuffled order, front first
     let pool: Vec<(Family, &str)> = Family::GENERAL
@@ -111,10 +103,7 @@ pub fn generate(
     let mut bag: Vec<(Family, &str)> = Vec::new();
     let mut faults = Vec::new();
     let mut t = gap;
-    while !pool.is_empty()
-        && faults.len() < MAX_WINDOWS
-        && t + interval_s <= time_limit_s - gap + 1e-9
-    {
+    while !pool.is_empty() && faults.len() < MAX_WINDOWS && t + interval_s <= time_limit_s - gap + 1e-9 {
         let (family, kind) = match first.pop() {
             Some(p) => p,
             None => {
@@ -131,19 +120,11 @@ pub fn generate(
         faults.push(Scheduled {
             start_s: t,
             end_s: t + interval_s,
-            spec: FaultSpec {
-                family,
-                kind: kind.to_string(),
-                order,
-                param,
-            },
+            spec: FaultSpec { family, kind: kind.to_string(), order, param },
         });
         t += interval_s + gap;
     }
-    Schedule {
-        name: "all".into(),
-        faults,
-    }
+    Schedule { name: "all".into(), faults }
 }
 
 #[cfg(test)]
@@ -156,10 +137,7 @@ mod tests {
     }
 
     fn pairs(s: &Schedule) -> Vec<(Family, String)> {
-        s.faults
-            .iter()
-            .map(|f| (f.spec.family, f.spec.kind.clone()))
-            .collect()
+        s.faults.iter().map(|f| (f.spec.family, f.spec.kind.clone())).collect()
     }
 
     #[test]
@@ -172,16 +150,10 @@ mod tests {
         // 1.5 + 4.5 k, ending by 58.5: 13 windows of 3 s.
         assert_eq!(a.faults.len(), 13);
         assert_eq!(a.faults[0].start_s, 1.5);
-        assert!(a
-            .faults
-            .iter()
-            .all(|f| f.end_s - f.start_s == 3.0 && f.end_s <= 58.5));
+        assert!(a.faults.iter().all(|f| f.end_s - f.start_s == 3.0 && f.end_s <= 58.5));
         for s in [&a, &c] {
             let mut head: Vec<(Family, String)> = pairs(s)[..LEADER_WAVE.len()].to_vec();
-            let mut want: Vec<(Family, String)> = LEADER_WAVE
-                .iter()
-                .map(|(f, k)| (*f, k.to_string()))
-                .collect();
+            let mut want: Vec<(Family, String)> = LEADER_WAVE.iter().map(|(f, k)| (*f, k.to_string())).collect();
             head.sort();
             want.sort();
             assert_eq!(head, want, "the whole wave, once each, first");
@@ -189,12 +161,8 @@ mod tests {
         // A 30 s run at the default interval still holds the whole wave.
         assert_eq!(generate(3, 5, true, &every, 30.0, 3.0).faults.len(), 6);
         assert!(is_default(&super::super::parse_choices("all").unwrap()));
-        assert!(!is_default(
-            &super::super::parse_choices("partition,kill").unwrap()
-        ));
-        assert!(!is_default(
-            &super::super::parse_choices("partition:halves,kill,pause,clock,loss,latency").unwrap()
-        ));
+        assert!(!is_default(&super::super::parse_choices("partition,kill").unwrap()));
+        assert!(!is_default(&super::super::parse_choices("partition:halves,kill,pause,clock,loss,latency").unwrap()));
     }
 
     #[test]
@@ -216,14 +184,9 @@ mod tests {
         // A router that can move shards gets a move in its first wave.
         let router = generate(6, 7, true, &|_| true, 120.0, 3.0);
         let head: Vec<(Family, String)> = pairs(&router)[..LEADER_WAVE.len() + 1].to_vec();
-        assert!(
-            head.contains(&(Family::Rebalance, "move".to_string())),
-            "{head:?}"
-        );
+        assert!(head.contains(&(Family::Rebalance, "move".to_string())), "{head:?}");
         // Nothing the target takes: no windows rather than refused ones.
-        assert!(generate(1, 5, true, &|_| false, 60.0, 3.0)
-            .faults
-            .is_empty());
+        assert!(generate(1, 5, true, &|_| false, 60.0, 3.0).faults.is_empty());
     }
 
     #[test]

@@ -56,14 +56,8 @@ impl Family {
     /// What `--nemesis all` means: every fault any target can take. `rebalance` is asked for by
     /// name: only sharded targets can take it, and `all` on them would otherwise mean something
     /// else than on every other target.
-    pub const GENERAL: [Family; 6] = [
-        Family::Partition,
-        Family::Kill,
-        Family::Pause,
-        Family::Clock,
-        Family::Loss,
-        Family::Latency,
-    ];
+    pub const GENERAL: [Family; 6] =
+        [Family::Partition, Family::Kill, Family::Pause, Family::Clock, Family::Loss, Family::Latency];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -80,14 +74,7 @@ impl Family {
     /// The kinds a schedule draws from for this family.
     pub fn kinds(self) -> &'static [&'static str] {
         match self {
-            Family::Partition => &[
-                "halves",
-                "isolate-one",
-                "isolate-leader",
-                "majorities-ring",
-                "bridge",
-                "one-way",
-            ],
+            Family::Partition => &["halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "one-way"],
             Family::Kill | Family::Pause => &["one", "minority", "leader", "all"],
             Family::Clock => &["bump", "strobe"],
             Family::Loss => &["all-links"],
@@ -143,10 +130,7 @@ impl Choice {
 pub const NAMED: &[(&str, &str)] = &[
     ("network", "partition,loss,latency"),
     ("process", "kill,pause"),
-    (
-        "leader",
-        "partition:isolate-leader,kill:leader,pause:leader",
-    ),
+    ("leader", "partition:isolate-leader,kill:leader,pause:leader"),
     // Overlapping faults: the leader's clock set back while it is cut off (see clock.rs).
     ("clock-partition", "clock:skew-isolate-leader"),
 ];
@@ -159,31 +143,18 @@ pub fn parse_choices(s: &str) -> Result<Vec<Choice>, String> {
     }
     match s.trim() {
         "none" | "" => Ok(vec![]),
-        "all" => Ok(Family::GENERAL
-            .iter()
-            .map(|f| Choice {
-                family: *f,
-                kinds: vec![],
-            })
-            .collect()),
+        "all" => Ok(Family::GENERAL.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect()),
         list => {
             let mut out: Vec<Choice> = Vec::new();
             for part in list.split(',') {
                 let (fam, kinds) = match part.trim().split_once(':') {
-                    Some((f, k)) => (
-                        f,
-                        k.split('+')
-                            .map(|k| k.trim().to_string())
-                            .collect::<Vec<_>>(),
-                    ),
+                    Some((f, k)) => (f, k.split('+').map(|k| k.trim().to_string()).collect::<Vec<_>>()),
                     None => (part.trim(), vec![]),
                 };
                 let family: Family = fam.parse()?;
                 for k in &kinds {
                     let known = family.kinds().iter().chain(family.explicit_kinds());
-                    if !family.kinds().contains(&k.as_str())
-                        && !family.explicit_kinds().contains(&k.as_str())
-                    {
+                    if !family.kinds().contains(&k.as_str()) && !family.explicit_kinds().contains(&k.as_str()) {
                         return Err(format!(
                             "unknown {} kind {k:?}: expected one of {}",
                             family.as_str(),
@@ -250,14 +221,7 @@ impl Schedule {
         }
         if coverage::is_default(choices) {
             let supported = |f: Family| target.fault_support(f).is_ok();
-            return coverage::generate(
-                seed,
-                nodes,
-                target.has_leader(),
-                &supported,
-                time_limit_s,
-                interval_s,
-            );
+            return coverage::generate(seed, nodes, target.has_leader(), &supported, time_limit_s, interval_s);
         }
         Self::generate_choices(seed, choices, nodes, time_limit_s, interval_s)
     }
@@ -267,31 +231,14 @@ impl Schedule {
         let mut fams: Vec<Family> = self.faults.iter().map(|f| f.spec.family).collect();
         fams.sort();
         fams.dedup();
-        fams.into_iter()
-            .map(|family| Choice {
-                family,
-                kinds: vec![],
-            })
-            .collect()
+        fams.into_iter().map(|family| Choice { family, kinds: vec![] }).collect()
     }
 
     /// Quiet `interval`, fault `interval`, quiet `interval`, ... up to `time_limit`, every fault
     /// ending at least `interval/2` before the limit. Families are drawn at random (seeded) but
     /// cycle so that each listed family appears before any repeats.
-    pub fn generate(
-        seed: u64,
-        families: &[Family],
-        nodes: usize,
-        time_limit_s: f64,
-        interval_s: f64,
-    ) -> Schedule {
-        let choices: Vec<Choice> = families
-            .iter()
-            .map(|f| Choice {
-                family: *f,
-                kinds: vec![],
-            })
-            .collect();
+    pub fn generate(seed: u64, families: &[Family], nodes: usize, time_limit_s: f64, interval_s: f64) -> Schedule {
+        let choices: Vec<Choice> = families.iter().map(|f| Choice { family: *f, kinds: vec![] }).collect();
         Self::generate_choices(seed, &choices, nodes, time_limit_s, interval_s)
     }
 
@@ -330,11 +277,7 @@ impl Schedule {
                 bag.shuffle(&mut rng);
             }
             let family = bag.pop().expect("bag refilled");
-            let kinds = choices
-                .iter()
-                .find(|c| c.family == family)
-                .expect("family from choices")
-                .kinds();
+            let kinds = choices.iter().find(|c| c.family == family).expect("family from choices").kinds();
             let kind = kinds[rng.random_range(0..kinds.len())].to_string();
             let mut order: Vec<usize> = (0..nodes).collect();
             order.shuffle(&mut rng);
@@ -342,12 +285,7 @@ impl Schedule {
             faults.push(Scheduled {
                 start_s: t,
                 end_s: t + interval_s,
-                spec: FaultSpec {
-                    family,
-                    kind,
-                    order,
-                    param,
-                },
+                spec: FaultSpec { family, kind, order, param },
             });
             t += 2.0 * interval_s;
         }
@@ -361,15 +299,11 @@ pub(crate) fn draw_param(rng: &mut impl Rng, family: Family, kind: &str) -> f64 
         // Set back by whole seconds, enough to outlast a usual fault window: the lease
         // of the cut-off leader then holds that much longer (clock.rs).
         Family::Clock if kind == clock::SKEW_ISOLATE_LEADER => {
-            -(rng.random_range(clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX)
-                as f64
-                * 1000.0)
+            -(rng.random_range(clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX) as f64 * 1000.0)
         }
         // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
         Family::Clock => {
-            let mag = 10f64
-                .powf(rng.random_range(0.0..(600_000f64).log10()))
-                .round();
+            let mag = 10f64.powf(rng.random_range(0.0..(600_000f64).log10())).round();
             if rng.random_bool(0.5) {
                 mag
             } else {
@@ -425,20 +359,13 @@ impl NemesisCtx {
     /// The node ids in `spec.order`.
     pub fn ordered(&self, spec: &FaultSpec) -> Vec<String> {
         let ids = self.node_ids();
-        spec.order
-            .iter()
-            .filter_map(|&i| ids.get(i).cloned())
-            .collect()
+        spec.order.iter().filter_map(|&i| ids.get(i).cloned()).collect()
     }
 
     /// The leader, as the live nodes report it (see [`NemesisCtx::leader_now`]). On a target
     /// with a leader, asks again every 100 ms until one answers, for at most [`LEADER_WAIT`].
     pub async fn leader(&self) -> Option<String> {
-        let wait = if self.target.has_leader() {
-            LEADER_WAIT
-        } else {
-            std::time::Duration::ZERO
-        };
+        let wait = if self.target.has_leader() { LEADER_WAIT } else { std::time::Duration::ZERO };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(l) = self.leader_now().await {
@@ -469,10 +396,7 @@ impl NemesisCtx {
         let mut best: Option<(u64, String)> = None;
         while let Some(r) = set.join_next().await {
             if let Ok(Some((term, id))) = r {
-                if best
-                    .as_ref()
-                    .is_none_or(|(t, b)| term > *t || (term == *t && id < *b))
-                {
+                if best.as_ref().is_none_or(|(t, b)| term > *t || (term == *t && id < *b)) {
                     best = Some((term, id));
                 }
             }
@@ -518,21 +442,12 @@ pub async fn pick_nodes(ctx: &NemesisCtx, spec: &FaultSpec) -> (Vec<String>, Opt
     let n = ordered.len();
     match spec.kind.as_str() {
         "one" => (ordered.into_iter().take(1).collect(), None),
-        "minority" => (
-            ordered
-                .into_iter()
-                .take((n.saturating_sub(1) / 2).max(1))
-                .collect(),
-            None,
-        ),
+        "minority" => (ordered.into_iter().take((n.saturating_sub(1) / 2).max(1)).collect(), None),
         "all" => (ordered, None),
         "leader" | "isolate-leader" => match ctx.leader().await {
             Some(l) => (vec![l], None),
             // No leader known: fall back to the seeded choice and say so.
-            None => (
-                ordered.into_iter().take(1).collect(),
-                Some("no leader known; took a seeded node".into()),
-            ),
+            None => (ordered.into_iter().take(1).collect(), Some("no leader known; took a seeded node".into())),
         },
         other => (vec![], Some(format!("unknown kind {other}"))),
     }
@@ -573,13 +488,7 @@ mod tests {
 
     #[test]
     fn parameters_stay_in_their_ranges() {
-        let s = Schedule::generate(
-            9,
-            &[Family::Clock, Family::Loss, Family::Latency],
-            3,
-            600.0,
-            1.0,
-        );
+        let s = Schedule::generate(9, &[Family::Clock, Family::Loss, Family::Latency], 3, 600.0, 1.0);
         assert!(s.faults.len() > 100);
         for f in &s.faults {
             match f.spec.family {
@@ -596,45 +505,31 @@ mod tests {
     #[test]
     fn no_faults_without_families_or_time() {
         assert!(Schedule::generate(1, &[], 5, 60.0, 5.0).faults.is_empty());
-        assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0)
-            .faults
-            .is_empty());
+        assert!(Schedule::generate(1, &[Family::Kill], 5, 10.0, 5.0).faults.is_empty());
     }
 
     #[test]
     fn skew_isolate_leader_is_explicit_only_and_sets_the_clock_back_seconds() {
         // Never drawn for the bare family...
         let bare = Schedule::generate(5, &[Family::Clock], 3, 600.0, 1.0);
-        assert!(bare
-            .faults
-            .iter()
-            .all(|f| f.spec.kind != clock::SKEW_ISOLATE_LEADER));
+        assert!(bare.faults.iter().all(|f| f.spec.kind != clock::SKEW_ISOLATE_LEADER));
         // ...but accepted by name, and under the named schedule.
         let named = parse_choices("clock-partition").unwrap();
         assert_eq!(named, parse_choices("clock:skew-isolate-leader").unwrap());
         let s = Schedule::generate_choices(5, &named, 3, 600.0, 1.0);
         assert_eq!(s.name, "clock:skew-isolate-leader");
         assert!(s.faults.len() > 100);
-        let (min, max) = (
-            clock::SKEW_ISOLATE_OFFSET_S_MIN as f64 * 1000.0,
-            clock::SKEW_ISOLATE_OFFSET_S_MAX as f64 * 1000.0,
-        );
+        let (min, max) =
+            (clock::SKEW_ISOLATE_OFFSET_S_MIN as f64 * 1000.0, clock::SKEW_ISOLATE_OFFSET_S_MAX as f64 * 1000.0);
         for f in &s.faults {
             assert_eq!(f.spec.kind, clock::SKEW_ISOLATE_LEADER);
-            assert!(
-                -f.spec.param >= min && -f.spec.param <= max,
-                "{}",
-                f.spec.param
-            );
+            assert!(-f.spec.param >= min && -f.spec.param <= max, "{}", f.spec.param);
             assert_eq!(f.spec.param % 1000.0, 0.0, "whole seconds");
         }
         let err = parse_choices("partition:skew-isolate-leader").unwrap_err();
         assert!(err.contains("unknown partition kind"), "{err}");
         let err = parse_choices("clock:skew").unwrap_err();
-        assert!(
-            err.contains("strobe") && err.contains("skew-isolate-leader"),
-            "{err}"
-        );
+        assert!(err.contains("strobe") && err.contains("skew-isolate-leader"), "{err}");
     }
 
     #[test]
@@ -643,7 +538,8 @@ mod tests {
         assert_eq!(parse_families("rebalance").unwrap(), vec![Family::Rebalance]);
         assert_eq!(parse_choices("rebalance:move").unwrap()[0].kinds, vec!["move"]);
         let s = Schedule::generate(3, &[Family::Rebalance, Family::Kill], 7, 60.0, 2.0);
-        let picks: Vec<f64> = s.faults.iter().filter(|f| f.spec.family == Family::Rebalance).map(|f| f.spec.param).collect();
+        let picks: Vec<f64> =
+            s.faults.iter().filter(|f| f.spec.family == Family::Rebalance).map(|f| f.spec.param).collect();
         assert!(picks.len() > 3 && picks.iter().all(|p| *p >= 0.0 && *p < 1e6 && p.fract() == 0.0), "{picks:?}");
         // Families without a parameter keep 0 beside it.
         let plain = Schedule::generate(3, &[Family::Kill], 7, 60.0, 2.0);
@@ -654,34 +550,20 @@ mod tests {
     fn nemesis_flag_parsing() {
         assert_eq!(parse_families("none").unwrap(), vec![]);
         assert_eq!(parse_families("all").unwrap().len(), 6);
-        assert_eq!(
-            parse_families("kill,partition,kill").unwrap(),
-            vec![Family::Kill, Family::Partition]
-        );
+        assert_eq!(parse_families("kill,partition,kill").unwrap(), vec![Family::Kill, Family::Partition]);
         let err = parse_families("partition,flood").unwrap_err();
         assert!(err.contains("flood") && err.contains("expected"), "{err}");
         let c = parse_choices("partition:isolate-leader+halves,kill").unwrap();
         assert_eq!(c[0].kinds, vec!["isolate-leader", "halves"]);
         assert!(c[1].kinds.is_empty());
         let err = parse_choices("kill:everything").unwrap_err();
-        assert!(
-            err.contains("everything") && err.contains("minority"),
-            "{err}"
-        );
+        assert!(err.contains("everything") && err.contains("minority"), "{err}");
         let leader = parse_choices("leader").unwrap();
         assert_eq!(leader.len(), 3);
-        assert!(leader
-            .iter()
-            .all(|c| c.kinds.len() == 1 && c.kinds[0].contains("leader")));
-        assert_eq!(
-            parse_families("network").unwrap(),
-            vec![Family::Partition, Family::Loss, Family::Latency]
-        );
+        assert!(leader.iter().all(|c| c.kinds.len() == 1 && c.kinds[0].contains("leader")));
+        assert_eq!(parse_families("network").unwrap(), vec![Family::Partition, Family::Loss, Family::Latency]);
         let s = Schedule::generate_choices(3, &c[..1], 5, 60.0, 5.0);
         assert_eq!(s.name, "partition:isolate-leader+halves");
-        assert!(s
-            .faults
-            .iter()
-            .all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
+        assert!(s.faults.iter().all(|f| f.spec.kind == "isolate-leader" || f.spec.kind == "halves"));
     }
 }

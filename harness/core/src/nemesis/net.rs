@@ -17,14 +17,8 @@ fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
     let mut links = Vec::new();
     for x in a {
         for y in b {
-            links.push(Link {
-                from: x.clone(),
-                to: y.clone(),
-            });
-            links.push(Link {
-                from: y.clone(),
-                to: x.clone(),
-            });
+            links.push(Link { from: x.clone(), to: y.clone() });
+            links.push(Link { from: y.clone(), to: x.clone() });
         }
     }
     links
@@ -32,11 +26,7 @@ fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
 
 /// Links cut by a partition kind over nodes in seeded `ordered` order (`leader` for
 /// isolate-leader). Pure, so it is unit-tested.
-pub fn partition_links(
-    kind: &str,
-    ordered: &[String],
-    leader: Option<&str>,
-) -> Result<Vec<Link>, String> {
+pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> Result<Vec<Link>, String> {
     let n = ordered.len();
     let half = n / 2;
     let mut links = match kind {
@@ -57,10 +47,7 @@ pub fn partition_links(
                     let dist = (i as isize - j as isize).unsigned_abs();
                     let ring = dist.min(n - dist);
                     if i != j && ring > d.max(1) {
-                        links.push(Link {
-                            from: ordered[i].clone(),
-                            to: ordered[j].clone(),
-                        });
+                        links.push(Link { from: ordered[i].clone(), to: ordered[j].clone() });
                     }
                 }
             }
@@ -77,18 +64,12 @@ pub fn partition_links(
             let mut links = Vec::new();
             for x in &ordered[..half] {
                 for y in &ordered[half..] {
-                    links.push(Link {
-                        from: x.clone(),
-                        to: y.clone(),
-                    });
+                    links.push(Link { from: x.clone(), to: y.clone() });
                 }
             }
             links
         }
-        "all-links" => both_ways(ordered, ordered)
-            .into_iter()
-            .filter(|l| l.from != l.to)
-            .collect(),
+        "all-links" => both_ways(ordered, ordered).into_iter().filter(|l| l.from != l.to).collect(),
         other => return Err(format!("unknown partition kind {other}")),
     };
     links.sort();
@@ -99,12 +80,7 @@ pub fn partition_links(
 impl NetNemesis {
     /// The links this fault affects: a partition's cut, else every link; an error when that is
     /// no link at all.
-    fn links_to_cut(
-        &self,
-        spec: &FaultSpec,
-        ordered: &[String],
-        leader: Option<&str>,
-    ) -> Result<Vec<Link>, String> {
+    fn links_to_cut(&self, spec: &FaultSpec, ordered: &[String], leader: Option<&str>) -> Result<Vec<Link>, String> {
         let links = match self.family {
             Family::Partition => partition_links(&spec.kind, ordered, leader),
             _ => partition_links("all-links", ordered, None),
@@ -112,12 +88,7 @@ impl NetNemesis {
         if links.is_empty() {
             // E.g. a majorities ring of 3 or any cut of 1 node: nothing to cut. Say so
             // rather than report a fault that changed nothing.
-            return Err(format!(
-                "{} {} cuts no link among {} nodes",
-                self.family.as_str(),
-                spec.kind,
-                ordered.len()
-            ));
+            return Err(format!("{} {} cuts no link among {} nodes", self.family.as_str(), spec.kind, ordered.len()));
         }
         Ok(links)
     }
@@ -126,19 +97,12 @@ impl NetNemesis {
     /// probability `param`) or delayed (by `param` ms, at least 1).
     fn faults_on(&self, links: &[Link], param: f64) -> NetFaults {
         match self.family {
-            Family::Partition => NetFaults {
-                drop: links.to_vec(),
-                ..NetFaults::default()
-            },
-            Family::Loss => NetFaults {
-                loss: links.iter().map(|l| (l.clone(), param)).collect(),
-                ..NetFaults::default()
-            },
+            Family::Partition => NetFaults { drop: links.to_vec(), ..NetFaults::default() },
+            Family::Loss => {
+                NetFaults { loss: links.iter().map(|l| (l.clone(), param)).collect(), ..NetFaults::default() }
+            }
             _ => NetFaults {
-                delay: links
-                    .iter()
-                    .map(|l| (l.clone(), param.max(1.0) as u64))
-                    .collect(),
+                delay: links.iter().map(|l| (l.clone(), param.max(1.0) as u64)).collect(),
                 ..NetFaults::default()
             },
         }
@@ -147,10 +111,7 @@ impl NetNemesis {
 
 /// The nodes at either end of `links`, sorted, each once.
 fn linked_nodes(links: &[Link]) -> Vec<String> {
-    let mut nodes: Vec<String> = links
-        .iter()
-        .flat_map(|l| [l.from.clone(), l.to.clone()])
-        .collect();
+    let mut nodes: Vec<String> = links.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect();
     nodes.sort();
     nodes.dedup();
     nodes
@@ -164,22 +125,11 @@ impl Nemesis for NetNemesis {
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
             let ordered = ctx.ordered(spec);
-            let leader = if spec.kind == "isolate-leader" {
-                ctx.leader().await
-            } else {
-                None
-            };
+            let leader = if spec.kind == "isolate-leader" { ctx.leader().await } else { None };
             let mechanism = format!("{}-iptables", ctx.runtime.mechanism().as_str());
             let links = match self.links_to_cut(spec, &ordered, leader.as_deref()) {
                 Ok(l) => l,
-                Err(e) => {
-                    return Applied {
-                        applied: false,
-                        mechanism,
-                        error: Some(e),
-                        ..Applied::default()
-                    }
-                }
+                Err(e) => return Applied { applied: false, mechanism, error: Some(e), ..Applied::default() },
             };
             let nodes = linked_nodes(&links);
             let faults = self.faults_on(&links, spec.param);
@@ -194,23 +144,11 @@ impl Nemesis for NetNemesis {
                 "leader": leader,
             });
             match ctx.runtime.apply_net(&faults) {
-                Ok(()) => Applied {
-                    applied: true,
-                    nodes,
-                    mechanism,
-                    error: None,
-                    detail,
-                },
+                Ok(()) => Applied { applied: true, nodes, mechanism, error: None, detail },
                 Err(e) => {
                     // Leave nothing half-applied.
                     let _ = ctx.runtime.heal_net();
-                    Applied {
-                        applied: false,
-                        nodes,
-                        mechanism,
-                        error: Some(e.to_string()),
-                        detail,
-                    }
+                    Applied { applied: false, nodes, mechanism, error: Some(e.to_string()), detail }
                 }
             }
         })
@@ -240,16 +178,7 @@ mod tests {
 
     /// Who can `x` hear from, given cut links.
     fn hears(links: &[Link], all: &[String], x: &str) -> Vec<String> {
-        all.iter()
-            .filter(|y| {
-                *y != x
-                    && !links.contains(&Link {
-                        from: (*y).clone(),
-                        to: x.into(),
-                    })
-            })
-            .cloned()
-            .collect()
+        all.iter().filter(|y| *y != x && !links.contains(&Link { from: (*y).clone(), to: x.into() })).cloned().collect()
     }
 
     #[test]
@@ -297,29 +226,17 @@ mod tests {
 
     #[test]
     fn small_clusters_give_empty_cuts() {
-        assert!(partition_links("majorities-ring", &nodes(3), None)
-            .unwrap()
-            .is_empty());
-        assert!(partition_links("halves", &nodes(1), None)
-            .unwrap()
-            .is_empty());
-        assert!(partition_links("all-links", &nodes(1), None)
-            .unwrap()
-            .is_empty());
+        assert!(partition_links("majorities-ring", &nodes(3), None).unwrap().is_empty());
+        assert!(partition_links("halves", &nodes(1), None).unwrap().is_empty());
+        assert!(partition_links("all-links", &nodes(1), None).unwrap().is_empty());
     }
 
     #[test]
     fn one_way_cuts_only_one_direction() {
         let all = nodes(4);
         let l = partition_links("one-way", &all, None).unwrap();
-        assert!(l.contains(&Link {
-            from: "n1".into(),
-            to: "n3".into()
-        }));
-        assert!(!l.contains(&Link {
-            from: "n3".into(),
-            to: "n1".into()
-        }));
+        assert!(l.contains(&Link { from: "n1".into(), to: "n3".into() }));
+        assert!(!l.contains(&Link { from: "n3".into(), to: "n1".into() }));
         assert!(partition_links("sideways", &all, None).is_err());
     }
 }

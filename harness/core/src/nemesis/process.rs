@@ -15,13 +15,8 @@ fn restart(ctx: &NemesisCtx, id: &str) -> Result<(), String> {
     if ctx.runtime.is_running(id) {
         return Ok(());
     }
-    let launch = ctx
-        .launch(id)
-        .ok_or_else(|| format!("no launch recipe for {id}"))?;
-    ctx.runtime
-        .start_node(id, launch)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let launch = ctx.launch(id).ok_or_else(|| format!("no launch recipe for {id}"))?;
+    ctx.runtime.start_node(id, launch).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn resume(ctx: &NemesisCtx, id: &str) -> Result<(), String> {
@@ -37,10 +32,7 @@ async fn act_on_picked<E: std::fmt::Display>(
     act: impl Fn(&str) -> Result<(), E>,
 ) -> Applied {
     let (nodes, note) = pick_nodes(ctx, spec).await;
-    let errors: Vec<String> = nodes
-        .iter()
-        .filter_map(|id| act(id).err().map(|e| format!("{id}: {e}")))
-        .collect();
+    let errors: Vec<String> = nodes.iter().filter_map(|id| act(id).err().map(|e| format!("{id}: {e}"))).collect();
     Applied {
         applied: errors.is_empty() && !nodes.is_empty(),
         nodes,

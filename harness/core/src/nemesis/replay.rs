@@ -41,11 +41,7 @@ fn read_json(path: &Path) -> Result<Value, String> {
 
 /// Reads the schedule in `path` (see the module doc for what is accepted).
 pub fn load(path: &Path) -> Result<Loaded, String> {
-    let file = if path.is_dir() {
-        path.join("test.json")
-    } else {
-        path.to_path_buf()
-    };
+    let file = if path.is_dir() { path.join("test.json") } else { path.to_path_buf() };
     let v = read_json(&file)?;
     let seed = v.get("seed").and_then(Value::as_u64);
     let (schedule, source, seed) = match v.get("schedule") {
@@ -53,12 +49,13 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         Some(_) => {
             // results.json names the schedule; the schedule itself is in test.json beside it.
             let test = file.with_file_name("test.json");
-            let t = read_json(&test).map_err(|e| {
-                format!("{} names its schedule only, and its test.json: {e}", file.display())
-            })?;
-            let s = t.get("schedule").filter(|s| s.is_object()).cloned().ok_or_else(|| {
-                format!("{} has no schedule object", test.display())
-            })?;
+            let t = read_json(&test)
+                .map_err(|e| format!("{} names its schedule only, and its test.json: {e}", file.display()))?;
+            let s = t
+                .get("schedule")
+                .filter(|s| s.is_object())
+                .cloned()
+                .ok_or_else(|| format!("{} has no schedule object", test.display()))?;
             (s, test, t.get("seed").and_then(Value::as_u64).or(seed))
         }
         None if v.get("faults").is_some() => (v, file, None),
@@ -69,13 +66,9 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             ))
         }
     };
-    let schedule: Schedule = serde_json::from_value(schedule)
-        .map_err(|e| format!("{}: bad schedule: {e}", source.display()))?;
-    Ok(Loaded {
-        schedule,
-        seed,
-        source,
-    })
+    let schedule: Schedule =
+        serde_json::from_value(schedule).map_err(|e| format!("{}: bad schedule: {e}", source.display()))?;
+    Ok(Loaded { schedule, seed, source })
 }
 
 /// Refuses a schedule that a run of `nodes` nodes and `time_limit_s` seconds cannot follow.
@@ -85,12 +78,7 @@ pub fn check(s: &Schedule, nodes: usize, time_limit_s: f64) -> Result<(), String
     }
     let mut prev_end = 0.0f64;
     for (i, f) in s.faults.iter().enumerate() {
-        let at = format!(
-            "fault {} ({}:{})",
-            i + 1,
-            f.spec.family.as_str(),
-            f.spec.kind
-        );
+        let at = format!("fault {} ({}:{})", i + 1, f.spec.family.as_str(), f.spec.kind);
         if !(f.start_s.is_finite() && f.end_s.is_finite() && f.spec.param.is_finite()) {
             return Err(format!("{at}: times and parameter must be finite numbers"));
         }
@@ -157,13 +145,9 @@ mod tests {
         let bare = load(&d.join("bare.json")).unwrap();
         assert_eq!((bare.schedule, bare.seed), (s.clone(), None));
         std::fs::write(d.join("other.json"), r#"{"verdict": "valid"}"#).unwrap();
-        assert!(load(&d.join("other.json"))
-            .unwrap_err()
-            .contains("no schedule"));
+        assert!(load(&d.join("other.json")).unwrap_err().contains("no schedule"));
         std::fs::remove_file(d.join("test.json")).unwrap();
-        assert!(load(&d.join("results.json"))
-            .unwrap_err()
-            .contains("test.json"));
+        assert!(load(&d.join("results.json")).unwrap_err().contains("test.json"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -171,12 +155,8 @@ mod tests {
     fn check_refuses_what_the_run_cannot_follow() {
         let s = coverage::generate(3, 5, true, &|_: Family| true, 30.0, 3.0);
         assert!(check(&s, 5, 30.0).is_ok());
-        assert!(check(&s, 3, 30.0)
-            .unwrap_err()
-            .contains("beyond the 3 nodes"));
-        assert!(check(&s, 5, 20.0)
-            .unwrap_err()
-            .contains("raise --time-limit"));
+        assert!(check(&s, 3, 30.0).unwrap_err().contains("beyond the 3 nodes"));
+        assert!(check(&s, 5, 20.0).unwrap_err().contains("raise --time-limit"));
         let mut bad = s.clone();
         bad.faults[1].start_s = bad.faults[0].start_s;
         assert!(check(&bad, 5, 30.0).unwrap_err().contains("overlap"));

@@ -94,7 +94,11 @@ pub fn run_bounded(c: &Call) -> Result<Output, RuntimeError> {
 }
 
 /// Waits for `child` (its stdin closed first); kills its group on timeout or cancel.
-fn wait_bounded(child: &mut std::process::Child, c: &Call, line: &str) -> Result<std::process::ExitStatus, RuntimeError> {
+fn wait_bounded(
+    child: &mut std::process::Child,
+    c: &Call,
+    line: &str,
+) -> Result<std::process::ExitStatus, RuntimeError> {
     drop(child.stdin.take());
     let started = Instant::now();
     loop {
@@ -106,7 +110,11 @@ fn wait_bounded(child: &mut std::process::Child, c: &Call, line: &str) -> Result
             let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
-            let why = if cancelled { "cancelled".to_string() } else { format!("timed out after {:.0} s", c.timeout.as_secs_f64()) };
+            let why = if cancelled {
+                "cancelled".to_string()
+            } else {
+                format!("timed out after {:.0} s", c.timeout.as_secs_f64())
+            };
             return Err(err(line, why));
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -115,7 +123,12 @@ fn wait_bounded(child: &mut std::process::Child, c: &Call, line: &str) -> Result
 
 /// stderr without the noise iptables-nft repeats once legacy tables exist, on one line.
 pub fn clean_stderr(s: &str) -> String {
-    s.lines().filter(|l| !l.contains("iptables-legacy tables present")).collect::<Vec<_>>().join("; ").trim().to_string()
+    s.lines()
+        .filter(|l| !l.contains("iptables-legacy tables present"))
+        .collect::<Vec<_>>()
+        .join("; ")
+        .trim()
+        .to_string()
 }
 
 /// True when `program` can be found and started.
@@ -133,7 +146,12 @@ mod tests {
         let e = run("sh", &["-c", "echo oops >&2; exit 3"]).unwrap_err().to_string();
         assert!(e.contains("oops") && e.contains("3"), "{e}");
         let started = Instant::now();
-        let slow = run_bounded(&Call { program: "sleep", args: &["5"], timeout: Duration::from_millis(200), ..Call::default() });
+        let slow = run_bounded(&Call {
+            program: "sleep",
+            args: &["5"],
+            timeout: Duration::from_millis(200),
+            ..Call::default()
+        });
         assert!(slow.err().map(|e| e.to_string()).unwrap_or_default().contains("timed out"));
         assert!(started.elapsed() < Duration::from_secs(3), "killed at the timeout, not waited for");
         assert!(!available("no-such-program-faultline"));

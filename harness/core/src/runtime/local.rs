@@ -50,9 +50,7 @@ impl std::str::FromStr for MechanismChoice {
             "netns" => Ok(Self::Netns),
             "loopback" | "loopback-iptables" => Ok(Self::LoopbackIptables),
             "loopback-none" | "none" => Ok(Self::LoopbackNone),
-            other => Err(format!(
-                "unknown network mechanism {other:?}: expected auto, netns, loopback or none"
-            )),
+            other => Err(format!("unknown network mechanism {other:?}: expected auto, netns, loopback or none")),
         }
     }
 }
@@ -103,11 +101,7 @@ pub fn has_net_admin() -> bool {
 /// under /run/netns, which needs write access to /run (not the case for the mapped root of an
 /// unprivileged user namespace).
 pub fn can_name_netns() -> bool {
-    let dir = if Path::new("/run/netns").exists() {
-        "/run/netns"
-    } else {
-        "/run"
-    };
+    let dir = if Path::new("/run/netns").exists() { "/run/netns" } else { "/run" };
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
@@ -119,11 +113,7 @@ fn pick_mechanism(choice: MechanismChoice) -> Result<NetMechanism, RuntimeError>
         if ok {
             Ok(m)
         } else {
-            Err(RuntimeError::Unsupported {
-                mechanism: m.as_str().into(),
-                what: "the runtime".into(),
-                why: why.into(),
-            })
+            Err(RuntimeError::Unsupported { mechanism: m.as_str().into(), what: "the runtime".into(), why: why.into() })
         }
     };
     match choice {
@@ -132,11 +122,9 @@ fn pick_mechanism(choice: MechanismChoice) -> Result<NetMechanism, RuntimeError>
             admin && ip && ipt,
             "needs CAP_NET_ADMIN and the `ip` (iproute2) and `iptables` tools",
         ),
-        MechanismChoice::LoopbackIptables => need(
-            NetMechanism::LoopbackIptables,
-            admin && ipt,
-            "needs CAP_NET_ADMIN and `iptables`",
-        ),
+        MechanismChoice::LoopbackIptables => {
+            need(NetMechanism::LoopbackIptables, admin && ipt, "needs CAP_NET_ADMIN and `iptables`")
+        }
         MechanismChoice::LoopbackNone => Ok(NetMechanism::LoopbackNone),
         MechanismChoice::Auto => Ok(if admin && ip && ipt {
             NetMechanism::Netns
@@ -170,21 +158,16 @@ fn used_subnets(state_dir: &Path) -> Vec<u8> {
 
 /// A third octet X for the run's subnet that no address and no live run uses, searched from a
 /// random start (call under the state folder's lock).
-fn free_subnet(
-    state_dir: &Path,
-    rng: &mut impl Rng,
-    mechanism: NetMechanism,
-) -> Result<u8, RuntimeError> {
+fn free_subnet(state_dir: &Path, rng: &mut impl Rng, mechanism: NetMechanism) -> Result<u8, RuntimeError> {
     let used = used_subnets(state_dir);
     let start: u8 = rng.random_range(1..=250);
-    (0..250u16)
-        .map(|i| ((u16::from(start) - 1 + i) % 250 + 1) as u8)
-        .find(|x| !used.contains(x))
-        .ok_or_else(|| RuntimeError::Unsupported {
+    (0..250u16).map(|i| ((u16::from(start) - 1 + i) % 250 + 1) as u8).find(|x| !used.contains(x)).ok_or_else(|| {
+        RuntimeError::Unsupported {
             mechanism: mechanism.as_str().into(),
             what: "address allocation".into(),
             why: "all 250 subnets 10.77.1-250.0/24 are in use".into(),
-        })
+        }
+    })
 }
 
 /// The nodes n1..nN: 10.77.X.(10+K) in namespaces, else 127.77.X.(10+K).
@@ -205,27 +188,17 @@ impl LocalRuntime {
     /// Creates the network for `opts.nodes` nodes (no processes yet). On error, whatever was
     /// created is removed again.
     pub fn setup(opts: &LocalOptions) -> Result<Self, RuntimeError> {
-        assert!(
-            opts.nodes >= 1 && opts.nodes <= 99,
-            "node count checked by the caller"
-        );
+        assert!(opts.nodes >= 1 && opts.nodes <= 99, "node count checked by the caller");
         let mechanism = pick_mechanism(opts.mechanism)?;
         let mut rng = rand::rng();
         // The run id names infrastructure only; it is deliberately not derived from the test
         // seed, so two runs with the same seed never clash.
-        let run_id = format!(
-            "{}{:06x}",
-            state::NAME_PREFIX,
-            rng.random::<u32>() & 0x00ff_ffff
-        );
+        let run_id = format!("{}{:06x}", state::NAME_PREFIX, rng.random::<u32>() & 0x00ff_ffff);
         // Two runs starting at once must not pick the same subnet: choose it and record it in
         // the state file under an exclusive lock on the state folder (released on return).
         crate::secret::private_dir(&opts.state_dir)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(opts.state_dir.join(".lock"))?;
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(opts.state_dir.join(".lock"))?;
         lock.lock()?;
         let subnet = free_subnet(&opts.state_dir, &mut rng, mechanism)?;
         let nodes = node_specs(mechanism, subnet, opts);
@@ -293,15 +266,10 @@ impl LocalRuntime {
         let br = self.bridge.clone();
         self.record(|s| s.links.push(br.clone()))?;
         cmd::run("ip", &["link", "add", &br, "type", "bridge"])?;
-        cmd::run(
-            "ip",
-            &["addr", "add", &format!("10.77.{subnet}.1/24"), "dev", &br],
-        )?;
+        cmd::run("ip", &["addr", "add", &format!("10.77.{subnet}.1/24"), "dev", &br])?;
         cmd::run("ip", &["link", "set", &br, "up"])?;
-        let rule: Vec<String> = ["FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let rule: Vec<String> =
+            ["FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"].iter().map(|s| s.to_string()).collect();
         self.record(|s| s.host_rules.push(rule.clone()))?;
         let mut args = vec!["-w", "5", "-I"];
         args.extend(rule.iter().map(String::as_str));
@@ -314,35 +282,17 @@ impl LocalRuntime {
                 s.links.push(veth.clone());
             })?;
             cmd::run("ip", &["netns", "add", &ns])?;
-            cmd::run(
-                "ip",
-                &[
-                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-                ],
-            )?;
+            cmd::run("ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
             cmd::run("ip", &["link", "set", &veth, "master", &br])?;
             cmd::run("ip", &["link", "set", &veth, "up"])?;
-            cmd::run(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{}/24", node.ip),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
+            cmd::run("ip", &["-n", &ns, "addr", "add", &format!("{}/24", node.ip), "dev", "eth0"])?;
             cmd::run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             cmd::run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
             // No fault yet: the chains are created and hooked, empty (no address is looked up).
-            let rules = netrules::setup_text(&node.id, &NetFaults::default(), false, |n| Err(RuntimeError::UnknownNode(n.into())))?;
-            cmd::run_with_stdin(
-                "ip",
-                &["netns", "exec", &ns, "iptables-restore", "-w", "5"],
-                Some(&rules),
-            )?;
+            let rules = netrules::setup_text(&node.id, &NetFaults::default(), false, |n| {
+                Err(RuntimeError::UnknownNode(n.into()))
+            })?;
+            cmd::run_with_stdin("ip", &["netns", "exec", &ns, "iptables-restore", "-w", "5"], Some(&rules))?;
         }
         Ok(())
     }
@@ -353,16 +303,12 @@ impl LocalRuntime {
         if cmd::available("ip") {
             let _ = cmd::run("ip", &["link", "set", "lo", "up"]);
         }
-        for (chain, hook, dir) in [
-            (self.loopback_chain.clone(), "INPUT", "-i"),
-            (self.loopback_out_chain.clone(), "OUTPUT", "-o"),
-        ] {
+        for (chain, hook, dir) in
+            [(self.loopback_chain.clone(), "INPUT", "-i"), (self.loopback_out_chain.clone(), "OUTPUT", "-o")]
+        {
             self.record(|s| s.host_chains.push(chain.clone()))?;
             cmd::run("iptables", &["-w", "5", "-N", &chain])?;
-            let rule: Vec<String> = [hook, dir, "lo", "-j", &chain]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let rule: Vec<String> = [hook, dir, "lo", "-j", &chain].iter().map(|s| s.to_string()).collect();
             self.record(|s| s.host_rules.push(rule.clone()))?;
             let mut args = vec!["-w", "5", "-I"];
             args.extend(rule.iter().map(String::as_str));
@@ -387,10 +333,7 @@ impl LocalRuntime {
 
     fn pid(&self, id: &str) -> Option<Pid> {
         let procs = self.procs.lock().expect("procs lock");
-        procs
-            .get(id)
-            .and_then(|p| p.child.as_ref())
-            .map(|c| Pid::from_raw(c.id() as i32))
+        procs.get(id).and_then(|p| p.child.as_ref()).map(|c| Pid::from_raw(c.id() as i32))
     }
 
     /// Every link of `faults` must join two nodes of this run.
@@ -458,11 +401,7 @@ impl LocalRuntime {
             );
         }
         for l in &faults.drop {
-            rules += &format!(
-                "-A {c} -s {} -d {} -j DROP\n",
-                self.ip_of(&l.from)?,
-                self.ip_of(&l.to)?
-            );
+            rules += &format!("-A {c} -s {} -d {} -j DROP\n", self.ip_of(&l.from)?, self.ip_of(&l.to)?);
         }
         for (l, p) in &faults.loss {
             rules += &format!(
@@ -479,11 +418,7 @@ impl LocalRuntime {
     /// tried; the first error is returned).
     fn apply_net_netns(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
         let wanted: Vec<(String, u64)> = {
-            let mut w: Vec<(String, u64)> = faults
-                .delay
-                .iter()
-                .map(|(l, ms)| (l.from.clone(), *ms))
-                .collect();
+            let mut w: Vec<(String, u64)> = faults.delay.iter().map(|(l, ms)| (l.from.clone(), *ms)).collect();
             w.sort();
             w.dedup();
             w
@@ -498,15 +433,7 @@ impl LocalRuntime {
             let ns = self.netns_name(&node.id);
             if let Err(e) = cmd::run_with_stdin(
                 "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "iptables-restore",
-                    "-w",
-                    "5",
-                    "--noflush",
-                ],
+                &["netns", "exec", &ns, "iptables-restore", "-w", "5", "--noflush"],
                 Some(&rules),
             ) {
                 first_err.get_or_insert(e);
@@ -555,24 +482,17 @@ impl Runtime for LocalRuntime {
         if let Some(p) = procs.get_mut(id) {
             if let Some(c) = p.child.as_mut() {
                 if c.try_wait()?.is_none() {
-                    return Err(RuntimeError::Node {
-                        id: id.into(),
-                        message: "already running".into(),
-                    });
+                    return Err(RuntimeError::Node { id: id.into(), message: "already running".into() });
                 }
             }
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&launch.log)?;
+        let log = OpenOptions::new().create(true).append(true).open(&launch.log)?;
         let log2 = log.try_clone()?;
         let mut command = match self.mechanism {
             NetMechanism::Netns => {
                 // `ip netns exec` enters the namespace and execs the program: same pid.
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &self.netns_name(id)])
-                    .arg(&launch.program);
+                c.args(["netns", "exec", &self.netns_name(id)]).arg(&launch.program);
                 c
             }
             _ => Command::new(&launch.program),
@@ -594,13 +514,7 @@ impl Runtime for LocalRuntime {
             .find(|w| w[0] == "--data-dir")
             .map(|w| w[1].clone())
             .unwrap_or_else(|| launch.program.display().to_string());
-        procs.insert(
-            id.into(),
-            NodeProc {
-                child: Some(child),
-                paused: false,
-            },
-        );
+        procs.insert(id.into(), NodeProc { child: Some(child), paused: false });
         drop(procs);
         self.record(|s| {
             s.pids.retain(|(_, m)| *m != marker);
@@ -626,14 +540,9 @@ impl Runtime for LocalRuntime {
     }
 
     fn pause_node(&self, id: &str) -> Result<(), RuntimeError> {
-        let pid = self.pid(id).ok_or_else(|| RuntimeError::Node {
-            id: id.into(),
-            message: "not running".into(),
-        })?;
-        kill(pid, Signal::SIGSTOP).map_err(|e| RuntimeError::Node {
-            id: id.into(),
-            message: format!("SIGSTOP: {e}"),
-        })?;
+        let pid = self.pid(id).ok_or_else(|| RuntimeError::Node { id: id.into(), message: "not running".into() })?;
+        kill(pid, Signal::SIGSTOP)
+            .map_err(|e| RuntimeError::Node { id: id.into(), message: format!("SIGSTOP: {e}") })?;
         if let Some(p) = self.procs.lock().expect("procs lock").get_mut(id) {
             p.paused = true;
         }
@@ -683,10 +592,7 @@ impl Runtime for LocalRuntime {
             tracing::debug!("teardown: removed {r}");
         }
         if let Some(e) = report.errors.first() {
-            first_err.get_or_insert(RuntimeError::Command {
-                line: "teardown".into(),
-                message: e.clone(),
-            });
+            first_err.get_or_insert(RuntimeError::Command { line: "teardown".into(), message: e.clone() });
         } else {
             RunState::remove(&self.state_dir, &self.run_id);
         }

@@ -27,11 +27,7 @@ pub enum RuntimeError {
     #[error("node {id}: {message}")]
     Node { id: String, message: String },
     #[error("{mechanism} cannot apply {what}: {why}")]
-    Unsupported {
-        mechanism: String,
-        what: String,
-        why: String,
-    },
+    Unsupported { mechanism: String, what: String, why: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -135,9 +131,7 @@ pub trait Runtime: Send + Sync {
     /// Starts several nodes; a runtime that can start them together (one `docker-compose up`)
     /// overrides this. Stops at the first error.
     fn start_nodes(&self, launches: &[(String, Launch)]) -> Result<(), RuntimeError> {
-        launches
-            .iter()
-            .try_for_each(|(id, l)| self.start_node(id, l).map(|_| ()))
+        launches.iter().try_for_each(|(id, l)| self.start_node(id, l).map(|_| ()))
     }
     /// `kill -9` the node and reap it. Killing a dead node is not an error.
     fn kill_node(&self, id: &str) -> Result<(), RuntimeError>;

@@ -33,11 +33,16 @@ pub fn chain_rules(
         rules += &format!("-A {CHAIN_IN} -s {} -j DROP\n", ip_of(&l.from)?);
     }
     for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node) {
-        rules += &format!("-A {CHAIN_IN} -s {} -m statistic --mode random --probability {p:.4} -j DROP\n", ip_of(&l.from)?);
+        rules +=
+            &format!("-A {CHAIN_IN} -s {} -m statistic --mode random --probability {p:.4} -j DROP\n", ip_of(&l.from)?);
     }
     if with_delay {
         for (l, ms) in faults.delay.iter().filter(|(l, _)| l.from == node) {
-            rules += &format!("-A {CHAIN_OUT} -d {} -j NFQUEUE --queue-num {} --queue-bypass\n", ip_of(&l.to)?, queue_num(*ms));
+            rules += &format!(
+                "-A {CHAIN_OUT} -d {} -j NFQUEUE --queue-num {} --queue-bypass\n",
+                ip_of(&l.to)?,
+                queue_num(*ms)
+            );
         }
     }
     Ok(rules)

@@ -42,20 +42,10 @@ impl DelayQueue {
             .spawn(move || consume(netns, queue, delay_ms, stop2, delayed2, ready_tx))
             .map_err(RuntimeError::Io)?;
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => Ok(DelayQueue {
-                stop,
-                delayed,
-                handle: Some(handle),
-                queue,
-                delay_ms,
-            }),
+            Ok(Ok(())) => Ok(DelayQueue { stop, delayed, handle: Some(handle), queue, delay_ms }),
             Ok(Err(why)) => {
                 let _ = handle.join();
-                Err(RuntimeError::Unsupported {
-                    mechanism: "nfqueue".into(),
-                    what: "latency".into(),
-                    why,
-                })
+                Err(RuntimeError::Unsupported { mechanism: "nfqueue".into(), what: "latency".into(), why })
             }
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);
@@ -122,16 +112,13 @@ fn consume(
 /// at most [`MAX_HELD`] packets in the kernel.
 fn open_queue(netns: Option<PathBuf>, queue_num: u16) -> Result<nfq::Queue, String> {
     if let Some(path) = netns {
-        std::fs::File::open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))
-            .and_then(|f| {
-                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("setns {}: {e}", path.display()))
-            })?;
+        std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display())).and_then(|f| {
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {}: {e}", path.display()))
+        })?;
     }
     let mut q = nfq::Queue::open().map_err(|e| format!("cannot open an NFQUEUE socket: {e}"))?;
-    q.bind(queue_num)
-        .map_err(|e| format!("cannot bind NFQUEUE {queue_num}: {e}"))?;
+    q.bind(queue_num).map_err(|e| format!("cannot bind NFQUEUE {queue_num}: {e}"))?;
     // Only headers are needed to give a verdict; copying less keeps the socket cheap.
     let _ = q.set_copy_range(queue_num, 64);
     let _ = q.set_queue_max_len(queue_num, MAX_HELD as u32);
@@ -171,11 +158,7 @@ fn receive_round(
 }
 
 /// Accepts the held packets that are due, counting them in `delayed`.
-fn release_due(
-    q: &mut nfq::Queue,
-    held: &mut VecDeque<(Instant, nfq::Message)>,
-    delayed: &AtomicU64,
-) {
+fn release_due(q: &mut nfq::Queue, held: &mut VecDeque<(Instant, nfq::Message)>, delayed: &AtomicU64) {
     // The delay is constant, so deadlines are in arrival order: release from the front.
     let now = Instant::now();
     while held.front().is_some_and(|(due, _)| *due <= now) {

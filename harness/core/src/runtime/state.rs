@@ -22,8 +22,7 @@ pub fn state_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let uid = nix::unistd::geteuid();
-    let run_writable = nix::unistd::access("/run/faultline", nix::unistd::AccessFlags::W_OK)
-        .is_ok()
+    let run_writable = nix::unistd::access("/run/faultline", nix::unistd::AccessFlags::W_OK).is_ok()
         || nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok();
     if uid.is_root() && run_writable {
         PathBuf::from("/run/faultline")
@@ -66,10 +65,7 @@ impl RunState {
         crate::secret::private_dir(dir)?;
         let path = Self::path(dir, &self.run_id);
         let tmp = dir.join(format!(".{}.tmp", self.run_id));
-        crate::secret::write_private(
-            &tmp,
-            &serde_json::to_vec_pretty(self).expect("state serializes"),
-        )?;
+        crate::secret::write_private(&tmp, &serde_json::to_vec_pretty(self).expect("state serializes"))?;
         std::fs::rename(tmp, path)
     }
 
@@ -130,16 +126,10 @@ pub fn harness_alive(pid: u32, start: u64) -> bool {
 /// `SIG`) to `pid`. For tools and tests that must not depend on procps' `kill`.
 pub fn send_signal(pid: u32, name: &str) -> Result<(), String> {
     use std::str::FromStr;
-    let full = if name.starts_with("SIG") {
-        name.to_string()
-    } else {
-        format!("SIG{name}")
-    };
-    let sig = nix::sys::signal::Signal::from_str(&full)
-        .map_err(|_| format!("unknown signal {name:?}"))?;
+    let full = if name.starts_with("SIG") { name.to_string() } else { format!("SIG{name}") };
+    let sig = nix::sys::signal::Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?}"))?;
     let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .map_err(|e| format!("kill -{name} {pid}: {e}"))
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| format!("kill -{name} {pid}: {e}"))
 }
 
 /// True when `pid` is alive (not a zombie).
@@ -149,20 +139,14 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// The command line of `pid` with NULs as spaces, if it is alive.
 pub fn cmdline(pid: u32) -> Option<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+    std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
 }
 
 /// True when `name` looks like something a local run created (`fl` + 6 hex + suffix).
 pub fn is_ours(name: &str) -> Option<String> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
     let id = rest.get(..6)?;
-    if id
-        .chars()
-        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        && rest.len() > 6
-    {
+    if id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) && rest.len() > 6 {
         Some(format!("{NAME_PREFIX}{id}"))
     } else {
         None
@@ -218,10 +202,7 @@ fn kill_netns_processes(state: &RunState, report: &mut CleanupReport) {
         // Any process still inside the namespace (e.g. started by a killed harness mid-restart)
         // belongs to the run: kill it so the namespace can really go away.
         if let Ok(pids) = cmd::run("ip", &["netns", "pids", ns]) {
-            for p in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
+            for p in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                 report.removed.push(format!("process {p} in {ns}"));
             }
@@ -233,11 +214,10 @@ fn kill_netns_processes(state: &RunState, report: &mut CleanupReport) {
 fn wait_netns_empty(state: &RunState) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < deadline
-        && state.netns.iter().any(|ns| {
-            cmd::run("ip", &["netns", "pids", ns])
-                .map(|p| !p.trim().is_empty())
-                .unwrap_or(false)
-        })
+        && state
+            .netns
+            .iter()
+            .any(|ns| cmd::run("ip", &["netns", "pids", ns]).map(|p| !p.trim().is_empty()).unwrap_or(false))
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -279,9 +259,7 @@ fn delete_host_rule(rule: &[String], report: &mut CleanupReport) {
         let mut del: Vec<&str> = vec!["-w", "5", "-D"];
         del.extend(rule.iter().map(String::as_str));
         match cmd::run("iptables", &del) {
-            Ok(_) => report
-                .removed
-                .push(format!("iptables rule {}", rule.join(" "))),
+            Ok(_) => report.removed.push(format!("iptables rule {}", rule.join(" "))),
             Err(e) => {
                 report.errors.push(e.to_string());
                 break;
@@ -374,11 +352,7 @@ mod tests {
     fn prefix_recognises_only_our_names() {
         assert_eq!(is_ours("fl0a1b2cbr").as_deref(), Some("fl0a1b2c"));
         assert_eq!(is_ours("fl0a1b2c-n1").as_deref(), Some("fl0a1b2c"));
-        assert_eq!(
-            is_ours("fl0a1b2c"),
-            None,
-            "a bare id is not a name we create"
-        );
+        assert_eq!(is_ours("fl0a1b2c"), None, "a bare id is not a name we create");
         assert_eq!(is_ours("flannel.1"), None);
         assert_eq!(is_ours("docker0"), None);
         assert_eq!(is_ours("flABCDEFx"), None);
@@ -391,10 +365,7 @@ mod tests {
         assert!(start > 0);
         assert!(harness_alive(me, start));
         assert!(harness_alive(me, 0));
-        assert!(
-            !harness_alive(me, start + 1),
-            "a reused pid must not count as the harness"
-        );
+        assert!(!harness_alive(me, start + 1), "a reused pid must not count as the harness");
         assert!(!harness_alive(u32::MAX - 1, 0));
         // A zombie: a child that exited and was not reaped yet.
         let mut child = std::process::Command::new("true").spawn().unwrap();

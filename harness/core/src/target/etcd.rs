@@ -10,9 +10,9 @@
 //! Clock skew is unavailable: etcd is a Go program and reads the wall clock through the vDSO,
 //! which libfaketime cannot intercept, and the machine's one system clock must not be set.
 
-use std::sync::Arc;
 use crate::client::{Client, DataType};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{NodeStatus, Target};
 use crate::client::etcd::EtcdClient;
@@ -21,7 +21,8 @@ use crate::nemesis::Family;
 use crate::runtime::{Launch, NodeSpec};
 
 /// Why clock faults cannot reach etcd (reported, never pretended).
-pub const CLOCK_UNAVAILABLE: &str = "clock skew is unavailable for etcd: it is a Go program that reads the wall clock through \
+pub const CLOCK_UNAVAILABLE: &str =
+    "clock skew is unavailable for etcd: it is a Go program that reads the wall clock through \
 the vDSO, which libfaketime cannot intercept, and the machine's single system clock must not be set";
 
 /// The peer port of a member whose client port is `client_port`.
@@ -47,17 +48,28 @@ pub fn member_args(node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, token: &s
     let cluster: Vec<String> = all.iter().map(|n| format!("{}={}", n.id, peer(n))).collect();
     let client = format!("http://{}", node.addr());
     [
-        "--name", &node.id,
-        "--data-dir", &data_dir.display().to_string(),
-        "--listen-client-urls", &client,
-        "--advertise-client-urls", &client,
-        "--listen-peer-urls", &peer(node),
-        "--initial-advertise-peer-urls", &peer(node),
-        "--initial-cluster", &cluster.join(","),
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", token,
-        "--logger", "zap",
-        "--log-outputs", "stderr",
+        "--name",
+        &node.id,
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer(node),
+        "--initial-advertise-peer-urls",
+        &peer(node),
+        "--initial-cluster",
+        &cluster.join(","),
+        "--initial-cluster-state",
+        "new",
+        "--initial-cluster-token",
+        token,
+        "--logger",
+        "zap",
+        "--log-outputs",
+        "stderr",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -69,7 +81,13 @@ pub async fn etcd_status(client: &EtcdClient, addr: &str) -> Result<NodeStatus, 
     let s = client.status(addr).await?;
     let leader = s.leader_id != "0" && s.leader_id == s.member_id;
     Ok(NodeStatus {
-        state: if leader { "leader".into() } else if s.leader_id == "0" { "candidate".into() } else { "follower".into() },
+        state: if leader {
+            "leader".into()
+        } else if s.leader_id == "0" {
+            "candidate".into()
+        } else {
+            "follower".into()
+        },
         term: s.raft_term,
         leader: None,
         clock_offset_ms: None,
@@ -85,7 +103,12 @@ impl Target for EtcdTarget {
     }
 
     fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
-        Launch { program: self.program.clone(), args: member_args(node, all, data_dir, &self.cluster_token), env: vec![], log: log.to_path_buf() }
+        Launch {
+            program: self.program.clone(),
+            args: member_args(node, all, data_dir, &self.cluster_token),
+            env: vec![],
+            log: log.to_path_buf(),
+        }
     }
 
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {

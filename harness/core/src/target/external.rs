@@ -85,19 +85,30 @@ fn parse_options(opts: &[String], known: &[&str], target: &str) -> Result<BTreeM
         let (k, v) = o.split_once('=').ok_or_else(|| ExternalError::Option(format!("{o:?}: expected KEY=VALUE")))?;
         if !known.contains(&k) {
             let expected = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            return Err(ExternalError::Option(format!("{k:?} is not an option of target {target}: expected {expected}")));
+            return Err(ExternalError::Option(format!(
+                "{k:?} is not an option of target {target}: expected {expected}"
+            )));
         }
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
 }
 
-fn number(opts: &BTreeMap<String, String>, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ExternalError> {
+fn number(
+    opts: &BTreeMap<String, String>,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ExternalError> {
     match opts.get(key) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(ExternalError::Option(format!("{key}={v}: expected an integer in [{}, {}]", range.start(), range.end()))),
+            _ => Err(ExternalError::Option(format!(
+                "{key}={v}: expected an integer in [{}, {}]",
+                range.start(),
+                range.end()
+            ))),
         },
     }
 }
@@ -113,7 +124,8 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
     let target: Arc<dyn Target> = match i.target {
         "etcd" => {
             let o = parse_options(i.options, &["reads"], "etcd")?;
-            let reads: EtcdReads = o.get("reads").map_or(Ok(EtcdReads::Linearizable), |r| r.parse()).map_err(ExternalError::Option)?;
+            let reads: EtcdReads =
+                o.get("reads").map_or(Ok(EtcdReads::Linearizable), |r| r.parse()).map_err(ExternalError::Option)?;
             let program = find_program("etcd", "etcd-server")?;
             let client = EtcdClient::new(i.op_timeout, reads).map_err(|e| ExternalError::Unsupported(e.to_string()))?;
             Arc::new(EtcdTarget { program, client, cluster_token: format!("faultline-{}", i.seed) })
@@ -144,7 +156,9 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
     // asked for, the nemesis records the refusal itself.
     let notes = Family::GENERAL
         .iter()
-        .filter_map(|f| target.fault_support(*f).err().map(|why| format!("{}: not applied to {}: {why}", f.as_str(), target.name())))
+        .filter_map(|f| {
+            target.fault_support(*f).err().map(|why| format!("{}: not applied to {}: {why}", f.as_str(), target.name()))
+        })
         .collect();
     Ok(Built { target, workload: i.workload, notes })
 }
@@ -174,7 +188,9 @@ pub fn gate(runtime: Arc<dyn Runtime>, target: &dyn Target) -> Arc<dyn Runtime> 
 impl GatedRuntime {
     fn refuse(&self, family: Family, what: &str) -> Result<(), RuntimeError> {
         match self.refused.get(&family) {
-            Some(why) => Err(RuntimeError::Unsupported { mechanism: "target".into(), what: what.into(), why: why.clone() }),
+            Some(why) => {
+                Err(RuntimeError::Unsupported { mechanism: "target".into(), what: what.into(), why: why.clone() })
+            }
             None => Ok(()),
         }
     }
@@ -227,7 +243,11 @@ impl Runtime for GatedRuntime {
             self.refuse(Family::Latency, "latency")?;
         }
         if let (Some(why), false) = (&self.loopback_blind, faults.is_empty()) {
-            return Err(RuntimeError::Unsupported { mechanism: self.inner.mechanism().as_str().into(), what: "network faults".into(), why: why.clone() });
+            return Err(RuntimeError::Unsupported {
+                mechanism: self.inner.mechanism().as_str().into(),
+                what: "network faults".into(),
+                why: why.clone(),
+            });
         }
         self.inner.apply_net(faults)
     }

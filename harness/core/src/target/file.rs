@@ -10,11 +10,11 @@
 //!
 //! Stopping a node is the runtime's SIGKILL (teardown, kill faults), pausing is SIGSTOP.
 
-use std::sync::Arc;
-use crate::client::{Client, DataType};
 use crate::client::http::ReferenceClient;
+use crate::client::{Client, DataType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -203,7 +203,8 @@ pub fn resolve_program(command: &str, base: &Path) -> Option<PathBuf> {
         let q = base.join(p);
         return q.is_file().then_some(q);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(command)).find(|c| c.is_file()))
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(command)).find(|c| c.is_file()))
 }
 
 impl FileTarget {
@@ -211,14 +212,26 @@ impl FileTarget {
     /// serve the reference protocol.
     pub fn load(path: &Path, timeout: Duration, admin_token: &str, http: NodeHttp) -> Result<FileTarget, FileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| FileError::Read { path: shown.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| FileError::Read { path: shown.clone(), message: e.to_string() })?;
         // toml's message already names the line and column and quotes the text.
-        let f: TargetFile = toml::from_str(&text).map_err(|e| FileError::Toml { path: shown.clone(), message: e.to_string() })?;
-        let at = |span: std::ops::Range<usize>, message: String| FileError::At { path: shown.clone(), line: line_of(&text, span.start), message };
+        let f: TargetFile =
+            toml::from_str(&text).map_err(|e| FileError::Toml { path: shown.clone(), message: e.to_string() })?;
+        let at = |span: std::ops::Range<usize>, message: String| FileError::At {
+            path: shown.clone(),
+            line: line_of(&text, span.start),
+            message,
+        };
         let check = |s: &Spanned<String>, allowed: &[&str], what: &str| -> Result<(), FileError> {
             for name in placeholders(s.get_ref()).map_err(|m| at(s.span(), m))? {
                 if !allowed.contains(&name.as_str()) {
-                    return Err(at(s.span(), format!("unknown placeholder {{{name}}} in {what}: expected one of {}", allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(" "))));
+                    return Err(at(
+                        s.span(),
+                        format!(
+                            "unknown placeholder {{{name}}} in {what}: expected one of {}",
+                            allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(" ")
+                        ),
+                    ));
                 }
             }
             Ok(())
@@ -232,7 +245,13 @@ impl FileTarget {
         check(&f.start.peer, PEER_PLACEHOLDERS, "start.peer")?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let program = resolve_program(f.start.command.get_ref(), &base).ok_or_else(|| {
-            at(f.start.command.span(), format!("start.command {:?} not found (absolute, relative to the file, or in PATH)", f.start.command.get_ref()))
+            at(
+                f.start.command.span(),
+                format!(
+                    "start.command {:?} not found (absolute, relative to the file, or in PATH)",
+                    f.start.command.get_ref()
+                ),
+            )
         })?;
         let probe = match &f.probe {
             None => None,
@@ -240,10 +259,14 @@ impl FileTarget {
                 for a in &p.args {
                     check(a, NODE_PLACEHOLDERS, "probe.args")?;
                 }
-                let program = resolve_program(p.command.get_ref(), &base)
-                    .ok_or_else(|| at(p.command.span(), format!("probe.command {:?} not found", p.command.get_ref())))?;
+                let program = resolve_program(p.command.get_ref(), &base).ok_or_else(|| {
+                    at(p.command.span(), format!("probe.command {:?} not found", p.command.get_ref()))
+                })?;
                 if !(100..=60_000).contains(&p.timeout_ms) {
-                    return Err(FileError::Toml { path: shown.clone(), message: format!("probe.timeout_ms must be in [100, 60000], got {}", p.timeout_ms) });
+                    return Err(FileError::Toml {
+                        path: shown.clone(),
+                        message: format!("probe.timeout_ms must be in [100, 60000], got {}", p.timeout_ms),
+                    });
                 }
                 Some(Probe {
                     program,
@@ -260,7 +283,9 @@ impl FileTarget {
                 listed.push(fam);
             }
         }
-        let name = f.name.clone().unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into()));
+        let name = f.name.clone().unwrap_or_else(|| {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into())
+        });
         let mut refused = BTreeMap::new();
         for fam in Family::ALL {
             if f.faults.is_some() && !listed.contains(&fam) {
@@ -270,7 +295,10 @@ impl FileTarget {
             } else if fam == Family::Clock && f.protocol != ProtocolName::Reference {
                 // Only the reference API has a settable clock; faking a process's clock from
                 // outside (libfaketime) does not reach Go programs or Redis.
-                refused.insert(fam, format!("clock skew is unavailable for {name}: only the reference node API has a settable clock"));
+                refused.insert(
+                    fam,
+                    format!("clock skew is unavailable for {name}: only the reference node API has a settable clock"),
+                );
             }
         }
         if f.protocol != ProtocolName::Etcd && f.etcd.reads.is_some() {
@@ -283,11 +311,17 @@ impl FileTarget {
                     None => EtcdReads::Linearizable,
                     Some(r) => r.get_ref().parse().map_err(|m: String| at(r.span(), m))?,
                 };
-                FileProtocol::Etcd(EtcdClient::new(timeout, reads).map_err(|e| FileError::Toml { path: shown.clone(), message: e.to_string() })?)
+                FileProtocol::Etcd(
+                    EtcdClient::new(timeout, reads)
+                        .map_err(|e| FileError::Toml { path: shown.clone(), message: e.to_string() })?,
+                )
             }
             ProtocolName::Redis => FileProtocol::Redis(RedisClient {
                 timeout,
-                sentinel: f.redis.sentinel_port.map(|port| SentinelConf { port, master: f.redis.sentinel_master.clone() }),
+                sentinel: f
+                    .redis
+                    .sentinel_port
+                    .map(|port| SentinelConf { port, master: f.redis.sentinel_master.clone() }),
                 data: crate::client::DataType::Register,
             }),
         };
@@ -311,7 +345,12 @@ impl FileTarget {
     fn vars(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path) -> Vec<(&'static str, String)> {
         let peers: Vec<String> = all
             .iter()
-            .map(|n| expand(&self.peer, &[("id", n.id.clone()), ("ip", n.ip.to_string()), ("port", n.port.to_string()), ("addr", n.addr())]))
+            .map(|n| {
+                expand(
+                    &self.peer,
+                    &[("id", n.id.clone()), ("ip", n.ip.to_string()), ("port", n.port.to_string()), ("addr", n.addr())],
+                )
+            })
             .collect();
         let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         vec![
@@ -336,11 +375,20 @@ impl FileTarget {
             .map_err(|e| format!("probe {}: {e}", probe.program.display()))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!("probe exited with {}: {}", out.status, err.trim().chars().take(200).collect::<String>()));
+            return Err(format!(
+                "probe exited with {}: {}",
+                out.status,
+                err.trim().chars().take(200).collect::<String>()
+            ));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let leader = probe.leader_marker.as_deref().is_some_and(|m| stdout.contains(m));
-        Ok(NodeStatus { state: if leader { "leader".into() } else { "ready".into() }, term: None, leader: None, clock_offset_ms: None })
+        Ok(NodeStatus {
+            state: if leader { "leader".into() } else { "ready".into() },
+            term: None,
+            leader: None,
+            clock_offset_ms: None,
+        })
     }
 }
 
@@ -361,7 +409,10 @@ impl Target for FileTarget {
         let args: Vec<String> = self.args.iter().map(|a| expand(a, &vars)).collect();
         let data = vars.iter().find(|(k, _)| *k == "data_dir").map(|(_, v)| v.clone()).unwrap_or_default();
         if !args.iter().any(|a| a.contains(&data)) {
-            tracing::warn!("{}: no argument names {{data_dir}}; `faultline cleanup` cannot recognise its processes", self.name);
+            tracing::warn!(
+                "{}: no argument names {{data_dir}}; `faultline cleanup` cannot recognise its processes",
+                self.name
+            );
         }
         let mut env: Vec<(String, String)> = self.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect();
         if matches!(self.protocol, FileProtocol::Reference(_)) {
@@ -405,7 +456,9 @@ impl Target for FileTarget {
                 None => serde_json::json!({ "reset": true }),
             };
             let v = http.clock(addr, &body).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
-            v.get("offset_ms").and_then(serde_json::Value::as_i64).ok_or_else(|| format!("clock answer without offset_ms: {v}"))
+            v.get("offset_ms")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| format!("clock answer without offset_ms: {v}"))
         })
     }
 
@@ -450,7 +503,9 @@ peer = "{id}=http://{ip}:2380"
         assert!(t.fault_support(Family::Kill).is_ok());
         assert!(t.fault_support(Family::Pause).unwrap_err().contains("not among"));
         assert!(t.fault_support(Family::Clock).is_err());
-        let nodes: Vec<NodeSpec> = (1..=2).map(|k| NodeSpec { id: format!("n{k}"), ip: std::net::Ipv4Addr::new(10, 0, 0, k), port: 2379 }).collect();
+        let nodes: Vec<NodeSpec> = (1..=2)
+            .map(|k| NodeSpec { id: format!("n{k}"), ip: std::net::Ipv4Addr::new(10, 0, 0, k), port: 2379 })
+            .collect();
         let l = t.launch(&nodes[1], &nodes, Path::new("/nonexistent/n2"), Path::new("/tmp/x.log"));
         assert_eq!(l.args[1], "n2");
         assert_eq!(l.args[3], "/nonexistent/n2");

@@ -15,9 +15,9 @@
 //! completion names (`faultline_checker::distribution`), and fetches the front's per-backend
 //! counts at the end of the run (results.json `target_stats`).
 
-use std::sync::Arc;
 use crate::client::{Client, DataType};
 use std::path::Path;
+use std::sync::Arc;
 
 use faultline_checker::distribution::{check_distribution, DistributionOptions};
 use faultline_checker::history::Event;
@@ -30,16 +30,8 @@ use crate::runtime::{Launch, NodeSpec};
 use crate::workload::CheckerResult;
 
 /// Options of the front node (each becomes `--KEY=VALUE`), as in `ROLE_OPTIONS`' lb row.
-pub const FRONT_OPTIONS: &[&str] = &[
-    "strategy",
-    "weights",
-    "stale-cache",
-    "health-interval-ms",
-    "health-timeout-ms",
-    "fall",
-    "rise",
-    "retries-max",
-];
+pub const FRONT_OPTIONS: &[&str] =
+    &["strategy", "weights", "stale-cache", "health-interval-ms", "health-timeout-ms", "fall", "rise", "retries-max"];
 /// The harness's own option: the role of the backends.
 pub const BACKEND_ROLE_OPTION: &str = "backend-role";
 /// Roles the backends may run (the linearizable ones the register workload judges).
@@ -57,10 +49,7 @@ pub const GRACE_MARGIN_MS: u64 = 1000;
 /// The backend role the options name (default `raft`), for choices made before the target
 /// exists (a role without cas gets a register workload without cas).
 pub fn backend_role(options: &[(String, String)]) -> &str {
-    options
-        .iter()
-        .find(|(k, _)| k == BACKEND_ROLE_OPTION)
-        .map_or("raft", |(_, v)| v.as_str())
+    options.iter().find(|(k, _)| k == BACKEND_ROLE_OPTION).map_or("raft", |(_, v)| v.as_str())
 }
 
 /// A load balancer over a cluster.
@@ -83,11 +72,7 @@ fn number(
         None => Ok(default),
         Some((_, v)) => match v.parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(format!(
-                "--target-opt {key}={v}: expected an integer in [{}, {}]",
-                range.start(),
-                range.end()
-            )),
+            _ => Err(format!("--target-opt {key}={v}: expected an integer in [{}, {}]", range.start(), range.end())),
         },
     }
 }
@@ -97,42 +82,24 @@ impl LbTarget {
     /// a cluster of `nodes` nodes; a usage error says what is wrong.
     pub fn new(reference: ReferenceTarget, nodes: usize) -> Result<Self, String> {
         if nodes < 2 {
-            return Err(format!(
-                "--target lb needs at least 2 nodes (the balancer and a backend), got {nodes}"
-            ));
+            return Err(format!("--target lb needs at least 2 nodes (the balancer and a backend), got {nodes}"));
         }
         let backends = nodes - 1;
         let role = backend_role(&reference.options).to_string();
         if !BACKEND_ROLES.contains(&role.as_str()) {
-            return Err(format!(
-                "--target-opt backend-role={role}: expected one of {}",
-                BACKEND_ROLES.join(", ")
-            ));
+            return Err(format!("--target-opt backend-role={role}: expected one of {}", BACKEND_ROLES.join(", ")));
         }
-        let front_options: Vec<(String, String)> = reference
-            .options
-            .iter()
-            .filter(|(k, _)| k != BACKEND_ROLE_OPTION)
-            .cloned()
-            .collect();
-        let get = |k: &str| {
-            front_options
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let front_options: Vec<(String, String)> =
+            reference.options.iter().filter(|(k, _)| k != BACKEND_ROLE_OPTION).cloned().collect();
+        let get = |k: &str| front_options.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         let strategy = get("strategy").unwrap_or("round-robin").to_string();
         if !STRATEGIES.contains(&strategy.as_str()) {
-            return Err(format!(
-                "--target-opt strategy={strategy}: expected one of {}",
-                STRATEGIES.join(", ")
-            ));
+            return Err(format!("--target-opt strategy={strategy}: expected one of {}", STRATEGIES.join(", ")));
         }
         let weights: Vec<u32> = match get("weights") {
             None => vec![1; backends],
             Some(w) => {
-                let parsed: Result<Vec<u32>, _> =
-                    w.split(',').map(|x| x.trim().parse::<u32>()).collect();
+                let parsed: Result<Vec<u32>, _> = w.split(',').map(|x| x.trim().parse::<u32>()).collect();
                 match parsed {
                     Ok(v) if v.len() == backends && v.iter().all(|&x| (1..=1_000_000).contains(&x)) => v,
                     _ => {
@@ -144,13 +111,13 @@ impl LbTarget {
             }
         };
         if get("weights").is_some() && strategy != "weighted" {
-            return Err(format!("--target-opt weights: only the weighted strategy uses weights (strategy is {strategy})"));
+            return Err(format!(
+                "--target-opt weights: only the weighted strategy uses weights (strategy is {strategy})"
+            ));
         }
         if let Some(v) = get("stale-cache") {
             if v != "true" && v != "false" {
-                return Err(format!(
-                    "--target-opt stale-cache={v}: expected true or false"
-                ));
+                return Err(format!("--target-opt stale-cache={v}: expected true or false"));
             }
         }
         let interval = number(&front_options, "health-interval-ms", 200, 1..=60_000)?;
@@ -158,11 +125,8 @@ impl LbTarget {
         let fall = number(&front_options, "fall", 2, 1..=1000)?;
         let rise = number(&front_options, "rise", 2, 1..=1000)?;
         number(&front_options, "retries-max", 2, 0..=16)?;
-        let (front_bugs, backend_bugs): (Vec<String>, Vec<String>) = reference
-            .bugs
-            .iter()
-            .cloned()
-            .partition(|b| FRONT_BUGS.contains(&b.as_str()));
+        let (front_bugs, backend_bugs): (Vec<String>, Vec<String>) =
+            reference.bugs.iter().cloned().partition(|b| FRONT_BUGS.contains(&b.as_str()));
         if !front_bugs.is_empty() && strategy != "weighted" {
             return Err(format!("--bug naive-weighted replaces the weighted strategy: add --target-opt strategy=weighted (strategy is {strategy})"));
         }
@@ -178,18 +142,8 @@ impl LbTarget {
             http: reference.http.clone(),
             seed: reference.seed,
         };
-        let front = ReferenceTarget {
-            options: front_options,
-            bugs: front_bugs,
-            ..reference
-        };
-        Ok(LbTarget {
-            front,
-            backend,
-            strategy,
-            weights,
-            grace_ms,
-        })
+        let front = ReferenceTarget { options: front_options, bugs: front_bugs, ..reference };
+        Ok(LbTarget { front, backend, strategy, weights, grace_ms })
     }
 
     pub fn backend_role(&self) -> &str {
@@ -209,21 +163,12 @@ impl Target for LbTarget {
     fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
         let is_front = all.first().is_some_and(|f| f.id == node.id);
         if !is_front {
-            return self
-                .backend
-                .launch(node, all.get(1..).unwrap_or(&[]), data_dir, log);
+            return self.backend.launch(node, all.get(1..).unwrap_or(&[]), data_dir, log);
         }
-        let mut l = self
-            .front
-            .launch(node, std::slice::from_ref(node), data_dir, log);
-        let backends: Vec<String> = all
-            .iter()
-            .skip(1)
-            .map(|n| format!("{}={}", n.id, n.addr()))
-            .collect();
+        let mut l = self.front.launch(node, std::slice::from_ref(node), data_dir, log);
+        let backends: Vec<String> = all.iter().skip(1).map(|n| format!("{}={}", n.id, n.addr())).collect();
         l.args.push(format!("--backends={}", backends.join(",")));
-        l.args
-            .push(format!("--request-timeout-ms={FRONT_REQUEST_TIMEOUT_MS}"));
+        l.args.push(format!("--request-timeout-ms={FRONT_REQUEST_TIMEOUT_MS}"));
         l
     }
 
@@ -231,11 +176,7 @@ impl Target for LbTarget {
         self.front.status(addr)
     }
 
-    fn set_clock<'a>(
-        &'a self,
-        addr: &'a str,
-        offset_ms: Option<i64>,
-    ) -> BoxFuture<'a, Result<i64, String>> {
+    fn set_clock<'a>(&'a self, addr: &'a str, offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>> {
         self.front.set_clock(addr, offset_ms)
     }
 
@@ -255,10 +196,7 @@ impl Target for LbTarget {
         // seconds of the run would skew the distribution.
         match statuses.first() {
             Some((_, Ok(s))) if s.state == "lb" => Ok(()),
-            Some((id, Ok(s))) => Err(format!(
-                "balancer {id}: {}, not every backend in rotation yet",
-                s.state
-            )),
+            Some((id, Ok(s))) => Err(format!("balancer {id}: {}, not every backend in rotation yet", s.state)),
             _ => Err("no balancer status".into()),
         }
     }
@@ -269,12 +207,7 @@ impl Target for LbTarget {
             match self.front.http.status(&front.addr()).await {
                 Ok(v) => v.get("lb").cloned(),
                 Err(e) => {
-                    tracing::warn!(
-                        "lb stats not fetched from {}: {}: {}",
-                        front.id,
-                        e.error,
-                        e.message
-                    );
+                    tracing::warn!("lb stats not fetched from {}: {}: {}", front.id, e.error, e.message);
                     None
                 }
             }
@@ -295,33 +228,25 @@ impl Target for LbTarget {
 
 /// The lb-distribution checker: do the backends (every node but the balancer n1) serve the
 /// shares their weights promise, outside fault windows?
-fn distribution_checker(strategy: &str, weights: &[u32], grace_ms: u64, all: &[NodeSpec], events: &[Event]) -> CheckerResult {
+fn distribution_checker(
+    strategy: &str,
+    weights: &[u32],
+    grace_ms: u64,
+    all: &[NodeSpec],
+    events: &[Event],
+) -> CheckerResult {
     {
-        let weights: Vec<(String, u32)> = all
-            .iter()
-            .skip(1)
-            .map(|n| n.id.clone())
-            .zip(weights.iter().copied())
-            .collect();
-        let windows: Vec<(u64, u64)> = crate::analysis::fault_windows(events)
-            .iter()
-            .map(|w| (w.start_ns, w.end_ns))
-            .collect();
-        let opts = DistributionOptions {
-            grace_ns: grace_ms * 1_000_000,
-            ..Default::default()
-        };
+        let weights: Vec<(String, u32)> =
+            all.iter().skip(1).map(|n| n.id.clone()).zip(weights.iter().copied()).collect();
+        let windows: Vec<(u64, u64)> =
+            crate::analysis::fault_windows(events).iter().map(|w| (w.start_ns, w.end_ns)).collect();
+        let opts = DistributionOptions { grace_ns: grace_ms * 1_000_000, ..Default::default() };
         let r = check_distribution(events, &weights, &windows, opts);
         let mut details = serde_json::to_value(&r).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut details {
             m.insert("strategy".into(), Value::String(strategy.to_string()));
         }
-        CheckerResult {
-            name: "lb-distribution".into(),
-            verdict: r.verdict,
-            reason: r.reason,
-            details,
-        }
+        CheckerResult { name: "lb-distribution".into(), verdict: r.verdict, reason: r.reason, details }
     }
 }
 
@@ -358,17 +283,14 @@ pub struct LbBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_checker::Verdict;
     use crate::client::http::NodeHttp;
+    use faultline_checker::Verdict;
     use std::path::PathBuf;
 
     fn reference(options: &[(&str, &str)], bugs: &[&str]) -> ReferenceTarget {
         ReferenceTarget {
             role: "lb".into(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             program: PathBuf::from("/bin/faultline-node"),
             bugs: bugs.iter().map(|b| b.to_string()).collect(),
             admin_token: "t".into(),
@@ -379,11 +301,7 @@ mod tests {
 
     fn nodes(n: u16) -> Vec<NodeSpec> {
         (1..=n)
-            .map(|i| NodeSpec {
-                id: format!("n{i}"),
-                ip: std::net::Ipv4Addr::new(10, 0, 0, i as u8),
-                port: 8080,
-            })
+            .map(|i| NodeSpec { id: format!("n{i}"), ip: std::net::Ipv4Addr::new(10, 0, 0, i as u8), port: 8080 })
             .collect()
     }
 
@@ -391,11 +309,7 @@ mod tests {
     fn the_first_node_balances_over_the_others_which_form_the_backend_cluster() {
         let t = LbTarget::new(
             reference(
-                &[
-                    ("strategy", "weighted"),
-                    ("weights", "5,1,1"),
-                    ("backend-role", "paxos"),
-                ],
+                &[("strategy", "weighted"), ("weights", "5,1,1"), ("backend-role", "paxos")],
                 &["naive-weighted", "stale-read"],
             ),
             4,
@@ -404,80 +318,44 @@ mod tests {
         let all = nodes(4);
         let front = t.launch(&all[0], &all, Path::new("/d"), Path::new("/l"));
         let a = front.args.join(" ");
+        assert!(a.contains("--role lb") && a.contains("--peers n1=10.0.0.1:8080"), "{a}");
+        assert!(a.contains("--backends=n2=10.0.0.2:8080,n3=10.0.0.3:8080,n4=10.0.0.4:8080"), "{a}");
         assert!(
-            a.contains("--role lb") && a.contains("--peers n1=10.0.0.1:8080"),
+            a.contains("--strategy=weighted") && a.contains("--weights=5,1,1") && a.contains("--bug naive-weighted"),
             "{a}"
         );
-        assert!(
-            a.contains("--backends=n2=10.0.0.2:8080,n3=10.0.0.3:8080,n4=10.0.0.4:8080"),
-            "{a}"
-        );
-        assert!(
-            a.contains("--strategy=weighted")
-                && a.contains("--weights=5,1,1")
-                && a.contains("--bug naive-weighted"),
-            "{a}"
-        );
-        assert!(
-            !a.contains("backend-role") && !a.contains("stale-read"),
-            "{a}"
-        );
-        let back = t
-            .launch(&all[2], &all, Path::new("/d"), Path::new("/l"))
-            .args
-            .join(" ");
+        assert!(!a.contains("backend-role") && !a.contains("stale-read"), "{a}");
+        let back = t.launch(&all[2], &all, Path::new("/d"), Path::new("/l")).args.join(" ");
         assert!(
             back.contains("--role paxos")
                 && back.contains("--peers n2=10.0.0.2:8080,n3=10.0.0.3:8080,n4=10.0.0.4:8080"),
             "{back}"
         );
         assert!(
-            back.contains("--bug stale-read")
-                && !back.contains("naive-weighted")
-                && !back.contains("--strategy"),
+            back.contains("--bug stale-read") && !back.contains("naive-weighted") && !back.contains("--strategy"),
             "{back}"
         );
         assert_eq!(t.client_nodes(&all), vec!["n1".to_string()]);
         assert!(!t.has_leader(), "paxos backends have no leader");
-        let st = |state: &str| {
-            Ok(NodeStatus {
-                state: state.into(),
-                term: None,
-                leader: None,
-                clock_offset_ms: None,
-            })
-        };
-        let backs = [
-            ("n2".to_string(), st("follower")),
-            ("n3".to_string(), st("follower")),
-        ];
+        let st = |state: &str| Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None });
+        let backs = [("n2".to_string(), st("follower")), ("n3".to_string(), st("follower"))];
         let with = |front: &str| {
-            std::iter::once(("n1".to_string(), st(front)))
-                .chain(backs.iter().cloned())
-                .collect::<Vec<_>>()
+            std::iter::once(("n1".to_string(), st(front))).chain(backs.iter().cloned()).collect::<Vec<_>>()
         };
         assert_eq!(t.ready(&with("lb")), Ok(()));
-        assert!(t
-            .ready(&with("lb-degraded"))
-            .unwrap_err()
-            .contains("not every backend"));
+        assert!(t.ready(&with("lb-degraded")).unwrap_err().contains("not every backend"));
         assert_eq!(t.backend_role(), "paxos");
     }
 
     #[test]
     fn bad_options_are_usage_errors() {
         let e = |opts: &[(&str, &str)], bugs: &[&str], n: usize| {
-            LbTarget::new(reference(opts, bugs), n)
-                .err()
-                .unwrap_or_default()
+            LbTarget::new(reference(opts, bugs), n).err().unwrap_or_default()
         };
         assert!(e(&[], &[], 1).contains("at least 2 nodes"));
         assert!(e(&[("strategy", "random")], &[], 3).contains("expected one of round-robin"));
-        assert!(e(&[("strategy", "weighted"), ("weights", "5,1")], &[], 4)
-            .contains("expected 3 comma-separated"));
-        assert!(
-            e(&[("strategy", "weighted"), ("weights", "5,0,1")], &[], 4).contains("[1, 1000000]")
-        );
+        assert!(e(&[("strategy", "weighted"), ("weights", "5,1")], &[], 4).contains("expected 3 comma-separated"));
+        assert!(e(&[("strategy", "weighted"), ("weights", "5,0,1")], &[], 4).contains("[1, 1000000]"));
         assert!(e(&[("weights", "5,1,1")], &[], 4).contains("only the weighted strategy"));
         assert!(e(&[], &["naive-weighted"], 4).contains("strategy=weighted"));
         assert!(e(&[("backend-role", "crdt")], &[], 4).contains("raft, paxos, quorum"));

@@ -34,13 +34,7 @@ pub trait Target: Send + Sync {
     /// `raft`, ...
     fn name(&self) -> &str;
     /// How to start `node` of the cluster `all`, with its data in `data_dir`, logging to `log`.
-    fn launch(
-        &self,
-        node: &NodeSpec,
-        all: &[NodeSpec],
-        data_dir: &std::path::Path,
-        log: &std::path::Path,
-    ) -> Launch;
+    fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &std::path::Path, log: &std::path::Path) -> Launch;
     /// The client that performs a workload's operations on this system, for the data type
     /// they act on (Jepsen pairs a db with its client); `Err(why)` when the system cannot
     /// express them, which refuses the run before anything starts.
@@ -48,11 +42,7 @@ pub trait Target: Send + Sync {
     /// The node's status through its admin interface (bounded by the client timeout).
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>>;
     /// Sets the node's clock: `Some(offset_ms)` or `None` to reset. Returns the new offset.
-    fn set_clock<'a>(
-        &'a self,
-        addr: &'a str,
-        offset_ms: Option<i64>,
-    ) -> BoxFuture<'a, Result<i64, String>>;
+    fn set_clock<'a>(&'a self, addr: &'a str, offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>>;
     /// Whether faults of `family` can reach this target; `Err(why)` is reported, never pretended.
     /// By default every family but `rebalance`, which needs shards.
     fn fault_support(&self, family: crate::nemesis::Family) -> Result<(), String> {
@@ -68,7 +58,11 @@ pub trait Target: Send + Sync {
     }
     /// Waits for the move that [`Target::rebalance`] started (`started` is what it returned) to
     /// end; `Err(why)` when it failed.
-    fn rebalance_done<'a>(&'a self, _all: &'a [NodeSpec], _started: &'a serde_json::Value) -> BoxFuture<'a, Result<(), String>> {
+    fn rebalance_done<'a>(
+        &'a self,
+        _all: &'a [NodeSpec],
+        _started: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
     /// True when nodes bind outgoing sockets to their own address (loopback partitions need it).

@@ -17,10 +17,10 @@
 //! Clock skew is unavailable: libfaketime hangs Debian's redis-server (a jemalloc clash,
 //! libfaketime issue #130), and the machine's single system clock must not be set.
 
-use std::sync::Arc;
 use crate::client::{Client, DataType};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{NodeStatus, Target};
 use crate::client::redis::RedisClient;
@@ -88,7 +88,8 @@ pub fn sentinel_conf(node: &NodeSpec, all: &[NodeSpec], dir: &Path, o: &RedisOpt
     let primary = &all[0];
     let quorum = all.len() / 2 + 1;
     let mut c = String::new();
-    let _ = writeln!(c, "bind {}\nport {SENTINEL_PORT}\nprotected-mode no\ndaemonize no\ndir {}", node.ip, dir.display());
+    let _ =
+        writeln!(c, "bind {}\nport {SENTINEL_PORT}\nprotected-mode no\ndaemonize no\ndir {}", node.ip, dir.display());
     let _ = writeln!(c, "sentinel monitor {MASTER_NAME} {} {} {quorum}", primary.ip, primary.port);
     let _ = writeln!(c, "sentinel down-after-milliseconds {MASTER_NAME} {}", o.down_after_ms);
     let _ = writeln!(c, "sentinel failover-timeout {MASTER_NAME} {}", o.failover_timeout_ms);
@@ -156,7 +157,13 @@ impl Target for RedisTarget {
         }
         Launch {
             program: PathBuf::from("/bin/sh"),
-            args: vec!["-c".into(), NODE_SCRIPT.into(), "faultline-redis-node".into(), "--data-dir".into(), dir.display().to_string()],
+            args: vec![
+                "-c".into(),
+                NODE_SCRIPT.into(),
+                "faultline-redis-node".into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+            ],
             env: vec![
                 ("FL_SERVER".into(), self.opts.server.display().to_string()),
                 ("FL_SENTINEL".into(), self.opts.sentinel.display().to_string()),
@@ -190,7 +197,9 @@ mod tests {
     use super::*;
 
     fn nodes() -> Vec<NodeSpec> {
-        (1..=3).map(|k| NodeSpec { id: format!("n{k}"), ip: std::net::Ipv4Addr::new(10, 77, 5, 10 + k), port: 6379 }).collect()
+        (1..=3)
+            .map(|k| NodeSpec { id: format!("n{k}"), ip: std::net::Ipv4Addr::new(10, 77, 5, 10 + k), port: 6379 })
+            .collect()
     }
 
     #[test]

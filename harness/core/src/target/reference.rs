@@ -1,9 +1,9 @@
 //! The reference target: `faultline-node --role ROLE` (docs/node-api.md).
 
-use std::sync::Arc;
-use crate::client::{Client, DataType};
 use crate::client::http::ReferenceClient;
+use crate::client::{Client, DataType};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -151,17 +151,9 @@ impl Target for ReferenceTarget {
 
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
-            let v = self
-                .http
-                .status(addr)
-                .await
-                .map_err(|e| format!("{}: {}", e.error, e.message))?;
+            let v = self.http.status(addr).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
             Ok(NodeStatus {
-                state: v
-                    .get("state")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_string(),
+                state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_string(),
                 term: v.get("term").and_then(Value::as_u64),
                 leader: v.get("leader").and_then(Value::as_str).map(String::from),
                 clock_offset_ms: v.pointer("/clock/offset_ms").and_then(Value::as_i64),
@@ -169,24 +161,14 @@ impl Target for ReferenceTarget {
         })
     }
 
-    fn set_clock<'a>(
-        &'a self,
-        addr: &'a str,
-        offset_ms: Option<i64>,
-    ) -> BoxFuture<'a, Result<i64, String>> {
+    fn set_clock<'a>(&'a self, addr: &'a str, offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>> {
         Box::pin(async move {
             let body = match offset_ms {
                 Some(ms) => json!({ "offset_ms": ms }),
                 None => json!({ "reset": true }),
             };
-            let v = self
-                .http
-                .clock(addr, &body)
-                .await
-                .map_err(|e| format!("{}: {}", e.error, e.message))?;
-            v.get("offset_ms")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| format!("clock answer without offset_ms: {v}"))
+            let v = self.http.clock(addr, &body).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
+            v.get("offset_ms").and_then(Value::as_i64).ok_or_else(|| format!("clock answer without offset_ms: {v}"))
         })
     }
 }

@@ -43,10 +43,7 @@ pub struct RoleSpec {
     pub bugs: &'static [&'static str],
 }
 
-const MS: Domain = Domain::Int {
-    min: 1,
-    max: 600_000,
-};
+const MS: Domain = Domain::Int { min: 1, max: 600_000 };
 const BOOL: Domain = Domain::OneOf(&["true", "false"]);
 const fn opt(key: &'static str, domain: Domain) -> OptionSpec {
     OptionSpec { key, domain }
@@ -67,16 +64,18 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
             opt("read-mode", Domain::OneOf(&["read-index", "lease"])),
             opt("election-ms", MS),
             opt("heartbeat-ms", MS),
-            opt(
-                "snapshot-entries",
-                Domain::Int {
-                    min: 1,
-                    max: 1 << 40,
-                },
-            ),
+            opt("snapshot-entries", Domain::Int { min: 1, max: 1 << 40 }),
             TIMEOUT,
         ],
-        bugs: &["no-fsync", "stale-read", "lease", "commit-old-term", "txn-read-committed", "txn-snapshot", "txn-dirty"],
+        bugs: &[
+            "no-fsync",
+            "stale-read",
+            "lease",
+            "commit-old-term",
+            "txn-read-committed",
+            "txn-snapshot",
+            "txn-dirty",
+        ],
     },
     RoleSpec {
         name: "paxos",
@@ -115,11 +114,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         leaderless: true,
         cas: false,
         workloads: REGISTER_SET,
-        options: &[
-            opt("resolve", Domain::OneOf(&["lww", "vclock"])),
-            opt("anti-entropy-ms", MS),
-            TIMEOUT,
-        ],
+        options: &[opt("resolve", Domain::OneOf(&["lww", "vclock"])), opt("anti-entropy-ms", MS), TIMEOUT],
         bugs: &[],
     },
     RoleSpec {
@@ -143,33 +138,12 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         cas: true,
         workloads: REGISTER,
         options: &[
-            opt(
-                "strategy",
-                Domain::OneOf(&["round-robin", "least-conn", "weighted"]),
-            ),
-            opt(
-                "weights",
-                Domain::Ints {
-                    min: 1,
-                    max: 1_000_000,
-                },
-            ),
+            opt("strategy", Domain::OneOf(&["round-robin", "least-conn", "weighted"])),
+            opt("weights", Domain::Ints { min: 1, max: 1_000_000 }),
             opt("stale-cache", BOOL),
             opt("backend-role", Domain::OneOf(super::lb::BACKEND_ROLES)),
-            opt(
-                "health-interval-ms",
-                Domain::Int {
-                    min: 1,
-                    max: 60_000,
-                },
-            ),
-            opt(
-                "health-timeout-ms",
-                Domain::Int {
-                    min: 1,
-                    max: 60_000,
-                },
-            ),
+            opt("health-interval-ms", Domain::Int { min: 1, max: 60_000 }),
+            opt("health-timeout-ms", Domain::Int { min: 1, max: 60_000 }),
             opt("fall", Domain::Int { min: 1, max: 1000 }),
             opt("rise", Domain::Int { min: 1, max: 1000 }),
             opt("retries-max", Domain::Int { min: 0, max: 16 }),
@@ -183,10 +157,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         cas: true,
         workloads: REGISTER,
         options: &[
-            opt(
-                "sharding",
-                Domain::OneOf(&["range", "hash", "directory", "consistent-hash"]),
-            ),
+            opt("sharding", Domain::OneOf(&["range", "hash", "directory", "consistent-hash"])),
             opt("split-points", Domain::Keys),
             TIMEOUT,
         ],
@@ -218,10 +189,7 @@ impl Domain {
         };
         match *self {
             Domain::OneOf(words) if words.contains(&value) => Ok(()),
-            Domain::OneOf(words) => Err(format!(
-                "expected one of {}, got {value:?}",
-                words.join(", ")
-            )),
+            Domain::OneOf(words) => Err(format!("expected one of {}, got {value:?}", words.join(", "))),
             Domain::Int { min, max } => int(value, min, max),
             Domain::Ints { min, max } => value.split(',').try_for_each(|v| int(v, min, max)),
             Domain::Keys if value.split(',').all(|k| !k.is_empty()) => Ok(()),
@@ -240,22 +208,13 @@ pub fn parse_options(role: &RoleSpec, opts: &[String]) -> Result<Vec<(String, St
         };
         let Some(spec) = role.options.iter().find(|s| s.key == k) else {
             let keys: Vec<&str> = role.options.iter().map(|s| s.key).collect();
-            let expected = if keys.is_empty() {
-                "none".to_string()
-            } else {
-                keys.join(", ")
-            };
-            return Err(format!(
-                "--target-opt {k:?} is not an option of role {}: expected {expected}",
-                role.name
-            ));
+            let expected = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
+            return Err(format!("--target-opt {k:?} is not an option of role {}: expected {expected}", role.name));
         };
         if v.is_empty() {
             return Err(format!("--target-opt {k}: empty value"));
         }
-        spec.domain
-            .check(v)
-            .map_err(|e| format!("--target-opt {k}={v}: {e}"))?;
+        spec.domain.check(v).map_err(|e| format!("--target-opt {k}={v}: {e}"))?;
         if out.iter().any(|(seen, _)| seen == k) {
             return Err(format!("--target-opt {k}: given twice"));
         }
@@ -275,32 +234,18 @@ pub fn check_run(
 ) -> Result<Vec<(String, String)>, String> {
     let options = parse_options(role, opts)?;
     // Behind a load balancer the data lives in the backends: their bugs apply too.
-    let backend = (role.name == "lb")
-        .then(|| super::lb::backend_role(&options))
-        .and_then(self::role);
+    let backend = (role.name == "lb").then(|| super::lb::backend_role(&options)).and_then(self::role);
     for b in bugs {
         let owner = ROLE_SPECS.iter().find(|r| r.bugs.contains(&b.as_str()));
         match owner {
             None => {
                 let known: Vec<&str> = all_bugs().collect();
-                return Err(format!(
-                    "unknown --bug {b:?}: expected one of {}",
-                    known.join(", ")
-                ));
+                return Err(format!("unknown --bug {b:?}: expected one of {}", known.join(", ")));
             }
             Some(o) if o.name == role.name || backend.is_some_and(|be| be.name == o.name) => {}
             Some(o) => {
-                let own = role
-                    .bugs
-                    .iter()
-                    .chain(backend.map_or(&[][..], |be| be.bugs))
-                    .copied()
-                    .collect::<Vec<_>>();
-                let own = if own.is_empty() {
-                    "none".to_string()
-                } else {
-                    own.join(", ")
-                };
+                let own = role.bugs.iter().chain(backend.map_or(&[][..], |be| be.bugs)).copied().collect::<Vec<_>>();
+                let own = if own.is_empty() { "none".to_string() } else { own.join(", ") };
                 return Err(format!(
                     "--bug {b} is a bug of role {}, not of --target {} (its bugs: {own})",
                     o.name, role.name
@@ -329,22 +274,11 @@ mod tests {
     #[test]
     fn a_bug_of_another_role_is_refused() {
         let e = check_run(role("paxos").unwrap(), "register", &s(&["lease"]), &[]).unwrap_err();
-        assert!(
-            e.contains("--bug lease is a bug of role raft, not of --target paxos"),
-            "{e}"
-        );
-        assert!(check_run(
-            role("raft").unwrap(),
-            "register",
-            &s(&["lease", "stale-read"]),
-            &[]
-        )
-        .is_ok());
-        assert!(
-            check_run(role("raft").unwrap(), "register", &s(&["nope"]), &[])
-                .unwrap_err()
-                .contains("unknown --bug")
-        );
+        assert!(e.contains("--bug lease is a bug of role raft, not of --target paxos"), "{e}");
+        assert!(check_run(role("raft").unwrap(), "register", &s(&["lease", "stale-read"]), &[]).is_ok());
+        assert!(check_run(role("raft").unwrap(), "register", &s(&["nope"]), &[])
+            .unwrap_err()
+            .contains("unknown --bug"));
         // Behind lb, the backends' bugs apply.
         let lb = role("lb").unwrap();
         assert!(check_run(lb, "register", &s(&["stale-read"]), &[]).is_ok());
@@ -359,23 +293,13 @@ mod tests {
         assert!(e.contains("expected one of read-index, lease"), "{e}");
         assert!(check_run(raft, "register", &[], &s(&["election-ms=0"])).is_err());
         assert!(check_run(raft, "register", &[], &s(&["election-ms=-1"])).is_err());
-        assert!(check_run(
-            raft,
-            "register",
-            &[],
-            &s(&["read-mode=lease", "election-ms=500"])
-        )
-        .is_ok());
+        assert!(check_run(raft, "register", &[], &s(&["read-mode=lease", "election-ms=500"])).is_ok());
         let lb = role("lb").unwrap();
         assert!(check_run(lb, "register", &[], &s(&["weights=5,1,1"])).is_ok());
         assert!(check_run(lb, "register", &[], &s(&["weights=5,,1"])).is_err());
         assert!(check_run(lb, "register", &[], &s(&["backend-role=crdt"])).is_err());
         assert!(parse_options(raft, &s(&["read-mode=a", "read-mode=lease"])).is_err());
-        assert!(
-            parse_options(raft, &s(&["read-mode=lease", "read-mode=lease"]))
-                .unwrap_err()
-                .contains("given twice")
-        );
+        assert!(parse_options(raft, &s(&["read-mode=lease", "read-mode=lease"])).unwrap_err().contains("given twice"));
     }
 
     #[test]
@@ -400,11 +324,7 @@ mod tests {
     fn every_bug_belongs_to_one_role() {
         let bugs: Vec<&str> = all_bugs().collect();
         for b in &bugs {
-            assert_eq!(
-                bugs.iter().filter(|x| x == &b).count(),
-                1,
-                "{b} is listed twice"
-            );
+            assert_eq!(bugs.iter().filter(|x| x == &b).count(), 1, "{b} is listed twice");
         }
         assert_eq!(bugs.len(), 16, "{bugs:?}");
     }

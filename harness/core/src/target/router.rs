@@ -84,11 +84,16 @@ impl ReferenceTarget {
 /// [`ReferenceTarget::launch`] for `--target router`.
 pub fn launch(t: &ReferenceTarget, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
     // Checked by `faultline run` before any node starts (usage error); a fallback keeps this total.
-    let topo = t.router_topology(all).unwrap_or_else(|_| Topology { router: all[0].id.clone(), directory: None, groups: vec![] });
+    let topo = t.router_topology(all).unwrap_or_else(|_| Topology {
+        router: all[0].id.clone(),
+        directory: None,
+        groups: vec![],
+    });
     let peers_of = |members: &[String]| -> Vec<&NodeSpec> { all.iter().filter(|n| members.contains(&n.id)).collect() };
     if node.id == topo.router {
         let everyone: Vec<&NodeSpec> = all.iter().collect();
-        let mut extra: Vec<String> = topo.groups.iter().flat_map(|g| ["--shard-group".to_string(), g.join("+")]).collect();
+        let mut extra: Vec<String> =
+            topo.groups.iter().flat_map(|g| ["--shard-group".to_string(), g.join("+")]).collect();
         if let Some(d) = &topo.directory {
             extra.extend(["--directory-node".to_string(), d.clone()]);
         }
@@ -142,7 +147,11 @@ pub fn rebalance<'a>(t: &'a ReferenceTarget, all: &'a [NodeSpec], pick: u64) -> 
     })
 }
 
-pub fn rebalance_done<'a>(t: &'a ReferenceTarget, all: &'a [NodeSpec], started: &'a Value) -> BoxFuture<'a, Result<(), String>> {
+pub fn rebalance_done<'a>(
+    t: &'a ReferenceTarget,
+    all: &'a [NodeSpec],
+    started: &'a Value,
+) -> BoxFuture<'a, Result<(), String>> {
     Box::pin(async move {
         let addr = router_addr(t, all)?;
         let id = started.get("id").and_then(Value::as_u64).ok_or_else(|| format!("no move id in {started}"))?;
@@ -172,12 +181,22 @@ pub fn final_stats<'a>(t: &'a ReferenceTarget, all: &'a [NodeSpec]) -> BoxFuture
 pub fn balance_checker(fetched: Option<&Value>) -> CheckerResult {
     let name = "shard-balance".to_string();
     let Some(v) = fetched else {
-        return CheckerResult { name, verdict: Verdict::Unknown, reason: Some("the router's /admin/shards was not fetched (see harness.log)".into()), details: json!(null) };
+        return CheckerResult {
+            name,
+            verdict: Verdict::Unknown,
+            reason: Some("the router's /admin/shards was not fetched (see harness.log)".into()),
+            details: json!(null),
+        };
     };
     let shards = v.get("shards").and_then(Value::as_array).cloned().unwrap_or_default();
     let counts: Option<Vec<u64>> = shards.iter().map(|s| s.get("keys").and_then(Value::as_u64)).collect();
     let Some(counts) = counts.filter(|c| !c.is_empty()) else {
-        return CheckerResult { name, verdict: Verdict::Unknown, reason: Some(format!("router report without per-shard key counts: {v}")), details: json!(null) };
+        return CheckerResult {
+            name,
+            verdict: Verdict::Unknown,
+            reason: Some(format!("router report without per-shard key counts: {v}")),
+            details: json!(null),
+        };
     };
     let requests: Vec<u64> = shards.iter().map(|s| s.get("requests").and_then(Value::as_u64).unwrap_or(0)).collect();
     let total: u64 = requests.iter().sum();
@@ -186,7 +205,14 @@ pub fn balance_checker(fetched: Option<&Value>) -> CheckerResult {
     // does not apply (sequential `k<number>` names crowd below the first split point). Shares
     // are reported, not judged.
     let (verdict, reason) = if v.get("sharding").and_then(Value::as_str) == Some("range") {
-        (Verdict::Valid, format!("not judged: range sharding follows its split points (largest share {:.0}% of {} keys)", b.max_share * 100.0, b.keys))
+        (
+            Verdict::Valid,
+            format!(
+                "not judged: range sharding follows its split points (largest share {:.0}% of {} keys)",
+                b.max_share * 100.0,
+                b.keys
+            ),
+        )
     } else {
         (b.verdict, b.reason.clone())
     };

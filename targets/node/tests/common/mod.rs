@@ -47,7 +47,16 @@ impl Cluster {
         assert!(self.children[i].is_none(), "n{} already running", i + 1);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i)).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_faultline-node"))
-            .args(["--role", "raft", "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i], "--peers", &self.peers])
+            .args([
+                "--role",
+                "raft",
+                "--id",
+                &format!("n{}", i + 1),
+                "--listen",
+                &self.addrs[i],
+                "--peers",
+                &self.peers,
+            ])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{}", i + 1)))
             .args(["--admin-token", TOKEN])

@@ -42,17 +42,30 @@ impl Cluster {
 
     pub fn command(&self, i: usize) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline-node"));
-        cmd.args(["--role", &self.role, "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i], "--peers", &self.peers])
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("n{}", i + 1)))
-            .args(["--admin-token", TOKEN])
-            .args(&self.extra);
+        cmd.args([
+            "--role",
+            &self.role,
+            "--id",
+            &format!("n{}", i + 1),
+            "--listen",
+            &self.addrs[i],
+            "--peers",
+            &self.peers,
+        ])
+        .arg("--data-dir")
+        .arg(self.dir.path().join(format!("n{}", i + 1)))
+        .args(["--admin-token", TOKEN])
+        .args(&self.extra);
         cmd
     }
 
     pub fn spawn(&mut self, i: usize) {
         assert!(self.children[i].is_none(), "n{} already running", i + 1);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("n{}.log", i + 1))).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{}.log", i + 1)))
+            .expect("log file");
         let child = self.command(i).stdout(Stdio::null()).stderr(log).spawn().expect("spawn faultline-node");
         self.children[i] = Some(child);
     }

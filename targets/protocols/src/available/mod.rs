@@ -158,7 +158,12 @@ impl Replica {
 }
 
 /// The bounded anti-entropy walk over any slot map (shared with `multi_primary`).
-pub fn batch_after<E: Clone>(slots: &BTreeMap<Slot, E>, after: Option<&Slot>, items_max: usize, items: impl Fn(&E) -> usize) -> (Vec<(Slot, E)>, Option<Slot>) {
+pub fn batch_after<E: Clone>(
+    slots: &BTreeMap<Slot, E>,
+    after: Option<&Slot>,
+    items_max: usize,
+    items: impl Fn(&E) -> usize,
+) -> (Vec<(Slot, E)>, Option<Slot>) {
     use std::ops::Bound::{Excluded, Unbounded};
     let lower = match after {
         Some(s) => Excluded(s.clone()),
@@ -173,6 +178,7 @@ pub fn batch_after<E: Clone>(slots: &BTreeMap<Slot, E>, after: Option<&Slot>, it
         total += items(e);
         out.push((slot.clone(), e.clone()));
     }
-    let next = out.last().map(|(s, _)| s.clone()).filter(|s| slots.range((Excluded(s.clone()), Unbounded)).next().is_some());
+    let next =
+        out.last().map(|(s, _)| s.clone()).filter(|s| slots.range((Excluded(s.clone()), Unbounded)).next().is_some());
     (out, next)
 }

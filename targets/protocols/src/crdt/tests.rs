@@ -309,7 +309,11 @@ fn bad_merge_replicas_never_converge_even_past_overflow() {
         let s = nodes[from].clone();
         let before = nodes[to].counter_read("c");
         nodes[to].merge(&s);
-        assert_ne!(nodes[to].counter_read("c"), before, "step {step}: a bad merge of a non-empty state changes the value");
+        assert_ne!(
+            nodes[to].counter_read("c"),
+            before,
+            "step {step}: a bad merge of a non-empty state changes the value"
+        );
         overflowed |= nodes[to].counters["c"].p.counts.values().any(|&c| c > u64::MAX / 2);
         if step >= 10 {
             checks += 1;

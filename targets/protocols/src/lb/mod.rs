@@ -131,11 +131,7 @@ impl Health {
         }
         self.healthy = ok;
         self.streak = 0;
-        Some(if ok {
-            Transition::Readmitted
-        } else {
-            Transition::Dropped
-        })
+        Some(if ok { Transition::Readmitted } else { Transition::Dropped })
     }
 }
 
@@ -194,10 +190,7 @@ impl Balancer {
             return Err(LbError::NoBackends);
         }
         if thresholds.fall == 0 || thresholds.rise == 0 {
-            return Err(LbError::BadThresholds {
-                fall: thresholds.fall,
-                rise: thresholds.rise,
-            });
+            return Err(LbError::BadThresholds { fall: thresholds.fall, rise: thresholds.rise });
         }
         let mut out: Vec<Backend> = Vec::with_capacity(backends.len());
         for (id, weight) in backends {
@@ -210,22 +203,13 @@ impl Balancer {
             out.push(Backend {
                 id,
                 weight,
-                health: Health {
-                    healthy: true,
-                    streak: 0,
-                },
+                health: Health { healthy: true, streak: 0 },
                 in_flight: 0,
                 current: 0,
                 naive_current: 0,
             });
         }
-        Ok(Balancer {
-            strategy,
-            bugs,
-            thresholds,
-            backends: out,
-            cursor: 0,
-        })
+        Ok(Balancer { strategy, bugs, thresholds, backends: out, cursor: 0 })
     }
 
     pub fn strategy(&self) -> Strategy {
@@ -245,25 +229,17 @@ impl Balancer {
     ///
     /// [`release`]: Balancer::release
     pub fn pick(&mut self, tried: &[usize]) -> Option<usize> {
-        let eligible: Vec<usize> = (0..self.backends.len())
-            .filter(|i| self.backends[*i].health.healthy && !tried.contains(i))
-            .collect();
+        let eligible: Vec<usize> =
+            (0..self.backends.len()).filter(|i| self.backends[*i].health.healthy && !tried.contains(i)).collect();
         if eligible.is_empty() {
             return None;
         }
         let ix = match self.strategy {
             Strategy::RoundRobin => self.next_from_cursor(&eligible),
             Strategy::LeastConn => {
-                let least = eligible
-                    .iter()
-                    .map(|&i| self.backends[i].in_flight)
-                    .min()
-                    .expect("non-empty");
-                let tied: Vec<usize> = eligible
-                    .iter()
-                    .copied()
-                    .filter(|&i| self.backends[i].in_flight == least)
-                    .collect();
+                let least = eligible.iter().map(|&i| self.backends[i].in_flight).min().expect("non-empty");
+                let tied: Vec<usize> =
+                    eligible.iter().copied().filter(|&i| self.backends[i].in_flight == least).collect();
                 self.next_from_cursor(&tied)
             }
             Strategy::Weighted if self.bugs.naive_weighted => self.naive_weighted(&eligible),
@@ -297,21 +273,14 @@ impl Balancer {
     /// The first of `candidates` (ascending indexes) at or after the cursor, wrapping; the
     /// cursor then moves past it.
     fn next_from_cursor(&mut self, candidates: &[usize]) -> usize {
-        let ix = candidates
-            .iter()
-            .copied()
-            .find(|&i| i >= self.cursor)
-            .unwrap_or(candidates[0]);
+        let ix = candidates.iter().copied().find(|&i| i >= self.cursor).unwrap_or(candidates[0]);
         self.cursor = (ix + 1) % self.backends.len();
         ix
     }
 
     /// nginx's smooth weighted round robin over `eligible`.
     fn smooth_weighted(&mut self, eligible: &[usize]) -> usize {
-        let total: i64 = eligible
-            .iter()
-            .map(|&i| i64::from(self.backends[i].weight))
-            .sum();
+        let total: i64 = eligible.iter().map(|&i| i64::from(self.backends[i].weight)).sum();
         let mut best = eligible[0];
         for &i in eligible {
             let b = &mut self.backends[i];
@@ -327,10 +296,7 @@ impl Balancer {
     /// The seed's sketch, kept as the `naive-weighted` bug: the first backend whose counter
     /// reaches the total wins, and the backends after it are not even counted this round.
     fn naive_weighted(&mut self, eligible: &[usize]) -> usize {
-        let total: i64 = eligible
-            .iter()
-            .map(|&i| i64::from(self.backends[i].weight))
-            .sum();
+        let total: i64 = eligible.iter().map(|&i| i64::from(self.backends[i].weight)).sum();
         for &i in eligible {
             let b = &mut self.backends[i];
             b.naive_current += i64::from(b.weight);

@@ -3,20 +3,8 @@ use super::*;
 const T: Thresholds = Thresholds { fall: 2, rise: 3 };
 
 fn lb(weights: &[u32], strategy: Strategy, naive: bool) -> Balancer {
-    let backends = weights
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (format!("b{i}"), *w))
-        .collect();
-    Balancer::new(
-        backends,
-        strategy,
-        T,
-        Bugs {
-            naive_weighted: naive,
-        },
-    )
-    .unwrap()
+    let backends = weights.iter().enumerate().map(|(i, w)| (format!("b{i}"), *w)).collect();
+    Balancer::new(backends, strategy, T, Bugs { naive_weighted: naive }).unwrap()
 }
 
 /// `n` picks, each released at once (no request in flight between picks).
@@ -72,10 +60,7 @@ fn smooth_weighted_follows_the_weights_over_many_picks() {
         let mut b = lb(&weights, Strategy::Weighted, false);
         let seq = picks(&mut b, (total * 5) as usize);
         for w in seq.chunks(total as usize) {
-            assert_eq!(
-                counts(w, weights.len()),
-                weights.iter().map(|&x| x as usize).collect::<Vec<_>>()
-            );
+            assert_eq!(counts(w, weights.len()), weights.iter().map(|&x| x as usize).collect::<Vec<_>>());
         }
     }
 }
@@ -125,10 +110,7 @@ fn least_conn_takes_the_least_loaded_and_shares_ties() {
     assert_eq!(b.pick(&[]), Some(0));
     // b0 1, b1 1, b2 1: a three-way tie, resumed after the cursor (at b1).
     assert_eq!(b.pick(&[]), Some(1));
-    assert_eq!(
-        b.backends().iter().map(|x| x.in_flight).collect::<Vec<_>>(),
-        vec![1, 2, 1]
-    );
+    assert_eq!(b.backends().iter().map(|x| x.in_flight).collect::<Vec<_>>(), vec![1, 2, 1]);
     // b1 is the most loaded; the tie b0/b2 goes to b2 (after the cursor), then b0.
     assert_eq!(b.pick(&[]), Some(2));
     assert_eq!(b.pick(&[]), Some(0));
@@ -136,11 +118,7 @@ fn least_conn_takes_the_least_loaded_and_shares_ties() {
 
 #[test]
 fn tried_backends_are_excluded_and_none_when_nothing_is_left() {
-    for s in [
-        Strategy::RoundRobin,
-        Strategy::LeastConn,
-        Strategy::Weighted,
-    ] {
+    for s in [Strategy::RoundRobin, Strategy::LeastConn, Strategy::Weighted] {
         let mut b = lb(&[2, 1], s, false);
         let first = b.pick(&[]).unwrap();
         let second = b.pick(&[first]).unwrap();
@@ -186,32 +164,19 @@ fn only_a_connection_never_made_is_retried() {
 #[test]
 fn bad_configurations_are_refused() {
     let t = T;
-    assert_eq!(
-        Balancer::new(vec![], Strategy::RoundRobin, t, Bugs::default()).unwrap_err(),
-        LbError::NoBackends
-    );
+    assert_eq!(Balancer::new(vec![], Strategy::RoundRobin, t, Bugs::default()).unwrap_err(), LbError::NoBackends);
     let dup = vec![("a".to_string(), 1), ("a".to_string(), 2)];
     assert_eq!(
         Balancer::new(dup, Strategy::RoundRobin, t, Bugs::default()).unwrap_err(),
         LbError::DuplicateBackend("a".into())
     );
     let zero = vec![("a".to_string(), 0)];
-    assert!(matches!(
-        Balancer::new(zero, Strategy::Weighted, t, Bugs::default()),
-        Err(LbError::BadWeight { .. })
-    ));
+    assert!(matches!(Balancer::new(zero, Strategy::Weighted, t, Bugs::default()), Err(LbError::BadWeight { .. })));
     let one = vec![("a".to_string(), 1)];
     let bad = Thresholds { fall: 0, rise: 1 };
-    assert!(matches!(
-        Balancer::new(one, Strategy::Weighted, bad, Bugs::default()),
-        Err(LbError::BadThresholds { .. })
-    ));
+    assert!(matches!(Balancer::new(one, Strategy::Weighted, bad, Bugs::default()), Err(LbError::BadThresholds { .. })));
     assert_eq!("weighted".parse::<Strategy>(), Ok(Strategy::Weighted));
-    assert!("random"
-        .parse::<Strategy>()
-        .unwrap_err()
-        .to_string()
-        .contains("round-robin"));
+    assert!("random".parse::<Strategy>().unwrap_err().to_string().contains("round-robin"));
     for n in Strategy::NAMES {
         assert_eq!(n.parse::<Strategy>().unwrap().as_str(), *n);
     }

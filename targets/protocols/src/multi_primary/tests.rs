@@ -187,11 +187,26 @@ fn received_entries_are_validated() {
     };
     assert!(Entry::Register(vec![v("n1", &[("n1", 1)])]).validate(&m, Resolve::Vclock).is_ok());
     assert!(Entry::Register(vec![]).validate(&m, Resolve::Vclock).unwrap_err().contains("at least one"));
-    assert!(Entry::Register(vec![v("n7", &[("n7", 1)])]).validate(&m, Resolve::Vclock).unwrap_err().contains("not a member"));
-    assert!(Entry::Register(vec![v("n1", &[("n1", 1), ("x", 2)])]).validate(&m, Resolve::Vclock).unwrap_err().contains("not a member"));
-    assert!(Entry::Register(vec![v("n1", &[("n2", 1)])]).validate(&m, Resolve::Vclock).unwrap_err().contains("does not count"));
-    assert!(Entry::Register(vec![v("n1", &[]), v("n2", &[])]).validate(&m, Resolve::Lww).unwrap_err().contains("at most 1"));
-    assert!(Entry::Register(vec![v("n1", &[("n1", 1)]); 4]).validate(&m, Resolve::Vclock).unwrap_err().contains("at most 3"));
+    assert!(Entry::Register(vec![v("n7", &[("n7", 1)])])
+        .validate(&m, Resolve::Vclock)
+        .unwrap_err()
+        .contains("not a member"));
+    assert!(Entry::Register(vec![v("n1", &[("n1", 1), ("x", 2)])])
+        .validate(&m, Resolve::Vclock)
+        .unwrap_err()
+        .contains("not a member"));
+    assert!(Entry::Register(vec![v("n1", &[("n2", 1)])])
+        .validate(&m, Resolve::Vclock)
+        .unwrap_err()
+        .contains("does not count"));
+    assert!(Entry::Register(vec![v("n1", &[]), v("n2", &[])])
+        .validate(&m, Resolve::Lww)
+        .unwrap_err()
+        .contains("at most 1"));
+    assert!(Entry::Register(vec![v("n1", &[("n1", 1)]); 4])
+        .validate(&m, Resolve::Vclock)
+        .unwrap_err()
+        .contains("at most 3"));
     // The wrong kind for the slot is ignored by merge.
     let mut r = Replica::new("n1", Resolve::Vclock);
     assert!(!r.merge(&Slot::Set("k".into()), &Entry::Register(vec![v("n1", &[("n1", 1)])])));

@@ -251,7 +251,14 @@ pub struct Round {
 }
 
 impl Round {
-    pub fn new(key: String, ballot: Ballot, change: Change, members: usize, bugs: Bugs, local_cache: Option<i64>) -> Round {
+    pub fn new(
+        key: String,
+        ballot: Ballot,
+        change: Change,
+        members: usize,
+        bugs: Bugs,
+        local_cache: Option<i64>,
+    ) -> Round {
         assert!(members >= 1, "a cluster has members");
         Round {
             key,

@@ -127,7 +127,10 @@ fn a_majority_of_promises_proposes_the_highest_accepted_value_not_its_own() {
     assert_eq!(r.input_ballot(), Some(&b(2, "n2")));
     // A mismatching cas proposes the current value unchanged (CASPaxos: identity on mismatch).
     let mut r = Round::new("k".into(), b(4, "n3"), Change::Cas { from: 20, to: 1 }, 3, Bugs::default(), None);
-    assert_eq!(run_round(&mut r, &mut acc, &[1, 2]), Progress::Chosen { value: Some(99), outcome: Outcome::CasMismatch { current: Some(99) } });
+    assert_eq!(
+        run_round(&mut r, &mut acc, &[1, 2]),
+        Progress::Chosen { value: Some(99), outcome: Outcome::CasMismatch { current: Some(99) } }
+    );
 }
 
 #[test]
@@ -136,7 +139,10 @@ fn a_round_fails_once_no_majority_can_answer_and_reports_the_conflicting_ballot(
     assert_eq!(r.majority(), 3);
     assert_eq!(r.on_response("n2".into(), Response::Reject { seen: b(7, "n2") }), Progress::Pending);
     assert_eq!(r.on_no_answer("n3".into()), Progress::Pending);
-    assert_eq!(r.on_response("n4".into(), Response::Reject { seen: b(5, "n4") }), Progress::Failed { seen: Some(b(7, "n2")), accept_sent: false });
+    assert_eq!(
+        r.on_response("n4".into(), Response::Reject { seen: b(5, "n4") }),
+        Progress::Failed { seen: Some(b(7, "n2")), accept_sent: false }
+    );
     // After the end, answers change nothing.
     assert_eq!(r.on_response("n1".into(), Response::Promise { accepted: None }), Progress::Pending);
 
@@ -146,7 +152,10 @@ fn a_round_fails_once_no_majority_can_answer_and_reports_the_conflicting_ballot(
     assert!(matches!(r.on_response("n2".into(), Response::Promise { accepted: None }), Progress::Accept(_)));
     r.on_response("n1".into(), Response::Accepted);
     assert_eq!(r.on_no_answer("n2".into()), Progress::Pending);
-    assert_eq!(r.on_response("n3".into(), Response::Reject { seen: b(2, "n3") }), Progress::Failed { seen: Some(b(2, "n3")), accept_sent: true });
+    assert_eq!(
+        r.on_response("n3".into(), Response::Reject { seen: b(2, "n3") }),
+        Progress::Failed { seen: Some(b(2, "n3")), accept_sent: true }
+    );
 }
 
 #[test]
@@ -157,7 +166,10 @@ fn duplicate_answers_do_not_make_a_majority() {
     assert!(matches!(r.on_response("n2".into(), Response::Promise { accepted: None }), Progress::Accept(_)));
     assert_eq!(r.on_response("n2".into(), Response::Accepted), Progress::Pending);
     assert_eq!(r.on_response("n2".into(), Response::Accepted), Progress::Pending);
-    assert_eq!(r.on_response("n3".into(), Response::Accepted), Progress::Chosen { value: None, outcome: Outcome::Value(None) });
+    assert_eq!(
+        r.on_response("n3".into(), Response::Accepted),
+        Progress::Chosen { value: None, outcome: Outcome::Value(None) }
+    );
 }
 
 #[test]

@@ -128,7 +128,9 @@ pub enum Message {
 impl Message {
     pub fn epoch(&self) -> &Epoch {
         match self {
-            Message::Append { epoch, .. } | Message::AppendResp { epoch, .. } | Message::Snapshot { epoch, .. } => epoch,
+            Message::Append { epoch, .. } | Message::AppendResp { epoch, .. } | Message::Snapshot { epoch, .. } => {
+                epoch
+            }
         }
     }
 }
@@ -451,7 +453,10 @@ impl Node {
         self.promotions += 1;
         self.silence = 0;
         let next = self.last_index() + 1;
-        self.progress = self.backups().map(|b| (b.clone(), Progress { matched: 0, next, snapshot_at: None, acked_at: self.now })).collect();
+        self.progress = self
+            .backups()
+            .map(|b| (b.clone(), Progress { matched: 0, next, snapshot_at: None, acked_at: self.now }))
+            .collect();
         // Everything in this node's log is now the truth, in both modes. Async: as before. Sync:
         // every entry the old primary acknowledged is on every backup's disk, so in this log,
         // but this node learns the old commit index only from a heartbeat that may never come
@@ -489,7 +494,10 @@ impl Node {
             return;
         }
         if self.pending.len() >= self.cfg.pending_max {
-            self.ready.replies.push((req, Reply::Unavailable { reason: format!("{} writes waiting for replication", self.pending.len()) }));
+            self.ready.replies.push((
+                req,
+                Reply::Unavailable { reason: format!("{} writes waiting for replication", self.pending.len()) },
+            ));
             return;
         }
         let entry = Entry { index: self.last_index() + 1, epoch: self.epoch.clone(), cmd };
@@ -588,7 +596,11 @@ impl Node {
     /// What a full rewrite of this node's disk holds: the applied state as the snapshot, then
     /// the entries after it.
     fn rewrite(&self) -> Persist {
-        Persist::Rewrite { epoch: self.epoch.clone(), snapshot: self.snapshot(), entries: self.log.iter().filter(|e| e.index > self.applied).cloned().collect() }
+        Persist::Rewrite {
+            epoch: self.epoch.clone(),
+            snapshot: self.snapshot(),
+            entries: self.log.iter().filter(|e| e.index > self.applied).cloned().collect(),
+        }
     }
 
     /// The applied state as a snapshot.
@@ -630,7 +642,15 @@ impl Node {
         let prev_epoch = self.epoch_at(prev_index).cloned().expect("next - 1 is within the log");
         let upto = last.min(prev_index + self.cfg.batch_entries_max as u64);
         let entries: Vec<Entry> = (next..=upto).map(|i| self.log[(i - self.base_index - 1) as usize].clone()).collect();
-        let msg = Message::Append { epoch: self.epoch.clone(), prev_index, prev_epoch, entries, commit: self.commit, last, rank };
+        let msg = Message::Append {
+            epoch: self.epoch.clone(),
+            prev_index,
+            prev_epoch,
+            entries,
+            commit: self.commit,
+            last,
+            rank,
+        };
         // Optimistic pipelining: assume it arrives; a rejection resets `next`.
         self.progress.get_mut(b).expect("progress").next = upto + 1;
         self.send(b, msg);
@@ -697,7 +717,13 @@ impl Node {
 
     /// A message from a primary of an older epoch: tell it, so it steps down.
     fn reject_stale(&mut self, to: &NodeId) {
-        let msg = Message::AppendResp { epoch: self.epoch.clone(), ok: false, index: self.last_index(), last_epoch: self.last_epoch(), full: false };
+        let msg = Message::AppendResp {
+            epoch: self.epoch.clone(),
+            ok: false,
+            index: self.last_index(),
+            last_epoch: self.last_epoch(),
+            full: false,
+        };
         self.send(to, msg);
     }
 
@@ -706,7 +732,15 @@ impl Node {
         self.send(to, msg);
     }
 
-    fn on_append(&mut self, from: &NodeId, prev_index: u64, prev_epoch: &Epoch, entries: Vec<Entry>, commit: u64, primary_last: u64) {
+    fn on_append(
+        &mut self,
+        from: &NodeId,
+        prev_index: u64,
+        prev_epoch: &Epoch,
+        entries: Vec<Entry>,
+        commit: u64,
+        primary_last: u64,
+    ) {
         if !self.has(prev_index, prev_epoch) {
             let (i, e) = (self.last_index(), self.last_epoch());
             // A log ahead of the primary's with a different entry there cannot be repaired by
@@ -777,7 +811,8 @@ impl Node {
         if !entries.iter().enumerate().all(|(k, e)| e.index == snap.index + 1 + k as u64) {
             return; // malformed
         }
-        let (last, last_epoch) = entries.last().map_or((snap.index, snap.epoch.clone()), |e| (e.index, e.epoch.clone()));
+        let (last, last_epoch) =
+            entries.last().map_or((snap.index, snap.epoch.clone()), |e| (e.index, e.epoch.clone()));
         let consistent_tail = self.last_index() == last || self.epoch_at(last + 1) == Some(&self.epoch);
         if last <= self.last_index() && self.has(last, &last_epoch) && consistent_tail {
             // Already there (a duplicate, or it caught up meanwhile), and nothing after it but

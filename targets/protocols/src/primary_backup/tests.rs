@@ -21,7 +21,10 @@ impl Disk {
             Persist::Entries(es) => {
                 let first = es[0].index;
                 self.entries.retain(|e| e.index < first);
-                assert!(self.entries.last().map_or(self.snapshot.index, |e| e.index) + 1 == first, "entries follow what is on disk");
+                assert!(
+                    self.entries.last().map_or(self.snapshot.index, |e| e.index) + 1 == first,
+                    "entries follow what is on disk"
+                );
                 self.entries.extend(es.iter().cloned());
             }
             Persist::Rewrite { epoch, snapshot, entries } => {
@@ -65,7 +68,18 @@ impl Sim {
             cfgs.insert(id.clone(), c);
         }
         let disks = members.iter().map(|m| (m.clone(), Disk::default())).collect();
-        Sim { cfgs, nodes, disks, down: BTreeSet::new(), net: VecDeque::new(), blocked: BTreeSet::new(), loss: 0.0, rng: ChaCha8Rng::seed_from_u64(7), replies: BTreeMap::new(), next_req: 0 }
+        Sim {
+            cfgs,
+            nodes,
+            disks,
+            down: BTreeSet::new(),
+            net: VecDeque::new(),
+            blocked: BTreeSet::new(),
+            loss: 0.0,
+            rng: ChaCha8Rng::seed_from_u64(7),
+            replies: BTreeMap::new(),
+            next_req: 0,
+        }
     }
 
     fn node(&self, id: &str) -> &Node {
@@ -89,7 +103,10 @@ impl Sim {
         // Bounded: each delivery can only produce answers to a finite cascade.
         for _ in 0..100_000 {
             let Some(env) = self.net.pop_front() else { return };
-            if self.down.contains(&env.to) || self.down.contains(&env.from) || self.blocked.contains(&(env.from.clone(), env.to.clone())) {
+            if self.down.contains(&env.to)
+                || self.down.contains(&env.from)
+                || self.blocked.contains(&(env.from.clone(), env.to.clone()))
+            {
                 continue;
             }
             if self.loss > 0.0 && self.rng.random_bool(self.loss) {
@@ -117,7 +134,11 @@ impl Sim {
     }
 
     fn primaries(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(id, n)| !self.down.contains(*id) && n.role() == Role::Primary).map(|(id, _)| id.clone()).collect()
+        self.nodes
+            .iter()
+            .filter(|(id, n)| !self.down.contains(*id) && n.role() == Role::Primary)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn write(&mut self, at: &str, key: &str, value: i64) -> ReqId {
@@ -171,7 +192,9 @@ impl Sim {
         for _ in 0..max {
             self.tick(1);
             let p = self.primaries();
-            if p.len() == 1 && self.nodes.iter().all(|(id, n)| self.down.contains(id) || n.epoch() == self.nodes[&p[0]].epoch()) {
+            if p.len() == 1
+                && self.nodes.iter().all(|(id, n)| self.down.contains(id) || n.epoch() == self.nodes[&p[0]].epoch())
+            {
                 return p[0].clone();
             }
         }
@@ -211,7 +234,10 @@ fn async_write_is_acknowledged_before_any_backup_has_it() {
     s.isolate("n1");
     let r = s.add("n1", "s", 7);
     assert_eq!(s.replies[&r], Reply::Done, "async: acknowledged once on the primary's disk");
-    assert_eq!(s.disks["n1"].entries.last().map(|e| e.cmd.clone()), Some(Command::SetAdd { key: "s".into(), element: 7 }));
+    assert_eq!(
+        s.disks["n1"].entries.last().map(|e| e.cmd.clone()),
+        Some(Command::SetAdd { key: "s".into(), element: 7 })
+    );
     assert!(s.set("n2", "s").is_empty());
     s.heal();
     s.tick(10);
@@ -326,7 +352,10 @@ fn a_promoted_sync_primary_reads_every_write_the_old_one_acknowledged() {
     for r in &acked {
         assert_eq!(s.replies[r], Reply::Done);
     }
-    assert!(s.node("n2").status().commit_index < s.node("n1").status().commit_index, "the backups learn the last commit later");
+    assert!(
+        s.node("n2").status().commit_index < s.node("n1").status().commit_index,
+        "the backups learn the last commit later"
+    );
     s.crash("n1");
     let p = s.settle(10 * FAILOVER);
     s.next_req += 1;
@@ -497,7 +526,8 @@ fn random_faults_converge_and_sync_keeps_acknowledged_adds() {
                 for (r, v) in &reqs {
                     if s.replies.get(r) == Some(&Reply::Done) {
                         for (id, d) in &s.disks {
-                            let has = d.snapshot.data.sets.get("s").is_some_and(|x| x.contains(v)) || d.entries.iter().any(|e| e.cmd == Command::SetAdd { key: "s".into(), element: *v });
+                            let has = d.snapshot.data.sets.get("s").is_some_and(|x| x.contains(v))
+                                || d.entries.iter().any(|e| e.cmd == Command::SetAdd { key: "s".into(), element: *v });
                             if !has {
                                 panic!("seed {seed} step {step}: acknowledged {v} missing on {id}'s disk");
                             }

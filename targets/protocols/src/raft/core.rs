@@ -195,7 +195,8 @@ impl Raft {
     pub fn new(cfg: Config, restore: Restore) -> Self {
         assert!(cfg.peers.contains(&cfg.id), "peers must include this node");
         assert!(cfg.election_ticks > cfg.heartbeat_ticks, "election timeout must exceed heartbeat");
-        let snapshot = restore.snapshot.unwrap_or(Snapshot { index: 0, term: 0, kv: BTreeMap::new(), lists: BTreeMap::new() });
+        let snapshot =
+            restore.snapshot.unwrap_or(Snapshot { index: 0, term: 0, kv: BTreeMap::new(), lists: BTreeMap::new() });
         let entries: Vec<Entry> = restore.entries.into_iter().filter(|e| e.index > snapshot.index).collect();
         let log = RaftLog::new(snapshot.index, snapshot.term, entries);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -554,7 +555,9 @@ impl Raft {
                 Message::PreVote { .. } => {} // never changes our term (§9.6)
                 Message::PreVoteResp { granted: true, .. } => {}
                 Message::Vote { .. } if self.in_leader_lease() => return, // disruptive: ignore
-                Message::Append { .. } | Message::InstallSnapshot { .. } => self.become_follower(term, Some(from.clone())),
+                Message::Append { .. } | Message::InstallSnapshot { .. } => {
+                    self.become_follower(term, Some(from.clone()))
+                }
                 _ => self.become_follower(term, None),
             }
         } else if term < self.hs.term {
@@ -651,7 +654,15 @@ impl Raft {
     }
 
     /// §5.3: the consistency check, conflict truncation and commit propagation.
-    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: Vec<Entry>, leader_commit: u64, seq: u64) {
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        leader_commit: u64,
+        seq: u64,
+    ) {
         let term = self.hs.term;
         let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
         if prev_index < self.commit {
@@ -865,7 +876,9 @@ impl Raft {
                     Reply::CasMismatch { current }
                 }
             }
-            Command::Txn { ops, reads_fixed, unchanged } => super::txn::apply(&mut self.kv, &mut self.lists, ops, *reads_fixed, unchanged),
+            Command::Txn { ops, reads_fixed, unchanged } => {
+                super::txn::apply(&mut self.kv, &mut self.lists, ops, *reads_fixed, unchanged)
+            }
         }
     }
 

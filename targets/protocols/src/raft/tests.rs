@@ -43,7 +43,12 @@ fn s5_2_one_leader_is_elected_and_replaced_when_cut_off_despite_loss_and_reorder
         sim.isolate(&[&l1]);
         let other = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != l1 && r.role() == Role::Leader));
         assert!(other, "seed {seed}: the majority elected no new leader");
-        let l2 = sim.nodes.iter().find(|(id, r)| **id != l1 && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("l2");
+        let l2 = sim
+            .nodes
+            .iter()
+            .find(|(id, r)| **id != l1 && r.role() == Role::Leader)
+            .map(|(id, _)| id.clone())
+            .expect("l2");
         assert!(sim.node(&l2).hard_state().term > t1, "seed {seed}: new leader must have a higher term");
         // CheckQuorum: the cut-off leader notices it lost its majority and steps down.
         assert!(sim.run_until(100, |s| s.node(&l1).role() != Role::Leader), "seed {seed}: isolated leader kept office");
@@ -111,7 +116,8 @@ fn s5_3_logs_converge_and_keep_acknowledged_writes_under_loss_partitions_and_cra
                 }
                 2 => {
                     let ids = sim.ids();
-                    let (a, b) = (ids[rng.random_range(0..ids.len())].clone(), ids[rng.random_range(0..ids.len())].clone());
+                    let (a, b) =
+                        (ids[rng.random_range(0..ids.len())].clone(), ids[rng.random_range(0..ids.len())].clone());
                     sim.isolate(&[&a, &b]);
                 }
                 _ => {
@@ -123,7 +129,8 @@ fn s5_3_logs_converge_and_keep_acknowledged_writes_under_loss_partitions_and_cra
                 }
             }
             for _ in 0..40 {
-                let leaders: Vec<NodeId> = sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
+                let leaders: Vec<NodeId> =
+                    sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
                 for l in leaders {
                     value += 1;
                     let key = format!("k{}", value % 4);
@@ -147,7 +154,8 @@ fn s5_3_logs_converge_and_keep_acknowledged_writes_under_loss_partitions_and_cra
         sim.loss = 0.0;
         let converged = sim.run_until(2000, |s| {
             let sts: Vec<Status> = s.nodes.values().map(|r| r.status()).collect();
-            s.leader().is_some() && sts.iter().all(|st| st.last_index == sts[0].last_index && st.applied_index == st.last_index)
+            s.leader().is_some()
+                && sts.iter().all(|st| st.last_index == sts[0].last_index && st.applied_index == st.last_index)
         });
         assert!(converged, "seed {seed}: logs did not converge");
         let logs: Vec<&[Entry]> = sim.nodes.values().map(|r| r.log().entries()).collect();
@@ -216,7 +224,8 @@ fn figure8(bug: bool) -> (Sim, u64, Option<i64>) {
     sim.heal();
     sim.isolate(&["n2"]);
     sim.tick_silently(&["n3", "n4", "n5"], 25);
-    sim.drop_if = Some(Box::new(|e| e.from == "n5" && matches!(&e.msg, Message::Append { entries, .. } if !entries.is_empty())));
+    sim.drop_if =
+        Some(Box::new(|e| e.from == "n5" && matches!(&e.msg, Message::Append { entries, .. } if !entries.is_empty())));
     sim.hup("n5");
     sim.deliver_due();
     assert_eq!(sim.node("n5").role(), Role::Leader);
@@ -331,7 +340,12 @@ fn s6_4_read_index_never_answers_from_a_deposed_leader_and_the_stale_read_bug_do
         sim.isolate(&[&old]);
         let ok = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != old && r.role() == Role::Leader));
         assert!(ok, "no new leader");
-        let new = sim.nodes.iter().find(|(id, r)| **id != old && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("new");
+        let new = sim
+            .nodes
+            .iter()
+            .find(|(id, r)| **id != old && r.role() == Role::Leader)
+            .map(|(id, _)| id.clone())
+            .expect("new");
         let req = sim.propose(&new, w("k", 2));
         assert_eq!(sim.wait(req, 200), Some(Reply::Done));
         let req = sim.read(&old, "k");
@@ -339,7 +353,10 @@ fn s6_4_read_index_never_answers_from_a_deposed_leader_and_the_stale_read_bug_do
         if bug {
             assert_eq!(got, Some(Reply::Value(Some(1))), "stale-read bug: the deposed leader answers the old value");
         } else {
-            assert!(matches!(got, Some(Reply::NotLeader { .. })), "read-index: the deposed leader refuses, got {got:?}");
+            assert!(
+                matches!(got, Some(Reply::NotLeader { .. })),
+                "read-index: the deposed leader refuses, got {got:?}"
+            );
         }
         let req = sim.read(&new, "k");
         assert_eq!(sim.wait(req, 200), Some(Reply::Value(Some(2))));
@@ -380,7 +397,12 @@ fn s6_4_1_lease_reads_are_safe_with_honest_clocks_and_stale_after_leader_clock_s
         }
         let ok = sim.run_until(1000, |s| s.nodes.iter().any(|(id, r)| *id != old && r.role() == Role::Leader));
         assert!(ok, "no new leader");
-        let new = sim.nodes.iter().find(|(id, r)| **id != old && r.role() == Role::Leader).map(|(id, _)| id.clone()).expect("new");
+        let new = sim
+            .nodes
+            .iter()
+            .find(|(id, r)| **id != old && r.role() == Role::Leader)
+            .map(|(id, _)| id.clone())
+            .expect("new");
         let req = sim.propose(&new, w("k", 2));
         assert_eq!(sim.wait(req, 200), Some(Reply::Done));
         let req = sim.read(&old, "k");
@@ -427,7 +449,8 @@ fn register_violations(seed: u64, tweak: impl Fn(&mut Config)) -> (Vec<String>, 
             }
         }
         for _ in 0..40 {
-            let leaders: Vec<NodeId> = sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
+            let leaders: Vec<NodeId> =
+                sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
             for l in leaders {
                 if rng.random_bool(0.5) {
                     value += 1;
@@ -493,7 +516,9 @@ fn register_violations(seed: u64, tweak: impl Fn(&mut Config)) -> (Vec<String>, 
     for (_, r1_ret, i1) in &done_reads {
         for (r2_inv, _, i2) in &done_reads {
             if r1_ret < r2_inv && i2 < i1 {
-                v.push(format!("non-monotonic reads: index {i1} seen by t={r1_ret}, then index {i2} read from t={r2_inv}"));
+                v.push(format!(
+                    "non-monotonic reads: index {i1} seen by t={r1_ret}, then index {i2} read from t={r2_inv}"
+                ));
             }
         }
     }

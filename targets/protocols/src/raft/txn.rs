@@ -21,10 +21,7 @@ pub const LIST_LEN_MAX: usize = 10_000;
 /// value, and no key is both appended to and written in the same transaction.
 pub fn validate(ops: &[MicroOp]) -> Result<(), String> {
     if ops.is_empty() || ops.len() > TXN_OPS_MAX {
-        return Err(format!(
-            "a transaction has 1 to {TXN_OPS_MAX} micro-ops, not {}",
-            ops.len()
-        ));
+        return Err(format!("a transaction has 1 to {TXN_OPS_MAX} micro-ops, not {}", ops.len()));
     }
     let mut kinds: BTreeMap<&str, &str> = BTreeMap::new();
     for op in ops {
@@ -32,10 +29,7 @@ pub fn validate(ops: &[MicroOp]) -> Result<(), String> {
             MicroOp::Append { .. } => "append",
             MicroOp::Write { .. } => "w",
             MicroOp::Read { value: Some(_), .. } => {
-                return Err(format!(
-                    "the read of {:?} carries a value; send null",
-                    op.key()
-                ))
+                return Err(format!("the read of {:?} carries a value; send null", op.key()))
             }
             MicroOp::Read { .. } => continue,
         };
@@ -64,10 +58,7 @@ impl Overlay<'_> {
         if let Some(l) = self.lists_new.get(key).or_else(|| self.lists.get(key)) {
             return Some(TxnValue::List(l.clone()));
         }
-        self.regs_new
-            .get(key)
-            .or_else(|| self.kv.get(key))
-            .map(|v| TxnValue::Int(*v))
+        self.regs_new.get(key).or_else(|| self.kv.get(key)).map(|v| TxnValue::Int(*v))
     }
 
     fn is_register(&self, key: &str) -> bool {
@@ -81,10 +72,7 @@ impl Overlay<'_> {
     fn step(&mut self, op: &MicroOp, reads_fixed: bool) -> Result<MicroOp, String> {
         Ok(match op {
             MicroOp::Read { .. } if reads_fixed => op.clone(),
-            MicroOp::Read { key, .. } => MicroOp::Read {
-                key: key.clone(),
-                value: self.read(key),
-            },
+            MicroOp::Read { key, .. } => MicroOp::Read { key: key.clone(), value: self.read(key) },
             MicroOp::Append { key, value } => {
                 if self.is_register(key) {
                     return Err(format!("key {key:?} holds a register; cannot append to it"));
@@ -95,18 +83,14 @@ impl Overlay<'_> {
                 }
                 let list = self.lists_new.get_mut(key).expect("inserted above");
                 if list.len() >= LIST_LEN_MAX {
-                    return Err(format!(
-                        "the list at {key:?} holds {LIST_LEN_MAX} elements, the most it may"
-                    ));
+                    return Err(format!("the list at {key:?} holds {LIST_LEN_MAX} elements, the most it may"));
                 }
                 list.push(*value);
                 op.clone()
             }
             MicroOp::Write { key, value } => {
                 if self.is_list(key) {
-                    return Err(format!(
-                        "key {key:?} holds a list; cannot write a register there"
-                    ));
+                    return Err(format!("key {key:?} holds a list; cannot write a register there"));
                 }
                 self.regs_new.insert(key.clone(), *value);
                 op.clone()
@@ -127,12 +111,7 @@ pub fn read_at_proposal(
     lists: &BTreeMap<String, Vec<i64>>,
     ops: &[MicroOp],
 ) -> Vec<MicroOp> {
-    let mut view = Overlay {
-        kv,
-        lists,
-        regs_new: BTreeMap::new(),
-        lists_new: BTreeMap::new(),
-    };
+    let mut view = Overlay { kv, lists, regs_new: BTreeMap::new(), lists_new: BTreeMap::new() };
     let filled: Result<Vec<MicroOp>, String> = ops.iter().map(|op| view.step(op, false)).collect();
     filled.unwrap_or_else(|_| ops.to_vec())
 }
@@ -148,21 +127,11 @@ pub fn snapshot_at_proposal(
     lists: &BTreeMap<String, Vec<i64>>,
     ops: &[MicroOp],
 ) -> (Vec<MicroOp>, Vec<KeyValue>) {
-    let view = Overlay {
-        kv,
-        lists,
-        regs_new: BTreeMap::new(),
-        lists_new: BTreeMap::new(),
-    };
+    let view = Overlay { kv, lists, regs_new: BTreeMap::new(), lists_new: BTreeMap::new() };
     let mut written: Vec<KeyValue> = Vec::new();
     for op in ops {
-        if matches!(op, MicroOp::Append { .. } | MicroOp::Write { .. })
-            && !written.iter().any(|w| w.key == op.key())
-        {
-            written.push(KeyValue {
-                key: op.key().to_string(),
-                value: view.read(op.key()),
-            });
+        if matches!(op, MicroOp::Append { .. } | MicroOp::Write { .. }) && !written.iter().any(|w| w.key == op.key()) {
+            written.push(KeyValue { key: op.key().to_string(), value: view.read(op.key()) });
         }
     }
     (read_at_proposal(kv, lists, ops), written)
@@ -180,12 +149,7 @@ pub fn dirty_at_proposal(
     ops: &[MicroOp],
 ) -> (Vec<MicroOp>, Vec<KeyValue>) {
     let (_, unchanged) = snapshot_at_proposal(kv, lists, ops);
-    let mut view = Overlay {
-        kv,
-        lists,
-        regs_new: BTreeMap::new(),
-        lists_new: BTreeMap::new(),
-    };
+    let mut view = Overlay { kv, lists, regs_new: BTreeMap::new(), lists_new: BTreeMap::new() };
     for op in pending.iter().flat_map(|p| p.iter()) {
         if !matches!(op, MicroOp::Read { .. }) {
             let _ = view.step(op, false); // a write that clashes is skipped, as apply would fail it
@@ -205,22 +169,15 @@ pub fn apply(
     reads_fixed: bool,
     unchanged: &[KeyValue],
 ) -> Reply {
-    let now = Overlay {
-        kv,
-        lists,
-        regs_new: BTreeMap::new(),
-        lists_new: BTreeMap::new(),
-    };
+    let now = Overlay { kv, lists, regs_new: BTreeMap::new(), lists_new: BTreeMap::new() };
     if let Some(c) = unchanged.iter().find(|c| now.read(&c.key) != c.value) {
-        let reason = format!("write-write conflict on {:?}: a transaction committed since the snapshot (first committer wins)", c.key);
+        let reason = format!(
+            "write-write conflict on {:?}: a transaction committed since the snapshot (first committer wins)",
+            c.key
+        );
         return Reply::TxnFailed { reason };
     }
-    let mut view = Overlay {
-        kv,
-        lists,
-        regs_new: BTreeMap::new(),
-        lists_new: BTreeMap::new(),
-    };
+    let mut view = Overlay { kv, lists, regs_new: BTreeMap::new(), lists_new: BTreeMap::new() };
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         match view.step(op, reads_fixed) {
@@ -239,46 +196,23 @@ mod tests {
     use super::*;
 
     fn append(k: &str, v: i64) -> MicroOp {
-        MicroOp::Append {
-            key: k.into(),
-            value: v,
-        }
+        MicroOp::Append { key: k.into(), value: v }
     }
     fn write(k: &str, v: i64) -> MicroOp {
-        MicroOp::Write {
-            key: k.into(),
-            value: v,
-        }
+        MicroOp::Write { key: k.into(), value: v }
     }
     fn read(k: &str) -> MicroOp {
-        MicroOp::Read {
-            key: k.into(),
-            value: None,
-        }
+        MicroOp::Read { key: k.into(), value: None }
     }
     fn read_is(k: &str, v: Option<TxnValue>) -> MicroOp {
-        MicroOp::Read {
-            key: k.into(),
-            value: v,
-        }
+        MicroOp::Read { key: k.into(), value: v }
     }
 
     #[test]
     fn reads_see_own_earlier_writes_and_the_committed_state() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
-        let r = apply(
-            &mut kv,
-            &mut lists,
-            &[
-                read("x"),
-                append("x", 1),
-                read("x"),
-                write("y", 5),
-                read("y"),
-            ],
-            false,
-            &[],
-        );
+        let r =
+            apply(&mut kv, &mut lists, &[read("x"), append("x", 1), read("x"), write("y", 5), read("y")], false, &[]);
         let want = vec![
             read_is("x", None),
             append("x", 1),
@@ -287,13 +221,7 @@ mod tests {
             read_is("y", Some(TxnValue::Int(5))),
         ];
         assert_eq!(r, Reply::Txn { ops: want });
-        let r = apply(
-            &mut kv,
-            &mut lists,
-            &[append("x", 2), read("x"), read("y")],
-            false,
-            &[],
-        );
+        let r = apply(&mut kv, &mut lists, &[append("x", 2), read("x"), read("y")], false, &[]);
         assert_eq!(
             r,
             Reply::Txn {
@@ -311,33 +239,12 @@ mod tests {
     #[test]
     fn a_kind_clash_fails_the_whole_transaction_and_changes_nothing() {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
-        assert!(matches!(
-            apply(
-                &mut kv,
-                &mut lists,
-                &[append("l", 1), write("r", 1)],
-                false,
-                &[]
-            ),
-            Reply::Txn { .. }
-        ));
+        assert!(matches!(apply(&mut kv, &mut lists, &[append("l", 1), write("r", 1)], false, &[]), Reply::Txn { .. }));
         let before = (kv.clone(), lists.clone());
-        let r = apply(
-            &mut kv,
-            &mut lists,
-            &[append("l", 2), write("z", 9), append("r", 3)],
-            false,
-            &[],
-        );
-        assert!(
-            matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a register")),
-            "{r:?}"
-        );
+        let r = apply(&mut kv, &mut lists, &[append("l", 2), write("z", 9), append("r", 3)], false, &[]);
+        assert!(matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a register")), "{r:?}");
         let r = apply(&mut kv, &mut lists, &[write("l", 4)], false, &[]);
-        assert!(
-            matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a list")),
-            "{r:?}"
-        );
+        assert!(matches!(&r, Reply::TxnFailed { reason } if reason.contains("holds a list")), "{r:?}");
         assert_eq!((kv, lists), before);
     }
 
@@ -351,27 +258,11 @@ mod tests {
         // Another transaction commits in between; the fixed read does not see it.
         apply(&mut kv, &mut lists, &[append("x", 2)], false, &[]);
         let r = apply(&mut kv, &mut lists, &proposed, true, &[]);
-        assert_eq!(
-            r,
-            Reply::Txn {
-                ops: vec![read_is("x", Some(TxnValue::List(vec![1]))), append("y", 7)]
-            }
-        );
-        assert_eq!(
-            (lists["x"].clone(), lists["y"].clone()),
-            (vec![1, 2], vec![7])
-        );
+        assert_eq!(r, Reply::Txn { ops: vec![read_is("x", Some(TxnValue::List(vec![1]))), append("y", 7)] });
+        assert_eq!((lists["x"].clone(), lists["y"].clone()), (vec![1, 2], vec![7]));
         // Without the bug the same command reads at apply.
         let r = apply(&mut kv, &mut lists, &txn, false, &[]);
-        assert_eq!(
-            r,
-            Reply::Txn {
-                ops: vec![
-                    read_is("x", Some(TxnValue::List(vec![1, 2]))),
-                    append("y", 7)
-                ]
-            }
-        );
+        assert_eq!(r, Reply::Txn { ops: vec![read_is("x", Some(TxnValue::List(vec![1, 2]))), append("y", 7)] });
     }
 
     #[test]
@@ -380,42 +271,17 @@ mod tests {
         // Write skew: each reads the key the other appends to, from the same snapshot.
         let (t1, c1) = snapshot_at_proposal(&kv, &lists, &[read("x"), append("y", 1)]);
         let (t2, c2) = snapshot_at_proposal(&kv, &lists, &[read("y"), append("x", 2)]);
-        assert!(matches!(
-            apply(&mut kv, &mut lists, &t1, true, &c1),
-            Reply::Txn { .. }
-        ));
+        assert!(matches!(apply(&mut kv, &mut lists, &t1, true, &c1), Reply::Txn { .. }));
         let r = apply(&mut kv, &mut lists, &t2, true, &c2);
-        assert_eq!(
-            r,
-            Reply::Txn {
-                ops: vec![read_is("y", None), append("x", 2)]
-            }
-        );
+        assert_eq!(r, Reply::Txn { ops: vec![read_is("y", None), append("x", 2)] });
         // Two appends to one key from one snapshot: the second fails and changes nothing.
         let (t3, c3) = snapshot_at_proposal(&kv, &lists, &[append("x", 3), read("x")]);
         let (t4, c4) = snapshot_at_proposal(&kv, &lists, &[append("x", 4)]);
-        assert_eq!(
-            c3,
-            vec![KeyValue {
-                key: "x".into(),
-                value: Some(TxnValue::List(vec![2]))
-            }]
-        );
+        assert_eq!(c3, vec![KeyValue { key: "x".into(), value: Some(TxnValue::List(vec![2])) }]);
         let r = apply(&mut kv, &mut lists, &t3, true, &c3);
-        assert_eq!(
-            r,
-            Reply::Txn {
-                ops: vec![
-                    append("x", 3),
-                    read_is("x", Some(TxnValue::List(vec![2, 3])))
-                ]
-            }
-        );
+        assert_eq!(r, Reply::Txn { ops: vec![append("x", 3), read_is("x", Some(TxnValue::List(vec![2, 3])))] });
         let r = apply(&mut kv, &mut lists, &t4, true, &c4);
-        assert!(
-            matches!(&r, Reply::TxnFailed { reason } if reason.contains("first committer wins")),
-            "{r:?}"
-        );
+        assert!(matches!(&r, Reply::TxnFailed { reason } if reason.contains("first committer wins")), "{r:?}");
         assert_eq!(lists["x"], vec![2, 3]);
     }
 
@@ -428,15 +294,9 @@ mod tests {
         let (p2, c2) = dirty_at_proposal(&kv, &lists, &[&first], &second);
         let (reader, _) = dirty_at_proposal(&kv, &lists, &[&first, &second], &[read("x")]);
         assert_eq!(reader, vec![read_is("x", Some(TxnValue::List(vec![1, 2])))]);
-        assert!(matches!(
-            apply(&mut kv, &mut lists, &p1, true, &c1),
-            Reply::Txn { .. }
-        ));
+        assert!(matches!(apply(&mut kv, &mut lists, &p1, true, &c1), Reply::Txn { .. }));
         // The second append aborts (first committer wins): the reader saw an aborted write.
-        assert!(matches!(
-            apply(&mut kv, &mut lists, &p2, true, &c2),
-            Reply::TxnFailed { .. }
-        ));
+        assert!(matches!(apply(&mut kv, &mut lists, &p2, true, &c2), Reply::TxnFailed { .. }));
         assert_eq!(lists["x"], vec![1]);
     }
 
@@ -445,26 +305,17 @@ mod tests {
         let (mut kv, mut lists) = (BTreeMap::new(), BTreeMap::new());
         lists.insert("l".to_string(), vec![0; LIST_LEN_MAX]);
         let r = apply(&mut kv, &mut lists, &[append("l", 1)], false, &[]);
-        assert!(
-            matches!(&r, Reply::TxnFailed { reason } if reason.contains("most it may")),
-            "{r:?}"
-        );
+        assert!(matches!(&r, Reply::TxnFailed { reason } if reason.contains("most it may")), "{r:?}");
         assert_eq!(lists["l"].len(), LIST_LEN_MAX);
     }
 
     #[test]
     fn validate_bounds_the_shape() {
         assert!(validate(&[]).unwrap_err().contains("1 to 16"));
-        assert!(validate(&vec![read("k"); TXN_OPS_MAX + 1])
-            .unwrap_err()
-            .contains("not 17"));
+        assert!(validate(&vec![read("k"); TXN_OPS_MAX + 1]).unwrap_err().contains("not 17"));
         assert!(validate(&vec![read("k"); TXN_OPS_MAX]).is_ok());
-        assert!(validate(&[append("k", 1), write("k", 2)])
-            .unwrap_err()
-            .contains("both appended to and written"));
-        assert!(validate(&[read_is("k", Some(TxnValue::Int(1)))])
-            .unwrap_err()
-            .contains("send null"));
+        assert!(validate(&[append("k", 1), write("k", 2)]).unwrap_err().contains("both appended to and written"));
+        assert!(validate(&[read_is("k", Some(TxnValue::Int(1)))]).unwrap_err().contains("send null"));
         assert!(validate(&[append("k", 1), read("k"), append("k", 2), write("j", 1)]).is_ok());
     }
 }

@@ -8,20 +8,11 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 fn append_txn(key: &str, value: i64) -> Command {
-    let read = MicroOp::Read {
-        key: key.into(),
-        value: None,
-    };
+    let read = MicroOp::Read { key: key.into(), value: None };
     Command::Txn {
         reads_fixed: false,
         unchanged: Vec::new(),
-        ops: vec![
-            MicroOp::Append {
-                key: key.into(),
-                value,
-            },
-            read,
-        ],
+        ops: vec![MicroOp::Append { key: key.into(), value }, read],
     }
 }
 
@@ -39,12 +30,8 @@ fn faulty_rounds(sim: &mut Sim, seed: u64) -> Vec<(ReqId, String, i64)> {
             _ => {}
         }
         for _ in 0..40 {
-            let leaders: Vec<NodeId> = sim
-                .nodes
-                .iter()
-                .filter(|(_, r)| r.role() == Role::Leader)
-                .map(|(id, _)| id.clone())
-                .collect();
+            let leaders: Vec<NodeId> =
+                sim.nodes.iter().filter(|(_, r)| r.role() == Role::Leader).map(|(id, _)| id.clone()).collect();
             for l in leaders {
                 value += 1;
                 let key = format!("k{}", value % 3);
@@ -73,24 +60,15 @@ fn committed_transactions_survive_leader_failover_exactly_once() {
         let converged = sim.run_until(3000, |s| {
             let sts: Vec<Status> = s.nodes.values().map(|r| r.status()).collect();
             s.leader().is_some()
-                && sts.iter().all(|st| {
-                    st.applied_index == sts[0].applied_index && st.applied_index == st.last_index
-                })
+                && sts.iter().all(|st| st.applied_index == sts[0].applied_index && st.applied_index == st.last_index)
         });
         assert!(converged, "seed {seed}: replicas did not converge");
-        let lists: Vec<&BTreeMap<String, Vec<i64>>> =
-            sim.nodes.values().map(|r| r.lists()).collect();
-        assert!(
-            lists.iter().all(|l| *l == lists[0]),
-            "seed {seed}: replicas' lists differ"
-        );
+        let lists: Vec<&BTreeMap<String, Vec<i64>>> = sim.nodes.values().map(|r| r.lists()).collect();
+        assert!(lists.iter().all(|l| *l == lists[0]), "seed {seed}: replicas' lists differ");
         let mut seen = std::collections::BTreeSet::new();
         for (key, list) in lists[0] {
             for v in list {
-                assert!(
-                    seen.insert(*v),
-                    "seed {seed}: {v} appended twice (at {key})"
-                );
+                assert!(seen.insert(*v), "seed {seed}: {v} appended twice (at {key})");
             }
         }
         let mut acked = 0;
@@ -99,31 +77,14 @@ fn committed_transactions_survive_leader_failover_exactly_once() {
                 continue;
             };
             acked += 1;
-            assert!(
-                lists[0][key].contains(value),
-                "seed {seed}: acknowledged append {value} to {key} lost"
-            );
+            assert!(lists[0][key].contains(value), "seed {seed}: acknowledged append {value} to {key} lost");
             // The transaction's own read shows its append last: it saw its own write.
-            let MicroOp::Read {
-                value: Some(TxnValue::List(l)),
-                ..
-            } = &ops[1]
-            else {
+            let MicroOp::Read { value: Some(TxnValue::List(l)), .. } = &ops[1] else {
                 panic!("seed {seed}: bad reply {ops:?}")
             };
-            assert_eq!(
-                l.last(),
-                Some(value),
-                "seed {seed}: read did not see the transaction's append"
-            );
+            assert_eq!(l.last(), Some(value), "seed {seed}: read did not see the transaction's append");
         }
-        assert!(
-            acked > 50,
-            "seed {seed}: only {acked} transactions acknowledged; test too weak"
-        );
-        assert!(
-            sim.nodes.values().any(|r| r.status().snapshot_index > 0),
-            "seed {seed}: no snapshot taken"
-        );
+        assert!(acked > 50, "seed {seed}: only {acked} transactions acknowledged; test too weak");
+        assert!(sim.nodes.values().any(|r| r.status().snapshot_index > 0), "seed {seed}: no snapshot taken");
     }
 }

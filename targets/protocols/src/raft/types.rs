@@ -24,8 +24,15 @@ pub struct HardState {
 pub enum Command {
     /// Appended by a new leader to commit an entry of its own term (§5.4.2, thesis §6.4).
     Noop,
-    Write { key: String, value: i64 },
-    Cas { key: String, from: i64, to: i64 },
+    Write {
+        key: String,
+        value: i64,
+    },
+    Cas {
+        key: String,
+        from: i64,
+        to: i64,
+    },
     /// A transaction: its micro-ops applied atomically, in order, as one entry (reads are
     /// `value: None` here and filled in the [`Reply::Txn`]). `reads_fixed` is the node's bug
     /// `txn-read-committed`: the leader filled the reads in at proposal time from its applied
@@ -101,19 +108,50 @@ pub struct Snapshot {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     /// Pre-vote (thesis §9.6): "would you vote for me at `term`?" without anyone changing term.
-    PreVote { term: u64, last_index: u64, last_term: u64 },
-    PreVoteResp { term: u64, granted: bool },
+    PreVote {
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteResp {
+        term: u64,
+        granted: bool,
+    },
     /// RequestVote (§5.2).
-    Vote { term: u64, last_index: u64, last_term: u64 },
-    VoteResp { term: u64, granted: bool },
+    Vote {
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    VoteResp {
+        term: u64,
+        granted: bool,
+    },
     /// AppendEntries (§5.3); also the heartbeat. `seq` numbers leader heartbeat rounds so that
     /// acknowledgements can confirm read-index reads and leases (thesis §6.4).
-    Append { term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64, seq: u64 },
+    Append {
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        seq: u64,
+    },
     /// On success `index` is the follower's match index; on rejection `index` is the rejected
     /// `prev_index` and `hint` the follower's suggestion for the next probe.
-    AppendResp { term: u64, success: bool, index: u64, hint: u64, seq: u64 },
+    AppendResp {
+        term: u64,
+        success: bool,
+        index: u64,
+        hint: u64,
+        seq: u64,
+    },
     /// InstallSnapshot (§7), sent whole (the state machine is small by design).
-    InstallSnapshot { term: u64, snapshot: Snapshot, seq: u64 },
+    InstallSnapshot {
+        term: u64,
+        snapshot: Snapshot,
+        seq: u64,
+    },
 }
 
 impl Message {

@@ -83,8 +83,10 @@ pub const VNODES_DEFAULT: usize = 128;
 
 impl Ring {
     pub fn new(shards: usize, vnodes: usize, hash: HashFn) -> Ring {
-        let mut points: Vec<(u64, usize)> =
-            (0..shards).flat_map(|s| (0..vnodes).map(move |v| (s, v))).map(|(s, v)| (hash.hash(&format!("shard-{s}#{v}")), s)).collect();
+        let mut points: Vec<(u64, usize)> = (0..shards)
+            .flat_map(|s| (0..vnodes).map(move |v| (s, v)))
+            .map(|(s, v)| (hash.hash(&format!("shard-{s}#{v}")), s))
+            .collect();
         // Ties (only plausible under the naive hash) are broken by shard, deterministically.
         points.sort();
         points.dedup_by_key(|p| p.0);
@@ -206,7 +208,12 @@ pub struct Sharding {
 pub const RANGES_MAX: usize = 64;
 
 impl Sharding {
-    pub fn new(strategy: Strategy, shards: usize, hash: HashFn, split: Option<Vec<String>>) -> Result<Sharding, ShardingError> {
+    pub fn new(
+        strategy: Strategy,
+        shards: usize,
+        hash: HashFn,
+        split: Option<Vec<String>>,
+    ) -> Result<Sharding, ShardingError> {
         if shards == 0 {
             return Err(ShardingError::NoShards);
         }
@@ -215,7 +222,11 @@ impl Sharding {
             None => Ranges::default_for(shards),
         };
         if ranges.count() > RANGES_MAX {
-            return Err(ShardingError::TooManyRanges { given: ranges.split.len(), ranges: ranges.count(), max: RANGES_MAX });
+            return Err(ShardingError::TooManyRanges {
+                given: ranges.split.len(),
+                ranges: ranges.count(),
+                max: RANGES_MAX,
+            });
         }
         let ring = Ring::new(shards, VNODES_DEFAULT, hash);
         Ok(Sharding { strategy, shards, hash, ranges, ring })
@@ -253,7 +264,10 @@ impl Sharding {
         match self.strategy {
             Strategy::Range | Strategy::Directory if self.shards >= 2 => Ok(()),
             Strategy::Range | Strategy::Directory => Err("one shard group: nowhere to move to".into()),
-            s => Err(format!("sharding {} is a fixed function of the key: there is no range or directory entry to move", s.as_str())),
+            s => Err(format!(
+                "sharding {} is a fixed function of the key: there is no range or directory entry to move",
+                s.as_str()
+            )),
         }
     }
 }

@@ -29,10 +29,17 @@ fn the_mixed_hash_spreads_the_projects_keys_within_the_bound_and_the_naive_sum_d
             for strategy in [Strategy::Hash, Strategy::ConsistentHash, Strategy::Directory] {
                 let good = Sharding::new(strategy, shards, HashFn::Mixed, None).unwrap();
                 let max = shares(&good, &ks).into_iter().fold(0.0, f64::max);
-                assert!(max <= bound(n, shards), "{strategy:?} {shards} shards, {n} keys: max share {max:.3} > {:.3}", bound(n, shards));
+                assert!(
+                    max <= bound(n, shards),
+                    "{strategy:?} {shards} shards, {n} keys: max share {max:.3} > {:.3}",
+                    bound(n, shards)
+                );
                 let naive = Sharding::new(strategy, shards, HashFn::NaiveSum, None).unwrap();
                 let max = shares(&naive, &ks).into_iter().fold(0.0, f64::max);
-                assert!(max > bound(n, shards), "naive {strategy:?} {shards} shards, {n} keys: max share {max:.3} within the bound");
+                assert!(
+                    max > bound(n, shards),
+                    "naive {strategy:?} {shards} shards, {n} keys: max share {max:.3} within the bound"
+                );
             }
         }
     }
@@ -107,7 +114,8 @@ fn consistent_hashing_moves_about_one_nth_of_the_keys_when_a_shard_is_added() {
         let ideal = 1.0 / (n + 1) as f64;
         assert!((frac - ideal).abs() < 0.35 * ideal, "{n}->{}: moved {frac:.3}, ideal {ideal:.3}", n + 1);
         // Hashing modulo the shard count moves far more: n/(n+1) of the keys change shard.
-        let plain = ks.iter().filter(|k| hash64(k) % n as u64 != hash64(k) % (n as u64 + 1)).count() as f64 / ks.len() as f64;
+        let plain =
+            ks.iter().filter(|k| hash64(k) % n as u64 != hash64(k) % (n as u64 + 1)).count() as f64 / ks.len() as f64;
         assert!(plain > 2.0 * frac, "plain {plain:.3} vs consistent {frac:.3}");
     }
 }
@@ -132,7 +140,9 @@ fn ranges_split_at_their_points() {
     assert_eq!(s.owner("apple", &Overrides::default()), 0);
     assert_eq!(s.owner("zebra", &Overrides::default()), 1);
     // Five ranges over two shards: contiguous runs.
-    let s = Sharding::new(Strategy::Range, 2, HashFn::Mixed, Some(vec!["b".into(), "c".into(), "d".into(), "e".into()])).unwrap();
+    let s =
+        Sharding::new(Strategy::Range, 2, HashFn::Mixed, Some(vec!["b".into(), "c".into(), "d".into(), "e".into()]))
+            .unwrap();
     let owners: Vec<usize> = (0..5).map(|r| s.default_range_owner(r)).collect();
     assert_eq!(owners, vec![0, 0, 0, 1, 1]);
     assert!(Sharding::new(Strategy::Range, 0, HashFn::Mixed, None).is_err());

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 fn clock() -> impl Strategy<Value = VClock> {
-    proptest::collection::vec(0..4u64, 3).prop_map(|v| NODES.iter().zip(v).map(|(n, c)| (n.to_string(), c)).collect::<BTreeMap<_, _>>().into())
+    proptest::collection::vec(0..4u64, 3)
+        .prop_map(|v| NODES.iter().zip(v).map(|(n, c)| (n.to_string(), c)).collect::<BTreeMap<_, _>>().into())
 }
 
 proptest! {
@@ -64,7 +65,8 @@ proptest! {
 
 #[test]
 fn the_four_relations_on_examples() {
-    let c = |v: &[(&str, u64)]| -> VClock { v.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>().into() };
+    let c =
+        |v: &[(&str, u64)]| -> VClock { v.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>().into() };
     assert_eq!(c(&[("n1", 1)]).compare(&c(&[("n1", 2)])), Causality::Before);
     assert_eq!(c(&[("n1", 2), ("n2", 1)]).compare(&c(&[("n1", 2)])), Causality::After);
     assert_eq!(c(&[("n1", 1)]).compare(&c(&[("n2", 1)])), Causality::Concurrent);

@@ -51,30 +51,10 @@ pub fn list_labelled(only: Option<&str>) -> Result<(Vec<Labelled>, Vec<Labelled>
         Some(r) => format!("label={LABEL_RUN}={r}"),
         None => format!("label={LABEL_RUN}"),
     };
-    let containers = parse_labelled(&call(
-        "docker",
-        &[
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--filter",
-            &filter,
-            "--format",
-            LS_FORMAT,
-        ],
-    )?);
-    let networks = parse_labelled(&call(
-        "docker",
-        &[
-            "network",
-            "ls",
-            "--no-trunc",
-            "--filter",
-            &filter,
-            "--format",
-            NET_FORMAT,
-        ],
-    )?);
+    let containers =
+        parse_labelled(&call("docker", &["ps", "-a", "--no-trunc", "--filter", &filter, "--format", LS_FORMAT])?);
+    let networks =
+        parse_labelled(&call("docker", &["network", "ls", "--no-trunc", "--filter", &filter, "--format", NET_FORMAT])?);
     Ok((containers, networks))
 }
 
@@ -94,14 +74,7 @@ pub fn remove_labelled(run_id: &str, report: &mut CleanupReport) {
 fn remove_objects(containers: &[Labelled], networks: &[Labelled], report: &mut CleanupReport) {
     for c in containers {
         // A paused container cannot be removed by force in every Docker version: unpause first.
-        let _ = run_bounded(
-            "docker",
-            &["unpause", &c.id],
-            &[],
-            None,
-            DOCKER_CALL_TIMEOUT,
-            None,
-        );
+        let _ = run_bounded("docker", &["unpause", &c.id], &[], None, DOCKER_CALL_TIMEOUT, None);
         match call("docker", &["rm", "-f", "-v", &c.id]) {
             Ok(_) => report.removed.push(format!("container {}", c.name)),
             Err(e) => report.errors.push(e.to_string()),
@@ -213,9 +186,7 @@ impl Sweep<'_> {
     /// Removes (or plans) the containers and networks of `run`, unless its harness is live.
     fn objects(&mut self, run: &str, objects: &RunObjects) {
         if objects.live && !self.force {
-            self.report.skipped_live.push(format!(
-                "docker run {run} (its harness is alive; use --force)"
-            ));
+            self.report.skipped_live.push(format!("docker run {run} (its harness is alive; use --force)"));
             return;
         }
         if self.dry_run {
@@ -251,10 +222,7 @@ impl Sweep<'_> {
             self.planned.push(format!("compose folder {}", path.display()));
         } else {
             match std::fs::remove_dir_all(&path) {
-                Ok(()) => self
-                    .report
-                    .removed
-                    .push(format!("compose folder {}", path.display())),
+                Ok(()) => self.report.removed.push(format!("compose folder {}", path.display())),
                 Err(e) => self.report.errors.push(format!("{}: {e}", path.display())),
             }
         }

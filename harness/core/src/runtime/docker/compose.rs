@@ -28,13 +28,8 @@ pub(super) fn compose_text(
     services: &BTreeMap<String, Service>,
 ) -> String {
     let labels = |node: Option<&str>| {
-        let mut l = format!(
-            "{{{}: {}, {}: {}",
-            yq(LABEL_RUN),
-            yq(run_id),
-            yq(LABEL_HARNESS_PID),
-            yq(&harness_pid.to_string())
-        );
+        let mut l =
+            format!("{{{}: {}, {}: {}", yq(LABEL_RUN), yq(run_id), yq(LABEL_HARNESS_PID), yq(&harness_pid.to_string()));
         if let Some(n) = node {
             l += &format!(", {}: {}", yq("faultline.node"), yq(n));
         }
@@ -50,30 +45,17 @@ pub(super) fn compose_text(
         };
         y += &format!("  {}:\n", n.id);
         y += &format!("    image: {}\n", yq(IMAGE));
-        y += &format!(
-            "    container_name: {}\n",
-            yq(&container_name(run_id, &n.id))
-        );
+        y += &format!("    container_name: {}\n", yq(&container_name(run_id, &n.id)));
         y += "    init: true\n    restart: \"no\"\n    stop_grace_period: \"1s\"\n";
         y += &format!("    labels: {}\n", labels(Some(&n.id)));
-        let env: Vec<String> = s
-            .env
-            .iter()
-            .map(|(k, v)| format!("{}: {}", yq(k), yq(v)))
-            .collect();
+        let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{}: {}", yq(k), yq(v))).collect();
         y += &format!("    environment: {{{}}}\n", env.join(", "));
         let args: Vec<String> = s.args.iter().map(|a| yq(a)).collect();
         y += &format!("    command: [{}]\n", args.join(", "));
         if let Some(d) = &s.data_dir {
-            y += &format!(
-                "    volumes: [{}]\n",
-                yq(&format!("{}:{CONTAINER_DATA_DIR}", d.display()))
-            );
+            y += &format!("    volumes: [{}]\n", yq(&format!("{}:{CONTAINER_DATA_DIR}", d.display())));
         }
-        y += &format!(
-            "    networks: {{net: {{ipv4_address: {}}}}}\n",
-            yq(&n.ip.to_string())
-        );
+        y += &format!("    networks: {{net: {{ipv4_address: {}}}}}\n", yq(&n.ip.to_string()));
     }
     y += &format!(
         "networks:\n  net:\n    internal: true\n    labels: {}\n    ipam:\n      config:\n        - subnet: {}\n",
@@ -101,28 +83,17 @@ pub(super) fn service_for(launch: &Launch) -> Result<Service, RuntimeError> {
     let mut data_dir = None;
     if let Some(i) = args.iter().position(|a| a == "--data-dir") {
         let Some(host) = args.get(i + 1).cloned() else {
-            return Err(err(
-                "docker runtime",
-                "--data-dir without a value in the node's command line",
-            ));
+            return Err(err("docker runtime", "--data-dir without a value in the node's command line"));
         };
-        let host = std::fs::canonicalize(&host)
-            .map_err(|e| err("docker runtime", format!("data dir {host}: {e}")))?;
+        let host = std::fs::canonicalize(&host).map_err(|e| err("docker runtime", format!("data dir {host}: {e}")))?;
         if host.to_string_lossy().contains(':') {
             return Err(err(
                 "docker runtime",
-                format!(
-                    "data dir {} holds ':', which a bind mount cannot express",
-                    host.display()
-                ),
+                format!("data dir {} holds ':', which a bind mount cannot express", host.display()),
             ));
         }
         args[i + 1] = CONTAINER_DATA_DIR.into();
         data_dir = Some(host);
     }
-    Ok(Service {
-        args,
-        env: launch.env.clone(),
-        data_dir,
-    })
+    Ok(Service { args, env: launch.env.clone(), data_dir })
 }

@@ -12,11 +12,7 @@ pub enum ImageReport {
     /// The image's label matched the sources.
     UpToDate { hash: String },
     /// The image was (re)built; why and in how many seconds.
-    Built {
-        hash: String,
-        reason: String,
-        seconds: f64,
-    },
+    Built { hash: String, reason: String, seconds: f64 },
     /// No sources found: the existing image is used as it is.
     NoSources { why: String },
 }
@@ -31,9 +27,7 @@ pub fn find_repo() -> Option<PathBuf> {
     candidates
         .into_iter()
         .flatten()
-        .find(|p| {
-            p.join("docker/Dockerfile").is_file() && p.join("targets/node/Cargo.toml").is_file()
-        })
+        .find(|p| p.join("docker/Dockerfile").is_file() && p.join("targets/node/Cargo.toml").is_file())
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
 }
 
@@ -53,15 +47,10 @@ fn image_inputs(repo: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    let mut files: Vec<PathBuf> = [
-        "Cargo.toml",
-        "Cargo.lock",
-        "docker/Dockerfile",
-        "scripts/docker-image.sh",
-    ]
-    .iter()
-    .map(|f| repo.join(f))
-    .collect();
+    let mut files: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock", "docker/Dockerfile", "scripts/docker-image.sh"]
+        .iter()
+        .map(|f| repo.join(f))
+        .collect();
     for krate in ["targets/node", "targets/protocols"] {
         files.push(repo.join(krate).join("Cargo.toml"));
         walk(&repo.join(krate).join("src"), &mut files);
@@ -81,11 +70,7 @@ pub fn source_hash(repo: &Path) -> String {
         }
     };
     for f in image_inputs(repo) {
-        let rel = f
-            .strip_prefix(repo)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .into_owned();
+        let rel = f.strip_prefix(repo).unwrap_or(&f).to_string_lossy().into_owned();
         feed(rel.as_bytes());
         feed(&[0]);
         match std::fs::read(&f) {
@@ -102,29 +87,15 @@ pub fn source_hash(repo: &Path) -> String {
 /// The image's source-hash label; `Ok(None)` when the image does not exist.
 fn image_label() -> Result<Option<String>, RuntimeError> {
     let fmt = format!("{{{{index .Config.Labels \"{LABEL_SOURCE_HASH}\"}}}}");
-    let out = run_bounded(
-        "docker",
-        &["image", "inspect", "-f", &fmt, IMAGE],
-        &[],
-        None,
-        DOCKER_CALL_TIMEOUT,
-        None,
-    )?;
+    let out = run_bounded("docker", &["image", "inspect", "-f", &fmt, IMAGE], &[], None, DOCKER_CALL_TIMEOUT, None)?;
     if out.ok {
         let v = out.stdout.trim();
         // A missing label prints "<no value>".
-        Ok(Some(if v == "<no value>" {
-            String::new()
-        } else {
-            v.to_string()
-        }))
+        Ok(Some(if v == "<no value>" { String::new() } else { v.to_string() }))
     } else if out.stderr.contains("No such image") || out.stderr.contains("No such object") {
         Ok(None)
     } else {
-        Err(err(
-            format!("docker image inspect {IMAGE}"),
-            clean_stderr(&out.stderr),
-        ))
+        Err(err(format!("docker image inspect {IMAGE}"), clean_stderr(&out.stderr)))
     }
 }
 
@@ -199,29 +170,18 @@ fn build_image(
     let script = repo.join("scripts/docker-image.sh");
     let script_s = script.to_string_lossy().into_owned();
     // Build into the repository's own target folder unless the caller chose one.
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| repo.join("target").to_string_lossy().into_owned());
+    let target_dir =
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| repo.join("target").to_string_lossy().into_owned());
     let out = run_bounded(
         "bash",
         &[&script_s],
-        &[
-            ("FAULTLINE_SOURCE_HASH", hash),
-            ("CARGO_TARGET_DIR", &target_dir),
-        ],
+        &[("FAULTLINE_SOURCE_HASH", hash), ("CARGO_TARGET_DIR", &target_dir)],
         Some(repo),
         timeout,
         cancel,
     )?;
     if !out.ok {
-        let tail: Vec<&str> = out
-            .stderr
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: Vec<&str> = out.stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
         return Err(err(
             format!("bash {script_s}"),
             format!("image build failed ({}): {}", out.status, tail.join("\n")),

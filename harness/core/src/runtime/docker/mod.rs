@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use super::cmd::{self, clean_stderr};
 use super::nfq_delay::DelayQueue;
 use super::state::{self, CleanupReport};
-use super::cmd::{self, clean_stderr};
 use super::{netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
 mod cleanup;
@@ -122,10 +122,7 @@ pub struct DockerRuntime {
 }
 
 fn err(line: impl Into<String>, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Command {
-        line: line.into(),
-        message: message.into(),
-    }
+    RuntimeError::Command { line: line.into(), message: message.into() }
 }
 
 /// The shared bounded subprocess helper ([`cmd::run_bounded`]) with the Docker runtime's
@@ -153,19 +150,10 @@ fn call(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
     Ok(out.stdout)
 }
 
-
 /// Runs `iptables-restore --noflush` inside the network namespace of host pid `pid`.
 fn ns_restore(pid: u32, rules: &str) -> Result<(), RuntimeError> {
     let pid_s = pid.to_string();
-    let args = [
-        "-t",
-        &pid_s,
-        "-n",
-        "iptables-restore",
-        "-w",
-        "5",
-        "--noflush",
-    ];
+    let args = ["-t", &pid_s, "-n", "iptables-restore", "-w", "5", "--noflush"];
     let line = format!("nsenter {}", args.join(" "));
     tracing::debug!(target: "faultline::cmd", "{line} <<< {}", rules.replace('\n', " | "));
     let mut command = Command::new("nsenter");
@@ -178,23 +166,11 @@ fn ns_restore(pid: u32, rules: &str) -> Result<(), RuntimeError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| err(&line, format!("cannot start: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(rules.as_bytes())
-        .map_err(|e| err(&line, e.to_string()))?;
+    child.stdin.take().expect("stdin piped").write_all(rules.as_bytes()).map_err(|e| err(&line, e.to_string()))?;
     // iptables-restore -w 5 bounds its own wait for the xtables lock.
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        return Err(err(
-            line,
-            format!(
-                "{} ({})",
-                clean_stderr(&String::from_utf8_lossy(&out.stderr)),
-                out.status
-            ),
-        ));
+        return Err(err(line, format!("{} ({})", clean_stderr(&String::from_utf8_lossy(&out.stderr)), out.status)));
     }
     Ok(())
 }
@@ -214,16 +190,9 @@ fn proc_start_time(pid: u32) -> Option<u64> {
 
 /// True when a Docker engine answers (`docker info` within 10 s).
 pub fn engine_available() -> bool {
-    run_bounded(
-        "docker",
-        &["info", "--format", "{{.ServerVersion}}"],
-        &[],
-        None,
-        Duration::from_secs(10),
-        None,
-    )
-    .map(|o| o.ok)
-    .unwrap_or(false)
+    run_bounded("docker", &["info", "--format", "{{.ServerVersion}}"], &[], None, Duration::from_secs(10), None)
+        .map(|o| o.ok)
+        .unwrap_or(false)
 }
 
 /// Third octets of 10.79.X.0/24 subnets in use by host addresses or Docker networks.
@@ -232,12 +201,7 @@ fn used_subnets() -> Vec<u8> {
     if let Ok(ids) = call("docker", &["network", "ls", "-q"]) {
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let mut args = vec![
-                "network",
-                "inspect",
-                "-f",
-                "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
-            ];
+            let mut args = vec!["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
             args.extend(ids);
             text += &call("docker", &args).unwrap_or_default();
         }
@@ -260,7 +224,9 @@ fn check_engine() -> Result<(), RuntimeError> {
             return Err(RuntimeError::Unsupported {
                 mechanism: "docker".into(),
                 what: "the runtime".into(),
-                why: format!("`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"),
+                why: format!(
+                    "`{tool}` not found (Debian: apt-get install docker.io docker-compose util-linux iptables)"
+                ),
             });
         }
     }
@@ -278,14 +244,13 @@ fn check_engine() -> Result<(), RuntimeError> {
 fn free_subnet(rng: &mut impl Rng) -> Result<u8, RuntimeError> {
     let used = used_subnets();
     let start: u16 = rng.random_range(1..=250);
-    (0..250u16)
-        .map(|i| ((start - 1 + i) % 250 + 1) as u8)
-        .find(|x| !used.contains(x))
-        .ok_or_else(|| RuntimeError::Unsupported {
+    (0..250u16).map(|i| ((start - 1 + i) % 250 + 1) as u8).find(|x| !used.contains(x)).ok_or_else(|| {
+        RuntimeError::Unsupported {
             mechanism: "docker".into(),
             what: "address allocation".into(),
             why: "all 250 subnets 10.79.1-250.0/24 are in use".into(),
-        })
+        }
+    })
 }
 
 /// Creates the run's compose folder `STATE_DIR/docker/RUN_ID/` with the harness pid file.
@@ -293,12 +258,7 @@ fn create_compose_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, Runtime
     let compose_dir = state_dir.join("docker").join(run_id);
     // The compose file will hold the admin token: the folder is the owner's only.
     crate::secret::private_dir(&compose_dir)
-        .and_then(|()| {
-            std::fs::write(
-                compose_dir.join(HARNESS_PID_FILE),
-                std::process::id().to_string(),
-            )
-        })
+        .and_then(|()| std::fs::write(compose_dir.join(HARNESS_PID_FILE), std::process::id().to_string()))
         .map_err(|e| err(format!("create {}", compose_dir.display()), e.to_string()))?;
     Ok(compose_dir)
 }
@@ -307,30 +267,15 @@ impl DockerRuntime {
     /// Checks the engine, makes sure the image is current, and picks the run's names and
     /// addresses. Containers are created by [`Runtime::start_nodes`].
     pub fn setup(opts: &DockerOptions) -> Result<Self, RuntimeError> {
-        assert!(
-            opts.nodes >= 1 && opts.nodes <= 99,
-            "node count checked by the caller"
-        );
+        assert!(opts.nodes >= 1 && opts.nodes <= 99, "node count checked by the caller");
         check_engine()?;
-        let image = ensure_image(
-            opts.repo.as_deref(),
-            opts.build_timeout,
-            opts.cancel.as_ref(),
-        )?;
+        let image = ensure_image(opts.repo.as_deref(), opts.build_timeout, opts.cancel.as_ref())?;
         tracing::info!("docker image: {image:?}");
         let mut rng = rand::rng();
-        let run_id = format!(
-            "{}{:06x}",
-            state::NAME_PREFIX,
-            rng.random::<u32>() & 0x00ff_ffff
-        );
+        let run_id = format!("{}{:06x}", state::NAME_PREFIX, rng.random::<u32>() & 0x00ff_ffff);
         let subnet = free_subnet(&mut rng)?;
         let nodes: Vec<NodeSpec> = (1..=opts.nodes)
-            .map(|k| NodeSpec {
-                id: format!("n{k}"),
-                ip: Ipv4Addr::new(10, 79, subnet, 10 + k as u8),
-                port: opts.port,
-            })
+            .map(|k| NodeSpec { id: format!("n{k}"), ip: Ipv4Addr::new(10, 79, subnet, 10 + k as u8), port: opts.port })
             .collect();
         let compose_dir = create_compose_dir(&opts.state_dir, &run_id)?;
         Ok(DockerRuntime {
@@ -374,11 +319,7 @@ impl DockerRuntime {
     }
 
     fn container(&self, id: &str) -> Option<Container> {
-        self.containers
-            .lock()
-            .expect("containers lock")
-            .get(id)
-            .cloned()
+        self.containers.lock().expect("containers lock").get(id).cloned()
     }
 
     /// The live pid of `id`'s container, if it runs.
@@ -391,15 +332,8 @@ impl DockerRuntime {
     /// After `docker start`/`up`: learns each container's pid, installs the fault chains in its
     /// new namespace with the current fault state, and (re)starts its delay consumers.
     fn after_start(&self, ids: &[String]) -> Result<(), RuntimeError> {
-        let names: Vec<String> = ids
-            .iter()
-            .map(|id| container_name(&self.run_id, id))
-            .collect();
-        let mut args = vec![
-            "inspect",
-            "-f",
-            "{{.Name}} {{.State.Pid}} {{.State.Running}}",
-        ];
+        let names: Vec<String> = ids.iter().map(|id| container_name(&self.run_id, id)).collect();
+        let mut args = vec!["inspect", "-f", "{{.Name}} {{.State.Pid}} {{.State.Running}}"];
         args.extend(names.iter().map(String::as_str));
         let out = call("docker", &args)?;
         let mut first_err = None;
@@ -409,10 +343,7 @@ impl DockerRuntime {
                 continue;
             };
             let name = name.trim_start_matches('/');
-            let Some(id) = ids
-                .iter()
-                .find(|id| container_name(&self.run_id, id) == name)
-            else {
+            let Some(id) = ids.iter().find(|id| container_name(&self.run_id, id) == name) else {
                 continue;
             };
             let pid: u32 = pid.parse().unwrap_or(0);
@@ -451,19 +382,12 @@ impl DockerRuntime {
     fn sync_delays(&self) -> Result<(), RuntimeError> {
         let wanted: Vec<(String, u64)> = {
             let f = self.faults.lock().expect("faults lock");
-            let mut w: Vec<(String, u64)> = f
-                .delay
-                .iter()
-                .map(|(l, ms)| (l.from.clone(), *ms))
-                .collect();
+            let mut w: Vec<(String, u64)> = f.delay.iter().map(|(l, ms)| (l.from.clone(), *ms)).collect();
             w.sort();
             w.dedup();
             w
         };
-        let pids: HashMap<String, Option<u32>> = wanted
-            .iter()
-            .map(|(n, _)| (n.clone(), self.live_pid(n)))
-            .collect();
+        let pids: HashMap<String, Option<u32>> = wanted.iter().map(|(n, _)| (n.clone(), self.live_pid(n))).collect();
         let mut delays = self.delays.lock().expect("delays lock");
         // Drop consumers no longer wanted or left in a dead namespace.
         delays.retain(|(node, ms), (pid, _)| {
@@ -478,11 +402,7 @@ impl DockerRuntime {
             let Some(Some(pid)) = pids.get(node) else {
                 continue;
             };
-            match DelayQueue::start(
-                Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
-                netrules::queue_num(*ms),
-                *ms,
-            ) {
+            match DelayQueue::start(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))), netrules::queue_num(*ms), *ms) {
                 Ok(q) => {
                     delays.insert((node.clone(), *ms), (*pid, q));
                 }
@@ -496,13 +416,7 @@ impl DockerRuntime {
 
     /// Appends each container's log (`docker logs`) to its node log file.
     fn dump_logs(&self) {
-        let containers: Vec<Container> = self
-            .containers
-            .lock()
-            .expect("containers lock")
-            .values()
-            .cloned()
-            .collect();
+        let containers: Vec<Container> = self.containers.lock().expect("containers lock").values().cloned().collect();
         for c in containers {
             if let Err(e) = append_logs(&c.name, &c.log) {
                 tracing::warn!("docker logs {}: {e}", c.name);
@@ -515,28 +429,15 @@ impl DockerRuntime {
 /// a long run's log never sits in memory; bounded by [`DOCKER_CALL_TIMEOUT`].
 fn append_logs(name: &str, log: &Path) -> Result<(), RuntimeError> {
     let line = format!("docker logs {name}");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let mut command = Command::new("docker");
-    command
-        .args(["logs", name])
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
+    command.args(["logs", name]).stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| err(&line, format!("cannot start: {e}")))?;
+    let mut child = command.spawn().map_err(|e| err(&line, format!("cannot start: {e}")))?;
     let started = Instant::now();
     loop {
         if let Some(st) = child.try_wait()? {
-            return if st.success() {
-                Ok(())
-            } else {
-                Err(err(line, st.to_string()))
-            };
+            return if st.success() { Ok(()) } else { Err(err(line, st.to_string())) };
         }
         if started.elapsed() >= DOCKER_CALL_TIMEOUT {
             let _ = child.kill();
@@ -576,10 +477,7 @@ impl Runtime for DockerRuntime {
         self.container(id)
             .and_then(|c| c.pid)
             .map(|(p, _)| p)
-            .ok_or_else(|| RuntimeError::Node {
-                id: id.into(),
-                message: "no pid after start".into(),
-            })
+            .ok_or_else(|| RuntimeError::Node { id: id.into(), message: "no pid after start".into() })
     }
 
     /// New nodes are created together by one `docker-compose up -d` (one compose call instead
@@ -590,19 +488,13 @@ impl Runtime for DockerRuntime {
         for (id, launch) in launches {
             self.node(id)?;
             if self.live_pid(id).is_some() {
-                return Err(RuntimeError::Node {
-                    id: id.clone(),
-                    message: "already running".into(),
-                });
+                return Err(RuntimeError::Node { id: id.clone(), message: "already running".into() });
             }
             if self.container(id).is_some() {
                 existing.push(id.clone());
             } else {
                 let service = service_for(launch)?;
-                self.services
-                    .lock()
-                    .expect("services lock")
-                    .insert(id.clone(), service);
+                self.services.lock().expect("services lock").insert(id.clone(), service);
                 fresh.push(id.clone());
                 self.containers.lock().expect("containers lock").insert(
                     id.clone(),
@@ -633,10 +525,7 @@ impl Runtime for DockerRuntime {
         }
         if !existing.is_empty() {
             let mut args = vec!["start"];
-            let names: Vec<String> = existing
-                .iter()
-                .map(|id| container_name(&self.run_id, id))
-                .collect();
+            let names: Vec<String> = existing.iter().map(|id| container_name(&self.run_id, id)).collect();
             args.extend(names.iter().map(String::as_str));
             call("docker", &args)?;
         }
@@ -673,8 +562,7 @@ impl Runtime for DockerRuntime {
         loop {
             let gone = proc_start_time(pid).is_none();
             if gone {
-                let state = call("docker", &["inspect", "-f", "{{.State.Running}}", &c.name])
-                    .unwrap_or_default();
+                let state = call("docker", &["inspect", "-f", "{{.State.Running}}", &c.name]).unwrap_or_default();
                 if state.trim() == "false" {
                     break;
                 }
@@ -698,15 +586,10 @@ impl Runtime for DockerRuntime {
 
     fn pause_node(&self, id: &str) -> Result<(), RuntimeError> {
         self.node(id)?;
-        let c = self.container(id).ok_or_else(|| RuntimeError::Node {
-            id: id.into(),
-            message: "not running".into(),
-        })?;
+        let c =
+            self.container(id).ok_or_else(|| RuntimeError::Node { id: id.into(), message: "not running".into() })?;
         if self.live_pid(id).is_none() {
-            return Err(RuntimeError::Node {
-                id: id.into(),
-                message: "not running".into(),
-            });
+            return Err(RuntimeError::Node { id: id.into(), message: "not running".into() });
         }
         if c.paused {
             return Ok(());
@@ -753,7 +636,8 @@ impl Runtime for DockerRuntime {
             let Some(pid) = self.live_pid(&node.id) else {
                 continue;
             };
-            let rules = netrules::restore_text(&node.id, faults, with_delay, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
+            let rules =
+                netrules::restore_text(&node.id, faults, with_delay, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
             if let Err(e) = ns_restore(pid, &rules) {
                 first_err.get_or_insert(e);
             }
@@ -786,8 +670,7 @@ impl Runtime for DockerRuntime {
             }
             self.dump_logs();
             if self.compose_file().is_file() {
-                if let Err(e) = self.compose(&["down", "--volumes", "--remove-orphans", "-t", "1"])
-                {
+                if let Err(e) = self.compose(&["down", "--volumes", "--remove-orphans", "-t", "1"]) {
                     tracing::warn!("docker-compose down: {e}; removing by label");
                     first_err.get_or_insert(e);
                 }
@@ -827,11 +710,7 @@ mod tests {
 
     fn nodes(n: usize) -> Vec<NodeSpec> {
         (1..=n)
-            .map(|k| NodeSpec {
-                id: format!("n{k}"),
-                ip: Ipv4Addr::new(10, 79, 7, 10 + k as u8),
-                port: 8080,
-            })
+            .map(|k| NodeSpec { id: format!("n{k}"), ip: Ipv4Addr::new(10, 79, 7, 10 + k as u8), port: 8080 })
             .collect()
     }
 
@@ -841,13 +720,7 @@ mod tests {
         services.insert(
             "n1".to_string(),
             Service {
-                args: vec![
-                    "--role".into(),
-                    "raft".into(),
-                    "--data-dir".into(),
-                    "/data".into(),
-                    "a$b \"q\"".into(),
-                ],
+                args: vec!["--role".into(), "raft".into(), "--data-dir".into(), "/data".into(), "a$b \"q\"".into()],
                 env: vec![("FAULTLINE_ADMIN_TOKEN".into(), "t$ok".into())],
                 data_dir: Some(PathBuf::from("/tmp/run 1/n1")),
             },
@@ -855,24 +728,12 @@ mod tests {
         let y = compose_text("fl0a1b2c", 42, 7, &nodes(2), &services);
         assert!(y.starts_with("# Generated"), "{y}");
         assert!(y.contains("version: \"2.4\""));
-        assert!(
-            y.contains("container_name: \"faultline-fl0a1b2c-n1\""),
-            "{y}"
-        );
-        assert!(
-            y.contains(r#"command: ["--role", "raft", "--data-dir", "/data", "a$$b \"q\""]"#),
-            "{y}"
-        );
-        assert!(
-            y.contains(r#"environment: {"FAULTLINE_ADMIN_TOKEN": "t$$ok"}"#),
-            "{y}"
-        );
+        assert!(y.contains("container_name: \"faultline-fl0a1b2c-n1\""), "{y}");
+        assert!(y.contains(r#"command: ["--role", "raft", "--data-dir", "/data", "a$$b \"q\""]"#), "{y}");
+        assert!(y.contains(r#"environment: {"FAULTLINE_ADMIN_TOKEN": "t$$ok"}"#), "{y}");
         assert!(y.contains(r#"volumes: ["/tmp/run 1/n1:/data"]"#), "{y}");
         assert!(y.contains(r#"ipv4_address: "10.79.7.11""#), "{y}");
-        assert!(
-            y.contains(r#""faultline.run": "fl0a1b2c", "faultline.harness-pid": "42""#),
-            "{y}"
-        );
+        assert!(y.contains(r#""faultline.run": "fl0a1b2c", "faultline.harness-pid": "42""#), "{y}");
         assert!(y.contains("init: true") && y.contains("internal: true"));
         assert!(y.contains(r#"subnet: "10.79.7.0/24""#));
         // n2 has no launch yet: no service for it.
@@ -884,44 +745,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let launch = Launch {
             program: PathBuf::from(IMAGE_NODE_PATH),
-            args: vec![
-                "--id".into(),
-                "n1".into(),
-                "--data-dir".into(),
-                dir.path().to_string_lossy().into_owned(),
-            ],
+            args: vec!["--id".into(), "n1".into(), "--data-dir".into(), dir.path().to_string_lossy().into_owned()],
             env: vec![],
             log: dir.path().join("n1.log"),
         };
         let s = service_for(&launch).unwrap();
         assert_eq!(s.args, vec!["--id", "n1", "--data-dir", "/data"]);
-        assert_eq!(
-            s.data_dir.as_deref(),
-            Some(std::fs::canonicalize(dir.path()).unwrap().as_path())
-        );
-        let bad = Launch {
-            args: vec!["--data-dir".into(), "/does/not/exist/x".into()],
-            ..launch.clone()
-        };
+        assert_eq!(s.data_dir.as_deref(), Some(std::fs::canonicalize(dir.path()).unwrap().as_path()));
+        let bad = Launch { args: vec!["--data-dir".into(), "/does/not/exist/x".into()], ..launch.clone() };
         let e = service_for(&bad).unwrap_err().to_string();
         assert!(e.contains("/does/not/exist/x"), "{e}");
-        let dangling = Launch {
-            args: vec!["--data-dir".into()],
-            ..launch.clone()
-        };
-        assert!(service_for(&dangling)
-            .unwrap_err()
-            .to_string()
-            .contains("without a value"));
-        let other = Launch {
-            program: PathBuf::from("/usr/bin/etcd"),
-            ..launch
-        };
+        let dangling = Launch { args: vec!["--data-dir".into()], ..launch.clone() };
+        assert!(service_for(&dangling).unwrap_err().to_string().contains("without a value"));
+        let other = Launch { program: PathBuf::from("/usr/bin/etcd"), ..launch };
         let e = service_for(&other).unwrap_err().to_string();
-        assert!(
-            e.contains("/usr/bin/etcd") && e.contains(IMAGE_NODE_PATH),
-            "{e}"
-        );
+        assert!(e.contains("/usr/bin/etcd") && e.contains(IMAGE_NODE_PATH), "{e}");
     }
 
     #[test]
@@ -949,13 +787,7 @@ mod tests {
     fn source_hash_follows_the_node_sources_only() {
         let repo = tempfile::tempdir().unwrap();
         let r = repo.path();
-        for d in [
-            "docker",
-            "scripts",
-            "targets/node/src",
-            "targets/protocols/src",
-            "harness/core/src",
-        ] {
+        for d in ["docker", "scripts", "targets/node/src", "targets/protocols/src", "harness/core/src"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         std::fs::write(r.join("targets/node/src/main.rs"), "fn main() {}").unwrap();
@@ -964,11 +796,7 @@ mod tests {
         assert_eq!(h1, source_hash(r), "deterministic");
         assert_eq!(h1.len(), 16);
         std::fs::write(r.join("harness/core/src/lib.rs"), "// harness change").unwrap();
-        assert_eq!(
-            h1,
-            source_hash(r),
-            "harness sources do not go into the image"
-        );
+        assert_eq!(h1, source_hash(r), "harness sources do not go into the image");
         std::fs::write(r.join("targets/node/src/main.rs"), "fn main() { }").unwrap();
         let h2 = source_hash(r);
         assert_ne!(h1, h2, "a node source change makes the image stale");
@@ -987,27 +815,15 @@ mod tests {
     #[test]
     fn bounded_commands_time_out_and_report_failures() {
         let t0 = Instant::now();
-        let e = run_bounded("sleep", &["5"], &[], None, Duration::from_millis(200), None)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = run_bounded("sleep", &["5"], &[], None, Duration::from_millis(200), None).err().unwrap().to_string();
         assert!(e.contains("timed out"), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(3));
-        let o = run_bounded(
-            "sh",
-            &["-c", "echo out; echo err >&2; exit 3"],
-            &[],
-            None,
-            Duration::from_secs(5),
-            None,
-        )
-        .unwrap();
+        let o = run_bounded("sh", &["-c", "echo out; echo err >&2; exit 3"], &[], None, Duration::from_secs(5), None)
+            .unwrap();
         assert!(!o.ok);
         assert_eq!(o.stdout.trim(), "out");
         assert_eq!(o.stderr.trim(), "err");
-        let e = call("sh", &["-c", "echo boom >&2; exit 1"])
-            .unwrap_err()
-            .to_string();
+        let e = call("sh", &["-c", "echo boom >&2; exit 1"]).unwrap_err().to_string();
         assert!(e.contains("boom"), "{e}");
     }
 }
