@@ -192,9 +192,16 @@ fn bad_merge_is_found_invalid_within_bounded_seeded_attempts() {
             let c = checker(&r, "counter");
             assert_eq!(c["verdict"], "invalid", "{c:#}");
             assert!(c["reason"].as_str().unwrap().contains("out of bounds"), "{c:#}");
+            // Whether the nodes also disagree at the end depends on the last gossip round: they
+            // may all converge on the same wrong sum (seen in CI: all three read
+            // -2272353406920272115). Either way the convergent rung is refuted, since it needs
+            // the counter's bounds as well as agreement.
             let conv = checker(&r, "convergence");
-            assert_eq!(conv["verdict"], "invalid", "{conv:#}");
-            assert!(conv["reason"].as_str().unwrap().contains("disagree"), "{conv:#}");
+            let disagree = conv["verdict"] == "invalid" && conv["reason"].as_str().unwrap().contains("disagree");
+            assert!(disagree || conv["verdict"] == "valid", "{conv:#}");
+            let convergent =
+                r["consistency"]["models"].as_array().unwrap().iter().find(|m| m["model"] == "convergent").unwrap();
+            assert_eq!(convergent["verdict"], "invalid", "{:#}", r["consistency"]);
             return;
         }
         seen.push((seed, r["verdict"].clone()));
