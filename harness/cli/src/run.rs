@@ -738,8 +738,10 @@ fn print_summary(results: &Results, dir: &Path, repro: &str) {
         b.push_record([c.name.clone(), c.verdict.to_string(), truncate(c.reason.as_deref().unwrap_or(""), 100)]);
     }
     println!("{}", b.build().with(tabled::settings::Style::rounded()));
-    if let Some(c) = &results.consistency {
-        println!("{}", consistency_table(c));
+    match (&results.isolation, &results.consistency) {
+        (Some(i), _) => println!("{}", isolation_table(i)),
+        (None, Some(c)) => println!("{}", consistency_table(c)),
+        (None, None) => {}
     }
     println!("{}", ops_table(results));
     if let Some(t) = results.target_stats.as_ref().and_then(|s| backend_table(results, s)) {
@@ -801,6 +803,30 @@ pub fn consistency_table(c: &Consistency) -> String {
     for m in &c.models {
         let model = if m.model == Model::Sequential { m.model.label() } else { m.model.name() };
         b.push_record([model.to_string(), m.verdict.name().to_string(), truncate(&m.reason, 100)]);
+    }
+    b.build().with(tabled::settings::Style::rounded()).to_string()
+}
+
+/// The transactional map (results.json `isolation`): one row per model, weakest first, kept,
+/// ruled out or undecided; the strongest kept and the anomalies found in the header.
+pub fn isolation_table(i: &faultline_results::Isolation) -> String {
+    use faultline_checker::txn::ConsistencyModel;
+    use tabled::builder::Builder;
+    let mut b = Builder::default();
+    b.push_record([format!("isolation (strongest kept: {})", i.strongest_text()), "verdict".to_string()]);
+    for m in ConsistencyModel::ALL {
+        let verdict = if i.ruled_out.contains(&m) {
+            "ruled out"
+        } else if i.undecided.contains(&m) {
+            "undecided (budget)"
+        } else {
+            "kept"
+        };
+        b.push_record([m.name().to_string(), verdict.to_string()]);
+    }
+    if !i.anomalies.is_empty() {
+        let found: Vec<String> = i.anomalies.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        b.push_record(["anomalies".to_string(), truncate(&found.join(", "), 100)]);
     }
     b.build().with(tabled::settings::Style::rounded()).to_string()
 }
