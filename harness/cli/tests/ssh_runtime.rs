@@ -222,6 +222,7 @@ fn stale_reads_under_leader_isolation_are_caught_over_ssh() {
             ],
         );
         codes.push(out.status.code());
+        eprintln!("stale-read over SSH, seed {seed}: exit {:?}", out.status.code());
         if out.status.code() == Some(1) {
             assert_eq!(bed.leftovers(), Vec::<String>::new());
             return;

@@ -73,6 +73,18 @@ fn resolve(host: &HostAddr) -> Result<Ipv4Addr, RuntimeError> {
     )
 }
 
+/// Shell prelude of a node's scripts: `D`, the node's folder `dir`, and `ours PID`: true when
+/// PID is a live process (not a zombie) whose command line holds `$D/`, so a pid reused by
+/// another program is never signalled.
+fn node_prelude(dir: &str) -> String {
+    format!(
+        "D={}\nours() {{\n  st=$(sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -c1)\n  \
+         c=$(tr '\\0' ' ' 2>/dev/null <\"/proc/$1/cmdline\")\n  \
+         case \"$st:$c\" in Z:*|X:*|:*) return 1 ;; *\"$D/\"*) return 0 ;; *) return 1 ;; esac\n}}\n",
+        sh_quote(dir)
+    )
+}
+
 impl SshRuntime {
     /// Connects to every host and prepares it (run folder, chain). On error, whatever was
     /// created is removed again.
@@ -216,10 +228,10 @@ impl SshRuntime {
     /// travels on stdin, so the admin token never shows in the host's process list), starts the
     /// binary detached and writes its pid.
     fn start_script(&self, id: &str, launch: &Launch, args: &[String]) -> Result<String, RuntimeError> {
-        let d = sh_quote(&self.node_dir(id));
         let mut s = format!(
-            "set -e\nD={d}\nmkdir -p \"$D/data\"\n\
-             if [ -f \"$D/pid\" ] && kill -0 \"$(cat \"$D/pid\")\" 2>/dev/null; then echo 'already running' >&2; exit 3; fi\n"
+            "{}set -e\nmkdir -p \"$D/data\"\n\
+             if P=$(cat \"$D/pid\" 2>/dev/null) && ours \"$P\"; then echo 'already running' >&2; exit 3; fi\n",
+            self.node_prelude(id)
         );
         for (k, v) in &launch.env {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -242,13 +254,14 @@ impl SshRuntime {
     fn signal_script(&self, id: &str, signals: &[&str], missing: &str) -> String {
         let kills: Vec<String> = signals.iter().map(|s| format!("kill -{s} \"$P\"")).collect();
         format!(
-            "D={}\nP=$(cat \"$D/pid\" 2>/dev/null) || {{ {missing}; }}\n\
-             st=$(sed 's/.*) //' \"/proc/$P/stat\" 2>/dev/null | cut -c1)\n\
-             c=$(tr '\\0' ' ' 2>/dev/null <\"/proc/$P/cmdline\")\n\
-             case \"$st:$c\" in Z:*|X:*|:*) {missing} ;; *\"$D/\"*) {} ;; *) {missing} ;; esac\n",
-            sh_quote(&self.node_dir(id)),
+            "{}if P=$(cat \"$D/pid\" 2>/dev/null) && ours \"$P\"; then {}; else {missing}; fi\n",
+            self.node_prelude(id),
             kills.join(" && ")
         )
+    }
+
+    fn node_prelude(&self, id: &str) -> String {
+        node_prelude(&self.node_dir(id))
     }
 
     /// Copies each node's log and data into the run folder (best effort: a failure is logged).
@@ -402,5 +415,35 @@ impl Drop for SshRuntime {
         if !*self.torn_down.lock().expect("teardown lock") {
             let _ = self.teardown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ours` (run with the local sh): a live process holding the folder is ours; another
+    /// process, a dead pid and a zombie are not.
+    #[test]
+    fn only_a_live_process_of_the_node_folder_is_ours() {
+        let dir = "/tmp/fl-ssh-unit/fl00cc33/n1";
+        let ours = |pid: u32| {
+            let script = format!("{}ours {pid} && echo yes || echo no\n", node_prelude(dir));
+            cmd::run_with_stdin("sh", &["-s"], Some(&script)).unwrap().trim().to_string()
+        };
+        let spawn = |marker: &str| {
+            std::process::Command::new("sh").args(["-c", "while :; do sleep 1; done", marker]).spawn().unwrap()
+        };
+        let mut node = spawn(&format!("{dir}/data"));
+        let mut other = spawn("/tmp/fl-ssh-unit/fl00cc33/n2/data");
+        assert_eq!(ours(node.id()), "yes");
+        assert_eq!(ours(other.id()), "no", "another node's process");
+        assert_eq!(ours(u32::MAX - 7), "no", "no such process");
+        node.kill().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(ours(node.id()), "no", "a zombie is not running");
+        node.wait().unwrap();
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 }
