@@ -289,7 +289,7 @@ fn check_ssh(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
 
 /// With `--runtime ssh`, the cluster size is the nodes file's (when it can be read; validation
 /// reports the file's problems).
-fn nodes_from_file(mut args: RunArgs) -> RunArgs {
+pub(crate) fn nodes_from_file(mut args: RunArgs) -> RunArgs {
     if args.runtime == "ssh" {
         if let Ok((hosts, _)) = args.ssh.resolve() {
             args.nodes = hosts.len();

@@ -151,6 +151,11 @@ impl Drop for Bed {
     }
 }
 
+/// Where a run's control sockets live (the harness runs with this test's TMPDIR).
+fn ctl_dir(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{run_id}.ssh"))
+}
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ssh-testbed.sh")
 }
@@ -198,6 +203,8 @@ fn five_hosts_under_partition_kill_pause_and_clock_are_valid_and_left_clean() {
     let log = std::fs::read_to_string(store.path().join("latest/nodes/n1.log")).unwrap();
     assert!(!log.is_empty(), "n1's log fetched");
     assert_eq!(bed.leftovers(), Vec::<String>::new(), "the run left something on the hosts");
+    let run_id = r["runtime"]["run_id"].as_str().unwrap();
+    assert!(!ctl_dir(run_id).exists(), "control-socket folder removed");
     assert!(std::fs::read_dir(bed.file("state") + "/ssh").map(|d| d.count()).unwrap_or(0) == 0, "state file removed");
 }
 
@@ -215,8 +222,17 @@ fn stale_reads_under_leader_isolation_are_caught_over_ssh() {
                 "stale-read",
                 "--nemesis",
                 "partition:isolate-leader",
+                // As run_bug.rs: two 3 s windows, enough reads to reach the isolated leader.
                 "--time-limit",
-                "12",
+                "14",
+                "--nemesis-interval",
+                "3",
+                "--recovery",
+                "1",
+                "--concurrency",
+                "20",
+                "--rate",
+                "200",
                 "--seed",
                 &seed.to_string(),
             ],
@@ -271,5 +287,27 @@ fn after_a_sigkilled_harness_cleanup_removes_the_run_from_the_hosts() {
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains(&format!("removed iptables chain {run_id}in")), "{said}");
         assert_eq!(bed.leftovers(), Vec::<String>::new(), "cleanup left something (lost state: {lose_state})");
+        assert!(!ctl_dir(&run_id).exists(), "control-socket folder removed (lost state: {lose_state})");
     }
+}
+
+#[test]
+fn a_host_that_does_not_answer_is_an_error_naming_it_and_the_others_are_left_clean() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(bed) = Bed::up(2) else { return };
+    // A third line for an address on the bed's subnet where no host lives.
+    let text = std::fs::read_to_string(bed.dir.join("nodes.txt")).unwrap();
+    let first = bed.hosts()[0].clone();
+    let lost = format!("{}.99", first.rsplit_once('.').unwrap().0);
+    std::fs::write(bed.dir.join("nodes.txt"), format!("{text}{lost}\n")).unwrap();
+    let store = Store::new();
+    let started = Instant::now();
+    let out = bed.run(store.path(), &["--nemesis", "none", "--time-limit", "5"]);
+    let took = started.elapsed();
+    std::fs::write(bed.dir.join("nodes.txt"), text).unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("host {lost}")), "the error names the lost host: {err}");
+    assert!(took < Duration::from_secs(45), "bounded: {took:?}");
+    assert_eq!(bed.leftovers(), Vec::<String>::new(), "setup failure left something on the other hosts");
 }

@@ -399,6 +399,9 @@ impl Runtime for SshRuntime {
             tracing::debug!("teardown: {r}");
         }
         *done = true;
+        // The masters are closed: their socket folder goes in any case (the state file stays
+        // while a host could not be cleaned, for `faultline cleanup`).
+        let _ = std::fs::remove_dir_all(ssh_state::ctl_dir(&self.state_dir, &self.run_id));
         match report.errors.into_iter().next() {
             Some(e) => Err(RuntimeError::Command { line: "ssh teardown".into(), message: e }),
             None => {

@@ -243,8 +243,14 @@ pub fn cleanup_hosts(
         hosts.iter().enumerate().map(|(i, h)| Conn::new(&format!("n{}", i + 1), h.clone(), opts, &ctl)).collect();
     let wanted: Vec<String> = runs.iter().filter(|r| !live.contains(r)).cloned().collect();
     let which = if runs.is_empty() { Which::AllBut(&live) } else { Which::Runs(&wanted) };
+    let before = report.removed.len();
     remove_on_hosts(&conns, &opts.remote_dir, &which, dry_run, report);
     let _ = std::fs::remove_dir_all(&ctl);
+    // The control-socket folders of the runs removed here (their masters have exited or will
+    // at their idle timeout).
+    for id in report.removed[before..].iter().flat_map(|l| run_ids_in(l)) {
+        let _ = std::fs::remove_dir_all(ctl_dir(state_dir, &id));
+    }
     // Recorded runs removed here need no state file any more.
     if !dry_run && report.errors.is_empty() {
         for s in SshState::load_all(state_dir).0.iter().filter(|s| !s.harness_alive()) {
@@ -256,9 +262,32 @@ pub fn cleanup_hosts(
     Ok(())
 }
 
+/// The run ids (`fl` + 6 lowercase hex) named in a line of the removal script's output: as a
+/// word, a path component, or a chain name (`<id>in`).
+fn run_ids_in(line: &str) -> Vec<String> {
+    let is_id =
+        |w: &str| w.len() == 8 && w.starts_with("fl") && w[2..].chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+    let mut ids: Vec<String> = line
+        .split(|c: char| c == ' ' || c == '/' || c == ':')
+        .map(|w| w.strip_suffix("in").filter(|w| is_id(w)).unwrap_or(w))
+        .filter(|w| is_id(w))
+        .map(String::from)
+        .collect();
+    ids.dedup();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_are_read_back_from_the_removal_output() {
+        assert_eq!(run_ids_in("root@h: removed iptables chain fl00aa11in"), vec!["fl00aa11"]);
+        assert_eq!(run_ids_in("root@h: removed /var/tmp/fl/fl00aa11"), vec!["fl00aa11"]);
+        assert_eq!(run_ids_in("root@h: removed process 12 of fl00aa11"), vec!["fl00aa11"]);
+        assert!(run_ids_in("root@h: removed /var/tmp/flannel").is_empty());
+    }
 
     #[test]
     fn the_removal_script_names_only_the_runs_asked_for() {
