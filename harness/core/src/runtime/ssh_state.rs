@@ -268,7 +268,7 @@ fn run_ids_in(line: &str) -> Vec<String> {
     let is_id =
         |w: &str| w.len() == 8 && w.starts_with("fl") && w[2..].chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
     let mut ids: Vec<String> = line
-        .split(|c: char| c == ' ' || c == '/' || c == ':')
+        .split([' ', '/', ':'])
         .map(|w| w.strip_suffix("in").filter(|w| is_id(w)).unwrap_or(w))
         .filter(|w| is_id(w))
         .map(String::from)
