@@ -72,8 +72,9 @@ pub struct RunArgs {
     /// Seed of every random choice (ops, faults, node timers); random when not given.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where nodes run: `local` (child processes, one network namespace each) or `docker`
-    /// (containers of a per-run docker-compose project; docs/docker.md).
+    /// Where nodes run: `local` (child processes, one network namespace each), `docker`
+    /// (containers of a per-run docker-compose project; docs/docker.md) or `ssh` (one node per
+    /// host of --nodes-file; docs/multi-host.md).
     #[arg(long, default_value = "local")]
     pub runtime: String,
     /// Turn on a planted bug in the nodes (repeatable), e.g. `stale-read`.
@@ -113,6 +114,8 @@ pub struct RunArgs {
     /// keys [default: 30]. A key gets up to concurrency × this many operations.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub ops_per_key: Option<u64>,
+    #[command(flatten)]
+    pub ssh: crate::ssh_args::SshArgs,
 }
 
 /// The register workload's shape from `base` and the --active-keys/--ops-per-key flags.
@@ -248,9 +251,10 @@ fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
     }
-    if a.runtime != "local" && a.runtime != "docker" {
-        bail!("unknown runtime {:?}: expected local or docker", a.runtime);
+    if !["local", "docker", "ssh"].contains(&a.runtime.as_str()) {
+        bail!("unknown runtime {:?}: expected local, docker or ssh", a.runtime);
     }
+    check_ssh(a, spec)?;
     if a.runtime == "docker" && spec.is_none() {
         bail!(
             "--runtime docker runs only the reference node (its image holds faultline-node); \
@@ -259,6 +263,39 @@ fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--runtime ssh`: its flags (and only with it), a reference role other than the router, and a
+/// node count that is the nodes file's.
+fn check_ssh(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
+    if a.runtime != "ssh" {
+        if a.ssh.any() {
+            bail!("--nodes-file, --ssh-* and --remote-dir need --runtime ssh");
+        }
+        return Ok(());
+    }
+    if spec.is_none() || a.target == "router" {
+        bail!(
+            "--runtime ssh runs the reference roles (not the router) for now; --target {:?} needs --runtime local",
+            a.target
+        );
+    }
+    let (hosts, _) = a.ssh.resolve()?;
+    if hosts.len() != a.nodes {
+        bail!("--nodes {} but --nodes-file lists {} hosts (one node per host)", a.nodes, hosts.len());
+    }
+    Ok(())
+}
+
+/// With `--runtime ssh`, the cluster size is the nodes file's (when it can be read; validation
+/// reports the file's problems).
+pub(crate) fn nodes_from_file(mut args: RunArgs) -> RunArgs {
+    if args.runtime == "ssh" {
+        if let Ok((hosts, _)) = args.ssh.resolve() {
+            args.nodes = hosts.len();
+        }
+    }
+    args
 }
 
 /// Every number within its bound (so that nothing downstream overflows or waits forever).
@@ -349,6 +386,7 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
     for o in &a.target_opts {
         s += &format!(" --target-opt {o}");
     }
+    s += &a.ssh.repro_words();
     if let Some(k) = a.active_keys {
         s += &format!(" --active-keys {k}");
     }
@@ -457,6 +495,7 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<u8> {
+    let args = nodes_from_file(args);
     let plan = validate(&args)?;
     if let Some(code) = rerun_in_userns(&args)? {
         return Ok(code);
@@ -541,6 +580,11 @@ async fn build_runtime(
         };
         let setup = tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts));
         Arc::new(setup.await?.context("docker runtime setup")?)
+    } else if args.runtime == "ssh" {
+        use faultline_core::runtime::ssh::{SshRunOptions, SshRuntime};
+        let (hosts, ssh) = args.ssh.resolve()?;
+        let opts = SshRunOptions { hosts, ssh, port: args.port, state_dir: state_dir() };
+        Arc::new(tokio::task::spawn_blocking(move || SshRuntime::setup(&opts)).await?.context("ssh runtime setup")?)
     } else {
         let local =
             LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
