@@ -1,4 +1,5 @@
-//! Targets the project did not write: `etcd`, `redis` and TOML-described ones (`*.toml`).
+//! Targets the project did not write: `etcd`, `redis`, `postgres`, `mariadb` and TOML-described
+//! ones (`*.toml`).
 //! [`build`] turns `--target` and its `--target-opt KEY=VALUE` options into a [`Target`] (whose
 //! client speaks the system's protocol, [`Target::client`]; a workload it cannot serve is
 //! refused here) and notes for the run output (faults the target cannot take). [`gate`] wraps the runtime so
@@ -17,6 +18,7 @@ use super::Target;
 use crate::client::etcd::{EtcdClient, EtcdReads};
 use crate::client::http::NodeHttp;
 use crate::client::redis::{RedisClient, SentinelConf};
+use crate::client::sql::Db;
 use crate::client::DataType;
 use crate::nemesis::Family;
 use crate::runtime::{Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
@@ -41,7 +43,15 @@ pub enum ExternalError {
 
 /// True when `--target NAME` names an external target.
 pub fn is_external(name: &str) -> bool {
-    name == "etcd" || name == "redis" || name.ends_with(".toml")
+    NAMED.contains(&name) || name.ends_with(".toml")
+}
+
+/// The external targets known by name.
+pub const NAMED: [&str; 4] = ["etcd", "redis", "postgres", "mariadb"];
+
+/// The node count a target always runs on (the SQL targets: one server), if it has one.
+pub fn fixed_nodes(name: &str) -> Option<usize> {
+    matches!(name, "postgres" | "mariadb").then_some(1)
 }
 
 /// What [`build`] needs.
@@ -143,6 +153,14 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
             let sentinel = Some(SentinelConf { port: SENTINEL_PORT, master: MASTER_NAME.into() });
             let client = RedisClient { timeout: i.op_timeout, sentinel, data: DataType::Register };
             Arc::new(RedisTarget { opts, client, peers_expected: i.nodes.saturating_sub(1) as u64 })
+        }
+        "postgres" => {
+            let o = parse_options(i.options, &["isolation"], "postgres")?;
+            super::sql::build(Db::Postgres, &o, i.op_timeout, i.nodes)?
+        }
+        "mariadb" => {
+            let o = parse_options(i.options, &["isolation", "snapshot-isolation"], "mariadb")?;
+            super::sql::build(Db::Mariadb, &o, i.op_timeout, i.nodes)?
         }
         path => {
             parse_options(i.options, &[], path)?;
@@ -284,6 +302,8 @@ mod tests {
     #[test]
     fn external_names() {
         assert!(is_external("etcd") && is_external("redis") && is_external("x/y.toml"));
+        assert!(is_external("postgres") && is_external("mariadb"));
+        assert_eq!((fixed_nodes("postgres"), fixed_nodes("etcd")), (Some(1), None));
         assert!(!is_external("raft"));
     }
 }
