@@ -121,10 +121,12 @@ pub fn server_args(db: Db, opts: &SqlOptions, node: &NodeSpec, dir: &Path) -> Ve
     match db {
         Db::Postgres => {
             let pg = dir.join("pgdata").display().to_string();
-            let mut a: Vec<String> = vec!["-D".into(), pg.clone(), "-p".into(), node.port.to_string()];
+            let mut a: Vec<String> = vec!["-D".into(), pg, "-p".into(), node.port.to_string()];
             for c in [
                 format!("listen_addresses={}", node.ip),
-                format!("unix_socket_directories={pg}"),
+                // No Unix socket: clients use TCP, and a run folder's path may exceed the
+                // socket path limit (107 bytes).
+                "unix_socket_directories=".into(),
                 "fsync=on".into(),
                 "synchronous_commit=on".into(),
                 format!("default_transaction_isolation={}", opts.isolation.sql().to_lowercase()),
@@ -138,7 +140,9 @@ pub fn server_args(db: Db, opts: &SqlOptions, node: &NodeSpec, dir: &Path) -> Ve
             let mut a = vec![
                 "--no-defaults".to_string(),
                 format!("--datadir={m}"),
-                format!("--socket={m}/mariadb.sock"),
+                // Relative to the data directory (mariadbd's working directory): a run folder's
+                // path may exceed the socket path limit (107 bytes). Clients use TCP.
+                "--socket=mariadb.sock".into(),
                 format!("--pid-file={m}/mariadb.pid"),
                 format!("--port={}", node.port),
                 format!("--bind-address={}", node.ip),
