@@ -459,7 +459,7 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
 
 pub fn main(mut args: RunArgs) -> anyhow::Result<u8> {
     // A target that runs on a fixed number of nodes (the SQL targets: one server) sets it.
-    if let Some(n) = external::fixed_nodes(&args.target).filter(|n| *n != args.nodes) {
+    if let Some(n) = external::fixed_nodes(&args.target, &args.target_opts).filter(|n| *n != args.nodes) {
         eprintln!("faultline: --target {} runs on {n} node(s): --nodes {} becomes {n}", args.target, args.nodes);
         args.nodes = n;
     }

@@ -49,6 +49,12 @@ pub async fn simple(c: &Client, sql: &str) -> Result<(), DbError> {
     c.batch_execute(sql).await.map_err(|e| error(&e))
 }
 
+/// Whether the server is a standby replaying a primary's WAL.
+pub async fn in_recovery(c: &Client) -> Result<bool, DbError> {
+    let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| error(&e))?;
+    row.try_get(0).map_err(|e| bad_value(e.to_string()))
+}
+
 pub async fn begin(c: &Client, isolation: Isolation) -> Result<(), DbError> {
     simple(c, &format!("BEGIN ISOLATION LEVEL {}", isolation.sql())).await
 }

@@ -173,6 +173,20 @@ pub struct SqlSettings {
     pub isolation: Isolation,
     /// Bound of a whole operation (connecting included).
     pub timeout: Duration,
+    /// The node whose server is the primary (`n1`). On any other node, a PostgreSQL standby,
+    /// which refuses SERIALIZABLE, transactions asking for it run at REPEATABLE READ (a
+    /// snapshot of the replayed state; writes fail there anyway).
+    pub primary: &'static str,
+}
+
+impl SqlSettings {
+    /// The level of transactions on `node`.
+    pub fn isolation_on(&self, node: &str) -> Isolation {
+        match self.isolation {
+            Isolation::Serializable if node != self.primary => Isolation::RepeatableRead,
+            level => level,
+        }
+    }
 }
 
 /// The SQL client of one run: settings, data type, and the shared pool.
@@ -221,18 +235,20 @@ impl SqlClient {
         }
     }
 
-    /// Connects to `addr` and runs `SELECT 1` within the timeout (the target's readiness).
-    pub async fn ping(&self, addr: &str) -> Result<(), String> {
+    /// Connects to `addr` and asks whether the server is a standby (PostgreSQL's
+    /// `pg_is_in_recovery()`; MariaDB runs `SELECT 1` and is never one), within the timeout:
+    /// the target's readiness.
+    pub async fn ping(&self, addr: &str) -> Result<bool, String> {
         let deadline = Instant::now() + self.settings.timeout;
         let run = async {
             let mut c = self.take(addr).await?;
-            ping_conn(&mut c).await?;
-            Ok::<Conn, DbError>(c)
+            let standby = ping_conn(&mut c).await?;
+            Ok::<(Conn, bool), DbError>((c, standby))
         };
         match timeout_at(deadline, run).await {
-            Ok(Ok(c)) => {
+            Ok(Ok((c, standby))) => {
                 self.give_back(addr, c);
-                Ok(())
+                Ok(standby)
             }
             Ok(Err(e)) => Err(format!("{}: {}", e.label, e.message)),
             Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
@@ -251,7 +267,7 @@ impl SqlClient {
             Ok(Err(e)) => return Completion::fail(op.value.clone(), format!("connect: {}", e.message), node),
             Err(_) => return Completion::fail(op.value.clone(), "connect-timeout", node),
         };
-        let done = match timeout_at(deadline, body(&mut conn, self.settings.isolation, &micro)).await {
+        let done = match timeout_at(deadline, body(&mut conn, self.settings.isolation_on(node), &micro)).await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 // Never committed: roll back (bounded) and keep the connection if it still works.
@@ -313,10 +329,10 @@ async fn rollback(conn: &mut Conn) -> Result<(), DbError> {
     }
 }
 
-async fn ping_conn(conn: &mut Conn) -> Result<(), DbError> {
+async fn ping_conn(conn: &mut Conn) -> Result<bool, DbError> {
     match conn {
-        Conn::Postgres(c) => super::postgres::simple(c, "SELECT 1").await,
-        Conn::Mariadb(c) => super::mariadb::simple(c, "SELECT 1").await,
+        Conn::Postgres(c) => super::postgres::in_recovery(c).await,
+        Conn::Mariadb(c) => super::mariadb::simple(c, "SELECT 1").await.map(|()| false),
     }
 }
 
@@ -367,12 +383,26 @@ mod tests {
         assert_eq!("repeatable-read".parse::<Isolation>(), Ok(Isolation::RepeatableRead));
         assert!("snapshot".parse::<Isolation>().unwrap_err().contains(Isolation::NAMES));
         assert_eq!(Isolation::ReadUncommitted.sql(), "READ UNCOMMITTED");
+        let s = SqlSettings {
+            db: Db::Postgres,
+            isolation: Isolation::Serializable,
+            timeout: Duration::ZERO,
+            primary: "n1",
+        };
+        assert_eq!((s.isolation_on("n1"), s.isolation_on("n2")), (Isolation::Serializable, Isolation::RepeatableRead));
+        let rc = SqlSettings { isolation: Isolation::ReadCommitted, ..s };
+        assert_eq!(rc.isolation_on("n2"), Isolation::ReadCommitted);
     }
 
     #[tokio::test]
     async fn an_unreachable_server_fails_the_transaction_it_never_sent() {
         for db in [Db::Postgres, Db::Mariadb] {
-            let s = SqlSettings { db, isolation: Isolation::Serializable, timeout: Duration::from_millis(500) };
+            let s = SqlSettings {
+                db,
+                isolation: Isolation::Serializable,
+                timeout: Duration::from_millis(500),
+                primary: "n1",
+            };
             let c = SqlClient::new(s);
             // Nothing listens on port 1 of loopback: refused, never sent.
             let op = txn(json!([["append", "k1", 1]]));

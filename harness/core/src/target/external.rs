@@ -49,9 +49,14 @@ pub fn is_external(name: &str) -> bool {
 /// The external targets known by name.
 pub const NAMED: [&str; 4] = ["etcd", "redis", "postgres", "mariadb"];
 
-/// The node count a target always runs on (the SQL targets: one server), if it has one.
-pub fn fixed_nodes(name: &str) -> Option<usize> {
-    matches!(name, "postgres" | "mariadb").then_some(1)
+/// The node count a target always runs on, given its `--target-opt` pairs (the SQL targets: one
+/// server and `replicas=N` standbys), if it has one. A bad value is left for [`build`] to refuse.
+pub fn fixed_nodes(name: &str, options: &[String]) -> Option<usize> {
+    if !matches!(name, "postgres" | "mariadb") {
+        return None;
+    }
+    let replicas = options.iter().filter_map(|o| o.strip_prefix("replicas=")).next_back();
+    Some(1 + replicas.and_then(|r| r.parse::<usize>().ok()).unwrap_or(0).min(super::sql::MAX_REPLICAS))
 }
 
 /// What [`build`] needs.
@@ -155,11 +160,11 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
             Arc::new(RedisTarget { opts, client, peers_expected: i.nodes.saturating_sub(1) as u64 })
         }
         "postgres" => {
-            let o = parse_options(i.options, &["isolation"], "postgres")?;
+            let o = parse_options(i.options, &["isolation", "replicas", "replica-reads"], "postgres")?;
             super::sql::build(Db::Postgres, &o, i.op_timeout, i.nodes)?
         }
         "mariadb" => {
-            let o = parse_options(i.options, &["isolation", "snapshot-isolation"], "mariadb")?;
+            let o = parse_options(i.options, &["isolation", "snapshot-isolation", "replicas"], "mariadb")?;
             super::sql::build(Db::Mariadb, &o, i.op_timeout, i.nodes)?
         }
         path => {
@@ -303,7 +308,8 @@ mod tests {
     fn external_names() {
         assert!(is_external("etcd") && is_external("redis") && is_external("x/y.toml"));
         assert!(is_external("postgres") && is_external("mariadb"));
-        assert_eq!((fixed_nodes("postgres"), fixed_nodes("etcd")), (Some(1), None));
+        assert_eq!((fixed_nodes("postgres", &[]), fixed_nodes("etcd", &[])), (Some(1), None));
+        assert_eq!(fixed_nodes("postgres", &["replicas=2".into()]), Some(3));
         assert!(!is_external("raft"));
     }
 }

@@ -1,6 +1,8 @@
 //! The SQL targets: Debian's PostgreSQL 15 (`--target postgres`) and MariaDB 10.11
-//! (`--target mariadb`), one server on one node of the local runtime, in the node's network
-//! namespace. This module owns how a server is initialised, started and asked whether it is up;
+//! (`--target mariadb`): one server on node `n1` of the local runtime, in the node's network
+//! namespace, and for PostgreSQL with `replicas=N` N streaming standbys on the next nodes
+//! (copied from the primary by `pg_basebackup` at their first start). This module owns how
+//! servers are initialised, started and asked whether they are up (and which is the primary);
 //! the transactions themselves are the client's (client/sql.rs).
 //!
 //! Each node is `/bin/sh -c SCRIPT`: on first start the script creates the database cluster in
@@ -55,7 +57,14 @@ pub struct SqlOptions {
     pub isolation: Isolation,
     /// MariaDB's `innodb_snapshot_isolation` (None: the server's default, off in 10.11).
     pub snapshot_isolation: Option<bool>,
+    /// PostgreSQL streaming replicas (standbys) beside the primary `n1`.
+    pub replicas: usize,
+    /// Whether clients also send transactions to the standbys (else to the primary only).
+    pub replica_reads: bool,
 }
+
+/// Streaming replicas at most (`replicas=N`).
+pub const MAX_REPLICAS: usize = 4;
 
 /// PostgreSQL or MariaDB on one node.
 pub struct SqlTarget {
@@ -72,9 +81,23 @@ drop() { setpriv --reuid="$FL_USER" --regid="$FL_USER" --init-groups --inh-caps=
 if [ ! -f "$pg/PG_VERSION" ]; then
   rm -rf "$pg" && mkdir -m 700 "$pg" && chown "$FL_USER:" "$pg" || exit 1
   TMPDIR="$pg" drop "$FL_INIT" -D "$pg" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >&2 || exit 1
-  echo "host all all 0.0.0.0/0 trust" >> "$pg/pg_hba.conf" || exit 1
+  printf 'host all all 0.0.0.0/0 trust\nhost replication all 0.0.0.0/0 trust\n' >> "$pg/pg_hba.conf" || exit 1
   TMPDIR="$pg" drop "$FL_SERVER" --single -D "$pg" -j postgres < "$d/schema.sql" >&2 || exit 1
 fi
+export TMPDIR="$pg"
+exec setpriv --reuid="$FL_USER" --regid="$FL_USER" --init-groups --inh-caps=+dac_read_search --ambient-caps=+dac_read_search -- "$FL_SERVER" "$@""#;
+
+/// A PostgreSQL standby: its first start copies the primary (`pg_basebackup -R`, retried every
+/// 0.5 s, at most 60 times, while the primary starts), then it execs the server, which streams
+/// the primary's WAL.
+const STANDBY_SCRIPT: &str = r#"d="$2"; shift 2; pg="$d/pgdata"
+drop() { setpriv --reuid="$FL_USER" --regid="$FL_USER" --init-groups --inh-caps=+dac_read_search --ambient-caps=+dac_read_search -- "$@"; }
+n=0
+until [ -f "$pg/PG_VERSION" ]; do
+  rm -rf "$pg" && mkdir -m 700 "$pg" && chown "$FL_USER:" "$pg" || exit 1
+  TMPDIR="$pg" drop "$FL_BASEBACKUP" -h "$FL_PRIMARY_HOST" -p "$FL_PRIMARY_PORT" -U postgres -D "$pg" -R -X stream >&2 && break
+  rm -rf "$pg"; n=$((n+1)); [ $n -ge 60 ] && exit 1; sleep 0.5
+done
 export TMPDIR="$pg"
 exec setpriv --reuid="$FL_USER" --regid="$FL_USER" --init-groups --inh-caps=+dac_read_search --ambient-caps=+dac_read_search -- "$FL_SERVER" "$@""#;
 
@@ -129,7 +152,6 @@ pub fn server_args(db: Db, opts: &SqlOptions, node: &NodeSpec, dir: &Path) -> Ve
                 "unix_socket_directories=".into(),
                 "fsync=on".into(),
                 "synchronous_commit=on".into(),
-                format!("default_transaction_isolation={}", opts.isolation.sql().to_lowercase()),
             ] {
                 a.extend(["-c".into(), c]);
             }
@@ -168,13 +190,29 @@ pub fn parse_options(db: Db, o: &BTreeMap<String, String>) -> Result<SqlOptions,
         (Db::Mariadb, Some("off")) => Some(false),
         (_, Some(v)) => return Err(format!("snapshot-isolation={v}: expected on or off")),
     };
-    Ok(SqlOptions { isolation, snapshot_isolation })
+    let replicas = match o.get("replicas").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) if n <= MAX_REPLICAS && (n == 0 || db == Db::Postgres) => n,
+        Some(Ok(_)) if db == Db::Mariadb => {
+            return Err("replicas: MariaDB replication (Galera) is not implemented; replicas=N is PostgreSQL's".into())
+        }
+        Some(_) => return Err(format!("replicas={}: expected an integer in [0, {MAX_REPLICAS}]", o["replicas"])),
+    };
+    let replica_reads = match o.get("replica-reads").map(String::as_str) {
+        None | Some("off") => false,
+        Some("on") if replicas > 0 => true,
+        Some("on") => return Err("replica-reads=on needs replicas=N (N ≥ 1)".into()),
+        Some(v) => return Err(format!("replica-reads={v}: expected on or off")),
+    };
+    Ok(SqlOptions { isolation, snapshot_isolation, replicas, replica_reads })
 }
 
 /// PostgreSQL's `postgres` and `initdb`: `$FAULTLINE_POSTGRES_BIN` / PATH, else Debian's
 /// `/usr/lib/postgresql/<newest>/bin`.
 fn postgres_programs() -> Result<(PathBuf, PathBuf), ExternalError> {
     if let Ok(server) = find_program("postgres", "postgresql-15") {
+        // Through links in PATH to Debian's bin directory, which holds initdb and pg_basebackup.
+        let server = std::fs::canonicalize(&server).unwrap_or(server);
         let init = server.with_file_name("initdb");
         if init.is_file() {
             return Ok((server, init));
@@ -202,10 +240,11 @@ pub fn build(
     nodes: usize,
 ) -> Result<Arc<dyn Target>, ExternalError> {
     let opts = parse_options(db, o).map_err(ExternalError::Option)?;
-    if nodes != 1 {
+    if nodes != 1 + opts.replicas {
         return Err(ExternalError::Unsupported(format!(
-            "--target {} runs one server: --nodes 1 (replicas are not implemented), got --nodes {nodes}",
-            db.name()
+            "--target {} runs one server and replicas=N standbys: --nodes {}, got --nodes {nodes}",
+            db.name(),
+            1 + opts.replicas
         )));
     }
     let (server, init, user) = match db {
@@ -220,7 +259,12 @@ pub fn build(
         ),
     };
     find_program("setpriv", "util-linux")?;
-    let client = SqlClient::new(SqlSettings { db, isolation: opts.isolation, timeout: op_timeout });
+    if opts.replicas > 0 && !init.with_file_name("pg_basebackup").is_file() {
+        return Err(ExternalError::Missing { program: "pg_basebackup".into(), package: "postgresql-15".into() });
+    }
+    // The runtimes name nodes n1..nN in order; the first is the primary (see `launch`).
+    let settings = SqlSettings { db, isolation: opts.isolation, timeout: op_timeout, primary: "n1" };
+    let client = SqlClient::new(settings);
     let programs = SqlPrograms { server, init, user: user.into() };
     Ok(Arc::new(SqlTarget { db, opts, programs, client }))
 }
@@ -241,7 +285,7 @@ impl Target for SqlTarget {
         self.db.name()
     }
 
-    fn launch(&self, node: &NodeSpec, _all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
+    fn launch(&self, node: &NodeSpec, all: &[NodeSpec], data_dir: &Path, log: &Path) -> Launch {
         let dir = match std::fs::canonicalize(data_dir) {
             Ok(d) => d,
             Err(e) => return failing_launch(&format!("faultline: data dir {}: {e}", data_dir.display()), log),
@@ -249,9 +293,12 @@ impl Target for SqlTarget {
         if let Err(why) = self.write_files(&dir) {
             return failing_launch(&why, log);
         }
-        let script = match self.db {
-            Db::Postgres => POSTGRES_SCRIPT,
-            Db::Mariadb => MARIADB_SCRIPT,
+        // The first node is the primary; the others are standbys of it.
+        let primary = all.first().filter(|p| p.id != node.id);
+        let script = match (self.db, primary) {
+            (Db::Postgres, None) => POSTGRES_SCRIPT,
+            (Db::Postgres, Some(_)) => STANDBY_SCRIPT,
+            (Db::Mariadb, _) => MARIADB_SCRIPT,
         };
         let mut args = vec![
             "-c".to_string(),
@@ -261,28 +308,39 @@ impl Target for SqlTarget {
             dir.display().to_string(),
         ];
         args.extend(server_args(self.db, &self.opts, node, &dir));
-        Launch {
-            program: PathBuf::from("/bin/sh"),
-            args,
-            env: vec![
-                ("FL_USER".into(), self.programs.user.clone()),
-                ("FL_SERVER".into(), self.programs.server.display().to_string()),
-                ("FL_INIT".into(), self.programs.init.display().to_string()),
-            ],
-            log: log.to_path_buf(),
+        let mut env = vec![
+            ("FL_USER".to_string(), self.programs.user.clone()),
+            ("FL_SERVER".to_string(), self.programs.server.display().to_string()),
+            ("FL_INIT".to_string(), self.programs.init.display().to_string()),
+        ];
+        if let Some(p) = primary {
+            env.push((
+                "FL_BASEBACKUP".into(),
+                self.programs.init.with_file_name("pg_basebackup").display().to_string(),
+            ));
+            env.push(("FL_PRIMARY_HOST".into(), p.ip.to_string()));
+            env.push(("FL_PRIMARY_PORT".into(), p.port.to_string()));
         }
+        Launch { program: PathBuf::from("/bin/sh"), args, env, log: log.to_path_buf() }
     }
 
     fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
         Ok(Arc::new(self.client.for_data(data)?))
     }
 
-    /// Up when a connection runs `SELECT 1`; the one server is the leader.
+    /// Up when a connection answers; the primary is the leader, a standby a follower.
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
-            self.client.ping(addr).await?;
-            Ok(NodeStatus { state: "leader".into(), term: None, leader: None, clock_offset_ms: None })
+            let state = if self.client.ping(addr).await? { "follower" } else { "leader" };
+            Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None })
         })
+    }
+
+    /// The primary only, unless `replica-reads=on` (then every node: transactions that write
+    /// fail on a standby, read-only ones read its possibly stale state).
+    fn client_nodes(&self, all: &[NodeSpec]) -> Vec<String> {
+        let n = if self.opts.replica_reads { all.len() } else { 1 };
+        all.iter().take(n).map(|n| n.id.clone()).collect()
     }
 
     fn set_clock<'a>(&'a self, _addr: &'a str, _offset_ms: Option<i64>) -> BoxFuture<'a, Result<i64, String>> {
@@ -307,17 +365,26 @@ mod tests {
     }
 
     #[test]
-    fn postgres_listens_on_the_node_address_at_the_chosen_isolation() {
-        let o = SqlOptions { isolation: Isolation::RepeatableRead, snapshot_isolation: None };
+    fn postgres_listens_on_the_node_address_and_syncs_its_commits() {
+        let o = SqlOptions {
+            isolation: Isolation::RepeatableRead,
+            snapshot_isolation: None,
+            replicas: 0,
+            replica_reads: false,
+        };
         let a = server_args(Db::Postgres, &o, &node(), Path::new("/r/data/n1")).join(" ");
         assert!(a.starts_with("-D /r/data/n1/pgdata -p 5432"), "{a}");
         assert!(a.contains("-c listen_addresses=10.77.5.11") && a.contains("fsync=on"), "{a}");
-        assert!(a.contains("default_transaction_isolation=repeatable read"), "{a}");
     }
 
     #[test]
     fn mariadb_takes_no_defaults_file_and_sets_snapshot_isolation_only_when_asked() {
-        let o = SqlOptions { isolation: Isolation::ReadCommitted, snapshot_isolation: Some(true) };
+        let o = SqlOptions {
+            isolation: Isolation::ReadCommitted,
+            snapshot_isolation: Some(true),
+            replicas: 0,
+            replica_reads: false,
+        };
         let a = server_args(Db::Mariadb, &o, &node(), Path::new("/r/data/n1"));
         assert_eq!(a[0], "--no-defaults");
         assert!(a.contains(&"--bind-address=10.77.5.11".to_string()) && a.contains(&"--port=5432".to_string()));
@@ -333,11 +400,19 @@ mod tests {
         let d = parse_options(Db::Postgres, &m(&[])).unwrap();
         assert_eq!((d.isolation, d.snapshot_isolation), (Isolation::Serializable, None));
         let si = parse_options(Db::Mariadb, &m(&[("isolation", "repeatable-read"), ("snapshot-isolation", "on")]));
-        assert_eq!(si.unwrap(), SqlOptions { isolation: Isolation::RepeatableRead, snapshot_isolation: Some(true) });
+        let si = si.unwrap();
+        assert_eq!((si.isolation, si.snapshot_isolation), (Isolation::RepeatableRead, Some(true)));
+        let r = parse_options(Db::Postgres, &m(&[("replicas", "2"), ("replica-reads", "on")])).unwrap();
+        assert_eq!((r.replicas, r.replica_reads), (2, true));
+        assert!(parse_options(Db::Postgres, &m(&[("replica-reads", "on")])).unwrap_err().contains("needs replicas"));
+        assert!(parse_options(Db::Postgres, &m(&[("replicas", "9")])).unwrap_err().contains("[0, 4]"));
+        assert!(parse_options(Db::Mariadb, &m(&[("replicas", "2")])).unwrap_err().contains("Galera"));
         assert!(parse_options(Db::Mariadb, &m(&[("snapshot-isolation", "yes")])).unwrap_err().contains("on or off"));
         assert!(parse_options(Db::Postgres, &m(&[("isolation", "snapshot")])).unwrap_err().contains("serializable"));
         let three = build(Db::Postgres, &m(&[]), Duration::from_secs(1), 3).err().unwrap().to_string();
         assert!(three.contains("--nodes 1"), "{three}");
+        let two = build(Db::Postgres, &m(&[("replicas", "2")]), Duration::from_secs(1), 2).err().unwrap().to_string();
+        assert!(two.contains("--nodes 3"), "{two}");
     }
 
     #[test]
