@@ -7,8 +7,9 @@
 //! with an upsert (`INSERT ... ON CONFLICT DO UPDATE` / `ON DUPLICATE KEY UPDATE`) and read
 //! with `SELECT`; rw-register keeps one row per key in [`REGISTER_TABLE`].
 //!
-//! **Transactions.** Each op is `BEGIN` at the chosen isolation level, its micro-ops in order,
-//! `COMMIT`. Outcomes:
+//! **Transactions.** Each op is `BEGIN` at the chosen isolation level (on a PostgreSQL standby,
+//! which refuses SERIALIZABLE, REPEATABLE READ: [`SqlSettings::isolation_on`]), its micro-ops in
+//! order, `COMMIT`. Outcomes:
 //! - the connection could not be made, or anything failed before `COMMIT` was sent
 //!   (a serialization failure, a deadlock, a lock wait timeout, a broken connection, the
 //!   op's timeout): the transaction cannot have committed → `fail` (it is rolled back, or its
