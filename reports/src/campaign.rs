@@ -12,7 +12,9 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use faultline_results::{Results, Verdict};
+use faultline_checker::txn::ConsistencyModel;
+use faultline_results::isolation::strongest_kept;
+use faultline_results::{Isolation, Results, Verdict};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::html::truncate;
@@ -27,6 +29,28 @@ pub const MODELS: &[&str] = &["linearizable", "sequential", "session", "converge
 /// know, which are never taken for a guarantee.
 pub fn model_rank(model: &str) -> Option<usize> {
     MODELS.iter().position(|m| *m == model).map(|i| MODELS.len() - 1 - i)
+}
+
+/// The rows of the transactional comparison, strongest first, then `none`. Repeatable read
+/// and snapshot isolation are incomparable; they get a row each (snapshot isolation above).
+pub const TXN_LEVELS: &[&str] = &[
+    "strict-serializable",
+    "strong-session-serializable",
+    "serializable",
+    "snapshot-isolation",
+    "repeatable-read",
+    "read-committed",
+    "read-uncommitted",
+    "none",
+];
+
+/// Rank of a transactional `strongest` text (higher = stronger): of `a / b`, the higher row.
+pub fn txn_rank(text: &str) -> Option<usize> {
+    text.split(" / ")
+        .map(|m| TXN_LEVELS.iter().position(|l| *l == m.trim()).map(|i| TXN_LEVELS.len() - 1 - i))
+        .collect::<Option<Vec<usize>>>()?
+        .into_iter()
+        .max()
 }
 
 /// One campaign, as written to campaign.json.
@@ -117,6 +141,17 @@ pub struct CellMetrics {
     pub latency_ok_p99_ms: Option<f64>,
     /// results.json `consistency.strongest`, `unknown` when absent.
     pub consistency: String,
+    /// results.json `isolation`: a transactional workload's place on the transactional map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+}
+
+impl CellMetrics {
+    /// The model shown for the cell: the transactional strongest kept for a transactional
+    /// workload, else the single-object ladder's.
+    pub fn model_shown(&self) -> String {
+        self.isolation.as_ref().map_or_else(|| self.consistency.clone(), Isolation::strongest_text)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,6 +187,7 @@ impl CellMetrics {
             latency_ok_p50_ms: latency.map(|l| l.p50_ms),
             latency_ok_p99_ms: latency.map(|l| l.p99_ms),
             consistency: r.consistency.as_ref().map_or("unknown", |c| c.strongest.name()).to_string(),
+            isolation: r.isolation.clone().or_else(|| Isolation::from_checkers(&r.checkers)),
         }
     }
 }
@@ -172,6 +208,27 @@ pub struct TargetComparison {
     /// Cells of this target that ran (not errors, not skipped).
     pub cells: usize,
     pub models: Vec<String>,
+    /// For transactional cells: the strongest transactional models kept in every cell (the
+    /// meet on the map of what each cell kept); `None` when a cell that ran has no
+    /// transactional verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_kept: Option<String>,
+}
+
+/// The strongest models kept in every one of `cells` (a model is kept by all when no cell
+/// rules it out or left it undecided); `None` when a cell has no transactional verdict.
+fn isolation_kept(cells: &[&CellRecord]) -> Option<String> {
+    if cells.is_empty() {
+        return None;
+    }
+    let (mut out, mut undecided) = (Vec::<ConsistencyModel>::new(), Vec::<ConsistencyModel>::new());
+    for c in cells {
+        let i = c.metrics.isolation.as_ref()?;
+        out.extend(&i.ruled_out);
+        undecided.extend(&i.undecided);
+    }
+    let kept = strongest_kept(&out, &undecided);
+    Some(if kept.is_empty() { "none".into() } else { kept.iter().map(|m| m.name()).collect::<Vec<_>>().join(" / ") })
 }
 
 /// Builds the per-target comparison from the cells that ran.
@@ -208,8 +265,8 @@ pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
                 (None, Some(a)) => (Some(a), "all fault cells"),
                 _ => (None, "none"),
             };
-            let models: Vec<String> = ran.iter().map(|c| c.metrics.consistency.clone()).collect();
-            let ranks: Vec<Option<usize>> = models.iter().map(|m| model_rank(m)).collect();
+            let models: Vec<String> = ran.iter().map(|c| c.metrics.model_shown()).collect();
+            let ranks: Vec<Option<usize>> = ran.iter().map(|c| model_rank(&c.metrics.consistency)).collect();
             let model_kept = if ranks.is_empty() || ranks.iter().any(Option::is_none) {
                 "unknown".to_string()
             } else {
@@ -223,6 +280,7 @@ pub fn compare(cells: &[CellRecord]) -> Vec<TargetComparison> {
                 model_kept,
                 cells: ran.len(),
                 models,
+                isolation_kept: isolation_kept(&ran),
             }
         })
         .collect()
@@ -352,7 +410,7 @@ fn matrix(dir: &Path, r: &CampaignRecord) -> Markup {
                             @for c in in_cell(t, w, n) {
                                 span title=(c.id) { (report_link(dir, c, badge(&c.outcome))) @if !c.matched { " ✗" } }
                                 " "
-                                span.model { (c.metrics.consistency) }
+                                span.model { (c.metrics.model_shown()) }
                             }
                         }
                     }
@@ -379,7 +437,7 @@ fn comparison(r: &CampaignRecord) -> Markup {
                     td { (t.target) }
                     td.num { (pct(t.availability_during_partitions)) }
                     td { (t.availability_from) }
-                    td { (t.model_kept) }
+                    td { (t.isolation_kept.clone().unwrap_or_else(|| t.model_kept.clone())) }
                     td.num { (t.cells) }
                     td { (t.models.join(", ")) }
                 }
@@ -416,7 +474,7 @@ fn cell_rows(dir: &Path, c: &CellRecord) -> Markup {
             td.num { (num(m.throughput_ok_per_s, 1)) }
             td.num { (num(m.latency_ok_p50_ms, 1)) }
             td.num { (num(m.latency_ok_p99_ms, 1)) }
-            td { (m.consistency) }
+            td { (m.model_shown()) }
             td.num { (c.seed) }
             td.num { (format!("{:.1} s", c.elapsed_s)) }
         }
@@ -432,12 +490,29 @@ fn cell_rows(dir: &Path, c: &CellRecord) -> Markup {
 
 /// comparison.png: x = availability during partitions (0–100 %), y = the model kept (ordinal,
 /// `unknown` below `none`); one labelled point per target. Targets with no availability are
-/// left out (the page lists them).
+/// left out (the page lists them). When every plotted target ran transactions, y is the
+/// transactional map ([`TXN_LEVELS`]); else the single-object ladder ([`MODELS`]).
 fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<dyn std::error::Error>> {
+    let plotted: Vec<&TargetComparison> =
+        targets.iter().filter(|t| t.availability_during_partitions.is_some()).collect();
+    let transactional = !plotted.is_empty() && plotted.iter().all(|t| t.isolation_kept.is_some());
+    let (levels, caption) = if transactional {
+        (TXN_LEVELS, "Availability during partitions vs transactional isolation kept")
+    } else {
+        (MODELS, "Availability during partitions vs consistency kept")
+    };
+    let model_of = |t: &TargetComparison| {
+        if transactional {
+            t.isolation_kept.clone().unwrap_or_default()
+        } else {
+            t.model_kept.clone()
+        }
+    };
+    let rank = |m: &str| if transactional { txn_rank(m) } else { model_rank(m) };
     let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    // y positions: unknown = 0, none = 1, ..., linearizable = 5.
-    let y_of = |m: &str| model_rank(m).map(|r| r as f64 + 1.0).unwrap_or(0.0);
+    // y positions: unknown = 0, the weakest level (none) = 1, ..., the strongest = levels.len().
+    let y_of = |m: &str| rank(m).map(|r| r as f64 + 1.0).unwrap_or(0.0);
     let label_of = |y: f64| -> String {
         let i = y.round() as i64;
         if (y - i as f64).abs() > 1e-6 {
@@ -445,29 +520,29 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
         }
         match i {
             0 => "unknown".into(),
-            i if (1..=MODELS.len() as i64).contains(&i) => MODELS[MODELS.len() - i as usize].into(),
+            i if (1..=levels.len() as i64).contains(&i) => short_level(levels[levels.len() - i as usize]).into(),
             _ => String::new(),
         }
     };
     let mut chart = ChartBuilder::on(&root)
-        .caption("Availability during partitions vs consistency kept", crate::plots::font(20))
+        .caption(caption, crate::plots::font(20))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(110)
-        .build_cartesian_2d(-0.02f64..1.08f64, -0.6f64..(MODELS.len() as f64 + 0.6))?;
+        .build_cartesian_2d(-0.02f64..1.08f64, -0.6f64..(levels.len() as f64 + 0.6))?;
     chart
         .configure_mesh()
         .x_desc("availability during partitions (ok share of operations in fault windows)")
         .y_desc("strongest model kept")
         .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
-        .y_labels(MODELS.len() + 1)
+        .y_labels(levels.len() + 1)
         .y_label_formatter(&|v| label_of(*v))
         .label_style(crate::plots::font(13))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     let points: Vec<(String, f64, f64)> = targets
         .iter()
-        .filter_map(|t| t.availability_during_partitions.map(|a| (t.target.clone(), a, y_of(&t.model_kept))))
+        .filter_map(|t| t.availability_during_partitions.map(|a| (t.target.clone(), a, y_of(&model_of(t)))))
         .collect();
     for (k, p) in layout(&points).into_iter().enumerate() {
         let color = crate::plots::F_COLORS[k % crate::plots::F_COLORS.len()];
@@ -486,6 +561,19 @@ fn comparison_png(path: &Path, targets: &[TargetComparison]) -> Result<(), Box<d
     }
     root.present()?;
     Ok(())
+}
+
+/// A y label that fits the 110 px label area (the transactional names are long).
+fn short_level(level: &str) -> &str {
+    match level {
+        "strict-serializable" => "strict-serial.",
+        "strong-session-serializable" => "strong-sess.-ser.",
+        "snapshot-isolation" => "snapshot-iso.",
+        "repeatable-read" => "repeatable-read",
+        "read-committed" => "read-committed",
+        "read-uncommitted" => "read-uncomm.",
+        other => other,
+    }
 }
 
 /// A point of comparison.png: where it is (exactly the target's availability and model) and
@@ -597,6 +685,53 @@ mod tests {
             metrics: CellMetrics { during_faults: Some(during), consistency: model.into(), ..Default::default() },
             ..Default::default()
         }
+    }
+
+    fn isolation(ruled_out: &[ConsistencyModel]) -> Isolation {
+        let ruled_out = ruled_out.to_vec();
+        Isolation {
+            checker: "list-append".into(),
+            strongest: strongest_kept(&ruled_out, &[]),
+            ruled_out,
+            undecided: vec![],
+            anomalies: Default::default(),
+        }
+    }
+
+    /// Two cells of one database: one kept serializable, the other showed write skew (G2-item):
+    /// in every cell only snapshot isolation is kept. A third target with a cell that has no
+    /// transactional verdict gets none.
+    #[test]
+    fn the_isolation_kept_is_the_meet_of_the_cells_and_the_plot_uses_the_transactional_map() {
+        use ConsistencyModel::*;
+        let g2 = [RepeatableRead, Serializable, StrongSessionSerializable, StrictSerializable];
+        let mut a = cell("postgres", "none", &[], "valid", [0, 0, 0], "unknown");
+        a.metrics.isolation = Some(isolation(&[StrictSerializable]));
+        let mut b = cell("postgres", "kill", &["kill"], "invalid", [3, 1, 0], "unknown");
+        b.metrics.isolation = Some(isolation(&g2));
+        let mut c = cell("mariadb", "kill", &["kill"], "invalid", [5, 0, 0], "unknown");
+        c.metrics.isolation = Some(isolation(&[
+            RepeatableRead,
+            SnapshotIsolation,
+            Serializable,
+            StrongSessionSerializable,
+            StrictSerializable,
+        ]));
+        let d = cell("raft", "kill", &["kill"], "valid", [5, 0, 0], "linearizable");
+        let cmp = compare(&[a.clone(), b, c, d]);
+        let kept: Vec<Option<&str>> = cmp.iter().map(|t| t.isolation_kept.as_deref()).collect();
+        assert_eq!(kept, [Some("snapshot-isolation"), Some("read-committed"), None]);
+        assert_eq!(cmp[0].models, ["strong-session-serializable", "snapshot-isolation"]);
+        assert!(txn_rank("snapshot-isolation").unwrap() > txn_rank("repeatable-read").unwrap());
+        assert_eq!(txn_rank("snapshot-isolation / repeatable-read"), txn_rank("snapshot-isolation"));
+        assert_eq!(txn_rank("linearizable"), None);
+        // The page shows the transactional model kept; the plot is drawn.
+        let dir = tempfile::tempdir().unwrap();
+        let record = CampaignRecord { cells: vec![a], comparison: cmp, ..Default::default() };
+        let page = render_html(dir.path(), &record);
+        assert!(page.contains("<td>snapshot-isolation</td>"), "{page}");
+        write_all(dir.path(), &record).unwrap();
+        assert!(dir.path().join("comparison.png").metadata().unwrap().len() > 1000);
     }
 
     #[test]

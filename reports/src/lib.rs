@@ -12,6 +12,7 @@
 //! - [`stats`]: quantiles, time windows, rates.
 //! - [`clock`]: clock offsets per node, from results.json samples or nemesis clock events.
 //! - [`counterexample`]: the failing op and longest partial linearization of an invalid key.
+//! - [`isolation`]: the transactional map and each anomaly's cycle drawn (list-append, rw-register).
 //! - [`html`]: escaping and the small SVG/HTML helpers; [`page`]: report.html itself.
 //! - [`plots`]: latency-raw.png, latency-quantiles.png, rate.png, clock-skew.png.
 //! - [`campaign`]: campaign.json, campaign.html and comparison.png of `faultline campaign`.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod counterexample;
 pub mod html;
 pub mod intervals;
+pub mod isolation;
 pub mod ops;
 pub mod page;
 pub mod plots;

@@ -80,6 +80,7 @@ svg.ce .lin rect{fill:#9ecbff} svg.ce .other rect{fill:#e6e6e6}
 svg.ce .num{fill:#1565c0} svg.ce .numt{font-size:10px;fill:#fff;text-anchor:middle;font-weight:600}
 svg.ce .failt{font-size:13px;fill:#b71c1c;text-anchor:middle;font-weight:700}
 svg.ce .path{fill:none;stroke:#1565c0;stroke-width:1.5;stroke-dasharray:4 3}
+svg.txnmap{max-width:100%;height:auto} div.anomaly{border-left:3px solid #c62828;padding-left:10px;margin:10px 0} div.anomaly li{word-break:break-all;font-size:13px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px} .sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;border:1px solid #999}
 "#;
 
@@ -164,6 +165,9 @@ pub fn render(run: &RunData, a: &Analysis, plots: &[PlotFile], options: &RenderO
         write!(s, r#"<h1>faultline report: {} <span id="verdict">{}</span></h1>"#, esc(&name), verdict_badge(&verdict));
     summary(&mut s, run, a);
     let focus = checkers(&mut s, run, a, options);
+    if let Some(section) = run.results.as_ref().and_then(|r| crate::isolation::section(r, &a.ops)) {
+        s.push_str(&section.into_string());
+    }
     faults(&mut s, run, a);
     plots_section(&mut s, plots, a);
     timeline(&mut s, a, options, focus);

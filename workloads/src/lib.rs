@@ -17,6 +17,7 @@ pub mod txn;
 
 use std::sync::Arc;
 
+use faultline_checker::txn::TxnModel;
 use faultline_core::workload::Workload;
 
 /// Workload names `faultline run --workload` accepts.
@@ -28,8 +29,8 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Workload>, String> {
         "register" => Ok(Arc::new(register::Register::default())),
         "set" => Ok(Arc::new(set::SetWorkload::default())),
         "counter" => Ok(Arc::new(counter::CounterWorkload::default())),
-        "list-append" => Ok(Arc::new(list_append::ListAppend::default())),
-        "rw-register" => Ok(Arc::new(rw_register::RwRegister::default())),
+        "list-append" => Ok(Arc::new(txn::TxnWorkload::new(TxnModel::ListAppend))),
+        "rw-register" => Ok(Arc::new(txn::TxnWorkload::new(TxnModel::RwRegister))),
         other => Err(format!("unknown workload {other:?}: expected one of {}", NAMES.join(", "))),
     }
 }

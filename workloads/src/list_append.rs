@@ -3,62 +3,18 @@
 //! of every key. Judged by the `list-append` checker: Elle-style inference of the dependency
 //! graph, its cycles named as anomalies (G0, G1a/b/c, G-single, G2-item, ...), and the verdict
 //! for strict serializability; the checker's details hold the models ruled out.
-
-use faultline_checker::hierarchy::Consistency;
-use faultline_checker::history::Event;
-use faultline_checker::txn::TxnModel;
-use faultline_core::checker::{checker, Checker};
-use faultline_core::client::{DataType, Op};
-use faultline_core::generator::Generator;
-use faultline_core::workload::{CheckerResult, Workload};
-
-use crate::txn::{final_reads, txn_result, TxnShape};
-
-/// The list-append workload.
-#[derive(Clone, Debug)]
-pub struct ListAppend {
-    pub shape: TxnShape,
-}
-
-impl Default for ListAppend {
-    fn default() -> Self {
-        ListAppend { shape: TxnShape::new(TxnModel::ListAppend) }
-    }
-}
-
-impl Workload for ListAppend {
-    fn name(&self) -> &str {
-        "list-append"
-    }
-
-    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
-        self.shape.generator(seed, worker, concurrency)
-    }
-
-    fn data_type(&self) -> DataType {
-        DataType::ListAppend
-    }
-
-    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        final_reads(keys)
-    }
-
-    fn checkers(&self) -> Vec<Box<dyn Checker>> {
-        vec![checker("list-append", |h| txn_result("list-append", TxnModel::ListAppend, h.events))]
-    }
-
-    /// The ladder of results.json is single-object; the transactional verdict is the checker's.
-    fn consistency(&self, _events: &[Event], _checkers: &[CheckerResult]) -> Consistency {
-        Consistency::not_checked("transactional workload: the list-append checker's details hold the verdict on the transactional models (docs/transactions.md)")
-    }
-}
+//!
+//! The workload is [`crate::txn::TxnWorkload`] with this model; this module holds its tests.
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::txn::TxnWorkload;
+    use faultline_checker::history::Event;
     use faultline_checker::history::{EventType, Process};
+    use faultline_checker::txn::TxnModel;
     use faultline_checker::Verdict;
     use faultline_core::checker::{check_all, History};
+    use faultline_core::workload::Workload;
     use serde_json::{json, Value};
 
     fn ev(index: u64, kind: EventType, p: u64, value: Value) -> Event {
@@ -86,14 +42,14 @@ mod tests {
             ev(2, Invoke, 1, json!([["append", "y", 2], ["r", "x", null]])),
             ev(3, Ok, 1, json!([["append", "y", 2], ["r", "x", [1]]])),
         ];
-        let r = check_all(&ListAppend::default().checkers(), &History::of(&good));
+        let r = check_all(&TxnWorkload::new(TxnModel::ListAppend).checkers(), &History::of(&good));
         assert_eq!((r[0].name.as_str(), r[0].verdict), ("list-append", Verdict::Valid), "{r:?}");
         assert!(r[0].reason.as_deref().unwrap().contains("2 transactions (2 ok"), "{r:?}");
         let mut bad = good.clone();
         bad[1] = ev(1, Invoke, 1, json!([["append", "y", 2], ["r", "x", null]]));
         bad[2] = ev(2, Ok, 0, json!([["append", "x", 1], ["r", "y", []]]));
         bad[3] = ev(3, Ok, 1, json!([["append", "y", 2], ["r", "x", []]]));
-        let r = check_all(&ListAppend::default().checkers(), &History::of(&bad));
+        let r = check_all(&TxnWorkload::new(TxnModel::ListAppend).checkers(), &History::of(&bad));
         assert_eq!(r[0].verdict, Verdict::Invalid, "{r:?}");
         let reason = r[0].reason.as_deref().unwrap();
         assert!(reason.contains("G2-item") && reason.contains("ruled out: "), "{reason}");

@@ -2,62 +2,18 @@
 //! to registers and reads, over a rotating pool of keys ([`crate::txn`]), then a read of every
 //! key. Judged by the `rw-register` checker against strict serializability (version orders are
 //! inferred only where reads force them, so it is sound but not complete: docs/transactions.md).
-
-use faultline_checker::hierarchy::Consistency;
-use faultline_checker::history::Event;
-use faultline_checker::txn::TxnModel;
-use faultline_core::checker::{checker, Checker};
-use faultline_core::client::{DataType, Op};
-use faultline_core::generator::Generator;
-use faultline_core::workload::{CheckerResult, Workload};
-
-use crate::txn::{final_reads, txn_result, TxnShape};
-
-/// The rw-register workload.
-#[derive(Clone, Debug)]
-pub struct RwRegister {
-    pub shape: TxnShape,
-}
-
-impl Default for RwRegister {
-    fn default() -> Self {
-        RwRegister { shape: TxnShape::new(TxnModel::RwRegister) }
-    }
-}
-
-impl Workload for RwRegister {
-    fn name(&self) -> &str {
-        "rw-register"
-    }
-
-    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
-        self.shape.generator(seed, worker, concurrency)
-    }
-
-    fn data_type(&self) -> DataType {
-        DataType::RwRegister
-    }
-
-    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
-        final_reads(keys)
-    }
-
-    fn checkers(&self) -> Vec<Box<dyn Checker>> {
-        vec![checker("rw-register", |h| txn_result("rw-register", TxnModel::RwRegister, h.events))]
-    }
-
-    /// The ladder of results.json is single-object; the transactional verdict is the checker's.
-    fn consistency(&self, _events: &[Event], _checkers: &[CheckerResult]) -> Consistency {
-        Consistency::not_checked("transactional workload: the rw-register checker's details hold the verdict on the transactional models (docs/transactions.md)")
-    }
-}
+//!
+//! The workload is [`crate::txn::TxnWorkload`] with this model; this module holds its tests.
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::txn::TxnWorkload;
+    use faultline_checker::history::Event;
     use faultline_checker::history::{EventType, Process};
+    use faultline_checker::txn::TxnModel;
     use faultline_checker::Verdict;
     use faultline_core::checker::{check_all, History};
+    use faultline_core::workload::Workload;
     use serde_json::{json, Value};
 
     fn ev(index: u64, kind: EventType, p: u64, value: Value) -> Event {
@@ -76,7 +32,7 @@ mod tests {
 
     #[test]
     fn writes_only_w_micro_ops_and_the_checker_catches_a_lost_update() {
-        let mut g = RwRegister::default().generator(4, 1, 3);
+        let mut g = TxnWorkload::new(TxnModel::RwRegister).generator(4, 1, 3);
         for _ in 0..200 {
             let op = g.next_op().unwrap();
             assert!(op.value.as_array().unwrap().iter().all(|m| m[0] == "w" || m[0] == "r"), "{op:?}");
@@ -91,10 +47,13 @@ mod tests {
             ev(4, Ok, 1, json!([["r", "x", 1], ["w", "x", 2]])),
             ev(5, Ok, 2, json!([["r", "x", 1], ["w", "x", 3]])),
         ];
-        let r = check_all(&RwRegister::default().checkers(), &History::of(&h));
+        let r = check_all(&TxnWorkload::new(TxnModel::RwRegister).checkers(), &History::of(&h));
         assert_eq!((r[0].name.as_str(), r[0].verdict), ("rw-register", Verdict::Invalid), "{r:?}");
         assert!(r[0].reason.as_deref().unwrap().contains("lost-update"), "{:?}", r[0].reason);
         let ok = &h[..2];
-        assert_eq!(check_all(&RwRegister::default().checkers(), &History::of(ok))[0].verdict, Verdict::Valid);
+        assert_eq!(
+            check_all(&TxnWorkload::new(TxnModel::RwRegister).checkers(), &History::of(ok))[0].verdict,
+            Verdict::Valid
+        );
     }
 }

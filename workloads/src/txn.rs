@@ -20,12 +20,14 @@
 //! single-object consistency ladder of results.json does not describe transactions, so the
 //! transactional verdict lives in the checker's details (docs/results.md).
 
+use faultline_checker::hierarchy::Consistency;
 use faultline_checker::history::Event;
 use faultline_checker::txn::{check, ConsistencyModel, TxnModel, TxnOptions};
 use faultline_checker::Verdict;
-use faultline_core::client::Op;
+use faultline_core::checker::{checker, Checker};
+use faultline_core::client::{DataType, Op};
 use faultline_core::generator::{rng_for, Generator};
-use faultline_core::workload::CheckerResult;
+use faultline_core::workload::{CheckerResult, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -113,6 +115,54 @@ impl Generator for TxnGen {
             }
         }
         Some(Op { f: "txn".into(), key: None, value: Value::Array(ops) })
+    }
+}
+
+/// A transactional workload: list-append or rw-register, as its shape's model says. Its name,
+/// data type and checker are the model's name (`list-append`, `rw-register`).
+#[derive(Clone, Debug)]
+pub struct TxnWorkload {
+    pub shape: TxnShape,
+}
+
+impl TxnWorkload {
+    pub fn new(model: TxnModel) -> TxnWorkload {
+        TxnWorkload { shape: TxnShape::new(model) }
+    }
+}
+
+impl Workload for TxnWorkload {
+    fn name(&self) -> &str {
+        self.shape.model.name()
+    }
+
+    fn generator(&self, seed: u64, worker: u64, concurrency: usize) -> Box<dyn Generator> {
+        self.shape.generator(seed, worker, concurrency)
+    }
+
+    fn data_type(&self) -> DataType {
+        match self.shape.model {
+            TxnModel::ListAppend => DataType::ListAppend,
+            TxnModel::RwRegister => DataType::RwRegister,
+        }
+    }
+
+    fn final_ops(&self, keys: &[String]) -> Vec<Op> {
+        final_reads(keys)
+    }
+
+    fn checkers(&self) -> Vec<Box<dyn Checker>> {
+        let model = self.shape.model;
+        vec![checker(model.name(), move |h| txn_result(model.name(), model, h.events))]
+    }
+
+    /// The single-object ladder does not describe transactions: the transactional verdict is
+    /// the checker's, placed on the transactional map as results.json `isolation`.
+    fn consistency(&self, _events: &[Event], _checkers: &[CheckerResult]) -> Consistency {
+        Consistency::not_checked(&format!(
+            "transactional workload: the {} checker decides the transactional models (results.json isolation, docs/transactions.md)",
+            self.shape.model.name()
+        ))
     }
 }
 

@@ -101,6 +101,13 @@ struct Table {
     bugs: Option<Spanned<Vec<String>>>,
     runtime: Option<Spanned<String>>,
     local_net: Option<Spanned<String>>,
+    // `runtime = "ssh"` (docs/multi-host.md); paths are read from the campaign file's folder.
+    nodes_file: Option<Spanned<String>>,
+    ssh_user: Option<Spanned<String>>,
+    ssh_key: Option<Spanned<String>>,
+    ssh_port: Option<Spanned<u16>>,
+    ssh_known_hosts: Option<Spanned<String>>,
+    remote_dir: Option<Spanned<String>>,
 }
 
 /// A validated campaign.
@@ -288,7 +295,7 @@ impl BlockPlan {
         let families = fault_families(src, &nemeses)?;
         let repeats = repeats(src, b, defaults)?;
         let expect = expectations(src, b, defaults)?;
-        let flags = run_flags(src, b, defaults)?;
+        let flags = run_flags(src, b, defaults, base)?;
         let fixed_seed = b.seed.as_ref().map(|s| *s.get_ref());
         Ok(BlockPlan {
             line,
@@ -439,7 +446,7 @@ fn expectations(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<String>
 }
 
 /// Every run option the cell sets, as (flag, value, span); target options must read KEY=VALUE.
-fn run_flags(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<Flag>, SpecError> {
+fn run_flags(src: &Source, b: &Table, defaults: &Table, base: &Path) -> Result<Vec<Flag>, SpecError> {
     let mut flags: Vec<Flag> = Vec::new();
     macro_rules! opt {
         ($field:ident, $flag:literal) => {
@@ -458,6 +465,20 @@ fn run_flags(src: &Source, b: &Table, defaults: &Table) -> Result<Vec<Flag>, Spe
     opt!(setup_timeout, "setup-timeout");
     opt!(runtime, "runtime");
     opt!(local_net, "local-net");
+    opt!(ssh_user, "ssh-user");
+    opt!(ssh_port, "ssh-port");
+    opt!(remote_dir, "remote-dir");
+    for (field, flag) in [
+        (pick(&b.nodes_file, &defaults.nodes_file), "nodes-file"),
+        (pick(&b.ssh_key, &defaults.ssh_key), "ssh-key"),
+        (pick(&b.ssh_known_hosts, &defaults.ssh_known_hosts), "ssh-known-hosts"),
+    ] {
+        if let Some(v) = field {
+            let p = Path::new(v.get_ref());
+            let p = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+            flags.push((flag.to_string(), p.display().to_string(), v.span()));
+        }
+    }
     for (field, flag) in
         [(pick(&b.bugs, &defaults.bugs), "bug"), (pick(&b.target_opts, &defaults.target_opts), "target-opt")]
     {
@@ -522,7 +543,7 @@ fn validate_run(cell: &CellPlan) -> Result<(), String> {
             e.render().to_string().lines().next().unwrap_or("bad flags").trim_start_matches("error: ").to_string()
         })?
         .run;
-    crate::run::validate(&args).map(|_| ()).map_err(|e| format!("{e:#}"))
+    crate::run::validate(&crate::run::nodes_from_file(args)).map(|_| ()).map_err(|e| format!("{e:#}"))
 }
 
 /// `s` as a name: letters, digits, '-', '_', '.'; anything else becomes '-'.
@@ -599,6 +620,22 @@ expect = ["invalid", "unknown"]
             crdt.run_words(5)[..8],
             ["--target", "crdt", "--workload", "set", "--nemesis", "partition", "--seed", "5"]
         );
+    }
+
+    #[test]
+    fn ssh_cells_take_their_hosts_from_a_nodes_file_beside_the_campaign() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nodes.txt"), "root@10.0.0.1\nroot@10.0.0.2\nroot@10.0.0.3\n").unwrap();
+        let text = "[defaults]\nruntime = \"ssh\"\nnodes-file = \"nodes.txt\"\nssh-port = 2222\n\
+                    [[matrix]]\ntarget = \"raft\"\nworkload = \"register\"\nnemesis = \"partition\"\n";
+        let c = parse(text, "c.toml", dir.path(), "c").expect("an ssh campaign parses");
+        let words = c.cells[0].run_words(1).join(" ");
+        let nodes = dir.path().join("nodes.txt");
+        assert!(words.contains(&format!("--nodes-file {}", nodes.display())), "{words}");
+        assert!(words.contains("--runtime ssh") && words.contains("--ssh-port 2222"), "{words}");
+        let bad = text.replace("nodes.txt", "missing.txt");
+        let e = parse(&bad, "c.toml", dir.path(), "c").expect_err("a missing nodes file is refused up front");
+        assert!(e.to_string().contains("--nodes-file"), "{e}");
     }
 
     #[test]

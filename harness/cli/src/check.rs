@@ -108,6 +108,19 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// For a run folder of a transactional workload (its test.json says `"workload":
+/// "list-append"` or `"rw-register"`), that model: `faultline check store/latest` re-judges a
+/// transactional run as the run did, without `--model`.
+fn run_folder_txn_model(path: &Path) -> Option<CheckModel> {
+    const TEST_JSON_BYTES_MAX: u64 = 1 << 20;
+    let test = path.join("test.json");
+    if !path.is_dir() || test.metadata().ok()?.len() > TEST_JSON_BYTES_MAX {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(test).ok()?).ok()?;
+    v.get("workload")?.as_str()?.parse::<TxnModel>().ok().map(CheckModel::Txn)
+}
+
 /// Reads and parses the input: `Ok(Err(code))` when it was bad input, already reported.
 fn load(args: &CheckArgs) -> anyhow::Result<Result<(String, Parsed), u8>> {
     let path = resolve(&args.file)?;
@@ -136,7 +149,7 @@ fn load(args: &CheckArgs) -> anyhow::Result<Result<(String, Parsed), u8>> {
 pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
     // --time-limit is the budget of the whole invocation (reading, linearizability, --models).
     let started = std::time::Instant::now();
-    if let Some(CheckModel::Txn(model)) = args.model {
+    if let Some(CheckModel::Txn(model)) = args.model.or_else(|| run_folder_txn_model(&args.file)) {
         return txn_main(&args, model);
     }
     anyhow::ensure!(

@@ -21,6 +21,12 @@ pub struct CleanupArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// `ssh`: also look on the hosts of --nodes-file for runs whose state file is gone (recorded
+    /// SSH runs are always cleaned, on the hosts they name).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    #[command(flatten)]
+    pub ssh: crate::ssh_args::SshArgs,
 }
 
 pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
@@ -46,11 +52,31 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     for p in &docker_planned {
         println!("would remove {p}");
     }
+    cleanup_ssh(&args, &dir, &mut report)?;
     if all.is_empty() && docker_planned.is_empty() && report.removed.is_empty() && report.errors.is_empty() {
         println!("faultline cleanup: nothing to remove");
     }
     remove_runs(&all, &dir, args.dry_run, &mut report);
     Ok(print_report(&report))
+}
+
+/// SSH runs: the recorded ones on their hosts, and with `--runtime ssh --nodes-file F` every
+/// run found on F's hosts whose harness is gone (docs/multi-host.md).
+fn cleanup_ssh(args: &CleanupArgs, dir: &std::path::Path, report: &mut CleanupReport) -> anyhow::Result<()> {
+    use faultline_core::runtime::ssh_state;
+    match args.runtime.as_deref() {
+        None if args.ssh.any() => anyhow::bail!("--nodes-file, --ssh-* and --remote-dir need --runtime ssh"),
+        None => {}
+        Some("ssh") => {
+            let (hosts, opts) = args.ssh.resolve()?;
+            ssh_state::cleanup_hosts(dir, &hosts, &opts, &args.runs, args.dry_run, report)?;
+        }
+        Some(other) => {
+            anyhow::bail!("cleanup --runtime {other:?}: only ssh takes hosts (local and docker runs are found here)")
+        }
+    }
+    ssh_state::cleanup_recorded(dir, &args.runs, args.force, args.dry_run, report);
+    Ok(())
 }
 
 /// Refuses a `--run` that is not a faultline run id.

@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod serve;
 mod shrink;
+mod ssh_args;
 
 /// The verdict-to-exit-code contract.
 pub const EXIT_VALID: u8 = 0;

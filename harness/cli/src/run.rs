@@ -72,8 +72,9 @@ pub struct RunArgs {
     /// Seed of every random choice (ops, faults, node timers); random when not given.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where nodes run: `local` (child processes, one network namespace each) or `docker`
-    /// (containers of a per-run docker-compose project; docs/docker.md).
+    /// Where nodes run: `local` (child processes, one network namespace each), `docker`
+    /// (containers of a per-run docker-compose project; docs/docker.md) or `ssh` (one node per
+    /// host of --nodes-file; docs/multi-host.md).
     #[arg(long, default_value = "local")]
     pub runtime: String,
     /// Turn on a planted bug in the nodes (repeatable), e.g. `stale-read`.
@@ -113,6 +114,8 @@ pub struct RunArgs {
     /// keys [default: 30]. A key gets up to concurrency × this many operations.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub ops_per_key: Option<u64>,
+    #[command(flatten)]
+    pub ssh: crate::ssh_args::SshArgs,
 }
 
 /// The register workload's shape from `base` and the --active-keys/--ops-per-key flags.
@@ -249,9 +252,10 @@ fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
     if !faultline_workloads::NAMES.contains(&a.workload.as_str()) {
         bail!("unknown workload {:?}: expected one of {}", a.workload, faultline_workloads::NAMES.join(", "));
     }
-    if a.runtime != "local" && a.runtime != "docker" {
-        bail!("unknown runtime {:?}: expected local or docker", a.runtime);
+    if !["local", "docker", "ssh"].contains(&a.runtime.as_str()) {
+        bail!("unknown runtime {:?}: expected local, docker or ssh", a.runtime);
     }
+    check_ssh(a, spec)?;
     if a.runtime == "docker" && spec.is_none() {
         bail!(
             "--runtime docker runs only the reference node (its image holds faultline-node); \
@@ -260,6 +264,39 @@ fn check_names(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--runtime ssh`: its flags (and only with it), a reference role other than the router, and a
+/// node count that is the nodes file's.
+fn check_ssh(a: &RunArgs, spec: Option<&RoleSpec>) -> anyhow::Result<()> {
+    if a.runtime != "ssh" {
+        if a.ssh.any() {
+            bail!("--nodes-file, --ssh-* and --remote-dir need --runtime ssh");
+        }
+        return Ok(());
+    }
+    if spec.is_none() || a.target == "router" {
+        bail!(
+            "--runtime ssh runs the reference roles (not the router) for now; --target {:?} needs --runtime local",
+            a.target
+        );
+    }
+    let (hosts, _) = a.ssh.resolve()?;
+    if hosts.len() != a.nodes {
+        bail!("--nodes {} but --nodes-file lists {} hosts (one node per host)", a.nodes, hosts.len());
+    }
+    Ok(())
+}
+
+/// With `--runtime ssh`, the cluster size is the nodes file's (when it can be read; validation
+/// reports the file's problems).
+pub(crate) fn nodes_from_file(mut args: RunArgs) -> RunArgs {
+    if args.runtime == "ssh" {
+        if let Ok((hosts, _)) = args.ssh.resolve() {
+            args.nodes = hosts.len();
+        }
+    }
+    args
 }
 
 /// Every number within its bound (so that nothing downstream overflows or waits forever).
@@ -350,6 +387,7 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
     for o in &a.target_opts {
         s += &format!(" --target-opt {o}");
     }
+    s += &a.ssh.repro_words();
     if let Some(k) = a.active_keys {
         s += &format!(" --active-keys {k}");
     }
@@ -457,7 +495,8 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
     })
 }
 
-pub fn main(mut args: RunArgs) -> anyhow::Result<u8> {
+pub fn main(args: RunArgs) -> anyhow::Result<u8> {
+    let mut args = nodes_from_file(args);
     // A target that runs on a fixed number of nodes (the SQL targets: one server) sets it.
     if let Some(n) = external::fixed_nodes(&args.target, &args.target_opts).filter(|n| *n != args.nodes) {
         eprintln!("faultline: --target {} runs on {n} node(s): --nodes {} becomes {n}", args.target, args.nodes);
@@ -547,6 +586,11 @@ async fn build_runtime(
         };
         let setup = tokio::task::spawn_blocking(move || faultline_core::runtime::docker::DockerRuntime::setup(&opts));
         Arc::new(setup.await?.context("docker runtime setup")?)
+    } else if args.runtime == "ssh" {
+        use faultline_core::runtime::ssh::{SshRunOptions, SshRuntime};
+        let (hosts, ssh) = args.ssh.resolve()?;
+        let opts = SshRunOptions { hosts, ssh, port: args.port, state_dir: state_dir() };
+        Arc::new(tokio::task::spawn_blocking(move || SshRuntime::setup(&opts)).await?.context("ssh runtime setup")?)
     } else {
         let local =
             LocalOptions { nodes: args.nodes, port: args.port, mechanism: plan.mechanism, state_dir: state_dir() };
@@ -744,8 +788,10 @@ fn print_summary(results: &Results, dir: &Path, repro: &str) {
         b.push_record([c.name.clone(), c.verdict.to_string(), truncate(c.reason.as_deref().unwrap_or(""), 100)]);
     }
     println!("{}", b.build().with(tabled::settings::Style::rounded()));
-    if let Some(c) = &results.consistency {
-        println!("{}", consistency_table(c));
+    match (&results.isolation, &results.consistency) {
+        (Some(i), _) => println!("{}", isolation_table(i)),
+        (None, Some(c)) => println!("{}", consistency_table(c)),
+        (None, None) => {}
     }
     println!("{}", ops_table(results));
     if let Some(t) = results.target_stats.as_ref().and_then(|s| backend_table(results, s)) {
@@ -807,6 +853,30 @@ pub fn consistency_table(c: &Consistency) -> String {
     for m in &c.models {
         let model = if m.model == Model::Sequential { m.model.label() } else { m.model.name() };
         b.push_record([model.to_string(), m.verdict.name().to_string(), truncate(&m.reason, 100)]);
+    }
+    b.build().with(tabled::settings::Style::rounded()).to_string()
+}
+
+/// The transactional map (results.json `isolation`): one row per model, weakest first, kept,
+/// ruled out or undecided; the strongest kept and the anomalies found in the header.
+pub fn isolation_table(i: &faultline_results::Isolation) -> String {
+    use faultline_checker::txn::ConsistencyModel;
+    use tabled::builder::Builder;
+    let mut b = Builder::default();
+    b.push_record([format!("isolation (strongest kept: {})", i.strongest_text()), "verdict".to_string()]);
+    for m in ConsistencyModel::ALL {
+        let verdict = if i.ruled_out.contains(&m) {
+            "ruled out"
+        } else if i.undecided.contains(&m) {
+            "undecided (budget)"
+        } else {
+            "kept"
+        };
+        b.push_record([m.name().to_string(), verdict.to_string()]);
+    }
+    if !i.anomalies.is_empty() {
+        let found: Vec<String> = i.anomalies.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        b.push_record(["anomalies".to_string(), truncate(&found.join(", "), 100)]);
     }
     b.build().with(tabled::settings::Style::rounded()).to_string()
 }

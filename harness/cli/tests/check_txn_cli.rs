@@ -156,3 +156,21 @@ fn bad_input_exits_255_with_line_and_quote() {
     assert_eq!(code(&o), 255);
     assert!(text(&o.stderr).contains("unknown consistency model"), "{}", text(&o.stderr));
 }
+
+/// A run folder of a transactional workload is re-judged as the run judged it: its test.json
+/// names the workload, so `faultline check DIR` needs no `--model`. A folder without one is
+/// read as a register history (and its `txn` operations refused with the line).
+#[test]
+fn a_transactional_run_folder_is_checked_without_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "history.jsonl", &write_skew());
+    let plain = faultline(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&plain), 255, "{}", text(&plain.stderr));
+    assert!(text(&plain.stderr).contains("history.jsonl:1:"), "{}", text(&plain.stderr));
+    write(dir.path(), "test.json", r#"{"workload": "list-append", "seed": 1}"#);
+    let o = faultline(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("G2-item"), "{}", text(&o.stdout));
+    let si = faultline(&["check", "--consistency-model", "snapshot-isolation", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&si), 0, "{}{}", text(&si.stdout), text(&si.stderr));
+}

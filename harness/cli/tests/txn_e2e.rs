@@ -52,6 +52,9 @@ fn valid_run(workload: &str, nemesis: &str, seed: &str, ok_min: u64) {
     let fr = &r["final_reads"];
     assert!(fr["keys"].as_u64().unwrap() >= 10 && fr["missed"] == serde_json::json!([]), "{fr:#}");
     assert!(r["faults"].as_array().is_some_and(|f| !f.is_empty()), "no fault applied: {r:#}");
+    // On the transactional map: nothing ruled out, strict serializability on top.
+    assert_eq!(r["isolation"]["strongest"], serde_json::json!(["strict-serializable"]), "{:#}", r["isolation"]);
+    assert_eq!(r["isolation"]["ruled_out"], serde_json::json!([]), "{:#}", r["isolation"]);
 }
 
 #[test]
@@ -85,6 +88,11 @@ fn a_role_without_transactions_is_refused_up_front() {
     assert!(err.contains("--target paxos serves no list-append API"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!store.path().join("paxos-list-append").exists(), "a run folder was created");
+}
+
+/// The report.html of the only run in `store`.
+fn report_html(store: &std::path::Path) -> String {
+    std::fs::read_to_string(store.join("latest/report.html")).expect("report.html written")
 }
 
 /// Runs list-append with `bug` and no fault, seeds 1 to 3, until the checker finds the history
@@ -123,6 +131,14 @@ fn caught(bug: &str, anomaly: &str, ruled_out: &str, kept: &[&str]) {
             for k in kept {
                 assert!(!out_models.contains(&&serde_json::json!(k)), "{k} ruled out: {d:#}");
             }
+            // results.json places the run on the map, and report.html draws it.
+            let iso = &r["isolation"];
+            assert!(iso["ruled_out"].as_array().unwrap().contains(&serde_json::json!(ruled_out)), "{iso:#}");
+            assert!(iso["anomalies"][anomaly].as_u64().unwrap_or(0) > 0, "{iso:#}");
+            let page = report_html(store.path());
+            assert!(page.contains(r#"<h2 id="isolation">"#), "no isolation section");
+            assert!(page.contains(&format!(r#"<g class="model ruled-out"><title>{ruled_out}: ruled-out</title>"#)));
+            assert!(page.contains(&format!("<h3>{anomaly}")), "anomaly {anomaly} not drawn");
             return;
         }
         seen.push(format!("seed {seed}: {}", c["reason"]));

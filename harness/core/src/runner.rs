@@ -786,9 +786,10 @@ pub fn analyse(events: &[faultline_checker::history::Event], input: &AnalysisInp
     };
     timings.consistency_s = Some(models_started.elapsed().as_secs_f64());
     // The target's own promises (a balancer's distribution, a router's key balance).
-    checkers.extend(check_all(&input.target.checkers(), &h));
+    checkers.extend(check_all(&input.target.checkers(input.workload.data_type()), &h));
     checkers.push(analysis::availability_checker(&avail, &stats));
     let mut verdict = analysis::combine(&checkers);
+    let isolation = faultline_results::Isolation::from_checkers(&checkers);
     if input.interrupted && verdict == Verdict::Valid {
         // The planned test did not complete; valid so far is not a verdict on the test.
         verdict = Verdict::Unknown;
@@ -798,6 +799,7 @@ pub fn analyse(events: &[faultline_checker::history::Event], input: &AnalysisInp
         interrupted: input.interrupted,
         checkers,
         consistency: Some(consistency),
+        isolation,
         ops: stats,
         latency: analysis::latencies(events),
         availability: avail,

@@ -11,6 +11,7 @@
 //! version still loads; a field of the wrong type is an error that names it.
 
 pub mod analysis;
+pub mod isolation;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use analysis::{Availability, Counts, Latency, OpStats, Window};
+pub use isolation::Isolation;
 
 /// One checker's judgement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +129,10 @@ pub struct Results {
     pub checkers: Vec<CheckerResult>,
     /// The strongest model of the hierarchy the history kept (docs/results.md).
     pub consistency: Option<Consistency>,
+    /// A transactional workload's verdict on the transactional map (models ruled out, the
+    /// strongest kept); absent for single-object workloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     pub ops: OpStats,
     /// Latency by outcome: `ok`, `fail`, `info`.
     pub latency: BTreeMap<String, Latency>,
@@ -157,6 +163,7 @@ impl Default for Results {
             setup_failed: false,
             checkers: Vec::new(),
             consistency: None,
+            isolation: None,
             ops: OpStats::default(),
             latency: BTreeMap::new(),
             availability: Availability::default(),

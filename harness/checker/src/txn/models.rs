@@ -15,8 +15,9 @@
 //! therefore every model stronger than those (`also_not`, Elle's `:also-not`):
 //! - G0 (write cycle): read-uncommitted (Adya PL-1).
 //! - G1a (aborted read), G1b (intermediate read), G1c (cycle of ww and wr): read-committed
-//!   (PL-2); so do duplicate elements and incompatible orders (as in Elle's map, where read
-//!   committed proscribes `:duplicate-elements` and `:incompatible-order`).
+//!   (PL-2); so does an incompatible order (Elle: it implies G1a).
+//! - duplicate elements (an append applied twice): read-uncommitted, as Elle's map lists
+//!   `:duplicate-elements` under PL-1.
 //! - G-single (a cycle with exactly one rw edge), G-nonadjacent (rw edges, no two adjacent):
 //!   snapshot-isolation (Adya's G-SI; Cerone & Gotsman: SI admits only cycles with two adjacent
 //!   rw edges) and repeatable-read. Here we are stricter than Elle's map, which does not list
@@ -205,8 +206,13 @@ impl AnomalyKind {
         use AnomalyKind::*;
         use ConsistencyModel as M;
         match self {
-            G0 | Internal | GarbageRead | DuplicateElements | IncompatibleOrder => &[M::ReadUncommitted],
-            G1a | G1b | G1c => &[M::ReadCommitted],
+            // Elle's map: duplicate elements are proscribed by PL-1 itself; no model explains a
+            // value nobody wrote.
+            G0 | GarbageRead | DuplicateElements => &[M::ReadUncommitted],
+            // Elle: an incompatible order implies an aborted read (G1a).
+            G1a | G1b | G1c | IncompatibleOrder => &[M::ReadCommitted],
+            // Elle: read atomic, and so snapshot isolation and serializable (which imply it).
+            Internal => &[M::SnapshotIsolation],
             GSingle | GNonadjacent | LostUpdate | NonRepeatableRead => &[M::RepeatableRead, M::SnapshotIsolation],
             G2Item => &[M::RepeatableRead],
             G0Process | G1cProcess | GSingleProcess | GNonadjacentProcess | G2ItemProcess => {
@@ -249,7 +255,12 @@ mod tests {
         assert_eq!(also.len(), 5);
         let (not, _) = ruled_out(&[AnomalyKind::GSingleRealtime]);
         assert_eq!(not, vec![M::StrictSerializable]);
-        assert_eq!(ruled_out(&[AnomalyKind::Internal]).0, vec![M::ReadUncommitted]);
+        // Internal: snapshot isolation and what implies it; repeatable read is kept (Elle).
+        let (not, also) = ruled_out(&[AnomalyKind::Internal]);
+        assert_eq!((not, also.len()), (vec![M::SnapshotIsolation], 3));
+        assert_eq!(ruled_out(&[AnomalyKind::IncompatibleOrder]).0, vec![M::ReadCommitted]);
+        assert_eq!(ruled_out(&[AnomalyKind::DuplicateElements]).0, vec![M::ReadUncommitted]);
+        assert_eq!(ruled_out(&[AnomalyKind::GarbageRead]).0, vec![M::ReadUncommitted]);
         assert_eq!(AnomalyKind::GSingleProcess.name(), "G-single-process");
         assert_eq!("snapshot-isolation".parse::<M>().unwrap(), M::SnapshotIsolation);
         assert!("si".parse::<M>().is_err());

@@ -208,7 +208,8 @@ impl LocalRuntime {
         let built = match mechanism {
             NetMechanism::Netns => rt.setup_netns(subnet),
             NetMechanism::LoopbackIptables => rt.setup_loopback_chain(),
-            NetMechanism::LoopbackNone => Ok(()),
+            // The SSH mechanism is never picked here.
+            NetMechanism::LoopbackNone | NetMechanism::Ssh => Ok(()),
         };
         if let Err(e) = built {
             let _ = rt.teardown();
@@ -570,7 +571,7 @@ impl Runtime for LocalRuntime {
     fn apply_net(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
         self.check_links(faults)?;
         match self.mechanism {
-            NetMechanism::LoopbackNone => self.apply_net_none(faults),
+            NetMechanism::LoopbackNone | NetMechanism::Ssh => self.apply_net_none(faults),
             NetMechanism::LoopbackIptables => self.apply_net_loopback(faults),
             NetMechanism::Netns => self.apply_net_netns(faults),
         }

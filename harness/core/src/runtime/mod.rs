@@ -10,6 +10,9 @@ pub mod docker;
 pub mod local;
 pub mod netrules;
 pub mod nfq_delay;
+pub mod ssh;
+pub mod ssh_conn;
+pub mod ssh_state;
 pub mod state;
 
 use std::net::Ipv4Addr;
@@ -72,6 +75,8 @@ pub enum NetMechanism {
     LoopbackIptables,
     /// Nodes on 127.77.x.y with no way to filter packets: network faults are reported not applied.
     LoopbackNone,
+    /// Nodes on remote hosts reached over SSH; a per-run chain on each host's INPUT.
+    Ssh,
 }
 
 impl NetMechanism {
@@ -80,6 +85,7 @@ impl NetMechanism {
             NetMechanism::Netns => "netns",
             NetMechanism::LoopbackIptables => "loopback-iptables",
             NetMechanism::LoopbackNone => "loopback-none",
+            NetMechanism::Ssh => "ssh",
         }
     }
 }

@@ -29,13 +29,7 @@ pub fn chain_rules(
     ip_of: impl Fn(&str) -> Result<String, RuntimeError>,
 ) -> Result<String, RuntimeError> {
     let mut rules = format!("-F {CHAIN_IN}\n-F {CHAIN_OUT}\n");
-    for l in faults.drop.iter().filter(|l| l.to == node) {
-        rules += &format!("-A {CHAIN_IN} -s {} -j DROP\n", ip_of(&l.from)?);
-    }
-    for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node) {
-        rules +=
-            &format!("-A {CHAIN_IN} -s {} -m statistic --mode random --probability {p:.4} -j DROP\n", ip_of(&l.from)?);
-    }
+    rules += &input_rules(CHAIN_IN, node, faults, &ip_of)?;
     if with_delay {
         for (l, ms) in faults.delay.iter().filter(|(l, _)| l.from == node) {
             rules += &format!(
@@ -44,6 +38,26 @@ pub fn chain_rules(
                 queue_num(*ms)
             );
         }
+    }
+    Ok(rules)
+}
+
+/// The `-A` lines of `chain` (on `node`'s INPUT path) that drop packets to `node`: cuts, then
+/// random loss; the source is `ip_of` the sending node. Shared by the namespace runtimes and the
+/// SSH runtime (whose chain is named per run on each host).
+pub fn input_rules(
+    chain: &str,
+    node: &str,
+    faults: &NetFaults,
+    ip_of: &impl Fn(&str) -> Result<String, RuntimeError>,
+) -> Result<String, RuntimeError> {
+    let mut rules = String::new();
+    for l in faults.drop.iter().filter(|l| l.to == node) {
+        rules += &format!("-A {chain} -s {} -j DROP\n", ip_of(&l.from)?);
+    }
+    for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node) {
+        rules +=
+            &format!("-A {chain} -s {} -m statistic --mode random --probability {p:.4} -j DROP\n", ip_of(&l.from)?);
     }
     Ok(rules)
 }

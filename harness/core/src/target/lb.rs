@@ -214,7 +214,7 @@ impl Target for LbTarget {
         })
     }
 
-    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
+    fn checkers(&self, _data: DataType) -> Vec<Box<dyn crate::checker::Checker>> {
         // Least connections follows the backends' speed, not a share: nothing to judge.
         if self.strategy == "least-conn" {
             return Vec::new();
@@ -368,10 +368,10 @@ mod tests {
     fn distribution_is_judged_for_weighted_and_round_robin_only() {
         let all = nodes(3);
         let t = LbTarget::new(reference(&[("strategy", "least-conn")], &[]), 3).unwrap();
-        assert!(t.checkers().is_empty());
+        assert!(t.checkers(DataType::Register).is_empty());
         let t = LbTarget::new(reference(&[], &[]), 3).unwrap();
         let h = crate::checker::History { events: &[], nodes: &all, target_stats: None };
-        let c = crate::checker::check_all(&t.checkers(), &h);
+        let c = crate::checker::check_all(&t.checkers(DataType::Register), &h);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "lb-distribution");
         assert_eq!(c[0].verdict, Verdict::Unknown, "no operations: nothing to judge");

@@ -97,9 +97,10 @@ pub trait Target: Send + Sync {
     /// Checkers of what this target promises beyond the workload's, judged from the recorded
     /// history, the cluster and what [`Target::final_stats`] returned
     /// ([`crate::checker::History`]; no stats: nothing, or they could not be fetched): e.g. a
-    /// load balancer's distribution over its backends, a router's shard balance. None by
-    /// default.
-    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
+    /// load balancer's distribution over its backends, a router's shard balance, the recency
+    /// of a primary-backup set's reads. `data` is what the workload's operations act on (a
+    /// promise about sets is judged only on a set workload). None by default.
+    fn checkers(&self, _data: DataType) -> Vec<Box<dyn crate::checker::Checker>> {
         Vec::new()
     }
 }

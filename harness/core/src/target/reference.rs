@@ -75,6 +75,18 @@ impl ReferenceTarget {
     }
 }
 
+impl ReferenceTarget {
+    /// Primary-backup with `sync=true` and reads from the primary promises what a linearizable
+    /// set does: an add is acknowledged only once every node holds it, and reads go to the
+    /// primary, so a read invoked after an add was acknowledged must contain the element.
+    /// (Eventually consistent sets, `read-from=replica` and the asynchronous mode promise only
+    /// convergence: set-full reports their stale reads without judging them.)
+    fn promises_fresh_sets(&self) -> bool {
+        let opt = |k: &str| self.options.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        self.role == "primary-backup" && opt("sync") == Some("true") && opt("read-from") != Some("replica")
+    }
+}
+
 impl Target for ReferenceTarget {
     fn client(&self, data: DataType) -> Result<Arc<dyn Client>, String> {
         Ok(Arc::new(ReferenceClient { http: self.http.clone(), data }))
@@ -138,9 +150,12 @@ impl Target for ReferenceTarget {
         Box::pin(async { None })
     }
 
-    fn checkers(&self) -> Vec<Box<dyn crate::checker::Checker>> {
+    fn checkers(&self, data: DataType) -> Vec<Box<dyn crate::checker::Checker>> {
         if self.role == "router" {
             return vec![crate::checker::checker("shard-balance", |h| super::router::balance_checker(h.target_stats))];
+        }
+        if data == DataType::Set && self.promises_fresh_sets() {
+            return vec![crate::checker::checker("set-fresh", |h| fresh_set_checker(h.events))];
         }
         Vec::new()
     }
@@ -173,9 +188,109 @@ impl Target for ReferenceTarget {
     }
 }
 
+/// `set-fresh`: every read invoked after an add was acknowledged contains the element (the
+/// `stale` elements of set-full, judged). Invalid names the keys and elements read stale.
+pub fn fresh_set_checker(events: &[faultline_checker::history::Event]) -> crate::workload::CheckerResult {
+    use faultline_checker::Verdict;
+    let report = match faultline_checker::set_full::try_check_set(events) {
+        Ok(r) => r,
+        Err(e) => return crate::workload::CheckerResult::new("set-fresh", Verdict::Unknown, Some(e.to_string())),
+    };
+    let stale: Vec<(String, Vec<i64>)> = report
+        .keys
+        .iter()
+        .filter(|k| k.stale > 0)
+        .map(|k| (k.key.clone().unwrap_or_default(), k.stale_examples.clone()))
+        .collect();
+    let details = json!({"stale": report.stale, "acknowledged": report.acknowledged, "keys": stale});
+    let (verdict, reason) = if report.stale > 0 {
+        let shown: Vec<String> = stale.iter().take(5).map(|(k, es)| format!("key {k}: {es:?}")).collect();
+        let why = format!(
+            "{} acknowledged elements were missing from a read invoked after their add was acknowledged ({}); primary-backup with sync=true promises reads that see every acknowledged add",
+            report.stale,
+            shown.join("; ")
+        );
+        (Verdict::Invalid, Some(why))
+    } else if report.acknowledged == 0 {
+        (Verdict::Unknown, Some("no add was acknowledged: nothing to judge".to_string()))
+    } else {
+        (Verdict::Valid, None)
+    };
+    crate::workload::CheckerResult { name: "set-fresh".into(), verdict, reason, details }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_checker::history::{Event, EventType, Process};
+    use faultline_checker::Verdict;
+
+    fn e(index: u64, ms: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {
+        let process = if f == "heal" { Process::Nemesis } else { Process::Client(p) };
+        let key = (f != "heal").then(|| "s".to_string());
+        Event {
+            index,
+            time: ms * 1_000_000,
+            kind,
+            process,
+            f: f.into(),
+            key,
+            value,
+            error: None,
+            node: Some(node.into()),
+        }
+    }
+
+    /// add 7 acknowledged at 10 ms; a read invoked at 20 ms on n2 lacks it: stale. The final
+    /// reads after the heal have it on both nodes (so set-full itself is valid).
+    fn history(stale: bool) -> Vec<Event> {
+        use EventType::*;
+        let early = if stale { json!([]) } else { json!([7]) };
+        vec![
+            e(0, 0, Invoke, 0, "add", json!(7), "n1"),
+            e(1, 10, Ok, 0, "add", json!(7), "n1"),
+            e(2, 20, Invoke, 1, "read", Value::Null, "n2"),
+            e(3, 30, Ok, 1, "read", early, "n2"),
+            e(4, 60, Info, 0, "heal", json!({}), "n1"),
+            e(5, 70, Invoke, 5, "read", Value::Null, "n1"),
+            e(6, 80, Ok, 5, "read", json!([7]), "n1"),
+            e(7, 90, Invoke, 6, "read", Value::Null, "n2"),
+            e(8, 100, Ok, 6, "read", json!([7]), "n2"),
+        ]
+    }
+
+    fn target(role: &str, options: &[(&str, &str)]) -> ReferenceTarget {
+        ReferenceTarget {
+            role: role.into(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            program: PathBuf::from("faultline-node"),
+            bugs: vec![],
+            admin_token: "t".into(),
+            http: NodeHttp::new(std::time::Duration::from_secs(1), "t").unwrap(),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn a_stale_read_of_an_acknowledged_add_is_invalid_where_the_role_promises_fresh_reads() {
+        let bad = fresh_set_checker(&history(true));
+        assert_eq!(bad.verdict, Verdict::Invalid, "{bad:?}");
+        assert!(bad.reason.as_deref().unwrap().contains("key s: [7]"), "{bad:?}");
+        assert_eq!(fresh_set_checker(&history(false)).verdict, Verdict::Valid);
+        let no_add: Vec<Event> = history(true).into_iter().filter(|e| e.f != "add").collect();
+        assert_eq!(fresh_set_checker(&no_add).verdict, Verdict::Unknown, "no add: nothing to judge");
+        // Only primary-backup with sync=true and reads from the primary promises it, and only
+        // a set workload is judged by it.
+        let names =
+            |t: &ReferenceTarget, d: DataType| t.checkers(d).iter().map(|c| c.name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&target("primary-backup", &[("sync", "true")]), DataType::Set), ["set-fresh"]);
+        assert!(names(&target("primary-backup", &[("sync", "true")]), DataType::Register).is_empty());
+        assert!(names(&target("primary-backup", &[]), DataType::Set).is_empty());
+        assert!(
+            names(&target("primary-backup", &[("sync", "true"), ("read-from", "replica")]), DataType::Set).is_empty()
+        );
+        assert!(names(&target("crdt", &[("sync", "true")]), DataType::Set).is_empty());
+    }
 
     #[test]
     fn options_become_node_arguments() {
