@@ -508,7 +508,7 @@ fn pick<'a, T>(block: &'a Option<Spanned<T>>, defaults: &'a Option<Spanned<T>>) 
 /// A role, `etcd`, `redis`, or a target file (resolved against the campaign file's folder and
 /// required to exist).
 fn check_target(t: &str, base: &Path) -> Result<String, String> {
-    if roles::role(t).is_some() || t == "etcd" || t == "redis" {
+    if roles::role(t).is_some() || external::NAMED.contains(&t) {
         return Ok(t.to_string());
     }
     if external::is_external(t) {
@@ -523,8 +523,9 @@ fn check_target(t: &str, base: &Path) -> Result<String, String> {
         return Ok(p.display().to_string());
     }
     Err(format!(
-        "unknown target {t:?}: expected one of {}, etcd, redis or a file *.toml",
-        roles::names().collect::<Vec<_>>().join(", ")
+        "unknown target {t:?}: expected one of {}, {} or a file *.toml",
+        roles::names().collect::<Vec<_>>().join(", "),
+        external::NAMED.join(", ")
     ))
 }
 

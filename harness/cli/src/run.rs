@@ -170,9 +170,10 @@ fn target_role(a: &RunArgs) -> anyhow::Result<Option<&'static RoleSpec>> {
     }
     if !external::is_external(&a.target) {
         bail!(
-            "unknown target {:?}: expected one of {}, etcd, redis or a file *.toml",
+            "unknown target {:?}: expected one of {}, {} or a file *.toml",
             a.target,
-            roles::names().collect::<Vec<_>>().join(", ")
+            roles::names().collect::<Vec<_>>().join(", "),
+            external::NAMED.join(", ")
         );
     }
     if a.target.ends_with(".toml") {
@@ -495,7 +496,12 @@ fn rerun_in_userns(args: &RunArgs) -> anyhow::Result<Option<u8>> {
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<u8> {
-    let args = nodes_from_file(args);
+    let mut args = nodes_from_file(args);
+    // A target that runs on a fixed number of nodes (the SQL targets: one server) sets it.
+    if let Some(n) = external::fixed_nodes(&args.target, &args.target_opts).filter(|n| *n != args.nodes) {
+        eprintln!("faultline: --target {} runs on {n} node(s): --nodes {} becomes {n}", args.target, args.nodes);
+        args.nodes = n;
+    }
     let plan = validate(&args)?;
     if let Some(code) = rerun_in_userns(&args)? {
         return Ok(code);

@@ -9,11 +9,15 @@
 //! its error contract onto these outcomes: `definite: true` → fail, `definite: false`, timeouts
 //! and broken connections after sending → info. [`etcd`] (v3 JSON gateway) and [`redis`] (RESP,
 //! Sentinel) speak the external targets' protocols with the same outcome rules
-//! ([`error_outcome`]).
+//! ([`error_outcome`]); [`sql`] runs transactions on PostgreSQL ([`postgres`]) and MariaDB
+//! ([`mariadb`]).
 
 pub mod etcd;
 pub mod http;
+pub mod mariadb;
+pub mod postgres;
 pub mod redis;
+pub mod sql;
 
 use std::future::Future;
 use std::pin::Pin;

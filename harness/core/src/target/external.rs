@@ -1,4 +1,5 @@
-//! Targets the project did not write: `etcd`, `redis` and TOML-described ones (`*.toml`).
+//! Targets the project did not write: `etcd`, `redis`, `postgres`, `mariadb` and TOML-described
+//! ones (`*.toml`).
 //! [`build`] turns `--target` and its `--target-opt KEY=VALUE` options into a [`Target`] (whose
 //! client speaks the system's protocol, [`Target::client`]; a workload it cannot serve is
 //! refused here) and notes for the run output (faults the target cannot take). [`gate`] wraps the runtime so
@@ -17,6 +18,7 @@ use super::Target;
 use crate::client::etcd::{EtcdClient, EtcdReads};
 use crate::client::http::NodeHttp;
 use crate::client::redis::{RedisClient, SentinelConf};
+use crate::client::sql::Db;
 use crate::client::DataType;
 use crate::nemesis::Family;
 use crate::runtime::{Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
@@ -41,7 +43,20 @@ pub enum ExternalError {
 
 /// True when `--target NAME` names an external target.
 pub fn is_external(name: &str) -> bool {
-    name == "etcd" || name == "redis" || name.ends_with(".toml")
+    NAMED.contains(&name) || name.ends_with(".toml")
+}
+
+/// The external targets known by name.
+pub const NAMED: [&str; 4] = ["etcd", "redis", "postgres", "mariadb"];
+
+/// The node count a target always runs on, given its `--target-opt` pairs (the SQL targets: one
+/// server and `replicas=N` standbys), if it has one. A bad value is left for [`build`] to refuse.
+pub fn fixed_nodes(name: &str, options: &[String]) -> Option<usize> {
+    if !matches!(name, "postgres" | "mariadb") {
+        return None;
+    }
+    let replicas = options.iter().filter_map(|o| o.strip_prefix("replicas=")).next_back();
+    Some(1 + replicas.and_then(|r| r.parse::<usize>().ok()).unwrap_or(0).min(super::sql::MAX_REPLICAS))
 }
 
 /// What [`build`] needs.
@@ -143,6 +158,14 @@ pub fn build(i: BuildInputs<'_>) -> Result<Built, ExternalError> {
             let sentinel = Some(SentinelConf { port: SENTINEL_PORT, master: MASTER_NAME.into() });
             let client = RedisClient { timeout: i.op_timeout, sentinel, data: DataType::Register };
             Arc::new(RedisTarget { opts, client, peers_expected: i.nodes.saturating_sub(1) as u64 })
+        }
+        "postgres" => {
+            let o = parse_options(i.options, &["isolation", "replicas", "replica-reads"], "postgres")?;
+            super::sql::build(Db::Postgres, &o, i.op_timeout, i.nodes)?
+        }
+        "mariadb" => {
+            let o = parse_options(i.options, &["isolation", "snapshot-isolation", "replicas"], "mariadb")?;
+            super::sql::build(Db::Mariadb, &o, i.op_timeout, i.nodes)?
         }
         path => {
             parse_options(i.options, &[], path)?;
@@ -284,6 +307,9 @@ mod tests {
     #[test]
     fn external_names() {
         assert!(is_external("etcd") && is_external("redis") && is_external("x/y.toml"));
+        assert!(is_external("postgres") && is_external("mariadb"));
+        assert_eq!((fixed_nodes("postgres", &[]), fixed_nodes("etcd", &[])), (Some(1), None));
+        assert_eq!(fixed_nodes("postgres", &["replicas=2".into()]), Some(3));
         assert!(!is_external("raft"));
     }
 }

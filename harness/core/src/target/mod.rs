@@ -2,7 +2,8 @@
 //! node for its status (readiness, leader) and how to set its clock.
 //!
 //! [`reference`] is the project's own `faultline-node` with a role (`raft`, ...); [`external`]
-//! builds the targets the project did not write: [`etcd`], [`redis`] and [`file`] (TOML); [`lb`]
+//! builds the targets the project did not write: [`etcd`], [`redis`], [`sql`] (PostgreSQL,
+//! MariaDB) and [`file`] (TOML); [`lb`]
 //! puts the reference `lb` role in front of a cluster of reference nodes; [`roles`] is the one
 //! table of the reference roles (leaders, cas, workloads, options, bugs).
 
@@ -14,6 +15,7 @@ pub mod redis;
 pub mod reference;
 pub mod roles;
 pub mod router;
+pub mod sql;
 
 use std::sync::Arc;
 
