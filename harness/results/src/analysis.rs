@@ -85,6 +85,37 @@ pub struct Availability {
     /// The first refusal's reason, to say why.
     #[serde(default)]
     pub first_refusal: Option<String>,
+    /// Fault windows that killed or paused every node clients used (a one-server database's
+    /// only node, `kill:all`): nothing can succeed during those.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub whole_cluster_down_windows: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How many applied kill or pause windows took down every node named by a client completion.
+fn whole_cluster_down_windows(events: &[Event]) -> usize {
+    let client_nodes: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke)
+        .filter_map(|e| e.node.as_deref())
+        .collect();
+    events
+        .iter()
+        .filter(|e| e.process == Process::Nemesis && matches!(e.f.as_str(), "start-kill" | "start-pause"))
+        .filter(|e| e.value.get("applied").and_then(|v| v.as_bool()) != Some(false))
+        .filter(|e| {
+            let down: std::collections::BTreeSet<&str> = e
+                .value
+                .get("nodes")
+                .and_then(|n| n.as_array())
+                .map(|n| n.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            !client_nodes.is_empty() && client_nodes.is_subset(&down)
+        })
+        .count()
 }
 
 /// Counts client operations.
@@ -249,6 +280,7 @@ pub fn availability(events: &[Event]) -> Availability {
     }
     a.during_faults_ok_fraction = a.during_faults.ok_fraction();
     a.outside_faults_ok_fraction = a.outside_faults.ok_fraction();
+    a.whole_cluster_down_windows = whole_cluster_down_windows(events);
     a
 }
 
@@ -269,6 +301,15 @@ pub fn availability_checker(a: &Availability, stats: &OpStats) -> CheckerResult 
                 a.first_refusal.as_deref().unwrap_or("no reason recorded")
             )),
         )
+    } else if a.fault_windows > 0
+        && a.during_faults.ok == 0
+        && a.whole_cluster_down_windows >= a.fault_windows
+        && a.ok_after_last_fault > 0
+    {
+        // Every window took every node down (a one-server database killed): nothing could
+        // succeed during them; what they test is that the system comes back with what it
+        // acknowledged, and operations after the last window did reach it.
+        (Verdict::Valid, None)
     } else if a.fault_windows > 0 && a.during_faults.ok == 0 {
         (
             Verdict::Unknown,
@@ -366,6 +407,44 @@ mod tests {
         assert_eq!(combine(std::slice::from_ref(&lin_ok)), Verdict::Valid);
         let bad = CheckerResult { verdict: Verdict::Invalid, ..lin_ok };
         assert_eq!(combine(&[bad]), Verdict::Invalid);
+    }
+
+    /// A one-server database killed: no operation can succeed while it is down. If operations
+    /// succeed after it came back, the run is judged (valid here); a kill that left some
+    /// client node up, or no success after the last window, stays unknown.
+    #[test]
+    fn a_window_that_took_every_node_down_needs_successes_after_it_not_during_it() {
+        use EventType::*;
+        let c = Process::Client;
+        let on = |mut e: Event, n: &str| {
+            e.node = Some(n.into());
+            e
+        };
+        let kill = |nodes: Value| json!({"applied": true, "kind": "all", "nodes": nodes});
+        let h = |killed: Value, after: EventType| {
+            vec![
+                ev(0, 10, Invoke, c(0), "txn", Value::Null),
+                on(ev(1, 20, Ok, c(0), "txn", json!([])), "n1"),
+                ev(2, 30, Info, Process::Nemesis, "start-kill", kill(killed)),
+                ev(3, 40, Invoke, c(0), "txn", Value::Null),
+                on(ev(4, 50, Fail, c(0), "txn", Value::Null), "n1"),
+                ev(5, 70, Info, Process::Nemesis, "stop-kill", json!({})),
+                ev(6, 80, Invoke, c(0), "txn", Value::Null),
+                on(ev(7, 90, after, c(0), "txn", json!([])), "n1"),
+            ]
+        };
+        let judge = |h: &[Event]| availability_checker(&availability(h), &op_stats(h)).verdict;
+        let down = h(json!(["n1"]), Ok);
+        assert_eq!(availability(&down).whole_cluster_down_windows, 1);
+        assert_eq!(judge(&down), Verdict::Valid);
+        assert_eq!(judge(&h(json!(["n1"]), Fail)), Verdict::Unknown, "nothing succeeded after the restart");
+        let mut two = h(json!(["n1"]), Ok);
+        two.push(ev(8, 95, Invoke, c(1), "txn", Value::Null));
+        two.push(on(ev(9, 96, Fail, c(1), "txn", Value::Null), "n2"));
+        assert_eq!(availability(&two).whole_cluster_down_windows, 0, "n2 stayed up");
+        assert_eq!(judge(&two), Verdict::Unknown);
+        // Not serialized when zero: results.json of runs without such windows is unchanged.
+        assert!(serde_json::to_value(availability(&two)).unwrap().get("whole_cluster_down_windows").is_none());
     }
 
     #[test]
