@@ -3,7 +3,8 @@
 # network namespace on 10.66.X.(10+K) behind a bridge (10.66.X.1, the control node's side),
 # running Debian's sshd with a fresh host key, and with its own remote dir: sshd runs in a
 # private mount namespace where DIR/hK/remote is bind-mounted on DIR/remote, so
-# `--remote-dir DIR/remote` is a different folder on every host, as on real machines.
+# `--remote-dir DIR/remote` is a different folder on every host, as on real machines; the
+# runtime's default remote dir (/var/tmp/faultline) is likewise DIR/hK/default on host K.
 #
 #   scripts/ssh-testbed.sh up N DIR     # writes DIR/nodes.txt, DIR/id_ed25519, DIR/known_hosts
 #   scripts/ssh-testbed.sh down DIR     # removes exactly what `up` made (listed in DIR/testbed.made)
@@ -30,7 +31,7 @@ free_octet() {
 
 host_up() { # K
     local k=$1 ns="sshtb$X-h$1" veth="sshtb${X}h$1" ip="10.66.$X.$((10 + $1))" h="$DIR/h$1"
-    mkdir -p "$h/remote"
+    mkdir -p "$h/remote" "$h/default"
     record netns "$ns"
     ip netns add "$ns"
     record link "$veth"
@@ -57,7 +58,8 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
     record sshd "$h/sshd.pid"
     ip netns exec "$ns" unshare --mount --propagation private \
-        sh -c "mount --bind '$h/remote' '$DIR/remote' && exec /usr/sbin/sshd -f '$h/sshd_config' -E '$h/sshd.log'"
+        sh -c "mount --bind '$h/remote' '$DIR/remote' && mount --bind '$h/default' '$DEFAULT_REMOTE' &&
+            exec /usr/sbin/sshd -f '$h/sshd_config' -E '$h/sshd.log'"
     echo "root@$ip" >>"$DIR/nodes.txt"
     echo "$ip $(cut -d' ' -f1,2 "$h/host_ed25519.pub")" >>"$DIR/known_hosts"
 }
@@ -89,6 +91,11 @@ up() {
     fi
     ssh-keygen -q -t ed25519 -N '' -C faultline-testbed -f "$DIR/id_ed25519"
     mkdir -p "$DIR/remote"
+    # The mount point of each host's own default remote dir (an empty folder on this machine).
+    if [ ! -d "$DEFAULT_REMOTE" ]; then
+        record dir "$DEFAULT_REMOTE"
+        mkdir -p "$DEFAULT_REMOTE"
+    fi
     echo "# faultline ssh test bed on 10.66.$X.0/24" >"$DIR/nodes.txt"
     : >"$DIR/known_hosts"
     record link "$BR"
@@ -128,6 +135,9 @@ down() {
     rmdir "$DIR" 2>/dev/null || true
     echo "ssh-testbed: down"
 }
+
+# The SSH runtime's default --remote-dir (harness/core/src/runtime/ssh_conn.rs).
+DEFAULT_REMOTE=/var/tmp/faultline
 
 case "${1:-}" in
 up)

@@ -24,7 +24,9 @@ pub struct SshArgs {
     /// `--runtime ssh`: absolute folder on every host for the runs' files and the node binary.
     #[arg(long, default_value = ssh_conn::DEFAULT_REMOTE_DIR)]
     pub remote_dir: String,
-    /// `--runtime ssh`: check host keys against this known-hosts file only (strictly).
+    /// `--runtime ssh`: check host keys against this known-hosts file only (strictly). Default:
+    /// a `known_hosts` file beside the nodes file when there is one (as the test bed writes),
+    /// else as the user's OpenSSH config says.
     #[arg(long, conflicts_with = "ssh_insecure_host_keys")]
     pub ssh_known_hosts: Option<PathBuf>,
     /// `--runtime ssh`: do not check host keys at all. For a throwaway test bed only; never
@@ -66,10 +68,14 @@ impl SshArgs {
         }
         ssh_conn::check_remote_dir(&self.remote_dir).map_err(anyhow::Error::msg)?;
         let abs = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        let host_keys = match (&self.ssh_known_hosts, self.ssh_insecure_host_keys) {
-            (Some(f), _) => HostKeys::KnownHosts(abs(f)),
-            (None, true) => HostKeys::Insecure,
-            (None, false) => HostKeys::Config,
+        // A known_hosts beside the nodes file pins the hosts' keys as --ssh-known-hosts would:
+        // still strict checking, only against keys the user put there.
+        let beside = file.parent().map(|d| d.join("known_hosts")).filter(|k| k.is_file());
+        let host_keys = match (&self.ssh_known_hosts, self.ssh_insecure_host_keys, beside) {
+            (Some(f), _, _) => HostKeys::KnownHosts(abs(f)),
+            (None, true, _) => HostKeys::Insecure,
+            (None, false, Some(k)) => HostKeys::KnownHosts(abs(&k)),
+            (None, false, None) => HostKeys::Config,
         };
         let opts = SshOptions {
             user: self.ssh_user.clone(),
@@ -132,5 +138,13 @@ mod tests {
         std::fs::write(&nodes, "a\na\n").unwrap();
         assert!(err(ok.clone()).contains("twice"));
         assert!(!SshArgs { remote_dir: ssh_conn::DEFAULT_REMOTE_DIR.into(), ..SshArgs::default() }.any());
+        // A known_hosts beside the nodes file is checked strictly, unless a flag says otherwise.
+        std::fs::write(&nodes, "10.0.0.1\n").unwrap();
+        let known = dir.path().join("known_hosts");
+        std::fs::write(&known, "10.0.0.1 ssh-ed25519 AAAA\n").unwrap();
+        let (_, opts) = ok.resolve().unwrap();
+        assert_eq!(opts.host_keys, HostKeys::KnownHosts(std::fs::canonicalize(&known).unwrap()));
+        let insecure = SshArgs { ssh_insecure_host_keys: true, ..ok.clone() };
+        assert_eq!(insecure.resolve().unwrap().1.host_keys, HostKeys::Insecure);
     }
 }
