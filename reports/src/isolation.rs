@@ -27,6 +27,8 @@ const TXN_TEXT_CHARS_MAX: usize = 300;
 /// The section, or `None` for a run without a transactional checker.
 pub fn section(results: &Results, ops: &Ops) -> Option<Markup> {
     let (name, report) = results.checkers.iter().find_map(|c| {
+        // Only a transactional checker's details are read (a register run's are large).
+        c.details.get("consistency_model")?;
         let r: TxnReport = serde_json::from_value(c.details.clone()).ok()?;
         Some((c.name.clone(), r))
     })?;
