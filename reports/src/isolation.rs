@@ -2,7 +2,7 @@
 //! and each anomaly the transactional checker reported, drawn as its cycle.
 //!
 //! Reads results.json `isolation` (the models ruled out and kept) and the transactional
-//! checker's details (a [`TxnReport`]: the anomalies, each cycle with its edges and their
+//! checker's details (a [`faultline_checker::txn::TxnReport`]: the anomalies, each cycle with its edges and their
 //! evidence in words). A cycle is drawn as Elle draws one, but inline in the page: transactions
 //! as boxes on a circle, edges as arrows labelled `ww`, `wr`, `rw`, `process` or `rt`; under
 //! it, each edge in words and each transaction's micro-ops from the history. Written with maud:
@@ -10,7 +10,8 @@
 
 use std::f64::consts::PI;
 
-use faultline_checker::txn::{Anomaly, ConsistencyModel, CycleEdge, EdgeKind, TxnReport};
+use faultline_checker::txn::{Anomaly, ConsistencyModel, CycleEdge, EdgeKind};
+use faultline_results::isolation::transactional_report;
 use faultline_results::{Isolation, Results};
 use maud::{html, Markup};
 
@@ -26,12 +27,8 @@ const TXN_TEXT_CHARS_MAX: usize = 300;
 
 /// The section, or `None` for a run without a transactional checker.
 pub fn section(results: &Results, ops: &Ops) -> Option<Markup> {
-    let (name, report) = results.checkers.iter().find_map(|c| {
-        // Only a transactional checker's details are read (a register run's are large).
-        c.details.get("consistency_model")?;
-        let r: TxnReport = serde_json::from_value(c.details.clone()).ok()?;
-        Some((c.name.clone(), r))
-    })?;
+    let (checker, report) = transactional_report(&results.checkers)?;
+    let name = checker.name.clone();
     let isolation = results.isolation.clone().unwrap_or_else(|| Isolation::from_report(&name, &report));
     let drawn: Vec<&Anomaly> = report.anomalies.iter().take(ANOMALIES_DRAWN_MAX).collect();
     Some(html! {

@@ -53,14 +53,7 @@ impl Isolation {
     /// The first checker whose details are a transactional report, summarised; `None` for a
     /// run without transactions.
     pub fn from_checkers(checkers: &[CheckerResult]) -> Option<Isolation> {
-        checkers.iter().find_map(|c| {
-            let looks_transactional = c.details.get("consistency_model").is_some() && c.details.get("not").is_some();
-            if !looks_transactional {
-                return None;
-            }
-            let report: TxnReport = serde_json::from_value(c.details.clone()).ok()?;
-            Some(Isolation::from_report(&c.name, &report))
-        })
+        transactional_report(checkers).map(|(c, report)| Isolation::from_report(&c.name, &report))
     }
 
     /// Whether `m` is kept (neither ruled out nor undecided).
@@ -76,6 +69,19 @@ impl Isolation {
         }
         self.strongest.iter().map(|m| m.name()).collect::<Vec<_>>().join(" / ")
     }
+}
+
+/// The first checker whose details are a transactional report, with that report. Only details
+/// that look transactional are parsed (a register run's linearizability details are large).
+pub fn transactional_report(checkers: &[CheckerResult]) -> Option<(&CheckerResult, TxnReport)> {
+    checkers.iter().find_map(|c| {
+        let looks_transactional = c.details.get("consistency_model").is_some() && c.details.get("not").is_some();
+        if !looks_transactional {
+            return None;
+        }
+        let report: TxnReport = serde_json::from_value(c.details.clone()).ok()?;
+        Some((c, report))
+    })
 }
 
 /// The maximal models (strongest first) among those neither ruled out nor undecided. A model
