@@ -1,5 +1,6 @@
 //! The default schedule (`--nemesis all`, nothing targeted) catches the planted Raft bugs that
-//! need a leader-targeted fault, and keeps a correct Raft valid. Short runs: the seeds are the
+//! need a leader-targeted fault and the router's `unsafe-move` and `single-directory`, and keeps
+//! a correct Raft and router valid. Short runs: the seeds are the
 //! first whose default schedule holds the fault the bug needs within 15 s (chosen from the
 //! generator, as a user's 60 s run holds the whole first wave), and a bug counts as caught when
 //! one of five seeds ends invalid (timing decides a single run under load).
@@ -25,10 +26,15 @@ fn seeds_with(family: Family, kind: &str, n: usize) -> Vec<String> {
 }
 
 fn caught(bug: &str, seeds: &[String]) -> Vec<String> {
+    caught_with(&SHAPE, bug, seeds)
+}
+
+/// [`caught`] with the run's other flags given (`shape`).
+fn caught_with(shape: &[&str], bug: &str, seeds: &[String]) -> Vec<String> {
     let mut seen = Vec::new();
     for seed in seeds {
         let store = Store::new();
-        let mut args = SHAPE.to_vec();
+        let mut args = shape.to_vec();
         args.extend(["--bug", bug, "--seed", seed]);
         let out = run(store.path(), &args);
         let r = results(store.path());
@@ -77,4 +83,102 @@ fn a_correct_raft_stays_valid_under_the_default_schedule() {
     let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
     assert_eq!(lin["verdict"], "valid", "{}\n{r:#}", show(&out));
     assert!(matches!(out.status.code(), Some(0 | 2)), "{}", show(&out));
+}
+
+/// A router under range sharding, 7 nodes, 20 s: the default schedule puts a move in every gap
+/// between two faults (coverage.rs), which `unsafe-move` needs (a write acknowledged between a
+/// key's copy and the flip is lost).
+const ROUTER_RANGE: [&str; 10] =
+    ["--target", "router", "--nodes", "7", "--target-opt", "sharding=range", "--time-limit", "20", "--recovery", "1"];
+
+#[test]
+fn the_default_schedule_catches_unsafe_move() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let seeds: Vec<String> = (1..=4).map(|s| s.to_string()).collect();
+    let seen = caught_with(&ROUTER_RANGE, "unsafe-move", &seeds);
+    eprintln!("unsafe-move: {seen:?}");
+}
+
+/// The first `n` seeds whose default schedule on an 8-node router with a lone directory node
+/// (index 1) kills that node within `limit_s`.
+fn seeds_killing_the_directory(limit_s: f64, n: usize) -> Vec<String> {
+    (1..1000u64)
+        .filter(|&seed| {
+            let shape = coverage::Shape { nodes: 8, has_leader: true, supported: &|_| true, lone: &[1] };
+            let s = coverage::generate_for(seed, &shape, limit_s, 3.0);
+            s.faults.iter().any(|f| f.spec.family == Family::Kill && f.spec.kind == "one" && f.spec.order[0] == 1)
+        })
+        .take(n)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// `single-directory` keeps the router's directory on n2 alone: the default schedule kills that
+/// lone node in its first wave, and what it forgot (every move) or could not serve meanwhile
+/// makes the run invalid (linearizable: moved keys read from their old group; or the
+/// availability promise).
+#[test]
+fn the_default_schedule_catches_single_directory() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let shape = [
+        "--target",
+        "router",
+        "--nodes",
+        "8",
+        "--target-opt",
+        "sharding=directory",
+        "--time-limit",
+        "20",
+        "--recovery",
+        "1",
+    ];
+    let seen = caught_with(&shape, "single-directory", &seeds_killing_the_directory(20.0, 4));
+    eprintln!("single-directory: {seen:?}");
+}
+
+/// The same router runs without a bug stay valid, the availability promise judged or not.
+#[test]
+fn a_correct_router_stays_valid_under_the_default_schedule() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let directory = [
+        "--target",
+        "router",
+        "--nodes",
+        "8",
+        "--target-opt",
+        "sharding=directory",
+        "--time-limit",
+        "20",
+        "--recovery",
+        "1",
+    ];
+    for (shape, seed) in [(&ROUTER_RANGE[..], "1"), (&directory[..], seeds_killing_the_directory(20.0, 1)[0].as_str())]
+    {
+        let store = Store::new();
+        let mut args = shape.to_vec();
+        args.extend(["--seed", seed]);
+        let out = run(store.path(), &args);
+        let r = results(store.path());
+        for c in r["checkers"].as_array().unwrap() {
+            assert_ne!(c["verdict"], "invalid", "{}\n{c:#}", show(&out));
+        }
+        let promise = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "availability-promise");
+        assert!(promise.is_some(), "the router's availability promise is judged: {r:#}");
+        let moves = r["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["fault"] == "rebalance" && f["applied"] == true)
+            .count();
+        assert!(moves >= 3, "moves in the gaps: {moves}");
+    }
 }

@@ -15,8 +15,10 @@
 //!    refilled when empty, so the rest of the fault space is covered before repeats too.
 //!
 //! A target that takes `rebalance` (a router under range or directory sharding) gets a
-//! `rebalance:move` in its first wave and its bag too (`all` on the command line never names
-//! it: other targets refuse it).
+//! `rebalance:move` in every gap between two faults instead of quiet ([`moves_fill_gaps`]; `all`
+//! on the command line never names it: other targets refuse it). A node that alone holds a role
+//! ([`crate::target::Target::lone_nodes`]: a directory, a coordinator) is killed once in the
+//! first wave: it is the single point of failure a user does not know to aim at.
 //!
 //! Faults of families the target refuses ([`crate::target::Target::fault_support`]) and kinds
 //! that cannot act on the cluster (a leader kind without a leader, a majorities ring of fewer
@@ -96,40 +98,70 @@ pub fn generate(
     time_limit_s: f64,
     interval_s: f64,
 ) -> Schedule {
+    let shape = Shape { nodes, has_leader, supported, lone: &[] };
+    generate_for(seed, &shape, time_limit_s, interval_s)
+}
+
+/// What the default schedule needs to know of the cluster before it starts.
+pub struct Shape<'a> {
+    pub nodes: usize,
+    pub has_leader: bool,
+    /// Which families the target takes.
+    pub supported: &'a dyn Fn(Family) -> bool,
+    /// Indexes of nodes that alone hold a role ([`crate::target::Target::lone_nodes`]).
+    pub lone: &'a [usize],
+}
+
+/// Why a move fills every gap on a target that can move shards: its own bugs (a write lost
+/// between a key's copy and the flip) need many moves under load, and one move per wave did not
+/// show them (router `unsafe-move`, 0 of 5 seeds at 30 s with one move a run). A move barely
+/// dents availability (its keys wait about 1.5 s), so it takes the quiet's place.
+pub fn moves_fill_gaps(supported: &dyn Fn(Family) -> bool) -> bool {
+    supported(Family::Rebalance)
+}
+
+/// One fault the generator places: a family, a kind, and, for a fault aimed at a lone node,
+/// that node's index (put first in the fault's order).
+type Pick<'a> = (Family, &'a str, Option<usize>);
+
+/// The first wave, in a seeded order, last to be drawn first (drawn with `pop()`).
+fn first_wave<'a>(rng: &mut impl rand::Rng, shape: &Shape, keep: &dyn Fn(Family, &str) -> bool) -> Vec<Pick<'a>> {
+    let wave = if shape.has_leader { LEADER_WAVE } else { LEADERLESS_WAVE };
+    let lone = shape.lone.iter().filter(|&&i| i < shape.nodes).map(|&i| (Family::Kill, "one", Some(i)));
+    let mut first: Vec<Pick> =
+        wave.iter().map(|&(f, k)| (f, k, None)).chain(lone).filter(|(f, k, _)| keep(*f, k)).collect();
+    first.shuffle(rng);
+    first.reverse();
+    first
+}
+
+/// The default schedule for a cluster of `shape`.
+pub fn generate_for(seed: u64, shape: &Shape, time_limit_s: f64, interval_s: f64) -> Schedule {
     assert!(interval_s > 0.0, "interval checked by the caller");
     let mut rng = rng_for(seed, "nemesis-coverage", 0);
-    let keep = |(f, k): &(Family, &str)| supported(*f) && usable(*f, k, nodes, has_leader);
-    let wave = if has_leader { LEADER_WAVE } else { LEADERLESS_WAVE };
-    // A target that can move shards (a router under range or directory sharding) also gets a
-    // move under load: what its own bugs need.
-    let rebalance = supported(Family::Rebalance).then_some((Family::Rebalance, rebalance::KIND_MOVE));
-    let mut first: Vec<(Family, &str)> = wave.iter().copied().chain(rebalance).filter(keep).collect();
-    first.shuffle(&mut rng);
-    first.reverse(); // drawn with pop(): the shuffled order, front first
+    let keep = |f: Family, k: &str| (shape.supported)(f) && usable(f, k, shape.nodes, shape.has_leader);
+    let mut first = first_wave(&mut rng, shape, &keep);
     let pool: Vec<(Family, &str)> = Family::GENERAL
         .iter()
         .flat_map(|f| f.kinds().iter().map(move |k| (*f, *k)))
-        .chain(has_leader.then_some((Family::Clock, clock::SKEW_ISOLATE_LEADER)))
-        .chain(rebalance)
-        .filter(keep)
+        .chain(shape.has_leader.then_some((Family::Clock, clock::SKEW_ISOLATE_LEADER)))
+        .filter(|(f, k)| keep(*f, k))
         .collect();
+    let moves = moves_fill_gaps(shape.supported);
     let gap = interval_s / 2.0;
     let mut bag: Vec<(Family, &str)> = Vec::new();
     let mut faults = Vec::new();
     let mut t = gap;
     while !pool.is_empty() && faults.len() < MAX_WINDOWS && t + interval_s <= time_limit_s - gap + 1e-9 {
-        let (family, kind) = match first.pop() {
-            Some(p) => p,
-            None => {
-                if bag.is_empty() {
-                    bag = pool.clone();
-                    bag.shuffle(&mut rng);
-                }
-                bag.pop().expect("bag refilled")
+        let (family, kind, aim) = first.pop().unwrap_or_else(|| {
+            if bag.is_empty() {
+                bag = pool.clone();
+                bag.shuffle(&mut rng);
             }
-        };
-        let mut order: Vec<usize> = (0..nodes).collect();
-        order.shuffle(&mut rng);
+            let (f, k) = bag.pop().expect("bag refilled");
+            (f, k, None)
+        });
+        let order = seeded_order(&mut rng, shape.nodes, aim);
         let param = draw_param(&mut rng, family, kind);
         // A leader cut off needs longer: see LEADER_ISOLATION_WINDOWS. Shortened to what is
         // left of the run rather than dropped.
@@ -140,9 +172,26 @@ pub fn generate(
             end_s: t + length,
             spec: FaultSpec { family, kind: kind.to_string(), order, param },
         });
-        t += length + gap;
+        t += length;
+        if moves && t + gap <= time_limit_s - gap + 1e-9 {
+            let order = seeded_order(&mut rng, shape.nodes, None);
+            let param = draw_param(&mut rng, Family::Rebalance, rebalance::KIND_MOVE);
+            let spec = FaultSpec { family: Family::Rebalance, kind: rebalance::KIND_MOVE.to_string(), order, param };
+            faults.push(Scheduled { start_s: t, end_s: t + gap, spec });
+        }
+        t += gap;
     }
     Schedule { name: "all".into(), faults }
+}
+
+/// A seeded permutation of the nodes, `aim` (when given) moved to the front.
+fn seeded_order(rng: &mut impl rand::Rng, nodes: usize, aim: Option<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..nodes).collect();
+    order.shuffle(rng);
+    if let Some(i) = aim.and_then(|a| order.iter().position(|&n| n == a)) {
+        order[..=i].rotate_right(1);
+    }
+    order
 }
 
 #[cfg(test)]
@@ -210,12 +259,67 @@ mod tests {
                 assert!(kinds.contains(&(want.0, want.1.to_string())), "{want:?}");
             }
         }
-        // A router that can move shards gets a move in its first wave.
+        // A router that can move shards gets a move in every gap (see the test below).
         let router = generate(6, 7, true, &|_| true, 120.0, 3.0);
-        let head: Vec<(Family, String)> = pairs(&router)[..LEADER_WAVE.len() + 1].to_vec();
-        assert!(head.contains(&(Family::Rebalance, "move".to_string())), "{head:?}");
+        assert_eq!(router.faults[1].spec.family, Family::Rebalance, "{router:?}");
         // Nothing the target takes: no windows rather than refused ones.
         assert!(generate(1, 5, true, &|_| false, 60.0, 3.0).faults.is_empty());
+    }
+
+    #[test]
+    fn moves_fill_every_gap_on_a_target_that_can_move_shards_and_only_there() {
+        for seed in 0..10 {
+            let s = generate(seed, 7, true, &|_| true, 60.0, 3.0);
+            // fault, move, fault, move, ...: each move starts when the fault before it ends
+            // and lasts the gap; the next fault starts when the move's window ends.
+            for (i, w) in s.faults.windows(2).enumerate() {
+                let (a, b) = (&w[0], &w[1]);
+                assert_eq!(b.start_s, a.end_s, "{seed}: {w:?}");
+                assert_eq!(a.spec.family == Family::Rebalance, i % 2 == 1, "{seed}: {w:?}");
+            }
+            let moves = s.faults.iter().filter(|f| f.spec.family == Family::Rebalance).count();
+            assert!(moves >= 9, "{seed}: {moves} moves in 60 s");
+            assert!(s.faults.iter().all(|f| f.end_s <= 58.5 + 1e-9));
+            assert!(s.faults.iter().filter(|f| f.spec.family == Family::Rebalance).all(|f| f.end_s - f.start_s == 1.5));
+            // The first wave is whole without the move in it.
+            let faults: Vec<(Family, String)> =
+                pairs(&s).into_iter().filter(|(f, _)| *f != Family::Rebalance).take(LEADER_WAVE.len()).collect();
+            let mut want: Vec<(Family, String)> = LEADER_WAVE.iter().map(|(f, k)| (*f, k.to_string())).collect();
+            let mut head = faults.clone();
+            head.sort();
+            want.sort();
+            assert_eq!(head, want);
+        }
+        // Targets that cannot move: the same schedule as before moves existed (no move, gaps quiet).
+        let s = generate(1, 5, true, &every, 60.0, 3.0);
+        assert!(s.faults.iter().all(|f| f.spec.family != Family::Rebalance));
+        assert!(s.faults.windows(2).all(|w| w[1].start_s == w[0].end_s + 1.5));
+    }
+
+    #[test]
+    fn a_lone_node_is_killed_once_in_the_first_wave() {
+        for seed in 0..20 {
+            let shape = Shape { nodes: 8, has_leader: true, supported: &every, lone: &[1] };
+            let s = generate_for(seed, &shape, 120.0, 3.0);
+            let head = &s.faults[..LEADER_WAVE.len() + 1];
+            let aimed: Vec<&Scheduled> = head
+                .iter()
+                .filter(|f| f.spec.family == Family::Kill && f.spec.kind == "one" && f.spec.order[0] == 1)
+                .collect();
+            assert_eq!(aimed.len(), 1, "{seed}: {head:?}");
+            let mut order = aimed[0].spec.order.clone();
+            order.sort();
+            assert_eq!(order, (0..8).collect::<Vec<_>>(), "still a permutation");
+            // Without a lone node, the same seed's first wave is the plain wave.
+            let plain = generate(seed, 8, true, &every, 120.0, 3.0);
+            assert_eq!(plain.faults[..LEADER_WAVE.len()].len(), LEADER_WAVE.len());
+            assert!(plain.faults[..LEADER_WAVE.len()]
+                .iter()
+                .all(|f| (f.spec.family, f.spec.kind.as_str()) != (Family::Kill, "one")));
+        }
+        // A lone index beyond the cluster is ignored rather than aimed at nothing.
+        let shape = Shape { nodes: 3, has_leader: true, supported: &every, lone: &[7] };
+        assert_eq!(generate_for(1, &shape, 60.0, 3.0), generate(1, 3, true, &every, 60.0, 3.0));
     }
 
     #[test]

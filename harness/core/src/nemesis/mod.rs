@@ -221,7 +221,9 @@ impl Schedule {
         }
         if coverage::is_default(choices) {
             let supported = |f: Family| target.fault_support(f).is_ok();
-            return coverage::generate(seed, nodes, target.has_leader(), &supported, time_limit_s, interval_s);
+            let lone = target.lone_nodes(nodes);
+            let shape = coverage::Shape { nodes, has_leader: target.has_leader(), supported: &supported, lone: &lone };
+            return coverage::generate_for(seed, &shape, time_limit_s, interval_s);
         }
         Self::generate_choices(seed, choices, nodes, time_limit_s, interval_s)
     }

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod external;
 pub mod file;
 pub mod lb;
+pub mod promise;
 pub mod redis;
 pub mod reference;
 pub mod roles;
@@ -66,6 +67,12 @@ pub trait Target: Send + Sync {
         _started: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+    /// Indexes (in the run's node order) of nodes that alone hold a role, clients' front nodes
+    /// excepted: a directory or coordinator kept on one node. The default schedule kills each
+    /// once in its first wave ([`crate::nemesis::coverage`]). None by default.
+    fn lone_nodes(&self, _nodes: usize) -> Vec<usize> {
+        Vec::new()
     }
     /// True when nodes bind outgoing sockets to their own address (loopback partitions need it).
     fn binds_source_address(&self) -> bool {

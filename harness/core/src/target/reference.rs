@@ -129,6 +129,16 @@ impl Target for ReferenceTarget {
         }
     }
 
+    fn lone_nodes(&self, nodes: usize) -> Vec<usize> {
+        // The router's `single-directory` keeps the directory on n2 alone (router::topology).
+        let single_directory = self.role == "router" && self.bugs.iter().any(|b| b == "single-directory");
+        if single_directory && nodes > 1 {
+            vec![1]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn rebalance<'a>(&'a self, all: &'a [NodeSpec], pick: u64) -> BoxFuture<'a, Result<Value, String>> {
         if self.role == "router" {
             return super::router::rebalance(self, all, pick);
@@ -152,7 +162,12 @@ impl Target for ReferenceTarget {
 
     fn checkers(&self, data: DataType) -> Vec<Box<dyn crate::checker::Checker>> {
         if self.role == "router" {
-            return vec![crate::checker::checker("shard-balance", |h| super::router::balance_checker(h.target_stats))];
+            return vec![
+                crate::checker::checker("shard-balance", |h| super::router::balance_checker(h.target_stats)),
+                crate::checker::checker("availability-promise", |h| {
+                    super::promise::check(h.events, &super::router::availability_promise(h.nodes))
+                }),
+            ];
         }
         if data == DataType::Set && self.promises_fresh_sets() {
             return vec![crate::checker::checker("set-fresh", |h| fresh_set_checker(h.events))];
