@@ -102,6 +102,21 @@ fn the_default_schedule_catches_unsafe_move() {
     eprintln!("unsafe-move: {seen:?}");
 }
 
+/// A router under directory sharding, 8 nodes (with `single-directory`: the router, the
+/// directory node n2, two groups of 3), 20 s.
+const ROUTER_DIRECTORY: [&str; 10] = [
+    "--target",
+    "router",
+    "--nodes",
+    "8",
+    "--target-opt",
+    "sharding=directory",
+    "--time-limit",
+    "20",
+    "--recovery",
+    "1",
+];
+
 /// The first `n` seeds whose default schedule on an 8-node router with a lone directory node
 /// (index 1) kills that node within `limit_s`.
 fn seeds_killing_the_directory(limit_s: f64, n: usize) -> Vec<String> {
@@ -126,19 +141,7 @@ fn the_default_schedule_catches_single_directory() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let shape = [
-        "--target",
-        "router",
-        "--nodes",
-        "8",
-        "--target-opt",
-        "sharding=directory",
-        "--time-limit",
-        "20",
-        "--recovery",
-        "1",
-    ];
-    let seen = caught_with(&shape, "single-directory", &seeds_killing_the_directory(20.0, 4));
+    let seen = caught_with(&ROUTER_DIRECTORY, "single-directory", &seeds_killing_the_directory(20.0, 4));
     eprintln!("single-directory: {seen:?}");
 }
 
@@ -149,19 +152,8 @@ fn a_correct_router_stays_valid_under_the_default_schedule() {
         eprintln!("skipped: needs root (network namespaces), as in CI");
         return;
     }
-    let directory = [
-        "--target",
-        "router",
-        "--nodes",
-        "8",
-        "--target-opt",
-        "sharding=directory",
-        "--time-limit",
-        "20",
-        "--recovery",
-        "1",
-    ];
-    for (shape, seed) in [(&ROUTER_RANGE[..], "1"), (&directory[..], seeds_killing_the_directory(20.0, 1)[0].as_str())]
+    for (shape, seed) in
+        [(&ROUTER_RANGE[..], "1"), (&ROUTER_DIRECTORY[..], seeds_killing_the_directory(20.0, 1)[0].as_str())]
     {
         let store = Store::new();
         let mut args = shape.to_vec();
