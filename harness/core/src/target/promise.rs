@@ -2,43 +2,49 @@
 //! availability bug such as the router's `single-directory` was only a share in a plot).
 //!
 //! The promise: **the crash of one node that is not a front** (a `kill` window whose only node
-//! is not one clients address) leaves the cluster serving, after it had time to fail over, at
-//! least [`Promise::share_of_baseline_min`] of its usual ok share. "After it had time" is the
-//! window's second half (a Raft group elects a new leader well within 1.5 s, the half of a
-//! default window); "usual" is the ok share of completions outside every window of a fault
-//! that can take a node down (moves of shards count as usual time). Only kills are judged: a
-//! paused node holds connections open until each request's timeout, which a correct router
-//! measured 0.07 of its usual share in a pause of a group leader (see docs/targets.md,
-//! "Detection"), so a promise about pauses would judge the client's timeouts, not the system.
+//! is not one clients address) leaves the cluster serving, once it had time to fail over, at
+//! least [`Promise::rate_of_usual_min`] of its usual rate of successful operations. "Once it
+//! had time" is the window's second half (a Raft group elects a new leader well within 1.5 s,
+//! half a default window); "usual" is the ok rate (ok completions a second) outside every window
+//! of a fault that can take a node down (moves of shards count as usual time). A rate, not a
+//! share of completions: requests that hang until their timeout complete rarely, so a share
+//! computed over the few that do complete would hide the outage.
 //!
-//! A window with fewer than [`COMPLETIONS_MIN`] completions in its second half is not judged
-//! (its share says little); a run with no judged window is valid with the reason "not judged".
+//! A window is judged only from a serving cluster: the ok rate in the stretch of the same length
+//! just before it must itself reach the floor (else the cluster was still recovering from the
+//! previous fault, and the window would judge that). A window whose second half would hold
+//! fewer than [`COMPLETIONS_MIN`] ok completions at the usual rate is not judged either. Only
+//! kills are judged: a paused node holds connections open until each request's timeout, which a
+//! correct router measured at 0.07 of its usual ok share in a pause of a group leader
+//! (docs/targets.md, "Sharding router"), so a promise about pauses would judge the client's
+//! timeouts, not the system. A run with no judged window is valid with the reason "not judged".
 
 use faultline_checker::history::{Event, EventType, Process};
 use faultline_checker::Verdict;
 use serde_json::json;
 
+use crate::analysis::Window;
 use crate::workload::CheckerResult;
 
-/// Fewest completions a window's second half (and the usual time) needs to be judged.
-pub const COMPLETIONS_MIN: usize = 20;
+/// Fewest ok completions the usual rate must promise a judged window's second half.
+pub const COMPLETIONS_MIN: f64 = 20.0;
 
 /// What a target promises about the crash of one of its back nodes.
 #[derive(Clone, Debug)]
 pub struct Promise {
     /// Node ids clients address (a router): their crash stops every client by design.
     pub fronts: Vec<String>,
-    /// The least ok share, as a fraction of the usual one, in a judged window's second half.
-    pub share_of_baseline_min: f64,
+    /// The least ok rate, as a fraction of the usual one, in a judged window's second half.
+    pub rate_of_usual_min: f64,
 }
 
-/// One judged window.
+/// One judged window: its node, times (s) and ok rates as fractions of the usual rate.
 struct Judged {
     node: String,
     start_s: f64,
     end_s: f64,
-    completions: usize,
-    share: f64,
+    before: f64,
+    late: f64,
 }
 
 /// Families whose windows can take a node down or cut it off (not usual time).
@@ -46,9 +52,31 @@ fn takes_nodes(f: &str) -> bool {
     !matches!(f, "rebalance")
 }
 
-fn ok_share(events: &[&Event]) -> f64 {
-    let ok = events.iter().filter(|e| e.kind == EventType::Ok).count();
-    ok as f64 / events.len().max(1) as f64
+/// Ok completions per second over `[from, to]` (ns).
+fn ok_rate(oks: &[u64], from: u64, to: u64) -> f64 {
+    let n = oks.iter().filter(|&&t| t >= from && t <= to).count();
+    n as f64 / ((to.saturating_sub(from)) as f64 / 1e9).max(1e-9)
+}
+
+/// The usual ok rate: ok completions outside node-fault windows over the time they cover,
+/// between the first and the last client completion.
+fn usual_rate(oks: &[u64], span: (u64, u64), windows: &[Window]) -> (f64, f64) {
+    let mut cuts: Vec<(u64, u64)> = windows
+        .iter()
+        .filter(|w| takes_nodes(&w.f))
+        .map(|w| (w.start_ns.max(span.0), w.end_ns.min(span.1)))
+        .filter(|(a, b)| b > a)
+        .collect();
+    cuts.sort_unstable();
+    let (mut covered, mut reach) = (0u64, span.0);
+    for (a, b) in cuts {
+        covered += b.saturating_sub(a.max(reach));
+        reach = reach.max(b);
+    }
+    let seconds = (span.1 - span.0).saturating_sub(covered) as f64 / 1e9;
+    let outside =
+        oks.iter().filter(|&&t| !windows.iter().any(|w| takes_nodes(&w.f) && t >= w.start_ns && t <= w.end_ns));
+    (outside.count() as f64 / seconds.max(1e-9), seconds)
 }
 
 /// The promise judged over `events`.
@@ -59,25 +87,28 @@ pub fn check(events: &[Event], promise: &Promise) -> CheckerResult {
         return CheckerResult::new("availability-promise", Verdict::Valid, Some(why));
     }
     let windows = crate::analysis::fault_windows(events);
-    let completions: Vec<&Event> =
-        events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke).collect();
-    let usual: Vec<&Event> = completions
-        .iter()
-        .copied()
-        .filter(|e| !windows.iter().any(|w| takes_nodes(&w.f) && e.time >= w.start_ns && e.time <= w.end_ns))
-        .collect();
-    let baseline = ok_share(&usual);
+    let clients = || events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke);
+    let oks: Vec<u64> = clients().filter(|e| e.kind == EventType::Ok).map(|e| e.time).collect();
+    let span = (clients().map(|e| e.time).min().unwrap_or(0), clients().map(|e| e.time).max().unwrap_or(0));
+    let (usual, usual_s) = usual_rate(&oks, span, &windows);
     let mut judged = Vec::new();
+    let mut unsettled = 0;
     for w in windows.iter().filter(|w| w.f == "kill") {
         let Some(node) = lone_back_node(events, w.start_index, &promise.fronts) else { continue };
-        let half = w.start_ns + (w.end_ns - w.start_ns) / 2;
-        let late: Vec<&Event> = completions.iter().copied().filter(|e| e.time >= half && e.time <= w.end_ns).collect();
-        if late.len() >= COMPLETIONS_MIN {
-            let (start_s, end_s) = (w.start_ns as f64 / 1e9, w.end_ns as f64 / 1e9);
-            judged.push(Judged { node, start_s, end_s, completions: late.len(), share: ok_share(&late) });
+        let half_ns = (w.end_ns - w.start_ns) / 2;
+        if usual * half_ns as f64 / 1e9 < COMPLETIONS_MIN {
+            continue;
         }
+        let before = ok_rate(&oks, w.start_ns.saturating_sub(half_ns), w.start_ns) / usual;
+        if before < promise.rate_of_usual_min {
+            unsettled += 1;
+            continue;
+        }
+        let late = ok_rate(&oks, w.start_ns + half_ns, w.end_ns) / usual;
+        let (start_s, end_s) = (w.start_ns as f64 / 1e9, w.end_ns as f64 / 1e9);
+        judged.push(Judged { node, start_s, end_s, before, late });
     }
-    verdict(promise, baseline, usual.len(), &judged)
+    verdict(promise, usual, usual_s, unsettled, &judged)
 }
 
 /// The node of the kill window started at history index `start_index`, when it killed one node
@@ -91,43 +122,40 @@ fn lone_back_node(events: &[Event], start_index: u64, fronts: &[String]) -> Opti
     }
 }
 
-fn verdict(promise: &Promise, baseline: f64, usual: usize, judged: &[Judged]) -> CheckerResult {
-    let floor = promise.share_of_baseline_min * baseline;
+fn verdict(promise: &Promise, usual: f64, usual_s: f64, unsettled: usize, judged: &[Judged]) -> CheckerResult {
+    let min = promise.rate_of_usual_min;
     let windows: Vec<_> = judged
         .iter()
         .map(|j| {
-            json!({"node": j.node, "start_s": j.start_s, "end_s": j.end_s, "completions": j.completions,
-                        "ok_share": j.share, "kept": j.share >= floor})
+            json!({"node": j.node, "start_s": j.start_s, "end_s": j.end_s, "rate_before": j.before,
+                   "rate_late": j.late, "kept": j.late >= min})
         })
         .collect();
-    let details = json!({"usual_ok_share": baseline, "usual_completions": usual,
-                         "share_of_baseline_min": promise.share_of_baseline_min, "windows": windows});
+    let details = json!({"usual_ok_per_s": usual, "usual_s": usual_s, "rate_of_usual_min": min,
+                         "not_judged_unsettled": unsettled, "windows": windows});
     let result = |verdict, reason: Option<String>| CheckerResult {
         name: "availability-promise".into(),
         verdict,
         reason,
         details: details.clone(),
     };
-    if judged.is_empty() || usual < COMPLETIONS_MIN {
-        let why = if judged.is_empty() {
-            "not judged: no crash of one back node with enough operations after its failover"
-        } else {
-            "not judged: too few operations outside fault windows to know the usual ok share"
-        };
+    if judged.is_empty() {
+        let why = "not judged: no crash of one back node from a serving cluster with enough operations";
         return result(Verdict::Valid, Some(why.into()));
     }
-    match judged.iter().find(|j| j.share < floor) {
+    match judged.iter().find(|j| j.late < min) {
         Some(j) => result(
             Verdict::Invalid,
             Some(format!(
-                "with {} crashed ({:.1}–{:.1} s) the second half of the window served {:.0}% ok of {} operations, below {:.0}% of the usual {:.0}%: one node's crash should not take the service down",
+                "with {} crashed ({:.1}–{:.1} s) the second half of the window served {:.0} ok operations a second, {:.0}% of the usual {:.0}/s (it served {:.0}% just before): one node's crash should not take the service down (the promise: at least {:.0}%)",
                 j.node,
                 j.start_s,
                 j.end_s,
-                100.0 * j.share,
-                j.completions,
-                100.0 * promise.share_of_baseline_min,
-                100.0 * baseline
+                j.late * usual,
+                100.0 * j.late,
+                usual,
+                100.0 * j.before,
+                100.0 * min
             )),
         ),
         None => result(Verdict::Valid, None),
@@ -138,10 +166,10 @@ fn verdict(promise: &Promise, baseline: f64, usual: usize, judged: &[Judged]) ->
 mod tests {
     use super::*;
 
-    fn nem(index: u64, time_s: f64, f: &str, nodes: &[&str]) -> Event {
+    fn nem(time_s: f64, f: &str, nodes: &[&str]) -> Event {
         Event {
-            index,
-            time: (time_s * 1e9) as u64,
+            index: 0,
+            time: (time_s * 1e9).round() as u64,
             kind: EventType::Info,
             process: Process::Nemesis,
             f: f.into(),
@@ -152,72 +180,98 @@ mod tests {
         }
     }
 
-    /// A history of `n` completions a second from 0 to 20 s, a window of `family` on `nodes` from
-    /// 10 to 13 s, inside which the second half (11.5–13 s) succeeds with probability `late_ok`
-    /// (every other completion succeeds outside it, 4 in 5 everywhere else).
-    fn history(family: &str, nodes: &[&str], late_ok: f64, per_s: usize) -> Vec<Event> {
-        let mut ev = Vec::new();
-        let mut i = 0u64;
-        let mut push = |ev: &mut Vec<Event>, e: Event| {
-            ev.push(Event { index: i, ..e });
-            i += 1;
-        };
-        let steps = 20 * per_s;
-        for s in 0..steps {
-            let t = s as f64 / per_s as f64;
-            if (t - 10.0).abs() < 1e-9 {
-                push(&mut ev, nem(0, 10.0, &format!("start-{family}"), nodes));
+    /// Client completions, `per_s` a second from 0 to 20 s, 4 in 5 ok; a window of `family` on
+    /// `nodes` from 10 to 13 s. In its second half (11.5–13 s) the ok rate is `late` of the
+    /// usual one; `late_completions` says how many complete there (fewer: requests hang).
+    /// With `unsettled`, nothing succeeds in the 1.5 s before the window.
+    struct H {
+        family: &'static str,
+        nodes: &'static [&'static str],
+        late: f64,
+        late_completions: f64,
+        unsettled: bool,
+        per_s: usize,
+    }
+
+    const H0: H = H { family: "kill", nodes: &["n3"], late: 1.0, late_completions: 1.0, unsettled: false, per_s: 100 };
+
+    fn history(h: &H) -> Vec<Event> {
+        let mut ev =
+            vec![nem(10.0, &format!("start-{}", h.family), h.nodes), nem(13.0, &format!("stop-{}", h.family), h.nodes)];
+        for s in 0..20 * h.per_s {
+            let t = s as f64 / h.per_s as f64;
+            let (late, before) = ((11.5..=13.0).contains(&t), (8.5..10.0).contains(&t));
+            // In the late half, keep `late_completions` of the completions, ok ones making
+            // `late` of the usual ok rate (0.8 × per_s; needs 0.8 × late <= late_completions).
+            let phase = (s % 50) as f64 / 50.0; // 1.5 s at 100/s: three whole cycles
+            if late && phase >= h.late_completions {
+                continue;
             }
-            if (t - 13.0).abs() < 1e-9 {
-                push(&mut ev, nem(0, 13.0, &format!("stop-{family}"), nodes));
-            }
-            let late = (11.5..=13.0).contains(&t);
-            let ok = if late { (s % 50) as f64 / 50.0 < late_ok } else { s % 5 != 0 };
+            let ok = if late { phase < 0.8 * h.late } else { s % 5 != 0 && !(before && h.unsettled) };
             let kind = if ok { EventType::Ok } else { EventType::Fail };
-            let e = Event {
+            ev.push(Event {
                 kind,
                 process: Process::Client(s as u64 % 4),
                 f: "read".into(),
                 node: Some("n1".into()),
-                ..nem(0, t, "", &[])
-            };
-            push(&mut ev, e);
+                ..nem(t, "", &[])
+            });
+        }
+        ev.sort_by_key(|e| e.time);
+        for (i, e) in ev.iter_mut().enumerate() {
+            e.index = i as u64;
         }
         ev
     }
 
     fn promise() -> Promise {
-        Promise { fronts: vec!["n1".into()], share_of_baseline_min: 0.8 }
+        Promise { fronts: vec!["n1".into()], rate_of_usual_min: 0.7 }
+    }
+
+    fn judge(h: &H) -> CheckerResult {
+        check(&history(h), &promise())
     }
 
     #[test]
-    fn a_crash_that_keeps_the_usual_share_is_kept_and_one_that_does_not_is_invalid() {
-        let kept = check(&history("kill", &["n3"], 0.8, 100), &promise());
+    fn a_crash_that_keeps_the_usual_rate_is_kept_and_one_that_does_not_is_invalid() {
+        let kept = judge(&H0);
         assert_eq!(kept.verdict, Verdict::Valid, "{kept:?}");
-        assert_eq!(kept.details["windows"].as_array().unwrap().len(), 1);
-        let r = check(&history("kill", &["n3"], 0.3, 100), &promise());
+        assert_eq!(kept.details["windows"].as_array().unwrap().len(), 1, "{kept:?}");
+        let r = judge(&H { late: 0.3, ..H0 });
         assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
         let why = r.reason.unwrap();
-        assert!(why.contains("n3 crashed (10.0–13.0 s)") && why.contains("below 80%"), "{why}");
-        // Just above and just below the floor (0.8 × 0.8 = 64%).
-        assert_eq!(check(&history("kill", &["n3"], 0.66, 100), &promise()).verdict, Verdict::Valid);
-        assert_eq!(check(&history("kill", &["n3"], 0.60, 100), &promise()).verdict, Verdict::Invalid);
+        assert!(why.contains("n3 crashed (10.0–13.0 s)") && why.contains("at least 70%"), "{why}");
+        // Either side of the floor.
+        assert_eq!(judge(&H { late: 0.75, ..H0 }).verdict, Verdict::Valid);
+        assert_eq!(judge(&H { late: 0.65, ..H0 }).verdict, Verdict::Invalid);
+    }
+
+    /// Requests that hang until their timeout complete rarely: the few that complete may all be
+    /// ok, yet the service served almost nothing.
+    #[test]
+    fn hanging_requests_are_an_outage_too() {
+        let r = judge(&H { late: 0.1, late_completions: 0.1, ..H0 });
+        assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
+        assert_eq!(judge(&H { late: 0.0, late_completions: 0.05, ..H0 }).verdict, Verdict::Invalid);
     }
 
     #[test]
-    fn fronts_pauses_several_nodes_and_thin_windows_are_not_judged() {
-        for (family, nodes, per_s) in [
-            ("kill", &["n1"][..], 100),
-            ("pause", &["n3"][..], 100),
-            ("kill", &["n3", "n4"][..], 100),
-            ("kill", &["n3"][..], 10),
-        ] {
-            let r = check(&history(family, nodes, 0.0, per_s), &promise());
-            assert_eq!(r.verdict, Verdict::Valid, "{family} {nodes:?} {per_s}/s: {r:?}");
+    fn fronts_pauses_several_nodes_thin_and_unsettled_windows_are_not_judged() {
+        let cases = [
+            H { nodes: &["n1"], late: 0.0, ..H0 },
+            H { family: "pause", late: 0.0, ..H0 },
+            H { nodes: &["n3", "n4"], late: 0.0, ..H0 },
+            H { per_s: 10, late: 0.0, ..H0 },
+            H { unsettled: true, late: 0.0, ..H0 },
+        ];
+        for h in &cases {
+            let r = judge(h);
+            assert_eq!(r.verdict, Verdict::Valid, "{} {:?} {}/s: {r:?}", h.family, h.nodes, h.per_s);
             assert!(r.reason.as_deref().unwrap_or("").starts_with("not judged"), "{r:?}");
         }
+        assert_eq!(judge(&cases[4]).details["not_judged_unsettled"], 1);
         let unknown_fronts = Promise { fronts: vec![], ..promise() };
-        let r = check(&history("kill", &["n3"], 0.0, 100), &unknown_fronts);
+        let r = check(&history(&H { late: 0.0, ..H0 }), &unknown_fronts);
         assert_eq!(
             (r.verdict, r.reason.as_deref()),
             (Verdict::Valid, Some("not judged: the cluster's nodes are not known"))
@@ -226,24 +280,24 @@ mod tests {
 
     #[test]
     fn moves_count_as_usual_time_and_other_faults_do_not() {
-        // A loss window from 2 to 8 s where nothing succeeds: not usual time, so the usual share
-        // stays 80% and a 70% second half keeps the promise (floor 64%).
-        let mut h = history("kill", &["n3"], 0.7, 100);
+        // A loss window from 2 to 8 s where nothing succeeds is not usual time: the usual rate
+        // stays 80/s and a second half at 75% of it keeps the promise.
+        let mut h = history(&H { late: 0.75, ..H0 });
         for e in h.iter_mut().filter(|e| e.process != Process::Nemesis && (2e9..=8e9).contains(&(e.time as f64))) {
             e.kind = EventType::Fail;
         }
-        let start = Event { index: 10_000, ..nem(0, 2.0, "start-loss", &["n2"]) };
-        let stop = Event { index: 10_001, ..nem(0, 8.0, "stop-loss", &["n2"]) };
-        let at = h.iter().position(|e| e.time >= 2_000_000_000).unwrap();
-        h.insert(at, start);
-        let at = h.iter().position(|e| e.time >= 8_000_000_000).unwrap();
-        h.insert(at, stop);
-        assert_eq!(check(&h, &promise()).verdict, Verdict::Valid, "the loss window is not usual time");
-        // The same failures inside a move window count: the usual share drops, so does the floor.
+        h.push(Event { index: 10_000, ..nem(2.0, "start-loss", &["n2"]) });
+        h.push(Event { index: 10_001, ..nem(8.0, "stop-loss", &["n2"]) });
+        h.sort_by_key(|e| e.time);
+        let r = check(&h, &promise());
+        assert_eq!(r.verdict, Verdict::Valid, "the loss window is not usual time: {r:?}");
+        let usual = r.details["usual_ok_per_s"].as_f64().unwrap();
+        assert!((usual - 80.0).abs() < 2.0, "{usual}");
+        // The same failures inside a move window count: the usual rate drops.
         for e in h.iter_mut().filter(|e| e.f.ends_with("-loss")) {
             e.f = e.f.replace("loss", "rebalance");
         }
         let r = check(&h, &promise());
-        assert!(r.details["usual_ok_share"].as_f64().unwrap() < 0.6, "{r:?}");
+        assert!(r.details["usual_ok_per_s"].as_f64().unwrap() < 60.0, "{r:?}");
     }
 }

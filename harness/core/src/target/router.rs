@@ -72,14 +72,15 @@ pub fn topology(ids: &[String], single_directory: bool) -> Result<Topology, Stri
 }
 
 /// What the router promises about availability ([`super::promise`]): the crash of one node other
-/// than the router (a group member, a directory node) leaves, once failed over, at least 60% of
-/// the usual ok share. Measured (`--nodes 8 --target-opt sharding=directory`, 60 s, seeds 1
-/// and 2, the default schedule and `--nemesis kill:one`): 0.86–1.08 of the usual share in the
-/// second half of each of 18 kills of one group node; with `single-directory` four kills of n2
-/// gave 0.00, 0.00, 0.70 and 0.73 (the floor sits well below the correct cluster's worst).
+/// than the router (a group member, a directory node) leaves, once failed over, at least 70% of
+/// the usual ok rate. Measured (`--nodes 7|8 --target-opt sharding=range|directory`, 60 s, the
+/// default schedule and `--nemesis kill:one`, 32 runs): a correct router's second half of each
+/// kill of one group node served 0.99–3.8 of the usual ok rate (the usual time includes the
+/// slow recoveries after whole-cluster faults); with `single-directory` 10 kills of n2 served
+/// 0.00–0.89 (7 of them below 0.7).
 pub fn availability_promise(all: &[NodeSpec]) -> super::promise::Promise {
     let fronts = all.first().map(|n| vec![n.id.clone()]).unwrap_or_default();
-    super::promise::Promise { fronts, share_of_baseline_min: 0.6 }
+    super::promise::Promise { fronts, rate_of_usual_min: 0.7 }
 }
 
 fn ids(all: &[NodeSpec]) -> Vec<String> {
