@@ -282,6 +282,24 @@ impl Sim {
         }
     }
 
+    /// Delivers the messages due now, once (not what their receivers send in turn); returns
+    /// whether there were any. Lets a test act between two rounds of an exchange.
+    pub fn deliver_round(&mut self) -> bool {
+        let now = self.now;
+        let (mut due, rest): (Vec<InFlight>, Vec<InFlight>) = self.net.drain(..).partition(|m| m.deliver_at <= now);
+        self.net = rest;
+        due.sort_by_key(|m| (m.deliver_at, m.seq));
+        let any = !due.is_empty();
+        for m in due {
+            let to = m.env.to.clone();
+            if let Some(r) = self.nodes.get_mut(&to) {
+                r.step(m.env);
+                self.flush(&to);
+            }
+        }
+        any
+    }
+
     /// One unit of simulated time: deliver due messages, tick every live node, advance clocks.
     pub fn step(&mut self) {
         self.deliver_due();
