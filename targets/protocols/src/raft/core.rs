@@ -366,7 +366,14 @@ impl Raft {
         }
         // Thesis §6.4: the read index is the commit index, but at least this term's no-op, since
         // a new leader may not yet know which earlier entries are committed.
-        let read_index = self.commit.max(self.term_start_index);
+        let read_index = if self.cfg.bugs.commit_old_term {
+            // BUG commit-old-term: the leader takes its predecessors' entries as committed once
+            // counted on a majority (§5.4.2 says they are not), so it waits only for them, not
+            // for its no-op: a read can show an entry that a later leader overwrites.
+            self.commit.max(self.term_start_index - 1)
+        } else {
+            self.commit.max(self.term_start_index)
+        };
         let leased = self.cfg.read_mode == ReadMode::Lease
             && self.now_ms < self.lease_until_ms
             && self.commit >= self.term_start_index;
@@ -802,10 +809,24 @@ impl Raft {
         let entries = if inflight >= self.cfg.max_inflight_entries {
             Vec::new()
         } else {
-            self.log.slice(pr.next, self.cfg.max_batch_entries)
+            self.log.slice(pr.next, self.batch_limit(&pr))
         };
         self.progress.get_mut(to).expect("progress").next = prev_index + entries.len() as u64 + 1;
         self.send(to, Message::Append { term, prev_index, prev_term, entries, commit: self.commit, seq });
+    }
+
+    /// Entries to put in the next AppendEntries to a follower at most.
+    fn batch_limit(&self, pr: &Progress) -> usize {
+        if self.cfg.bugs.commit_old_term && pr.matched + 1 < self.term_start_index {
+            // BUG commit-old-term: a leader that commits its predecessors' entries by counting
+            // brings a follower up to its term's start first, and ships its own term's entries
+            // only once the follower acknowledged those. Correct Raft ships them together, so an
+            // old entry never reaches a majority without the no-op that commits it legitimately;
+            // here it does, for a round trip, which is the window figure 8 needs.
+            let before_term = self.term_start_index.saturating_sub(pr.next) as usize;
+            return before_term.min(self.cfg.max_batch_entries);
+        }
+        self.cfg.max_batch_entries
     }
 
     // ---------------------------------------------------------------- commit and apply

@@ -254,32 +254,28 @@ impl Sim {
         }
     }
 
-    /// Delivers every message due now or earlier, flushing each receiver.
+    /// Delivers every message due now or earlier, flushing each receiver, and what they send in
+    /// turn, until none is due.
     pub fn deliver_due(&mut self) {
-        loop {
-            let now = self.now;
-            let mut due: Vec<InFlight> = Vec::new();
-            let mut rest = Vec::new();
-            for m in self.net.drain(..) {
-                if m.deliver_at <= now {
-                    due.push(m);
-                } else {
-                    rest.push(m);
-                }
-            }
-            self.net = rest;
-            if due.is_empty() {
-                return;
-            }
-            due.sort_by_key(|m| (m.deliver_at, m.seq));
-            for m in due {
-                let to = m.env.to.clone();
-                if let Some(r) = self.nodes.get_mut(&to) {
-                    r.step(m.env);
-                    self.flush(&to);
-                }
+        while self.deliver_round() {}
+    }
+
+    /// Delivers the messages due now, once (not what their receivers send in turn); returns
+    /// whether there were any. Lets a test act between two rounds of an exchange.
+    pub fn deliver_round(&mut self) -> bool {
+        let now = self.now;
+        let (mut due, rest): (Vec<InFlight>, Vec<InFlight>) = self.net.drain(..).partition(|m| m.deliver_at <= now);
+        self.net = rest;
+        due.sort_by_key(|m| (m.deliver_at, m.seq));
+        let any = !due.is_empty();
+        for m in due {
+            let to = m.env.to.clone();
+            if let Some(r) = self.nodes.get_mut(&to) {
+                r.step(m.env);
+                self.flush(&to);
             }
         }
+        any
     }
 
     /// One unit of simulated time: deliver due messages, tick every live node, advance clocks.

@@ -198,19 +198,58 @@ fn s5_3_conflicting_uncommitted_entries_are_truncated() {
 
 // ------------------------------------------------------------------ §5.4.2 figure 8
 
+/// What the figure-8 scenario leaves: the simulation after n5 overwrote index 2, n1's commit
+/// index and value of `x` while it led term 3, and the answer to a read of `x` sent to n1 as
+/// soon as it became leader (none: never answered).
+struct Figure8 {
+    sim: Sim,
+    commit_n1: u64,
+    x_on_n1: Option<i64>,
+    read_on_n1: Option<Reply>,
+    /// Whether (2, t1) reached n3 in term 3, putting it on a majority.
+    old_entry_on_n3: bool,
+}
+
 /// The scenario of the Raft paper's figure 8 (§5.4.2), with each leader's no-op playing the
 /// role of its first entry. The entry (index 2, term 1) ends up on a majority while the term-3
 /// leader n1 holds office; n1 must not commit it by counting replicas, because n5 (whose log
 /// ends with term 2) can still be elected and overwrite it. With the `commit-old-term` bug n1
-/// commits and applies it, and n5 later overwrites a committed entry.
-fn figure8(bug: bool) -> (Sim, u64, Option<i64>) {
+/// commits and applies it, and n5 later overwrites a committed entry. `batch` is the leader's
+/// `max_batch_entries`.
+fn figure8(bug: bool, batch: usize) -> Figure8 {
     let mut sim = Sim::new(5, 8, |c| {
-        c.max_batch_entries = 1;
+        c.max_batch_entries = batch;
         c.bugs.commit_old_term = bug;
     });
     sim.check_committed = false;
-    // (a) n1 leads term 1 and replicates index 2 to n2 only. (Nodes refuse votes during their
-    // first election timeout, so let that pass first.)
+    figure8_terms_1_and_2(&mut sim);
+    let read_on_n1 = figure8_term_3(&mut sim);
+    let old_entry_on_n3 = sim.node("n3").log().term(2) == Some(1);
+    let commit_n1 = sim.node("n1").status().commit_index;
+    let x_on_n1 = sim.node("n1").kv().get("x").copied();
+    // (d) n1 crashes; n5 restarts and, elected by n3 and n4, overwrites index 2 with its own.
+    sim.crash("n1");
+    sim.drop_if = None;
+    sim.heal();
+    sim.restart("n5");
+    sim.isolate(&["n2"]);
+    sim.tick_silently(&["n3", "n4", "n5"], 25);
+    for _ in 0..2 {
+        if sim.node("n5").role() != Role::Leader {
+            sim.hup("n5");
+            sim.deliver_due();
+        }
+    }
+    assert_eq!(sim.node("n5").role(), Role::Leader);
+    sim.run(10);
+    assert_eq!(sim.node("n3").log().term(2), Some(2), "n5 overwrote index 2 on n3");
+    Figure8 { sim, commit_n1, x_on_n1, read_on_n1, old_entry_on_n3 }
+}
+
+/// Figure 8 (a) and (b): n1 leads term 1 and stores (2, t1) on n2 only, then n5 leads term 2
+/// and stores (2, t2) on itself only.
+fn figure8_terms_1_and_2(sim: &mut Sim) {
+    // (a) (Nodes refuse votes during their first election timeout, so let that pass first.)
     sim.tick_silently(&["n1", "n2", "n3", "n4", "n5"], 10);
     sim.hup("n1");
     sim.run(5);
@@ -230,72 +269,97 @@ fn figure8(bug: bool) -> (Sim, u64, Option<i64>) {
     sim.deliver_due();
     assert_eq!(sim.node("n5").role(), Role::Leader);
     assert_eq!((sim.node("n5").hard_state().term, sim.node("n5").log().term(2)), (2, Some(2)));
-    // (c) n5 crashes; n1 restarts and is elected in term 3; it replicates (2, t1) to n3, so
-    // index 2 is on n1, n2, n3, but its own term-3 entry reaches only n2.
+}
+
+/// Figure 8 (c): n5 crashes; n1 restarts and is elected in term 3; it replicates (2, t1) to n3,
+/// so index 2 is on n1, n2, n3 (unless it travels with index 3, which is dropped), but its own
+/// term-3 entry (index 3) reaches only n2. A client
+/// reads `x` from n1 as soon as it leads; returns the answer, if any.
+fn figure8_term_3(sim: &mut Sim) -> Option<Reply> {
     sim.crash("n5");
     sim.heal();
     sim.restart("n1");
     sim.tick_silently(&["n1", "n2", "n3", "n4"], 25);
-    let to_n3 = Cell::new(0u32);
+    // Index 3 is dropped on its way to n3 and n4 once n3 was sent index 2; before that n3 gets
+    // it once, when it carries no index 2, to reject it and prompt the resend of (2, t1).
+    let sent_2_to_n3 = Cell::new(false);
     sim.drop_if = Some(Box::new(move |e| {
-        let carries3 = matches!(&e.msg, Message::Append { entries, .. } if entries.iter().any(|x| x.index == 3));
-        if e.from != "n1" || !carries3 || e.to == "n2" {
+        let Message::Append { entries, .. } = &e.msg else { return false };
+        if e.from != "n1" || e.to == "n2" {
             return false;
         }
-        if e.to == "n3" {
-            to_n3.set(to_n3.get() + 1);
-            return to_n3.get() > 1; // the first is rejected by n3, prompting the (2, t1) resend
+        let carries = |i: u64| entries.iter().any(|x| x.index == i);
+        if e.to == "n3" && carries(2) {
+            sent_2_to_n3.set(true);
         }
-        true
+        carries(3) && (e.to != "n3" || sent_2_to_n3.get())
     }));
+    let mut read = None;
     for _ in 0..2 {
         if sim.node("n1").role() != Role::Leader {
             sim.hup("n1");
-            sim.deliver_due();
+            while sim.node("n1").role() != Role::Leader && sim.deliver_round() {}
         }
+        if sim.node("n1").role() == Role::Leader && read.is_none() {
+            read = Some(sim.read("n1", "x"));
+        }
+        sim.deliver_due();
     }
     assert_eq!(sim.node("n1").role(), Role::Leader);
     assert_eq!(sim.node("n1").hard_state().term, 3);
-    for n in ["n1", "n2", "n3"] {
+    for n in ["n1", "n2"] {
         assert_eq!(sim.node(n).log().term(2), Some(1), "{n} holds (2, t1)");
     }
-    let commit_n1 = sim.node("n1").status().commit_index;
-    let x_on_n1 = sim.node("n1").kv().get("x").copied();
-    // (d) n1 crashes; n5 restarts and, elected by n3 and n4, overwrites index 2 with its own.
-    sim.crash("n1");
-    sim.drop_if = None;
-    sim.heal();
-    sim.restart("n5");
-    sim.isolate(&["n2"]);
-    sim.tick_silently(&["n3", "n4", "n5"], 25);
-    for _ in 0..2 {
-        if sim.node("n5").role() != Role::Leader {
-            sim.hup("n5");
-            sim.deliver_due();
-        }
-    }
-    assert_eq!(sim.node("n5").role(), Role::Leader);
-    sim.run(10);
-    assert_eq!(sim.node("n3").log().term(2), Some(2), "n5 overwrote index 2 on n3");
-    (sim, commit_n1, x_on_n1)
+    assert_ne!(sim.node("n3").log().term(3), Some(3), "the term-3 no-op must not reach n3");
+    sim.reply(read.expect("n1 led")).cloned()
 }
 
 #[test]
 fn s5_4_2_figure8_an_old_term_entry_on_a_majority_is_not_committed_by_counting() {
-    let (sim, commit_n1, x_on_n1) = figure8(false);
+    let f = figure8(false, 1);
+    assert!(f.old_entry_on_n3, "(2, t1) is on a majority");
     // (n1 restarted with commit 0; index 1 is of term 1 too, so it stays uncommitted as well.)
-    assert!(commit_n1 < 2, "n1 must not commit (2, t1) by counting replicas (commit {commit_n1})");
-    assert_eq!(x_on_n1, None);
-    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert!(f.commit_n1 < 2, "n1 must not commit (2, t1) by counting replicas (commit {})", f.commit_n1);
+    assert_eq!(f.x_on_n1, None);
+    assert_eq!(f.read_on_n1, None, "a read waits for the term's no-op, which never commits");
+    assert!(f.sim.violations.is_empty(), "{:?}", f.sim.violations);
 }
 
 #[test]
 fn s5_4_2_figure8_bug_commit_old_term_loses_a_committed_entry() {
-    let (sim, commit_n1, x_on_n1) = figure8(true);
-    assert_eq!(commit_n1, 2, "with the bug n1 commits (2, t1)");
-    assert_eq!(x_on_n1, Some(1), "and applies x=1");
-    assert!(!sim.violations.is_empty(), "n5 then overwrites the committed entry: state machine safety broken");
-    assert_eq!(sim.node("n5").kv().get("x"), None, "the applied write is gone");
+    let f = figure8(true, 1);
+    assert!(f.old_entry_on_n3);
+    assert_eq!(f.commit_n1, 2, "with the bug n1 commits (2, t1)");
+    assert_eq!(f.x_on_n1, Some(1), "and applies x=1");
+    assert!(!f.sim.violations.is_empty(), "n5 then overwrites the committed entry: state machine safety broken");
+    assert_eq!(f.sim.node("n5").kv().get("x"), None, "the applied write is gone");
+}
+
+/// With the default batch size a correct leader ships (2, t1) and its no-op in one message, so
+/// the old entry never reaches a majority alone, and a client sees nothing of it.
+#[test]
+fn s5_4_2_figure8_default_batches_an_old_entry_travels_with_the_no_op() {
+    let f = figure8(false, Config::new("n1", vec!["n1".into()]).max_batch_entries);
+    assert!(!f.old_entry_on_n3, "(2, t1) reaches n3 only with the no-op, which is dropped");
+    assert_eq!((f.commit_n1, f.x_on_n1, f.read_on_n1), (0, None, None));
+    assert_eq!(f.sim.node("n3").log().term(2), Some(2));
+    assert!(f.sim.violations.is_empty(), "{:?}", f.sim.violations);
+}
+
+/// The bug as a client sees it, with the default batch size: n1 ships its predecessors' entries
+/// before its own term's and counts them committed, so it answers a read with x=1 before its
+/// no-op reaches a majority; n5 then overwrites the entry and answers x absent. x=1 was never
+/// acknowledged (n1 of term 1 crashed), yet a read returned it and a later read does not: not
+/// linearizable, what `faultline run` must catch.
+#[test]
+fn s5_4_2_figure8_bug_commit_old_term_a_client_reads_a_value_that_later_disappears() {
+    let mut f = figure8(true, Config::new("n1", vec!["n1".into()]).max_batch_entries);
+    assert!(f.old_entry_on_n3, "(2, t1) reached n3 alone");
+    assert_eq!(f.commit_n1, 2);
+    assert_eq!(f.read_on_n1, Some(Reply::Value(Some(1))), "n1 serves x=1 from the counted entry");
+    let req = f.sim.read("n5", "x");
+    assert_eq!(f.sim.wait(req, 50), Some(Reply::Value(None)), "after n5 overwrote index 2, x is gone");
+    assert!(!f.sim.violations.is_empty());
 }
 
 // ------------------------------------------------------------------ §7 snapshots
