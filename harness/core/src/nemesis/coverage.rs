@@ -7,8 +7,9 @@
 //! So the default schedule:
 //!
 //! 1. runs shorter and more frequent windows: a fault lasts `interval` (one that cuts the
-//!    leader off lasts [`LEADER_ISOLATION_WINDOWS`] intervals), the quiet between two faults is
-//!    `interval / 2` (the first fault starts after `interval / 2`);
+//!    leader off, and loss or delay on a leaderless target, lasts [`LEADER_ISOLATION_WINDOWS`]
+//!    intervals), the quiet between two faults is `interval / 2` (the first fault starts after
+//!    `interval / 2`, or a whole interval when a lone node's kill opens the schedule);
 //! 2. opens with a **first wave**: every fault of [`LEADER_WAVE`] (targets that report a
 //!    leader) or [`LEADERLESS_WAVE`] (others), in a seeded order, each once, before any repeat;
 //! 3. then draws (family, kind) pairs from a seeded bag of every kind the target can take,
