@@ -70,7 +70,7 @@ pub trait Target: Send + Sync {
     }
     /// Indexes (in the run's node order) of nodes that alone hold a role, clients' front nodes
     /// excepted: a directory or coordinator kept on one node. The default schedule kills each
-    /// once in its first wave ([`crate::nemesis::coverage`]). None by default.
+    /// once, before any other fault ([`crate::nemesis::coverage`]). None by default.
     fn lone_nodes(&self, _nodes: usize) -> Vec<usize> {
         Vec::new()
     }

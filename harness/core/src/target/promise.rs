@@ -52,31 +52,39 @@ fn takes_nodes(f: &str) -> bool {
     !matches!(f, "rebalance")
 }
 
-/// Ok completions per second over `[from, to]` (ns).
-fn ok_rate(oks: &[u64], from: u64, to: u64) -> f64 {
-    let n = oks.iter().filter(|&&t| t >= from && t <= to).count();
-    n as f64 / ((to.saturating_sub(from)) as f64 / 1e9).max(1e-9)
+/// How many of the sorted times `oks` fall in `[from, to]`.
+fn count_in(oks: &[u64], from: u64, to: u64) -> usize {
+    oks.partition_point(|&t| t <= to) - oks.partition_point(|&t| t < from)
 }
 
-/// The usual ok rate: ok completions outside node-fault windows over the time they cover,
-/// between the first and the last client completion.
+/// Ok completions per second over `[from, to]` (ns); `oks` sorted.
+fn ok_rate(oks: &[u64], from: u64, to: u64) -> f64 {
+    count_in(oks, from, to) as f64 / ((to.saturating_sub(from)) as f64 / 1e9).max(1e-9)
+}
+
+/// The usual ok rate and the seconds it covers: ok completions outside node-fault windows over
+/// the time outside them, between the first and the last client completion. `oks` sorted; the
+/// windows are merged first, so a day-long run's thousands of windows cost a sort and a binary
+/// search each.
 fn usual_rate(oks: &[u64], span: (u64, u64), windows: &[Window]) -> (f64, f64) {
     let mut cuts: Vec<(u64, u64)> = windows
         .iter()
         .filter(|w| takes_nodes(&w.f))
         .map(|w| (w.start_ns.max(span.0), w.end_ns.min(span.1)))
-        .filter(|(a, b)| b > a)
+        .filter(|(a, b)| b >= a)
         .collect();
     cuts.sort_unstable();
-    let (mut covered, mut reach) = (0u64, span.0);
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(cuts.len());
     for (a, b) in cuts {
-        covered += b.saturating_sub(a.max(reach));
-        reach = reach.max(b);
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
     }
+    let covered: u64 = merged.iter().map(|(a, b)| b - a).sum();
+    let inside: usize = merged.iter().map(|&(a, b)| count_in(oks, a, b)).sum();
     let seconds = (span.1 - span.0).saturating_sub(covered) as f64 / 1e9;
-    let outside =
-        oks.iter().filter(|&&t| !windows.iter().any(|w| takes_nodes(&w.f) && t >= w.start_ns && t <= w.end_ns));
-    (outside.count() as f64 / seconds.max(1e-9), seconds)
+    ((oks.len() - inside) as f64 / seconds.max(1e-9), seconds)
 }
 
 /// The promise judged over `events`.
@@ -88,7 +96,8 @@ pub fn check(events: &[Event], promise: &Promise) -> CheckerResult {
     }
     let windows = crate::analysis::fault_windows(events);
     let clients = || events.iter().filter(|e| e.process != Process::Nemesis && e.kind != EventType::Invoke);
-    let oks: Vec<u64> = clients().filter(|e| e.kind == EventType::Ok).map(|e| e.time).collect();
+    let mut oks: Vec<u64> = clients().filter(|e| e.kind == EventType::Ok).map(|e| e.time).collect();
+    oks.sort_unstable();
     let span = (clients().map(|e| e.time).min().unwrap_or(0), clients().map(|e| e.time).max().unwrap_or(0));
     let (usual, usual_s) = usual_rate(&oks, span, &windows);
     let mut judged = Vec::new();
@@ -114,7 +123,9 @@ pub fn check(events: &[Event], promise: &Promise) -> CheckerResult {
 /// The node of the kill window started at history index `start_index`, when it killed one node
 /// and that node is not a front.
 fn lone_back_node(events: &[Event], start_index: u64, fronts: &[String]) -> Option<String> {
-    let start = events.iter().find(|e| e.index == start_index)?;
+    // Indexes are dense from 0 (history.rs), so the event is at its index; a search only if not.
+    let at = events.get(start_index as usize).filter(|e| e.index == start_index);
+    let start = at.or_else(|| events.iter().find(|e| e.index == start_index))?;
     let nodes = start.value.get("nodes")?.as_array()?;
     match nodes.as_slice() {
         [one] => one.as_str().filter(|n| !fronts.iter().any(|f| f == n)).map(String::from),
