@@ -130,13 +130,8 @@ impl Target for ReferenceTarget {
     }
 
     fn lone_nodes(&self, nodes: usize) -> Vec<usize> {
-        // The router's `single-directory` keeps the directory on n2 alone (router::topology).
         let single_directory = self.role == "router" && self.bugs.iter().any(|b| b == "single-directory");
-        if single_directory && nodes > 1 {
-            vec![1]
-        } else {
-            Vec::new()
-        }
+        super::router::lone_nodes(single_directory, nodes)
     }
 
     fn rebalance<'a>(&'a self, all: &'a [NodeSpec], pick: u64) -> BoxFuture<'a, Result<Value, String>> {

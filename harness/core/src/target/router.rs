@@ -47,6 +47,19 @@ pub struct Topology {
     pub groups: Vec<Vec<String>>,
 }
 
+/// Where the `single-directory` node sits in the run's node order (n2), right after the router.
+const DIRECTORY_INDEX: usize = 1;
+
+/// The nodes that alone hold a role ([`super::Target::lone_nodes`]): the directory node under
+/// `single-directory`, else none (the replicated directory lives in group 0's Raft log).
+pub fn lone_nodes(single_directory: bool, nodes: usize) -> Vec<usize> {
+    if single_directory && nodes > DIRECTORY_INDEX {
+        vec![DIRECTORY_INDEX]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Splits `ids` (the run's nodes, in order) into router, directory node and shard groups.
 pub fn topology(ids: &[String], single_directory: bool) -> Result<Topology, String> {
     let front = 1 + usize::from(single_directory);
@@ -68,7 +81,7 @@ pub fn topology(ids: &[String], single_directory: bool) -> Result<Topology, Stri
         groups.push(rest[at..at + size].to_vec());
         at += size;
     }
-    Ok(Topology { router: ids[0].clone(), directory: single_directory.then(|| ids[1].clone()), groups })
+    Ok(Topology { router: ids[0].clone(), directory: single_directory.then(|| ids[DIRECTORY_INDEX].clone()), groups })
 }
 
 /// What the router promises about availability ([`super::promise`]): the crash of one node other
@@ -268,6 +281,10 @@ mod tests {
         let t = topology(&names(8), true).unwrap();
         assert_eq!(t.directory.as_deref(), Some("n2"));
         assert_eq!(t.groups, vec![vec!["n3", "n4", "n5"], vec!["n6", "n7", "n8"]]);
+        // The lone node the default schedule kills first is that directory node, and only then.
+        let lone: Vec<String> = lone_nodes(true, 8).iter().map(|&i| names(8)[i].clone()).collect();
+        assert_eq!(lone, vec![t.directory.clone().unwrap()]);
+        assert!(lone_nodes(false, 8).is_empty());
         let e = topology(&names(2), false).unwrap_err();
         assert!(e.contains("at least 3 nodes"), "{e}");
         assert!(topology(&names(3), true).unwrap_err().contains("at least 4 nodes"));
