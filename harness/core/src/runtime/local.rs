@@ -28,7 +28,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng;
 
-use super::nfq_delay::DelayQueue;
+use super::nfq_delay::{CutState, Cuts, DelayQueue};
 use super::state::{self, RunState};
 use super::{cmd, netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
@@ -83,6 +83,8 @@ pub struct LocalRuntime {
     procs: Mutex<HashMap<String, NodeProc>>,
     /// Latency consumers by (node, delay ms).
     delays: Mutex<BTreeMap<(String, u64), DelayQueue>>,
+    /// The links cut now, which the latency consumers drop rather than release.
+    cuts: Cuts,
 }
 
 /// True when this process has CAP_NET_ADMIN (bit 12 of CapEff).
@@ -243,6 +245,7 @@ impl LocalRuntime {
             }),
             procs: Mutex::new(HashMap::new()),
             delays: Mutex::new(BTreeMap::new()),
+            cuts: Cuts::default(),
         }
     }
 
@@ -379,7 +382,7 @@ impl LocalRuntime {
             if let Some(k) = key {
                 if let std::collections::btree_map::Entry::Vacant(slot) = delays.entry(k) {
                     let ms = slot.key().1;
-                    slot.insert(DelayQueue::start(None, self.loopback_queue(), ms)?);
+                    slot.insert(DelayQueue::start(None, self.loopback_queue(), ms, self.cuts.clone())?);
                 }
             }
         }
@@ -402,7 +405,11 @@ impl LocalRuntime {
             );
         }
         for l in &faults.drop {
-            rules += &format!("-A {c} -s {} -d {} -j DROP\n", self.ip_of(&l.from)?, self.ip_of(&l.to)?);
+            let (from, to) = (self.ip_of(&l.from)?, self.ip_of(&l.to)?);
+            if faults.refuse_tcp {
+                rules += &format!("-A {c} -s {from} -d {to} -p tcp -j REJECT --reject-with tcp-reset\n");
+            }
+            rules += &format!("-A {c} -s {from} -d {to} -j DROP\n");
         }
         for (l, p) in &faults.loss {
             rules += &format!(
@@ -428,15 +435,42 @@ impl LocalRuntime {
         // --queue-bypass covers the gap anyway).
         let started = self.set_delays(&wanted);
         let mut first_err = started.err();
+        let with_delay = first_err.is_none();
+        let mut jobs = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
             let ip_of = |n: &str| self.ip_of(n).map(|ip| ip.to_string());
-            let rules = netrules::restore_text(&node.id, faults, first_err.is_none(), ip_of)?;
-            let ns = self.netns_name(&node.id);
-            if let Err(e) = cmd::run_with_stdin(
-                "ip",
-                &["netns", "exec", &ns, "iptables-restore", "-w", "5", "--noflush"],
-                Some(&rules),
-            ) {
+            jobs.push((self.netns_name(&node.id), netrules::restore_text(&node.id, faults, with_delay, ip_of)?));
+        }
+        // One iptables-restore per namespace, all at once: a state that follows the cluster
+        // (leader churn, churn.rs) must land on every node within a fraction of a link delay,
+        // and one after another they take ~5 ms each.
+        let results: Vec<Result<String, RuntimeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(ns, rules)| {
+                    scope.spawn(move || {
+                        cmd::run_with_stdin(
+                            "ip",
+                            &["netns", "exec", ns, "iptables-restore", "-w", "5", "--noflush"],
+                            Some(rules.as_str()),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RuntimeError::Command {
+                            line: "iptables-restore".into(),
+                            message: "thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            if let Err(e) = r {
                 first_err.get_or_insert(e);
             }
         }
@@ -456,7 +490,7 @@ impl LocalRuntime {
             }
             let queue = netrules::queue_num(*ms);
             let ns = PathBuf::from("/run/netns").join(self.netns_name(node));
-            let q = DelayQueue::start(Some(ns), queue, *ms)?;
+            let q = DelayQueue::start(Some(ns), queue, *ms, self.cuts.clone())?;
             delays.insert((node.clone(), *ms), q);
         }
         Ok(())
@@ -570,11 +604,19 @@ impl Runtime for LocalRuntime {
 
     fn apply_net(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
         self.check_links(faults)?;
-        match self.mechanism {
+        // First, and at once: the latency consumers hold back packets on a link now cut until
+        // the rules below are in force (nfq_delay's module doc).
+        let cut: Result<_, RuntimeError> =
+            faults.drop.iter().map(|l| Ok((self.ip_of(&l.from)?, self.ip_of(&l.to)?))).collect();
+        *self.cuts.write().expect("cuts lock") = CutState { links: cut?, installed: false };
+        let applied = match self.mechanism {
             NetMechanism::LoopbackNone | NetMechanism::Ssh => self.apply_net_none(faults),
             NetMechanism::LoopbackIptables => self.apply_net_loopback(faults),
             NetMechanism::Netns => self.apply_net_netns(faults),
-        }
+        };
+        // Even after an error: held packets must not wait for rules that will not come.
+        self.cuts.write().expect("cuts lock").installed = true;
+        applied
     }
 
     fn teardown(&self) -> Result<(), RuntimeError> {

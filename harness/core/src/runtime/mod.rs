@@ -106,6 +106,11 @@ pub struct NetFaults {
     pub loss: Vec<(Link, f64)>,
     /// Links whose packets are held this many ms.
     pub delay: Vec<(Link, u64)>,
+    /// Cut links refuse TCP with a reset instead of dropping it silently, so a sender's request
+    /// fails at once rather than hanging until its own timeout, and a heal takes effect at once
+    /// (leader churn, `nemesis::churn`, cuts and heals several times a second).
+    #[serde(default)]
+    pub refuse_tcp: bool,
 }
 
 impl NetFaults {

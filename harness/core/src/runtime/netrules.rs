@@ -5,7 +5,8 @@
 //! Each node's namespace has two chains of ours, `FAULTLINE-IN` (hooked from INPUT) and
 //! `FAULTLINE-OUT` (from OUTPUT). A fault state is applied by rewriting both chains in one
 //! `iptables-restore --noflush` call, so a node never sees half a state: packets *to* the node
-//! are dropped (cuts) or dropped at random (loss) on its INPUT; packets *from* it on a delayed
+//! are dropped (cuts; TCP refused with a reset first where the state asks, so that senders fail
+//! fast) or dropped at random (loss) on its INPUT; packets *from* it on a delayed
 //! link go to an NFQUEUE (latency) with `--queue-bypass`, so they pass if no consumer runs.
 
 use super::{NetFaults, RuntimeError};
@@ -53,6 +54,9 @@ pub fn input_rules(
 ) -> Result<String, RuntimeError> {
     let mut rules = String::new();
     for l in faults.drop.iter().filter(|l| l.to == node) {
+        if faults.refuse_tcp {
+            rules += &format!("-A {chain} -s {} -p tcp -j REJECT --reject-with tcp-reset\n", ip_of(&l.from)?);
+        }
         rules += &format!("-A {chain} -s {} -j DROP\n", ip_of(&l.from)?);
     }
     for (l, p) in faults.loss.iter().filter(|(l, _)| l.to == node) {
@@ -109,6 +113,7 @@ mod tests {
             drop: vec![link("n1", "n2"), link("n2", "n1")],
             loss: vec![(link("n3", "n2"), 0.25)],
             delay: vec![(link("n2", "n3"), 120)],
+            refuse_tcp: false,
         };
         let n2 = restore_text("n2", &f, true, ip).unwrap();
         assert_eq!(
@@ -120,6 +125,17 @@ mod tests {
         let n3 = restore_text("n3", &f, true, ip).unwrap();
         assert_eq!(n3, "*filter\n-F FAULTLINE-IN\n-F FAULTLINE-OUT\nCOMMIT\n", "nothing reaches n3's chains");
         assert!(!restore_text("n2", &f, false, ip).unwrap().contains("NFQUEUE"), "delays left out");
+    }
+
+    #[test]
+    fn refusing_cuts_reset_tcp_before_dropping_the_rest() {
+        let f = NetFaults { drop: vec![link("n1", "n2")], refuse_tcp: true, ..NetFaults::default() };
+        let n2 = restore_text("n2", &f, true, ip).unwrap();
+        assert!(
+            n2.contains("-A FAULTLINE-IN -s 10.77.0.11 -p tcp -j REJECT --reject-with tcp-reset\n-A FAULTLINE-IN -s 10.77.0.11 -j DROP\n"),
+            "{n2}"
+        );
+        assert!(!restore_text("n1", &f, true, ip).unwrap().contains("REJECT"), "only the receiver refuses");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::cmd::{self, clean_stderr};
-use super::nfq_delay::DelayQueue;
+use super::nfq_delay::{CutState, Cuts, DelayQueue};
 use super::state::{self, CleanupReport};
 use super::{netrules, Launch, NetFaults, NetMechanism, NodeSpec, Runtime, RuntimeError};
 
@@ -116,6 +116,8 @@ pub struct DockerRuntime {
     faults: Mutex<NetFaults>,
     /// Latency consumers by (node, delay ms), with the container pid whose namespace they are in.
     delays: Mutex<BTreeMap<(String, u64), (u32, DelayQueue)>>,
+    /// The links cut now, which the latency consumers drop rather than release.
+    cuts: Cuts,
     torn_down: Mutex<bool>,
     /// How the image was obtained (recorded in the harness log).
     pub image: ImageReport,
@@ -288,6 +290,7 @@ impl DockerRuntime {
             containers: Mutex::new(HashMap::new()),
             faults: Mutex::new(NetFaults::default()),
             delays: Mutex::new(BTreeMap::new()),
+            cuts: Cuts::default(),
             torn_down: Mutex::new(false),
             image,
         })
@@ -402,7 +405,8 @@ impl DockerRuntime {
             let Some(Some(pid)) = pids.get(node) else {
                 continue;
             };
-            match DelayQueue::start(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))), netrules::queue_num(*ms), *ms) {
+            let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            match DelayQueue::start(Some(ns), netrules::queue_num(*ms), *ms, self.cuts.clone()) {
                 Ok(q) => {
                     delays.insert((node.clone(), *ms), (*pid, q));
                 }
@@ -422,6 +426,27 @@ impl DockerRuntime {
                 tracing::warn!("docker logs {}: {e}", c.name);
             }
         }
+    }
+
+    /// The latency consumers, then every running container's rules, for `faults`.
+    fn apply_rules(&self, faults: &NetFaults) -> Result<(), RuntimeError> {
+        // Consumers first, so queued packets never wait on a missing consumer (and
+        // --queue-bypass covers the gap anyway).
+        let started = self.sync_delays();
+        let with_delay = started.is_ok();
+        let mut first_err = started.err();
+        for node in &self.nodes {
+            // A container that is down gets the state when it restarts (after_start).
+            let Some(pid) = self.live_pid(&node.id) else {
+                continue;
+            };
+            let rules =
+                netrules::restore_text(&node.id, faults, with_delay, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
+            if let Err(e) = ns_restore(pid, &rules) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -626,23 +651,14 @@ impl Runtime for DockerRuntime {
             self.node(&l.to)?;
         }
         *self.faults.lock().expect("faults lock") = faults.clone();
-        // Consumers first, so queued packets never wait on a missing consumer (and
-        // --queue-bypass covers the gap anyway).
-        let started = self.sync_delays();
-        let with_delay = started.is_ok();
-        let mut first_err = started.err();
-        for node in &self.nodes {
-            // A container that is down gets the state when it restarts (after_start).
-            let Some(pid) = self.live_pid(&node.id) else {
-                continue;
-            };
-            let rules =
-                netrules::restore_text(&node.id, faults, with_delay, |n| self.ip_of(n).map(|ip| ip.to_string()))?;
-            if let Err(e) = ns_restore(pid, &rules) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        let cut: Result<_, RuntimeError> =
+            faults.drop.iter().map(|l| Ok((self.ip_of(&l.from)?, self.ip_of(&l.to)?))).collect();
+        // The latency consumers hold back packets on a link now cut until the rules below are
+        // in force (nfq_delay's module doc); even after an error they must not wait longer.
+        *self.cuts.write().expect("cuts lock") = CutState { links: cut?, installed: false };
+        let applied = self.apply_rules(faults);
+        self.cuts.write().expect("cuts lock").installed = true;
+        applied
     }
 
     fn teardown(&self) -> Result<(), RuntimeError> {
