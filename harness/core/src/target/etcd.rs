@@ -91,6 +91,7 @@ pub async fn etcd_status(client: &EtcdClient, addr: &str) -> Result<NodeStatus, 
         term: s.raft_term,
         leader: None,
         clock_offset_ms: None,
+        ..NodeStatus::default()
     })
 }
 

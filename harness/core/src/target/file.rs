@@ -383,12 +383,7 @@ impl FileTarget {
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let leader = probe.leader_marker.as_deref().is_some_and(|m| stdout.contains(m));
-        Ok(NodeStatus {
-            state: if leader { "leader".into() } else { "ready".into() },
-            term: None,
-            leader: None,
-            clock_offset_ms: None,
-        })
+        Ok(NodeStatus { state: if leader { "leader".into() } else { "ready".into() }, ..NodeStatus::default() })
     }
 }
 
@@ -429,13 +424,7 @@ impl Target for FileTarget {
             match &self.protocol {
                 FileProtocol::Reference(http) => {
                     let v = http.status(addr).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
-                    use serde_json::Value;
-                    Ok(NodeStatus {
-                        state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_string(),
-                        term: v.get("term").and_then(Value::as_u64),
-                        leader: v.get("leader").and_then(Value::as_str).map(String::from),
-                        clock_offset_ms: v.pointer("/clock/offset_ms").and_then(Value::as_i64),
-                    })
+                    Ok(super::reference::node_status_of(&v))
                 }
                 FileProtocol::Etcd(c) => super::etcd::etcd_status(c, addr).await,
                 FileProtocol::Redis(c) => super::redis::redis_status(c, addr, 0).await,

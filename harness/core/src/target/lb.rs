@@ -337,7 +337,7 @@ mod tests {
         );
         assert_eq!(t.client_nodes(&all), vec!["n1".to_string()]);
         assert!(!t.has_leader(), "paxos backends have no leader");
-        let st = |state: &str| Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None });
+        let st = |state: &str| Ok(NodeStatus { state: state.into(), ..NodeStatus::default() });
         let backs = [("n2".to_string(), st("follower")), ("n3".to_string(), st("follower"))];
         let with = |front: &str| {
             std::iter::once(("n1".to_string(), st(front))).chain(backs.iter().cloned()).collect::<Vec<_>>()

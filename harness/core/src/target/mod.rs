@@ -24,12 +24,18 @@ use crate::client::{BoxFuture, Client, DataType};
 use crate::runtime::{Launch, NodeSpec};
 
 /// What a node says about itself.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct NodeStatus {
     pub state: String,
     pub term: Option<u64>,
     pub leader: Option<String>,
     pub clock_offset_ms: Option<i64>,
+    /// The highest log index the node knows committed, where it says (leader churn watches a
+    /// new leader's first commit, see `nemesis::churn`).
+    pub commit_index: Option<u64>,
+    /// The index of the last entry in the node's log, where it says (leader churn cuts a leader
+    /// off together with the followers furthest along).
+    pub last_index: Option<u64>,
 }
 
 /// A system under test.
@@ -133,7 +139,7 @@ mod tests {
     use super::*;
 
     fn st(state: &str) -> Result<NodeStatus, String> {
-        Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None })
+        Ok(NodeStatus { state: state.into(), ..NodeStatus::default() })
     }
 
     #[test]

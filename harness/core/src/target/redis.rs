@@ -129,7 +129,7 @@ pub async fn redis_status(client: &RedisClient, addr: &str, peers_expected: u64)
         "slave" => return Err(format!("replica not linked to its primary {}", r.master_host.unwrap_or_default())),
         other => return Err(format!("unknown role {other:?}")),
     };
-    Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None })
+    Ok(NodeStatus { state: state.into(), ..NodeStatus::default() })
 }
 
 impl Target for RedisTarget {

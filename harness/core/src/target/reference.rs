@@ -177,12 +177,7 @@ impl Target for ReferenceTarget {
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
             let v = self.http.status(addr).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
-            Ok(NodeStatus {
-                state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_string(),
-                term: v.get("term").and_then(Value::as_u64),
-                leader: v.get("leader").and_then(Value::as_str).map(String::from),
-                clock_offset_ms: v.pointer("/clock/offset_ms").and_then(Value::as_i64),
-            })
+            Ok(node_status_of(&v))
         })
     }
 
@@ -195,6 +190,19 @@ impl Target for ReferenceTarget {
             let v = self.http.clock(addr, &body).await.map_err(|e| format!("{}: {}", e.error, e.message))?;
             v.get("offset_ms").and_then(Value::as_i64).ok_or_else(|| format!("clock answer without offset_ms: {v}"))
         })
+    }
+}
+
+/// A reference node's `GET /admin/status` answer as a [`NodeStatus`] (fields it lacks are
+/// `None`; a missing state is `unknown`). Shared with TOML targets that speak the same API.
+pub fn node_status_of(v: &Value) -> NodeStatus {
+    NodeStatus {
+        state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_string(),
+        term: v.get("term").and_then(Value::as_u64),
+        leader: v.get("leader").and_then(Value::as_str).map(String::from),
+        clock_offset_ms: v.pointer("/clock/offset_ms").and_then(Value::as_i64),
+        commit_index: v.get("commit_index").and_then(Value::as_u64),
+        last_index: v.get("last_index").and_then(Value::as_u64),
     }
 }
 
@@ -233,6 +241,18 @@ pub fn fresh_set_checker(events: &[faultline_checker::history::Event]) -> crate:
 mod tests {
     use super::*;
     use faultline_checker::history::{Event, EventType, Process};
+
+    #[test]
+    fn a_status_answer_gives_the_log_indexes_where_the_node_has_them() {
+        let raft = json!({"state": "leader", "term": 4, "leader": "n2", "commit_index": 17, "last_index": 19,
+                          "clock": {"offset_ms": -5}});
+        let s = node_status_of(&raft);
+        assert_eq!((s.state.as_str(), s.term, s.leader.as_deref()), ("leader", Some(4), Some("n2")));
+        assert_eq!((s.commit_index, s.last_index, s.clock_offset_ms), (Some(17), Some(19), Some(-5)));
+        let leaderless = node_status_of(&json!({"state": "replica", "term": null}));
+        assert_eq!(leaderless, NodeStatus { state: "replica".into(), ..NodeStatus::default() });
+        assert_eq!(node_status_of(&json!({})).state, "unknown");
+    }
     use faultline_checker::Verdict;
 
     fn e(index: u64, ms: u64, kind: EventType, p: u64, f: &str, value: Value, node: &str) -> Event {

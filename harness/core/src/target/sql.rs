@@ -332,7 +332,7 @@ impl Target for SqlTarget {
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
             let state = if self.client.ping(addr).await? { "follower" } else { "leader" };
-            Ok(NodeStatus { state: state.into(), term: None, leader: None, clock_offset_ms: None })
+            Ok(NodeStatus { state: state.into(), ..NodeStatus::default() })
         })
     }
 
