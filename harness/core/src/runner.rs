@@ -555,12 +555,14 @@ struct UpPhase {
 async fn cluster_up(r: &mut RunState, cluster: &Cluster, schedule: &Schedule) -> UpPhase {
     let clock_samples: Arc<Mutex<Vec<ClockSample>>> = Arc::new(Mutex::new(Vec::new()));
     let shared_for_clock = r.shared.clone();
+    let shared_for_events = r.shared.clone();
     let ctx = Arc::new(NemesisCtx {
         runtime: r.inputs.runtime.clone(),
         target: r.inputs.target.clone(),
         launches: cluster.launches.clone(),
         clock_samples: clock_samples.clone(),
         now_ns: Arc::new(move || shared_for_clock.history.now_ns()),
+        event: Arc::new(move |f, value| shared_for_events.nemesis_event(f, value)),
     });
     // One nemesis per family, shared by the schedule and the heal (the clock nemesis owns its
     // strobe task, which the heal must stop).

@@ -10,6 +10,7 @@
 //! a fault the runtime could not apply is reported `applied: false` with the reason, never
 //! skipped silently. `heal_all` restores everything of its family and is idempotent.
 
+pub mod churn;
 pub mod clock;
 pub mod coverage;
 pub mod net;
@@ -89,6 +90,7 @@ impl Family {
     pub fn explicit_kinds(self) -> &'static [&'static str] {
         match self {
             Family::Clock => &[clock::SKEW_ISOLATE_LEADER],
+            Family::Partition => &[churn::LEADER_CHURN],
             _ => &[],
         }
     }
@@ -102,7 +104,7 @@ impl std::str::FromStr for Family {
             .copied()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, rebalance, all, none, network, process, leader or clock-partition")
+                format!("unknown nemesis {s:?}: expected partition, kill, pause, clock, loss, latency, rebalance, all, none, network, process, leader, clock-partition or leader-churn")
             })
     }
 }
@@ -133,6 +135,8 @@ pub const NAMED: &[(&str, &str)] = &[
     ("leader", "partition:isolate-leader,kill:leader,pause:leader"),
     // Overlapping faults: the leader's clock set back while it is cut off (see clock.rs).
     ("clock-partition", "clock:skew-isolate-leader"),
+    // Each new leader cut off as soon as seen or at its first commit (see churn.rs).
+    ("leader-churn", "partition:leader-churn"),
 ];
 
 /// Parses `--nemesis`: `all`, `none`, a named schedule ([`NAMED`]), or a comma list of
@@ -184,7 +188,7 @@ pub struct FaultSpec {
     /// A seeded permutation of node indexes; kinds take their nodes from its front.
     pub order: Vec<usize>,
     /// Clock offset in ms (clock; negative for skew-isolate-leader), drop probability (loss),
-    /// delay in ms (latency), what to move (rebalance); else 0.
+    /// delay in ms (latency, and leader-churn's links), what to move (rebalance); else 0.
     pub param: f64,
 }
 
@@ -303,6 +307,10 @@ pub(crate) fn draw_param(rng: &mut impl Rng, family: Family, kind: &str) -> f64 
         Family::Clock if kind == clock::SKEW_ISOLATE_LEADER => {
             -(rng.random_range(clock::SKEW_ISOLATE_OFFSET_S_MIN..=clock::SKEW_ISOLATE_OFFSET_S_MAX) as f64 * 1000.0)
         }
+        // The delay on every link between nodes while leaders are chased (churn.rs).
+        Family::Partition if kind == churn::LEADER_CHURN => {
+            rng.random_range(churn::LINK_DELAY_MS_MIN..=churn::LINK_DELAY_MS_MAX) as f64
+        }
         // Log-uniform from 1 ms to 10 min, either sign: bumps of every magnitude.
         Family::Clock => {
             let mag = 10f64.powf(rng.random_range(0.0..(600_000f64).log10())).round();
@@ -351,7 +359,12 @@ pub struct NemesisCtx {
     pub clock_samples: Arc<Mutex<Vec<ClockSample>>>,
     /// Nanoseconds since the test began (the history clock).
     pub now_ns: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Records a nemesis event in the history (what a fault that acts during its window did).
+    pub event: EventHook,
 }
+
+/// Writes one nemesis `info` event (its `f` and `value`) to the history.
+pub type EventHook = Arc<dyn Fn(&str, serde_json::Value) + Send + Sync>;
 
 impl NemesisCtx {
     pub fn node_ids(&self) -> Vec<String> {
@@ -430,7 +443,7 @@ pub trait Nemesis: Send + Sync {
 /// The nemesis of each family.
 pub fn nemesis_for(family: Family) -> Box<dyn Nemesis> {
     match family {
-        Family::Partition | Family::Loss | Family::Latency => Box::new(net::NetNemesis { family }),
+        Family::Partition | Family::Loss | Family::Latency => Box::new(net::NetNemesis::new(family)),
         Family::Kill => Box::new(process::KillNemesis),
         Family::Pause => Box::new(process::PauseNemesis),
         Family::Clock => Box::new(clock::ClockNemesis::default()),

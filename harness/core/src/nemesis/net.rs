@@ -1,9 +1,10 @@
 //! Network nemeses: partitions (halves, one node isolated, the leader isolated, majorities ring,
-//! bridge, one-way), packet loss and latency, all expressed as a [`NetFaults`] state that the
-//! runtime applies.
+//! bridge, one-way, and leader churn, which follows the elections: [`super::churn`]), packet
+//! loss and latency, all expressed as a [`NetFaults`] state that the runtime applies.
 
 use serde_json::json;
 
+use super::churn::{self, LEADER_CHURN};
 use super::{Applied, Family, FaultSpec, Nemesis, NemesisCtx};
 use crate::client::BoxFuture;
 use crate::runtime::{Link, NetFaults};
@@ -11,6 +12,8 @@ use crate::runtime::{Link, NetFaults};
 /// Partition, loss or latency.
 pub struct NetNemesis {
     pub family: Family,
+    /// The loop of a leader-churn window while one runs.
+    churn: churn::Driver,
 }
 
 fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
@@ -78,6 +81,30 @@ pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> 
 }
 
 impl NetNemesis {
+    pub fn new(family: Family) -> NetNemesis {
+        NetNemesis { family, churn: churn::Driver::default() }
+    }
+
+    /// Starts a leader-churn window: every link between nodes delayed by `spec.param` ms, then
+    /// the loop that cuts leaders ([`churn::run`]) until `stop`.
+    fn start_churn(&self, ctx: &NemesisCtx, spec: &FaultSpec) -> Applied {
+        let mechanism = format!("{}-iptables+nfqueue", ctx.runtime.mechanism().as_str());
+        let ordered = ctx.ordered(spec);
+        let delay_ms = spec.param.max(1.0) as u64;
+        if !ctx.target.has_leader() || ordered.len() < 3 {
+            let error = format!("{LEADER_CHURN} needs a target with a leader and 3 nodes or more");
+            return Applied { applied: false, mechanism, error: Some(error), ..Applied::default() };
+        }
+        let policy = churn::Policy::new(ordered.clone(), delay_ms);
+        if let Err(e) = ctx.runtime.apply_net(&policy.faults(&[])) {
+            let _ = ctx.runtime.heal_net();
+            return Applied { applied: false, mechanism, error: Some(e.to_string()), ..Applied::default() };
+        }
+        self.churn.start(tokio::spawn(churn::run(churn::Io::of(ctx), policy)));
+        let detail = json!({ "link_delay_ms": delay_ms, "poll_ms": churn::POLL_MS });
+        Applied { applied: true, nodes: ordered, mechanism, error: None, detail }
+    }
+
     /// The links this fault affects: a partition's cut, else every link; an error when that is
     /// no link at all.
     fn links_to_cut(&self, spec: &FaultSpec, ordered: &[String], leader: Option<&str>) -> Result<Vec<Link>, String> {
@@ -124,6 +151,9 @@ impl Nemesis for NetNemesis {
 
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
+            if spec.kind == LEADER_CHURN {
+                return self.start_churn(ctx, spec);
+            }
             let ordered = ctx.ordered(spec);
             let leader = if spec.kind == "isolate-leader" { ctx.leader().await } else { None };
             let mechanism = format!("{}-iptables", ctx.runtime.mechanism().as_str());
@@ -160,11 +190,17 @@ impl Nemesis for NetNemesis {
         _spec: &'a FaultSpec,
         _applied: &'a Applied,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { ctx.runtime.heal_net().map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            self.churn.stop();
+            ctx.runtime.heal_net().map_err(|e| e.to_string())
+        })
     }
 
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { ctx.runtime.heal_net().map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            self.churn.stop();
+            ctx.runtime.heal_net().map_err(|e| e.to_string())
+        })
     }
 }
 
