@@ -295,10 +295,14 @@ impl Driver {
         }
     }
 
-    /// Stops the loop (idempotent); the caller heals the network.
-    pub fn stop(&self) {
-        if let Some(t) = self.task.lock().expect("churn lock").take() {
+    /// Stops the loop and waits until it has stopped (idempotent); the caller heals the network
+    /// after. A cut being applied when the abort comes finishes first (the loop yields only
+    /// between cuts): without the wait it could land after the heal and outlive the window.
+    pub async fn stop(&self) {
+        let task = self.task.lock().expect("churn lock").take();
+        if let Some(t) = task {
             t.abort();
+            let _ = t.await;
         }
     }
 }

@@ -191,14 +191,14 @@ impl Nemesis for NetNemesis {
         _applied: &'a Applied,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.churn.stop();
+            self.churn.stop().await;
             ctx.runtime.heal_net().map_err(|e| e.to_string())
         })
     }
 
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.churn.stop();
+            self.churn.stop().await;
             ctx.runtime.heal_net().map_err(|e| e.to_string())
         })
     }
