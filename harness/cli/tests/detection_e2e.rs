@@ -214,3 +214,48 @@ fn leader_churn_follows_the_elections_and_a_correct_raft_stays_linearizable() {
         assert!(c["look_ms"].is_u64() && c["react_ms"].is_u64(), "{c}");
     }
 }
+
+/// `commit-old-term` as the Raft paper's figure 8 breaks it, end to end: under leader churn a
+/// deposed leader's waiting write is acknowledged when a later leader of its own counts the
+/// entry onto a majority (an earlier term's entry: not committed by §5.4.2), and a leader elected
+/// from the other side then overwrites it, so a read after the acknowledgement misses it. The
+/// elections of one figure-8 sequence take 1–4 s, so clients wait up to 5 s (the node up to
+/// 4.5 s) to hear the outcome. Caught when one of five seeds ends invalid.
+#[test]
+fn leader_churn_catches_commit_old_term() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let args = [
+        "--nemesis",
+        "leader-churn",
+        "--time-limit",
+        "30",
+        "--nemesis-interval",
+        "12",
+        "--recovery",
+        "2",
+        "--op-timeout-ms",
+        "5000",
+        "--target-opt",
+        "request-timeout-ms=4500",
+        "--bug",
+        "commit-old-term",
+    ];
+    let mut seen = Vec::new();
+    for seed in ["1", "2", "3", "4", "5"] {
+        let store = Store::new();
+        let out = run(store.path(), &[&args[..], &["--seed", seed]].concat());
+        let r = results(store.path());
+        assert!(matches!(out.status.code(), Some(0..=2)), "{}", show(&out));
+        seen.push(format!("seed {seed}: {}", r["verdict"]));
+        if out.status.code() == Some(1) {
+            let lin = r["checkers"].as_array().unwrap().iter().find(|c| c["name"] == "linearizable").unwrap();
+            assert_eq!(lin["verdict"], "invalid", "caught by linearizability: {r:#}");
+            eprintln!("commit-old-term: {seen:?}");
+            return;
+        }
+    }
+    panic!("commit-old-term not caught under leader churn: {seen:?}");
+}

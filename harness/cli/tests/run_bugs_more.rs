@@ -9,10 +9,10 @@
 //!   majority elects a new leader and writes. The register workload's 3 shared keys and a high
 //!   rate make those keys written on the majority side and read on the old leader's side.
 //!
-//! `commit-old-term` has no test here: it needs a figure-8 interleaving (Raft §5.4.2), in which
-//! two leaders each lose contact within a round trip of a step, and no seeded schedule of
-//! leader kills and cuts reached one (docs/targets.md, its row); the deterministic figure-8
-//! tests in targets/protocols/src/raft/tests.rs show it, one as a client sees it.
+//! `commit-old-term` is caught in detection_e2e.rs, under the nemesis that follows the elections
+//! (`leader-churn`): it needs a figure-8 interleaving (Raft §5.4.2), in which two leaders each
+//! lose contact within a round trip of a step, which no seeded schedule of leader kills and cuts
+//! reached (docs/targets.md, its row).
 
 mod run_support;
 

@@ -344,7 +344,10 @@ impl Raft {
             return;
         }
         let index = self.append_local(cmd);
-        self.pending_props.insert(index, (self.hs.term, req));
+        if let Some((_, old)) = self.pending_props.insert(index, (self.hs.term, req)) {
+            // An earlier term's proposal of ours whose entry was truncated from this log.
+            self.replies.push((old, Reply::LostLeadership));
+        }
         self.advance();
     }
 
@@ -445,12 +448,13 @@ impl Raft {
         self.reset_election_timer();
     }
 
-    /// Answers every pending client request of a leader that stops being one.
+    /// Answers the pending reads of a leader that stops being one. Its proposals keep waiting:
+    /// each is answered when this node applies its index, whoever committed it (its result if
+    /// the entry there is still ours, `LostLeadership` if another replaced it; see `advance`),
+    /// as etcd answers a proposal when its entry is applied. Committed means durable, so the
+    /// answer is safe from any role, and a client whose leader was deposed just before the
+    /// commit learns the outcome instead of an indefinite one.
     fn abandon_leadership(&mut self) {
-        for (_, (_, req)) in std::mem::take(&mut self.pending_props) {
-            // Indefinite: the entry may still be committed by the next leader.
-            self.replies.push((req, Reply::LostLeadership));
-        }
         for r in std::mem::take(&mut self.pending_reads) {
             // Definite: a read that was not answered had no effect.
             self.replies.push((r.req, Reply::NotLeader { leader: None }));
@@ -710,6 +714,7 @@ impl Raft {
                         e.term
                     );
                     self.log.truncate_from(e.index);
+                    self.answer_proposals_from(e.index);
                     self.mark_unstable(e.index);
                     self.log.append(e);
                 }
@@ -726,6 +731,14 @@ impl Raft {
         self.send(&from, Message::AppendResp { term, success: true, index: last_new, hint: 0, seq });
     }
 
+    /// Answers the proposals of ours at `index` and above, whose entries a leader's conflicting
+    /// ones just replaced in this log: indefinitely, since another node may still hold them.
+    fn answer_proposals_from(&mut self, index: u64) {
+        for (_, (_, req)) in self.pending_props.split_off(&index) {
+            self.replies.push((req, Reply::LostLeadership));
+        }
+    }
+
     /// §7: install a snapshot from the leader unless we already have everything it covers.
     fn handle_snapshot(&mut self, from: NodeId, snap: Snapshot, seq: u64) {
         let term = self.hs.term;
@@ -740,6 +753,12 @@ impl Raft {
         self.lists = snap.lists.clone();
         self.commit = snap.index;
         self.applied = snap.index;
+        // Entries under the snapshot are never applied one by one here: their proposals get the
+        // indefinite answer (the snapshot does not say which entries it holds).
+        let above = self.pending_props.split_off(&(snap.index + 1));
+        for (_, (_, req)) in std::mem::replace(&mut self.pending_props, above) {
+            self.replies.push((req, Reply::LostLeadership));
+        }
         self.snapshot = snap.clone();
         self.snapshot_out = Some(snap);
         self.send(&from, Message::AppendResp { term, success: true, index, hint: 0, seq });

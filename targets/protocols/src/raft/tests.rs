@@ -208,6 +208,17 @@ struct Figure8 {
     read_on_n1: Option<Reply>,
     /// Whether (2, t1) reached n3 in term 3, putting it on a majority.
     old_entry_on_n3: bool,
+    /// The answer to the client whose write x=1 became (2, t1), as it stood while n1 led term
+    /// 3 (n1 stayed up, so the proposal was still waiting; none if n1 crashed in term 1).
+    write_on_n1: Option<Reply>,
+}
+
+/// Whether n1, the term-1 leader, crashes after storing (2, t1) on n2 (the paper's figure) or
+/// stays up, cut off, with its client's write still waiting for the entry to be applied.
+#[derive(Clone, Copy, PartialEq)]
+enum N1 {
+    Crashes,
+    StaysUp,
 }
 
 /// The scenario of the Raft paper's figure 8 (§5.4.2), with each leader's no-op playing the
@@ -217,13 +228,18 @@ struct Figure8 {
 /// commits and applies it, and n5 later overwrites a committed entry. `batch` is the leader's
 /// `max_batch_entries`.
 fn figure8(bug: bool, batch: usize) -> Figure8 {
+    figure8_with(bug, batch, N1::Crashes)
+}
+
+fn figure8_with(bug: bool, batch: usize, n1: N1) -> Figure8 {
     let mut sim = Sim::new(5, 8, |c| {
         c.max_batch_entries = batch;
         c.bugs.commit_old_term = bug;
     });
     sim.check_committed = false;
-    figure8_terms_1_and_2(&mut sim);
-    let read_on_n1 = figure8_term_3(&mut sim);
+    let write = figure8_terms_1_and_2(&mut sim, n1);
+    let read_on_n1 = figure8_term_3(&mut sim, n1);
+    let write_on_n1 = sim.reply(write).cloned();
     let old_entry_on_n3 = sim.node("n3").log().term(2) == Some(1);
     let commit_n1 = sim.node("n1").status().commit_index;
     let x_on_n1 = sim.node("n1").kv().get("x").copied();
@@ -243,24 +259,28 @@ fn figure8(bug: bool, batch: usize) -> Figure8 {
     assert_eq!(sim.node("n5").role(), Role::Leader);
     sim.run(10);
     assert_eq!(sim.node("n3").log().term(2), Some(2), "n5 overwrote index 2 on n3");
-    Figure8 { sim, commit_n1, x_on_n1, read_on_n1, old_entry_on_n3 }
+    Figure8 { sim, commit_n1, x_on_n1, read_on_n1, old_entry_on_n3, write_on_n1 }
 }
 
 /// Figure 8 (a) and (b): n1 leads term 1 and stores (2, t1) on n2 only, then n5 leads term 2
-/// and stores (2, t2) on itself only.
-fn figure8_terms_1_and_2(sim: &mut Sim) {
+/// and stores (2, t2) on itself only. Returns the request of the client's write x=1.
+fn figure8_terms_1_and_2(sim: &mut Sim, n1: N1) -> ReqId {
     // (a) (Nodes refuse votes during their first election timeout, so let that pass first.)
     sim.tick_silently(&["n1", "n2", "n3", "n4", "n5"], 10);
     sim.hup("n1");
     sim.run(5);
     assert_eq!(sim.leader().as_deref(), Some("n1"));
     sim.isolate(&["n1", "n2"]);
-    sim.propose("n1", w("x", 1));
+    let write = sim.propose("n1", w("x", 1));
     sim.deliver_due();
     assert_eq!(sim.node("n2").log().term(2), Some(1));
-    // (b) n1 crashes; n5 is elected in term 2 by n3, n4 and appends (2, t2) only locally.
-    sim.crash("n1");
+    // (b) n1 crashes (or is cut off alone); n5 is elected in term 2 by n3, n4 and appends
+    // (2, t2) only locally.
     sim.heal();
+    match n1 {
+        N1::Crashes => sim.crash("n1"),
+        N1::StaysUp => sim.isolate(&["n1"]),
+    }
     sim.isolate(&["n2"]);
     sim.tick_silently(&["n3", "n4", "n5"], 25);
     sim.drop_if =
@@ -269,16 +289,19 @@ fn figure8_terms_1_and_2(sim: &mut Sim) {
     sim.deliver_due();
     assert_eq!(sim.node("n5").role(), Role::Leader);
     assert_eq!((sim.node("n5").hard_state().term, sim.node("n5").log().term(2)), (2, Some(2)));
+    write
 }
 
 /// Figure 8 (c): n5 crashes; n1 restarts and is elected in term 3; it replicates (2, t1) to n3,
 /// so index 2 is on n1, n2, n3 (unless it travels with index 3, which is dropped), but its own
 /// term-3 entry (index 3) reaches only n2. A client
 /// reads `x` from n1 as soon as it leads; returns the answer, if any.
-fn figure8_term_3(sim: &mut Sim) -> Option<Reply> {
+fn figure8_term_3(sim: &mut Sim, n1: N1) -> Option<Reply> {
     sim.crash("n5");
     sim.heal();
-    sim.restart("n1");
+    if n1 == N1::Crashes {
+        sim.restart("n1");
+    }
     sim.tick_silently(&["n1", "n2", "n3", "n4"], 25);
     // Index 3 is dropped on its way to n3 and n4 once n3 was sent index 2; before that n3 gets
     // it once, when it carries no index 2, to reject it and prompt the resend of (2, t1).
@@ -360,6 +383,58 @@ fn s5_4_2_figure8_bug_commit_old_term_a_client_reads_a_value_that_later_disappea
     let req = f.sim.read("n5", "x");
     assert_eq!(f.sim.wait(req, 50), Some(Reply::Value(None)), "after n5 overwrote index 2, x is gone");
     assert!(!f.sim.violations.is_empty());
+}
+
+/// The bug as the paper's figure tells it, with the term-1 leader cut off instead of crashed:
+/// its client's write x=1, waiting for (2, t1) to be applied, is acknowledged when n1, leader
+/// again in term 3, counts (2, t1) onto a majority; n5 then overwrites it. An acknowledged write
+/// is lost, and the final state has no x.
+#[test]
+fn s5_4_2_figure8_bug_commit_old_term_acknowledges_a_write_a_later_leader_erases() {
+    let batch = Config::new("n1", vec!["n1".into()]).max_batch_entries;
+    let mut f = figure8_with(true, batch, N1::StaysUp);
+    assert!(f.old_entry_on_n3, "(2, t1) reached n3 alone");
+    assert_eq!(f.write_on_n1, Some(Reply::Done), "n1 acknowledges x=1 once it counts (2, t1) as committed");
+    let req = f.sim.read("n5", "x");
+    assert_eq!(f.sim.wait(req, 50), Some(Reply::Value(None)), "the acknowledged x=1 is gone");
+    assert!(!f.sim.violations.is_empty());
+}
+
+/// The same interleaving without the bug: (2, t1) travels with n1's no-op, which never reaches
+/// a majority, so x=1 is never acknowledged; n5 overwrites it and the waiting client is told the
+/// outcome is unknown, which is true (it could have been committed).
+#[test]
+fn s5_4_2_figure8_a_waiting_write_is_acknowledged_only_if_its_entry_commits() {
+    let batch = Config::new("n1", vec!["n1".into()]).max_batch_entries;
+    let f = figure8_with(false, batch, N1::StaysUp);
+    assert_eq!(f.write_on_n1, None, "x=1 not acknowledged while n1 leads term 3");
+    assert!(f.commit_n1 < 2, "commit {}", f.commit_n1);
+    assert!(f.sim.violations.is_empty(), "{:?}", f.sim.violations);
+}
+
+/// A leader deposed before it learns that its entry reached a majority still answers its client
+/// with the entry's result once a later leader commits it and the old leader applies it.
+#[test]
+fn s5_3_a_deposed_leaders_proposal_is_answered_when_a_later_leader_commits_it() {
+    let mut sim = Sim::new(5, 9, |_| {});
+    sim.tick_silently(&["n1", "n2", "n3", "n4", "n5"], 10);
+    sim.hup("n1");
+    sim.run(5);
+    assert_eq!(sim.leader().as_deref(), Some("n1"));
+    // Every follower stores the entry; n1 hears none of their answers and is then cut off.
+    sim.drop_if = Some(Box::new(|e| e.to == "n1" && matches!(e.msg, Message::AppendResp { .. })));
+    let req = sim.propose("n1", w("x", 7));
+    sim.deliver_due();
+    sim.drop_if = None;
+    sim.isolate(&["n1"]);
+    sim.tick_silently(&["n2", "n3", "n4", "n5"], 25);
+    sim.hup("n2");
+    assert!(sim.run_until(200, |s| s.node("n2").role() == Role::Leader), "n2 elected");
+    assert_eq!(sim.reply(req), None, "not answered while cut off");
+    sim.heal();
+    assert_eq!(sim.wait(req, 200), Some(Reply::Done), "answered with the entry's result");
+    assert_ne!(sim.node("n1").role(), Role::Leader);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
 
 // ------------------------------------------------------------------ §7 snapshots
