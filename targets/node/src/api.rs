@@ -64,7 +64,9 @@ pub struct WriteBody {
 #[serde(deny_unknown_fields)]
 pub struct CasBody {
     pub key: String,
-    pub from: i64,
+    /// The value the key must hold; `null`: the key must be absent. Required (not defaulted).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub from: Option<i64>,
     pub to: i64,
 }
 #[derive(Deserialize)]

@@ -60,7 +60,7 @@ pub async fn serve_directory(id: String, listen: SocketAddr, admin_token: String
         Json(json!({})).into_response()
     }
     async fn cas(State(m): State<M>, h: HeaderMap, body: Bytes) -> Response {
-        let b: CasBody = match parse(&body, r#"{"key": string, "from": integer, "to": integer}"#) {
+        let b: CasBody = match parse(&body, r#"{"key": string, "from": integer or null, "to": integer}"#) {
             Ok(b) => b,
             Err(e) => return e,
         };
@@ -69,7 +69,7 @@ pub async fn serve_directory(id: String, listen: SocketAddr, admin_token: String
         }
         let mut map = m.map.lock().expect("map");
         match map.get(&b.key) {
-            Some(&c) if c == b.from => {
+            cur if cur.copied() == b.from => {
                 map.insert(b.key, b.to);
                 Json(json!({})).into_response()
             }

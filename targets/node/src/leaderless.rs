@@ -36,7 +36,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum ClientOp {
     Read { key: String },
     Write { key: String, value: i64 },
-    Cas { key: String, from: i64, to: i64 },
+    Cas { key: String, from: Option<i64>, to: i64 },
 }
 
 /// A leaderless role's answer; the server maps it onto docs/node-api.md's statuses.

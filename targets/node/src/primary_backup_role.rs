@@ -411,7 +411,7 @@ async fn kv_write(State(s): State<St>, headers: HeaderMap, body: Bytes) -> Respo
 }
 
 async fn kv_cas(State(s): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let b = body!(CasBody, body, r#"{"key": string, "from": integer, "to": integer}"#);
+    let b = body!(CasBody, body, r#"{"key": string, "from": integer or null, "to": integer}"#);
     client(&s, "kv/cas", Op::Update(Command::Cas { key: b.key, from: b.from, to: b.to }), &headers, body).await
 }
 

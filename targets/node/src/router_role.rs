@@ -756,7 +756,9 @@ pub(crate) struct WriteBody {
 #[derive(Deserialize)]
 pub(crate) struct CasBody {
     pub(crate) key: String,
-    pub(crate) from: i64,
+    /// The value the key must hold; `null`: the key must be absent. Required (not defaulted).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub(crate) from: Option<i64>,
     pub(crate) to: i64,
 }
 
@@ -783,7 +785,7 @@ async fn kv_write(State(r): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn kv_cas(State(r): State<Shared>, body: Bytes) -> Response {
-    let b: CasBody = match parse(&body, r#"{"key": string, "from": integer, "to": integer}"#) {
+    let b: CasBody = match parse(&body, r#"{"key": string, "from": integer or null, "to": integer}"#) {
         Ok(b) => b,
         Err(e) => return e,
     };

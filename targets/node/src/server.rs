@@ -102,7 +102,9 @@ struct WriteBody {
 #[derive(Deserialize)]
 struct CasBody {
     key: String,
-    from: i64,
+    /// The value the key must hold; `null`: the key must be absent. Required (not defaulted).
+    #[serde(deserialize_with = "Option::deserialize")]
+    from: Option<i64>,
     to: i64,
 }
 
@@ -134,7 +136,7 @@ async fn kv_write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> R
 }
 
 async fn kv_cas(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let b: CasBody = match parse(&body, r#"{"key": string, "from": integer, "to": integer}"#) {
+    let b: CasBody = match parse(&body, r#"{"key": string, "from": integer or null, "to": integer}"#) {
         Ok(b) => b,
         Err(r) => return r,
     };

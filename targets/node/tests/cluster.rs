@@ -150,6 +150,7 @@ async fn malformed_requests_get_400_with_a_reason_and_the_node_keeps_serving() {
         ("/kv/write", r#"{"key": "a", "value": 1.5}"#.into(), "invalid type"),
         ("/kv/write", r#"{"key": "a", "value": 99999999999999999999}"#.into(), "i64"),
         ("/kv/cas", r#"{"key": "a", "from": 1}"#.into(), "missing field `to`"),
+        ("/kv/cas", r#"{"key": "a", "to": 1}"#.into(), "missing field `from`"),
         ("/kv/cas", "[1,2,3]".into(), "invalid type"),
         ("/kv/write", "".into(), "EOF"),
     ];
@@ -167,6 +168,10 @@ async fn malformed_requests_get_400_with_a_reason_and_the_node_keeps_serving() {
     assert_eq!(c.post_raw(0, "/kv/cas", r#"{"key": "a", "from": 1, "to": 3}"#).await, (200, json!({})));
     assert_eq!(c.read(0, "a").await, (200, json!({"value": 3})));
     assert_eq!(c.read(0, "never").await, (200, json!({"value": null})));
+    // A cas from null swaps only a key that was never written.
+    assert_eq!(c.post_raw(0, "/kv/cas", r#"{"key": "a", "from": null, "to": 4}"#).await.0, 409);
+    assert_eq!(c.post_raw(0, "/kv/cas", r#"{"key": "b", "from": null, "to": 4}"#).await, (200, json!({})));
+    assert_eq!(c.read(0, "b").await, (200, json!({"value": 4})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,10 @@ async fn a_three_node_cluster_answers_on_every_node_with_one_register_per_key() 
     assert_eq!(c.read(2, "k").await, (200, json!({"value": 4})));
     // A cas on a key never written is a mismatch (docs/node-api.md).
     assert_eq!(c.cas(0, "fresh", 0, 1).await.0, 409);
+    // A cas from null swaps only a key that was never written.
+    assert_eq!(c.post_raw(0, "/kv/cas", r#"{"key": "k", "from": null, "to": 6}"#).await.0, 409);
+    assert_eq!(c.post_raw(0, "/kv/cas", r#"{"key": "fresh", "from": null, "to": 6}"#).await, (200, json!({})));
+    assert_eq!(c.read(1, "fresh").await, (200, json!({"value": 6})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,8 @@ async fn the_first_primary_serves_and_backups_forward_or_answer_421() {
     assert_eq!(c.cas(0, "k", 3, 4).await, (200, json!({})));
     let (code, v) = c.cas(2, "k", 3, 5).await;
     assert_eq!((code, v["error"].clone(), v["definite"].clone()), (409, json!("cas-mismatch"), json!(true)));
+    assert_eq!(post(&c, 1, "/kv/cas", json!({"key": "k", "from": null, "to": 6}), false).await.0, 409);
+    assert_eq!(post(&c, 1, "/kv/cas", json!({"key": "new", "from": null, "to": 6}), false).await, (200, json!({})));
     assert_eq!(post(&c, 1, "/set/add", json!({"key": "s", "element": 7}), false).await, (200, json!({})));
     assert_eq!(post(&c, 2, "/set/read", json!({"key": "s"}), false).await, (200, json!({"elements": [7]})));
     let (code, v) = post(&c, 1, "/kv/write", json!({"key": "k", "value": 9}), true).await;

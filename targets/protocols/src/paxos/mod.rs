@@ -34,8 +34,14 @@ pub struct Ballot {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Change {
     Read,
-    Write { value: i64 },
-    Cas { from: i64, to: i64 },
+    Write {
+        value: i64,
+    },
+    /// Swaps when the value is `from` (`None`: never written).
+    Cas {
+        from: Option<i64>,
+        to: i64,
+    },
 }
 
 /// The result of applying a change, known once the round's accept phase reached a majority.
@@ -55,7 +61,7 @@ impl Change {
         match *self {
             Change::Read => (current, Outcome::Value(current)),
             Change::Write { value } => (Some(value), Outcome::Done),
-            Change::Cas { from, to } if current == Some(from) => (Some(to), Outcome::Done),
+            Change::Cas { from, to } if current == from => (Some(to), Outcome::Done),
             Change::Cas { .. } => (current, Outcome::CasMismatch { current }),
         }
     }

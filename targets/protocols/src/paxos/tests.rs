@@ -121,12 +121,12 @@ fn a_majority_of_promises_proposes_the_highest_accepted_value_not_its_own() {
     acc[0].1.handle(&Request::Accept { key: "k".into(), ballot: b(1, "n1"), value: Some(10) });
     acc[1].1.handle(&Request::Prepare { key: "k".into(), ballot: b(2, "n2") });
     acc[1].1.handle(&Request::Accept { key: "k".into(), ballot: b(2, "n2"), value: Some(20) });
-    let mut r = Round::new("k".into(), b(3, "n3"), Change::Cas { from: 20, to: 99 }, 3, Bugs::default(), None);
+    let mut r = Round::new("k".into(), b(3, "n3"), Change::Cas { from: Some(20), to: 99 }, 3, Bugs::default(), None);
     let p = run_round(&mut r, &mut acc, &[0, 1]);
     assert_eq!(p, Progress::Chosen { value: Some(99), outcome: Outcome::Done });
     assert_eq!(r.input_ballot(), Some(&b(2, "n2")));
     // A mismatching cas proposes the current value unchanged (CASPaxos: identity on mismatch).
-    let mut r = Round::new("k".into(), b(4, "n3"), Change::Cas { from: 20, to: 1 }, 3, Bugs::default(), None);
+    let mut r = Round::new("k".into(), b(4, "n3"), Change::Cas { from: Some(20), to: 1 }, 3, Bugs::default(), None);
     assert_eq!(
         run_round(&mut r, &mut acc, &[1, 2]),
         Progress::Chosen { value: Some(99), outcome: Outcome::CasMismatch { current: Some(99) } }
@@ -215,7 +215,7 @@ fn interleaving(seed: u64, n: usize, bugs: Bugs) -> Result<usize, String> {
             let change = match rng.random_range(0..3) {
                 0 => Change::Read,
                 1 => Change::Write { value: step as i64 },
-                _ => Change::Cas { from: rng.random_range(0..step.max(1)) as i64, to: step as i64 },
+                _ => Change::Cas { from: Some(rng.random_range(0..step.max(1)) as i64), to: step as i64 },
             };
             let r = Round::new("k".into(), bal, change, n, bugs, None);
             let idx = rounds.len();

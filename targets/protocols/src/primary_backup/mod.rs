@@ -57,9 +57,20 @@ pub struct Epoch {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Command {
-    Write { key: String, value: i64 },
-    Cas { key: String, from: i64, to: i64 },
-    SetAdd { key: String, element: i64 },
+    Write {
+        key: String,
+        value: i64,
+    },
+    /// Swaps when the key holds `from` (`None`: when it is absent).
+    Cas {
+        key: String,
+        from: Option<i64>,
+        to: i64,
+    },
+    SetAdd {
+        key: String,
+        element: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +96,7 @@ impl Data {
                 Reply::Done
             }
             Command::Cas { key, from, to } => match self.kv.get(key) {
-                Some(v) if v == from => {
+                cur if cur.copied() == *from => {
                     self.kv.insert(key.clone(), *to);
                     Reply::Done
                 }

@@ -281,8 +281,8 @@ fn cas_is_decided_in_log_order() {
     let mut s = Sim::new(3, |_| {});
     s.settle(100);
     s.write("n1", "k", 1);
-    let a = s.propose("n1", Command::Cas { key: "k".into(), from: 1, to: 2 });
-    let b = s.propose("n1", Command::Cas { key: "k".into(), from: 1, to: 3 });
+    let a = s.propose("n1", Command::Cas { key: "k".into(), from: Some(1), to: 2 });
+    let b = s.propose("n1", Command::Cas { key: "k".into(), from: Some(1), to: 3 });
     assert_eq!(s.replies[&a], Reply::Done);
     assert_eq!(s.replies[&b], Reply::CasMismatch { current: Some(2) });
     s.tick(10);

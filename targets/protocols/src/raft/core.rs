@@ -909,7 +909,7 @@ impl Raft {
             }
             Command::Cas { key, from, to } => {
                 let current = self.kv.get(key).copied();
-                if current == Some(*from) {
+                if current == *from {
                     self.kv.insert(key.clone(), *to);
                     Reply::Done
                 } else {

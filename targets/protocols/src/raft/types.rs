@@ -28,9 +28,10 @@ pub enum Command {
         key: String,
         value: i64,
     },
+    /// Swaps when the key holds `from` (`None`: when it is absent).
     Cas {
         key: String,
-        from: i64,
+        from: Option<i64>,
         to: i64,
     },
     /// A transaction: its micro-ops applied atomically, in order, as one entry (reads are
