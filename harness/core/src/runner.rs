@@ -319,24 +319,15 @@ pub const CLOCK_SAMPLE_PERIOD: Duration = Duration::from_millis(1000);
 /// concurrently, each bounded so a paused node cannot stall it. Runs until aborted.
 async fn clock_sampler(ctx: Arc<NemesisCtx>, period: Duration) {
     loop {
-        let mut set = tokio::task::JoinSet::new();
-        for n in ctx.runtime.nodes() {
-            let target = ctx.target.clone();
-            let (id, addr) = (n.id.clone(), n.addr());
-            set.spawn(async move {
-                match tokio::time::timeout(period / 2, target.status(&addr)).await {
-                    Ok(Ok(s)) => s.clock_offset_ms.map(|o| (id, o)),
-                    _ => None,
-                }
-            });
-        }
+        let nodes = ctx.runtime.nodes().iter().map(|n| (n.id.clone(), n.addr())).collect::<Vec<_>>();
+        let mut set = crate::target::ask_statuses(&ctx.target, nodes, period / 2);
         while let Some(r) = set.join_next().await {
-            if let Ok(Some((node, offset_ms))) = r {
-                let time_ns = (ctx.now_ns)();
-                if let Ok(mut s) = ctx.clock_samples.lock() {
-                    if s.len() < crate::nemesis::clock::SAMPLES_MAX {
-                        s.push(ClockSample { time_ns, node, offset_ms });
-                    }
+            let Ok(Some((node, status))) = r else { continue };
+            let Some(offset_ms) = status.clock_offset_ms else { continue };
+            let time_ns = (ctx.now_ns)();
+            if let Ok(mut s) = ctx.clock_samples.lock() {
+                if s.len() < crate::nemesis::clock::SAMPLES_MAX {
+                    s.push(ClockSample { time_ns, node, offset_ms });
                 }
             }
         }

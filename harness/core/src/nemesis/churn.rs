@@ -78,7 +78,9 @@ pub const CUTS_MAX: usize = 10_000;
 pub enum Mode {
     /// As soon as it is seen leading.
     AtOnce,
-    /// As soon as its reported commit index moves past the one it reported when first seen.
+    /// Once its reported commit index has moved past the one it reported when first seen, plus
+    /// [`GRACE_PERCENT_OF_DELAY`] of the link delay (or after `COMMIT_WAIT_DELAYS_MAX` delays
+    /// when it reports no commit index).
     AfterCommit,
 }
 
@@ -239,13 +241,7 @@ impl Io {
     /// Every node's status, asked concurrently, each bounded by [`STATUS_TIMEOUT`]; nodes that
     /// do not answer are left out.
     async fn statuses(&self) -> Vec<(String, NodeStatus)> {
-        let mut set = tokio::task::JoinSet::new();
-        for (id, addr) in &self.nodes {
-            let (target, id, addr) = (self.target.clone(), id.clone(), addr.clone());
-            set.spawn(async move {
-                tokio::time::timeout(STATUS_TIMEOUT, target.status(&addr)).await.ok()?.ok().map(|s| (id, s))
-            });
-        }
+        let mut set = crate::target::ask_statuses(&self.target, self.nodes.clone(), STATUS_TIMEOUT);
         let mut out = Vec::new();
         while let Some(r) = set.join_next().await {
             if let Ok(Some(s)) = r {

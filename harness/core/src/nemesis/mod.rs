@@ -397,23 +397,14 @@ impl NemesisCtx {
     /// asked concurrently, each bounded by [`LEADER_QUERY_TIMEOUT`], so a paused or cut-off node
     /// cannot stall the nemesis.
     pub async fn leader_now(&self) -> Option<String> {
-        let mut set = tokio::task::JoinSet::new();
-        for n in self.runtime.nodes() {
-            let target = self.target.clone();
-            let (id, addr) = (n.id.clone(), n.addr());
-            set.spawn(async move {
-                match tokio::time::timeout(LEADER_QUERY_TIMEOUT, target.status(&addr)).await {
-                    Ok(Ok(s)) if s.state == "leader" => Some((s.term.unwrap_or(0), id)),
-                    _ => None,
-                }
-            });
-        }
+        let nodes = self.runtime.nodes().iter().map(|n| (n.id.clone(), n.addr())).collect::<Vec<_>>();
+        let mut set = crate::target::ask_statuses(&self.target, nodes, LEADER_QUERY_TIMEOUT);
         let mut best: Option<(u64, String)> = None;
         while let Some(r) = set.join_next().await {
-            if let Ok(Some((term, id))) = r {
-                if best.as_ref().is_none_or(|(t, b)| term > *t || (term == *t && id < *b)) {
-                    best = Some((term, id));
-                }
+            let Ok(Some((id, s))) = r else { continue };
+            let term = s.term.unwrap_or(0);
+            if s.state == "leader" && best.as_ref().is_none_or(|(t, b)| term > *t || (term == *t && id < *b)) {
+                best = Some((term, id));
             }
         }
         best.map(|(_, id)| id)

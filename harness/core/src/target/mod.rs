@@ -38,6 +38,25 @@ pub struct NodeStatus {
     pub last_index: Option<u64>,
 }
 
+/// Asks every node in `nodes` (id, address) for its status at once, each ask bounded by
+/// `timeout_max`, so a paused or cut-off node stalls no one; the answers arrive in the returned
+/// set as they come (`None`: no answer in time, or an error). The nemeses and the clock sampler
+/// share it, each draining the set its own way.
+pub fn ask_statuses(
+    target: &Arc<dyn Target>,
+    nodes: impl IntoIterator<Item = (String, String)>,
+    timeout_max: std::time::Duration,
+) -> tokio::task::JoinSet<Option<(String, NodeStatus)>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (id, addr) in nodes {
+        let target = target.clone();
+        set.spawn(
+            async move { tokio::time::timeout(timeout_max, target.status(&addr)).await.ok()?.ok().map(|s| (id, s)) },
+        );
+    }
+    set
+}
+
 /// A system under test.
 pub trait Target: Send + Sync {
     /// `raft`, ...
