@@ -236,8 +236,8 @@ fn leader_churn_follows_the_elections_and_a_correct_raft_stays_linearizable() {
 /// entry onto a majority (an earlier term's entry: not committed by §5.4.2), and a leader elected
 /// from the other side then overwrites it, so a read after the acknowledgement misses it. The
 /// elections of one figure-8 sequence take 1–4 s, so clients wait up to 5 s (the node up to
-/// 4.5 s) to hear the outcome. 50 s runs: two 12 s windows. Caught when a run ends
-/// invalid of eight seeds; it runs alone, since each cut must land within a link delay of a commit.
+/// 4.5 s) to hear the outcome. 50 s runs: two 12 s windows. Caught when one of eight seeds ends
+/// invalid; it runs alone, since each cut must land within a link delay of a commit.
 #[test]
 fn leader_churn_catches_commit_old_term() {
     if !is_root() {
