@@ -9,8 +9,8 @@
 //!   majority elects a new leader and writes. The register workload's 3 shared keys and a high
 //!   rate make those keys written on the majority side and read on the old leader's side.
 //!
-//! `commit-old-term` is caught in detection_e2e.rs, under the nemesis that follows the elections
-//! (`leader-churn`): it needs a figure-8 interleaving (Raft §5.4.2), in which two leaders each
+//! `commit-old-term` has its end-to-end test in detection_e2e.rs (ignored in CI, timing), under
+//! the nemesis that follows the elections (`leader-churn`): it needs a figure-8 interleaving (Raft §5.4.2), in which two leaders each
 //! lose contact within a round trip of a step, which no seeded schedule of leader kills and cuts
 //! reached (docs/targets.md, its row).
 
