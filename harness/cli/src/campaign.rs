@@ -53,13 +53,13 @@ pub fn main(args: CampaignArgs) -> anyhow::Result<u8> {
     let seed = args.seed.or(campaign.seed).unwrap_or_else(crate::run::rand_seed);
     let ids = cell_ids(&campaign.cells);
     if args.dry_run {
-        println!("campaign {} (seed {seed}): {} cells", campaign.name, campaign.cells.len());
+        outln!("campaign {} (seed {seed}): {} cells", campaign.name, campaign.cells.len());
         let mut b = tabled::builder::Builder::default();
         b.push_record(["cell", "seed", "expect", "command"]);
         for (c, id) in campaign.cells.iter().zip(&ids) {
             b.push_record([id.clone(), c.seed(seed).to_string(), c.expect.join(" or "), repro(c, c.seed(seed))]);
         }
-        println!("{}", b.build().with(tabled::settings::Style::rounded()));
+        outln!("{}", b.build().with(tabled::settings::Style::rounded()));
         return Ok(EXIT_VALID);
     }
     let tokio_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -177,7 +177,7 @@ async fn run_campaign(
     if !write_outputs(&dir, &record) {
         return Ok(EXIT_ERROR);
     }
-    println!("{}", record.summary);
+    outln!("{}", record.summary);
     Ok(exit_code)
 }
 
@@ -288,7 +288,7 @@ fn write_outputs(dir: &Path, record: &CampaignRecord) -> bool {
     match report::write_all(dir, record) {
         Ok(files) => {
             for f in files {
-                println!("{}", f.display());
+                outln!("{}", f.display());
             }
             true
         }
@@ -491,7 +491,7 @@ fn print_table(r: &CampaignRecord) {
             c.metrics.consistency.clone(),
         ]);
     }
-    println!("{}", b.build().with(tabled::settings::Style::rounded()));
+    outln!("{}", b.build().with(tabled::settings::Style::rounded()));
     let mut t = Builder::default();
     t.push_record(["target", "avail. during partitions", "model kept", "cells"]);
     for x in &r.comparison {
@@ -502,9 +502,9 @@ fn print_table(r: &CampaignRecord) {
             x.cells.to_string(),
         ]);
     }
-    println!("{}", t.build().with(tabled::settings::Style::rounded()));
+    outln!("{}", t.build().with(tabled::settings::Style::rounded()));
     for c in r.cells.iter().filter(|c| c.error.is_some()) {
-        println!("{}: {}", c.id, c.error.as_deref().unwrap_or_default());
+        outln!("{}: {}", c.id, c.error.as_deref().unwrap_or_default());
     }
 }
 

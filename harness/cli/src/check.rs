@@ -197,8 +197,8 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         None
     };
     match (args.json, &consistency) {
-        (true, None) => println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?),
-        (true, Some(c)) => println!(
+        (true, None) => outln!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?),
+        (true, Some(c)) => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "linearizability": report, "consistency": c }))
                 .context("serializing the report")?
@@ -206,7 +206,7 @@ pub fn main(args: CheckArgs) -> anyhow::Result<u8> {
         (false, _) => {
             print!("{}", report.to_text());
             if let Some(c) = &consistency {
-                println!("{}", crate::run::consistency_table(c));
+                outln!("{}", crate::run::consistency_table(c));
             }
         }
     }
@@ -235,7 +235,7 @@ fn txn_main(args: &CheckArgs, model: TxnModel) -> anyhow::Result<u8> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+        outln!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
     } else {
         print!("{}", report.to_text());
     }

@@ -50,11 +50,11 @@ pub fn main(args: CleanupArgs) -> anyhow::Result<u8> {
     let docker_planned =
         faultline_core::runtime::docker::cleanup_leftovers(&dir, &args.runs, args.force, args.dry_run, &mut report);
     for p in &docker_planned {
-        println!("would remove {p}");
+        outln!("would remove {p}");
     }
     cleanup_ssh(&args, &dir, &mut report)?;
     if all.is_empty() && docker_planned.is_empty() && report.removed.is_empty() && report.errors.is_empty() {
-        println!("faultline cleanup: nothing to remove");
+        outln!("faultline cleanup: nothing to remove");
     }
     remove_runs(&all, &dir, args.dry_run, &mut report);
     Ok(print_report(&report))
@@ -157,9 +157,14 @@ fn orphan<'a>(
 fn remove_runs(all: &[RunState], dir: &std::path::Path, dry_run: bool, report: &mut CleanupReport) {
     for s in all {
         if dry_run {
-            println!(
+            outln!(
                 "would remove run {}: netns {:?}, links {:?}, rules {:?}, chains {:?}, processes {:?}",
-                s.run_id, s.netns, s.links, s.host_rules, s.host_chains, s.pids
+                s.run_id,
+                s.netns,
+                s.links,
+                s.host_rules,
+                s.host_chains,
+                s.pids
             );
             continue;
         }
@@ -173,10 +178,10 @@ fn remove_runs(all: &[RunState], dir: &std::path::Path, dry_run: bool, report: &
 /// Prints what was removed, left alone and failed; the exit code (an error if anything failed).
 fn print_report(report: &CleanupReport) -> u8 {
     for r in &report.removed {
-        println!("removed {r}");
+        outln!("removed {r}");
     }
     for s in &report.skipped_live {
-        println!("left alone live run {s}");
+        outln!("left alone live run {s}");
     }
     for e in &report.errors {
         eprintln!("faultline cleanup: {e}");

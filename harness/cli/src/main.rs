@@ -8,6 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for what the user reads on stdout ([`out::line`]): a reader that closed the pipe
+/// (`faultline campaign F --dry-run | head`) ends the output, not the process with a panic.
+macro_rules! outln {
+    () => { $crate::out::line(format_args!("")) };
+    ($($t:tt)*) => { $crate::out::line(format_args!($($t)*)) };
+}
+
 mod campaign;
 mod campaign_spec;
 mod check;
@@ -18,6 +25,32 @@ mod run;
 mod serve;
 mod shrink;
 mod ssh_args;
+
+/// Standard output that a closed pipe does not crash.
+pub mod out {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set once stdout failed: nothing more is written (the reader is gone, or the disk full).
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+
+    /// Writes one line to stdout. A reader that went away (`| head`) is its choice: the rest of
+    /// the output is dropped and the command goes on to its exit code, as ripgrep does; SIGPIPE
+    /// stays ignored, since the runtimes write to pipes of their own (iptables-restore, ssh).
+    /// Any other failure is said once on stderr.
+    pub fn line(args: std::fmt::Arguments) {
+        if CLOSED.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, "{args}").and_then(|_| o.flush()) {
+            CLOSED.store(true, Ordering::Relaxed);
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("faultline: cannot write to stdout: {e}");
+            }
+        }
+    }
+}
 
 /// The verdict-to-exit-code contract.
 pub const EXIT_VALID: u8 = 0;

@@ -25,7 +25,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<u8> {
     if summary.warnings.len() > 10 {
         eprintln!("faultline: warning: {} more warnings in the report", summary.warnings.len() - 10);
     }
-    println!(
+    outln!(
         "rendered {} ({} ops, verdict {}) in {:.2} s:",
         args.run_dir.display(),
         summary.ops,
@@ -33,7 +33,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<u8> {
         summary.elapsed.as_secs_f64()
     );
     for f in &summary.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     Ok(crate::EXIT_VALID)
 }

@@ -641,7 +641,7 @@ fn report_outcome(outcome: &runner::RunOutcome, run_dir: &RunDir, repro: &str) -
     // The report is part of the run's product, but a failure to draw it must not change the
     // verdict's exit code: warn and point at `faultline report`.
     match faultline_reports::render_run(run_dir.dir(), &Default::default()) {
-        Ok(r) => println!("report: {}", r.files[0].display()),
+        Ok(r) => outln!("report: {}", r.files[0].display()),
         Err(e) => eprintln!(
             "faultline: warning: report not written ({e}); try `faultline report {}`",
             run_dir.dir().display()
@@ -787,18 +787,18 @@ fn print_summary(results: &Results, dir: &Path, repro: &str) {
     for c in &results.checkers {
         b.push_record([c.name.clone(), c.verdict.to_string(), truncate(c.reason.as_deref().unwrap_or(""), 100)]);
     }
-    println!("{}", b.build().with(tabled::settings::Style::rounded()));
+    outln!("{}", b.build().with(tabled::settings::Style::rounded()));
     match (&results.isolation, &results.consistency) {
-        (Some(i), _) => println!("{}", isolation_table(i)),
-        (None, Some(c)) => println!("{}", consistency_table(c)),
+        (Some(i), _) => outln!("{}", isolation_table(i)),
+        (None, Some(c)) => outln!("{}", consistency_table(c)),
         (None, None) => {}
     }
-    println!("{}", ops_table(results));
+    outln!("{}", ops_table(results));
     if let Some(t) = results.target_stats.as_ref().and_then(|s| backend_table(results, s)) {
-        println!("{t}");
+        outln!("{t}");
     }
-    println!("{}", verdict_table(results, dir).with(tabled::settings::Style::rounded()));
-    println!("reproduce: {repro}");
+    outln!("{}", verdict_table(results, dir).with(tabled::settings::Style::rounded()));
+    outln!("reproduce: {repro}");
 }
 
 /// ok/fail/info counts of the whole run, during and outside the fault windows.

@@ -22,7 +22,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot serve {} on {addr}", args.store.display()))?;
     let local = server.local_addr().context("no local address")?;
     // Tests and scripts read this line to learn the port.
-    println!("serving {} on http://{local}/", args.store.display());
+    outln!("serving {} on http://{local}/", args.store.display());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     server.run().context("server stopped")?;

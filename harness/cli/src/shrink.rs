@@ -324,22 +324,22 @@ pub fn main(args: ShrinkArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(s.run_dir.join("shrink"))?;
     std::fs::write(&out, serde_json::to_string_pretty(&summary)?)?;
     result?;
-    println!("runs: {} of {} (every attempt: {})", s.attempts.len(), s.budget, out.display());
+    outln!("runs: {} of {} (every attempt: {})", s.attempts.len(), s.budget, out.display());
     match best {
         Some((shape, dir, repro)) => {
-            println!(
+            outln!(
                 "shrunk: {from} → {} fault window(s), time limit {} s, {} client(s); run {}",
                 shape.windows.len(),
                 shape.time_limit,
                 shape.concurrency,
                 dir.display()
             );
-            println!("reproduce: {repro}");
+            outln!("reproduce: {repro}");
         }
         None => {
-            println!("not shrunk: no smaller attempt ended invalid; the run itself is the smallest found");
+            outln!("not shrunk: no smaller attempt ended invalid; the run itself is the smallest found");
             let repro = read_json(&s.run_dir.join("test.json"))?["repro"].as_str().unwrap_or("").to_string();
-            println!("reproduce: {repro}");
+            outln!("reproduce: {repro}");
         }
     }
     Ok(EXIT_VALID)

@@ -94,3 +94,26 @@ fn compare_toml_covers_every_reference_role_under_partitions_and_clock_skew() {
         "{stdout}"
     );
 }
+
+/// A reader that closes the pipe (`faultline campaign F --dry-run | head`) ends the listing,
+/// not the process: no panic, and the exit code is the command's own.
+#[test]
+fn a_closed_stdout_ends_the_listing_without_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["campaign", repo().join("campaigns/detection.toml").to_str().unwrap(), "--dry-run"])
+        .env("FAULTLINE_NODE_BIN", "/bin/true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faultline starts");
+    // The read end closes before anything is written: the first write meets a closed pipe.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "nothing to say about a reader that left: {stderr}");
+}
