@@ -89,9 +89,12 @@ pub struct RunArgs {
     /// Quiet period after healing, before the final reads, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub recovery: f64,
-    /// Client timeout per operation, in ms (a timed-out write or cas is recorded as info).
-    #[arg(long, default_value_t = 2000)]
-    pub op_timeout_ms: u64,
+    /// Client timeout per operation, in ms (a timed-out write or cas is recorded as info)
+    /// [default: 2000; 5000 for operations invoked during a leader-churn window]. A reference
+    /// node's request timeout follows the longest, 500 ms shorter, unless `--target-opt
+    /// request-timeout-ms` says.
+    #[arg(long)]
+    pub op_timeout_ms: Option<u64>,
     /// Longest wait for the cluster to answer and elect a leader, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub setup_timeout: f64,
@@ -141,6 +144,81 @@ pub(crate) struct Plan {
     name: String,
     /// A reference role's `--target-opt` pairs (external targets check theirs when built).
     role_options: Vec<(String, String)>,
+    /// The clients' timeout per operation, and the shorter one outside leader-churn windows
+    /// ([`op_timeouts_ms`]).
+    op_timeout_ms: u64,
+    op_timeout_outside_churn_ms: Option<u64>,
+}
+
+/// The client timeout when `--op-timeout-ms` is not given.
+pub const OP_TIMEOUT_MS_DEFAULT: u64 = 2000;
+
+/// The client timeout of operations invoked during a leader-churn window when `--op-timeout-ms`
+/// is not given. A write there may be answered only after three elections (the Raft paper's
+/// figure 8: 1.8–3.6 s measured on raft `commit-old-term`, whose acknowledged-then-lost writes
+/// are what shows the bug), longer than the usual 2 s.
+pub const OP_TIMEOUT_MS_CHURN: u64 = 5000;
+
+/// How much shorter than the client's timeout a reference node's request timeout is, so the
+/// node answers (a definite outcome where it has one) before the client gives up.
+pub const NODE_TIMEOUT_MARGIN_MS: u64 = 500;
+
+/// The clients' timeout and, when shorter outside leader-churn windows, that one:
+/// `--op-timeout-ms` for every operation; else, when the schedule holds leader churn (named,
+/// replayed, or declared by the role for the default schedule), [`OP_TIMEOUT_MS_CHURN`] during
+/// its windows and [`OP_TIMEOUT_MS_DEFAULT`] outside; else [`OP_TIMEOUT_MS_DEFAULT`].
+fn op_timeouts_ms(
+    a: &RunArgs,
+    spec: Option<&RoleSpec>,
+    nemesis: &[Choice],
+    schedule: Option<&Schedule>,
+) -> (u64, Option<u64>) {
+    use faultline_core::nemesis::{churn::LEADER_CHURN, coverage, Family};
+    if let Some(ms) = a.op_timeout_ms {
+        return (ms, None);
+    }
+    let churn = (Family::Partition, LEADER_CHURN);
+    let churns = match schedule {
+        Some(s) => s.faults.iter().any(|f| f.spec.family == churn.0 && f.spec.kind == churn.1),
+        // Whether the declared churn fits the run does not depend on the seed (the first wave's
+        // length does not); a role that declares it takes no shard moves (raft).
+        None if coverage::is_default(nemesis) => spec.is_some_and(|r| {
+            let supported = |f: Family| f != Family::Rebalance;
+            let s = coverage::generate_declaring(
+                0,
+                a.nodes,
+                !r.leaderless,
+                &supported,
+                r.faults,
+                a.time_limit,
+                a.nemesis_interval,
+            );
+            r.faults.contains(&churn) && s.faults.iter().any(|f| f.spec.kind == churn.1)
+        }),
+        None => nemesis.iter().any(|c| c.family == churn.0 && c.kinds.iter().any(|k| k == churn.1)),
+    };
+    if churns {
+        (OP_TIMEOUT_MS_CHURN, Some(OP_TIMEOUT_MS_DEFAULT))
+    } else {
+        (OP_TIMEOUT_MS_DEFAULT, None)
+    }
+}
+
+/// A reference role's options with the node's request timeout following the client's
+/// ([`NODE_TIMEOUT_MARGIN_MS`] shorter) where the role takes one and the user did not set it.
+/// At the default client timeout nothing is added: the node's own default is that already.
+fn with_node_timeout(
+    spec: Option<&RoleSpec>,
+    mut options: Vec<(String, String)>,
+    op_timeout_ms: u64,
+) -> Vec<(String, String)> {
+    const KEY: &str = "request-timeout-ms";
+    let takes = spec.is_some_and(|r| r.options.iter().any(|o| o.key == KEY));
+    if takes && op_timeout_ms != OP_TIMEOUT_MS_DEFAULT && !options.iter().any(|(k, _)| k == KEY) {
+        let ms = op_timeout_ms.saturating_sub(NODE_TIMEOUT_MARGIN_MS).max(1);
+        options.push((KEY.to_string(), ms.to_string()));
+    }
+    options
 }
 
 fn locate_node_bin(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -193,7 +271,8 @@ fn target_role(a: &RunArgs) -> anyhow::Result<Option<&'static RoleSpec>> {
 /// `--target lb`'s own checks (strategy, weights per backend, a bug that needs a strategy),
 /// made here, before anything starts, by building the target once without running it.
 fn check_lb(a: &RunArgs, options: &[(String, String)]) -> anyhow::Result<()> {
-    let http = NodeHttp::new(Duration::from_millis(a.op_timeout_ms), "-").context("HTTP client")?;
+    let http = NodeHttp::new(Duration::from_millis(a.op_timeout_ms.unwrap_or(OP_TIMEOUT_MS_DEFAULT)), "-")
+        .context("HTTP client")?;
     let reference = ReferenceTarget {
         role: a.target.clone(),
         options: options.to_vec(),
@@ -236,9 +315,21 @@ pub(crate) fn validate(a: &RunArgs) -> anyhow::Result<Plan> {
     };
     let seed = a.seed.or(replay.as_ref().and_then(|r| r.seed)).unwrap_or_else(rand_seed);
     let schedule = replay.map(|r| r.schedule);
+    let (op_timeout_ms, op_timeout_outside_churn_ms) = op_timeouts_ms(a, spec, &nemesis, schedule.as_ref());
+    let role_options = with_node_timeout(spec, role_options, op_timeout_ms);
     // A replay's families are what the run uses (the clock sampler follows them).
     let nemesis = schedule.as_ref().map_or(nemesis, Schedule::families);
-    Ok(Plan { nemesis, schedule, seed, mechanism, node_bin, name, role_options })
+    Ok(Plan {
+        nemesis,
+        schedule,
+        seed,
+        mechanism,
+        node_bin,
+        name,
+        role_options,
+        op_timeout_ms,
+        op_timeout_outside_churn_ms,
+    })
 }
 
 /// The port, the workload and the runtime are ones this version knows, and fit the target.
@@ -324,8 +415,8 @@ fn check_ranges(a: &RunArgs) -> anyhow::Result<()> {
     if !secs(a.setup_timeout, 0.0, 600.0, true) {
         bail!("--setup-timeout must be seconds in (0, 600], got {}", a.setup_timeout);
     }
-    if !(100..=600_000).contains(&a.op_timeout_ms) {
-        bail!("--op-timeout-ms must be in [100, 600000], got {}", a.op_timeout_ms);
+    if let Some(ms) = a.op_timeout_ms.filter(|ms| !(100..=600_000).contains(ms)) {
+        bail!("--op-timeout-ms must be in [100, 600000], got {ms}");
     }
     Ok(())
 }
@@ -366,7 +457,7 @@ pub(crate) fn rand_seed() -> u64 {
 fn repro(a: &RunArgs, p: &Plan) -> String {
     let mut s = format!(
         "faultline run --target {} --workload {} --nemesis {} --nodes {} --concurrency {} --rate {} --time-limit {} \
-         --nemesis-interval {} --seed {} --runtime {} --recovery {} --op-timeout-ms {}",
+         --nemesis-interval {} --seed {} --runtime {} --recovery {}",
         a.target,
         a.workload,
         faultline_core::nemesis::Schedule::generate_choices(0, &p.nemesis, 1, 0.0, 1.0).name,
@@ -378,8 +469,11 @@ fn repro(a: &RunArgs, p: &Plan) -> String {
         p.seed,
         a.runtime,
         a.recovery,
-        a.op_timeout_ms
     );
+    // Given only when given: unset, the timeouts follow from the schedule as they did here.
+    if let Some(ms) = a.op_timeout_ms {
+        s += &format!(" --op-timeout-ms {ms}");
+    }
     if let Some(p) = &a.schedule {
         let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         s += &format!(" --schedule {}", shell_quote(&p.display().to_string()));
@@ -615,6 +709,7 @@ fn run_config(args: &RunArgs, plan: &Plan, repro: &str) -> RunConfig {
         "concurrency": args.concurrency, "rate": args.rate, "time_limit": args.time_limit,
         "nemesis_interval": args.nemesis_interval, "schedule": args.schedule, "seed": plan.seed, "runtime": args.runtime, "bugs": args.bugs,
         "target_opts": args.target_opts, "store": args.store, "recovery": args.recovery, "op_timeout_ms": args.op_timeout_ms,
+        "client_timeout_ms": plan.op_timeout_ms, "client_timeout_outside_churn_ms": plan.op_timeout_outside_churn_ms,
         "setup_timeout": args.setup_timeout, "local_net": args.local_net, "node_bin": plan.node_bin, "port": args.port,
     });
     RunConfig {
@@ -627,7 +722,8 @@ fn run_config(args: &RunArgs, plan: &Plan, repro: &str) -> RunConfig {
         nemesis: plan.nemesis.clone(),
         schedule: plan.schedule.clone(),
         recovery: Duration::from_secs_f64(args.recovery),
-        op_timeout: Duration::from_millis(args.op_timeout_ms),
+        op_timeout: Duration::from_millis(plan.op_timeout_ms),
+        op_timeout_outside_churn: plan.op_timeout_outside_churn_ms.map(Duration::from_millis),
         setup_timeout: Duration::from_secs_f64(args.setup_timeout),
         final_read_timeout: Duration::from_secs(30),
         repro: repro.to_string(),
@@ -669,7 +765,7 @@ impl Test {
     /// Builds the test: the reference role (or the lb in front of it), or an external target;
     /// the workload in the shape the role needs; the target's client for it.
     pub(crate) fn build(args: &RunArgs, plan: &Plan) -> anyhow::Result<Test> {
-        let op_timeout = Duration::from_millis(args.op_timeout_ms);
+        let op_timeout = Duration::from_millis(plan.op_timeout_ms);
         // From the OS's entropy: never from the seed, which world-readable files record.
         let admin_token = faultline_core::secret::admin_token()?;
         let http = NodeHttp::new(op_timeout, &admin_token).context("HTTP client")?;
@@ -978,7 +1074,45 @@ mod tests {
             node_bin: PathBuf::from("/x/faultline-node"),
             name: "t".into(),
             role_options: vec![],
+            op_timeout_ms: OP_TIMEOUT_MS_DEFAULT,
+            op_timeout_outside_churn_ms: None,
         }
+    }
+
+    #[test]
+    fn clients_wait_longer_when_the_schedule_follows_elections_and_nodes_follow_clients() {
+        let timeout = |words: &[&str]| {
+            let a = parse(words);
+            let spec = roles::role(&a.target);
+            let nemesis = parse_choices(&a.nemesis).unwrap();
+            let (ms, outside) = op_timeouts_ms(&a, spec, &nemesis, None);
+            (ms, outside, with_node_timeout(spec, vec![], ms))
+        };
+        let node = |ms: u64| vec![("request-timeout-ms".to_string(), ms.to_string())];
+        // Raft declares leader churn: its default schedule holds it, so clients wait 5 s and
+        // its nodes 4.5 s; a role that declares nothing keeps 2 s and the node's own default.
+        let short = Some(OP_TIMEOUT_MS_DEFAULT);
+        assert_eq!(timeout(&[]), (OP_TIMEOUT_MS_CHURN, short, node(4500)));
+        assert_eq!(timeout(&["--target", "paxos"]), (OP_TIMEOUT_MS_DEFAULT, None, vec![]));
+        assert_eq!(timeout(&["--nemesis", "partition,kill"]), (OP_TIMEOUT_MS_DEFAULT, None, vec![]));
+        // A default raft run too short for a whole churn window has none, and the usual timeout.
+        assert_eq!(timeout(&["--time-limit", "30"]), (OP_TIMEOUT_MS_DEFAULT, None, vec![]));
+        // Named churn on any role with a leader; a given timeout is every operation's, and a
+        // given node timeout wins.
+        assert_eq!(timeout(&["--target", "paxos", "--nemesis", "leader-churn"]), (5000, short, node(4500)));
+        assert_eq!(timeout(&["--nemesis", "leader-churn", "--op-timeout-ms", "3000"]), (3000, None, node(2500)));
+        assert_eq!(timeout(&["--target", "paxos", "--op-timeout-ms", "2000"]), (2000, None, vec![]));
+        let a = parse(&["--target-opt", "request-timeout-ms=900"]);
+        let given = vec![("request-timeout-ms".to_string(), "900".to_string())];
+        assert_eq!(with_node_timeout(roles::role(&a.target), given.clone(), 5000), given);
+        // lb's front takes no request timeout option: nothing is added for it.
+        assert_eq!(with_node_timeout(roles::role("lb"), vec![], 5000), vec![]);
+        // A replayed schedule decides by its faults.
+        let s = Schedule::generate_choices(1, &parse_choices("leader-churn").unwrap(), 5, 60.0, 12.0);
+        let a = parse(&["--target", "paxos"]);
+        assert_eq!(op_timeouts_ms(&a, roles::role("paxos"), &[], Some(&s)), (OP_TIMEOUT_MS_CHURN, short));
+        let s = Schedule::generate_choices(1, &parse_choices("kill").unwrap(), 5, 60.0, 3.0);
+        assert_eq!(op_timeouts_ms(&a, roles::role("paxos"), &[], Some(&s)), (OP_TIMEOUT_MS_DEFAULT, None));
     }
 
     #[test]

@@ -10,6 +10,9 @@ mod run_support;
 use faultline_core::nemesis::{coverage, Family};
 use run_support::*;
 
+/// The faults the reference Raft declares (its default schedule holds them).
+const RAFT: &[(Family, &str)] = faultline_core::target::roles::RAFT_FAULTS;
+
 /// Every test here holds this lock: shared by most, alone by the one whose fault must react
 /// within a link delay (commit-old-term under leader churn), which other runs on the 2-core
 /// machine would slow past it.
@@ -26,7 +29,7 @@ const SHAPE: [&str; 4] = ["--time-limit", "15", "--recovery", "1"];
 fn seeds_with(family: Family, kind: &str, n: usize) -> Vec<String> {
     (1..1000u64)
         .filter(|&seed| {
-            let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 15.0, 3.0);
+            let s = coverage::generate_declaring(seed, 5, true, &|f| f != Family::Rebalance, RAFT, 15.0, 3.0);
             s.faults.iter().any(|f| f.spec.family == family && f.spec.kind == kind)
         })
         .take(n)
@@ -136,7 +139,7 @@ const ROUTER_DIRECTORY: [&str; 10] = [
 fn seeds_killing_the_directory(n: usize) -> Vec<String> {
     (1..1000u64)
         .filter(|&seed| {
-            let shape = coverage::Shape { nodes: 8, has_leader: true, supported: &|_| true, lone: &[1] };
+            let shape = coverage::Shape { nodes: 8, has_leader: true, supported: &|_| true, lone: &[1], declared: &[] };
             let s = coverage::generate_for(seed, &shape, 25.0, 3.0);
             let first = &s.faults[0].spec;
             let moved = s.faults.iter().position(|f| f.spec.family == Family::Rebalance);

@@ -93,11 +93,12 @@ fn same_seed_same_verdict_schedule_and_operations_in_both_runtimes() {
     assert_eq!(tl["schedule"], td["schedule"]);
     // `all` is the coverage schedule: 1 s windows (2 s for a leader cut off) 0.5 s apart, from
     // 0.5 s, each ending by 12.5 s: what the generator plans for 3 nodes, seed 11.
-    let planned = faultline_core::nemesis::coverage::generate(
+    let planned = faultline_core::nemesis::coverage::generate_declaring(
         11,
         3,
         true,
         &|f| f != faultline_core::nemesis::Family::Rebalance,
+        faultline_core::target::roles::RAFT_FAULTS,
         13.0,
         1.0,
     );

@@ -68,11 +68,12 @@ fn a_recorded_schedule_replays_with_the_same_faults_and_ops() {
     let run1 = std::fs::canonicalize(first.path().join("latest")).unwrap();
     let (t1, r1) = (json(&run1.join("test.json")), results(first.path()));
     assert_eq!(t1["schedule"]["name"], "all", "the default coverage schedule");
-    let planned = faultline_core::nemesis::coverage::generate(
+    let planned = faultline_core::nemesis::coverage::generate_declaring(
         21,
         3,
         true,
         &|f| f != faultline_core::nemesis::Family::Rebalance,
+        faultline_core::target::roles::RAFT_FAULTS,
         8.0,
         1.0,
     );

@@ -8,12 +8,15 @@ use faultline_checker::history::Process;
 use faultline_core::nemesis::{coverage, Family};
 use run_support::*;
 
+/// The faults the reference Raft declares (its default schedule holds them).
+const RAFT: &[(Family, &str)] = faultline_core::target::roles::RAFT_FAULTS;
+
 /// The first seed whose default schedule (5 nodes, 13 s, interval 1) holds every family: the
 /// first wave has no latency, a later draw must bring it.
 fn seed_with_every_family() -> u64 {
     (1..1000)
         .find(|&seed| {
-            let s = coverage::generate(seed, 5, true, &|f| f != Family::Rebalance, 13.0, 1.0);
+            let s = coverage::generate_declaring(seed, 5, true, &|f| f != Family::Rebalance, RAFT, 13.0, 1.0);
             Family::GENERAL.iter().all(|f| s.faults.iter().any(|w| w.spec.family == *f))
         })
         .expect("some seed draws every family")
@@ -55,7 +58,8 @@ fn every_fault_family_is_applied_and_recorded() {
     families.sort();
     families.dedup();
     // 1 s windows 0.5 s apart from 0.5 s (2 s for a leader cut off), ending by 12.5 s.
-    let planned = coverage::generate(seed.parse().unwrap(), 5, true, &|f| f != Family::Rebalance, 13.0, 1.0);
+    let planned =
+        coverage::generate_declaring(seed.parse().unwrap(), 5, true, &|f| f != Family::Rebalance, RAFT, 13.0, 1.0);
     assert!((6..=8).contains(&planned.faults.len()), "{planned:?}");
     assert_eq!(faults.len(), planned.faults.len(), "{faults:#?}");
     assert_eq!(families, ["clock", "kill", "latency", "loss", "partition", "pause"], "{faults:#?}");

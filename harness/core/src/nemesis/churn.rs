@@ -10,7 +10,8 @@
 //! off, together with enough of the nodes not cut off now to leave exactly a majority on the
 //! other side (after a commit, the followers whose logs reach furthest), healing the nodes it
 //! cut before. Each leader is cut either [`Mode::AfterCommit`] (once the commit index it reports
-//! has moved past where it was when first seen, plus a grace shorter than the link delay: the
+//! has moved past the highest any node reported when it was first seen, plus a grace shorter
+//! than the link delay: the
 //! leader has committed something, possibly an earlier term's entry, and answers the reads whose
 //! rounds come back meanwhile, while the entry it sends next is still in flight) or
 //! [`Mode::AtOnce`] (as soon as seen: its term's first entry reaches none of the nodes left
@@ -39,7 +40,7 @@ use crate::runtime::{Link, NetFaults, Runtime};
 use crate::target::{NodeStatus, Target};
 
 /// The kind's name: an explicit kind of `partition`, and part of the default schedule on
-/// targets with a leader.
+/// targets that declare it ([`crate::target::Target::declared_faults`]: the reference Raft).
 pub const LEADER_CHURN: &str = "leader-churn";
 
 /// Range of the seeded delay on every link between nodes during the window, in ms. The harness
@@ -78,9 +79,9 @@ pub const CUTS_MAX: usize = 10_000;
 pub enum Mode {
     /// As soon as it is seen leading.
     AtOnce,
-    /// Once its reported commit index has moved past the one it reported when first seen, plus
-    /// [`GRACE_PERCENT_OF_DELAY`] of the link delay (or after `COMMIT_WAIT_DELAYS_MAX` delays
-    /// when it reports no commit index).
+    /// Once its reported commit index has moved past the highest any node reported when it was
+    /// first seen, plus [`GRACE_PERCENT_OF_DELAY`] of the link delay (or after
+    /// `COMMIT_WAIT_DELAYS_MAX` delays without that, or when it reports no commit index).
     AfterCommit,
 }
 
@@ -102,6 +103,13 @@ struct Watched {
     id: String,
     term: Option<u64>,
     mode: Mode,
+    /// The highest commit index any node reported when this leader was first seen: it is cut
+    /// after a commit only once its own passes that. A leader elected beside a side that counted
+    /// entries onto a majority (figure 8's fourth leader) first commits the prefix both sides
+    /// share; cut then, it never commits the entries that overwrite the others', and the churn
+    /// went on leaving the other side's acknowledged writes standing (seen on raft
+    /// `commit-old-term`: one side's leaders cut at commit 1033 for 17 s while the other had
+    /// committed 1038).
     commit_seen: Option<u64>,
     seen_ms: u64,
     /// When its commit index was first seen past `commit_seen`.
@@ -166,7 +174,9 @@ impl Policy {
                 id: key.0,
                 term: key.1,
                 mode: mode_of(self.cuts),
-                commit_seen: st.commit_index,
+                commit_seen: st
+                    .commit_index
+                    .map(|own| statuses.iter().filter_map(|(_, s)| s.commit_index).fold(own, u64::max)),
                 seen_ms: now_ms,
                 committed_ms: None,
             });
@@ -233,7 +243,7 @@ impl Io {
         Io {
             runtime: ctx.runtime.clone(),
             target: ctx.target.clone(),
-            nodes: ctx.runtime.nodes().iter().map(|n| (n.id.clone(), n.addr())).collect(),
+            nodes: ctx.node_addrs(),
             event: ctx.event.clone(),
         }
     }
@@ -367,6 +377,36 @@ mod tests {
         assert_eq!(p.observe(60, &w), None, "committed; the grace runs");
         let e = p.observe(120, &w);
         assert_eq!(e.map(|e| (e.leader, e.mode)), Some((third, Mode::AfterCommit)));
+    }
+
+    #[test]
+    fn a_leader_beside_a_side_that_committed_further_is_cut_only_past_that_commit() {
+        // Figure 8's fourth leader: n1 and n2 (cut off) committed up to 38 by counting an old
+        // term's entries; n3 leads the other side from commit 31.
+        let mut p = Policy::new(ids(5), 50);
+        p.cuts = 3; // the fourth cut: after a commit
+        p.cut = vec!["n1".into(), "n2".into()];
+        let at = |c3: u64| -> Vec<(String, NodeStatus)> {
+            ids(5)
+                .into_iter()
+                .map(|id| {
+                    let s = match id.as_str() {
+                        "n1" => st("leader", 12, 38),
+                        "n2" => st("follower", 12, 38),
+                        "n3" => st("leader", 13, c3),
+                        _ => st("follower", 13, 31),
+                    };
+                    (id, s)
+                })
+                .collect()
+        };
+        assert_eq!(p.observe(0, &at(31)), None);
+        // The prefix both sides share commits: not yet the entries that overwrite n1's.
+        assert_eq!(p.observe(10, &at(33)), None);
+        assert_eq!(p.observe(200, &at(38)), None, "level with the other side");
+        assert_eq!(p.observe(300, &at(39)), None, "past it: the grace runs");
+        let c = p.observe(330, &at(39)).expect("cut once its own commit passed 38");
+        assert_eq!((c.leader.as_str(), c.mode, c.commit), ("n3", Mode::AfterCommit, Some(39)));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 
 use rand::seq::SliceRandom;
 
-use super::{clock, draw_param, rebalance, Choice, Family, FaultSpec, Schedule, Scheduled};
+use super::{churn, clock, draw_param, rebalance, Choice, Family, FaultSpec, Schedule, Scheduled};
 use crate::generator::rng_for;
 
 /// The first wave on targets with a leader: each fault a planted bug of the reference roles
@@ -65,6 +65,14 @@ pub const LEADERLESS_WAVE: &[(Family, &str)] = &[
 /// window ended (none in one run) and no read there followed a write of the same key.
 pub const LEADER_ISOLATION_WINDOWS: f64 = 2.0;
 
+/// How many intervals a leader-churn window lasts when a target's default schedule holds one
+/// ([`Shape::declared`]). One figure-8 sequence takes three elections and about 3 s (four a
+/// 12 s window), and only some strand a client's write on the first leader's side, so the
+/// window must hold several: measured on raft `commit-old-term` (default command, 60 s, the
+/// detection campaign's seeds), 4 intervals caught 3 of 10 seeds, and 6 intervals caught 1 of
+/// 4 of those missed.
+pub const CHURN_WINDOWS: f64 = 6.0;
+
 fn isolates_leader(family: Family, kind: &str) -> bool {
     matches!((family, kind), (Family::Partition, "isolate-leader") | (Family::Clock, clock::SKEW_ISOLATE_LEADER))
 }
@@ -80,6 +88,17 @@ fn long_window(family: Family, kind: &str, has_leader: bool) -> bool {
     isolates_leader(family, kind) || (!has_leader && matches!(family, Family::Loss | Family::Latency))
 }
 
+/// How long a window of `kind` lasts, in intervals.
+fn window_intervals(family: Family, kind: &str, has_leader: bool) -> f64 {
+    if family == Family::Partition && kind == churn::LEADER_CHURN {
+        CHURN_WINDOWS
+    } else if long_window(family, kind, has_leader) {
+        LEADER_ISOLATION_WINDOWS
+    } else {
+        1.0
+    }
+}
+
 /// Most windows one schedule holds (a 24 h run at the smallest interval stays far below).
 pub const MAX_WINDOWS: usize = 100_000;
 
@@ -92,11 +111,14 @@ pub fn is_default(choices: &[Choice]) -> bool {
 
 /// Whether a (family, kind) pair can act on this cluster.
 fn usable(family: Family, kind: &str, nodes: usize, has_leader: bool) -> bool {
-    let leader_kind = kind == "leader" || kind.contains("isolate-leader");
+    let leader_kind = kind == "leader" || kind.contains("isolate-leader") || kind == churn::LEADER_CHURN;
     if leader_kind && !has_leader {
         return false;
     }
-    if family == Family::Partition && kind == "majorities-ring" && nodes < 4 {
+    // Churn cuts a leader with companions and needs a majority left on the other side.
+    if family == Family::Partition
+        && ((kind == "majorities-ring" && nodes < 4) || (kind == churn::LEADER_CHURN && nodes < 3))
+    {
         return false;
     }
     // On one node no link can be cut, and the leader kinds are `one`.
@@ -112,7 +134,21 @@ pub fn generate(
     time_limit_s: f64,
     interval_s: f64,
 ) -> Schedule {
-    let shape = Shape { nodes, has_leader, supported, lone: &[] };
+    generate_declaring(seed, nodes, has_leader, supported, &[], time_limit_s, interval_s)
+}
+
+/// [`generate`] for a target that declares `declared` ([`Shape::declared`]), as the reference
+/// Raft does (`roles::role("raft").faults`).
+pub fn generate_declaring(
+    seed: u64,
+    nodes: usize,
+    has_leader: bool,
+    supported: &dyn Fn(Family) -> bool,
+    declared: &[(Family, &'static str)],
+    time_limit_s: f64,
+    interval_s: f64,
+) -> Schedule {
+    let shape = Shape { nodes, has_leader, supported, lone: &[], declared };
     generate_for(seed, &shape, time_limit_s, interval_s)
 }
 
@@ -124,6 +160,10 @@ pub struct Shape<'a> {
     pub supported: &'a dyn Fn(Family) -> bool,
     /// Indexes of nodes that alone hold a role ([`crate::target::Target::lone_nodes`]).
     pub lone: &'a [usize],
+    /// Faults the target declares matter to it ([`crate::target::Target::declared_faults`]):
+    /// each joins the first wave after the common ones (so the common wave's order and timing
+    /// stay what they are on other targets) and the bag drawn from after it.
+    pub declared: &'a [(Family, &'static str)],
 }
 
 /// Why a move fills every gap on a target that can move shards: its own bugs (a write lost
@@ -156,6 +196,9 @@ fn first_wave<'a>(rng: &mut impl rand::Rng, shape: &Shape, keep: &dyn Fn(Family,
         .filter(|(f, k, _)| keep(*f, k))
         .collect();
     first.splice(0..0, lone);
+    first.extend(
+        shape.declared.iter().filter(|(f, k)| keep(*f, k) && !wave.contains(&(*f, *k))).map(|&(f, k)| (f, k, None)),
+    );
     first.reverse();
     first
 }
@@ -170,6 +213,7 @@ pub fn generate_for(seed: u64, shape: &Shape, time_limit_s: f64, interval_s: f64
         .iter()
         .flat_map(|f| f.kinds().iter().map(move |k| (*f, *k)))
         .chain(shape.has_leader.then_some((Family::Clock, clock::SKEW_ISOLATE_LEADER)))
+        .chain(shape.declared.iter().copied().filter(|(f, k)| !f.kinds().contains(k)))
         .filter(|(f, k)| keep(*f, k))
         .collect();
     let moves = moves_fill_gaps(shape.supported);
@@ -180,6 +224,7 @@ pub fn generate_for(seed: u64, shape: &Shape, time_limit_s: f64, interval_s: f64
     // interval, not half, to start serving (a router waits out a request timeout, 1.5 s, before
     // its first directory read; measured: no completion in a router run's first 1.5 s).
     let mut t = if first.last().is_some_and(|p| p.2.is_some()) { interval_s } else { gap };
+    let mut skipped = 0;
     while !pool.is_empty() && faults.len() < MAX_WINDOWS && t + interval_s <= time_limit_s - gap + 1e-9 {
         let (family, kind, aim) = first.pop().unwrap_or_else(|| {
             if bag.is_empty() {
@@ -189,12 +234,20 @@ pub fn generate_for(seed: u64, shape: &Shape, time_limit_s: f64, interval_s: f64
             let (f, k) = bag.pop().expect("bag refilled");
             (f, k, None)
         });
+        // A leader cut off needs longer: see LEADER_ISOLATION_WINDOWS. Shortened to what is
+        // left of the run rather than dropped; but a churn window, which needs several elections
+        // to act, is left out when it does not fit whole (a short run keeps its other draws).
+        let wanted = window_intervals(family, kind, shape.has_leader) * interval_s;
+        if kind == churn::LEADER_CHURN && t + wanted > time_limit_s - gap + 1e-9 {
+            skipped += 1;
+            if skipped > pool.len() {
+                break; // nothing else left to draw
+            }
+            continue;
+        }
+        skipped = 0;
         let order = seeded_order(&mut rng, shape.nodes, aim);
         let param = draw_param(&mut rng, family, kind);
-        // A leader cut off needs longer: see LEADER_ISOLATION_WINDOWS. Shortened to what is
-        // left of the run rather than dropped.
-        let long = long_window(family, kind, shape.has_leader);
-        let wanted = if long { LEADER_ISOLATION_WINDOWS * interval_s } else { interval_s };
         let length = wanted.min(time_limit_s - gap - t).max(interval_s);
         faults.push(Scheduled {
             start_s: t,
@@ -331,7 +384,7 @@ mod tests {
     #[test]
     fn a_lone_node_is_killed_once_in_the_first_wave() {
         for seed in 0..20 {
-            let shape = Shape { nodes: 8, has_leader: true, supported: &every, lone: &[1] };
+            let shape = Shape { nodes: 8, has_leader: true, supported: &every, lone: &[1], declared: &[] };
             let s = generate_for(seed, &shape, 120.0, 3.0);
             let head = &s.faults[..LEADER_WAVE.len() + 1];
             let aimed: Vec<&Scheduled> = head
@@ -352,8 +405,49 @@ mod tests {
                 .all(|f| (f.spec.family, f.spec.kind.as_str()) != (Family::Kill, "one")));
         }
         // A lone index beyond the cluster is ignored rather than aimed at nothing.
-        let shape = Shape { nodes: 3, has_leader: true, supported: &every, lone: &[7] };
+        let shape = Shape { nodes: 3, has_leader: true, supported: &every, lone: &[7], declared: &[] };
         assert_eq!(generate_for(1, &shape, 60.0, 3.0), generate(1, 3, true, &every, 60.0, 3.0));
+    }
+
+    #[test]
+    fn a_declared_fault_follows_the_common_wave_which_keeps_its_schedule() {
+        let churn = (Family::Partition, churn::LEADER_CHURN);
+        for seed in 0..20 {
+            let plain = generate(seed, 5, true, &every, 60.0, 3.0);
+            let shape = Shape { nodes: 5, has_leader: true, supported: &every, lone: &[], declared: &[churn] };
+            let s = generate_for(seed, &shape, 60.0, 3.0);
+            let n = LEADER_WAVE.len();
+            // The common wave is unchanged, window for window; the declared fault comes next,
+            // CHURN_WINDOWS intervals long, and fits a 60 s run.
+            assert_eq!(s.faults[..n], plain.faults[..n], "{seed}");
+            let next = &s.faults[n];
+            assert_eq!((next.spec.family, next.spec.kind.as_str()), churn, "{seed}: {next:?}");
+            assert_eq!(next.start_s, plain.faults[n - 1].end_s + 1.5);
+            assert_eq!(next.end_s - next.start_s, CHURN_WINDOWS * 3.0, "{seed}");
+            assert!(next.end_s <= 58.5);
+            assert!((25.0..=40.0).contains(&next.spec.param), "a link delay in range: {}", next.spec.param);
+            // Not on a target that declares nothing, nor where it cannot act.
+            assert!(plain.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN));
+            let leaderless = Shape { nodes: 5, has_leader: false, supported: &every, lone: &[], declared: &[churn] };
+            assert!(generate_for(seed, &leaderless, 60.0, 3.0)
+                .faults
+                .iter()
+                .all(|f| f.spec.kind != churn::LEADER_CHURN));
+            let two = Shape { nodes: 2, has_leader: true, supported: &every, lone: &[], declared: &[churn] };
+            assert!(generate_for(seed, &two, 60.0, 3.0).faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN));
+        }
+        // A run too short for a whole churn window leaves it out and keeps drawing the rest.
+        let short = generate_declaring(1, 5, true, &every, &[churn], 13.0, 1.0);
+        assert!(short.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN), "{short:?}");
+        assert!(short.faults.len() > LEADER_WAVE.len(), "a draw after the wave: {short:?}");
+        let only = |f: Family| f == Family::Partition;
+        let s = generate_declaring(1, 5, true, &only, &[churn], 10.0, 3.0);
+        assert!(s.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN), "ends: {s:?}");
+        // Longer runs draw it again from the bag, like any kind.
+        let shape = Shape { nodes: 5, has_leader: true, supported: &every, lone: &[], declared: &[churn] };
+        let long = generate_for(1, &shape, 1200.0, 3.0);
+        let churns = long.faults.iter().filter(|f| f.spec.kind == churn::LEADER_CHURN).count();
+        assert!(churns >= 3, "{churns} churn windows in 20 minutes");
     }
 
     #[test]

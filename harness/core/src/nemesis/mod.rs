@@ -226,7 +226,14 @@ impl Schedule {
         if coverage::is_default(choices) {
             let supported = |f: Family| target.fault_support(f).is_ok();
             let lone = target.lone_nodes(nodes);
-            let shape = coverage::Shape { nodes, has_leader: target.has_leader(), supported: &supported, lone: &lone };
+            let declared = target.declared_faults();
+            let shape = coverage::Shape {
+                nodes,
+                has_leader: target.has_leader(),
+                supported: &supported,
+                lone: &lone,
+                declared: &declared,
+            };
             return coverage::generate_for(seed, &shape, time_limit_s, interval_s);
         }
         Self::generate_choices(seed, choices, nodes, time_limit_s, interval_s)
@@ -371,6 +378,11 @@ impl NemesisCtx {
         self.runtime.nodes().iter().map(|n| n.id.clone()).collect()
     }
 
+    /// (id, address) of every node, as the status probes take them ([`crate::target::ask_statuses`]).
+    pub fn node_addrs(&self) -> Vec<(String, String)> {
+        self.runtime.nodes().iter().map(|n| (n.id.clone(), n.addr())).collect()
+    }
+
     /// The node ids in `spec.order`.
     pub fn ordered(&self, spec: &FaultSpec) -> Vec<String> {
         let ids = self.node_ids();
@@ -397,8 +409,7 @@ impl NemesisCtx {
     /// asked concurrently, each bounded by [`LEADER_QUERY_TIMEOUT`], so a paused or cut-off node
     /// cannot stall the nemesis.
     pub async fn leader_now(&self) -> Option<String> {
-        let nodes = self.runtime.nodes().iter().map(|n| (n.id.clone(), n.addr())).collect::<Vec<_>>();
-        let mut set = crate::target::ask_statuses(&self.target, nodes, LEADER_QUERY_TIMEOUT);
+        let mut set = crate::target::ask_statuses(&self.target, self.node_addrs(), LEADER_QUERY_TIMEOUT);
         let mut best: Option<(u64, String)> = None;
         while let Some(r) = set.join_next().await {
             let Ok(Some((id, s))) = r else { continue };

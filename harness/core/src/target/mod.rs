@@ -99,6 +99,13 @@ pub trait Target: Send + Sync {
     fn lone_nodes(&self, _nodes: usize) -> Vec<usize> {
         Vec::new()
     }
+    /// Faults the target declares matter to it beyond the default schedule's common wave (a
+    /// Raft that must survive figure 8 declares `partition:leader-churn`): the default schedule
+    /// runs each once after that wave and draws them later like any kind. None by default: the
+    /// default schedule must find bugs in targets that declare nothing.
+    fn declared_faults(&self) -> Vec<(crate::nemesis::Family, &'static str)> {
+        Vec::new()
+    }
     /// True when nodes bind outgoing sockets to their own address (loopback partitions need it).
     fn binds_source_address(&self) -> bool {
         true

@@ -174,6 +174,10 @@ impl Target for ReferenceTarget {
         super::roles::role(&self.role).is_none_or(|r| !r.leaderless)
     }
 
+    fn declared_faults(&self) -> Vec<(crate::nemesis::Family, &'static str)> {
+        super::roles::role(&self.role).map_or_else(Vec::new, |r| r.faults.to_vec())
+    }
+
     fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, String>> {
         Box::pin(async move {
             let v = self.http.status(addr).await.map_err(|e| format!("{}: {}", e.error, e.message))?;

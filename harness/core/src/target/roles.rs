@@ -8,6 +8,8 @@
 //! it depends on faultline-protocols only, and depending on this crate would pull the whole
 //! control plane into the static node image. A bug added to one must be added to the other.
 
+use crate::nemesis::{churn, Family};
+
 /// The values a `--target-opt` key takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
@@ -36,6 +38,9 @@ pub struct RoleSpec {
     pub leaderless: bool,
     /// Offers compare-and-set (else `/kv/cas` answers 501 and the register workload has none).
     pub cas: bool,
+    /// Faults that matter to it beyond the default schedule's common wave
+    /// ([`crate::target::Target::declared_faults`]).
+    pub faults: &'static [(Family, &'static str)],
     /// The workloads whose API it serves.
     pub workloads: &'static [&'static str],
     pub options: &'static [OptionSpec],
@@ -52,12 +57,17 @@ const TIMEOUT: OptionSpec = opt("request-timeout-ms", MS);
 const REGISTER: &[&str] = &["register"];
 const REGISTER_SET: &[&str] = &["register", "set"];
 
+/// The faults the reference Raft declares: figure 8 (`commit-old-term`) needs a partition that
+/// follows the elections.
+pub const RAFT_FAULTS: &[(Family, &str)] = &[(Family::Partition, churn::LEADER_CHURN)];
+
 /// Every reference role the harness drives.
 pub const ROLE_SPECS: &[RoleSpec] = &[
     RoleSpec {
         name: "raft",
         leaderless: false,
         cas: true,
+        faults: RAFT_FAULTS,
         // Transactions run through its log (`POST /txn`); no other role has them.
         workloads: &["register", "list-append", "rw-register"],
         options: &[
@@ -81,6 +91,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "paxos",
         leaderless: true,
         cas: true,
+        faults: &[],
         workloads: REGISTER,
         options: &[TIMEOUT],
         bugs: &["paxos-ignore-accepted"],
@@ -89,6 +100,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "quorum",
         leaderless: true,
         cas: false,
+        faults: &[],
         workloads: REGISTER,
         options: &[TIMEOUT],
         bugs: &["naive"],
@@ -97,6 +109,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "crdt",
         leaderless: true,
         cas: false,
+        faults: &[],
         workloads: &["register", "set", "counter"],
         options: &[opt("gossip-ms", MS), TIMEOUT],
         bugs: &["bad-merge"],
@@ -105,6 +118,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "available",
         leaderless: true,
         cas: false,
+        faults: &[],
         workloads: REGISTER_SET,
         options: &[opt("anti-entropy-ms", MS), TIMEOUT],
         bugs: &["no-anti-entropy"],
@@ -113,6 +127,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "multi-primary",
         leaderless: true,
         cas: false,
+        faults: &[],
         workloads: REGISTER_SET,
         options: &[opt("resolve", Domain::OneOf(&["lww", "vclock"])), opt("anti-entropy-ms", MS), TIMEOUT],
         bugs: &[],
@@ -121,6 +136,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "primary-backup",
         leaderless: false,
         cas: true,
+        faults: &[],
         workloads: REGISTER_SET,
         options: &[
             opt("sync", BOOL),
@@ -136,6 +152,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "lb",
         leaderless: false,
         cas: true,
+        faults: &[],
         workloads: REGISTER,
         options: &[
             opt("strategy", Domain::OneOf(&["round-robin", "least-conn", "weighted"])),
@@ -155,6 +172,7 @@ pub const ROLE_SPECS: &[RoleSpec] = &[
         name: "router",
         leaderless: false,
         cas: true,
+        faults: &[],
         workloads: REGISTER,
         options: &[
             opt("sharding", Domain::OneOf(&["range", "hash", "directory", "consistent-hash"])),
