@@ -50,11 +50,11 @@ pub struct RunConfig {
     /// The clients' own timeout per operation (the longest an operation waits).
     pub op_timeout: Duration,
     /// When set, an operation invoked while no leader-churn window runs is given up after this
-    /// shorter time (recorded as an indeterminate `timeout`, as a client's own is). A write under
-    /// leader churn may be answered only after three elections; elsewhere a short timeout frees
-    /// the clients of a cut-off leader to read from it again (what `stale-read` and `lease`
-    /// need: measured on raft `lease`, 60 s, 10 seeds, 9 caught with 2 s for every operation and
-    /// 5 with 5 s).
+    /// shorter time (recorded as a client's own `timeout` is: a read failed, anything else
+    /// indeterminate). A write under leader churn may be answered only after three elections;
+    /// elsewhere a short timeout frees the clients of a cut-off leader to read from it again
+    /// (what `stale-read` and `lease` need: measured on raft `lease`, 60 s, 10 seeds, 5 caught
+    /// with 5 s for every operation, 10 with 5 s only for those invoked during churn).
     pub op_timeout_outside_churn: Option<Duration>,
     pub setup_timeout: Duration,
     pub final_read_timeout: Duration,
