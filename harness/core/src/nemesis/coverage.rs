@@ -12,8 +12,11 @@
 //!    `interval / 2`, or a whole interval when a lone node's kill opens the schedule);
 //! 2. opens with a **first wave**: every fault of [`LEADER_WAVE`] (targets that report a
 //!    leader) or [`LEADERLESS_WAVE`] (others), in a seeded order, each once, before any repeat;
-//! 3. then draws (family, kind) pairs from a seeded bag of every kind the target can take,
-//!    refilled when empty, so the rest of the fault space is covered before repeats too.
+//! 3. then runs each fault the target declares ([`Shape::declared`]: leader churn on the
+//!    reference Raft, [`CHURN_WINDOWS`] intervals long, left out when the run is too short);
+//! 4. then draws (family, kind) pairs from a seeded bag of every kind the target can take (a
+//!    declared one included), refilled when empty, so the rest of the fault space is covered
+//!    before repeats too.
 //!
 //! A target that takes `rebalance` (a router under range or directory sharding) gets a
 //! `rebalance:move` in every gap between two faults instead of quiet ([`moves_fill_gaps`]; `all`
