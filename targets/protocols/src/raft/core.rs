@@ -134,9 +134,6 @@ struct Progress {
     acked_seq: u64,
     /// Heard from since the last CheckQuorum interval.
     active: bool,
-    /// `matched` at the previous heartbeat, to detect lost messages (`u64::MAX` before the
-    /// first heartbeat of the term, when nothing can have been lost yet).
-    matched_at_heartbeat: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -508,11 +505,8 @@ impl Raft {
         self.check_quorum_elapsed = 0;
         self.lease_until_ms = i64::MIN;
         let next = self.log.last_index() + 1;
-        self.progress = self
-            .others()
-            .into_iter()
-            .map(|p| (p, Progress { next, matched: 0, acked_seq: 0, active: true, matched_at_heartbeat: u64::MAX }))
-            .collect();
+        self.progress =
+            self.others().into_iter().map(|p| (p, Progress { next, matched: 0, acked_seq: 0, active: true })).collect();
         // §5.4.2 / thesis §6.4: a no-op of our own term lets earlier entries commit and read
         // indices become valid.
         self.term_start_index = self.append_local(Command::Noop);
@@ -797,13 +791,14 @@ impl Raft {
             self.seq_sent_at_ms.pop_front();
         }
         for p in self.others() {
-            let pr = self.progress.get_mut(&p).expect("progress of a peer");
-            // No progress since the last heartbeat while behind: assume the entries were lost
-            // and resend from the match point.
-            if pr.matched == pr.matched_at_heartbeat && pr.matched < self.log.last_index() {
-                pr.next = pr.matched + 1;
-            }
-            pr.matched_at_heartbeat = pr.matched;
+            // Entries lost on the way need no resend rule here: this heartbeat names the entry
+            // before `next` as its predecessor, a follower that lacks it rejects it with a hint,
+            // and the rejection moves `next` back (`handle_append_resp`). A rule that resent
+            // from the match point whenever no acknowledgement came within one heartbeat
+            // misfired on every link slower than a heartbeat round trip: from the start of a
+            // term (match 0) it shipped the log from index 1, 512 entries a heartbeat, and under
+            // 26 ms link delays followers waited behind those batches past their election
+            // timeout (leader churn, docs/targets.md `commit-old-term`).
             self.send_append(&p);
         }
         if self.cfg.peers.len() == 1 {

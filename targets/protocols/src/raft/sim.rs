@@ -53,8 +53,11 @@ pub struct Sim {
     msg_seq: u64,
     /// Probability that a message is lost.
     pub loss: f64,
-    /// Messages are delayed by 0..=max_delay ticks (reordering them).
+    /// Messages are delayed by min_delay..=max(min_delay, max_delay) ticks (reordering them
+    /// when the range is wider than one tick).
     pub max_delay: u64,
+    /// The least delay of every message, in ticks: a link slower than a heartbeat.
+    pub min_delay: u64,
     /// Directed links that drop everything.
     pub blocked: BTreeSet<(NodeId, NodeId)>,
     /// Messages for which this returns true are dropped (targeted scenarios).
@@ -92,6 +95,7 @@ impl Sim {
             msg_seq: 0,
             loss: 0.0,
             max_delay: 0,
+            min_delay: 0,
             blocked: BTreeSet::new(),
             drop_if: None,
             replies: BTreeMap::new(),
@@ -212,7 +216,8 @@ impl Sim {
             if self.drop_if.as_ref().is_some_and(|f| f(&env)) {
                 continue;
             }
-            let delay = if self.max_delay > 0 { self.rng.random_range(0..=self.max_delay) } else { 0 };
+            let top = self.max_delay.max(self.min_delay);
+            let delay = if top > self.min_delay { self.rng.random_range(self.min_delay..=top) } else { top };
             self.net.push(InFlight { deliver_at: self.now + delay, seq: self.msg_seq, env });
         }
         for (req, reply) in rd.replies {

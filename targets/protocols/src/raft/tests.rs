@@ -196,6 +196,50 @@ fn s5_3_conflicting_uncommitted_entries_are_truncated() {
     }
 }
 
+/// §5.3: after a rejection the leader moves `nextIndex` back and retries, which is all a lost
+/// AppendEntries needs (the next heartbeat names the missing entry as its predecessor). On links
+/// slower than a heartbeat round trip a new leader must neither resend its log from the start
+/// nor fall silent behind the resends: here, with every message taking 3 ticks each way and a
+/// heartbeat every 2, a leader elected after 300 committed writes sends no AppendEntries whose
+/// predecessor lies before the followers' common commit, and commits its no-op within a few
+/// round trips. (A rule that resent from the match point whenever a heartbeat saw no
+/// acknowledgement shipped the log from index 1 at the start of every term; the reference node
+/// under leader churn's 25–40 ms link delays lost its followers to election timeouts behind
+/// those batches.)
+#[test]
+fn s5_3_a_new_leader_on_slow_links_does_not_resend_its_log_from_the_start() {
+    let mut sim = Sim::new(3, 11, |c| c.election_ticks = 40);
+    let first = leader_of(&mut sim, 2000);
+    for i in 0..300 {
+        let req = sim.propose(&first, w("x", i));
+        assert_eq!(sim.wait(req, 200), Some(Reply::Done), "write {i}");
+    }
+    sim.run(20);
+    let committed = sim.node(&first).status().commit_index;
+    assert!(sim.ids().iter().all(|id| sim.node(id).status().commit_index == committed));
+    let sent_from: std::rc::Rc<Cell<u64>> = std::rc::Rc::new(Cell::new(u64::MAX));
+    let spy = sent_from.clone();
+    sim.drop_if = Some(Box::new(move |env: &Envelope| {
+        if let Message::Append { prev_index, .. } = &env.msg {
+            spy.set(spy.get().min(*prev_index));
+        }
+        false
+    }));
+    sim.min_delay = 3;
+    sim.crash(&first);
+    let next = leader_of(&mut sim, 1000);
+    assert!(
+        sim.run_until(60, |s| s.node(&next).status().commit_index > committed),
+        "the new leader's no-op commits within 10 round trips of 6 ticks"
+    );
+    sim.run(100);
+    assert!(
+        sent_from.get() >= committed,
+        "{next} sent an AppendEntries after index {} although every follower holds {committed}",
+        sent_from.get()
+    );
+}
+
 // ------------------------------------------------------------------ §5.4.2 figure 8
 
 /// What the figure-8 scenario leaves: the simulation after n5 overwrote index 2, n1's commit
