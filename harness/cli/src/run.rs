@@ -173,13 +173,12 @@ fn op_timeouts_ms(
     nemesis: &[Choice],
     schedule: Option<&Schedule>,
 ) -> (u64, Option<u64>) {
-    use faultline_core::nemesis::{churn::LEADER_CHURN, coverage, Family};
+    use faultline_core::nemesis::{churn, coverage, Family};
     if let Some(ms) = a.op_timeout_ms {
         return (ms, None);
     }
-    let churn = (Family::Partition, LEADER_CHURN);
     let churns = match schedule {
-        Some(s) => s.faults.iter().any(|f| f.spec.family == churn.0 && f.spec.kind == churn.1),
+        Some(s) => s.faults.iter().any(|f| f.spec.is_leader_churn()),
         // Whether the declared churn fits the run does not depend on the seed (the first wave's
         // length does not); a role that declares it takes no shard moves (raft).
         None if coverage::is_default(nemesis) => spec.is_some_and(|r| {
@@ -193,9 +192,9 @@ fn op_timeouts_ms(
                 a.time_limit,
                 a.nemesis_interval,
             );
-            r.faults.contains(&churn) && s.faults.iter().any(|f| f.spec.kind == churn.1)
+            r.faults.iter().any(|(f, k)| churn::is(*f, k)) && s.faults.iter().any(|f| f.spec.is_leader_churn())
         }),
-        None => nemesis.iter().any(|c| c.family == churn.0 && c.kinds.iter().any(|k| k == churn.1)),
+        None => nemesis.iter().any(|c| c.kinds.iter().any(|k| churn::is(c.family, k))),
     };
     if churns {
         (OP_TIMEOUT_MS_CHURN, Some(OP_TIMEOUT_MS_DEFAULT))
@@ -212,7 +211,7 @@ fn with_node_timeout(
     mut options: Vec<(String, String)>,
     op_timeout_ms: u64,
 ) -> Vec<(String, String)> {
-    const KEY: &str = "request-timeout-ms";
+    const KEY: &str = roles::TIMEOUT.key;
     let takes = spec.is_some_and(|r| r.options.iter().any(|o| o.key == KEY));
     if takes && op_timeout_ms != OP_TIMEOUT_MS_DEFAULT && !options.iter().any(|(k, _)| k == KEY) {
         let ms = op_timeout_ms.saturating_sub(NODE_TIMEOUT_MARGIN_MS).max(1);

@@ -346,7 +346,7 @@ async fn nemesis_task(
         };
         let fam = s.spec.family.as_str();
         let applied: Applied = nem.start(&ctx, &s.spec).await;
-        let churn = applied.applied && s.spec.kind == crate::nemesis::churn::LEADER_CHURN;
+        let churn = applied.applied && s.spec.is_leader_churn();
         shared.churning.store(churn, Ordering::Relaxed);
         let label = format!("{fam}:{}", s.spec.kind);
         if applied.applied {

@@ -43,6 +43,12 @@ use crate::target::{NodeStatus, Target};
 /// targets that declare it ([`crate::target::Target::declared_faults`]: the reference Raft).
 pub const LEADER_CHURN: &str = "leader-churn";
 
+/// Whether (`family`, `kind`) is leader churn: the one test every place that treats churn apart
+/// uses (the schedule's window length, the runner's longer timeouts, the nemesis).
+pub fn is(family: super::Family, kind: &str) -> bool {
+    family == super::Family::Partition && kind == LEADER_CHURN
+}
+
 /// Range of the seeded delay on every link between nodes during the window, in ms. The harness
 /// sees a new leader within [`POLL_MS`] plus a status round trip and cuts it with one
 /// `iptables-restore` per node, run at once; the delay must exceed that, and an election (a

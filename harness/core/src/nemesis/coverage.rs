@@ -93,7 +93,7 @@ fn long_window(family: Family, kind: &str, has_leader: bool) -> bool {
 
 /// How long a window of `kind` lasts, in intervals.
 fn window_intervals(family: Family, kind: &str, has_leader: bool) -> f64 {
-    if family == Family::Partition && kind == churn::LEADER_CHURN {
+    if churn::is(family, kind) {
         CHURN_WINDOWS
     } else if long_window(family, kind, has_leader) {
         LEADER_ISOLATION_WINDOWS
@@ -114,13 +114,13 @@ pub fn is_default(choices: &[Choice]) -> bool {
 
 /// Whether a (family, kind) pair can act on this cluster.
 fn usable(family: Family, kind: &str, nodes: usize, has_leader: bool) -> bool {
-    let leader_kind = kind == "leader" || kind.contains("isolate-leader") || kind == churn::LEADER_CHURN;
+    let leader_kind = kind == "leader" || kind.contains("isolate-leader") || churn::is(family, kind);
     if leader_kind && !has_leader {
         return false;
     }
     // Churn cuts a leader with companions and needs a majority left on the other side.
     if family == Family::Partition
-        && ((kind == "majorities-ring" && nodes < 4) || (kind == churn::LEADER_CHURN && nodes < 3))
+        && ((kind == "majorities-ring" && nodes < 4) || (churn::is(family, kind) && nodes < 3))
     {
         return false;
     }
@@ -241,7 +241,7 @@ pub fn generate_for(seed: u64, shape: &Shape, time_limit_s: f64, interval_s: f64
         // left of the run rather than dropped; but a churn window, which needs several elections
         // to act, is left out when it does not fit whole (a short run keeps its other draws).
         let wanted = window_intervals(family, kind, shape.has_leader) * interval_s;
-        if kind == churn::LEADER_CHURN && t + wanted > time_limit_s - gap + 1e-9 {
+        if churn::is(family, kind) && t + wanted > time_limit_s - gap + 1e-9 {
             skipped += 1;
             if skipped > pool.len() {
                 break; // nothing else left to draw
@@ -430,26 +430,23 @@ mod tests {
             assert!(next.end_s <= 58.5);
             assert!((25.0..=40.0).contains(&next.spec.param), "a link delay in range: {}", next.spec.param);
             // Not on a target that declares nothing, nor where it cannot act.
-            assert!(plain.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN));
+            assert!(plain.faults.iter().all(|f| !f.spec.is_leader_churn()));
             let leaderless = Shape { nodes: 5, has_leader: false, supported: &every, lone: &[], declared: &[churn] };
-            assert!(generate_for(seed, &leaderless, 60.0, 3.0)
-                .faults
-                .iter()
-                .all(|f| f.spec.kind != churn::LEADER_CHURN));
+            assert!(generate_for(seed, &leaderless, 60.0, 3.0).faults.iter().all(|f| !f.spec.is_leader_churn()));
             let two = Shape { nodes: 2, has_leader: true, supported: &every, lone: &[], declared: &[churn] };
-            assert!(generate_for(seed, &two, 60.0, 3.0).faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN));
+            assert!(generate_for(seed, &two, 60.0, 3.0).faults.iter().all(|f| !f.spec.is_leader_churn()));
         }
         // A run too short for a whole churn window leaves it out and keeps drawing the rest.
         let short = generate_declaring(1, 5, true, &every, &[churn], 13.0, 1.0);
-        assert!(short.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN), "{short:?}");
+        assert!(short.faults.iter().all(|f| !f.spec.is_leader_churn()), "{short:?}");
         assert!(short.faults.len() > LEADER_WAVE.len(), "a draw after the wave: {short:?}");
         let only = |f: Family| f == Family::Partition;
         let s = generate_declaring(1, 5, true, &only, &[churn], 10.0, 3.0);
-        assert!(s.faults.iter().all(|f| f.spec.kind != churn::LEADER_CHURN), "ends: {s:?}");
+        assert!(s.faults.iter().all(|f| !f.spec.is_leader_churn()), "ends: {s:?}");
         // Longer runs draw it again from the bag, like any kind.
         let shape = Shape { nodes: 5, has_leader: true, supported: &every, lone: &[], declared: &[churn] };
         let long = generate_for(1, &shape, 1200.0, 3.0);
-        let churns = long.faults.iter().filter(|f| f.spec.kind == churn::LEADER_CHURN).count();
+        let churns = long.faults.iter().filter(|f| f.spec.is_leader_churn()).count();
         assert!(churns >= 3, "{churns} churn windows in 20 minutes");
     }
 

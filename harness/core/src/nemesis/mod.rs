@@ -192,6 +192,13 @@ pub struct FaultSpec {
     pub param: f64,
 }
 
+impl FaultSpec {
+    /// Whether this fault is leader churn ([`churn::is`]).
+    pub fn is_leader_churn(&self) -> bool {
+        churn::is(self.family, &self.kind)
+    }
+}
+
 /// A fault and its window, in seconds from the start of the main phase.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scheduled {

@@ -151,7 +151,7 @@ impl Nemesis for NetNemesis {
 
     fn start<'a>(&'a self, ctx: &'a NemesisCtx, spec: &'a FaultSpec) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
-            if spec.kind == LEADER_CHURN {
+            if spec.is_leader_churn() {
                 return self.start_churn(ctx, spec);
             }
             let ordered = ctx.ordered(spec);

@@ -53,7 +53,9 @@ const BOOL: Domain = Domain::OneOf(&["true", "false"]);
 const fn opt(key: &'static str, domain: Domain) -> OptionSpec {
     OptionSpec { key, domain }
 }
-const TIMEOUT: OptionSpec = opt("request-timeout-ms", MS);
+/// The node's request timeout, taken by every role that answers clients itself; the harness sets
+/// it from the client timeout when the user does not (`faultline run`).
+pub const TIMEOUT: OptionSpec = opt("request-timeout-ms", MS);
 const REGISTER: &[&str] = &["register"];
 const REGISTER_SET: &[&str] = &["register", "set"];
 
