@@ -87,3 +87,60 @@ fn every_fault_family_is_applied_and_recorded() {
     }
     assert_eq!(r["verdict"], "valid");
 }
+
+/// `loss:flapping` and `latency:flapping` (the faults the reference quorum declares) switch on
+/// and off every `FLAP_MS` for their whole window, each switch applied and recorded as a `flap`
+/// event inside the window, off and on in turn; the correct quorum (ABD) stays linearizable.
+#[test]
+fn flapping_loss_and_latency_switch_every_half_second_and_abd_stays_valid() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces), as in CI");
+        return;
+    }
+    let store = Store::new();
+    let args = ["--target", "quorum", "--nemesis", "loss:flapping,latency:flapping", "--nodes", "3"];
+    // Quiet 2 s, a window of 2 s, quiet, the other window, quiet: both families, once each.
+    let shape = ["--time-limit", "10", "--nemesis-interval", "2", "--recovery", "1", "--seed", "1"];
+    let out = run(store.path(), &[&args[..], &shape[..]].concat());
+    let r = results(store.path());
+    assert_eq!(out.status.code(), Some(0), "{}\n{r:#}", show(&out));
+    let faults = r["faults"].as_array().unwrap();
+    let kinds: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["flapping", "flapping"], "{faults:#?}");
+    let h = history(store.path());
+    let nemesis: Vec<_> = h.iter().filter(|e| e.process == Process::Nemesis).collect();
+    let flap_ms = faultline_core::nemesis::net::FLAP_MS as f64;
+    for fam in ["loss", "latency"] {
+        let at = |f: String| nemesis.iter().find(|e| e.f == f).unwrap_or_else(|| panic!("no {f}")).time;
+        let (start, stop) = (at(format!("start-{fam}")), at(format!("stop-{fam}")));
+        let switches: Vec<_> = nemesis.iter().filter(|e| e.f == "flap" && e.time > start && e.time < stop).collect();
+        // A 2 s window switches every 0.5 s: 3 switches, give or take one at its edges.
+        let window_ms = (stop - start) as f64 / 1e6;
+        assert!(switches.len() as f64 >= window_ms / flap_ms - 2.0, "{fam}: {switches:#?}");
+        for (i, e) in switches.iter().enumerate() {
+            assert_eq!(e.value["on"], i % 2 == 1, "{fam}: off first, then on: {switches:#?}");
+            assert!(e.value["error"].is_null(), "{e:?}");
+        }
+    }
+    assert!(
+        !nemesis.iter().any(|e| e.f == "flap" && !inside_a_window(&nemesis, e.time)),
+        "a switch outside its window"
+    );
+    assert_eq!(r["verdict"], "valid");
+}
+
+/// Whether `t` falls between a `start-*` event and the next `stop-*` one.
+fn inside_a_window(nemesis: &[&faultline_checker::history::Event], t: u64) -> bool {
+    let mut open = None;
+    for e in nemesis {
+        if e.f.starts_with("start-") {
+            open = Some(e.time);
+        } else if e.f.starts_with("stop-") {
+            if open.is_some_and(|s| s < t && t < e.time) {
+                return true;
+            }
+            open = None;
+        }
+    }
+    false
+}

@@ -412,6 +412,30 @@ mod tests {
         assert_eq!(generate_for(1, &shape, 60.0, 3.0), generate(1, 3, true, &every, 60.0, 3.0));
     }
 
+    /// The reference quorum declares flapping loss and latency: in a default 60 s run both come
+    /// after the leaderless wave (unchanged), each two intervals long like the wave's loss and
+    /// delay, and fit; the bare families never draw them.
+    #[test]
+    fn a_leaderless_target_gets_its_declared_flapping_windows_after_the_wave() {
+        let declared = crate::target::roles::QUORUM_FAULTS;
+        for seed in 0..20 {
+            let plain = generate(seed, 5, false, &every, 60.0, 3.0);
+            let shape = Shape { nodes: 5, has_leader: false, supported: &every, lone: &[], declared };
+            let s = generate_for(seed, &shape, 60.0, 3.0);
+            let n = LEADERLESS_WAVE.len();
+            assert_eq!(s.faults[..n], plain.faults[..n], "{seed}");
+            let next: Vec<(Family, &str)> =
+                s.faults[n..n + 2].iter().map(|f| (f.spec.family, f.spec.kind.as_str())).collect();
+            assert_eq!(next.len(), 2, "{seed}: {s:?}");
+            assert!(declared.iter().all(|d| next.contains(d)), "{seed}: {next:?}");
+            for f in &s.faults[n..n + 2] {
+                assert_eq!(f.end_s - f.start_s, 6.0, "{seed}: {f:?}");
+                assert!(f.end_s <= 60.0 - 1.5, "{seed}: {f:?}");
+            }
+            assert!(plain.faults.iter().all(|f| f.spec.kind != super::super::net::FLAPPING), "{seed}");
+        }
+    }
+
     #[test]
     fn a_declared_fault_follows_the_common_wave_which_keeps_its_schedule() {
         let churn = (Family::Partition, churn::LEADER_CHURN);

@@ -86,11 +86,14 @@ impl Family {
 
     /// Kinds accepted only when named (`clock:skew-isolate-leader`), never drawn for the bare
     /// family: they act beyond the family's name (a clock fault that also partitions), which
-    /// `--nemesis clock` should not do by surprise.
+    /// `--nemesis clock` should not do by surprise, or they serve the targets that declare them
+    /// (`loss:flapping`, `latency:flapping`: adding them to every default schedule would change
+    /// every target's measured schedule).
     pub fn explicit_kinds(self) -> &'static [&'static str] {
         match self {
             Family::Clock => &[clock::SKEW_ISOLATE_LEADER],
             Family::Partition => &[churn::LEADER_CHURN],
+            Family::Loss | Family::Latency => &[net::FLAPPING],
             _ => &[],
         }
     }

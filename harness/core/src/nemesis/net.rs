@@ -1,19 +1,38 @@
 //! Network nemeses: partitions (halves, one node isolated, the leader isolated, majorities ring,
 //! bridge, one-way, and leader churn, which follows the elections: [`super::churn`]), packet
-//! loss and latency, all expressed as a [`NetFaults`] state that the runtime applies.
+//! loss and latency (on every link, or [`FLAPPING`]: switched on and off), all expressed as a
+//! [`NetFaults`] state that the runtime applies.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::churn::{self, LEADER_CHURN};
 use super::{Applied, Family, FaultSpec, Nemesis, NemesisCtx};
 use crate::client::BoxFuture;
-use crate::runtime::{Link, NetFaults};
+use crate::runtime::{Link, NetFaults, Runtime};
+
+/// The loss or latency kind that switches on and off, [`FLAP_MS`] each, for its whole window
+/// (every link, the window's seeded loss probability or delay). Each switch catches calls
+/// between nodes in flight: switched on, calls sent just before time out although they arrive
+/// and are applied; switched off, the packets held back arrive at once, after their callers
+/// gave up. A system that treats a timed-out call as not done shows it (quorum `naive`: a write
+/// answered as failed becomes the majority value). Accepted only when named, or declared by a
+/// target for its default schedule ([`crate::target::Target::declared_faults`]).
+pub const FLAPPING: &str = "flapping";
+
+/// How long a [`FLAPPING`] fault stays on, and then off (a dozen switches in a 6 s window;
+/// longer than the ~10 ms the rules take to land).
+pub const FLAP_MS: u64 = 500;
 
 /// Partition, loss or latency.
 pub struct NetNemesis {
     pub family: Family,
     /// The loop of a leader-churn window while one runs.
     churn: churn::Driver,
+    /// The switching loop of a flapping window while one runs.
+    flap: churn::Driver,
 }
 
 fn both_ways(a: &[String], b: &[String]) -> Vec<Link> {
@@ -82,7 +101,27 @@ pub fn partition_links(kind: &str, ordered: &[String], leader: Option<&str>) -> 
 
 impl NetNemesis {
     pub fn new(family: Family) -> NetNemesis {
-        NetNemesis { family, churn: churn::Driver::default() }
+        NetNemesis { family, churn: churn::Driver::default(), flap: churn::Driver::default() }
+    }
+
+    /// Starts a [`FLAPPING`] window: the fault on every link now, then the loop that switches
+    /// it off and on until `stop`.
+    fn start_flapping(&self, ctx: &NemesisCtx, spec: &FaultSpec) -> Applied {
+        let via = if self.family == Family::Latency { "nfqueue" } else { "iptables" };
+        let mechanism = format!("{}-{via}", ctx.runtime.mechanism().as_str());
+        let links = match self.links_to_cut(spec, &ctx.ordered(spec), None) {
+            Ok(l) => l,
+            Err(e) => return Applied { applied: false, mechanism, error: Some(e), ..Applied::default() },
+        };
+        let on = self.faults_on(&links, spec.param);
+        let nodes = linked_nodes(&links);
+        let detail = json!({ "param": spec.param, "flap_ms": FLAP_MS, "links": links.len() });
+        if let Err(e) = ctx.runtime.apply_net(&on) {
+            let _ = ctx.runtime.heal_net();
+            return Applied { applied: false, nodes, mechanism, error: Some(e.to_string()), detail };
+        }
+        self.flap.start(tokio::spawn(flap(ctx.runtime.clone(), on, ctx.event.clone())));
+        Applied { applied: true, nodes, mechanism, error: None, detail }
     }
 
     /// Starts a leader-churn window: every link between nodes delayed by `spec.param` ms, then
@@ -136,6 +175,19 @@ impl NetNemesis {
     }
 }
 
+/// The switching loop of a [`FLAPPING`] window (`on` is in force when it starts): off and on
+/// every [`FLAP_MS`] until aborted, each switch recorded as a `flap` nemesis event (`on`, and
+/// the error if the runtime failed to apply it: the loop goes on, the next switch rewrites the
+/// state and the window's stop heals it).
+async fn flap(runtime: Arc<dyn Runtime>, on: NetFaults, event: super::EventHook) {
+    let off = NetFaults::default();
+    for (state, is_on) in [(&off, false), (&on, true)].into_iter().cycle() {
+        tokio::time::sleep(Duration::from_millis(FLAP_MS)).await;
+        let error = runtime.apply_net(state).err().map(|e| e.to_string());
+        event("flap", json!({ "on": is_on, "error": error }));
+    }
+}
+
 /// The nodes at either end of `links`, sorted, each once.
 fn linked_nodes(links: &[Link]) -> Vec<String> {
     let mut nodes: Vec<String> = links.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect();
@@ -153,6 +205,9 @@ impl Nemesis for NetNemesis {
         Box::pin(async move {
             if spec.is_leader_churn() {
                 return self.start_churn(ctx, spec);
+            }
+            if spec.kind == FLAPPING {
+                return self.start_flapping(ctx, spec);
             }
             let ordered = ctx.ordered(spec);
             let leader = if spec.kind == "isolate-leader" { ctx.leader().await } else { None };
@@ -192,6 +247,7 @@ impl Nemesis for NetNemesis {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.churn.stop().await;
+            self.flap.stop().await;
             ctx.runtime.heal_net().map_err(|e| e.to_string())
         })
     }
@@ -199,6 +255,7 @@ impl Nemesis for NetNemesis {
     fn heal_all<'a>(&'a self, ctx: &'a NemesisCtx) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.churn.stop().await;
+            self.flap.stop().await;
             ctx.runtime.heal_net().map_err(|e| e.to_string())
         })
     }
